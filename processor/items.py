@@ -1,0 +1,281 @@
+"""Event -> DynamoDB item (low-level attribute-value map), with its size and, when needed, compression. No I/O.
+
+Item layout (documented in the README):
+- every field of ``detail`` as a top-level attribute under its own name; numbers as ``N``; ``version`` ``N``;
+- ``cw_version`` (envelope ``version``), ``event_id``, ``event_time`` (envelope ``id`` / ``time``),
+  ``kinesis_shard_id``, ``kinesis_sequence_number``, ``kinesis_subsequence_number``: where the item came from;
+  these names win over a ``detail`` field of the same name;
+- ``compressed_attributes`` (``SS``), only when the item would pass DynamoDB's 400 KB limit: each attribute named
+  there holds ``B`` = zlib(msgpack(value)); inside it, integral numbers are integers and other numbers doubles;
+- ``expires_at`` (``N``, epoch seconds), only for STOPPED tasks when a task retention is configured (TTL).
+
+Dead-letter items hold the raw bytes (zlib-compressed when that makes them smaller and they are over 1 KiB), the
+reason, the partition key and times; raw data too large for one item even compressed is split into parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import msgpack
+
+from .events import TASK, Event, Ignored, decode
+
+ITEM_LIMIT = 400 * 1024
+#: Size above which we compress: below DynamoDB's limit with room for its own accounting differences.
+COMPRESS_ABOVE = ITEM_LIMIT - 8 * 1024
+MAX_DEPTH = 32  # DynamoDB's nesting limit for documents
+DEAD_LETTER_PART_BYTES = 350 * 1024
+METADATA_ATTRIBUTES = ("cw_version", "event_id", "event_time", "kinesis_shard_id", "kinesis_sequence_number",
+                       "kinesis_subsequence_number", "compressed_attributes", "expires_at")
+
+AttributeValue = dict[str, Any]
+
+
+class Unstorable(ValueError):
+    """A value DynamoDB cannot hold (message names the path); ``code`` is the dead-letter reason code."""
+
+    def __init__(self, message: str, code: str = "unstorable") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record sits in its shard."""
+
+    shard_id: str
+    sequence_number: str
+    sub_sequence_number: int = 0
+
+    def dead_letter_key(self) -> str:
+        if self.sub_sequence_number:
+            return f"{self.sequence_number}:{self.sub_sequence_number}"
+        return self.sequence_number
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One state item ready for a conditional put."""
+
+    kind: str
+    key: str
+    arn: str
+    version: int
+    attributes: dict[str, AttributeValue]
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One or more dead-letter table items for one bad record."""
+
+    code: str
+    reason: str
+    position: Position
+    items: tuple[dict[str, AttributeValue], ...]
+    size: int
+
+
+def _number(value: Decimal | int, path: str) -> tuple[AttributeValue, int]:
+    if isinstance(value, int):
+        text = str(value)
+        digits = len(text.lstrip("-"))
+        if digits > 38:
+            raise Unstorable(f"{path}: integer with {digits} digits (DynamoDB keeps 38)")
+        return {"N": text}, 1 + (digits + 1) // 2
+    if not value.is_finite():
+        raise Unstorable(f"{path}: {value} is not a finite number")
+    try:
+        normal = value.normalize()
+    except InvalidOperation:
+        raise Unstorable(f"{path}: {value} cannot be normalised") from None
+    sign, digits, exponent = normal.as_tuple()
+    assert isinstance(exponent, int)
+    if len(digits) > 38:
+        raise Unstorable(f"{path}: {value} has more than 38 significant digits")
+    if normal and not -130 <= normal.adjusted() <= 125:
+        raise Unstorable(f"{path}: {value} is outside DynamoDB's number range (1E-130 .. 9.9E+125)")
+    return {"N": str(value)}, 1 + (len(digits) + 1) // 2
+
+
+def to_attribute(value: Any, path: str = "detail", depth: int = 0) -> tuple[AttributeValue, int]:
+    """A decoded JSON/msgpack value -> (DynamoDB attribute value, its size in bytes as DynamoDB counts it)."""
+    if isinstance(value, str):
+        return {"S": value}, len(value.encode("utf-8"))
+    if value is True or value is False:
+        return {"BOOL": value}, 1
+    if isinstance(value, (int, Decimal)):
+        return _number(value, path)
+    if value is None:
+        return {"NULL": True}, 1
+    if isinstance(value, float):
+        return _number(Decimal(repr(value)), path)
+    if depth >= MAX_DEPTH:
+        raise Unstorable(f"{path}: nested deeper than DynamoDB's {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        out: dict[str, AttributeValue] = {}
+        size = 3
+        for name, inner in value.items():
+            if not isinstance(name, str) or not name:
+                raise Unstorable(f"{path}: map key {name!r} is not a non-empty string")
+            av, inner_size = to_attribute(inner, f"{path}.{name}", depth + 1)
+            out[name] = av
+            size += len(name.encode("utf-8")) + inner_size + 1
+        return {"M": out}, size
+    if isinstance(value, list):
+        items = []
+        size = 3
+        for index, inner in enumerate(value):
+            av, inner_size = to_attribute(inner, f"{path}[{index}]", depth + 1)
+            items.append(av)
+            size += inner_size + 1
+        return {"L": items}, size
+    if isinstance(value, bytes):
+        return {"B": value}, len(value)
+    raise Unstorable(f"{path}: a {type(value).__name__} cannot be stored")
+
+
+def _msgpack_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"cannot pack {type(value).__name__}")
+
+
+def compress_value(value: Any) -> bytes:
+    """The documented encoding of a compressed attribute: zlib(msgpack(value))."""
+    return zlib.compress(msgpack.packb(value, default=_msgpack_default, use_bin_type=True), 6)
+
+
+def decompress_value(blob: bytes) -> Any:
+    """Undo ``compress_value`` (what readers of ``compressed_attributes`` do)."""
+    return msgpack.unpackb(zlib.decompress(blob), raw=False, strict_map_key=False)
+
+
+def _epoch(timestamp: str) -> int | None:
+    try:
+        return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
+def build_item(event: Event, position: Position, task_retention_hours: int = 0) -> Item:
+    """The state item for ``event`` read at ``position``; raises ``Unstorable`` when DynamoDB cannot hold it."""
+    attributes: dict[str, AttributeValue] = {}
+    sizes: dict[str, int] = {}
+    for name, value in event.detail.items():
+        if not name:
+            raise Unstorable("detail: an attribute has an empty name")
+        av, size = to_attribute(value, f"detail.{name}", 1)
+        attributes[name] = av
+        sizes[name] = len(name.encode("utf-8")) + size
+    meta: dict[str, AttributeValue] = {
+        "cw_version": {"S": event.envelope_version},
+        "event_id": {"S": event.event_id},
+        "event_time": {"S": event.time},
+        "kinesis_shard_id": {"S": position.shard_id},
+        "kinesis_sequence_number": {"S": position.sequence_number},
+        "kinesis_subsequence_number": {"N": str(position.sub_sequence_number)},
+    }
+    if task_retention_hours and event.kind == TASK and event.detail.get("lastStatus") == "STOPPED":
+        stopped = _epoch(str(event.detail.get("stoppedAt") or event.time))
+        if stopped is not None:
+            meta["expires_at"] = {"N": str(stopped + task_retention_hours * 3600)}
+    for name, av in meta.items():
+        sizes.pop(name, None)
+        attributes[name] = av
+        sizes[name] = len(name) + len(next(iter(av.values())))
+    total = sum(sizes.values())
+    if total > COMPRESS_ABOVE:
+        total = _compress_largest(event, attributes, sizes, total)
+    return Item(event.kind, event.key, event.arn, event.version, attributes, total)
+
+
+def _compress_largest(event: Event, attributes: dict[str, AttributeValue], sizes: dict[str, int],
+                      total: int) -> int:
+    protected = {event.key, "version", *METADATA_ATTRIBUTES}
+    compressed: list[str] = []
+    for name in sorted((n for n in sizes if n not in protected), key=sizes.__getitem__, reverse=True):
+        blob = compress_value(event.detail[name])
+        new_size = len(name.encode("utf-8")) + len(blob)
+        if new_size >= sizes[name]:
+            continue
+        attributes[name] = {"B": blob}
+        total += new_size - sizes[name]
+        sizes[name] = new_size
+        compressed.append(name)
+        if total + 30 + sum(len(n) for n in compressed) <= COMPRESS_ABOVE:
+            break
+    if compressed:
+        attributes["compressed_attributes"] = {"SS": sorted(compressed)}
+        total += len("compressed_attributes") + sum(len(n) for n in compressed)
+    if total > COMPRESS_ABOVE:
+        raise Unstorable(f"item is {total} bytes even with {len(compressed)} attributes compressed "
+                         f"(DynamoDB's limit is {ITEM_LIMIT})", code="too-large")
+    return total
+
+
+def dead_letter(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,
+                code: str, reason: str, received_at: datetime | None = None) -> DeadLetter:
+    """The dead-letter item(s) for one bad record. Large data is compressed; what is still too large for one
+    item is split into parts stored under ``<key>#part<i>`` (``dataParts`` on the first item says how many)."""
+    payload, encoding = data, "raw"
+    if len(data) > 1024:
+        packed = zlib.compress(data, 6)
+        if len(packed) < len(data):
+            payload, encoding = packed, "zlib"
+    chunks = [payload[i:i + DEAD_LETTER_PART_BYTES] for i in range(0, len(payload), DEAD_LETTER_PART_BYTES)] or [b""]
+    when = (received_at or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
+    key = position.dead_letter_key()
+    first: dict[str, AttributeValue] = {
+        "shardId": {"S": position.shard_id},
+        "sequenceNumber": {"S": key},
+        "reasonCode": {"S": code},
+        "reason": {"S": reason[:2000]},
+        "partitionKey": {"S": partition_key},
+        "data": {"B": chunks[0]},
+        "dataEncoding": {"S": encoding},
+        "dataLength": {"N": str(len(data))},
+        "dataSha256": {"S": hashlib.sha256(data).hexdigest()},
+        "receivedAt": {"S": when},
+    }
+    if arrival_ms is not None:
+        first["approximateArrivalTimestamp"] = {"N": str(arrival_ms)}
+    if len(chunks) > 1:
+        first["dataParts"] = {"N": str(len(chunks))}
+    items = [first] + [
+        {"shardId": {"S": position.shard_id}, "sequenceNumber": {"S": f"{key}#part{i}"}, "data": {"B": chunk}}
+        for i, chunk in enumerate(chunks[1:], start=1)
+    ]
+    return DeadLetter(code, reason, position, tuple(items), len(payload) + 512)
+
+
+def read_dead_letter_data(items: list[dict[str, Any]]) -> bytes:
+    """Reassemble the raw bytes from a dead letter's items (first item, then its parts in order), for replay.
+    Takes items as boto3's resource layer returns them (``data`` as bytes or ``Binary``)."""
+    first, parts = items[0], sorted(items[1:], key=lambda it: int(str(it["sequenceNumber"]).rsplit("#part", 1)[1]))
+    payload = b"".join(bytes(getattr(it["data"], "value", it["data"])) for it in [first, *parts])
+    return zlib.decompress(payload) if first.get("dataEncoding") == "zlib" else payload
+
+
+def classify(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,
+             task_retention_hours: int = 0) -> Item | DeadLetter | Ignored:
+    """One record -> the state item it yields, the dead letter it becomes, or ``Ignored``. Never raises."""
+    decoded = decode(data)
+    if isinstance(decoded, Event):
+        try:
+            return build_item(decoded, position, task_retention_hours)
+        except Unstorable as exc:
+            code, reason = exc.code, str(exc)
+        except Exception as exc:  # defensive: a record must never stop the shard
+            code, reason = "unstorable", f"{type(exc).__name__}: {exc}"
+    elif isinstance(decoded, Ignored):
+        return decoded
+    else:
+        code, reason = decoded.code, decoded.reason
+    return dead_letter(data, position, partition_key, arrival_ms, code, reason)

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+
+from processor.localstack import Server, start_moto
+
+LOCAL_ENV = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One moto server for the session on 127.0.0.1; boto3 in this process and in children is pointed at it
+    through the standard environment variables only."""
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    saved = {k: os.environ.get(k) for k in [*LOCAL_ENV, "AWS_ENDPOINT_URL"]}
+    os.environ.update(LOCAL_ENV)
+    server = start_moto(log_path=log)
+    os.environ["AWS_ENDPOINT_URL"] = server.endpoint
+    try:
+        yield server
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
