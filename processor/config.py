@@ -40,7 +40,9 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        for name in ("flush_interval_millis", "max_pending_arns", "max_pending_bytes", "write_concurrency",
+        if self.flush_interval_millis < 0:
+            raise ConfigError(f"{property_key('flush_interval_millis')} must be >= 0 (0 flushes after every batch)")
+        for name in ("max_pending_arns", "max_pending_bytes", "write_concurrency",
                      "write_max_attempts", "write_retry_budget_millis", "write_timeout_millis",
                      "checkpoint_max_attempts"):
             if getattr(self, name) <= 0:

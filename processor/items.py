@@ -19,7 +19,7 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import msgpack
@@ -91,17 +91,12 @@ def _number(value: Decimal | int, path: str) -> tuple[AttributeValue, int]:
         return {"N": text}, 1 + (digits + 1) // 2
     if not value.is_finite():
         raise Unstorable(f"{path}: {value} is not a finite number")
-    try:
-        normal = value.normalize()
-    except InvalidOperation:
-        raise Unstorable(f"{path}: {value} cannot be normalised") from None
-    sign, digits, exponent = normal.as_tuple()
-    assert isinstance(exponent, int)
-    if len(digits) > 38:
+    significant = "".join(map(str, value.as_tuple().digits)).strip("0")
+    if len(significant) > 38:
         raise Unstorable(f"{path}: {value} has more than 38 significant digits")
-    if normal and not -130 <= normal.adjusted() <= 125:
+    if significant and not -130 <= value.adjusted() <= 125:
         raise Unstorable(f"{path}: {value} is outside DynamoDB's number range (1E-130 .. 9.9E+125)")
-    return {"N": str(value)}, 1 + (len(digits) + 1) // 2
+    return {"N": str(value)}, 1 + (len(significant) + 1) // 2
 
 
 def to_attribute(value: Any, path: str = "detail", depth: int = 0) -> tuple[AttributeValue, int]:

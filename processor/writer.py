@@ -7,8 +7,8 @@ Dead letters are plain puts keyed by (shardId, sequenceNumber), so a replay rewr
 
 Throttling, 5xx and connection errors are retried with exponential backoff and full jitter, up to
 ``write_max_attempts`` per request and ``write_retry_budget_millis`` per flush. A state item DynamoDB refuses as
-invalid (a 4xx other than throttling, e.g. over its size limit) becomes a dead letter rather than stopping the
-shard. Anything still failing ends in ``Outcome.failed``: the caller must then not checkpoint.
+invalid (``ValidationException``, e.g. over its size limit) becomes a dead letter rather than stopping the
+shard; any other refusal (missing table, no permission) fails the flush. Anything still failing ends in ``Outcome.failed``: the caller must then not checkpoint.
 """
 
 from __future__ import annotations
@@ -137,6 +137,10 @@ class Writer:
             if code == "ConditionalCheckFailedException":
                 flush.add(stale=1)
                 return
+            if code != "ValidationException":  # missing table, no permission, bad credentials: fix and restart
+                raise WriteFailed(f"{item.key} {item.arn} version {item.version} in {self.tables[item.kind]}: "
+                                  f"{_describe(exc)}; check the table exists (ecs-state setup) and the worker's "
+                                  f"credentials and permissions") from exc
             # DynamoDB refused the item itself (not retryable): keep the event as a dead letter.
             self._put_dead_letter(self._refused(item, exc), flush)
             return

@@ -1,0 +1,47 @@
+"""Small builders of ECS events for the core tests (the producer has the realistic generator)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+
+CLUSTER = "arn:aws:ecs:us-east-1:123456789012:cluster/default"
+
+
+def task_arn(n: int) -> str:
+    return f"arn:aws:ecs:us-east-1:123456789012:task/default/{n:032x}"
+
+
+def instance_arn(n: int) -> str:
+    return f"arn:aws:ecs:us-east-1:123456789012:container-instance/default/{n:032x}"
+
+
+def task_event(arn: str, version: int, status: str = "RUNNING", **detail: Any) -> dict[str, Any]:
+    return {
+        "version": "0", "id": f"id-{arn[-6:]}-{version}", "detail-type": "ECS Task State Change",
+        "source": "aws.ecs", "account": "123456789012", "time": "2026-11-29T10:00:00Z", "region": "us-east-1",
+        "resources": [arn],
+        "detail": {"taskArn": arn, "clusterArn": CLUSTER, "lastStatus": status, "desiredStatus": "RUNNING",
+                   "version": version, "containers": [{"name": "web", "lastStatus": status}], "cpu": "256",
+                   "memory": "512", **detail},
+    }
+
+
+def instance_event(arn: str, version: int, status: str = "ACTIVE", **detail: Any) -> dict[str, Any]:
+    return {
+        "version": "0", "id": f"id-{arn[-6:]}-{version}", "detail-type": "ECS Container Instance State Change",
+        "source": "aws.ecs", "account": "123456789012", "time": "2026-11-29T10:00:00Z", "region": "us-east-1",
+        "resources": [arn],
+        "detail": {"containerInstanceArn": arn, "clusterArn": CLUSTER, "status": status, "version": version,
+                   "agentConnected": True, "runningTasksCount": 3, **detail},
+    }
+
+
+def as_json(event: Any) -> bytes:
+    return json.dumps(event).encode()
+
+
+def as_msgpack(event: Any) -> bytes:
+    return msgpack.packb(event, use_bin_type=True)

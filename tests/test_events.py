@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgpack
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from processor.events import Bad, Event, Ignored, decode
+from tests.factories import as_json, as_msgpack, instance_arn, instance_event, task_arn, task_event
+
+
+def test_task_event_json() -> None:
+    event = decode(as_json(task_event(task_arn(1), 7)))
+    assert isinstance(event, Event)
+    assert (event.kind, event.key, event.arn, event.version) == ("task", "taskArn", task_arn(1), 7)
+    assert event.envelope_version == "0" and event.time == "2026-11-29T10:00:00Z"
+
+
+def test_instance_event_msgpack_is_detected_from_the_bytes() -> None:
+    event = decode(as_msgpack(instance_event(instance_arn(2), 10**12)))
+    assert isinstance(event, Event)
+    assert (event.kind, event.key, event.version) == ("instance", "containerInstanceArn", 10**12)
+
+
+def test_json_and_msgpack_decode_to_the_same_detail() -> None:
+    raw = task_event(task_arn(3), 4)
+    assert decode(as_json(raw)).detail == decode(as_msgpack(raw)).detail  # type: ignore[union-attr]
+
+
+def test_floats_become_decimal_never_float() -> None:
+    event = decode(as_json(task_event(task_arn(1), 1, cpuShare=0.25)))
+    assert isinstance(event, Event) and event.detail["cpuShare"] == Decimal("0.25")
+    assert isinstance(event.detail["cpuShare"], Decimal)
+
+
+def test_leading_whitespace_is_fine() -> None:
+    assert isinstance(decode(b"  \n" + as_json(task_event(task_arn(1), 1))), Event)
+
+
+@pytest.mark.parametrize("detail_type", ["ECS Service Action", "ECS Deployment State Change", "Some Future Type"])
+def test_unversioned_aws_ecs_types_are_ignored(detail_type: str) -> None:
+    raw = {"source": "aws.ecs", "detail-type": detail_type, "detail": {"eventName": "X"}}
+    assert decode(as_json(raw)) == Ignored(detail_type)
+
+
+def _bad(data: bytes) -> str:
+    result = decode(data)
+    assert isinstance(result, Bad), result
+    return result.code
+
+
+def _with_version(version: object) -> bytes:
+    raw = task_event(task_arn(1), 1)
+    raw["detail"]["version"] = version
+    return as_json(raw)
+
+
+POISON = {
+    "truncated": (as_json(task_event(task_arn(1), 1))[:-5], "bad-json"),
+    "invalid utf-8": (b'{"source": "aws.ecs\xff"}', "bad-utf8"),
+    "array": (b"[1, 2]", "not-object"),
+    "number": (b"42", "not-object"),
+    "null": (b"null", "not-object"),
+    "string": (b'"hello"', "not-object"),
+    "empty": (b"", "empty"),
+    "whitespace": (b"  \n ", "empty"),
+    "bom": (b"\xef\xbb\xbf" + as_json(task_event(task_arn(1), 1)), "bad-json"),
+    "nan": (_with_version(1).replace(b'"cpu": "256"', b'"cpu": NaN'), "bad-json"),
+    "deep nesting": (b"[" * 100_000 + b"]" * 100_000, "too-deep"),
+    "no detail": (b'{"source":"aws.ecs","detail-type":"ECS Task State Change"}', "no-detail"),
+    "detail not object": (b'{"source":"aws.ecs","detail-type":"ECS Task State Change","detail":[]}', "no-detail"),
+    "wrong source": (as_json({**task_event(task_arn(1), 1), "source": "aws.ec2"}), "wrong-source"),
+    "no source": (b'{"detail-type":"ECS Task State Change"}', "wrong-source"),
+    "detail-type not string": (b'{"source":"aws.ecs","detail-type":5}', "no-detail-type"),
+    "version string": (_with_version("7"), "bad-version"),
+    "version float": (_with_version(7.0), "bad-version"),
+    "version bool": (_with_version(True), "bad-version"),
+    "version negative": (_with_version(-1), "bad-version"),
+    "version beyond 64 bits": (_with_version(2**64), "bad-version"),
+    "version missing": (as_json({**task_event(task_arn(1), 1), "detail": {"taskArn": task_arn(1)}}), "bad-version"),
+    "empty arn": (as_json(task_event("", 1)), "no-arn"),
+    "arn not string": (as_json({**task_event(task_arn(1), 1), "detail": {"taskArn": 5, "version": 1}}), "no-arn"),
+    "duplicate keys": (b'{"source":"aws.ecs","source":"aws.ecs","detail-type":"X"}', "duplicate-key"),
+    "nested duplicate keys": (b'{"source":"aws.ecs","detail-type":"X","detail":{"a":1,"a":2}}', "duplicate-key"),
+    "msgpack garbage": (b"\x85\xc1\xc1\xc1", "bad-msgpack"),
+    "msgpack truncated": (as_msgpack(task_event(task_arn(1), 1))[:-3], "bad-msgpack"),
+    "msgpack trailing data": (as_msgpack(task_event(task_arn(1), 1)) + b"\x01", "bad-msgpack"),
+    "msgpack array": (msgpack.packb([1, 2]), "not-object"),
+    "msgpack version float": (as_msgpack({**task_event(task_arn(1), 1),
+                                          "detail": {"taskArn": task_arn(1), "version": 1.0}}), "bad-version"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POISON))
+def test_poison_is_bad_with_a_stable_code(name: str) -> None:
+    data, code = POISON[name]
+    assert _bad(data) == code
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2048))
+def test_decode_never_raises_on_arbitrary_bytes(data: bytes) -> None:
+    assert isinstance(decode(data), (Event, Ignored, Bad))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.sampled_from(["json", "msgpack"]))
+def test_decode_never_raises_on_arbitrary_documents(value: object, fmt: str) -> None:
+    doc = {"source": "aws.ecs", "detail-type": "ECS Task State Change", "detail": value}
+    data = as_json(doc) if fmt == "json" else as_msgpack(doc)
+    assert isinstance(decode(data), (Event, Ignored, Bad))

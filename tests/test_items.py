@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from decimal import Decimal
+
+import pytest
+
+from processor.events import Event, Ignored, decode
+from processor.items import (ITEM_LIMIT, DeadLetter, Item, Position, Unstorable, build_item, classify,
+                             decompress_value, read_dead_letter_data, to_attribute)
+from tests.factories import as_json, task_arn, task_event
+
+POS = Position("shardId-000000000001", "49650000000000000000000000000000000000000000000000000001", 0)
+
+
+def _event(**detail: object) -> Event:
+    event = decode(as_json(task_event(task_arn(1), 5, **detail)))
+    assert isinstance(event, Event)
+    return event
+
+
+def test_item_layout() -> None:
+    item = build_item(_event(), POS)
+    attrs = item.attributes
+    assert attrs["taskArn"] == {"S": task_arn(1)}
+    assert attrs["version"] == {"N": "5"}
+    assert attrs["cw_version"] == {"S": "0"}
+    assert attrs["event_id"]["S"].startswith("id-") and attrs["event_time"] == {"S": "2026-11-29T10:00:00Z"}
+    assert attrs["kinesis_shard_id"] == {"S": POS.shard_id}
+    assert attrs["kinesis_sequence_number"] == {"S": POS.sequence_number}
+    assert attrs["kinesis_subsequence_number"] == {"N": "0"}
+    assert attrs["containers"] == {"L": [{"M": {"name": {"S": "web"}, "lastStatus": {"S": "RUNNING"}}}]}
+    assert "compressed_attributes" not in attrs and "expires_at" not in attrs
+    assert 300 < item.size < 1000
+
+
+def test_types() -> None:
+    assert to_attribute(None)[0] == {"NULL": True}
+    assert to_attribute(True)[0] == {"BOOL": True}
+    assert to_attribute(3)[0] == {"N": "3"}
+    assert to_attribute(Decimal("0.25"))[0] == {"N": "0.25"}
+    assert to_attribute(b"\x00")[0] == {"B": b"\x00"}
+    assert to_attribute("")[0] == {"S": ""}
+
+
+@pytest.mark.parametrize("value", [10**38, Decimal("1e200"), Decimal("1." + "1" * 40), {"": 1}, {"a": "deep"}])
+def test_unstorable_values(value: object) -> None:
+    if isinstance(value, dict) and "a" in value:
+        deep: object = 1
+        for _ in range(40):
+            deep = [deep]
+        value = {"a": deep}
+    with pytest.raises(Unstorable):
+        to_attribute(value)
+
+
+def test_large_item_is_compressed_and_readers_can_undo_it() -> None:
+    # ~600 KB of overrides in a compressible shape: over the limit raw, fits compressed.
+    overrides = {"containerOverrides": [{"name": f"c{i}", "environment": [{"name": "K", "value": "v" * 200}] * 10}
+                                        for i in range(250)]}
+    event = _event(overrides=overrides)
+    item = build_item(event, POS)
+    assert item.size < ITEM_LIMIT
+    assert item.attributes["compressed_attributes"] == {"SS": ["overrides"]}
+    assert decompress_value(item.attributes["overrides"]["B"]) == overrides
+    assert item.attributes["taskArn"] == {"S": task_arn(1)} and item.attributes["version"] == {"N": "5"}
+
+
+def test_incompressible_item_over_the_limit_is_unstorable() -> None:
+    noise = os.urandom(300 * 1024).hex()  # 600 KB of hex: compresses only to ~300 KB per attribute
+    with pytest.raises(Unstorable) as info:
+        build_item(_event(a=noise, b=noise[::-1]), POS)
+    assert info.value.code == "too-large"
+
+
+def test_ttl_only_for_stopped_tasks_when_configured() -> None:
+    stopped = decode(as_json(task_event(task_arn(1), 9, "STOPPED", stoppedAt="2026-11-29T10:00:00.123Z")))
+    assert isinstance(stopped, Event)
+    assert "expires_at" not in build_item(stopped, POS, 0).attributes
+    expires = int(build_item(stopped, POS, 24).attributes["expires_at"]["N"])
+    assert expires == 1795946400 + 24 * 3600
+    assert "expires_at" not in build_item(_event(), POS, 24).attributes
+
+
+def test_classify_routes_each_outcome() -> None:
+    assert isinstance(classify(as_json(task_event(task_arn(1), 1)), POS, "pk", 1), Item)
+    assert isinstance(classify(b'{"source":"aws.ecs","detail-type":"ECS Service Action"}', POS, "pk", 1), Ignored)
+    dead = classify(b"{not json", POS, "pk", 1)
+    assert isinstance(dead, DeadLetter) and dead.code == "bad-json"
+    first = dead.items[0]
+    assert first["shardId"] == {"S": POS.shard_id} and first["sequenceNumber"] == {"S": POS.sequence_number}
+    assert first["data"] == {"B": b"{not json"} and first["dataEncoding"] == {"S": "raw"}
+    assert first["partitionKey"] == {"S": "pk"} and first["approximateArrivalTimestamp"] == {"N": "1"}
+
+
+def test_dead_letter_of_a_1mb_record_is_split_and_reassembles() -> None:
+    data = os.urandom(1024 * 1024)
+    dead = classify(data, Position("s", "9", 3), "pk", None)
+    assert isinstance(dead, DeadLetter) and len(dead.items) == 3
+    assert dead.items[0]["sequenceNumber"] == {"S": "9:3"} and dead.items[2]["sequenceNumber"] == {"S": "9:3#part2"}
+    plain = [{k: next(iter(v.values())) for k, v in it.items()} for it in dead.items]
+    assert read_dead_letter_data(plain) == data
+    assert plain[0]["dataSha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_compressible_dead_letter_is_zlib() -> None:
+    data = b"x" * 50_000
+    dead = classify(data, POS, "pk", None)
+    assert isinstance(dead, DeadLetter) and dead.items[0]["dataEncoding"] == {"S": "zlib"}
+    assert zlib.decompress(dead.items[0]["data"]["B"]) == data

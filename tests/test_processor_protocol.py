@@ -1,0 +1,254 @@
+"""The processor process driven through the MultiLang protocol, as the daemon drives it, against moto over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from processor import aws
+from processor.config import Settings
+from processor.driver import Checkpoint, KinesisRecord, ProcessExited, ProcessorProcess, records_from, run_shard
+from processor.events import Event, decode
+from processor.tables import ensure_tables
+from tests.factories import as_json, as_msgpack, instance_arn, instance_event, task_arn, task_event
+
+POISON = [b"{truncated", b"\xff\xfe", b"[]", b"null", b'{"source":"aws.ec2"}',
+          b'{"source":"aws.ecs","detail-type":"ECS Task State Change","detail":{"taskArn":"x","version":"1"}}']
+
+
+@pytest.fixture()
+def tables(moto_server: Any, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    suffix = f"{request.node.name[:30]}-{random.randrange(10**6)}"
+    s = Settings(task_table=f"t-{suffix}", instance_table=f"i-{suffix}", dead_letter_table=f"d-{suffix}")
+    ensure_tables(s)
+    yield s
+
+
+def env_for(s: Settings, **extra: str) -> dict[str, str]:
+    return {"ECS_STATE_TASK_TABLE": s.task_table, "ECS_STATE_INSTANCE_TABLE": s.instance_table,
+            "ECS_STATE_DEAD_LETTER_TABLE": s.dead_letter_table, "ECS_STATE_FLUSH_INTERVAL_MILLIS": "0",
+            "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": "3000", **extra}
+
+
+def make_stream(seed: int, arns: int = 40, versions: int = 12, poison_every: int = 37) -> list[tuple[str, bytes]]:
+    """Events for ``arns`` resources, each with versions 1..N, duplicated, shuffled within a window, mixed
+    formats, with poison records and ignored types sprinkled in."""
+    rng = random.Random(seed)
+    out: list[tuple[str, bytes]] = []
+    for v in range(1, versions + 1):
+        for n in range(arns):
+            maker, arn = (task_event, task_arn(n)) if n % 3 else (instance_event, instance_arn(n))
+            doc = maker(arn, v, "RUNNING" if v < versions else "STOPPED")
+            data = (as_json if rng.random() < 0.7 else as_msgpack)(doc)
+            out.append((arn, data))
+            if rng.random() < 0.2:
+                out.append((arn, data))  # duplicate delivery
+    window = 25
+    for start in range(0, len(out), window):
+        chunk = out[start:start + window]
+        rng.shuffle(chunk)
+        out[start:start + window] = chunk
+    for i in range(poison_every, len(out), poison_every):
+        out.insert(i, ("poison", POISON[i % len(POISON)]))
+    out.insert(5, ("svc", b'{"source":"aws.ecs","detail-type":"ECS Service Action","detail":{}}'))
+    return out
+
+
+def expected_state(records: list[KinesisRecord]) -> tuple[dict[str, int], set[str]]:
+    """Highest version per ARN and the sequence numbers of poison records, from the records themselves."""
+    best: dict[str, int] = {}
+    poison: set[str] = set()
+    for r in records:
+        event = decode(r.data)
+        if isinstance(event, Event):
+            best[event.arn] = max(best.get(event.arn, -1), event.version)
+        elif r.partition_key == "poison":
+            poison.add(r.sequence_number)
+    return best, poison
+
+
+def stored_state(s: Settings) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    ddb = aws.client("dynamodb")
+    state: dict[str, int] = {}
+    for table, key in ((s.task_table, "taskArn"), (s.instance_table, "containerInstanceArn")):
+        for page in ddb.get_paginator("scan").paginate(TableName=table):
+            for item in page["Items"]:
+                state[item[key]["S"]] = int(item["version"]["N"])
+    dead: dict[str, dict[str, Any]] = {}
+    for page in ddb.get_paginator("scan").paginate(TableName=s.dead_letter_table):
+        for item in page["Items"]:
+            dead[item["sequenceNumber"]["S"]] = item
+    return state, dead
+
+
+class DurabilityCheck:
+    """At every checkpoint request: everything at or before that sequence number must already be in DynamoDB."""
+
+    def __init__(self, s: Settings, records: list[KinesisRecord]) -> None:
+        self.s, self.records, self.checked = s, records, 0
+
+    def __call__(self, cp: Checkpoint) -> str | None:
+        covered = self.records if cp.sequence_number is None else \
+            [r for r in self.records if r.sequence_number <= cp.sequence_number]
+        best, poison = expected_state(covered)
+        state, dead = stored_state(self.s)
+        behind = {arn: v for arn, v in best.items() if state.get(arn, -1) < v}
+        assert not behind, f"checkpoint at {cp.sequence_number} before these were durable: {list(behind.items())[:3]}"
+        assert poison <= set(dead), f"checkpoint before dead letters {sorted(poison - set(dead))[:3]} were durable"
+        self.checked += 1
+        return None
+
+
+def test_stream_ends_exact_and_every_checkpoint_follows_durable_data(tables: Settings, tmp_path: Path) -> None:
+    records = records_from(make_stream(seed=1))
+    check = DurabilityCheck(tables, records)
+    proc = ProcessorProcess(env=env_for(tables), on_checkpoint=check, stderr_path=tmp_path / "stderr").start()
+    assert run_shard(proc, "shardId-000000000000", records, batch_size=97) == 0
+    best, poison = expected_state(records)
+    state, dead = stored_state(tables)
+    assert state == best
+    assert set(dead) == poison
+    assert {d["reasonCode"]["S"] for d in dead.values()} >= {"bad-json", "bad-utf8", "not-object", "wrong-source",
+                                                             "bad-version"}
+    for seq, item in dead.items():
+        raw = next(r.data for r in records if r.sequence_number == seq)
+        assert item["dataSha256"]["S"] == hashlib.sha256(raw).hexdigest()
+    assert check.checked >= len(records) // 97 and proc.checkpoints[-1].sequence_number == records[-1].sequence_number
+    flushes = [json.loads(line) for line in (tmp_path / "stderr").read_text().splitlines()
+               if '"event":"flush"' in line]
+    assert sum(f["records"] for f in flushes) == len(records)
+    assert sum(f["ignored"] for f in flushes) == 1
+    assert {"records", "distinct_arns", "writes", "stale", "ignored", "dead_letters", "flush_ms",
+            "millis_behind_latest"} <= set(flushes[0])
+
+
+def test_replay_after_a_restart_is_idempotent(tables: Settings, tmp_path: Path) -> None:
+    records = records_from(make_stream(seed=2))
+    for attempt in range(2):
+        proc = ProcessorProcess(env=env_for(tables), stderr_path=tmp_path / f"stderr{attempt}").start()
+        assert run_shard(proc, "shardId-000000000001", records, batch_size=200) == 0
+    state, _ = stored_state(tables)
+    assert state == expected_state(records)[0]
+    second = [json.loads(line) for line in (tmp_path / "stderr1").read_text().splitlines()
+              if '"event":"flush"' in line]
+    assert sum(f["writes"] for f in second) == 0 and sum(f["stale"] for f in second) > 0
+
+
+def test_interval_not_reached_means_no_checkpoint_until_shutdown(tables: Settings, tmp_path: Path) -> None:
+    records = records_from(make_stream(seed=3, arns=5, versions=3))
+    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),
+                            on_checkpoint=DurabilityCheck(tables, records), stderr_path=tmp_path / "err").start()
+    proc.initialize("shardId-000000000002")
+    proc.process_records(records)
+    assert proc.checkpoints == []
+    assert stored_state(tables)[0] == {}  # nothing written yet: it is all pending in memory
+    proc.shutdown_requested()
+    assert [c.sequence_number for c in proc.checkpoints] == [records[-1].sequence_number]
+    assert proc.close() == 0
+    assert stored_state(tables)[0] == expected_state(records)[0]
+
+
+def test_pending_limit_flushes_mid_batch(tables: Settings, tmp_path: Path) -> None:
+    records = records_from(make_stream(seed=4, arns=30, versions=2, poison_every=10**6))
+    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000",
+                                        ECS_STATE_MAX_PENDING_ARNS="10"),
+                            on_checkpoint=DurabilityCheck(tables, records), stderr_path=tmp_path / "err").start()
+    proc.initialize("shardId-000000000003")
+    proc.process_records(records)
+    assert len(proc.checkpoints) >= 3  # several flushes inside one processRecords call
+    proc.shutdown_requested()
+    assert proc.close() == 0
+
+
+def test_lease_lost_drops_pending_and_never_checkpoints(tables: Settings, tmp_path: Path) -> None:
+    records = records_from(make_stream(seed=5, arns=5, versions=2))
+    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),
+                            stderr_path=tmp_path / "err").start()
+    assert run_shard(proc, "shardId-000000000004", records, end="lease_lost") == 0
+    assert proc.checkpoints == [] and stored_state(tables)[0] == {}
+
+
+def test_shard_end_flushes_then_checkpoints_with_no_argument(tables: Settings, tmp_path: Path) -> None:
+    records = records_from(make_stream(seed=6, arns=5, versions=2))
+    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),
+                            on_checkpoint=DurabilityCheck(tables, records), stderr_path=tmp_path / "err").start()
+    assert run_shard(proc, "shardId-000000000005", records, end="shard_end") == 0
+    assert [(c.sequence_number, c.sub_sequence_number) for c in proc.checkpoints] == [(None, None)]
+
+
+def test_checkpoint_throttling_is_retried(tables: Settings, tmp_path: Path) -> None:
+    records = records_from(make_stream(seed=7, arns=3, versions=2))
+    replies = iter(["ThrottlingException", "ThrottlingException"])
+    proc = ProcessorProcess(env=env_for(tables), on_checkpoint=lambda cp: next(replies, None),
+                            stderr_path=tmp_path / "err").start()
+    proc.initialize("shardId-000000000006")
+    proc.process_records(records)
+    assert [c.error for c in proc.checkpoints] == ["ThrottlingException", "ThrottlingException", None]
+    assert len({c.sequence_number for c in proc.checkpoints}) == 1
+    proc.shutdown_requested()
+    assert proc.close() == 0
+
+
+def test_shutdown_exception_stops_checkpointing(tables: Settings, tmp_path: Path) -> None:
+    records = records_from(make_stream(seed=8, arns=3, versions=4))
+    proc = ProcessorProcess(env=env_for(tables), on_checkpoint=lambda cp: "ShutdownException",
+                            stderr_path=tmp_path / "err").start()
+    proc.initialize("shardId-000000000007")
+    proc.process_records(records[:10])
+    proc.process_records(records[10:])
+    assert len(proc.checkpoints) == 1  # no retry, and no further checkpoints after it
+    assert stored_state(tables)[0] == expected_state(records)[0]  # writes go on: they are idempotent
+    proc.shutdown_requested()
+    proc.close()
+
+
+def test_write_failure_exits_non_zero_without_checkpoint(tables: Settings, tmp_path: Path) -> None:
+    records = records_from(make_stream(seed=9, arns=3, versions=2))
+    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_TASK_TABLE="missing-table"),
+                            stderr_path=tmp_path / "err").start()
+    proc.initialize("shardId-000000000008")
+    with pytest.raises(ProcessExited) as info:
+        proc.process_records(records)
+    assert info.value.code == 3 and proc.checkpoints == []
+    assert '"event":"flush_failed"' in (tmp_path / "err").read_text()
+
+
+def test_stdout_is_guarded_against_stray_prints(tables: Settings, tmp_path: Path) -> None:
+    """A library printing to stdout (simulated with a sitecustomize-style preload) must not reach the daemon."""
+    preload = tmp_path / "noisy"
+    preload.mkdir()
+    (preload / "sitecustomize.py").write_text("import atexit\natexit.register(lambda: print('noise from atexit'))\n")
+    (preload / "noise.py").write_text("")
+    records = records_from(make_stream(seed=10, arns=3, versions=2))
+    code = ("import os, processor.kcl as k, sys\n"
+            "orig = k.ShardProcessor.process_records\n"
+            "def noisy(self, i):\n"
+            "    print('print noise'); os.write(1, b'raw fd noise\\n'); os.system('echo child noise')\n"
+            "    return orig(self, i)\n"
+            "k.ShardProcessor.process_records = noisy\n"
+            "sys.exit(k.main())\n")
+    import sys
+
+    proc = ProcessorProcess(argv=[sys.executable, "-c", code], env={**env_for(tables), "PYTHONPATH":
+                            f"{preload}:{Path(__file__).resolve().parents[1]}"}, stderr_path=tmp_path / "err").start()
+    assert run_shard(proc, "shardId-000000000009", records) == 0  # ProtocolError if any noise reached stdout
+    err = (tmp_path / "err").read_text()
+    assert "print noise" in err and "raw fd noise" in err and "child noise" in err and "noise from atexit" in err
+
+
+def test_aggregated_records_checkpoint_with_sub_sequence_numbers(tables: Settings, tmp_path: Path) -> None:
+    """KPL-aggregated user records share a sequence number and differ in sub-sequence number."""
+    events = [as_json(task_event(task_arn(1), v)) for v in (1, 3, 2)]
+    records = [KinesisRecord(e, task_arn(1), "5" * 56, sub) for sub, e in enumerate(events)]
+    proc = ProcessorProcess(env=env_for(tables), stderr_path=tmp_path / "err").start()
+    proc.initialize("shardId-000000000010")
+    proc.process_records(records)
+    assert [(c.sequence_number, c.sub_sequence_number) for c in proc.checkpoints] == [("5" * 56, 2)]
+    proc.shutdown_requested()
+    assert proc.close() == 0
+    assert stored_state(tables)[0] == {task_arn(1): 3}

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from processor.items import Item, Position
+from processor.reducer import DUPLICATE, NEW, NEWER, STALE, Reducer
+
+
+def item(arn: str, version: int, tag: str = "", size: int = 100, kind: str = "task") -> Item:
+    return Item(kind, "taskArn", arn, version, {"tag": {"S": tag}}, size)
+
+
+def pos(n: int) -> Position:
+    return Position("shard-1", f"{n:056d}")
+
+
+def test_outcomes() -> None:
+    r = Reducer()
+    assert r.offer(item("a", 2), pos(1)) == NEW
+    assert r.offer(item("a", 3), pos(2)) == NEWER
+    assert r.offer(item("a", 3, "second"), pos(3)) == DUPLICATE
+    assert r.offer(item("a", 1), pos(4)) == STALE
+    batch = r.drain()
+    assert [(i.arn, i.version, i.attributes["tag"]) for i in batch.items] == [("a", 3, {"S": ""})]
+    assert batch.last == pos(4)
+    assert (batch.counts.records, batch.counts.duplicates, batch.counts.superseded) == (4, 1, 2)
+    assert not r.has_pending and r.drain().empty
+
+
+def test_same_arn_in_two_kinds_is_two_entries() -> None:
+    r = Reducer()
+    r.offer(item("x", 1, kind="task"), pos(1))
+    r.offer(item("x", 1, kind="instance"), pos(2))
+    assert len(r.drain().items) == 2
+
+
+def test_ignored_and_dead_letters_advance_the_position() -> None:
+    from processor.items import dead_letter
+
+    r = Reducer()
+    r.offer_ignored(pos(1))
+    assert r.has_pending and r.drain().last == pos(1)
+    r.offer_dead(dead_letter(b"x", pos(2), "pk", None, "bad-json", "x"))
+    batch = r.drain()
+    assert batch.last == pos(2) and len(batch.dead_letters) == 1 and batch.counts.dead_letters == 1
+
+
+def test_full_by_entries_and_by_bytes() -> None:
+    r = Reducer(max_arns=3, max_bytes=10_000)
+    for n in range(2):
+        r.offer(item(f"a{n}", 1), pos(n))
+    assert not r.full
+    r.offer(item("a2", 1), pos(3))
+    assert r.full
+    r = Reducer(max_arns=100, max_bytes=1000)
+    r.offer(item("a", 1, size=600), pos(1))
+    r.offer(item("a", 2, size=900), pos(2))  # replacing adjusts the byte count
+    assert r.pending_bytes == 900 and not r.full
+    r.offer(item("b", 1, size=200), pos(3))
+    assert r.full
+
+
+def test_clear_forgets_everything() -> None:
+    r = Reducer()
+    r.offer(item("a", 1), pos(1))
+    r.clear()
+    assert not r.has_pending and r.pending_arns == 0 and r.pending_bytes == 0
+
+
+offers = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 12), st.booleans()), max_size=200)
+
+
+def conditional_put(table: dict[str, int], history: list[tuple[str, int]], it: Item) -> None:
+    """DynamoDB's conditional write as the writer issues it: absent or stored version lower."""
+    if it.arn not in table or table[it.arn] < it.version:
+        table[it.arn] = it.version
+        history.append((it.arn, it.version))
+
+
+@settings(max_examples=400, deadline=None)
+@given(offers)
+def test_flushes_leave_the_highest_version_per_arn_and_never_lower_one(stream: list[tuple[int, int, bool]]) -> None:
+    r = Reducer(max_arns=4)
+    table: dict[str, int] = {}
+    history: list[tuple[str, int]] = []
+    for n, (arn_no, version, flush_now) in enumerate(stream):
+        r.offer(item(f"arn{arn_no}", version), pos(n))
+        if flush_now or r.full:
+            batch = r.drain()
+            assert batch.last == pos(n)  # checkpoint position = the last record offered
+            for it in batch.items:
+                conditional_put(table, history, it)
+    for it in r.drain().items:
+        conditional_put(table, history, it)
+    expected: dict[str, int] = {}
+    for arn_no, version, _ in stream:
+        expected[f"arn{arn_no}"] = max(expected.get(f"arn{arn_no}", -1), version)
+    assert table == expected
+    seen: dict[str, int] = {}
+    for arn, version in history:
+        assert version > seen.get(arn, -1)
+        seen[arn] = version
+
+
+@settings(max_examples=300, deadline=None)
+@given(offers, offers, st.lists(st.booleans(), max_size=400), st.integers(0, 200))
+def test_two_processors_sharing_tables_overlap_safely(a: list[tuple[int, int, bool]], b: list[tuple[int, int, bool]],
+                                                       schedule: list[bool], overlap: int) -> None:
+    """A split shard's parent and child (or two workers around a lease hand-over) reprocess overlapping records
+    into the same table, interleaved arbitrarily. Final state = highest version per ARN; nothing goes down."""
+    b = a[len(a) - min(overlap, len(a)):] + b  # the second processor re-reads the tail of the first one's records
+    reducers = [Reducer(max_arns=3), Reducer(max_arns=3)]
+    streams = [list(a), list(b)]
+    table: dict[str, int] = {}
+    history: list[tuple[str, int]] = []
+    step = 0
+    while streams[0] or streams[1]:
+        who = 0 if (schedule[step % len(schedule)] if schedule else True) else 1
+        if not streams[who]:
+            who = 1 - who
+        arn_no, version, flush_now = streams[who].pop(0)
+        reducers[who].offer(item(f"arn{arn_no}", version), pos(step))
+        if flush_now or reducers[who].full:
+            for it in reducers[who].drain().items:
+                conditional_put(table, history, it)
+        step += 1
+    for r in reducers:
+        for it in r.drain().items:
+            conditional_put(table, history, it)
+    expected: dict[str, int] = {}
+    for arn_no, version, _ in a + b:
+        expected[f"arn{arn_no}"] = max(expected.get(f"arn{arn_no}", -1), version)
+    assert table == expected
+    seen: dict[str, int] = {}
+    for arn, version in history:
+        assert version > seen.get(arn, -1)
+        seen[arn] = version
