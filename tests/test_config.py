@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from processor.config import ConfigError, Settings, load_settings, parse_properties
+
+
+def test_defaults_with_no_file() -> None:
+    assert load_settings(None, env={}) == Settings()
+    assert Settings().task_table == "ECSTaskState" and Settings().instance_table == "ECSCtrInstanceState"
+    assert Settings().dead_letter_table == "ECSEventDeadLetters"
+
+
+def test_properties_file_then_environment(tmp_path: Path) -> None:
+    props = tmp_path / "app.properties"
+    props.write_text("# KCL keys are ignored by us\nstreamName = s\nexecutableName=ecs-state-processor\n"
+                     "ecsState.taskTable = FileTasks\necsState.flushIntervalMillis: 2500\n"
+                     "ecsState.instanceTable  FileInstances\n")
+    s = load_settings(props, env={"ECS_STATE_TASK_TABLE": "EnvTasks"})
+    assert (s.task_table, s.instance_table, s.flush_interval_millis) == ("EnvTasks", "FileInstances", 2500)
+
+
+def test_properties_path_from_environment(tmp_path: Path) -> None:
+    props = tmp_path / "p.properties"
+    props.write_text("ecsState.deadLetterTable=DL\n")
+    assert load_settings(None, env={"ECS_STATE_PROPERTIES": str(props)}).dead_letter_table == "DL"
+
+
+def test_parse_properties_continuations_and_comments() -> None:
+    text = "! bang comment\na = 1 \\\n    2\nb:x=y\n  c = spaced value  \n"
+    assert parse_properties(text) == {"a": "1 2", "b": "x=y", "c": "spaced value"}
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"ECS_STATE_WRITE_CONCURRENCY": "lots"}, "ECS_STATE_WRITE_CONCURRENCY"),
+    ({"ECS_STATE_WRITE_CONCURRENCY": "0"}, "ecsState.writeConcurrency"),
+    ({"ECS_STATE_METRICS": "cloud"}, "ecsState.metrics"),
+    ({"ECS_STATE_TASK_TABLE": ""}, "ECS_STATE_TASK_TABLE"),
+])
+def test_bad_values_name_the_key(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(None, env=env)
+
+
+def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--properties"):
+        load_settings(tmp_path / "nope.properties", env={})
