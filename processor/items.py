@@ -99,10 +99,17 @@ def _number(value: Decimal | int, path: str) -> tuple[AttributeValue, int]:
     return {"N": str(value)}, 1 + (len(significant) + 1) // 2
 
 
+def _utf8_len(text: str, path: str) -> int:
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800" escape
+        raise Unstorable(f"{path}: string holds a lone surrogate (not valid Unicode)") from None
+
+
 def to_attribute(value: Any, path: str = "detail", depth: int = 0) -> tuple[AttributeValue, int]:
     """A decoded JSON/msgpack value -> (DynamoDB attribute value, its size in bytes as DynamoDB counts it)."""
     if isinstance(value, str):
-        return {"S": value}, len(value.encode("utf-8"))
+        return {"S": value}, _utf8_len(value, path)
     if value is True or value is False:
         return {"BOOL": value}, 1
     if isinstance(value, (int, Decimal)):
@@ -121,7 +128,7 @@ def to_attribute(value: Any, path: str = "detail", depth: int = 0) -> tuple[Attr
                 raise Unstorable(f"{path}: map key {name!r} is not a non-empty string")
             av, inner_size = to_attribute(inner, f"{path}.{name}", depth + 1)
             out[name] = av
-            size += len(name.encode("utf-8")) + inner_size + 1
+            size += _utf8_len(name, path) + inner_size + 1
         return {"M": out}, size
     if isinstance(value, list):
         items = []
@@ -168,7 +175,7 @@ def build_item(event: Event, position: Position, task_retention_hours: int = 0) 
             raise Unstorable("detail: an attribute has an empty name")
         av, size = to_attribute(value, f"detail.{name}", 1)
         attributes[name] = av
-        sizes[name] = len(name.encode("utf-8")) + size
+        sizes[name] = _utf8_len(name, "detail") + size
     meta: dict[str, AttributeValue] = {
         "cw_version": {"S": event.envelope_version},
         "event_id": {"S": event.event_id},

@@ -110,3 +110,9 @@ def test_compressible_dead_letter_is_zlib() -> None:
     dead = classify(data, POS, "pk", None)
     assert isinstance(dead, DeadLetter) and dead.items[0]["dataEncoding"] == {"S": "zlib"}
     assert zlib.decompress(dead.items[0]["data"]["B"]) == data
+
+
+def test_lone_surrogate_is_unstorable_not_a_crash() -> None:
+    data = as_json(task_event(task_arn(1), 1)).replace(b'"cpu": "256"', b'"cpu": "\\ud800"')
+    dead = classify(data, POS, "pk", None)
+    assert isinstance(dead, DeadLetter) and dead.code == "unstorable" and "surrogate" in dead.reason
