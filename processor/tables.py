@@ -28,7 +28,7 @@ def table_specs(settings: Settings) -> list[dict[str, Any]]:
                 "IndexName": TASK_STATUS_INDEX,
                 "KeySchema": [{"AttributeName": "clusterArn", "KeyType": "HASH"},
                               {"AttributeName": "lastStatus", "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
             }],
             "BillingMode": "PAY_PER_REQUEST",
         },

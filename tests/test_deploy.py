@@ -1,0 +1,350 @@
+"""deploy/ecs-state.yaml: cfn-lint clean, and deployed into moto's CloudFormation (real moto server over HTTP) it
+creates the stream, the rules with their targets, the tables, the roles and policies.
+
+moto's CloudFormation does not do everything the template asks. Each gap has its own test below that (a) shows the
+gap on the deployed stack, so the test fails the day moto learns the feature (then check the deployed resource
+instead), and (b) checks the template text for the part moto cannot check:
+- AWS::SQS::QueuePolicy is not supported at all (moto warns and skips it);
+- AWS::DynamoDB::Table: PointInTimeRecoverySpecification and TimeToLiveSpecification are ignored;
+- AWS::Kinesis::Stream: StreamModeDetails (ON_DEMAND) and StreamEncryption are ignored.
+moto's EventBridge implements neither TestEventPattern nor delivery to Kinesis targets (and real EventBridge
+refuses PutEvents with an ``aws.*`` source anyway), so the rules are checked by their exact patterns and targets;
+the EventBridge -> Kinesis hop itself is not exercised here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import urllib.parse
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfn_template import TEMPLATE, deploy, load_template
+from cfnlint.api import ManualArgs, lint_file
+
+from processor.aws import client
+
+PROPERTIES_OUTPUTS = {"StreamName", "StreamArn", "TaskTable", "InstanceTable", "DeadLetterTable",
+                      "ApplicationName", "RegionName", "WorkerPolicyArn"}
+
+
+def _params(suffix: str, **extra: str) -> dict[str, str]:
+    """Unique names: the moto server is shared by the whole test session."""
+    return {"StreamName": f"events-{suffix}", "TaskTableName": f"tasks-{suffix}",
+            "InstanceTableName": f"instances-{suffix}", "DeadLetterTableName": f"dead-{suffix}",
+            "ApplicationName": f"app-{suffix}", **extra}
+
+
+@pytest.fixture(scope="module")
+def stack(moto_server: Any) -> dict[str, Any]:
+    """Default parameters except names: ON_DEMAND, POLLING, no TTL."""
+    suffix = uuid.uuid4().hex[:8]
+    result = deploy(f"ecs-state-{suffix}", _params(suffix))
+    result["params"] = _params(suffix)
+    return result
+
+
+@pytest.fixture(scope="module")
+def provisioned_stack(moto_server: Any) -> dict[str, Any]:
+    suffix = uuid.uuid4().hex[:8]
+    params = _params(suffix, StreamMode="PROVISIONED", ShardCount="3", StreamRetentionHours="48",
+                     RetrievalMode="FANOUT", TaskExpiry="true")
+    result = deploy(f"ecs-state-{suffix}", params)
+    result["params"] = params
+    return result
+
+
+def _policy_document(policy_arn: str) -> dict[str, Any]:
+    iam = client("iam")
+    version = iam.get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
+    return _document(iam.get_policy_version(PolicyArn=policy_arn, VersionId=version)["PolicyVersion"]["Document"])
+
+
+def _document(document: str | dict[str, Any]) -> dict[str, Any]:
+    """IAM returns policy documents URL-encoded JSON, which botocore decodes for most calls. moto quirk: an inline
+    role policy created through CloudFormation comes back as the Python repr of a dict (not JSON)."""
+    if not isinstance(document, str):
+        return document
+    text = urllib.parse.unquote(document)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return ast.literal_eval(text)
+
+
+def _statements(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in document["Statement"]}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# ---------------------------------------------------------------------------------------------- lint
+def test_cfn_lint_passes_including_informational_checks() -> None:
+    matches = lint_file(TEMPLATE, config=ManualArgs(include_checks=["I"],
+                                                    regions=["us-east-1", "eu-west-1", "ap-southeast-2"]))
+    assert not matches, "\n".join(str(m) for m in matches)
+
+
+def test_cfn_lint_does_catch_a_broken_template(tmp_path: Path) -> None:
+    """The lint test can fail: drop the task table's lastStatus attribute definition the index needs."""
+    broken = TEMPLATE.read_text(encoding="utf-8").replace(
+        "        - {AttributeName: lastStatus, AttributeType: S}\n", "", 1)
+    assert broken != TEMPLATE.read_text(encoding="utf-8")
+    path = tmp_path / "broken.yaml"
+    path.write_text(broken, encoding="utf-8")
+    assert lint_file(path, config=ManualArgs(regions=["us-east-1"]))
+
+
+# --------------------------------------------------------------------------------------- deployed stack
+def test_outputs_name_everything_the_properties_file_needs(stack: dict[str, Any]) -> None:
+    outputs, params = stack["outputs"], stack["params"]
+    assert PROPERTIES_OUTPUTS <= set(outputs)
+    assert outputs["StreamName"] == params["StreamName"]
+    assert outputs["StreamArn"] == f"arn:aws:kinesis:us-east-1:123456789012:stream/{params['StreamName']}"
+    assert outputs["TaskTable"] == params["TaskTableName"]
+    assert outputs["InstanceTable"] == params["InstanceTableName"]
+    assert outputs["DeadLetterTable"] == params["DeadLetterTableName"]
+    assert outputs["ApplicationName"] == params["ApplicationName"]
+    assert outputs["RegionName"] == "us-east-1"
+    assert outputs["RetrievalMode"] == "POLLING"
+    client("iam").get_policy(PolicyArn=outputs["WorkerPolicyArn"])
+    client("iam").get_policy(PolicyArn=outputs["OperatorPolicyArn"])
+
+
+def test_stream_exists(stack: dict[str, Any], provisioned_stack: dict[str, Any]) -> None:
+    kinesis = client("kinesis")
+    summary = kinesis.describe_stream_summary(StreamName=stack["outputs"]["StreamName"])["StreamDescriptionSummary"]
+    assert summary["StreamStatus"] == "ACTIVE"
+    assert summary["StreamARN"] == stack["outputs"]["StreamArn"]
+    assert summary["RetentionPeriodHours"] == 24
+    provisioned = kinesis.describe_stream_summary(
+        StreamName=provisioned_stack["outputs"]["StreamName"])["StreamDescriptionSummary"]
+    assert provisioned["OpenShardCount"] == 3
+    assert provisioned["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
+    assert provisioned["RetentionPeriodHours"] == 48
+
+
+@pytest.mark.parametrize("logical_id, detail_type, key_path, queue", [
+    ("TaskStateRule", "ECS Task State Change", "$.detail.taskArn", "TaskEventsDeadLetterQueue"),
+    ("InstanceStateRule", "ECS Container Instance State Change", "$.detail.containerInstanceArn",
+     "InstanceEventsDeadLetterQueue"),
+])
+def test_rule_sends_its_detail_type_to_the_stream_keyed_by_arn(stack: dict[str, Any], logical_id: str,
+                                                               detail_type: str, key_path: str, queue: str) -> None:
+    events, sqs, iam = client("events"), client("sqs"), client("iam")
+    name = stack["resources"][logical_id]
+    rule = events.describe_rule(Name=name)
+    assert rule["State"] == "ENABLED"
+    assert json.loads(rule["EventPattern"]) == {"source": ["aws.ecs"], "detail-type": [detail_type]}
+    (target,) = events.list_targets_by_rule(Rule=name)["Targets"]
+    assert target["Arn"] == stack["outputs"]["StreamArn"]
+    assert target["KinesisParameters"] == {"PartitionKeyPath": key_path}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    queue_url = stack["resources"][queue]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert target["DeadLetterConfig"] == {"Arn": queue_arn}
+    role_name = stack["resources"]["EventBridgeToKinesisRole"]
+    assert target["RoleArn"] == iam.get_role(RoleName=role_name)["Role"]["Arn"]
+
+
+def test_eventbridge_role_may_only_put_into_the_stream(stack: dict[str, Any]) -> None:
+    iam = client("iam")
+    role_name = stack["resources"]["EventBridgeToKinesisRole"]
+    trust = iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
+    (statement,) = trust["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    (policy_name,) = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    document = _document(iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"])
+    (grant,) = document["Statement"]
+    assert sorted(grant["Action"]) == ["kinesis:PutRecord", "kinesis:PutRecords"]
+    assert grant["Resource"] == stack["outputs"]["StreamArn"]
+
+
+def test_tables_have_the_data_layout_keys_and_the_task_index(stack: dict[str, Any]) -> None:
+    ddb = client("dynamodb")
+    outputs = stack["outputs"]
+    tasks = ddb.describe_table(TableName=outputs["TaskTable"])["Table"]
+    assert tasks["KeySchema"] == [{"AttributeName": "taskArn", "KeyType": "HASH"}]
+    assert tasks["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    types = {a["AttributeName"]: a["AttributeType"] for a in tasks["AttributeDefinitions"]}
+    assert types == {"taskArn": "S", "clusterArn": "S", "lastStatus": "S"}
+    (index,) = tasks["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "clusterArn-lastStatus-index"
+    assert index["KeySchema"] == [{"AttributeName": "clusterArn", "KeyType": "HASH"},
+                                  {"AttributeName": "lastStatus", "KeyType": "RANGE"}]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+    instances = ddb.describe_table(TableName=outputs["InstanceTable"])["Table"]
+    assert instances["KeySchema"] == [{"AttributeName": "containerInstanceArn", "KeyType": "HASH"}]
+    assert instances["AttributeDefinitions"] == [{"AttributeName": "containerInstanceArn", "AttributeType": "S"}]
+    assert instances["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert not instances.get("GlobalSecondaryIndexes")
+
+    dead = ddb.describe_table(TableName=outputs["DeadLetterTable"])["Table"]
+    assert dead["KeySchema"] == [{"AttributeName": "shardId", "KeyType": "HASH"},
+                                 {"AttributeName": "sequenceNumber", "KeyType": "RANGE"}]
+    assert {a["AttributeName"]: a["AttributeType"] for a in dead["AttributeDefinitions"]} == {
+        "shardId": "S", "sequenceNumber": "S"}
+    assert dead["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_the_gsi_answers_the_readside_query(stack: dict[str, Any]) -> None:
+    """Items written with the data layout's attribute names land in the index the way readside queries it."""
+    ddb, table = client("dynamodb"), stack["outputs"]["TaskTable"]
+    cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/gsi"
+    for i, status in enumerate(["RUNNING", "RUNNING", "STOPPED"]):
+        ddb.put_item(TableName=table, Item={"taskArn": {"S": f"arn:aws:ecs:us-east-1:123456789012:task/gsi/{i}"},
+                                            "clusterArn": {"S": cluster}, "lastStatus": {"S": status},
+                                            "version": {"N": "1"}})
+    running = ddb.query(TableName=table, IndexName="clusterArn-lastStatus-index",
+                        KeyConditionExpression="clusterArn = :c AND lastStatus = :s",
+                        ExpressionAttributeValues={":c": {"S": cluster}, ":s": {"S": "RUNNING"}})["Items"]
+    assert sorted(it["taskArn"]["S"].rsplit("/", 1)[1] for it in running) == ["0", "1"]
+    assert set(running[0]) == {"taskArn", "clusterArn", "lastStatus"}  # keys only
+
+
+def _worker_statements(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return _statements(_policy_document(stack["outputs"]["WorkerPolicyArn"]))
+
+
+def test_worker_policy_grants_kcl_and_our_tables_and_nothing_wider(stack: dict[str, Any]) -> None:
+    outputs, app = stack["outputs"], stack["params"]["ApplicationName"]
+    table_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/{}".format
+    statements = _worker_statements(stack)
+
+    read = statements["ReadStream"]
+    assert read["Effect"] == "Allow" and read["Resource"] == outputs["StreamArn"]
+    assert set(read["Action"]) == {"kinesis:DescribeStreamSummary", "kinesis:ListShards",
+                                   "kinesis:GetShardIterator", "kinesis:GetRecords"}
+
+    kcl = statements["KclTables"]
+    assert sorted(_as_list(kcl["Resource"])) == [table_arn(app), table_arn(app + "-*")]
+    assert {"dynamodb:CreateTable", "dynamodb:DescribeTable", "dynamodb:UpdateTable", "dynamodb:GetItem",
+            "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"} <= set(kcl["Action"])
+    assert "dynamodb:DeleteTable" not in kcl["Action"]
+    assert sorted(_as_list(statements["KclTableIndexes"]["Resource"])) == [
+        table_arn(app + "-*/index/*"), table_arn(app + "/index/*")]
+
+    ours = statements["WriteStateAndDeadLetters"]
+    assert sorted(ours["Resource"]) == sorted(table_arn(outputs[k]) for k in ("TaskTable", "InstanceTable",
+                                                                               "DeadLetterTable"))
+    assert "dynamodb:PutItem" in ours["Action"]
+    assert not {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:CreateTable"} & set(ours["Action"])
+    assert statements["QueryTaskIndex"]["Resource"] == table_arn(outputs["TaskTable"]) + "/index/*"
+
+    metrics = statements["KclMetrics"]
+    assert metrics["Action"] == "cloudwatch:PutMetricData"
+    assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": [app, app + "-*"]}}
+
+    for sid, statement in statements.items():
+        assert not any(str(a).endswith("*") for a in _as_list(statement["Action"])), sid
+        if sid != "KclMetrics":  # PutMetricData has no resource type; the namespace condition narrows it
+            assert "*" not in _as_list(statement["Resource"]), sid
+
+
+def test_fan_out_is_allowed_only_when_chosen(stack: dict[str, Any], provisioned_stack: dict[str, Any]) -> None:
+    polling, fanout = _worker_statements(stack), _worker_statements(provisioned_stack)
+    for sid in ("FanOutRegisterConsumer", "FanOutReadConsumer"):
+        assert polling[sid]["Effect"] == "Deny"
+        assert fanout[sid]["Effect"] == "Allow"
+    assert fanout["FanOutReadConsumer"]["Resource"] == provisioned_stack["outputs"]["StreamArn"] + "/consumer/*"
+    assert set(fanout["FanOutReadConsumer"]["Action"]) == {"kinesis:DescribeStreamConsumer",
+                                                           "kinesis:SubscribeToShard"}
+
+
+def test_operator_policy_reads_tables_and_ecs(stack: dict[str, Any]) -> None:
+    statements = _statements(_policy_document(stack["outputs"]["OperatorPolicyArn"]))
+    assert {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem"} <= set(
+        statements["ReadTables"]["Action"])
+    assert not [a for a in statements["ReadTables"]["Action"] if "Put" in a or "Delete" in a or "Update" in a]
+    assert set(statements["ReadEcs"]["Action"]) == {"ecs:DescribeClusters", "ecs:ListTasks", "ecs:DescribeTasks",
+                                                    "ecs:ListContainerInstances", "ecs:DescribeContainerInstances"}
+    clear = statements["ClearReplayedDeadLetters"]
+    assert clear["Action"] == "dynamodb:DeleteItem"
+    assert clear["Resource"] == f"arn:aws:dynamodb:us-east-1:123456789012:table/{stack['outputs']['DeadLetterTable']}"
+
+
+# ------------------------------------------------------------------------------------------ moto's gaps
+def test_moto_skips_the_queue_policy_so_the_template_is_checked_instead(stack: dict[str, Any]) -> None:
+    sqs = client("sqs")
+    for queue in ("TaskEventsDeadLetterQueue", "InstanceEventsDeadLetterQueue"):
+        attributes = sqs.get_queue_attributes(QueueUrl=stack["resources"][queue], AttributeNames=["All"])
+        assert "Policy" not in attributes["Attributes"], "moto now applies AWS::SQS::QueuePolicy: check it here"
+    assert "DeadLetterQueuePolicy" not in stack["resources"]
+
+    policy = load_template()["Resources"]["DeadLetterQueuePolicy"]
+    assert policy["Type"] == "AWS::SQS::QueuePolicy"
+    assert policy["Properties"]["Queues"] == [{"Ref": "TaskEventsDeadLetterQueue"},
+                                              {"Ref": "InstanceEventsDeadLetterQueue"}]
+    grants = {(s["Resource"]["Fn::GetAtt"][0], s["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0])
+              for s in policy["Properties"]["PolicyDocument"]["Statement"]
+              if s["Effect"] == "Allow" and s["Action"] == "sqs:SendMessage"
+              and s["Principal"] == {"Service": "events.amazonaws.com"}}
+    assert grants == {("TaskEventsDeadLetterQueue", "TaskStateRule"),
+                      ("InstanceEventsDeadLetterQueue", "InstanceStateRule")}
+
+
+def test_moto_ignores_pitr_and_ttl_so_the_template_is_checked_instead(provisioned_stack: dict[str, Any]) -> None:
+    ddb, outputs = client("dynamodb"), provisioned_stack["outputs"]
+    for key in ("TaskTable", "InstanceTable", "DeadLetterTable"):
+        backups = ddb.describe_continuous_backups(TableName=outputs[key])["ContinuousBackupsDescription"]
+        assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "DISABLED", \
+            "moto now applies PointInTimeRecoverySpecification: check ENABLED here"
+    ttl = ddb.describe_time_to_live(TableName=outputs["TaskTable"])["TimeToLiveDescription"]
+    assert ttl["TimeToLiveStatus"] == "DISABLED", "moto now applies TimeToLiveSpecification: check it here"
+
+    template = load_template()
+    resources = template["Resources"]
+    for logical_id in ("TaskTable", "InstanceTable", "DeadLetterTable"):
+        assert resources[logical_id]["Properties"]["PointInTimeRecoverySpecification"] == {
+            "PointInTimeRecoveryEnabled": True}
+        assert resources[logical_id]["DeletionPolicy"] == "Retain"
+    assert template["Conditions"]["ExpiryOn"] == {"Fn::Equals": [{"Ref": "TaskExpiry"}, "true"]}
+    assert resources["TaskTable"]["Properties"]["TimeToLiveSpecification"] == {
+        "Fn::If": ["ExpiryOn", {"AttributeName": "expires_at", "Enabled": True}, {"Ref": "AWS::NoValue"}]}
+    assert template["Parameters"]["TaskExpiry"]["Default"] == "false"
+
+
+def test_moto_ignores_stream_mode_and_encryption_so_the_template_is_checked_instead(stack: dict[str, Any]) -> None:
+    summary = client("kinesis").describe_stream_summary(
+        StreamName=stack["outputs"]["StreamName"])["StreamDescriptionSummary"]
+    assert summary["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}, \
+        "moto now applies StreamModeDetails: check ON_DEMAND here"
+    assert summary["EncryptionType"] == "NONE", "moto now applies StreamEncryption: check KMS here"
+
+    template = load_template()
+    stream = template["Resources"]["EventStream"]["Properties"]
+    assert template["Parameters"]["StreamMode"]["Default"] == "ON_DEMAND"
+    assert stream["StreamModeDetails"] == {"StreamMode": {"Ref": "StreamMode"}}
+    assert stream["ShardCount"] == {"Fn::If": ["Provisioned", {"Ref": "ShardCount"}, {"Ref": "AWS::NoValue"}]}
+    assert stream["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+
+
+def test_parameter_defaults_follow_the_data_layout() -> None:
+    parameters = load_template()["Parameters"]
+    assert parameters["TaskTableName"]["Default"] == "ECSTaskState"
+    assert parameters["InstanceTableName"]["Default"] == "ECSCtrInstanceState"
+    assert parameters["DeadLetterTableName"]["Default"] == "ECSEventDeadLetters"
+    assert parameters["RetrievalMode"]["Default"] == "POLLING"
+
+
+def test_setup_creates_the_same_tables_as_the_template() -> None:
+    """``ecs-state setup`` (processor/tables.py, for local stacks) and the template must agree on keys and index."""
+    from processor.config import Settings
+    from processor.tables import table_specs
+
+    resources = load_template()["Resources"]
+    specs = {spec["TableName"]: spec for spec in table_specs(Settings())}
+    for logical_id, name in (("TaskTable", "ECSTaskState"), ("InstanceTable", "ECSCtrInstanceState"),
+                             ("DeadLetterTable", "ECSEventDeadLetters")):
+        props, spec = resources[logical_id]["Properties"], specs[name]
+        assert spec["KeySchema"] == props["KeySchema"], logical_id
+        assert sorted(spec["AttributeDefinitions"], key=str) == sorted(props["AttributeDefinitions"], key=str)
+        assert spec["BillingMode"] == props["BillingMode"]
+        assert spec.get("GlobalSecondaryIndexes", []) == props.get("GlobalSecondaryIndexes", []), logical_id

@@ -1,0 +1,265 @@
+"""processor/readside.py: the pure formatting functions, and the subcommands against the moto server with tables
+created from the CloudFormation template's own table definitions."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import random
+import zlib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.dynamodb.types import Binary
+from cfn_template import create_tables_from_template, properties_file
+
+from processor import readside
+from processor.aws import client
+from processor.items import Position, compress_value, dead_letter
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+CLUSTER_A = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/alpha"
+CLUSTER_B = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/beta"
+
+
+def task_arn(cluster: str, task_id: str) -> str:
+    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{task_id}"
+
+
+def instance_arn(cluster: str, instance_id: str) -> str:
+    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/{cluster}/{instance_id}"
+
+
+# ---------------------------------------------------------------------------------------------- pure part
+@pytest.mark.parametrize("arn, kind", [
+    (task_arn("alpha", "abc"), "task"),
+    (f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/0b69d5c0-d655-4695-98cd-5d2d526d9d5a", "task"),  # old ARN format
+    (instance_arn("alpha", "abc"), "instance"),
+    (f"arn:aws-cn:ecs:cn-north-1:{ACCOUNT}:container-instance/abc", "instance"),
+])
+def test_arn_kind(arn: str, kind: str) -> None:
+    assert readside.arn_kind(arn) == kind
+
+
+@pytest.mark.parametrize("arn", [f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:3", CLUSTER_A, "abc", ""])
+def test_arn_kind_refuses_anything_else(arn: str) -> None:
+    with pytest.raises(readside.ReadError):
+        readside.arn_kind(arn)
+
+
+def test_cluster_arn() -> None:
+    assert readside.cluster_arn("alpha", "aws", REGION, ACCOUNT) == CLUSTER_A
+    assert readside.cluster_arn(CLUSTER_B, "aws-cn", "cn-north-1", "1") == CLUSTER_B
+
+
+def test_decode_item_undoes_compressed_attributes() -> None:
+    containers = [{"name": "web", "exitCode": 0, "cpu": "256", "ratio": 0.5}]
+    item = {"taskArn": {"S": "arn:t"}, "version": {"N": "7"}, "containers": {"B": compress_value(containers)},
+            "overrides": {"B": compress_value({"cpu": "512"})}, "memory": {"N": "2.5"},
+            "compressed_attributes": {"SS": ["containers", "overrides"]}, "tags": {"SS": ["b", "a"]},
+            "blob": {"B": b"\x00\x01"}, "gone": {"NULL": True}, "ok": {"BOOL": True}}
+    decoded = readside.decode_item(item)
+    assert decoded == {"taskArn": "arn:t", "version": 7, "containers": containers, "overrides": {"cpu": "512"},
+                       "memory": 2.5, "tags": ["a", "b"], "blob": "AAE=", "gone": None, "ok": True}
+    raw = readside.decode_item(item, raw=True)
+    assert raw["compressed_attributes"] == ["containers", "overrides"]
+    assert zlib.decompress(base64.b64decode(raw["containers"]))  # still the stored bytes
+
+
+def test_plain() -> None:
+    assert readside.plain(Decimal("12")) == 12 and isinstance(readside.plain(Decimal("12")), int)
+    assert readside.plain(Decimal("1.25")) == 1.25
+    assert readside.plain({"s": {Decimal(2), Decimal(1)}, "b": Binary(b"x")}) == {"s": [1, 2], "b": "eA=="}
+
+
+def test_sequence_key_orders_numerically() -> None:
+    keys = ["100", "99:2", "99", "1000", "99:10"]
+    assert sorted(keys, key=readside.sequence_key) == ["99", "99:2", "99:10", "100", "1000"]
+
+
+def test_render_table_aligns_columns() -> None:
+    text = readside.render_table(("A", "LONGER"), [["xxxx", "1"], ["y", "22"]])
+    assert text == "A     LONGER\nxxxx  1\ny     22\n"
+
+
+def test_task_and_instance_rows() -> None:
+    task = {"taskArn": task_arn("alpha", "t1"), "lastStatus": "RUNNING", "desiredStatus": "RUNNING", "version": 3,
+            "taskDefinitionArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:12", "launchType": "EC2",
+            "startedAt": "2024-05-01T10:00:00Z", "containerInstanceArn": instance_arn("alpha", "i1")}
+    assert readside.task_row(task) == ["t1", "RUNNING", "RUNNING", "3", "web:12", "EC2", "2024-05-01T10:00:00Z",
+                                       "-", "i1"]
+    instance = {"containerInstanceArn": instance_arn("alpha", "i1"), "ec2InstanceId": "i-0abc", "status": "ACTIVE",
+                "agentConnected": False, "runningTasksCount": 2, "pendingTasksCount": 0, "version": 40}
+    assert readside.instance_row(instance) == ["i1", "i-0abc", "ACTIVE", "disconnected", "2", "0", "40", "-"]
+
+
+def test_dead_letter_groups_and_view_reassemble_parts() -> None:
+    raw = random.Random(1).randbytes(800_000)  # incompressible: several parts
+    letter = dead_letter(raw, Position("shardId-000000000001", "4960"), "pk", 1_700_000_000_000, "too-large",
+                         "too large")
+    assert len(letter.items) > 1
+    items = [{name: readside._deserializer.deserialize(av) for name, av in it.items()} for it in letter.items]
+    (group,) = readside.dead_letter_groups(list(reversed(items)))
+    view = readside.dead_letter_view(group, with_data=True)
+    assert base64.b64decode(view["dataBase64"]) == raw
+    assert "dataText" not in view and "data" not in view
+    assert view["reasonCode"] == "too-large" and view["sequenceNumber"] == "4960"
+
+
+# -------------------------------------------------------------------------------------------------- I/O part
+@pytest.fixture(scope="module")
+def tables(moto_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Tables from the template, filled once: cluster alpha has 2 RUNNING tasks (one with a compressed attribute),
+    1 PENDING, 2 STOPPED (one expired) and 2 container instances; cluster beta 1 RUNNING task, 1 instance."""
+    names = create_tables_from_template()
+    ddb = client("dynamodb")
+
+    def task(cluster: str, task_id: str, status: str, version: int, **extra: dict[str, Any]) -> None:
+        item = {"taskArn": {"S": task_arn(cluster.rsplit("/", 1)[1], task_id)}, "clusterArn": {"S": cluster},
+                "lastStatus": {"S": status}, "desiredStatus": {"S": "RUNNING"}, "version": {"N": str(version)},
+                "taskDefinitionArn": {"S": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:1"}, **extra}
+        ddb.put_item(TableName=names["task"], Item=item)
+
+    task(CLUSTER_A, "t1", "RUNNING", 3,
+         containers={"B": compress_value([{"name": "web", "lastStatus": "RUNNING"}])},
+         compressed_attributes={"SS": ["containers"]})
+    task(CLUSTER_A, "t2", "RUNNING", 5)
+    task(CLUSTER_A, "t3", "PENDING", 1)
+    task(CLUSTER_A, "t4", "STOPPED", 9)
+    task(CLUSTER_A, "t6", "STOPPED", 4, expires_at={"N": "1000"})  # expired long ago, not yet deleted by TTL
+    task(CLUSTER_B, "t5", "RUNNING", 2)
+    for cluster, ci, status in [(CLUSTER_A, "i1", "ACTIVE"), (CLUSTER_A, "i2", "DRAINING"), (CLUSTER_B, "i3", "ACTIVE")]:
+        ddb.put_item(TableName=names["instance"], Item={
+            "containerInstanceArn": {"S": instance_arn(cluster.rsplit("/", 1)[1], ci)}, "clusterArn": {"S": cluster},
+            "status": {"S": status}, "version": {"N": "4"}, "agentConnected": {"BOOL": True},
+            "ec2InstanceId": {"S": f"i-{ci}"}})
+    props = properties_file(tmp_path_factory.mktemp("readside"), names)
+    return {"names": names, "properties": str(props)}
+
+
+def run(*argv: str) -> tuple[int, str]:
+    """Parse ``argv`` with a parser that has only readside's subcommands (as cli.py will register them)."""
+    parser = argparse.ArgumentParser(prog="ecs-state")
+    readside.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    out = io.StringIO()
+    code = args.func(args, out=out)
+    return code, out.getvalue()
+
+
+def test_get_task_prints_the_item_with_compressed_attributes_decoded(tables: dict[str, Any]) -> None:
+    code, out = run("get", task_arn("alpha", "t1"), "--properties", tables["properties"])
+    assert code == 0
+    item = json.loads(out)
+    assert item["containers"] == [{"name": "web", "lastStatus": "RUNNING"}]
+    assert "compressed_attributes" not in item and item["version"] == 3
+
+    code, out = run("get", task_arn("alpha", "t1"), "--raw", "--properties", tables["properties"])
+    assert json.loads(out)["compressed_attributes"] == ["containers"]
+
+
+def test_get_instance_and_table_output(tables: dict[str, Any]) -> None:
+    code, out = run("get", instance_arn("alpha", "i2"), "--output", "table", "--properties", tables["properties"])
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["ATTRIBUTE", "VALUE"]
+    assert ["status", "DRAINING"] in [line.split() for line in lines]
+
+
+def test_get_missing_and_bad_arns(tables: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("get", task_arn("alpha", "nope"), "--properties", tables["properties"]) == (1, "")
+    assert "is not in table" in capsys.readouterr().err
+    assert run("get", CLUSTER_A, "--properties", tables["properties"]) == (2, "")
+    assert "neither a task ARN" in capsys.readouterr().err
+
+
+def test_tasks_with_status_queries_both_index_keys(tables: dict[str, Any]) -> None:
+    code, out = run("tasks", "--cluster", CLUSTER_A, "--status", "RUNNING", "--output", "json",
+                    "--properties", tables["properties"])
+    assert code == 0
+    items = json.loads(out)
+    assert [it["taskArn"].rsplit("/", 1)[1] for it in items] == ["t1", "t2"]
+    assert items[0]["containers"] == [{"name": "web", "lastStatus": "RUNNING"}]  # full item, decoded
+
+
+def test_tasks_without_status_returns_every_status_of_the_cluster_only(tables: dict[str, Any]) -> None:
+    code, out = run("tasks", "--cluster", CLUSTER_A, "--output", "json", "--properties", tables["properties"])
+    assert code == 0
+    assert sorted((it["taskArn"].rsplit("/", 1)[1], it["lastStatus"]) for it in json.loads(out)) == [
+        ("t1", "RUNNING"), ("t2", "RUNNING"), ("t3", "PENDING"), ("t4", "STOPPED")]
+
+
+def test_tasks_hides_expired_items_unless_asked(tables: dict[str, Any]) -> None:
+    code, out = run("tasks", "--cluster", CLUSTER_A, "--status", "STOPPED", "--include-expired", "--output", "json",
+                    "--properties", tables["properties"])
+    assert code == 0
+    assert [it["taskArn"].rsplit("/", 1)[1] for it in json.loads(out)] == ["t4", "t6"]
+
+
+def test_is_expired() -> None:
+    assert readside.is_expired({"expires_at": 99}, now=100)
+    assert not readside.is_expired({"expires_at": 101}, now=100)
+    assert not readside.is_expired({}, now=100) and not readside.is_expired({"expires_at": "99"}, now=100)
+
+
+def test_tasks_table_output_and_cluster_name(tables: dict[str, Any]) -> None:
+    """A cluster name is turned into the ARN of this account (moto's STS) and region."""
+    code, out = run("tasks", "--cluster", "beta", "--properties", tables["properties"])
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split()[:3] == ["TASK", "LAST", "DESIRED"]
+    assert row.split()[:5] == ["t5", "RUNNING", "RUNNING", "2", "web:1"]
+
+
+def test_instances_scans_with_a_cluster_filter(tables: dict[str, Any]) -> None:
+    code, out = run("instances", "--cluster", CLUSTER_A, "--output", "json", "--properties", tables["properties"])
+    assert code == 0
+    assert [(it["containerInstanceArn"].rsplit("/", 1)[1], it["status"]) for it in json.loads(out)] == [
+        ("i1", "ACTIVE"), ("i2", "DRAINING")]
+    code, out = run("instances", "--cluster", "beta", "--properties", tables["properties"])
+    assert out.splitlines()[1].split()[:4] == ["i3", "i-i3", "ACTIVE", "connected"]
+
+
+def test_tasks_reads_more_than_one_batch(moto_server: Any, tmp_path: Path) -> None:
+    """BatchGetItem takes 100 keys: 230 tasks need three batches."""
+    names = create_tables_from_template()
+    ddb = client("dynamodb")
+    cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/big"
+    for i in range(230):
+        ddb.put_item(TableName=names["task"], Item={"taskArn": {"S": task_arn("big", f"{i:04d}")},
+                                                   "clusterArn": {"S": cluster}, "lastStatus": {"S": "RUNNING"},
+                                                   "version": {"N": "1"}})
+    code, out = run("tasks", "--cluster", cluster, "--status", "RUNNING", "--output", "json",
+                    "--properties", str(properties_file(tmp_path, names)))
+    assert code == 0
+    assert [it["taskArn"].rsplit("/", 1)[1] for it in json.loads(out)] == [f"{i:04d}" for i in range(230)]
+
+
+def test_dead_letters_lists_and_returns_replayable_data(moto_server: Any, tmp_path: Path) -> None:
+    names = create_tables_from_template()
+    ddb = client("dynamodb")
+    big = random.Random(2).randbytes(800_000)
+    letters = [dead_letter(b"{not json", Position("shardId-000000000000", "100"), "pk-1", 1, "bad-json", "bad"),
+               dead_letter(big, Position("shardId-000000000000", "99", 2), "pk-2", 2, "too-large", "big"),
+               dead_letter(b"[]", Position("shardId-000000000003", "7"), "pk-3", 3, "not-object", "array")]
+    for letter in letters:
+        for item in letter.items:
+            ddb.put_item(TableName=names["dead_letter"], Item=item)
+    props = str(properties_file(tmp_path, names))
+
+    code, out = run("dead-letters", "--with-data", "--output", "json", "--properties", props)
+    assert code == 0
+    views = json.loads(out)
+    assert [(v["shardId"][-1], v["sequenceNumber"], v["reasonCode"]) for v in views] == [
+        ("0", "99:2", "too-large"), ("0", "100", "bad-json"), ("3", "7", "not-object")]
+    assert base64.b64decode(views[0]["dataBase64"]) == big
+    assert views[1]["dataText"] == "{not json" and views[1]["partitionKey"] == "pk-1"
+
+    code, out = run("dead-letters", "--shard", "shardId-000000000003", "--properties", props)
+    header, row = out.splitlines()
+    assert header.split()[:3] == ["SHARD", "SEQUENCE", "NUMBER"] and row.split()[:3] == [
+        "shardId-000000000003", "7", "not-object"]
