@@ -6,7 +6,9 @@ A failed condition means an equal or newer version is already stored: counted as
 Dead letters are plain puts keyed by (shardId, sequenceNumber), so a replay rewrites the same item.
 
 Throttling, 5xx and connection errors are retried with exponential backoff and full jitter, up to
-``write_max_attempts`` per request and ``write_retry_budget_millis`` per flush. A state item DynamoDB refuses as
+``write_max_attempts`` attempts and ``write_retry_budget_millis`` of retrying per request. The budget is per
+request, not per flush: under sustained partial throttling a large flush keeps making progress, while a request
+that cannot get through at all still fails in bounded time. A state item DynamoDB refuses as
 invalid (``ValidationException``, e.g. over its size limit) becomes a dead letter rather than stopping the
 shard; any other refusal (missing table, no permission) fails the flush. Anything still failing ends in ``Outcome.failed``: the caller must then not checkpoint.
 """
@@ -64,9 +66,8 @@ class Outcome:
 
 @dataclass
 class _Flush:
-    """Per-flush shared state: deadline and thread-safe counters."""
+    """Per-flush shared state: thread-safe counters."""
 
-    deadline: float
     outcome: Outcome
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -109,7 +110,7 @@ class Writer:
     def write(self, batch: Batch) -> Outcome:
         """Make every item and dead letter of ``batch`` durable, or report what failed."""
         start = self._clock()
-        flush = _Flush(start + self.settings.write_retry_budget_millis / 1000, Outcome())
+        flush = _Flush(Outcome())
         futures = [self._pool.submit(self._put_state, item, flush) for item in batch.items]
         futures += [self._pool.submit(self._put_dead_letter, dead, flush) for dead in batch.dead_letters]
         for future in futures:
@@ -168,6 +169,7 @@ class Writer:
     def _call(self, request: dict[str, Any], flush: _Flush, what: str) -> None:
         """PutItem with retries. Raises ClientError for a non-retryable reply, WriteFailed when out of budget."""
         attempt = 0
+        deadline = self._clock() + self.settings.write_retry_budget_millis / 1000
         while True:
             attempt += 1
             flush.add(requests=1)
@@ -182,7 +184,7 @@ class Writer:
                     raise WriteFailed(f"{what}: {_describe(exc)}") from exc
                 flush.add(retries=1, throttled=int(throttled))
                 delay = self._rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt))
-                if attempt >= self.settings.write_max_attempts or self._clock() + delay > flush.deadline:
+                if attempt >= self.settings.write_max_attempts or self._clock() + delay > deadline:
                     raise WriteFailed(f"{what}: still failing after {attempt} attempts "
                                       f"({_describe(exc)}); DynamoDB unavailable or throttling beyond the retry "
                                       f"budget ({self.settings.write_retry_budget_millis} ms)") from exc
