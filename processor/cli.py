@@ -10,7 +10,7 @@ from . import logs
 from .config import ConfigError
 
 #: modules that provide subcommands (each exposes ``register(subparsers)``); optional ones may be absent.
-COMMAND_MODULES = ["tables", "localstack", "daemon", "producer", "verify", "readside", "reconcile"]
+COMMAND_MODULES = ["tables", "localstack", "daemon", "producer", "verify", "readside", "reconcile", "faults"]
 
 
 def build_parser() -> argparse.ArgumentParser:

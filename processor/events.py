@@ -32,6 +32,7 @@ VERSIONED: dict[str, tuple[str, str]] = {
 }
 
 MAX_VERSION = 2**63 - 1
+MAX_KEY_BYTES = 2048  # DynamoDB's limit for a partition key value
 # msgpack maps (0x80-0x8f, 0xde, 0xdf) and arrays (0x90-0x9f, 0xdc, 0xdd): bytes no JSON text starts with.
 _MSGPACK_CONTAINER_FIRST_BYTES = frozenset([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
 _JSON_WHITESPACE = b" \t\r\n"
@@ -136,6 +137,18 @@ def decode(data: bytes) -> Event | Ignored | Bad:
     return validate(value)
 
 
+def _show(value: Any) -> str:
+    """A value as the event's author wrote it (JSON terms), for reasons."""
+    if isinstance(value, Decimal):
+        return f"the non-integer number {value}"
+    if isinstance(value, float):
+        return f"the non-integer number {value!r}"
+    if isinstance(value, (str, int)) or value is None or isinstance(value, bool):
+        text = json.dumps(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return f"a {type(value).__name__}"
+
+
 def validate(obj: Any) -> Event | Ignored | Bad:
     """A parsed value -> Event / Ignored / Bad by the rules in the module docstring."""
     if not isinstance(obj, dict):
@@ -155,10 +168,12 @@ def validate(obj: Any) -> Event | Ignored | Bad:
         return Bad("no-detail", f"{detail_type} has no detail object")
     arn = detail.get(key)
     if not isinstance(arn, str) or not arn:
-        return Bad("no-arn", f"detail.{key} is {arn!r}, expected a non-empty string")
+        return Bad("no-arn", f"detail.{key} is {_show(arn)}, expected a non-empty string")
+    if len(arn.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        return Bad("no-arn", f"detail.{key} is longer than DynamoDB's {MAX_KEY_BYTES}-byte key limit")
     version = detail.get("version")
     if isinstance(version, bool) or not isinstance(version, int):
-        return Bad("bad-version", f"detail.version is {version!r} ({type(version).__name__}), expected an integer")
+        return Bad("bad-version", f"detail.version is {_show(version)}, expected an integer")
     if not 0 <= version <= MAX_VERSION:
         return Bad("bad-version", f"detail.version {version} is outside 0..2**63-1")
     return Event(
