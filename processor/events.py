@@ -34,7 +34,9 @@ VERSIONED: dict[str, tuple[str, str]] = {
 MAX_VERSION = 2**63 - 1
 MAX_KEY_BYTES = 2048  # DynamoDB's limit for a partition key value
 # msgpack maps (0x80-0x8f, 0xde, 0xdf) and arrays (0x90-0x9f, 0xdc, 0xdd): bytes no JSON text starts with.
-_MSGPACK_CONTAINER_FIRST_BYTES = frozenset([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+# msgpack ext types (0xc7-0xc9, 0xd4-0xd8) cannot start JSON text either.
+_MSGPACK_CONTAINER_FIRST_BYTES = frozenset([*range(0x80, 0xA0), 0xC7, 0xC8, 0xC9, *range(0xD4, 0xD9),
+                                            0xDC, 0xDD, 0xDE, 0xDF])
 _JSON_WHITESPACE = b" \t\r\n"
 
 
@@ -137,6 +139,16 @@ def decode(data: bytes) -> Event | Ignored | Bad:
     return validate(value)
 
 
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    return {list: "an array", str: "a string", bytes: "binary data"}.get(type(value), f"a {type(value).__name__}")
+
+
 def _show(value: Any) -> str:
     """A value as the event's author wrote it (JSON terms), for reasons."""
     if isinstance(value, Decimal):
@@ -152,13 +164,13 @@ def _show(value: Any) -> str:
 def validate(obj: Any) -> Event | Ignored | Bad:
     """A parsed value -> Event / Ignored / Bad by the rules in the module docstring."""
     if not isinstance(obj, dict):
-        return Bad("not-object", f"event is a JSON {type(obj).__name__}, not an object")
+        return Bad("not-object", f"event is {_json_type(obj)}, not an object")
     source = obj.get("source")
     if source != "aws.ecs":
-        return Bad("wrong-source", f"source is {source!r}, expected 'aws.ecs'")
+        return Bad("wrong-source", f"source is {_show(source)}, expected \"aws.ecs\"")
     detail_type = obj.get("detail-type")
     if not isinstance(detail_type, str):
-        return Bad("no-detail-type", f"detail-type is {type(detail_type).__name__}, expected a string")
+        return Bad("no-detail-type", f"detail-type is {_show(detail_type)}, expected a string")
     route = VERSIONED.get(detail_type)
     if route is None:
         return Ignored(detail_type)

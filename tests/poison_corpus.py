@@ -49,3 +49,4 @@ POISON = {
 }
 
 POISON["arn over 2048 bytes"] = (as_json(task_event("arn:" + "x" * 2100, 1)), "no-arn")
+POISON["msgpack ext at top level"] = (msgpack.packb(msgpack.ExtType(5, b"xx")), "not-object")
