@@ -257,7 +257,7 @@ def verify(settings: Settings, truth_path: str, client: Any | None = None, wait_
            interval_s: float = 2.0) -> Report:
     """Scan the tables and compare them with the truth file; with ``wait_s`` > 0, scan again every
     ``interval_s`` until the match is exact or ``wait_s`` has passed (the processor may still be catching up)."""
-    from processor.producer import load_truth
+    from processor.truth import load_truth
 
     truth = load_truth(truth_path)
     if client is None:
