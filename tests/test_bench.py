@@ -1,0 +1,115 @@
+"""The benchmark (processor/bench.py, scripts/bench.py) at a tiny size: the report's structure, the floor, the
+stream split, the PNG, and that our contender leaves no ARN stale. No timing assertions."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processor.bench import (CONTENDERS, BenchConfig, arrival_seconds, build_parser, build_stream,
+                             config_from_args, distinct_per_window, flush_windows, render_markdown, run_bench,
+                             shard_of)
+from processor.bench_chart import Panel, bar_panels
+from processor.ecs_sim import Record
+
+
+def test_shard_of_splits_the_md5_hash_range_evenly_as_kinesis_does() -> None:
+    # MD5("a") = 0cc175b9...: in the first of 4 shards, and in shard 0 of 16 (0x0c < 0x10)
+    assert shard_of("a", 4) == 0 and shard_of("a", 16) == 0
+    assert shard_of("b", 4) == 2            # MD5("b") = 92eb5ffe... -> 0x92 * 4 // 256 = 2
+    spread = Counter(shard_of(f"arn:aws:ecs:us-east-1:1:task/c/{i}", 4) for i in range(4000))
+    assert set(spread) == {0, 1, 2, 3} and min(spread.values()) > 900
+    assert all(shard_of(f"k{i}", 1) == 0 for i in range(100))
+
+
+def test_flush_windows_cut_a_shard_by_arrival_time_and_the_floor_counts_distinct_arns_per_window() -> None:
+    def rec(arn: str) -> Record:
+        return Record(arn, b"{}", "task", arn=arn, version=1)
+
+    records = [rec("a"), rec("a"), rec("b"), Record("p", b"x", "poison", "truncated"), rec("a"), rec("c")]
+    arrivals = [0.0, 1.0, 4.9, 5.0, 6.0, 12.0]
+    indices = list(range(len(records)))
+    windows = flush_windows(indices, arrivals, 5.0)
+    assert windows == [(0, 3), (3, 5), (5, 6)]
+    # window 1: a, b; window 2: a (the poison record needs no state write); window 3: c
+    assert distinct_per_window(records, [indices], [windows]) == 4
+    # two shards: each ARN lives in one shard, windows are per shard
+    left, right = [0, 1, 4], [2, 3, 5]
+    assert distinct_per_window(records, [left, right], [flush_windows(left, arrivals, 5.0),
+                                                        flush_windows(right, arrivals, 5.0)]) == 4
+
+
+def test_arrival_clock_follows_the_simulated_fleet_and_never_goes_back() -> None:
+    stream = build_stream(BenchConfig(events=400, reorder_window=20, poison_rate=0.05, seed=3))
+    arrivals = stream.arrivals
+    assert arrivals[0] == 0.0 and arrivals[-1] > 5
+    assert all(b >= a for a, b in zip(arrivals, arrivals[1:]))
+    assert arrival_seconds(stream.records, rate=100.0)[-1] == pytest.approx(3.99)
+    assert sorted(i for ix in stream.shard_indices for i in ix) == list(range(400))
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="--contenders"):
+        config_from_args(build_parser().parse_args(["--contenders", "ours,nope"]))
+    cfg = config_from_args(build_parser().parse_args(["--events", "10", "--contenders", "ours"]))
+    assert cfg.contenders == ("ours",) and cfg.events == 10
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and zlib.crc32(data[12:16 + length]) == struct.unpack(">I", data[16 + length:20 + length])[0]
+    width, height = struct.unpack(">II", data[16:24])
+    pos, idat = 8, b""
+    while pos < len(data):   # every chunk's CRC checks, and the image data has one filter byte + RGB per row
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        assert zlib.crc32(kind + body) == struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0]
+        if kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    assert len(zlib.decompress(idat)) == height * (1 + 3 * width)
+    return width, height
+
+
+def test_the_chart_is_a_valid_png() -> None:
+    data = bar_panels("T", ["A", "B"], [Panel("X", [1.0, None], "{:.1f}", [("floor", 0.5)]), Panel("Y", [0.0, 2.0])])
+    assert _png_size(data) == (2 * 620, 60 + 400 + 20 + 10)
+
+
+def test_a_tiny_run_reports_every_contender_and_ours_leaves_nothing_stale(moto_server: Any, tmp_path: Path) -> None:
+    cfg = BenchConfig(events=600, shards=2, workers=4, poison_rate=0.01, seed=5)
+    report = run_bench(cfg, tmp_path, "tiny", endpoint=moto_server.endpoint, command="test")
+    saved = json.loads((tmp_path / "tiny.json").read_text())
+    assert saved["results"].keys() == report["results"].keys() == set(CONTENDERS)
+    assert _png_size((tmp_path / "tiny.png").read_bytes())[0] > 0
+    floor = saved["floor"]
+    assert 0 < floor["requests_per_event"] < 1 and floor["windows"] >= 2
+    for name, result in saved["results"].items():
+        for key in ("requests", "requests_per_event", "cpu_us_per_event", "events_per_s", "wall_s", "tables",
+                    "label", "x_floor"):
+            assert key in result, (name, key)
+        assert result["events"] == 600 and result["requests"] > 0
+        assert result["tables"]["expected_arns"] == saved["stream"]["distinct_arns"]
+    ours = saved["results"]["ours"]
+    assert ours["tables"]["stale"] == 0 and ours["tables"]["unexpected"] == 0
+    assert ours["tables"]["matched"] == saved["stream"]["distinct_arns"]
+    assert ours["tables"]["dead_letters"]["ok"] and saved["stream"]["poison"] > 0
+    # every state write the floor counts was made, plus one dead letter per poison record
+    assert ours["requests"] >= floor["distinct_arns_per_window_sum"]
+    assert ours["flush_log"]["dead_letters"] == saved["stream"]["poison"]
+    # the Lambda does one get_item per state event and a put_item for most of them
+    lam = saved["results"]["lambda"]
+    state_events = saved["stream"]["task_events"] + saved["stream"]["instance_events"]
+    decoded = lam["outcomes"]["put"] + lam["outcomes"]["older"] + lam["outcomes"].get("failed", 0)
+    assert state_events <= decoded <= state_events + saved["stream"]["poison"]   # a lone surrogate decodes
+    assert lam["requests"] >= state_events + lam["outcomes"]["put"]
+    assert set(saved["targets"]) >= {"ours_requests_vs_floor", "ours_cpu_vs_lambda", "ours_stale_arns"}
+    text = render_markdown(saved)
+    assert "| contender |" in text and "Command: `test`" in text and text.count("\n| ") >= 4
