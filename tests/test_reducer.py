@@ -77,6 +77,19 @@ def conditional_put(table: dict[str, int], history: list[tuple[str, int]], it: I
         history.append((it.arn, it.version))
 
 
+def assert_highest_and_never_lowered(stream: list[tuple[int, int, bool]], table: dict[str, int],
+                                     history: list[tuple[str, int]]) -> None:
+    """The table holds the highest version offered per ARN, and every stored version was higher than the last."""
+    expected: dict[str, int] = {}
+    for arn_no, version, _ in stream:
+        expected[f"arn{arn_no}"] = max(expected.get(f"arn{arn_no}", -1), version)
+    assert table == expected
+    seen: dict[str, int] = {}
+    for arn, version in history:
+        assert version > seen.get(arn, -1)
+        seen[arn] = version
+
+
 @settings(max_examples=400, deadline=None)
 @given(offers)
 def test_flushes_leave_the_highest_version_per_arn_and_never_lower_one(stream: list[tuple[int, int, bool]]) -> None:
@@ -92,14 +105,7 @@ def test_flushes_leave_the_highest_version_per_arn_and_never_lower_one(stream: l
                 conditional_put(table, history, it)
     for it in r.drain().items:
         conditional_put(table, history, it)
-    expected: dict[str, int] = {}
-    for arn_no, version, _ in stream:
-        expected[f"arn{arn_no}"] = max(expected.get(f"arn{arn_no}", -1), version)
-    assert table == expected
-    seen: dict[str, int] = {}
-    for arn, version in history:
-        assert version > seen.get(arn, -1)
-        seen[arn] = version
+    assert_highest_and_never_lowered(stream, table, history)
 
 
 @settings(max_examples=300, deadline=None)
@@ -127,11 +133,4 @@ def test_two_processors_sharing_tables_overlap_safely(a: list[tuple[int, int, bo
     for r in reducers:
         for it in r.drain().items:
             conditional_put(table, history, it)
-    expected: dict[str, int] = {}
-    for arn_no, version, _ in a + b:
-        expected[f"arn{arn_no}"] = max(expected.get(f"arn{arn_no}", -1), version)
-    assert table == expected
-    seen: dict[str, int] = {}
-    for arn, version in history:
-        assert version > seen.get(arn, -1)
-        seen[arn] = version
+    assert_highest_and_never_lowered(a + b, table, history)
