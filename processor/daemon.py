@@ -269,6 +269,10 @@ class DaemonWatch:
                     f"Check that the stream exists and the lease table's DynamoDB answers")
         if self.start_failed:
             return f"the daemon could not start the record processor: {self.start_failed}; check executableName"
+        if code < 0 and not signalled:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            return (f"the KCL daemon was killed by {name} (not by us); it restarts from the last checkpoint when "
+                    f"run again (ecs-state run --restart-on-failure does that)")
         if code != 0 and not signalled:
             what = f"a record processor failed ({self.processor_failed})" if self.processor_failed else \
                 f"the daemon failed (last error: {self.last_error})"
@@ -459,6 +463,8 @@ def run_daemon(properties: Path, log_level: str = "INFO", restart_on_failure: bo
             if problem:
                 print(f"ecs-state run: {problem}", file=out)
             code = 1 if (outcome.code == 0 and problem) else outcome.code
+            if code < 0:  # killed by a signal: report it the way a shell does (128 + signal number)
+                code = 128 - code
             if outcome.signalled or code == 0 or not restart_on_failure or watch.config_error:
                 return code
             failures = 1 if outcome.seconds > 120 else failures + 1

@@ -189,6 +189,7 @@ class ShardProcessor(v3.RecordProcessorBase):
             "millis_behind_latest": self._millis_behind,
         }
         logs.log("flush", shard=self.shard_id, reason=reason,
+                 firstSequenceNumber=batch.first.sequence_number if batch.first else None,
                  lastSequenceNumber=batch.last.sequence_number if batch.last else None, **stats)
         self.metrics.emit(self.shard_id, stats)
 

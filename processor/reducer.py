@@ -35,6 +35,7 @@ class Batch:
     dead_letters: list[DeadLetter]
     last: Position | None
     counts: Counts
+    first: Position | None = None
 
     @property
     def empty(self) -> bool:
@@ -47,6 +48,7 @@ class Reducer:
     max_bytes: int = 64 * 1024 * 1024
     _pending: dict[tuple[str, str], Item] = field(default_factory=dict)
     _dead: list[DeadLetter] = field(default_factory=list)
+    _first: Position | None = None
     _last: Position | None = None
     _bytes: int = 0
     _counts: Counts = field(default_factory=Counts)
@@ -83,6 +85,8 @@ class Reducer:
         self._counts.ignored += 1
 
     def _advance(self, position: Position) -> None:
+        if self._first is None:
+            self._first = position
         self._last = position
         self._counts.records += 1
 
@@ -105,7 +109,7 @@ class Reducer:
         return self._last is not None
 
     def drain(self) -> Batch:
-        batch = Batch(list(self._pending.values()), self._dead, self._last, self._counts)
+        batch = Batch(list(self._pending.values()), self._dead, self._last, self._counts, self._first)
         self.clear()
         return batch
 
@@ -113,6 +117,7 @@ class Reducer:
         """Forget everything pending (after a drain, or when the lease is lost)."""
         self._pending = {}
         self._dead = []
+        self._first = None
         self._last = None
         self._bytes = 0
         self._counts = Counts()

@@ -367,3 +367,10 @@ def test_real_daemon_processes_records_and_shuts_down_gracefully_on_sigterm(tmp_
     run_err = (tmp_path / "run.err").read_text()
     assert '"event":"daemon.exited"' in run_err and '"processors_initialized":2' in run_err
     assert "Created new shardConsumer" in daemon_log.read_text()
+
+
+def test_a_daemon_killed_by_a_signal_is_reported_as_such() -> None:
+    from processor.daemon import DaemonWatch
+
+    problem = DaemonWatch(show_level="INFO").diagnosis(-9, signalled=False)
+    assert problem is not None and "killed by SIGKILL" in problem

@@ -22,7 +22,7 @@ def test_outcomes() -> None:
     assert r.offer(item("a", 1), pos(4)) == STALE
     batch = r.drain()
     assert [(i.arn, i.version, i.attributes["tag"]) for i in batch.items] == [("a", 3, {"S": ""})]
-    assert batch.last == pos(4)
+    assert batch.first == pos(1) and batch.last == pos(4)
     assert (batch.counts.records, batch.counts.duplicates, batch.counts.superseded) == (4, 1, 2)
     assert not r.has_pending and r.drain().empty
 
