@@ -79,6 +79,7 @@ class Item:
     version: int
     attributes: dict[str, AttributeValue]
     size: int
+    position: Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +222,7 @@ def build_item(event: Event, position: Position, task_retention_hours: int = 0) 
     total = sum(sizes.values())
     if total > COMPRESS_ABOVE:
         total = _compress_largest(event, attributes, sizes, total)
-    return Item(event.kind, event.key, event.arn, event.version, attributes, total)
+    return Item(event.kind, event.key, event.arn, event.version, attributes, total, position)
 
 
 def _compress_largest(event: Event, attributes: dict[str, AttributeValue], sizes: dict[str, int],

@@ -17,6 +17,7 @@ import os
 import random
 import sys
 import time
+import traceback
 from typing import Any, Callable, TextIO
 
 from amazon_kclpy import kcl
@@ -203,8 +204,6 @@ class ShardProcessor(v3.RecordProcessorBase):
         except Exception as exc:
             logs.log("processor_bug", level="ERROR", shard=self.shard_id, error=f"{type(exc).__name__}: {exc}",
                      action="exiting without checkpoint; KCL re-reads from the last checkpoint")
-            import traceback
-
             traceback.print_exc(file=sys.stderr)
             raise SystemExit(EXIT_BUG) from exc
 

@@ -28,7 +28,7 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedErr
 
 from .config import Settings
 from .events import INSTANCE, TASK
-from .items import DeadLetter, Item, Position, dead_letter
+from .items import DeadLetter, Item, dead_letter
 from .reducer import Batch
 
 RETRYABLE_CODES = frozenset({
@@ -148,11 +148,8 @@ class Writer:
         flush.add(written=1)
 
     def _refused(self, item: Item, exc: ClientError) -> DeadLetter:
-        meta = item.attributes
-        position = Position(meta["kinesis_shard_id"]["S"], meta["kinesis_sequence_number"]["S"],
-                            int(meta["kinesis_subsequence_number"]["N"]))
         raw = json.dumps({"table": self.tables[item.kind], "item": item.attributes}, default=repr).encode()
-        return dead_letter(raw, position, item.arn, None, "refused",
+        return dead_letter(raw, item.position, item.arn, None, "refused",
                            f"DynamoDB refused the item: {_describe(exc)}")
 
     def _put_dead_letter(self, dead: DeadLetter, flush: _Flush) -> None:

@@ -7,7 +7,7 @@ from processor.reducer import DUPLICATE, NEW, NEWER, STALE, Reducer
 
 
 def item(arn: str, version: int, tag: str = "", size: int = 100, kind: str = "task") -> Item:
-    return Item(kind, "taskArn", arn, version, {"tag": {"S": tag}}, size)
+    return Item(kind, "taskArn", arn, version, {"tag": {"S": tag}}, size, Position("shard-1", "0"))
 
 
 def pos(n: int) -> Position:

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from processor import aws
 from processor.config import Settings
 from processor.events import Event, decode
-from processor.items import Position, build_item, dead_letter
+from processor.items import Item, Position, build_item, dead_letter
 from processor.reducer import Batch, Counts
 from processor.tables import ensure_tables
 from processor.writer import Writer
@@ -102,3 +102,17 @@ def test_retry_budget_exhausted_reports_failure(settings: Settings) -> None:
     out = Writer(s, Throttling(aws.client("dynamodb"), 100), sleep=lambda _: None).write(_batch([_item(8, 1)]))
     assert not out.ok and "after 3 attempts" in out.failed[0]
     assert _stored(settings, 8) is None
+
+
+def test_an_item_dynamodb_refuses_becomes_a_dead_letter_at_its_position(settings: Settings) -> None:
+    """moto answers ValidationException for an item over 400 KB (built here past our own size guard)."""
+    good = _item(9, 1)
+    huge = Item(good.kind, good.key, good.arn, 2, {**good.attributes, "blob": {"S": "x" * 500_000}}, good.size,
+                Position("shardId-000000000009", "7" * 56, 2))
+    out = Writer(settings, aws.client("dynamodb", botocore_retries=1)).write(_batch([huge]))
+    assert out.ok and (out.written, out.dead_letters) == (0, 1)
+    got = aws.client("dynamodb").get_item(TableName=settings.dead_letter_table,
+                                          Key={"shardId": {"S": "shardId-000000000009"},
+                                               "sequenceNumber": {"S": "7" * 56 + ":2"}})
+    assert got["Item"]["reasonCode"] == {"S": "refused"} and "ValidationException" in got["Item"]["reason"]["S"]
+    assert _stored(settings, 9) is None
