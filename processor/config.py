@@ -14,12 +14,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
 
+from processor.errors import ConfigError
+
 PREFIX = "ecsState."
 PROPERTIES_ENV = "ECS_STATE_PROPERTIES"
 
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the key, the source and the fix."""
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,24 @@
-"""JSON-lines logging on stderr. stdout belongs to the MultiLang protocol and is never written here."""
+"""JSON-lines logging on stderr, and the one parser of those lines. stdout belongs to the MultiLang protocol and
+is never written here.
+
+A line is ``{"ts": <epoch s>, "level": "INFO", "event": "<name>", **fields}``. The KCL daemon re-logs a child's
+stderr line wrapped (``... Received error line from subprocess [{...}] for shard ...``): ``parse_line`` finds
+the object in either form, so every reader (demo, benchmark, tests) parses logs one way.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, Iterator, TextIO
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 _threshold = 20
 _stream: TextIO | None = None
+_DECODER = json.JSONDecoder()
+_START = '{"ts"'
 
 
 def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
@@ -31,3 +40,27 @@ def log(event: str, level: str = "INFO", **fields: Any) -> None:
     stream = _stream or sys.stderr
     stream.write(json.dumps(record, default=_default, separators=(",", ":")) + "\n")
     stream.flush()
+
+
+def parse_line(line: str) -> dict[str, Any] | None:
+    """The log object in ``line`` (raw, or wrapped by the daemon), or None when the line holds none."""
+    start = line.find(_START)
+    if start < 0:
+        return None
+    try:
+        record, _ = _DECODER.raw_decode(line, start)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "event" in record else None
+
+
+def read_lines(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Every log object in a file (a missing file has none)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return
+    for line in text.splitlines():
+        record = parse_line(line)
+        if record is not None:
+            yield record

@@ -5,14 +5,8 @@ from typing import Iterator
 
 import pytest
 
-from processor.localstack import Server, start_moto
-
-LOCAL_ENV = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+from processor.local.env import LOCAL_ENV
+from processor.local.stack import Server, start_moto
 
 
 @pytest.fixture(scope="session")

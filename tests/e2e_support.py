@@ -1,8 +1,8 @@
 """Helpers for tests/test_e2e.py: the real KCL MultiLangDaemon (``ecs-state run``) with our processor, on the
 embedded local stack (moto + kinesis-mock).
 
-- :class:`Feed` writes generated ECS events (:func:`processor.ecs_sim.generate`) to a stream with the producer's
-  :class:`~processor.producer.KinesisWriter`, keeps the ground truth (:class:`~processor.truth.GroundTruth`) and
+- :class:`Feed` writes generated ECS events (:func:`processor.loadgen.fleet.generate`) to a stream with the producer's
+  :class:`~processor.loadgen.producer.KinesisWriter`, keeps the ground truth (:class:`~processor.loadgen.ground_truth.GroundTruth`) and
   remembers which shard and sequence number Kinesis gave every record (to know each shard's last record).
 - :class:`Launcher` is one ``ecs-state run`` process: its stderr carries the launcher's and the processors' JSON
   log lines (the launcher passes the processors' stderr through), ``--daemon-log`` the daemon's whole log.
@@ -28,12 +28,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from processor.config import Settings, load_settings
-from processor.ecs_sim import Options, Record, generate
-from processor.localstack import DUMMY_CREDENTIALS, LocalStack, die_with_parent, wait_stream_active
-from processor.producer import KinesisWriter, Pacer, produce
-from processor.tables import ensure_tables
-from processor.truth import GroundTruth
-from processor.verify import Report, compare, read_tables
+from processor.loadgen.fleet import Options, Record, generate
+from processor.loadgen.ground_truth import GroundTruth
+from processor.loadgen.producer import KinesisWriter, Pacer, produce
+from processor.loadgen.verify import Report, compare, read_tables
+from processor.local.env import local_client
+from processor.local.stack import LocalStack, wait_stream_active
+from processor.ops.setup_tables import ensure_tables
+from processor.ops.supervisor import die_with_parent
+from processor.shard.flush_report import EVENT as FLUSH_EVENT
+from processor.shard.flush_report import FlushReport
 
 T = TypeVar("T")
 
@@ -76,14 +80,9 @@ def producer_client(stack: LocalStack) -> Any:
     read timeout may have been applied already, which would write records twice behind the ground truth's back;
     the producer's KinesisWriter retries only entries reported failed) and a long read timeout (kinesis-mock
     takes seconds per 500-record call once a shard holds thousands of records)."""
-    import boto3
-    from botocore.config import Config
 
-    return boto3.session.Session().client(
-        "kinesis", endpoint_url=stack.kinesis_endpoint, region_name=stack.region,
-        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=10, read_timeout=300))
+    return local_client("kinesis", stack.kinesis_endpoint, stack.region, connect_timeout=10, read_timeout=300,
+                        retries={"mode": "standard", "total_max_attempts": 1})
 
 
 class Feed:
@@ -245,9 +244,10 @@ class Launcher:
         return [line for line in self.lines()
                 if line.get("event") == event and (shard is None or line.get("shard") == shard)]
 
-    def flushes(self, shard: str | None = None, since: float = 0.0) -> list[dict[str, Any]]:
-        """The processors' ``flush`` lines (``since``: wall-clock time, the line's ``ts``)."""
-        return [line for line in self.events("flush", shard) if line.get("ts", 0) >= since]
+    def flushes(self, shard: str | None = None, since: float = 0.0) -> list[FlushReport]:
+        """The processors' flush reports (``since``: wall-clock time, the line's ``ts``)."""
+        return [FlushReport.from_fields(line) for line in self.events(FLUSH_EVENT, shard)
+                if line.get("ts", 0) >= since]
 
     def initialized(self, since: float = 0.0) -> dict[str, list[dict[str, Any]]]:
         """shard id -> the processors' ``initialize`` lines for it."""
@@ -429,7 +429,7 @@ class Scenario:
         return compare(truth, *read_tables(self.settings, self.dynamodb))
 
     def wait_exact(self, feed: Feed, timeout_s: float, alive: list[Launcher] | None = None) -> Report:
-        """Poll the tables until they equal ``feed``'s ground truth exactly (processor.verify)."""
+        """Poll the tables until they equal ``feed``'s ground truth exactly (processor.loadgen.verify)."""
         last: list[Report] = []
 
         def probe() -> Report | None:

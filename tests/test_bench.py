@@ -3,6 +3,7 @@ stream split, the PNG, and that our contender leaves no ARN stale. No timing ass
 
 from __future__ import annotations
 
+import argparse
 import json
 import struct
 import zlib
@@ -12,11 +13,27 @@ from typing import Any
 
 import pytest
 
-from processor.bench import (CONTENDERS, BenchConfig, arrival_seconds, build_parser, build_stream,
-                             config_from_args, distinct_per_window, flush_windows, render_markdown, run_bench,
-                             shard_of)
-from processor.bench_chart import Panel, bar_panels
-from processor.ecs_sim import Record
+from processor.bench.chart import Panel, bar_panels
+from processor.bench.runner import (
+    CONTENDERS,
+    BenchConfig,
+    add_arguments,
+    arrival_seconds,
+    build_stream,
+    config_from_args,
+    distinct_per_window,
+    flush_windows,
+    render_markdown,
+    run_bench,
+    shard_of,
+)
+from processor.loadgen.fleet import Record
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser
 
 
 def test_shard_of_splits_the_md5_hash_range_evenly_as_kinesis_does() -> None:
@@ -56,8 +73,8 @@ def test_arrival_clock_follows_the_simulated_fleet_and_never_goes_back() -> None
 
 def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="--contenders"):
-        config_from_args(build_parser().parse_args(["--contenders", "ours,nope"]))
-    cfg = config_from_args(build_parser().parse_args(["--events", "10", "--contenders", "ours"]))
+        config_from_args(_parser().parse_args(["--contenders", "ours,nope"]))
+    cfg = config_from_args(_parser().parse_args(["--events", "10", "--contenders", "ours"]))
     assert cfg.contenders == ("ours",) and cfg.events == 10
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from processor.driver import records_from
-from processor.faults import FaultProxy, Rule
-from tests.factories import as_json, task_arn, task_event
-from tests.fault_scenarios import ShardDaemon, unique_settings
-from tests.protocol_helpers import env_for, expected_state, stored_state
+from processor.testing.factories import as_json, task_arn, task_event
+from processor.testing.fault_proxy import FaultProxy, Rule
+from processor.testing.fault_scenarios import ShardDaemon, unique_settings
+from processor.testing.multilang_driver import records_from
+from processor.testing.protocol_helpers import env_for, expected_state, stored_state
 
 
 def test_a_big_flush_under_sustained_partial_throttling_makes_progress(moto_server: Any, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from processor.config import ConfigError, Settings, load_settings, parse_properties
+from processor.config import Settings, load_settings, parse_properties
+from processor.errors import ConfigError
 
 
 def test_defaults_with_no_file() -> None:

@@ -15,22 +15,19 @@ from typing import Any
 
 import pytest
 
-from processor import daemon
-from processor.daemon import (
+from processor.errors import EXIT_CONFIG, LaunchError
+from processor.local.stack import LocalStack
+from processor.ops import launcher as daemon
+from processor.ops.daemon_log import DaemonWatch
+from processor.ops.launcher import (
     MAIN_CLASS,
-    DaemonWatch,
-    LaunchError,
-    check_endpoints,
-    check_executable,
-    check_required,
     daemon_env,
     find_jars,
     find_java,
     java_command,
-    restart_delay,
-    run_daemon,
 )
-from processor.localstack import LocalStack
+from processor.ops.preflight import check_endpoints, check_executable, check_required
+from processor.ops.supervisor import restart_delay, run_daemon
 
 VALID = {"executableName": "ecs-state-processor", "streamName": "s", "applicationName": "a",
          "AwsCredentialsProvider": "DefaultCredentialsProvider"}
@@ -172,7 +169,7 @@ def test_run_reports_every_problem_before_starting_java(tmp_path: Path) -> None:
     out = io.StringIO()
     code = run_daemon(props, jars=str(tmp_path), out=out)
     lines = out.getvalue().splitlines()
-    assert code == daemon.EXIT_PREFLIGHT
+    assert code == EXIT_CONFIG
     assert all(line.startswith("ecs-state run: ") for line in lines)
     text = out.getvalue()
     for words in ("no KCL jars", "neither streamName nor streamArn", "applicationName is missing",
@@ -182,7 +179,7 @@ def test_run_reports_every_problem_before_starting_java(tmp_path: Path) -> None:
 
 def test_missing_properties_file(tmp_path: Path) -> None:
     out = io.StringIO()
-    assert run_daemon(tmp_path / "nope.properties", out=out) == daemon.EXIT_PREFLIGHT
+    assert run_daemon(tmp_path / "nope.properties", out=out) == EXIT_CONFIG
     assert "nope.properties does not exist" in out.getvalue()
 
 
@@ -341,7 +338,7 @@ def test_real_daemon_processes_records_and_shuts_down_gracefully_on_sigterm(tmp_
             kinesis.put_record(StreamName="ecs-events", Data=data.encode(), PartitionKey=data)
         props = stack.render_properties(executableName=str(script))
         env = {**stack.child_env(), "PROBE_LOG": str(probe_log)}
-        launcher = subprocess.Popen([sys.executable, "-m", "processor.daemon", "--properties", str(props),
+        launcher = subprocess.Popen([sys.executable, "-m", "processor", "run", "--properties", str(props),
                                      "--daemon-log", str(daemon_log)],
                                     env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "run.err", "w"))
         try:
@@ -370,7 +367,7 @@ def test_real_daemon_processes_records_and_shuts_down_gracefully_on_sigterm(tmp_
 
 
 def test_a_daemon_killed_by_a_signal_is_reported_as_such() -> None:
-    from processor.daemon import DaemonWatch
+    from processor.ops.daemon_log import DaemonWatch
 
     problem = DaemonWatch(show_level="INFO").diagnosis(-9, signalled=False)
     assert problem is not None and "killed by SIGKILL" in problem

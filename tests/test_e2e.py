@@ -27,11 +27,19 @@ from typing import Any, Iterator
 
 import pytest
 
-from processor.ecs_sim import Options
-from processor.faults import FaultProxy, Rule
-from processor.localstack import LocalStack
-from tests.e2e_support import (COMPATIBLE_WITH_2X, SHARD_END, Feed, Launcher, Scenario, checkpoints, leases,
-                               owners)
+from processor.loadgen.fleet import Options
+from processor.local.stack import LocalStack
+from processor.testing.fault_proxy import FaultProxy, Rule
+from tests.e2e_support import (
+    COMPATIBLE_WITH_2X,
+    SHARD_END,
+    Feed,
+    Launcher,
+    Scenario,
+    checkpoints,
+    leases,
+    owners,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -100,12 +108,12 @@ def test_a_twenty_thousand_messy_events_on_four_shards_end_exact(bulk: dict[str,
         assert dead.stored == dead.matched == totals["poison"] and not dead.repeated, report.render()
         assert set(bulk["checkpoints"]) == set(feed.last_sequence()) and len(feed.last_sequence()) == 4
         flushes = worker.flushes()
-        seen = sum(f["records"] for f in flushes)
+        seen = sum(f.records for f in flushes)
         assert seen >= feed.sent, f"processors saw {seen} of {feed.sent} records"
-        assert sum(f["dead_letters"] for f in flushes) >= totals["poison"]
-        assert {f["shard"] for f in flushes} == set(feed.last_sequence())
+        assert sum(f.dead_letters for f in flushes) >= totals["poison"]
+        assert {f.shard for f in flushes} == set(feed.last_sequence())
         print(f"a: {feed.sent} records, {seen} processed, {len(flushes)} flushes, "
-              f"{sum(f['writes'] for f in flushes)} writes, {sum(f['stale'] for f in flushes)} stale; "
+              f"{sum(f.writes for f in flushes)} writes, {sum(f.stale for f in flushes)} stale; "
               + "; ".join(sc.notes))
 
 
@@ -140,9 +148,9 @@ def test_d_replay_by_a_second_application_changes_nothing(bulk: dict[str, Any]) 
         assert not lower, f"versions went down: {lower[:5]}"
         changed = [key for key in before if before[key] != after[key]]
         flushes = replayer.flushes()
-        writes = sum(f["writes"] for f in flushes)
-        stale = sum(f["stale"] for f in flushes)
-        seen = sum(f["records"] for f in flushes)
+        writes = sum(f.writes for f in flushes)
+        stale = sum(f.stale for f in flushes)
+        seen = sum(f.records for f in flushes)
         print(f"d: replay of {seen} records: {writes} writes accepted, {stale} rejected as stale or equal "
               f"(accepted ratio {writes / max(1, writes + stale):.4f}); {len(changed)} items changed; "
               + "; ".join(sc.notes))
@@ -273,9 +281,9 @@ def test_e_sigterm_flushes_and_checkpoints_and_restart_reprocesses_nothing(stack
         stored = checkpoints(sc.dynamodb, sc.application)
         for shard in sorted(shards):
             flushes = first.flushes(shard)
-            assert [f["reason"] for f in flushes] == ["shutdown"], flushes
+            assert [f.reason for f in flushes] == ["shutdown"], flushes
             assert first.events("shutdown", shard)
-            assert stored[shard] == flushes[0]["lastSequenceNumber"] == feed.last_sequence()[shard], shard
+            assert stored[shard] == flushes[0].last_sequence_number == feed.last_sequence()[shard], shard
         sc.wait_exact(feed, 10)  # everything checkpointed is in the tables
 
         feed.send(1200)  # while no worker runs
@@ -288,8 +296,8 @@ def test_e_sigterm_flushes_and_checkpoints_and_restart_reprocesses_nothing(stack
         for shard in sorted(shards):
             assert [i["sequenceNumber"] for i in init[shard]] == [stored[shard]], shard
             flushes = second.flushes(shard)
-            assert all(int(f["lastSequenceNumber"]) > int(stored[shard]) for f in flushes), shard
-            assert sum(f["records"] for f in flushes) == feed.count_after(shard, stored[shard]), shard
+            assert all(int(f.last_sequence_number or 0) > int(stored[shard]) for f in flushes), shard
+            assert sum(f.records for f in flushes) == feed.count_after(shard, stored[shard]), shard
         print("e: " + "; ".join(sc.notes))
 
 
@@ -312,7 +320,7 @@ def test_f_daemon_sigkilled_mid_stream_and_restarted_ends_exact(stack: LocalStac
                 and set(checkpoints(sc.dynamodb, sc.application)) == shards, START_S, alive=[first])
         sent_before = feed.sent
         feed.send_in_background(1200, rate=40)
-        sc.wait("new records flushed", lambda: any(f["ts"] > time.time() - 2 for f in first.flushes())
+        sc.wait("new records flushed", lambda: bool(first.flushes(since=time.time() - 2))
                 and feed.sent > sent_before + 100, 60, alive=[first])
         first.kill_daemon()
         code = first.wait(60)

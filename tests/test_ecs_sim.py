@@ -12,9 +12,19 @@ from typing import Any
 
 import pytest
 
-from processor.ecs_sim import FORMATS, Options, Record, decode, generate, poison_kinds
-from processor.events import Ignored
-from processor.items import DeadLetter, Item, Position, classify
+from processor.core.dead_letters import DeadLetter
+from processor.core.events import Ignored
+from processor.core.items import Item
+from processor.core.position import Position
+from processor.core.route import route
+from processor.loadgen.fleet import (
+    FORMATS,
+    Options,
+    Record,
+    decode,
+    generate,
+    poison_kinds,
+)
 
 
 def take(options: Options, n: int) -> list[Record]:
@@ -189,7 +199,7 @@ def test_sizes_are_like_ecs() -> None:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_poison_kind_appears_and_the_processor_dead_letters_each(fmt: str) -> None:
-    """A contract with processor.items.classify (the processor's per-record decision): poison -> DeadLetter,
+    """A contract with processor.core.route.route (the processor's per-record decision): poison -> DeadLetter,
     ignored types -> Ignored, state events -> an Item with the same ARN and version."""
     records = take(Options(seed=13, format=fmt, poison_rate=0.6, ignored_rate=0.1), 4000)
     kinds = Counter(r.detail for r in records if r.kind == "poison")
@@ -199,7 +209,7 @@ def test_every_poison_kind_appears_and_the_processor_dead_letters_each(fmt: str)
     position = Position("shardId-000000000000", "4" * 56)
     wrong = []
     for rec in records:
-        got = classify(rec.data, position, rec.partition_key, None)
+        got = route(rec.data, position, rec.partition_key, None)
         if rec.kind == "poison":
             ok = isinstance(got, DeadLetter)
         elif rec.kind == "ignored":

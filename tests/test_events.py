@@ -3,11 +3,19 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from processor.events import Bad, Event, Ignored, decode
-from tests.factories import as_json, as_msgpack, instance_arn, instance_event, task_arn, task_event
-from tests.poison_corpus import POISON
+from processor.core.events import Bad, Event, Ignored, decode
+from processor.testing.factories import (
+    as_json,
+    as_msgpack,
+    instance_arn,
+    instance_event,
+    task_arn,
+    task_event,
+)
+from processor.testing.poison_corpus import POISON
 
 
 def test_task_event_json() -> None:

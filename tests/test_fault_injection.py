@@ -14,10 +14,25 @@ from typing import Any
 import pytest
 
 from processor.config import Settings
-from processor.driver import ProcessorProcess, records_from
-from tests.fault_scenarios import (IGNORED, STORED, ShardDaemon, corpus_records, killed, outage,
-                                   poison, poison_corpus, throttled_stream, unique_settings)
-from tests.protocol_helpers import env_for, expected_state, make_stream, stored_state
+from processor.testing.fault_scenarios import (
+    IGNORED,
+    STORED,
+    ShardDaemon,
+    corpus_records,
+    killed,
+    outage,
+    poison,
+    poison_corpus,
+    throttled_stream,
+    unique_settings,
+)
+from processor.testing.multilang_driver import ProcessorProcess, records_from
+from processor.testing.protocol_helpers import (
+    env_for,
+    expected_state,
+    make_stream,
+    stored_state,
+)
 
 
 @pytest.fixture()
@@ -89,10 +104,10 @@ def test_sigkill_between_flush_and_checkpoint_is_reapplied_idempotently(tables: 
     assert daemon is not None
     killed_at = daemon.requests[2][1].sequence_number  # the third checkpoint request, never answered
     assert daemon.starts[1].resumed_after == daemon.acks[1][1]  # from the second, acknowledged, checkpoint
-    replayed = [f for f in daemon.flushes() if f["start"] == 1 and f["lastSequenceNumber"] <= killed_at]
+    replayed = [f for f in daemon.flushes(start=1) if (f.last_sequence_number or "") <= killed_at]
     assert len(replayed) >= 2  # the same records again, in smaller batches
-    assert sum(f["writes"] for f in replayed) == 0  # all rejected as stale: their data was already durable
-    assert sum(f["stale"] for f in replayed) == sum(f["distinct_arns"] for f in replayed) > 0
+    assert sum(f.writes for f in replayed) == 0  # all rejected as stale: their data was already durable
+    assert sum(f.stale for f in replayed) == sum(f.distinct_arns for f in replayed) > 0
     assert r.watch is not None and r.watch.scans >= 6
 
 
@@ -105,12 +120,12 @@ def test_sigkill_mid_flush(tables: Settings, moto_server: Any, tmp_path: Path) -
     assert daemon is not None
     # The killed process never finished its third flush, so it never asked for that checkpoint.
     assert len(daemon.starts[0].checkpoints) == 2
-    assert len([f for f in daemon.flushes() if f["start"] == 0]) == 2
-    replacement = [f for f in daemon.flushes() if f["start"] == 1]
+    assert len(daemon.flushes(start=0)) == 2
+    replacement = daemon.flushes(start=1)
     held = r.injected["slow"]
     # The writes that took effect before the kill are rejected as stale; the ones that never went out are written.
-    assert sum(f["stale"] for f in replacement) >= held > 0
-    assert sum(f["writes"] for f in replacement) > 0
+    assert sum(f.stale for f in replacement) >= held > 0
+    assert sum(f.writes for f in replacement) > 0
 
 
 # --- e ---------------------------------------------------------------------------------------------------------------
@@ -205,6 +220,6 @@ def test_poison_corpus_replayed_is_idempotent(tables: Settings, tmp_path: Path) 
         (tmp_path / f"run{attempt}").mkdir()
         daemon.run()
     second = daemon.flushes()
-    assert sum(f["writes"] for f in second) == 0 and sum(f["stale"] for f in second) > 0
+    assert sum(f.writes for f in second) == 0 and sum(f.stale for f in second) > 0
     _, dead = stored_state(tables)
     assert len(dead) == sum(c.expected not in (STORED, IGNORED) for c in cases)

@@ -15,11 +15,17 @@ from typing import Any, Iterator
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from processor import aws
-from processor.faults import FaultConfigError, FaultProxy, Rule, operation_of
-from processor.localstack import free_port
+from processor.errors import FaultConfigError
+from processor.local.stack import free_port
+from processor.testing.fault_proxy import FaultProxy, Rule, operation_of
 
 TIMEOUT_S = 1.0  # the client's read timeout (roomy for a loaded machine); slow faults delay past it
 
@@ -237,7 +243,7 @@ def test_stop_closes_kept_alive_connections(moto_server: Any, table: str, monkey
 
 def test_command_line_proxy_runs_until_sigterm(moto_server: Any, table: str, monkeypatch: pytest.MonkeyPatch) -> None:
     rule = json.dumps({"kind": "throttling", "operations": ["PutItem"], "limit": 1})
-    proc = subprocess.Popen([sys.executable, "-m", "processor.faults", "--upstream", moto_server.endpoint,
+    proc = subprocess.Popen([sys.executable, "-m", "processor", "faults", "--upstream", moto_server.endpoint,
                              "--rule", rule], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

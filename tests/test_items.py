@@ -7,10 +7,19 @@ from decimal import Decimal
 
 import pytest
 
-from processor.events import Event, Ignored, decode
-from processor.items import (ITEM_LIMIT, DeadLetter, Item, Position, Unstorable, build_item, classify,
-                             decompress_value, read_dead_letter_data, to_attribute)
-from tests.factories import as_json, task_arn, task_event
+from processor.core.dead_letters import DeadLetter, read_dead_letter_data
+from processor.core.events import Event, Ignored, decode
+from processor.core.items import (
+    ITEM_LIMIT,
+    Item,
+    Unstorable,
+    build_item,
+    decompress_value,
+    to_attribute,
+)
+from processor.core.position import Position
+from processor.core.route import route
+from processor.testing.factories import as_json, task_arn, task_event
 
 POS = Position("shardId-000000000001", "49650000000000000000000000000000000000000000000000000001", 0)
 
@@ -85,9 +94,9 @@ def test_ttl_only_for_stopped_tasks_when_configured() -> None:
 
 
 def test_classify_routes_each_outcome() -> None:
-    assert isinstance(classify(as_json(task_event(task_arn(1), 1)), POS, "pk", 1), Item)
-    assert isinstance(classify(b'{"source":"aws.ecs","detail-type":"ECS Service Action"}', POS, "pk", 1), Ignored)
-    dead = classify(b"{not json", POS, "pk", 1)
+    assert isinstance(route(as_json(task_event(task_arn(1), 1)), POS, "pk", 1), Item)
+    assert isinstance(route(b'{"source":"aws.ecs","detail-type":"ECS Service Action"}', POS, "pk", 1), Ignored)
+    dead = route(b"{not json", POS, "pk", 1)
     assert isinstance(dead, DeadLetter) and dead.code == "bad-json"
     first = dead.items[0]
     assert first["shardId"] == {"S": POS.shard_id} and first["sequenceNumber"] == {"S": POS.sequence_number}
@@ -97,7 +106,7 @@ def test_classify_routes_each_outcome() -> None:
 
 def test_dead_letter_of_a_1mb_record_is_split_and_reassembles() -> None:
     data = os.urandom(1024 * 1024)
-    dead = classify(data, Position("s", "9", 3), "pk", None)
+    dead = route(data, Position("s", "9", 3), "pk", None)
     assert isinstance(dead, DeadLetter) and len(dead.items) == 3
     assert dead.items[0]["sequenceNumber"] == {"S": "9:3"} and dead.items[2]["sequenceNumber"] == {"S": "9:3#part2"}
     plain = [{k: next(iter(v.values())) for k, v in it.items()} for it in dead.items]
@@ -107,12 +116,12 @@ def test_dead_letter_of_a_1mb_record_is_split_and_reassembles() -> None:
 
 def test_compressible_dead_letter_is_zlib() -> None:
     data = b"x" * 50_000
-    dead = classify(data, POS, "pk", None)
+    dead = route(data, POS, "pk", None)
     assert isinstance(dead, DeadLetter) and dead.items[0]["dataEncoding"] == {"S": "zlib"}
     assert zlib.decompress(dead.items[0]["data"]["B"]) == data
 
 
 def test_lone_surrogate_is_unstorable_not_a_crash() -> None:
     data = as_json(task_event(task_arn(1), 1)).replace(b'"cpu": "256"', b'"cpu": "\\ud800"')
-    dead = classify(data, POS, "pk", None)
+    dead = route(data, POS, "pk", None)
     assert isinstance(dead, DeadLetter) and dead.code == "unstorable" and "surrogate" in dead.reason

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.metrics import Metrics, emf_record
+from processor.shard.metrics import Metrics, emf_record
 
 STATS = {"records": 10, "distinct_arns": 4, "writes": 3, "stale": 1, "ignored": 2, "dead_letters": 1,
          "retries": 0, "flush_ms": 12.5, "millis_behind_latest": None, "duplicates": 5}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from pathlib import Path
 from typing import Any, Iterator
@@ -11,10 +10,25 @@ from typing import Any, Iterator
 import pytest
 
 from processor.config import Settings
-from processor.driver import KinesisRecord, ProcessExited, ProcessorProcess, records_from, run_shard
-from processor.tables import ensure_tables
-from tests.factories import as_json, task_arn, task_event
-from tests.protocol_helpers import DurabilityCheck, env_for, expected_state, make_stream, stored_state
+from processor.logs import parse_line
+from processor.ops.setup_tables import ensure_tables
+from processor.shard.flush_report import FlushReport, flush_reports
+from processor.testing.factories import as_json, task_arn, task_event
+from processor.testing.multilang_driver import (
+    KinesisRecord,
+    ProcessExited,
+    ProcessorProcess,
+    records_from,
+    run_shard,
+)
+from processor.testing.protocol_helpers import (
+    DurabilityCheck,
+    env_for,
+    expected_state,
+    make_stream,
+    stored_state,
+)
+
 
 @pytest.fixture()
 def tables(moto_server: Any, request: pytest.FixtureRequest) -> Iterator[Settings]:
@@ -39,12 +53,13 @@ def test_stream_ends_exact_and_every_checkpoint_follows_durable_data(tables: Set
         raw = next(r.data for r in records if r.sequence_number == seq)
         assert item["dataSha256"]["S"] == hashlib.sha256(raw).hexdigest()
     assert check.checked >= len(records) // 97 and proc.checkpoints[-1].sequence_number == records[-1].sequence_number
-    flushes = [json.loads(line) for line in (tmp_path / "stderr").read_text().splitlines()
-               if '"event":"flush"' in line]
-    assert sum(f["records"] for f in flushes) == len(records)
-    assert sum(f["ignored"] for f in flushes) == 1
-    assert {"records", "distinct_arns", "writes", "stale", "ignored", "dead_letters", "flush_ms",
-            "millis_behind_latest"} <= set(flushes[0])
+    lines = (tmp_path / "stderr").read_text().splitlines()
+    flushes = flush_reports(lines)
+    assert sum(f.records for f in flushes) == len(records)
+    assert sum(f.ignored for f in flushes) == 1
+    raw = next(parse_line(line) for line in lines if (parse_line(line) or {}).get("event") == "flush")
+    assert set(FlushReport(shard="s", reason="r", first_sequence_number=None, last_sequence_number=None).fields()) \
+        <= set(raw or {})
 
 
 def test_replay_after_a_restart_is_idempotent(tables: Settings, tmp_path: Path) -> None:
@@ -54,9 +69,8 @@ def test_replay_after_a_restart_is_idempotent(tables: Settings, tmp_path: Path) 
         assert run_shard(proc, "shardId-000000000001", records, batch_size=200) == 0
     state, _ = stored_state(tables)
     assert state == expected_state(records)[0]
-    second = [json.loads(line) for line in (tmp_path / "stderr1").read_text().splitlines()
-              if '"event":"flush"' in line]
-    assert sum(f["writes"] for f in second) == 0 and sum(f["stale"] for f in second) > 0
+    second = flush_reports((tmp_path / "stderr1").read_text().splitlines())
+    assert sum(f.writes for f in second) == 0 and sum(f.stale for f in second) > 0
 
 
 def test_interval_not_reached_means_no_checkpoint_until_shutdown(tables: Settings, tmp_path: Path) -> None:
@@ -145,13 +159,13 @@ def test_stdout_is_guarded_against_stray_prints(tables: Settings, tmp_path: Path
     (preload / "sitecustomize.py").write_text("import atexit\natexit.register(lambda: print('noise from atexit'))\n")
     (preload / "noise.py").write_text("")
     records = records_from(make_stream(seed=10, arns=3, versions=2))
-    code = ("import os, processor.kcl as k, sys\n"
+    code = ("import os, processor.shard.record_processor as k, processor.shard.main as m, sys\n"
             "orig = k.ShardProcessor.process_records\n"
             "def noisy(self, i):\n"
             "    print('print noise'); os.write(1, b'raw fd noise\\n'); os.system('echo child noise')\n"
             "    return orig(self, i)\n"
             "k.ShardProcessor.process_records = noisy\n"
-            "sys.exit(k.main())\n")
+            "sys.exit(m.main())\n")
     import sys
 
     proc = ProcessorProcess(argv=[sys.executable, "-c", code], env={**env_for(tables), "PYTHONPATH":

@@ -16,11 +16,18 @@ import pytest
 from botocore.stub import Stubber
 
 from processor import aws
-from processor.ecs_sim import Options, Record, generate
-from processor.producer import (
-    MAX_BATCH_BYTES, MAX_BATCH_RECORDS, KinesisWriter, Pacer, ProduceError, batches, main, produce,
+from processor.errors import ProduceError
+from processor.loadgen.fleet import Options, Record, generate
+from processor.loadgen.ground_truth import GroundTruth, load_truth
+from processor.loadgen.producer import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_RECORDS,
+    KinesisWriter,
+    Pacer,
+    batches,
+    produce,
 )
-from processor.truth import GroundTruth, load_truth
+from processor.ops.cli import main as cli_main
 
 
 def take(options: Options, n: int) -> list[Record]:
@@ -105,7 +112,7 @@ def _read_all(client: Any, stream: str, expected: int, deadline_s: float = 30.0)
 def test_produce_command_writes_every_record_to_kinesis(moto_server: Any, tmp_path: Path) -> None:
     stream = f"producer-{random.randrange(10**6)}"
     truth_path = tmp_path / "truth.json"
-    code = main(["--stream", stream, "--create-shards", "3", "--events", "1500", "--seed", "4",
+    code = cli_main(["produce", "--stream", stream, "--create-shards", "3", "--events", "1500", "--seed", "4",
                  "--poison-rate", "0.05", "--ignored-rate", "0.02", "--duplicate-rate", "0.05",
                  "--reorder-window", "10", "--truth", str(truth_path), "--no-progress"])
     assert code == 0
@@ -126,7 +133,8 @@ def test_produce_command_writes_every_record_to_kinesis(moto_server: Any, tmp_pa
 
 def test_stream_name_comes_from_the_option_then_the_properties_file(tmp_path: Path) -> None:
     import argparse
-    from processor.producer import stream_name
+
+    from processor.loadgen.producer import stream_name
     props = tmp_path / "kcl.properties"
     props.write_text("executableName = ecs-state-processor\nstreamName = from-file\n")
     assert stream_name(argparse.Namespace(stream="given", properties=str(props)), {}) == "given"
@@ -137,7 +145,7 @@ def test_stream_name_comes_from_the_option_then_the_properties_file(tmp_path: Pa
 
 
 def test_produce_command_reports_a_missing_stream(moto_server: Any, tmp_path: Path) -> None:
-    assert main(["--stream", "no-such-stream", "--events", "10", "--no-progress",
+    assert cli_main(["produce", "--stream", "no-such-stream", "--events", "10", "--no-progress",
                  "--truth", str(tmp_path / "t.json")]) == 1
     assert load_truth(tmp_path / "t.json")["totals"]["records"] == 0
 

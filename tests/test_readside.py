@@ -17,9 +17,11 @@ import pytest
 from boto3.dynamodb.types import Binary
 from cfn_template import create_tables_from_template, properties_file
 
-from processor import readside
 from processor.aws import client
-from processor.items import Position, compress_value, dead_letter
+from processor.core.dead_letters import dead_letter
+from processor.core.items import compress_value
+from processor.core.position import Position
+from processor.ops import read as readside
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 CLUSTER_A = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/alpha"

@@ -21,9 +21,9 @@ from typing import Any, Callable, Iterator
 import pytest
 from cfn_template import create_tables_from_template, properties_file
 
-from processor import reconcile
 from processor.aws import client
-from processor.reconcile import Finding, Seen, compare, judge
+from processor.ops import reconcile
+from processor.ops.reconcile import Finding, Seen, compare, judge
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/c/1"
 MOTO_AMI = "ami-12c6146b"  # one of moto's built-in AMIs (listing them all takes seconds)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from processor.items import Item, Position
-from processor.reducer import DUPLICATE, NEW, NEWER, STALE, Reducer
+from processor.core.items import Item
+from processor.core.position import Position
+from processor.core.reducer import DUPLICATE, NEW, NEWER, STALE, Reducer
 
 
 def item(arn: str, version: int, tag: str = "", size: int = 100, kind: str = "task") -> Item:
@@ -35,7 +37,7 @@ def test_same_arn_in_two_kinds_is_two_entries() -> None:
 
 
 def test_ignored_and_dead_letters_advance_the_position() -> None:
-    from processor.items import dead_letter
+    from processor.core.dead_letters import dead_letter
 
     r = Reducer()
     r.offer_ignored(pos(1))

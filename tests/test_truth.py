@@ -1,4 +1,4 @@
-"""The ground truth of a generated stream and its file (processor.truth)."""
+"""The ground truth of a generated stream and its file (processor.loadgen.ground_truth)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from processor.ecs_sim import Options, Record, generate
-from processor.truth import GroundTruth, load_truth
+from processor.loadgen.fleet import Options, Record, generate
+from processor.loadgen.ground_truth import GroundTruth, load_truth
 
 
 def take(options: Options, n: int) -> list[Record]:

@@ -14,10 +14,13 @@ import pytest
 
 from processor import aws
 from processor.config import Settings
-from processor.items import DeadLetter, Item, Position, classify
-from processor.producer import GroundTruth, Options, Record, generate
-from processor.tables import ensure_tables
-from processor.verify import compare, register, verify
+from processor.core.dead_letters import DeadLetter
+from processor.core.items import Item
+from processor.core.position import Position
+from processor.core.route import route
+from processor.loadgen.producer import GroundTruth, Options, Record, generate
+from processor.loadgen.verify import compare, register, verify
+from processor.ops.setup_tables import ensure_tables
 
 TASK = "arn:aws:ecs:us-east-1:123456789012:task/default/{:032x}"
 INSTANCE = "arn:aws:ecs:us-east-1:123456789012:container-instance/default/{:032x}"
@@ -147,10 +150,10 @@ def _settings() -> Settings:
 
 def _store(client: Any, settings: Settings, records: list[Record]) -> None:
     """Store what a correct processor would: the newest item per ARN (built by the processor's own
-    items.classify) and every dead letter."""
+    route.route) and every dead letter."""
     newest: dict[str, Item] = {}
     for seq, rec in enumerate(records):
-        got = classify(rec.data, Position("shardId-000000000001", f"{seq:056d}"), rec.partition_key, 1)
+        got = route(rec.data, Position("shardId-000000000001", f"{seq:056d}"), rec.partition_key, 1)
         if isinstance(got, Item):
             if got.arn not in newest or got.version > newest[got.arn].version:
                 newest[got.arn] = got

@@ -10,12 +10,14 @@ from botocore.exceptions import ClientError
 
 from processor import aws
 from processor.config import Settings
-from processor.events import Event, decode
-from processor.items import Item, Position, build_item, dead_letter
-from processor.reducer import Batch, Counts
-from processor.tables import ensure_tables
-from processor.writer import Writer
-from tests.factories import as_json, task_arn, task_event
+from processor.core.dead_letters import dead_letter
+from processor.core.events import Event, decode
+from processor.core.items import Item, build_item
+from processor.core.position import Position
+from processor.core.reducer import Batch, Counts
+from processor.ops.setup_tables import ensure_tables
+from processor.shard.writer import Writer
+from processor.testing.factories import as_json, task_arn, task_event
 
 POS = Position("shardId-000000000000", "1" * 56)
 

@@ -1,0 +1,224 @@
+"""Event -> DynamoDB item (low-level attribute-value map), with its size and, when needed, compression. No I/O.
+
+Item layout (documented in the README):
+- every field of ``detail`` as a top-level attribute under its own name; numbers as ``N``; ``version`` ``N``;
+- ``cw_version`` (envelope ``version``), ``event_id``, ``event_time`` (envelope ``id`` / ``time``),
+  ``kinesis_shard_id``, ``kinesis_sequence_number``, ``kinesis_subsequence_number``: where the item came from;
+  these names win over a ``detail`` field of the same name;
+- ``compressed_attributes`` (``SS``), only when the item would pass DynamoDB's 400 KB limit: each attribute named
+  there holds ``B`` = zlib(msgpack(value)); inside it, integral numbers are integers and other numbers doubles;
+- ``expires_at`` (``N``, epoch seconds), only for STOPPED tasks when a task retention is configured (TTL).
+
+Dead-letter items are built in ``dead_letters``; which of the two a record becomes is decided in ``route``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgpack
+
+from processor.core.events import TASK, Event
+from processor.core.position import Position
+
+ITEM_LIMIT = 400 * 1024
+#: Size above which we compress: below DynamoDB's limit with room for its own accounting differences.
+COMPRESS_ABOVE = ITEM_LIMIT - 8 * 1024
+MAX_DEPTH = 32  # DynamoDB's nesting limit for documents
+METADATA_ATTRIBUTES = ("cw_version", "event_id", "event_time", "kinesis_shard_id", "kinesis_sequence_number",
+                       "kinesis_subsequence_number", "compressed_attributes", "expires_at")
+
+AttributeValue = dict[str, Any]
+
+
+class Unstorable(ValueError):
+    """A value DynamoDB cannot hold. ``path`` locates it (built only on this error path, so the happy path
+    formats no strings); ``code`` is the dead-letter reason code."""
+
+    def __init__(self, reason: str, code: str = "unstorable", path: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        self.path = path
+
+    def inside(self, step: str) -> "Unstorable":
+        self.path = step + self.path
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" if self.path else self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One state item ready for a conditional put."""
+
+    kind: str
+    key: str
+    arn: str
+    version: int
+    attributes: dict[str, AttributeValue]
+    size: int
+    position: Position
+
+
+def _number(value: Decimal | int) -> tuple[AttributeValue, int]:
+    if type(value) is int:
+        text = str(value)
+        digits = len(text) - (text[0] == "-")
+        if digits > 38:
+            raise Unstorable(f"integer with {digits} digits (DynamoDB keeps 38)")
+        return {"N": text}, 1 + (digits + 1) // 2
+    assert isinstance(value, Decimal)
+    if not value.is_finite():
+        raise Unstorable(f"{value} is not a finite number")
+    significant = "".join(map(str, value.as_tuple().digits)).strip("0")
+    if len(significant) > 38:
+        raise Unstorable(f"{value} has more than 38 significant digits")
+    if significant and not -130 <= value.adjusted() <= 125:
+        raise Unstorable(f"{value} is outside DynamoDB's number range (1E-130 .. 9.9E+125)")
+    return {"N": str(value)}, 1 + (len(significant) + 1) // 2
+
+
+def _utf8_len(text: str) -> int:
+    if text.isascii():  # O(1) in CPython, and most of an ECS event is ASCII
+        return len(text)
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800" escape
+        raise Unstorable("string holds a lone surrogate (not valid Unicode)") from None
+
+
+def to_attribute(value: Any, depth: int = 0) -> tuple[AttributeValue, int]:
+    """A decoded JSON/msgpack value -> (DynamoDB attribute value, its size in bytes as DynamoDB counts it).
+    Dispatches on the exact type: this walk is most of the processor's CPU per event."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}, _utf8_len(value)
+    if kind is dict:
+        if depth >= MAX_DEPTH:
+            raise Unstorable(f"nested deeper than DynamoDB's {MAX_DEPTH} levels")
+        out: dict[str, AttributeValue] = {}
+        size = 3
+        for name, inner in value.items():
+            if type(name) is not str or not name:
+                raise Unstorable(f"map key {name!r} is not a non-empty string")
+            try:
+                av, inner_size = to_attribute(inner, depth + 1)
+                size += _utf8_len(name) + inner_size + 1
+            except Unstorable as exc:
+                raise exc.inside(f".{name}") from None
+            out[name] = av
+        return {"M": out}, size
+    if kind is list:
+        if depth >= MAX_DEPTH:
+            raise Unstorable(f"nested deeper than DynamoDB's {MAX_DEPTH} levels")
+        items = []
+        size = 3
+        for index, inner in enumerate(value):
+            try:
+                av, inner_size = to_attribute(inner, depth + 1)
+            except Unstorable as exc:
+                raise exc.inside(f"[{index}]") from None
+            items.append(av)
+            size += inner_size + 1
+        return {"L": items}, size
+    if kind is int or kind is Decimal:
+        return _number(value)
+    if kind is bool:
+        return {"BOOL": value}, 1
+    if value is None:
+        return {"NULL": True}, 1
+    if kind is float:
+        return _number(Decimal(repr(value)))
+    if kind is bytes:
+        return {"B": value}, len(value)
+    raise Unstorable(f"a {kind.__name__} cannot be stored")
+
+
+def _msgpack_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"cannot pack {type(value).__name__}")
+
+
+def compress_value(value: Any) -> bytes:
+    """The documented encoding of a compressed attribute: zlib(msgpack(value))."""
+    return zlib.compress(msgpack.packb(value, default=_msgpack_default, use_bin_type=True), 6)
+
+
+def decompress_value(blob: bytes) -> Any:
+    """Undo ``compress_value`` (what readers of ``compressed_attributes`` do)."""
+    return msgpack.unpackb(zlib.decompress(blob), raw=False, strict_map_key=False)
+
+
+def _epoch(timestamp: str) -> int | None:
+    try:
+        return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
+def build_item(event: Event, position: Position, task_retention_hours: int = 0) -> Item:
+    """The state item for ``event`` read at ``position``; raises ``Unstorable`` when DynamoDB cannot hold it."""
+    attributes: dict[str, AttributeValue] = {}
+    sizes: dict[str, int] = {}
+    for name, value in event.detail.items():
+        if not name:
+            raise Unstorable("an attribute has an empty name", path="detail")
+        try:
+            av, size = to_attribute(value, 1)
+            sizes[name] = _utf8_len(name) + size
+        except Unstorable as exc:
+            raise exc.inside(f"detail.{name}") from None
+        attributes[name] = av
+    meta: dict[str, AttributeValue] = {
+        "cw_version": {"S": event.envelope_version},
+        "event_id": {"S": event.event_id},
+        "event_time": {"S": event.time},
+        "kinesis_shard_id": {"S": position.shard_id},
+        "kinesis_sequence_number": {"S": position.sequence_number},
+        "kinesis_subsequence_number": {"N": str(position.sub_sequence_number)},
+    }
+    if task_retention_hours and event.kind == TASK and event.detail.get("lastStatus") == "STOPPED":
+        stopped = _epoch(str(event.detail.get("stoppedAt") or event.time))
+        if stopped is not None:
+            meta["expires_at"] = {"N": str(stopped + task_retention_hours * 3600)}
+    for name, av in meta.items():
+        sizes.pop(name, None)
+        attributes[name] = av
+        sizes[name] = len(name) + len(next(iter(av.values())))
+    total = sum(sizes.values())
+    if total > COMPRESS_ABOVE:
+        total = _compress_largest(event, attributes, sizes, total)
+    return Item(event.kind, event.key, event.arn, event.version, attributes, total, position)
+
+
+def _compress_largest(event: Event, attributes: dict[str, AttributeValue], sizes: dict[str, int],
+                      total: int) -> int:
+    protected = {event.key, "version", *METADATA_ATTRIBUTES}
+    compressed: list[str] = []
+    for name in sorted((n for n in sizes if n not in protected), key=sizes.__getitem__, reverse=True):
+        blob = compress_value(event.detail[name])
+        new_size = len(name.encode("utf-8")) + len(blob)
+        if new_size >= sizes[name]:
+            continue
+        attributes[name] = {"B": blob}
+        total += new_size - sizes[name]
+        sizes[name] = new_size
+        compressed.append(name)
+        if total + 30 + sum(len(n) for n in compressed) <= COMPRESS_ABOVE:
+            break
+    if compressed:
+        attributes["compressed_attributes"] = {"SS": sorted(compressed)}
+        total += len("compressed_attributes") + sum(len(n) for n in compressed)
+    if total > COMPRESS_ABOVE:
+        raise Unstorable(f"item is {total} bytes even with {len(compressed)} attributes compressed "
+                         f"(DynamoDB's limit is {ITEM_LIMIT})", code="too-large")
+    return total
+
+

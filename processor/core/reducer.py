@@ -1,0 +1,125 @@
+"""The per-shard reducer: the pending map of the newest state per ARN since the last flush. Pure: no I/O.
+
+Every record the shard delivers is offered exactly once, in order, as one of: a state ``Item``, a
+``DeadLetter``, or an ignored record. The reducer keeps, per (kind, ARN), only the highest version offered (an
+equal version is a duplicate: the first is kept; a lower one is stale), the dead letters, and the position of the
+last record offered. ``drain()`` hands all of that over as a ``Batch``: once the batch is durable, checkpointing
+at ``batch.last`` is safe, because every record at or before it is in the batch (or superseded by something in
+it, or ignored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from processor.core.dead_letters import DeadLetter
+from processor.core.items import Item
+from processor.core.position import Position
+
+NEW, NEWER, DUPLICATE, STALE = "new", "newer", "duplicate", "stale"
+
+
+@dataclass
+class Counts:
+    records: int = 0
+    events: int = 0
+    duplicates: int = 0
+    superseded: int = 0  # older versions dropped in memory (stale on arrival or replaced by a newer one)
+    ignored: int = 0
+    dead_letters: int = 0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one flush must make durable before checkpointing at ``last``."""
+
+    items: list[Item]
+    dead_letters: list[DeadLetter]
+    last: Position | None
+    counts: Counts
+    first: Position | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.last is None
+
+
+@dataclass
+class Reducer:
+    max_arns: int = 10_000
+    max_bytes: int = 64 * 1024 * 1024
+    _pending: dict[tuple[str, str], Item] = field(default_factory=dict)
+    _dead: list[DeadLetter] = field(default_factory=list)
+    _first: Position | None = None
+    _last: Position | None = None
+    _bytes: int = 0
+    _counts: Counts = field(default_factory=Counts)
+
+    def offer(self, item: Item, position: Position) -> str:
+        """Offer a state item; returns NEW, NEWER, DUPLICATE or STALE."""
+        self._advance(position)
+        self._counts.events += 1
+        slot = (item.kind, item.arn)
+        held = self._pending.get(slot)
+        if held is None:
+            self._pending[slot] = item
+            self._bytes += item.size
+            return NEW
+        if item.version > held.version:
+            self._pending[slot] = item
+            self._bytes += item.size - held.size
+            self._counts.superseded += 1
+            return NEWER
+        if item.version == held.version:
+            self._counts.duplicates += 1
+            return DUPLICATE
+        self._counts.superseded += 1
+        return STALE
+
+    def offer_dead(self, dead: DeadLetter) -> None:
+        self._advance(dead.position)
+        self._dead.append(dead)
+        self._bytes += dead.size
+        self._counts.dead_letters += 1
+
+    def offer_ignored(self, position: Position) -> None:
+        self._advance(position)
+        self._counts.ignored += 1
+
+    def _advance(self, position: Position) -> None:
+        if self._first is None:
+            self._first = position
+        self._last = position
+        self._counts.records += 1
+
+    @property
+    def full(self) -> bool:
+        """True when the pending state passed a limit and should be flushed now."""
+        return len(self._pending) + len(self._dead) >= self.max_arns or self._bytes >= self.max_bytes
+
+    @property
+    def pending_arns(self) -> int:
+        return len(self._pending)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def has_pending(self) -> bool:
+        """True when records were offered since the last drain (even if none needs a write)."""
+        return self._last is not None
+
+    def drain(self) -> Batch:
+        batch = Batch(list(self._pending.values()), self._dead, self._last, self._counts, self._first)
+        self.clear()
+        return batch
+
+    def clear(self) -> None:
+        """Forget everything pending (after a drain, or when the lease is lost)."""
+        self._pending = {}
+        self._dead = []
+        self._first = None
+        self._last = None
+        self._bytes = 0
+        self._counts = Counts()

@@ -1,0 +1,388 @@
+"""Synthetic ECS event producer: writes ECS events to a Kinesis stream the way an EventBridge rule does.
+
+The records come from the pure generator :func:`processor.loadgen.fleet.generate` (a simulated ECS fleet with
+duplicates, bounded reordering, poison and ignored records); this module is the Kinesis side: PutRecords-sized
+batches, :class:`KinesisWriter` (retries only the failed entries), :func:`ensure_stream`, pacing
+(:class:`Pacer`), progress, and :func:`produce`, which feeds a :class:`processor.loadgen.ground_truth.GroundTruth` only with
+records Kinesis accepted.
+
+``ecs-state produce`` (this module's :func:`register` / :func:`run`) and ``scripts/produce.py`` drive it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Iterator, TextIO
+
+from processor.errors import ProduceError
+
+# Options, Record, generate, FORMATS and GroundTruth are used here and so also importable from this module, as
+# before the split (new code should import them from processor.loadgen.fleet / processor.loadgen.ground_truth).
+from processor.loadgen.fleet import FORMATS, Options, Record, generate
+from processor.loadgen.ground_truth import GroundTruth
+
+# ------------------------------------------------------------------------------------------------ kinesis
+
+MAX_BATCH_RECORDS = 500
+MAX_BATCH_BYTES = 5 * 1024 * 1024
+MAX_RECORD_BYTES = 1024 * 1024
+PACING_SLACK_S = 0.05   # with --rate, records due within this much are sent together in one PutRecords
+_RETRYABLE_CALL_ERRORS = {
+    "ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException",
+    "KMSThrottlingException", "InternalFailure", "InternalFailureException", "ServiceUnavailable",
+    "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException",
+}
+
+
+@dataclass
+class PutStats:
+    calls: int = 0
+    retried_records: int = 0
+    throttled: int = 0
+
+
+def record_size(rec: Record) -> int:
+    """What a record counts against PutRecords' limits: data plus partition key bytes."""
+    return len(rec.data) + len(rec.partition_key.encode("utf-8"))
+
+
+def batches(records: Iterable[Record], max_records: int = MAX_BATCH_RECORDS,
+            max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[Record]]:
+    """Group records into PutRecords batches (order kept)."""
+    batch: list[Record] = []
+    size = 0
+    for rec in records:
+        n = record_size(rec)
+        if batch and (len(batch) >= max_records or size + n > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(rec)
+        size += n
+    if batch:
+        yield batch
+
+
+class KinesisWriter:
+    """PutRecords with retries of only the failed entries (exponential backoff with full jitter)."""
+
+    def __init__(self, client: Any, stream: str, *, max_attempts: int = 12, base_delay: float = 0.05,
+                 max_delay: float = 5.0, sleep: Callable[[float], None] = time.sleep,
+                 rng: random.Random | None = None) -> None:
+        self.client = client
+        self.stream = stream
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.stats = PutStats()
+
+    def _backoff(self, attempt: int) -> None:
+        self.sleep(self.rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** attempt)))
+
+    def put(self, batch: list[Record]) -> None:
+        """Write one batch (<= 500 records, <= 5 MiB); returns when every record is accepted."""
+        from botocore.exceptions import ClientError
+
+        for rec in batch:
+            if record_size(rec) > MAX_RECORD_BYTES:
+                raise ProduceError(f"a {rec.kind} record for {rec.partition_key!r} is {record_size(rec)} bytes, "
+                                   f"over Kinesis' {MAX_RECORD_BYTES}-byte record limit")
+        pending = batch
+        errors: Counter[str] = Counter()
+        for attempt in range(self.max_attempts):
+            if attempt:
+                self._backoff(attempt)
+            self.stats.calls += 1
+            try:
+                response = self.client.put_records(
+                    StreamName=self.stream,
+                    Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending])
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                if code == "ResourceNotFoundException":
+                    raise ProduceError(f"Kinesis stream {self.stream!r} does not exist at "
+                                       f"{self.client.meta.endpoint_url}; create it (e.g. `ecs-state produce "
+                                       f"--create-shards 2 ...`) or pass the right --stream") from exc
+                if code in _RETRYABLE_CALL_ERRORS or status >= 500:
+                    errors[code or str(status)] += 1
+                    self.stats.throttled += 1
+                    continue
+                raise ProduceError(f"PutRecords to {self.stream!r} failed: {code}: "
+                                   f"{exc.response.get('Error', {}).get('Message', '')}") from exc
+            results = response["Records"]
+            failed = [rec for rec, res in zip(pending, results) if res.get("ErrorCode")]
+            for res in results:
+                if res.get("ErrorCode"):
+                    errors[res["ErrorCode"]] += 1
+            if not failed:
+                return
+            self.stats.retried_records += len(failed)
+            pending = failed
+        raise ProduceError(f"{len(pending)} records still failing after {self.max_attempts} PutRecords attempts "
+                           f"to {self.stream!r} (errors seen: {dict(errors)}); the stream may be overloaded: "
+                           f"lower --rate or add shards")
+
+
+def ensure_stream(client: Any, stream: str, shards: int, deadline_s: float = 60.0) -> None:
+    """Create ``stream`` with ``shards`` shards unless it exists, and wait until it is ACTIVE."""
+    try:
+        client.create_stream(StreamName=stream, ShardCount=shards)
+    except client.exceptions.ResourceInUseException:
+        pass
+    end = time.monotonic() + deadline_s
+    while True:
+        status = client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"]
+        if status == "ACTIVE":
+            return
+        if time.monotonic() > end:
+            raise ProduceError(f"stream {stream!r} still {status} after {deadline_s:.0f}s")
+        time.sleep(0.2)
+
+
+# -------------------------------------------------------------------------------------------- pacing/progress
+
+
+class Pacer:
+    """When each record is due: ``rate`` records/s on average (0 = no pacing). ``bursty`` alternates seeded
+    one-second bursts at 4x the rate (15 % of seconds) with quieter seconds, keeping the average."""
+
+    def __init__(self, rate: float, bursty: bool = False, seed: int = 0) -> None:
+        self.rate = rate
+        self.bursty = bursty
+        self.rng = random.Random(f"pacer:{seed}")
+        self.due = 0.0          # seconds from start at which the next record is due
+        self._second = -1
+        self._factor = 1.0
+
+    def next_due(self) -> float:
+        if self.rate <= 0:
+            return 0.0
+        second = int(self.due)
+        if self.bursty and second != self._second:
+            self._second = second
+            self._factor = 4.0 if self.rng.random() < 0.15 else self.rng.uniform(0.2, 0.74)   # mean 1.0
+        due = self.due
+        self.due += 1.0 / (self.rate * (self._factor if self.bursty else 1.0))
+        return due
+
+
+class Progress:
+    """A one-line progress bar with records/s on a terminal; JSON log lines every 5 s otherwise."""
+
+    def __init__(self, total: int | None, duration: float | None, stream: TextIO | None = None,
+                 enabled: bool = True) -> None:
+        self.total = total
+        self.duration = duration
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.count = 0
+        self.bytes = 0
+
+    def update(self, records: int, nbytes: int, force: bool = False) -> None:
+        self.count += records
+        self.bytes += nbytes
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last < (0.2 if self.tty else 5.0)):
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.count / elapsed
+        if self.total:
+            frac = min(1.0, self.count / self.total)
+        elif self.duration:
+            frac = min(1.0, elapsed / self.duration)
+        else:
+            frac = 0.0
+        if self.tty:
+            width = 30
+            bar = "#" * int(frac * width) + "." * (width - int(frac * width))
+            eta = (elapsed / frac - elapsed) if 0 < frac < 1 else 0.0
+            self.stream.write(f"\r[{bar}] {frac * 100:5.1f}% {self.count} records {rate:,.0f}/s "
+                              f"{self.bytes / elapsed / 1e6:.2f} MB/s eta {eta:.0f}s ")
+            self.stream.flush()
+        else:
+            from processor.logs import log
+            log("produce.progress", records=self.count, records_per_s=round(rate, 1),
+                mb_per_s=round(self.bytes / elapsed / 1e6, 3), done=round(frac, 4))
+
+    def close(self) -> None:
+        self.update(0, 0, force=True)
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+
+def produce(records: Iterable[Record], sink: Callable[[list[Record]], None], *, events: int | None = None,
+            duration: float | None = None, pacer: Pacer | None = None, progress: Progress | None = None,
+            truth: GroundTruth | None = None, clock: Callable[[], float] = time.monotonic,
+            sleep: Callable[[float], None] = time.sleep) -> GroundTruth:
+    """Send ``records`` in PutRecords-sized batches to ``sink`` until ``events`` records are sent or
+    ``duration`` seconds pass; the truth is fed only with records the sink accepted (returned normally)."""
+    truth = truth if truth is not None else GroundTruth()
+    pacer = pacer or Pacer(0)
+    start = clock()
+    batch: list[Record] = []
+    size = 0
+    sent = 0
+
+    def flush() -> None:
+        nonlocal batch, size
+        if not batch:
+            return
+        sink(batch)
+        for rec in batch:
+            truth.add(rec)
+        if progress:
+            progress.update(len(batch), size)
+        batch, size = [], 0
+
+    for rec in records:
+        if events is not None and sent >= events:
+            break
+        now = clock() - start
+        if duration is not None and now >= duration:
+            break
+        due = pacer.next_due()
+        if duration is not None and due >= duration:
+            break
+        if due > now + PACING_SLACK_S:
+            flush()                       # send what is due (or nearly) before waiting for this record's turn
+            now = clock() - start
+            if due > now:
+                sleep(due - now)
+        n = record_size(rec)
+        if batch and (len(batch) >= MAX_BATCH_RECORDS or size + n > MAX_BATCH_BYTES):
+            flush()
+        batch.append(rec)
+        size += n
+        sent += 1
+    flush()
+    return truth
+
+
+# -------------------------------------------------------------------------------------------------- cli
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stream", default=None,
+                        help="Kinesis stream name (default: streamName of --properties / $ECS_STATE_PROPERTIES, "
+                             "else ecs-events)")
+    parser.add_argument("--properties", default=None, help="KCL properties file to take streamName from")
+    parser.add_argument("--create-shards", type=int, default=0, metavar="N",
+                        help="create the stream with N shards if it does not exist, and wait until ACTIVE")
+    parser.add_argument("--clusters", type=int, default=2)
+    parser.add_argument("--instances", type=int, default=4, help="live container instances (0 = Fargate only)")
+    parser.add_argument("--tasks", type=int, default=20, help="concurrent tasks")
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--events", type=int, default=None, help="records to send (default 1000)")
+    amount.add_argument("--duration", type=float, default=None, metavar="S", help="send for S seconds")
+    parser.add_argument("--rate", type=float, default=0.0, help="records/s (0 = as fast as possible)")
+    parser.add_argument("--bursty", action="store_true", help="vary the rate in bursts around --rate")
+    parser.add_argument("--duplicate-rate", type=float, default=0.0)
+    parser.add_argument("--reorder-window", type=int, default=0, metavar="W")
+    parser.add_argument("--poison-rate", type=float, default=0.0)
+    parser.add_argument("--ignored-rate", type=float, default=0.0,
+                        help="valid events of detail-types the processor ignores (ECS Service Action ...)")
+    parser.add_argument("--format", choices=FORMATS, default="json")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--truth", default=None, metavar="FILE", help="write the ground truth JSON here")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="generate without Kinesis (measures the pure generator; writes the truth)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("produce", help="write synthetic ECS events to a Kinesis stream",
+                                   description=__doc__.split("\n\n")[0])
+    _add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    return Options(clusters=args.clusters, instances=args.instances, tasks=args.tasks,
+                   duplicate_rate=args.duplicate_rate, reorder_window=args.reorder_window,
+                   poison_rate=args.poison_rate, ignored_rate=args.ignored_rate, format=args.format, seed=args.seed,
+                   region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+
+
+def stream_name(args: argparse.Namespace, env: Any = os.environ) -> str:
+    """--stream, else ``streamName`` from the properties file (--properties or $ECS_STATE_PROPERTIES), else
+    ``ecs-events``."""
+    if args.stream:
+        return str(args.stream)
+    path = args.properties or env.get("ECS_STATE_PROPERTIES")
+    if path:
+        from processor.config import read_properties
+        name = read_properties(path).get("streamName")
+        if name:
+            return name
+    return "ecs-events"
+
+
+def run(args: argparse.Namespace) -> int:
+    from processor.errors import ConfigError
+    from processor.logs import log
+
+    try:
+        options = options_from_args(args)
+        args.stream = stream_name(args)
+    except (ValueError, ConfigError) as exc:
+        log("produce.bad-arguments", level="ERROR", error=str(exc))
+        return 2
+    events = args.events if args.events is not None or args.duration is not None else 1000
+    if args.rate < 0:
+        log("produce.bad-arguments", level="ERROR", error=f"--rate must be >= 0, got {args.rate}")
+        return 2
+    truth = GroundTruth(meta={"stream": args.stream, "options": asdict(options), "events": events,
+                              "duration": args.duration, "rate": args.rate, "bursty": args.bursty})
+    progress = Progress(events, args.duration, enabled=not args.no_progress)
+    if args.dry_run:
+        def sink(batch: list[Record]) -> None:
+            return None
+        writer = None
+    else:
+        from processor.aws import client as aws_client
+        kinesis = aws_client("kinesis", pool=4)
+        if args.create_shards:
+            ensure_stream(kinesis, args.stream, args.create_shards)
+        writer = KinesisWriter(kinesis, args.stream, rng=random.Random(f"backoff:{args.seed}"))
+        sink = writer.put
+    start = time.monotonic()
+    code = 0
+    try:
+        produce(generate(options), sink, events=events, duration=args.duration,
+                pacer=Pacer(args.rate, args.bursty, args.seed), progress=progress, truth=truth)
+    except KeyboardInterrupt:
+        log("produce.interrupted", level="WARNING", sent=truth.totals["records"])
+        code = 130
+    except ProduceError as exc:
+        log("produce.failed", level="ERROR", error=str(exc), sent=truth.totals["records"])
+        code = 1
+    finally:
+        progress.close()
+        if args.truth:
+            truth.save(args.truth)
+    seconds = time.monotonic() - start
+    totals = truth.to_dict()["totals"]
+    log("produce.done", stream=args.stream, seconds=round(seconds, 3),
+        records_per_s=round(totals["records"] / seconds, 1) if seconds > 0 else None,
+        avg_bytes=round(totals["bytes"] / totals["records"], 1) if totals["records"] else 0,
+        put_calls=writer.stats.calls if writer else 0, retried_records=writer.stats.retried_records if writer else 0,
+        truth=args.truth, **{k: v for k, v in totals.items() if k != "bytes"}, bytes=totals["bytes"])
+    return code
+
+

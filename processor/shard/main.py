@@ -1,0 +1,57 @@
+"""The ``ecs-state-processor`` entry point: the process the KCL daemon starts for each shard lease.
+
+stdout belongs to the MultiLang protocol: it is claimed at the file-descriptor level before anything else runs, and
+everything else that writes to fd 1 (print, libraries, child processes) lands on stderr. Settings are loaded once;
+a configuration error is one JSON log line and exit 2, before any protocol message."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TextIO
+
+from amazon_kclpy import kcl
+
+from processor import aws, logs
+from processor.config import Settings, load_settings
+from processor.errors import EXIT_CONFIG, ConfigError
+from processor.shard.record_processor import ShardProcessor
+from processor.shard.writer import Writer
+
+
+def claim_stdout() -> TextIO:
+    """Keep the real stdout for the protocol and send everything else that writes to fd 1 (print, libraries,
+    child processes) to stderr."""
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "w", encoding="utf-8")
+
+
+def make_writer(settings: Settings) -> Writer:
+    client = aws.client("dynamodb", pool=settings.write_concurrency, timeout=settings.write_timeout_millis / 1000,
+                        botocore_retries=1, validate=False)
+    return Writer(settings, client)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ecs-state-processor",
+                                     description="KCL MultiLang record processor (started by the daemon; speaks "
+                                                 "the MultiLang protocol on stdin/stdout)")
+    parser.add_argument("--properties", help="properties file (default: $ECS_STATE_PROPERTIES, else defaults)")
+    args = parser.parse_args(argv)
+    protocol_out = claim_stdout()
+    try:
+        settings = load_settings(args.properties)
+    except ConfigError as exc:
+        logs.log("config_error", level="ERROR", error=str(exc))
+        return EXIT_CONFIG
+    logs.configure(settings.log_level)
+    processor = ShardProcessor(settings, lambda: make_writer(settings))
+    kcl.KCLProcess(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

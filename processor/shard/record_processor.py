@@ -1,0 +1,207 @@
+"""The KCL adapter: an amazon_kclpy v3 record processor and the ``ecs-state-processor`` entry point.
+
+It decides *when* to flush and *where* to checkpoint, and holds no business rule of its own:
+- every record goes through ``route.route`` into the shard's ``Reducer``;
+- a flush happens when the reducer is full (mid-batch if need be) and, at the end of a ``processRecords`` call,
+  when ``flushIntervalMillis`` has passed since the last one (KCL must call us on idle shards too:
+  ``callProcessRecordsEvenForEmptyRecordList = true``);
+- the checkpoint goes to the last record the flush covered, and only after ``Writer.write`` reported every item
+  and dead letter durable. A flush that still fails after the retry budget exits the process non-zero without
+  checkpointing: the daemon then stops, and the shard is read again from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+from amazon_kclpy.checkpoint_error import CheckpointError
+from amazon_kclpy.v3 import processor as v3
+
+from processor import logs
+from processor.config import Settings
+from processor.core.dead_letters import DeadLetter
+from processor.core.events import Ignored
+from processor.core.position import Position
+from processor.core.reducer import Batch, Reducer
+from processor.core.route import route
+from processor.errors import EXIT_BUG, EXIT_WRITE_FAILED
+from processor.shard.flush_report import EVENT as FLUSH_EVENT
+from processor.shard.flush_report import FlushReport
+from processor.shard.metrics import Metrics
+from processor.shard.writer import Outcome, Writer
+
+RETRY_CHECKPOINT = frozenset({"ThrottlingException", "KinesisClientLibDependencyException"})
+STOP_CHECKPOINTING = frozenset({"ShutdownException", "InvalidStateException"})
+
+
+class ShardProcessor(v3.RecordProcessorBase):
+    """One shard's processor (the daemon starts one process per shard lease)."""
+
+    def __init__(self, settings: Settings, writer_factory: Callable[[], Writer], *,
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self._writer_factory = writer_factory
+        self._writer: Writer | None = None
+        self.metrics = metrics or Metrics(settings.metrics)
+        self._clock = clock
+        self._sleep = sleep
+        self.shard_id = "?"
+        self.reducer = Reducer(settings.max_pending_arns, settings.max_pending_bytes)
+        self._last_flush = clock()
+        self._checkpointing = True
+        self._durable: Position | None = None  # flushed (durable) but not yet checkpointed
+        self._millis_behind: int | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def initialize(self, initialize_input: Any) -> None:
+        self.shard_id = initialize_input.shard_id
+        self._guarded(self._initialize, initialize_input)
+
+    def _initialize(self, initialize_input: Any) -> None:
+        self._writer = self._writer_factory()
+        self._last_flush = self._clock()
+        logs.log("initialize", shard=self.shard_id, sequenceNumber=initialize_input.sequence_number,
+                 subSequenceNumber=initialize_input.sub_sequence_number)
+
+    def process_records(self, process_records_input: Any) -> None:
+        self._guarded(self._process_records, process_records_input)
+
+    def _process_records(self, process_records_input: Any) -> None:
+        self._millis_behind = process_records_input.millis_behind_latest
+        checkpointer = process_records_input.checkpointer
+        for record in process_records_input.records:
+            self.offer(record.binary_data, record.sequence_number, record.sub_sequence_number or 0,
+                       record.partition_key, record.timestamp_millis)
+            if self.reducer.full:
+                self.flush_and_checkpoint(checkpointer, "full")
+        if self._clock() - self._last_flush >= self.settings.flush_interval_millis / 1000:
+            self.flush_and_checkpoint(checkpointer, "interval")
+
+    def lease_lost(self, lease_lost_input: Any) -> None:
+        dropped = self.reducer.pending_arns
+        self.reducer.clear()
+        self._checkpointing = False
+        logs.log("lease_lost", shard=self.shard_id, dropped_pending_arns=dropped,
+                 note="pending state dropped; the new owner re-reads from the last checkpoint")
+
+    def shard_ended(self, shard_ended_input: Any) -> None:
+        self._guarded(self._end, shard_ended_input.checkpointer, "shard_end")
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+        self._guarded(self._end, shutdown_requested_input.checkpointer, "shutdown")
+
+    def _end(self, checkpointer: Any, reason: str) -> None:
+        self.flush(reason)
+        if reason == "shard_end":
+            # No argument: checkpoint at SHARD_END, which lets KCL start the child shards.
+            self.checkpoint(checkpointer, None, force=True)
+        elif self._durable is not None:
+            self.checkpoint(checkpointer, self._durable)
+        logs.log(reason, shard=self.shard_id)
+
+    # --- the pipeline ----------------------------------------------------------------------------------------
+
+    def offer(self, data: bytes, sequence_number: str, sub_sequence_number: int, partition_key: str,
+              arrival_ms: int | None) -> None:
+        position = Position(self.shard_id, sequence_number, sub_sequence_number)
+        entry = route(data, position, partition_key, arrival_ms, self.settings.task_retention_hours)
+        if isinstance(entry, Ignored):
+            self.reducer.offer_ignored(position)
+        elif isinstance(entry, DeadLetter):
+            logs.log("dead_letter", level="WARNING", shard=self.shard_id, sequenceNumber=sequence_number,
+                     subSequenceNumber=sub_sequence_number, partitionKey=partition_key, reasonCode=entry.code,
+                     reason=entry.reason, table=self.settings.dead_letter_table)
+            self.reducer.offer_dead(entry)
+        else:
+            self.reducer.offer(entry, position)
+
+    def flush(self, reason: str) -> Position | None:
+        """Write everything pending; returns the position now safe to checkpoint (None if nothing was pending).
+        Exits the process without checkpointing when the writes fail past the retry budget."""
+        self._last_flush = self._clock()
+        if not self.reducer.has_pending:
+            return None
+        batch = self.reducer.drain()
+        assert self._writer is not None, "flush before initialize"
+        outcome = self._writer.write(batch)
+        self._report(batch, outcome, reason)
+        if not outcome.ok:
+            first = batch.items[0].arn if batch.items else None
+            logs.log("flush_failed", level="ERROR", shard=self.shard_id,
+                     lastSequenceNumber=batch.last.sequence_number if batch.last else None,
+                     failures=len(outcome.failed), examples=outcome.failed[:3], firstArn=first,
+                     action="not checkpointing; exiting so KCL re-reads this shard from its last checkpoint. "
+                            "Check DynamoDB availability, throttling and the worker's IAM permissions.")
+            raise SystemExit(EXIT_WRITE_FAILED)
+        self._durable = batch.last
+        return batch.last
+
+    def flush_and_checkpoint(self, checkpointer: Any, reason: str) -> None:
+        self.flush(reason)
+        if self._durable is not None:
+            self.checkpoint(checkpointer, self._durable)
+
+    def checkpoint(self, checkpointer: Any, position: Position | None, force: bool = False) -> bool:
+        """Checkpoint at ``position`` (None: at the end of what was delivered / SHARD_END), retrying throttling."""
+        if not self._checkpointing and not force:
+            return False
+        seq = position.sequence_number if position else None
+        sub = position.sub_sequence_number if position else None
+        for attempt in range(1, self.settings.checkpoint_max_attempts + 1):
+            try:
+                checkpointer.checkpoint(seq, sub)
+                if position == self._durable:
+                    self._durable = None
+                return True
+            except CheckpointError as exc:
+                error = exc.value
+                if error in RETRY_CHECKPOINT and attempt < self.settings.checkpoint_max_attempts:
+                    delay = random.uniform(0, min(5.0, 0.1 * 2 ** attempt))
+                    logs.log("checkpoint_retry", level="WARNING", shard=self.shard_id, sequenceNumber=seq,
+                             error=error, attempt=attempt, delay_s=round(delay, 3))
+                    self._sleep(delay)
+                    continue
+                if error in STOP_CHECKPOINTING:
+                    self._checkpointing = False
+                    logs.log("checkpoint_stopped", level="WARNING", shard=self.shard_id, sequenceNumber=seq,
+                             error=error, note="lease lost or shutting down; no further checkpoints from this "
+                                               "processor (data already written stays written)")
+                    return False
+                logs.log("checkpoint_failed", level="ERROR", shard=self.shard_id, sequenceNumber=seq,
+                         error=error, attempt=attempt,
+                         note="data is durable; the next flush checkpoints further")
+                return False
+        return False
+
+    def _report(self, batch: Batch, outcome: Outcome, reason: str) -> None:
+        counts = batch.counts
+        report = FlushReport(
+            shard=self.shard_id, reason=reason,
+            first_sequence_number=batch.first.sequence_number if batch.first else None,
+            last_sequence_number=batch.last.sequence_number if batch.last else None,
+            records=counts.records, distinct_arns=len(batch.items), writes=outcome.written, stale=outcome.stale,
+            ignored=counts.ignored, dead_letters=outcome.dead_letters, duplicates=counts.duplicates,
+            superseded=counts.superseded, requests=outcome.requests, retries=outcome.retries,
+            throttled=outcome.throttled, flush_ms=round(outcome.millis, 1), millis_behind_latest=self._millis_behind)
+        logs.log(FLUSH_EVENT, **report.fields())
+        self.metrics.emit(self.shard_id, report.stats())
+
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        """amazon_kclpy swallows exceptions and reports success; a bug here must instead stop the process so
+        nothing is checkpointed past records that were not applied."""
+        try:
+            fn(*args)
+        except SystemExit:
+            raise
+        except Exception as exc:
+            logs.log("processor_bug", level="ERROR", shard=self.shard_id, error=f"{type(exc).__name__}: {exc}",
+                     action="exiting without checkpoint; KCL re-reads from the last checkpoint")
+            traceback.print_exc(file=sys.stderr)
+            raise SystemExit(EXIT_BUG) from exc
+
