@@ -1,3 +1,11 @@
+"""Shared fixtures, and the test layers: each folder under tests/ is a layer and gives its tests a marker of the
+same name (``./scripts/test -m unit`` runs the pure layer in seconds):
+- unit: the pure core and the pure parts of every other layer; no emulator, no process, no socket;
+- integration: one real part at a time (moto over HTTP, kinesis-mock, the fault proxy, the launcher);
+- protocol: the processor process driven through the MultiLang protocol, against moto;
+- e2e: the real KCL MultiLangDaemon against the local stack (slow).
+"""
+
 from __future__ import annotations
 
 import os
@@ -7,6 +15,16 @@ import pytest
 
 from processor.local.env import LOCAL_ENV
 from processor.local.stack import Server, start_moto
+
+
+LAYERS = ("unit", "integration", "protocol", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = item.path.parent.name
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.fixture(scope="session")

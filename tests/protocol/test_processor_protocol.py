@@ -169,7 +169,7 @@ def test_stdout_is_guarded_against_stray_prints(tables: Settings, tmp_path: Path
     import sys
 
     proc = ProcessorProcess(argv=[sys.executable, "-c", code], env={**env_for(tables), "PYTHONPATH":
-                            f"{preload}:{Path(__file__).resolve().parents[1]}"}, stderr_path=tmp_path / "err").start()
+                            f"{preload}:{Path(__file__).resolve().parents[2]}"}, stderr_path=tmp_path / "err").start()
     assert run_shard(proc, "shardId-000000000009", records) == 0  # ProtocolError if any noise reached stdout
     err = (tmp_path / "err").read_text()
     assert "print noise" in err and "raw fd noise" in err and "child noise" in err and "noise from atexit" in err

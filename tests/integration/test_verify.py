@@ -19,7 +19,7 @@ from processor.core.items import Item
 from processor.core.position import Position
 from processor.core.route import route
 from processor.loadgen.producer import GroundTruth, Options, Record, generate
-from processor.loadgen.verify import compare, register, verify
+from processor.loadgen.verify import register, verify
 from processor.ops.setup_tables import ensure_tables
 
 TASK = "arn:aws:ecs:us-east-1:123456789012:task/default/{:032x}"
@@ -52,91 +52,6 @@ def rows_for(truth: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def test_exact_match_passes() -> None:
-    truth = small_truth()
-    report = compare(truth, *rows_for(truth))
-    assert report.ok
-    assert (report.tasks.matched, report.instances.matched, report.dead_letters.matched) == (3, 1, 3)
-    assert "OK - exact match" in report.render()
-
-
-def test_versions_as_stored_by_dynamodb_compare_equal() -> None:
-    from decimal import Decimal
-    truth = small_truth()
-    tasks, instances, dead = rows_for(truth)
-    tasks = [{**row, "version": Decimal(row["version"])} for row in tasks]
-    instances = [{**row, "version": str(row["version"])} for row in instances]
-    assert compare(truth, tasks, instances, dead).ok
-
-
-def test_missing_regressed_unexpected_and_status_mismatch() -> None:
-    truth = small_truth()
-    tasks, instances, dead = rows_for(truth)
-    tasks[0]["version"] = 2                                    # regressed
-    tasks[1]["lastStatus"] = "RUNNING"                         # same version, other status
-    del tasks[2]                                               # missing
-    tasks.append({"taskArn": TASK.format(99), "version": 1, "lastStatus": "PENDING"})   # not in truth
-    instances[0]["version"] = 5001                             # newer than truth
-    report = compare(truth, tasks, instances, dead)
-    assert not report.ok and report.dead_letters.ok
-    assert [r["arn"] for r in report.tasks.regressed] == [TASK.format(0)]
-    assert report.tasks.regressed[0]["stored"] == 2 and report.tasks.regressed[0]["truth"] == 3
-    assert [(r["arn"], r["stored"], r["truth"]) for r in report.tasks.status_mismatch] == \
-        [(TASK.format(1), "RUNNING", "STOPPED")]
-    assert [r["arn"] for r in report.tasks.missing] == [TASK.format(2)]
-    assert [(r["arn"], r["why"]) for r in report.tasks.unexpected] == [(TASK.format(99), "ARN not in truth")]
-    assert [(r["stored"], r["truth"], r["why"]) for r in report.instances.unexpected] == \
-        [(5001, 5000, "newer than truth")]
-    text = report.render()
-    assert "MISMATCH" in text and "regressed 1" in text and "status mismatch 1" in text
-    assert TASK.format(2) in text
-
-
-def test_dead_letters_missing_unexpected_repeated() -> None:
-    truth = small_truth()
-    tasks, instances, dead = rows_for(truth)
-    dead = [row for row in dead if row["partitionKey"] != "pk-a"]                      # one missing
-    dead.append({**dead[0], "sequenceNumber": "77"})                                   # a third "null": repeated
-    dead.append({"shardId": "s", "sequenceNumber": "88", "dataSha256": sha(b"other"), "reasonCode": "bad-json",
-                 "partitionKey": "x"})                                                 # unknown bytes
-    dead.append({"shardId": "s", "sequenceNumber": "99", "dataSha256": sha(b"ignored-bytes"),
-                 "reasonCode": "wrong-source", "partitionKey": "svc"})                 # an ignored event
-    report = compare(truth, tasks, instances, dead)
-    dl = report.dead_letters
-    assert not report.ok and report.tasks.ok and report.instances.ok
-    assert [m["kind"] for m in dl.missing] == ["truncated"]
-    assert [r["kind"] for r in dl.repeated] == ["null"]
-    assert sorted(u["why"] for u in dl.unexpected) == ["an ignored-type event was dead-lettered",
-                                                       "no poison record has these bytes"]
-    assert dl.reasons == {"null": {"bad-json": 2}}
-
-
-def test_dead_letter_parts_are_not_counted_but_a_row_without_hash_is_unexpected() -> None:
-    truth = small_truth()
-    tasks, instances, dead = rows_for(truth)
-    dead.append({"shardId": "s", "sequenceNumber": "1#part1"})                # continuation of a large one
-    assert compare(truth, tasks, instances, dead).ok
-    dead.append({"shardId": "s", "sequenceNumber": "2", "reasonCode": "bad-json"})
-    report = compare(truth, tasks, instances, dead)
-    assert [u["why"] for u in report.dead_letters.unexpected] == ["dead letter without dataSha256"]
-
-
-def test_repeated_dead_letters_alone_still_pass() -> None:
-    truth = small_truth()
-    tasks, instances, dead = rows_for(truth)
-    dead.append({**dead[0], "sequenceNumber": "1000"})
-    report = compare(truth, tasks, instances, dead)
-    assert report.ok and len(report.dead_letters.repeated) == 1
-
-
-def test_render_limits_examples() -> None:
-    truth = small_truth()
-    _, instances, dead = rows_for(truth)
-    report = compare(truth, [], instances, dead)
-    text = report.render(examples=1)
-    assert text.count("missing: arn=") == 1 and "... and 2 more" in text
 
 
 # -------------------------------------------------------------------------------------------- moto tables

@@ -12,7 +12,7 @@ import yaml
 
 from processor.aws import client
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "ecs-state.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "ecs-state.yaml"
 TABLE_RESOURCES = {"task": "TaskTable", "instance": "InstanceTable", "dead_letter": "DeadLetterTable"}
 
 

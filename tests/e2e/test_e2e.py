@@ -26,11 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
-from processor.loadgen.fleet import Options
-from processor.local.stack import LocalStack
-from processor.testing.fault_proxy import FaultProxy, Rule
-from tests.e2e_support import (
+from e2e_support import (
     COMPATIBLE_WITH_2X,
     SHARD_END,
     Feed,
@@ -40,6 +36,10 @@ from tests.e2e_support import (
     leases,
     owners,
 )
+
+from processor.loadgen.fleet import Options
+from processor.local.stack import LocalStack
+from processor.testing.fault_proxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.e2e
 
