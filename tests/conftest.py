@@ -16,7 +16,6 @@ import pytest
 from processor.local.env import LOCAL_ENV
 from processor.local.stack import Server, start_moto
 
-
 LAYERS = ("unit", "integration", "protocol", "e2e")
 
 

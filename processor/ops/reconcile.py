@@ -28,119 +28,32 @@ Events reach the table seconds after ECS changes state, so a single look can sho
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from processor.errors import ReadError
-from processor.ops.read import batch_get, render_table
+from processor.ops.drift import (
+    FINAL_STATUS,
+    INSTANCE,
+    TASK,
+    Finding,
+    Seen,
+    compare,
+    report_json,
+    report_table,
+    seen_from_ecs,
+    seen_from_items,
+)
+from processor.ops.read import batch_get
 
-TASK, INSTANCE = "task", "instance"
-DRIFT_STATES = ("missing", "behind", "ahead", "only-in-table", "status-differs")
-ALL_STATES = ("ok", "unversioned", "gone", *DRIFT_STATES)
-FINAL_STATUS = {TASK: "STOPPED", INSTANCE: "INACTIVE"}
 TASK_DESIRED_STATUSES = ("RUNNING", "PENDING", "STOPPED")
 INSTANCE_STATUSES = ("ACTIVE", "DRAINING", "REGISTERING", "DEREGISTERING", "REGISTRATION_FAILED")
 DESCRIBE_LIMIT = 100
 POLL_SECONDS = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """One resource as one side reports it."""
-
-    version: int | None
-    status: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    kind: str
-    arn: str
-    state: str
-    ecs_version: int | None = None
-    table_version: int | None = None
-    ecs_status: str | None = None
-    table_status: str | None = None
-
-    @property
-    def drift(self) -> bool:
-        return self.state in DRIFT_STATES
-
-
 # ------------------------------------------------------------------------------------------------ pure part
-def judge(kind: str, arn: str, live: Seen | None, stored: Seen | None) -> Finding:
-    """The state of one resource from its ECS view and its table view (either may be absent, not both)."""
-    def finding(state: str) -> Finding:
-        return Finding(kind, arn, state, live.version if live else None, stored.version if stored else None,
-                       live.status if live else None, stored.status if stored else None)
-
-    if live is None and stored is None:
-        raise ValueError(f"{arn}: seen on neither side")
-    if stored is None:
-        return finding("missing")
-    if live is None:
-        return finding("gone" if stored.status == FINAL_STATUS[kind] else "only-in-table")
-    if live.version is None:
-        return finding("unversioned" if live.status == stored.status else "status-differs")
-    if stored.version is None or stored.version < live.version:
-        return finding("behind")
-    if stored.version > live.version:
-        return finding("ahead")
-    return finding("ok")
-
-
-def compare(kind: str, live: Mapping[str, Seen], stored: Mapping[str, Seen]) -> list[Finding]:
-    """Every resource on either side, judged; sorted by drift first, then state and ARN."""
-    findings = [judge(kind, arn, live.get(arn), stored.get(arn)) for arn in set(live) | set(stored)]
-    return sorted(findings, key=lambda f: (not f.drift, f.state, f.arn))
-
-
-def counts(findings: Iterable[Finding]) -> dict[str, int]:
-    result = {state: 0 for state in ALL_STATES}
-    for f in findings:
-        result[f.state] += 1
-    return {state: n for state, n in result.items() if n}
-
-
-def report_json(cluster: str, findings: Sequence[Finding], show_all: bool) -> str:
-    shown = [asdict(f) for f in findings if show_all or f.state != "ok"]
-    return json.dumps({"cluster": cluster, "drift": any(f.drift for f in findings), "counts": counts(findings),
-                       "findings": shown}, indent=2) + "\n"
-
-
-def report_table(cluster: str, findings: Sequence[Finding], show_all: bool) -> str:
-    def text(value: Any) -> str:
-        return "-" if value is None else str(value)
-
-    rows = [[f.kind, f.state, f.arn, text(f.ecs_version), text(f.table_version), text(f.ecs_status),
-             text(f.table_status)] for f in findings if show_all or f.state != "ok"]
-    summary = ", ".join(f"{n} {state}" for state, n in counts(findings).items()) or "nothing found"
-    verdict = "DRIFT" if any(f.drift for f in findings) else "no drift"
-    body = render_table(("KIND", "STATE", "ARN", "ECS VERSION", "TABLE VERSION", "ECS STATUS", "TABLE STATUS"),
-                        rows) if rows else ""
-    return body + f"{cluster}: {verdict} ({summary})\n"
-
-
-def _seen(version: Any, status: Any) -> Seen:
-    return Seen(None if version is None else int(version), None if status is None else str(status))
-
-
-def seen_from_ecs(resources: Iterable[Mapping[str, Any]], key: str, status_field: str) -> dict[str, Seen]:
-    """DescribeTasks / DescribeContainerInstances entries -> {arn: Seen}."""
-    return {r[key]: _seen(r.get("version"), r.get(status_field)) for r in resources}
-
-
-def seen_from_items(items: Iterable[Mapping[str, Mapping[str, Any]]], key: str, status_field: str) -> dict[str, Seen]:
-    """Low-level DynamoDB items (projected) -> {arn: Seen}."""
-    result = {}
-    for item in items:
-        version = item.get("version", {}).get("N")
-        status = item.get(status_field, {}).get("S")
-        result[item[key]["S"]] = _seen(version, status)
-    return result
 
 
 # -------------------------------------------------------------------------------------------------- I/O part
@@ -218,12 +131,9 @@ def task_index(ddb: Any, table: str, cluster: str) -> list[tuple[str, str | None
     request: dict[str, Any] = {"TableName": table, "IndexName": "clusterArn-lastStatus-index",
                                "KeyConditionExpression": "#c = :c", "ExpressionAttributeNames": {"#c": "clusterArn"},
                                "ExpressionAttributeValues": {":c": {"S": cluster}}}
-    while True:
-        page = ddb.query(**request)
+    for page in ddb.get_paginator("query").paginate(**request):
         pairs.extend((it["taskArn"]["S"], it.get("lastStatus", {}).get("S")) for it in page.get("Items", []))
-        if not page.get("LastEvaluatedKey"):
-            return pairs
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return pairs
 
 
 def stored_instances(ddb: Any, table: str, cluster: str, only: Sequence[str] | None = None) -> dict[str, Seen]:
@@ -235,13 +145,7 @@ def stored_instances(ddb: Any, table: str, cluster: str, only: Sequence[str] | N
                                    "ProjectionExpression": _INSTANCE_PROJECTION["ProjectionExpression"],
                                    "ExpressionAttributeNames": {**_INSTANCE_PROJECTION["ExpressionAttributeNames"],
                                                                 "#c": "clusterArn"}}
-        items = []
-        while True:
-            page = ddb.scan(**request)
-            items.extend(page.get("Items", []))
-            if not page.get("LastEvaluatedKey"):
-                break
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = [it for page in ddb.get_paginator("scan").paginate(**request) for it in page.get("Items", [])]
     return seen_from_items(items, "containerInstanceArn", "status")
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from processor.ops import reconcile
-from processor.ops.reconcile import Finding, Seen, compare, judge
+from processor.ops import drift as reconcile
+from processor.ops.drift import Finding, Seen, compare, judge
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/c/1"
 

@@ -13,7 +13,8 @@ from boto3.dynamodb.types import Binary
 from processor.core.dead_letters import dead_letter
 from processor.core.items import compress_value
 from processor.core.position import Position
-from processor.ops import read as readside
+from processor.errors import ReadError
+from processor.ops import render as readside
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 CLUSTER_A = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/alpha"
@@ -43,7 +44,7 @@ def test_arn_kind(arn: str, kind: str) -> None:
 
 @pytest.mark.parametrize("arn", [f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:3", CLUSTER_A, "abc", ""])
 def test_arn_kind_refuses_anything_else(arn: str) -> None:
-    with pytest.raises(readside.ReadError):
+    with pytest.raises(ReadError):
         readside.arn_kind(arn)
 
 

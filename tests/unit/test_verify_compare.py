@@ -8,7 +8,6 @@ from typing import Any
 from processor.loadgen.producer import GroundTruth, Record
 from processor.loadgen.verify import compare
 
-
 INSTANCE = "arn:aws:ecs:us-east-1:123456789012:container-instance/default/{:032x}"
 
 
