@@ -1,4 +1,4 @@
-"""The KCL adapter: an amazon_kclpy v3 record processor and the ``ecs-state-processor`` entry point.
+"""The KCL adapter: an amazon_kclpy v3 record processor for one shard (started by ``shard/main.py``).
 
 It decides *when* to flush and *where* to checkpoint, and holds no business rule of its own:
 - every record goes through ``route.route`` into the shard's ``Reducer``;

@@ -86,3 +86,10 @@ def _is_stdlib(top: str) -> bool:
     import sys
 
     return top in sys.stdlib_module_names
+
+
+def test_the_readme_code_map_lists_every_module_by_its_path() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    missing = [str(p.relative_to(PACKAGE.parent)) for p in modules()
+               if p.name != "__init__.py" and f"`{p.relative_to(PACKAGE.parent)}`" not in readme]
+    assert not missing, f"add these to the README's code map: {missing}"
