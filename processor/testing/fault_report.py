@@ -96,8 +96,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     os.environ.update(LOCAL_ENV)
     os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
-    import processor.testing.fault_scenarios as fs
     from processor.local.stack import start_moto
+    from processor.testing.poison_cases import poison_corpus, poison_table_markdown
+    from processor.testing.protocol_helpers import unique_settings
 
     runners = scenarios(args.scale, args.seed)
     chosen = [k for k in runners if not args.only or any(k == o or k.startswith(o + "-") or k == o.rstrip("-")
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         for key in chosen:
             workdir = workroot / key
             workdir.mkdir()
-            settings = fs.unique_settings(key)
+            settings = unique_settings(key)
             print(f"running {key} ...", file=sys.stderr, flush=True)
             started = time.monotonic()
             try:
@@ -130,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
             if key == "f":
                 poison_rows = rows_extra.pop("rows")
                 if args.poison_table:
-                    Path(args.poison_table).write_text(_poison_header(args) + fs.poison_table_markdown(
-                        poison_rows[:len(fs.poison_corpus())]))
+                    Path(args.poison_table).write_text(_poison_header(args) + poison_table_markdown(
+                        poison_rows[:len(poison_corpus())]))
             row["details"] = {k: v for k, v in rows_extra.items() if k not in ("fault_start", "fault_end")}
             row["key"] = key
             rows.append(row)

@@ -1,17 +1,19 @@
-"""Helpers shared by the tests that drive the processor through the MultiLang protocol: a mixed event stream,
-the expected state computed from the records themselves, the stored state, and the durability check run at every
-checkpoint request."""
+"""Helpers shared by the tests that drive the processor through the MultiLang protocol: fresh tables for a run, a
+mixed event stream, the expected state computed from the records themselves, the stored state, and the durability
+check run at every checkpoint request."""
 
 from __future__ import annotations
 
 import functools
 import os
 import random
+import time
 from typing import Any
 
 from processor import aws
 from processor.config import Settings
 from processor.core.events import Event, decode
+from processor.ops.setup_tables import ensure_tables
 from processor.testing.factories import (
     as_json,
     as_msgpack,
@@ -24,6 +26,14 @@ from processor.testing.multilang_driver import Checkpoint, KinesisRecord
 
 POISON = [b"{truncated", b"\xff\xfe", b"[]", b"null", b'{"source":"aws.ec2"}',
           b'{"source":"aws.ecs","detail-type":"ECS Task State Change","detail":{"taskArn":"x","version":"1"}}']
+
+
+def unique_settings(prefix: str) -> Settings:
+    """Fresh table names (the moto server is shared), tables created."""
+    suffix = f"{prefix}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+    s = Settings(task_table=f"t-{suffix}", instance_table=f"i-{suffix}", dead_letter_table=f"d-{suffix}")
+    ensure_tables(s)
+    return s
 
 
 def env_for(s: Settings, **extra: str) -> dict[str, str]:

@@ -10,9 +10,9 @@ from typing import Any
 
 from processor.testing.factories import as_json, task_arn, task_event
 from processor.testing.fault_proxy import FaultProxy, Rule
-from processor.testing.fault_scenarios import ShardDaemon, unique_settings
 from processor.testing.multilang_driver import records_from
-from processor.testing.protocol_helpers import env_for, expected_state, stored_state
+from processor.testing.protocol_helpers import env_for, expected_state, stored_state, unique_settings
+from processor.testing.shard_daemon import ShardDaemon
 
 
 def test_a_big_flush_under_sustained_partial_throttling_makes_progress(moto_server: Any, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Faults around the real processor process, driven through the MultiLang protocol by a driver that plays the KCL
-daemon (tests/fault_scenarios.py): DynamoDB throttling, errors and outages injected by the fault proxy, SIGKILLs,
-checkpoint throttling, and a poison corpus. Each run is checked against the ground truth at the end and for
-durability at every checkpoint (nothing checkpointed before it is in DynamoDB; no stored version ever goes down).
+daemon (processor/testing/shard_daemon.py; the scenarios are processor/testing/fault_scenarios.py): DynamoDB
+throttling, errors and outages injected by the fault proxy, SIGKILLs, checkpoint throttling, and a poison corpus.
+Each run is checked against the ground truth at the end and for durability at every checkpoint (nothing
+checkpointed before it is in DynamoDB; no stored version ever goes down).
 """
 
 from __future__ import annotations
@@ -14,25 +15,17 @@ from typing import Any
 import pytest
 
 from processor.config import Settings
-from processor.testing.fault_scenarios import (
-    IGNORED,
-    STORED,
-    ShardDaemon,
-    corpus_records,
-    killed,
-    outage,
-    poison,
-    poison_corpus,
-    throttled_stream,
-    unique_settings,
-)
+from processor.testing.fault_scenarios import killed, outage, poison, throttled_stream
 from processor.testing.multilang_driver import ProcessorProcess, records_from
+from processor.testing.poison_cases import IGNORED, STORED, corpus_records, poison_corpus
 from processor.testing.protocol_helpers import (
     env_for,
     expected_state,
     make_stream,
     stored_state,
+    unique_settings,
 )
+from processor.testing.shard_daemon import ShardDaemon
 
 
 @pytest.fixture()
