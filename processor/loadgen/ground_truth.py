@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from processor.loadgen.fleet import Record
+from processor.loadgen.records import Record
 
 
 @dataclass

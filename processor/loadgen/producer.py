@@ -21,11 +21,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from processor.errors import ProduceError
-
-# Options, Record, generate, FORMATS and GroundTruth are used here and so also importable from this module, as
-# before the split (new code should import them from processor.loadgen.fleet / processor.loadgen.ground_truth).
-from processor.loadgen.fleet import FORMATS, Options, Record, generate
+from processor.loadgen.catalog import FORMATS
+from processor.loadgen.fleet import generate
 from processor.loadgen.ground_truth import GroundTruth
+from processor.loadgen.records import Options, Record
 
 # ------------------------------------------------------------------------------------------------ kinesis
 

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from processor.config import Settings, load_settings
-from processor.loadgen.fleet import Options, Record, generate
+from processor.loadgen.compare import Report, compare
+from processor.loadgen.fleet import generate
 from processor.loadgen.ground_truth import GroundTruth
 from processor.loadgen.producer import KinesisWriter, Pacer, produce
-from processor.loadgen.verify import Report, compare, read_tables
+from processor.loadgen.records import Options, Record
+from processor.loadgen.verify import read_tables
 from processor.local.env import local_client
 from processor.local.stack import LocalStack, wait_stream_active
 from processor.ops.setup_tables import ensure_tables

@@ -37,7 +37,7 @@ from e2e_support import (
     owners,
 )
 
-from processor.loadgen.fleet import Options
+from processor.loadgen.records import Options
 from processor.local.stack import LocalStack
 from processor.testing.fault_proxy import FaultProxy, Rule
 

@@ -27,7 +27,7 @@ from processor.bench.runner import (
     run_bench,
     shard_of,
 )
-from processor.loadgen.fleet import Record
+from processor.loadgen.records import Record
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 
 from processor import aws
 from processor.errors import ProduceError
-from processor.loadgen.fleet import Options, Record, generate
+from processor.loadgen.fleet import generate
 from processor.loadgen.ground_truth import GroundTruth, load_truth
 from processor.loadgen.producer import (
     MAX_BATCH_BYTES,
@@ -27,6 +27,7 @@ from processor.loadgen.producer import (
     batches,
     produce,
 )
+from processor.loadgen.records import Options, Record
 from processor.ops.cli import main as cli_main
 
 

@@ -18,7 +18,9 @@ from processor.core.dead_letters import DeadLetter
 from processor.core.items import Item
 from processor.core.position import Position
 from processor.core.route import route
-from processor.loadgen.producer import GroundTruth, Options, Record, generate
+from processor.loadgen.fleet import generate
+from processor.loadgen.ground_truth import GroundTruth
+from processor.loadgen.records import Options, Record
 from processor.loadgen.verify import register, verify
 from processor.ops.setup_tables import ensure_tables
 

@@ -17,14 +17,10 @@ from processor.core.events import Ignored
 from processor.core.items import Item
 from processor.core.position import Position
 from processor.core.route import route
-from processor.loadgen.fleet import (
-    FORMATS,
-    Options,
-    Record,
-    decode,
-    generate,
-    poison_kinds,
-)
+from processor.loadgen.catalog import FORMATS
+from processor.loadgen.fleet import generate
+from processor.loadgen.poison import poison_kinds
+from processor.loadgen.records import Options, Record, decode
 
 
 def take(options: Options, n: int) -> list[Record]:

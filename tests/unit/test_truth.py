@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from processor.loadgen.fleet import Options, Record, generate
+from processor.loadgen.fleet import generate
 from processor.loadgen.ground_truth import GroundTruth, load_truth
+from processor.loadgen.records import Options, Record
 
 
 def take(options: Options, n: int) -> list[Record]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from processor.loadgen.producer import GroundTruth, Record
-from processor.loadgen.verify import compare
+from processor.loadgen.compare import compare
+from processor.loadgen.ground_truth import GroundTruth
+from processor.loadgen.records import Record
 
 INSTANCE = "arn:aws:ecs:us-east-1:123456789012:container-instance/default/{:032x}"
 
