@@ -1,4 +1,5 @@
-"""``ecs-state bench``: the benchmark's command (``./scripts/bench``); the work is in ``processor.bench.runner``."""
+"""``ecs-state bench``: the benchmark's command (``./scripts/bench``); the work is in ``processor.bench.runner``
+(orchestration) and the modules beside it; the report is rendered by ``processor.bench.report``."""
 
 from __future__ import annotations
 
@@ -9,12 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from processor.bench.runner import (
-    add_arguments,
-    config_from_args,
-    render_markdown,
-    run_bench,
-)
+from processor.bench.report import render_markdown
+from processor.bench.runner import add_arguments, config_from_args, run_bench
 from processor.errors import ConfigError
 
 

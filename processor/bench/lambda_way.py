@@ -1,0 +1,136 @@
+"""The ``lambda`` / ``lambda-8`` contenders: the documented per-event Lambda logic, in a child process of its own.
+
+* Per event (:func:`lambda_handler`): ``get_item`` on the ARN, then an unconditional ``put_item`` of ``detail`` +
+  ``cw_version`` when there is no item or the stored version is lower; boto3's resource API, as the documented
+  Lambda. It decodes with the processor's own decoder (same events accepted, same JSON decoding cost). By
+  default ``get_item`` fetches only ``version`` (cheaper for the Lambda than the documented whole-item read, and
+  much faster on moto); ``full_get`` for the literal one.
+* ``lambda`` runs sequentially; ``lambda-8`` on N threads pulling from the same stream in order, one client per
+  thread (as every concurrent Lambda environment has its own).
+* The child (:func:`lambda_child`, ``python -m processor.bench.lambda_child SPEC``) regenerates the same stream
+  from the same options, so nothing but the spec crosses the process boundary; it measures its own CPU
+  (``RUSAGE_SELF`` around the work, after its clients were built) and counts every HTTP request botocore sends,
+  retries included. A failed event is counted as ``failed`` (a real Lambda would fail the invocation) with its
+  first errors kept, one line each.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from processor.bench.cpu import self_cpu
+from processor.bench.emulator import child_env
+from processor.bench.stream import BenchConfig
+from processor.config import Settings
+from processor.errors import BenchError
+from processor.loadgen.fleet import Options, generate
+
+
+def run_lambda(cfg: BenchConfig, workers: int, settings: Settings, endpoint: str, work: Path) -> dict[str, Any]:
+    """The per-event Lambda logic in a child process (it regenerates the same stream from the same options)."""
+    spec = {"options": asdict(cfg.options()), "events": cfg.events, "workers": workers,
+            "tables": {"task": settings.task_table, "instance": settings.instance_table},
+            "full_get": cfg.lambda_full_get, "out": str(work / f"lambda-{workers}.json")}
+    spec_path = work / f"lambda-{workers}-spec.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    log_path = work / f"lambda-{workers}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.run([sys.executable, "-m", "processor.bench.lambda_child", str(spec_path)],
+                              env=child_env(endpoint), stdout=log, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        raise BenchError(f"the Lambda contender ({workers} workers) exited with {proc.returncode}; see {log_path}")
+    result: dict[str, Any] = json.loads(Path(str(spec["out"])).read_text(encoding="utf-8"))
+    return result
+
+
+def lambda_handler(data: bytes, tables: dict[str, Any], full_get: bool) -> str:
+    """The documented per-event logic for one record: get the stored item, put the event's state when there is
+    none or the stored version is lower. Returns ``put``, ``older`` or ``skipped`` (not a state event)."""
+    from processor.core.events import Event, decode
+
+    event = decode(data)
+    if not isinstance(event, Event):
+        return "skipped"
+    table = tables[event.kind]
+    request: dict[str, Any] = {"Key": {event.key: event.arn}}
+    if not full_get:
+        request.update(ProjectionExpression="#v", ExpressionAttributeNames={"#v": "version"})
+    stored = table.get_item(**request).get("Item")
+    if stored is not None and stored["version"] >= event.version:
+        return "older"
+    table.put_item(Item={"cw_version": event.envelope_version, **event.detail})
+    return "put"
+
+
+def lambda_child(spec_path: str) -> int:
+    """Entry point of the Lambda contender's process: writes its figures as JSON to ``spec["out"]``."""
+    import boto3
+    from botocore.config import Config
+
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    records = list(itertools.islice(generate(Options(**spec["options"])), spec["events"]))
+    workers = int(spec["workers"])
+    http = [0] * workers
+    outcomes: list[dict[str, int]] = [{} for _ in range(workers)]
+    errors: list[str] = []
+    tables = []
+    for w in range(workers):   # one client per worker, as every concurrent Lambda environment has its own
+        ddb = boto3.session.Session().resource("dynamodb", config=Config(
+            retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=2))
+
+        def count(w: int = w, **_: Any) -> None:
+            http[w] += 1
+        ddb.meta.client.meta.events.register("before-send.dynamodb", count)
+        tables.append({"task": ddb.Table(spec["tables"]["task"]), "instance": ddb.Table(spec["tables"]["instance"])})
+    feed = iter(records)
+    lock = threading.Lock()
+
+    def worker(w: int) -> None:
+        while True:
+            with lock:
+                rec = next(feed, None)
+            if rec is None:
+                return
+            try:
+                outcome = lambda_handler(rec.data, tables[w], spec["full_get"])
+            except Exception as exc:   # a real Lambda would fail the invocation (and EventBridge retry it)
+                outcome = "failed"
+                if len(errors) < 5:
+                    errors.append(brief_error(exc))
+            outcomes[w][outcome] = outcomes[w].get(outcome, 0) + 1
+
+    cpu0, wall0 = self_cpu(), time.perf_counter()
+    if workers == 1:
+        worker(0)
+    else:
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    wall, cpu = time.perf_counter() - wall0, self_cpu() - cpu0
+    totals: dict[str, int] = {}
+    for o in outcomes:
+        for key, value in o.items():
+            totals[key] = totals.get(key, 0) + value
+    n = len(records)
+    result = {"events": n, "requests": sum(http), "requests_per_event": sum(http) / n, "cpu_s": round(cpu, 3),
+              "cpu_us_per_event": cpu / n * 1e6, "wall_s": round(wall, 3), "events_per_s": n / wall,
+              "workers": workers, "outcomes": totals, "get_item": sum(v for k, v in totals.items() if k != "skipped"),
+              "errors": errors, "full_get": spec["full_get"]}
+    Path(spec["out"]).write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+def brief_error(exc: BaseException) -> str:
+    """One line: moto's 500 replies carry an HTML page after the message."""
+    text = str(exc).split("\n", 1)[0].split(": <", 1)[0]
+    return f"{type(exc).__name__}: {text[:200]}"
