@@ -24,10 +24,6 @@ from processor.ops.launcher import (
 from processor.ops.preflight import check_endpoints, check_executable
 from processor.ops.supervisor import run_daemon
 
-VALID = {"executableName": "ecs-state-processor", "streamName": "s", "applicationName": "a",
-         "AwsCredentialsProvider": "DefaultCredentialsProvider"}
-
-
 # ---- the command line ----------------------------------------------------------------------------------------
 
 
@@ -114,14 +110,6 @@ def test_missing_properties_file(tmp_path: Path) -> None:
 
 def _line(level: str, logger: str, message: str) -> str:
     return f"11:22:39.631 {level:<5} [ShardRecordProcessor-0000] {logger} - {message}"
-
-
-INIT_RESPONSE = _line("INFO", "s.a.k.multilang.MultiLangProtocol",
-                      'Received response {"action":"status","responseFor":"initialize"} from subprocess while '
-                      'waiting for initialize while processing shard shardId-000000000000')
-CONSUMER = _line("INFO", "s.a.kinesis.coordinator.Scheduler",
-                 "Created new shardConsumer for : ShardInfo(streamIdentifierSerOpt=Optional.empty, "
-                 "shardId=shardId-000000000001, concurrencyToken=fe63, parentShardIds=[], checkpoint={})")
 
 
 # ---- the real daemon (slow) ----------------------------------------------------------------------------------

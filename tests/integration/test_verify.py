@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import random
 import time
@@ -26,34 +25,6 @@ from processor.ops.setup_tables import ensure_tables
 
 TASK = "arn:aws:ecs:us-east-1:123456789012:task/default/{:032x}"
 INSTANCE = "arn:aws:ecs:us-east-1:123456789012:container-instance/default/{:032x}"
-
-
-def small_truth() -> dict[str, Any]:
-    truth = GroundTruth()
-    for n in range(3):
-        for v in (1, 2, 3):
-            truth.add(Record(TASK.format(n), b"t%d-%d" % (n, v), "task", "", TASK.format(n), v,
-                             "RUNNING" if v < 3 else "STOPPED"))
-    truth.add(Record(INSTANCE.format(1), b"i", "instance", "", INSTANCE.format(1), 5000, "ACTIVE"))
-    truth.add(Record("pk-a", b"{bad", "poison", "truncated"))
-    truth.add(Record("pk-b", b"null", "poison", "null"))
-    truth.add(Record("pk-c", b"null", "poison", "null"))       # same bytes twice: two dead letters expected
-    truth.add(Record("svc", b"ignored-bytes", "ignored", "ECS Service Action"))
-    return truth.to_dict()
-
-
-def rows_for(truth: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    tasks = [{"taskArn": arn, "version": want["version"], "lastStatus": want["lastStatus"]}
-             for arn, want in truth["tasks"].items()]
-    instances = [{"containerInstanceArn": arn, "version": want["version"], "status": want["status"]}
-                 for arn, want in truth["containerInstances"].items()]
-    dead = [{"shardId": "shardId-000000000000", "sequenceNumber": str(i), "dataSha256": p["sha256"],
-             "reasonCode": "bad-json", "partitionKey": p["partitionKey"]} for i, p in enumerate(truth["poison"])]
-    return tasks, instances, dead
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # -------------------------------------------------------------------------------------------- moto tables
