@@ -4,10 +4,17 @@ The properties file that drives the KCL MultiLangDaemon also carries the process
 ``ecsState.``); the daemon ignores keys it does not know. Environment variables ``ECS_STATE_<KEY>`` (upper
 snake case) override the file; with no file at all the defaults work. DynamoDB's endpoint and region are
 deliberately *not* settings here: boto3 reads ``AWS_ENDPOINT_URL_DYNAMODB`` and ``AWS_REGION`` itself.
+
+Configuration errors are found here, once, at start: a value that is not an integer or out of range, and an
+unknown ``ecsState.*`` key in the file or ``ECS_STATE_*`` variable in the environment (a misspelling would
+otherwise silently fall back to a default, such as a default table name that may be a real table); the message
+names the key and suggests the closest known one. ``0`` for ``writeRetryBudgetMillis`` / ``writeMaxAttempts``
+means "retry transient failures for ever, holding the lease" (the default).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, fields
@@ -18,7 +25,10 @@ from processor.errors import ConfigError
 
 PREFIX = "ecsState."
 PROPERTIES_ENV = "ECS_STATE_PROPERTIES"
-
+ENV_PREFIX = "ECS_STATE_"
+#: ``ECS_STATE_*`` variables that are not settings of this object but are read elsewhere (the tooling and the
+#: launcher); anything else with the prefix is a misspelled setting.
+OTHER_ENV = frozenset({PROPERTIES_ENV, "ECS_STATE_HOME", "ECS_STATE_KCL_JARS", "ECS_STATE_KINESIS_MOCK"})
 
 
 @dataclass(frozen=True)
@@ -30,8 +40,8 @@ class Settings:
     max_pending_arns: int = 10_000
     max_pending_bytes: int = 64 * 1024 * 1024
     write_concurrency: int = 16
-    write_max_attempts: int = 10
-    write_retry_budget_millis: int = 60_000
+    write_max_attempts: int = 0  # 0: no limit
+    write_retry_budget_millis: int = 0  # 0: retry transient failures for ever (holding the lease)
     write_timeout_millis: int = 5000
     checkpoint_max_attempts: int = 8
     task_retention_hours: int = 0
@@ -41,11 +51,19 @@ class Settings:
     def __post_init__(self) -> None:
         if self.flush_interval_millis < 0:
             raise ConfigError(f"{property_key('flush_interval_millis')} must be >= 0 (0 flushes after every batch)")
-        for name in ("max_pending_arns", "max_pending_bytes", "write_concurrency",
-                     "write_max_attempts", "write_retry_budget_millis", "write_timeout_millis",
+        for name in ("max_pending_arns", "max_pending_bytes", "write_concurrency", "write_timeout_millis",
                      "checkpoint_max_attempts"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{property_key(name)} must be a positive integer, got {getattr(self, name)}")
+        for name in ("write_max_attempts", "write_retry_budget_millis"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{property_key(name)} must be >= 0 (0: retry for ever), got {getattr(self, name)}")
+        if self.write_concurrency > 256:
+            raise ConfigError(f"{property_key('write_concurrency')} = {self.write_concurrency} is more than 256 "
+                              f"concurrent requests per shard; use 1..256")
+        if self.max_pending_bytes < 1024 * 1024:
+            raise ConfigError(f"{property_key('max_pending_bytes')} = {self.max_pending_bytes} is below 1 MiB: one "
+                              f"record can be 1 MiB; use at least 1048576")
         if self.task_retention_hours < 0:
             raise ConfigError(f"{property_key('task_retention_hours')} must be >= 0 (0 turns expiry off)")
         if not (self.metrics in ("none", "stderr") or self.metrics.startswith("file:")):
@@ -64,7 +82,26 @@ def property_key(field_name: str) -> str:
 
 def env_key(field_name: str) -> str:
     """``task_table`` -> ``ECS_STATE_TASK_TABLE``."""
-    return "ECS_STATE_" + field_name.upper()
+    return ENV_PREFIX + field_name.upper()
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(sorted(known))}"
+
+
+def unknown_keys(props: Mapping[str, str], env: Mapping[str, str], source: str) -> list[str]:
+    """One message per ``ecsState.*`` key of ``props`` or ``ECS_STATE_*`` variable of ``env`` that is not a
+    setting, each with the closest known name."""
+    names = [f.name for f in fields(Settings)]
+    known_props = [property_key(n) for n in names]
+    known_env = [env_key(n) for n in names]
+    problems = [f"{source}: unknown key {key}{_suggest(key, known_props)}"
+                for key in sorted(props) if key.startswith(PREFIX) and key not in known_props]
+    problems += [f"environment: unknown variable {key}{_suggest(key, known_env)}"
+                 for key in sorted(env) if key.startswith(ENV_PREFIX) and key not in known_env
+                 and key not in OTHER_ENV]
+    return problems
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -110,6 +147,9 @@ def load_settings(properties_path: str | os.PathLike[str] | None = None,
     env = os.environ if env is None else env
     path = properties_path or env.get(PROPERTIES_ENV) or None
     props = read_properties(path) if path else {}
+    unknown = unknown_keys(props, env, str(path))
+    if unknown:
+        raise ConfigError("; ".join(unknown))
     values: dict[str, object] = {}
     for f in fields(Settings):
         source, raw = None, None

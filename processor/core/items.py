@@ -4,10 +4,26 @@ Item layout (documented in the README):
 - every field of ``detail`` as a top-level attribute under its own name; numbers as ``N``; ``version`` ``N``;
 - ``cw_version`` (envelope ``version``), ``event_id``, ``event_time`` (envelope ``id`` / ``time``),
   ``kinesis_shard_id``, ``kinesis_sequence_number``, ``kinesis_subsequence_number``: where the item came from;
-  these names win over a ``detail`` field of the same name;
+  every name of ``METADATA_ATTRIBUTES`` is reserved: a ``detail`` field of that name is left out of the item,
+  also when we do not set the attribute ourselves (a ``detail.expires_at`` would otherwise be taken by the
+  table's TTL, a ``detail.compressed_attributes`` by readers);
 - ``compressed_attributes`` (``SS``), only when the item would pass DynamoDB's 400 KB limit: each attribute named
   there holds ``B`` = zlib(msgpack(value)); inside it, integral numbers are integers and other numbers doubles;
 - ``expires_at`` (``N``, epoch seconds), only for STOPPED tasks when a task retention is configured (TTL).
+
+DynamoDB's rules, checked here so that no item we send is refused (``Unstorable`` names the rule; its ``code``
+is the dead-letter reason code):
+- every attribute name is a non-empty string of valid Unicode (a msgpack binary key is refused, not sent),
+  at most 65,535 UTF-8 bytes; every string we send, metadata included, is valid Unicode (no lone surrogate);
+- numbers: at most 38 significant digits (leading and trailing zeros do not count), magnitude 1E-130 ..
+  9.9999999999999999999999999999999999999E+125, or zero; sent in a form DynamoDB parses;
+- documents nest at most ``MAX_DEPTH`` levels;
+- key attributes: the table key is a non-empty string of at most 2048 bytes (checked by the decoder); the task
+  table's index keys ``clusterArn`` (hash, <= 2048 bytes) and ``lastStatus`` (range, <= 1024 bytes), when
+  present, are non-empty strings, or DynamoDB refuses the whole PutItem;
+- size by DynamoDB's accounting (UTF-8 bytes of names and values, numbers ~1 byte per 2 significant digits + 1,
+  3 bytes per list or map + 1 per element, 1 byte for null / boolean), metadata included; compressed above
+  ``COMPRESS_ABOVE``, refused (``too-large``) if still above it.
 
 Dead-letter items are built in ``dead_letters``; which of the two a record becomes is decided in ``route``.
 """
@@ -29,8 +45,12 @@ ITEM_LIMIT = 400 * 1024
 #: Size above which we compress: below DynamoDB's limit with room for its own accounting differences.
 COMPRESS_ABOVE = ITEM_LIMIT - 8 * 1024
 MAX_DEPTH = 32  # DynamoDB's nesting limit for documents
+MAX_NAME_BYTES = 65_535
 METADATA_ATTRIBUTES = ("cw_version", "event_id", "event_time", "kinesis_shard_id", "kinesis_sequence_number",
                        "kinesis_subsequence_number", "compressed_attributes", "expires_at")
+_RESERVED = frozenset(METADATA_ATTRIBUTES)
+#: kind -> (attribute, max UTF-8 bytes) of the index keys of its table (ops/setup_tables.py creates the index)
+INDEX_KEYS: dict[str, tuple[tuple[str, int], ...]] = {TASK: (("clusterArn", 2048), ("lastStatus", 1024))}
 
 AttributeValue = dict[str, Any]
 
@@ -70,18 +90,22 @@ def _number(value: Decimal | int) -> tuple[AttributeValue, int]:
     if type(value) is int:
         text = str(value)
         digits = len(text) - (text[0] == "-")
-        if digits > 38:
-            raise Unstorable(f"integer with {digits} digits (DynamoDB keeps 38)")
-        return {"N": text}, 1 + (digits + 1) // 2
+        if digits <= 38:  # the common case: no Decimal needed
+            return {"N": text}, 1 + (digits + 1) // 2
+        value = Decimal(value)
     assert isinstance(value, Decimal)
     if not value.is_finite():
         raise Unstorable(f"{value} is not a finite number")
-    significant = "".join(map(str, value.as_tuple().digits)).strip("0")
+    digits_tuple = value.as_tuple().digits
+    significant = "".join(map(str, digits_tuple)).strip("0")
+    if not significant:
+        return {"N": "0"}, 2
     if len(significant) > 38:
         raise Unstorable(f"{value} has more than 38 significant digits")
-    if significant and not -130 <= value.adjusted() <= 125:
+    if not -130 <= value.adjusted() <= 125:
         raise Unstorable(f"{value} is outside DynamoDB's number range (1E-130 .. 9.9E+125)")
-    return {"N": str(value)}, 1 + (len(significant) + 1) // 2
+    text = str(value) if len(digits_tuple) <= 38 else str(value.normalize())  # trailing zeros are not precision
+    return {"N": text}, 1 + (len(significant) + 1) // 2
 
 
 def _utf8_len(text: str) -> int:
@@ -106,7 +130,7 @@ def to_attribute(value: Any, depth: int = 0) -> tuple[AttributeValue, int]:
         size = 3
         for name, inner in value.items():
             if type(name) is not str or not name:
-                raise Unstorable(f"map key {name!r} is not a non-empty string")
+                raise Unstorable(f"map key {_show_name(name)} is not a non-empty string")
             try:
                 av, inner_size = to_attribute(inner, depth + 1)
                 size += _utf8_len(name) + inner_size + 1
@@ -140,6 +164,32 @@ def to_attribute(value: Any, depth: int = 0) -> tuple[AttributeValue, int]:
     raise Unstorable(f"a {kind.__name__} cannot be stored")
 
 
+def _show_name(name: Any) -> str:
+    return repr(name)[:80]
+
+
+def _name_len(name: Any) -> int:
+    """UTF-8 length of a top-level attribute name; Unstorable unless it is a valid, non-empty, short string."""
+    if type(name) is not str or not name:
+        raise Unstorable(f"attribute name {_show_name(name)} is not a non-empty string", path="detail")
+    size = _utf8_len(name)
+    if size > MAX_NAME_BYTES:
+        raise Unstorable(f"an attribute name is {size} bytes (DynamoDB's limit is {MAX_NAME_BYTES})", path="detail")
+    return size
+
+
+def _check_index_keys(event: Event, attributes: dict[str, AttributeValue]) -> None:
+    for name, limit in INDEX_KEYS.get(event.kind, ()):
+        if name not in attributes:
+            continue
+        value = event.detail[name]
+        if type(value) is not str or not value:
+            raise Unstorable(f"index key {name} must be a non-empty string, got {_show_name(value)}",
+                             path=f"detail.{name}")
+        if _utf8_len(value) > limit:
+            raise Unstorable(f"index key {name} is longer than DynamoDB's {limit}-byte limit", path=f"detail.{name}")
+
+
 def _msgpack_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
@@ -168,14 +218,16 @@ def build_item(event: Event, position: Position, task_retention_hours: int = 0) 
     attributes: dict[str, AttributeValue] = {}
     sizes: dict[str, int] = {}
     for name, value in event.detail.items():
-        if not name:
-            raise Unstorable("an attribute has an empty name", path="detail")
+        name_size = _name_len(name)
+        if name in _RESERVED:
+            continue  # metadata wins (module docstring)
         try:
             av, size = to_attribute(value, 1)
-            sizes[name] = _utf8_len(name) + size
         except Unstorable as exc:
             raise exc.inside(f"detail.{name}") from None
+        sizes[name] = name_size + size
         attributes[name] = av
+    _check_index_keys(event, attributes)
     meta: dict[str, AttributeValue] = {
         "cw_version": {"S": event.envelope_version},
         "event_id": {"S": event.event_id},
@@ -189,9 +241,11 @@ def build_item(event: Event, position: Position, task_retention_hours: int = 0) 
         if stopped is not None:
             meta["expires_at"] = {"N": str(stopped + task_retention_hours * 3600)}
     for name, av in meta.items():
-        sizes.pop(name, None)
+        try:
+            sizes[name] = len(name) + _utf8_len(next(iter(av.values())))
+        except Unstorable as exc:
+            raise exc.inside(name) from None
         attributes[name] = av
-        sizes[name] = len(name) + len(next(iter(av.values())))
     total = sum(sizes.values())
     if total > COMPRESS_ABOVE:
         total = _compress_largest(event, attributes, sizes, total)
@@ -200,22 +254,22 @@ def build_item(event: Event, position: Position, task_retention_hours: int = 0) 
 
 def _compress_largest(event: Event, attributes: dict[str, AttributeValue], sizes: dict[str, int],
                       total: int) -> int:
-    protected = {event.key, "version", *METADATA_ATTRIBUTES}
+    protected = {event.key, "version", *METADATA_ATTRIBUTES, *(name for name, _ in INDEX_KEYS.get(event.kind, ()))}
     compressed: list[str] = []
     for name in sorted((n for n in sizes if n not in protected), key=sizes.__getitem__, reverse=True):
         blob = compress_value(event.detail[name])
-        new_size = len(name.encode("utf-8")) + len(blob)
+        new_size = _utf8_len(name) + len(blob)
         if new_size >= sizes[name]:
             continue
         attributes[name] = {"B": blob}
         total += new_size - sizes[name]
         sizes[name] = new_size
         compressed.append(name)
-        if total + 30 + sum(len(n) for n in compressed) <= COMPRESS_ABOVE:
+        if total + 30 + sum(_utf8_len(n) for n in compressed) <= COMPRESS_ABOVE:
             break
     if compressed:
         attributes["compressed_attributes"] = {"SS": sorted(compressed)}
-        total += len("compressed_attributes") + sum(len(n) for n in compressed)
+        total += len("compressed_attributes") + sum(_utf8_len(n) for n in compressed)
     if total > COMPRESS_ABOVE:
         raise Unstorable(f"item is {total} bytes even with {len(compressed)} attributes compressed "
                          f"(DynamoDB's limit is {ITEM_LIMIT})", code="too-large")

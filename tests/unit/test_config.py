@@ -48,3 +48,32 @@ def test_bad_values_name_the_key(env: dict[str, str], needle: str) -> None:
 def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--properties"):
         load_settings(tmp_path / "nope.properties", env={})
+
+
+def test_a_misspelled_property_is_refused_with_the_closest_known_key(tmp_path: Path) -> None:
+    props = tmp_path / "app.properties"
+    props.write_text("streamName = s\necsState.taskTabel = Mine\n")
+    with pytest.raises(ConfigError, match="unknown key ecsState.taskTabel; did you mean ecsState.taskTable"):
+        load_settings(props, env={})
+
+
+def test_a_misspelled_environment_variable_is_refused_but_the_tooling_variables_are_not() -> None:
+    with pytest.raises(ConfigError, match="ECS_STATE_TASKTABLE; did you mean ECS_STATE_TASK_TABLE"):
+        load_settings(None, env={"ECS_STATE_TASKTABLE": "x"})
+    assert load_settings(None, env={"ECS_STATE_HOME": "/x", "ECS_STATE_KCL_JARS": "/j"}) == Settings()
+
+
+def test_transient_failures_are_retried_for_ever_by_default_and_a_finite_budget_can_be_set() -> None:
+    assert (Settings().write_retry_budget_millis, Settings().write_max_attempts) == (0, 0)
+    s = load_settings(None, env={"ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": "3000"})
+    assert s.write_retry_budget_millis == 3000
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": "-1"}, "ecsState.writeRetryBudgetMillis must be >= 0"),
+    ({"ECS_STATE_WRITE_CONCURRENCY": "100000"}, "ecsState.writeConcurrency"),
+    ({"ECS_STATE_MAX_PENDING_BYTES": "1000"}, "ecsState.maxPendingBytes"),
+])
+def test_out_of_range_values_name_the_key(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(None, env=env)

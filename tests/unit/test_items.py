@@ -19,7 +19,7 @@ from processor.core.items import (
 )
 from processor.core.position import Position
 from processor.core.route import route
-from processor.testing.factories import as_json, task_arn, task_event
+from processor.testing.factories import as_json, instance_arn, instance_event, task_arn, task_event
 
 POS = Position("shardId-000000000001", "49650000000000000000000000000000000000000000000000000001", 0)
 
@@ -54,7 +54,7 @@ def test_types() -> None:
     assert to_attribute("")[0] == {"S": ""}
 
 
-@pytest.mark.parametrize("value", [10**38, Decimal("1e200"), Decimal("1." + "1" * 40), {"": 1}, {"a": "deep"}])
+@pytest.mark.parametrize("value", [10**38 + 1, 10**126, Decimal("1e200"), Decimal("1." + "1" * 40), {"": 1}, {"a": "deep"}])
 def test_unstorable_values(value: object) -> None:
     if isinstance(value, dict) and "a" in value:
         deep: object = 1
@@ -125,3 +125,69 @@ def test_lone_surrogate_is_unstorable_not_a_crash() -> None:
     data = as_json(task_event(task_arn(1), 1)).replace(b'"cpu": "256"', b'"cpu": "\\ud800"')
     dead = route(data, POS, "pk", None)
     assert isinstance(dead, DeadLetter) and dead.code == "unstorable" and "surrogate" in dead.reason
+
+
+def test_trailing_zeros_are_not_precision() -> None:
+    assert to_attribute(10**38)[0] == {"N": "1E+38"}  # 39 digits, one of them significant
+    assert to_attribute(Decimal("1.5" + "0" * 45))[0] == {"N": "1.5"}
+    assert to_attribute(Decimal("0E-500"))[0] == {"N": "0"}
+    assert to_attribute(-(10**125) * 9)[0] == {"N": "-9E+125"}
+
+
+def _msgpack_event(detail: dict[object, object]) -> Event:
+    import msgpack
+
+    doc = task_event(task_arn(1), 5)
+    doc["detail"].update(detail)
+    event = decode(msgpack.packb(doc, use_bin_type=True))
+    assert isinstance(event, Event)
+    return event
+
+
+@pytest.mark.parametrize("detail,needle", [
+    ({b"bin": 1}, "attribute name b'bin'"),
+    ({"m": {b"bin": 1}}, "map key b'bin'"),
+    ({"n" * 70_000: 1}, "65535"),
+    ({"clusterArn": 5}, "index key clusterArn"),
+    ({"clusterArn": ""}, "index key clusterArn"),
+    ({"lastStatus": None}, "index key lastStatus"),
+    ({"lastStatus": "x" * 1025}, "1024-byte"),
+])
+def test_what_dynamodb_would_refuse_is_unstorable_before_it_is_sent(detail: dict[object, object], needle: str) -> None:
+    with pytest.raises(Unstorable, match=needle):
+        build_item(_msgpack_event(detail), POS)
+
+
+def test_an_attribute_name_with_a_lone_surrogate_is_unstorable() -> None:
+    event = decode(as_json(task_event(task_arn(1), 5, **{"\ud800": 1})))
+    assert isinstance(event, Event)
+    with pytest.raises(Unstorable, match="surrogate"):
+        build_item(event, POS)
+
+
+def test_index_keys_of_the_container_instance_table_do_not_exist() -> None:
+    event = decode(as_json(instance_event(instance_arn(1), 2, clusterArn=5)))
+    assert isinstance(event, Event)
+    assert build_item(event, POS).attributes["clusterArn"] == {"N": "5"}
+
+
+def test_metadata_strings_must_be_valid_unicode_too() -> None:
+    doc = task_event(task_arn(1), 5)
+    doc["id"] = "\ud800"
+    event = decode(as_json(doc))
+    assert isinstance(event, Event)
+    with pytest.raises(Unstorable, match="event_id"):
+        build_item(event, POS)
+
+
+def test_reserved_metadata_names_in_detail_are_left_out_even_when_we_do_not_set_them() -> None:
+    item = build_item(_event(expires_at=1, compressed_attributes=["containers"], event_id="mine"), POS)
+    assert "expires_at" not in item.attributes and "compressed_attributes" not in item.attributes
+    assert item.attributes["event_id"]["S"].startswith("id-")
+
+
+def test_index_keys_are_never_compressed() -> None:
+    noise = os.urandom(100 * 1024).hex()
+    item = build_item(_event(clusterArn="c" * 2000, blob=noise, other=noise[::-1]), POS)
+    assert item.attributes["clusterArn"] == {"S": "c" * 2000}
+    assert "clusterArn" not in item.attributes["compressed_attributes"]["SS"]
