@@ -2,7 +2,7 @@
 
 A dead letter is keyed by (shardId, sequenceNumber[:subSequenceNumber]), so a replay rewrites the same item. It
 holds the raw record bytes (zlib-compressed when that makes them smaller and they are over 1 KiB), a short stable
-reason code, the reason, the partition key and times. Raw data too large for one item even compressed is split
+reason code, the reason, the partition key and times; every string is made valid Unicode (``valid_text``). Raw data too large for one item even compressed is split
 into parts stored under ``<key>#part<i>`` (``dataParts`` on the first item says how many);
 ``read_dead_letter_data`` reassembles them."""
 
@@ -18,6 +18,14 @@ from processor.core.items import AttributeValue
 from processor.core.position import Position
 
 DEAD_LETTER_PART_BYTES = 350 * 1024
+
+
+def valid_text(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD: DynamoDB refuses strings that are not valid Unicode,
+    and partition keys and reasons come from outside (a reason quotes the record)."""
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +54,9 @@ def dead_letter(data: bytes, position: Position, partition_key: str, arrival_ms:
     first: dict[str, AttributeValue] = {
         "shardId": {"S": position.shard_id},
         "sequenceNumber": {"S": key},
-        "reasonCode": {"S": code},
-        "reason": {"S": reason[:2000]},
-        "partitionKey": {"S": partition_key},
+        "reasonCode": {"S": valid_text(code)},
+        "reason": {"S": valid_text(reason[:2000])},
+        "partitionKey": {"S": valid_text(partition_key)},
         "data": {"B": chunks[0]},
         "dataEncoding": {"S": encoding},
         "dataLength": {"N": str(len(data))},

@@ -1,11 +1,14 @@
-"""The per-shard reducer: the pending map of the newest state per ARN since the last flush. Pure: no I/O.
+"""The per-shard reducer: the pending versions of each resource since the last flush. Pure: no I/O.
 
-Every record the shard delivers is offered exactly once, in order, as one of: a state ``Item``, a
-``DeadLetter``, or an ignored record. The reducer keeps, per (kind, ARN), only the highest version offered (an
-equal version is a duplicate: the first is kept; a lower one is stale), the dead letters, and the position of the
-last record offered. ``drain()`` hands all of that over as a ``Batch``: once the batch is durable, checkpointing
-at ``batch.last`` is safe, because every record at or before it is in the batch (or superseded by something in
-it, or ignored).
+Every record the shard delivers is offered exactly once, in order, as one of: a ``Candidate`` (a valid version
+of one resource, its original bytes), a ``DeadLetter``, or an ignored record. The reducer keeps, per (kind,
+ARN), every distinct version offered, newest first (an equal version is a duplicate: the first is kept), the dead
+letters, and the position of the last record offered. Older versions are kept as fallbacks: a flush writes the
+newest version that can be stored, so a newest version that DynamoDB cannot hold (dead-lettered) never displaces
+an older valid one of the same window. Every candidate's bytes count towards ``max_bytes``.
+
+``drain()`` hands all of that over as a ``Batch``: once the batch is durable, checkpointing at ``batch.last`` is
+safe, because every record at or before it is in the batch (or superseded by something in it, or ignored).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from processor.core.dead_letters import DeadLetter
-from processor.core.items import Item
 from processor.core.position import Position
+from processor.core.route import Candidate
 
 NEW, NEWER, DUPLICATE, STALE = "new", "newer", "duplicate", "stale"
 
@@ -24,16 +27,17 @@ class Counts:
     records: int = 0
     events: int = 0
     duplicates: int = 0
-    superseded: int = 0  # older versions dropped in memory (stale on arrival or replaced by a newer one)
+    superseded: int = 0  # older versions on arrival or replaced by a newer one (kept only as fallbacks)
     ignored: int = 0
     dead_letters: int = 0
 
 
 @dataclass(frozen=True)
 class Batch:
-    """What one flush must make durable before checkpointing at ``last``."""
+    """What one flush must make durable before checkpointing at ``last``: per resource, its candidate versions
+    newest first (the writer stores the first one that can be stored), and the dead letters."""
 
-    items: list[Item]
+    items: list[list[Candidate]]
     dead_letters: list[DeadLetter]
     last: Position | None
     counts: Counts
@@ -48,31 +52,38 @@ class Batch:
 class Reducer:
     max_arns: int = 10_000
     max_bytes: int = 64 * 1024 * 1024
-    _pending: dict[tuple[str, str], Item] = field(default_factory=dict)
+    _pending: dict[tuple[str, str], list[Candidate]] = field(default_factory=dict)
     _dead: list[DeadLetter] = field(default_factory=list)
     _first: Position | None = None
     _last: Position | None = None
     _bytes: int = 0
     _counts: Counts = field(default_factory=Counts)
 
-    def offer(self, item: Item, position: Position) -> str:
-        """Offer a state item; returns NEW, NEWER, DUPLICATE or STALE."""
+    def offer(self, candidate: Candidate, position: Position) -> str:
+        """Offer a candidate version; returns NEW, NEWER, DUPLICATE or STALE (relative to the newest held)."""
         self._advance(position)
         self._counts.events += 1
-        slot = (item.kind, item.arn)
+        slot = (candidate.kind, candidate.arn)
         held = self._pending.get(slot)
         if held is None:
-            self._pending[slot] = item
-            self._bytes += item.size
+            self._pending[slot] = [candidate]
+            self._bytes += candidate.size
             return NEW
-        if item.version > held.version:
-            self._pending[slot] = item
-            self._bytes += item.size - held.size
+        if candidate.version > held[0].version:
+            held.insert(0, candidate)
+            self._bytes += candidate.size
             self._counts.superseded += 1
             return NEWER
-        if item.version == held.version:
-            self._counts.duplicates += 1
-            return DUPLICATE
+        index = len(held)
+        for i, c in enumerate(held):
+            if c.version == candidate.version:
+                self._counts.duplicates += 1
+                return DUPLICATE
+            if c.version < candidate.version:
+                index = i
+                break
+        held.insert(index, candidate)
+        self._bytes += candidate.size
         self._counts.superseded += 1
         return STALE
 

@@ -1,9 +1,18 @@
-"""Routing one record: bytes -> the state item it yields, the dead letter it becomes, or Ignored. Pure.
+"""Routing one record: bytes -> a candidate version of a resource, the dead letter it becomes, or Ignored. Pure.
 
-This is the only place that decides a record's fate; it never raises, whatever the bytes: a record that cannot be
-decoded, validated or built becomes a dead letter holding its original bytes and a reason code."""
+This is the only place that decides a record's fate, in two steps that never raise, whatever the bytes:
+- ``admit`` (every record, when it is read): decode and validate. A valid versioned event becomes a
+  ``Candidate``: what the reducer needs (kind, ARN, version) and the original bytes, nothing decoded is kept;
+  anything else is ``Ignored`` or a dead letter holding its original bytes and a reason code.
+- ``build`` (only for the version a flush is about to write): decode again and build the DynamoDB item; a
+  candidate the builder refuses becomes a dead letter holding its original bytes, and the writer falls back to
+  the next older candidate of the same ARN (``refused`` makes the dead letter when DynamoDB itself refuses it).
+``route`` does both at once, for tools and tests that want the item of one record.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from processor.core.dead_letters import DeadLetter, dead_letter
 from processor.core.events import Event, Ignored, decode
@@ -11,19 +20,55 @@ from processor.core.items import Item, Unstorable, build_item
 from processor.core.position import Position
 
 
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One valid version of one resource, as read: cheap to hold until a flush decides whether to write it."""
+
+    kind: str
+    key: str
+    arn: str
+    version: int
+    data: bytes
+    position: Position
+    partition_key: str
+    arrival_ms: int | None
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + 200  # the bytes plus this object's own overhead, for the pending limit
+
+
+def admit(data: bytes, position: Position, partition_key: str, arrival_ms: int | None) -> Candidate | DeadLetter | Ignored:
+    """One record -> a ``Candidate``, ``Ignored`` or the dead letter it becomes. Never raises."""
+    decoded = decode(data)
+    if isinstance(decoded, Event):
+        return Candidate(decoded.kind, decoded.key, decoded.arn, decoded.version, data, position, partition_key,
+                         arrival_ms)
+    if isinstance(decoded, Ignored):
+        return decoded
+    return dead_letter(data, position, partition_key, arrival_ms, decoded.code, decoded.reason)
+
+
+def refused(candidate: Candidate, code: str, reason: str) -> DeadLetter:
+    """The dead letter of a candidate that cannot be stored: its original bytes, a reason code."""
+    return dead_letter(candidate.data, candidate.position, candidate.partition_key, candidate.arrival_ms, code, reason)
+
+
+def build(candidate: Candidate, task_retention_hours: int = 0) -> Item | DeadLetter:
+    """The item to write for ``candidate``, or its dead letter when DynamoDB could not hold it. Never raises."""
+    try:
+        event = decode(candidate.data)
+        if not isinstance(event, Event):  # cannot happen: admit decoded the same bytes
+            return refused(candidate, "bad-data", f"decoded differently the second time: {event}")
+        return build_item(event, candidate.position, task_retention_hours)
+    except Unstorable as exc:
+        return refused(candidate, exc.code, str(exc))
+    except Exception as exc:  # defensive: a record must never stop the shard
+        return refused(candidate, "unstorable", f"{type(exc).__name__}: {exc}")
+
+
 def route(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,
           task_retention_hours: int = 0) -> Item | DeadLetter | Ignored:
     """One record -> the state item it yields, the dead letter it becomes, or ``Ignored``. Never raises."""
-    decoded = decode(data)
-    if isinstance(decoded, Event):
-        try:
-            return build_item(decoded, position, task_retention_hours)
-        except Unstorable as exc:
-            code, reason = exc.code, str(exc)
-        except Exception as exc:  # defensive: a record must never stop the shard
-            code, reason = "unstorable", f"{type(exc).__name__}: {exc}"
-    elif isinstance(decoded, Ignored):
-        return decoded
-    else:
-        code, reason = decoded.code, decoded.reason
-    return dead_letter(data, position, partition_key, arrival_ms, code, reason)
+    admitted = admit(data, position, partition_key, arrival_ms)
+    return build(admitted, task_retention_hours) if isinstance(admitted, Candidate) else admitted

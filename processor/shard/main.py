@@ -2,7 +2,8 @@
 
 stdout belongs to the MultiLang protocol: it is claimed at the file-descriptor level before anything else runs, and
 everything else that writes to fd 1 (print, libraries, child processes) lands on stderr. Settings are loaded once;
-a configuration error is one JSON log line and exit 2, before any protocol message."""
+a configuration error is one JSON log line and exit 2, before any protocol message. The tables and the metrics
+target are checked in ``initialize`` (``shard/table_check.py``), before any record."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from processor import aws, logs
 from processor.config import Settings, load_settings
 from processor.errors import EXIT_CONFIG, ConfigError
 from processor.shard.record_processor import ShardProcessor
+from processor.shard.table_check import table_problems
 from processor.shard.writer import Writer
 
 
@@ -29,10 +31,10 @@ def claim_stdout() -> TextIO:
     return os.fdopen(protocol_fd, "w", encoding="utf-8")
 
 
-def make_writer(settings: Settings) -> Writer:
+def make_writer(settings: Settings, shard_id: str = "?") -> Writer:
     client = aws.client("dynamodb", pool=settings.write_concurrency, timeout=settings.write_timeout_millis / 1000,
                         botocore_retries=1, validate=False)
-    return Writer(settings, client)
+    return Writer(settings, client, shard_id=shard_id)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         logs.log("config_error", level="ERROR", error=str(exc))
         return EXIT_CONFIG
     logs.configure(settings.log_level)
-    processor = ShardProcessor(settings, lambda: make_writer(settings))
+    processor = ShardProcessor(settings, lambda shard_id: make_writer(settings, shard_id),
+                               startup=lambda writer: table_problems(settings, writer.client))
     kcl.KCLProcess(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
     return 0
 

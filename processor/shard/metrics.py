@@ -1,5 +1,9 @@
 """CloudWatch Embedded Metric Format (EMF) lines, one per flush. Off by default (``ecsState.metrics = none``);
-``stderr`` writes them among the logs (CloudWatch Logs agents extract them), ``file:PATH`` appends to a file."""
+``stderr`` writes them among the logs (CloudWatch Logs agents extract them), ``file:PATH`` appends to a file.
+
+Metrics and logs are side effects: they never stop a flush. ``check()`` finds a target that cannot be opened at
+start (a configuration error); after that a failed write is counted (``Metrics.failures``, ``failed_logs()``) and
+logged when logging still works, never raised into the write path."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import json
 import sys
 import time
 from typing import Any
+
+from processor import logs
 
 NAMESPACE = "ECSState"
 #: stats key -> (metric name, unit)
@@ -41,17 +47,55 @@ def emf_record(shard_id: str, stats: dict[str, Any], timestamp_ms: int | None = 
     return doc
 
 
+_failed_logs = 0
+
+
+def log_safely(event: str, level: str = "INFO", **fields: Any) -> bool:
+    """``logs.log`` that never raises (a closed or full stderr must not stop a flush); False when it failed."""
+    global _failed_logs
+    try:
+        logs.log(event, level, **fields)
+        return True
+    except Exception:
+        _failed_logs += 1
+        return False
+
+
+def failed_logs() -> int:
+    return _failed_logs
+
+
 class Metrics:
     def __init__(self, target: str = "none") -> None:
         self.target = target
+        self.failures = 0
+
+    def check(self) -> str | None:
+        """A problem line when the target cannot be opened (checked at start), else None."""
+        if not self.target.startswith("file:"):
+            return None
+        path = self.target.removeprefix("file:")
+        try:
+            with open(path, "a", encoding="utf-8"):
+                return None
+        except OSError as exc:
+            return (f"ecsState.metrics = {self.target}: cannot open {path} for appending ({exc.strerror}); fix the "
+                    f"path or its permissions, or use stderr / none")
 
     def emit(self, shard_id: str, stats: dict[str, Any]) -> None:
+        """Write one EMF line; a failure is counted and logged, never raised."""
         if self.target == "none":
             return
-        line = json.dumps(emf_record(shard_id, stats), separators=(",", ":")) + "\n"
-        if self.target == "stderr":
-            sys.stderr.write(line)
-            sys.stderr.flush()
-        else:
-            with open(self.target.removeprefix("file:"), "a", encoding="utf-8") as out:
-                out.write(line)
+        try:
+            line = json.dumps(emf_record(shard_id, stats), separators=(",", ":")) + "\n"
+            if self.target == "stderr":
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            else:
+                with open(self.target.removeprefix("file:"), "a", encoding="utf-8") as out:
+                    out.write(line)
+        except Exception as exc:
+            self.failures += 1
+            log_safely("metrics_failed", level="WARNING", shard=shard_id, target=self.target,
+                       error=f"{type(exc).__name__}: {exc}", failures=self.failures,
+                       note="the flush went on; metrics of this flush are lost")

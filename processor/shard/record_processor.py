@@ -1,13 +1,18 @@
 """The KCL adapter: an amazon_kclpy v3 record processor for one shard (started by ``shard/main.py``).
 
 It decides *when* to flush and *where* to checkpoint, and holds no business rule of its own:
-- every record goes through ``route.route`` into the shard's ``Reducer``;
+- ``initialize`` runs the start-up checks (``startup``: the tables, the metrics target) before any record; a
+  configuration problem is one ``config_error`` line and exit 2 (``errors.exit_code_for``);
+- every record goes through ``route.admit`` into the shard's ``Reducer`` (items are built at flush time);
 - a flush happens when the reducer is full (mid-batch if need be) and, at the end of a ``processRecords`` call,
   when ``flushIntervalMillis`` has passed since the last one (KCL must call us on idle shards too:
   ``callProcessRecordsEvenForEmptyRecordList = true``);
 - the checkpoint goes to the last record the flush covered, and only after ``Writer.write`` reported every item
-  and dead letter durable. A flush that still fails after the retry budget exits the process non-zero without
-  checkpointing: the daemon then stops, and the shard is read again from its last checkpoint.
+  and dead letter durable. Transient DynamoDB failures are retried inside the flush, holding the lease, for as
+  long as they last (the default); only with a finite ``writeRetryBudgetMillis`` does a flush that still fails
+  exit the process (code 3) without checkpointing: the daemon then stops, and the shard is read again from its
+  last checkpoint.
+- metrics and log lines are side effects: a failure to write them is counted, never raised into the flush.
 """
 
 from __future__ import annotations
@@ -21,17 +26,16 @@ from typing import Any, Callable
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor as v3
 
-from processor import logs
 from processor.config import Settings
 from processor.core.dead_letters import DeadLetter
 from processor.core.events import Ignored
 from processor.core.position import Position
 from processor.core.reducer import Batch, Reducer
-from processor.core.route import route
-from processor.errors import EXIT_BUG, EXIT_WRITE_FAILED
+from processor.core.route import admit
+from processor.errors import EXIT_BUG, EXIT_WRITE_FAILED, ConfigError, EcsStateError, exit_code_for
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport
-from processor.shard.metrics import Metrics
+from processor.shard.metrics import Metrics, log_safely
 from processor.shard.writer import Outcome, Writer
 
 RETRY_CHECKPOINT = frozenset({"ThrottlingException", "KinesisClientLibDependencyException"})
@@ -41,11 +45,13 @@ STOP_CHECKPOINTING = frozenset({"ShutdownException", "InvalidStateException"})
 class ShardProcessor(v3.RecordProcessorBase):
     """One shard's processor (the daemon starts one process per shard lease)."""
 
-    def __init__(self, settings: Settings, writer_factory: Callable[[], Writer], *,
+    def __init__(self, settings: Settings, writer_factory: Callable[[str], Writer], *,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 startup: Callable[[Writer], list[str]] | None = None) -> None:
         self.settings = settings
         self._writer_factory = writer_factory
+        self._startup = startup
         self._writer: Writer | None = None
         self.metrics = metrics or Metrics(settings.metrics)
         self._clock = clock
@@ -64,9 +70,14 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._guarded(self._initialize, initialize_input)
 
     def _initialize(self, initialize_input: Any) -> None:
-        self._writer = self._writer_factory()
+        self._writer = self._writer_factory(self.shard_id)
+        problems = self._startup(self._writer) if self._startup else []
+        problem = self.metrics.check()
+        problems += [problem] if problem else []
+        if problems:
+            raise ConfigError("; ".join(problems))
         self._last_flush = self._clock()
-        logs.log("initialize", shard=self.shard_id, sequenceNumber=initialize_input.sequence_number,
+        log_safely("initialize", shard=self.shard_id, sequenceNumber=initialize_input.sequence_number,
                  subSequenceNumber=initialize_input.sub_sequence_number)
 
     def process_records(self, process_records_input: Any) -> None:
@@ -87,7 +98,7 @@ class ShardProcessor(v3.RecordProcessorBase):
         dropped = self.reducer.pending_arns
         self.reducer.clear()
         self._checkpointing = False
-        logs.log("lease_lost", shard=self.shard_id, dropped_pending_arns=dropped,
+        log_safely("lease_lost", shard=self.shard_id, dropped_pending_arns=dropped,
                  note="pending state dropped; the new owner re-reads from the last checkpoint")
 
     def shard_ended(self, shard_ended_input: Any) -> None:
@@ -103,18 +114,18 @@ class ShardProcessor(v3.RecordProcessorBase):
             self.checkpoint(checkpointer, None, force=True)
         elif self._durable is not None:
             self.checkpoint(checkpointer, self._durable)
-        logs.log(reason, shard=self.shard_id)
+        log_safely(reason, shard=self.shard_id)
 
     # --- the pipeline ----------------------------------------------------------------------------------------
 
     def offer(self, data: bytes, sequence_number: str, sub_sequence_number: int, partition_key: str,
               arrival_ms: int | None) -> None:
         position = Position(self.shard_id, sequence_number, sub_sequence_number)
-        entry = route(data, position, partition_key, arrival_ms, self.settings.task_retention_hours)
+        entry = admit(data, position, partition_key, arrival_ms)
         if isinstance(entry, Ignored):
             self.reducer.offer_ignored(position)
         elif isinstance(entry, DeadLetter):
-            logs.log("dead_letter", level="WARNING", shard=self.shard_id, sequenceNumber=sequence_number,
+            log_safely("dead_letter", level="WARNING", shard=self.shard_id, sequenceNumber=sequence_number,
                      subSequenceNumber=sub_sequence_number, partitionKey=partition_key, reasonCode=entry.code,
                      reason=entry.reason, table=self.settings.dead_letter_table)
             self.reducer.offer_dead(entry)
@@ -123,7 +134,7 @@ class ShardProcessor(v3.RecordProcessorBase):
 
     def flush(self, reason: str) -> Position | None:
         """Write everything pending; returns the position now safe to checkpoint (None if nothing was pending).
-        Exits the process without checkpointing when the writes fail past the retry budget."""
+        Exits the process without checkpointing when the writes fail past a finite retry budget."""
         self._last_flush = self._clock()
         if not self.reducer.has_pending:
             return None
@@ -132,8 +143,8 @@ class ShardProcessor(v3.RecordProcessorBase):
         outcome = self._writer.write(batch)
         self._report(batch, outcome, reason)
         if not outcome.ok:
-            first = batch.items[0].arn if batch.items else None
-            logs.log("flush_failed", level="ERROR", shard=self.shard_id,
+            first = batch.items[0][0].arn if batch.items else None
+            log_safely("flush_failed", level="ERROR", shard=self.shard_id,
                      lastSequenceNumber=batch.last.sequence_number if batch.last else None,
                      failures=len(outcome.failed), examples=outcome.failed[:3], firstArn=first,
                      action="not checkpointing; exiting so KCL re-reads this shard from its last checkpoint. "
@@ -163,17 +174,17 @@ class ShardProcessor(v3.RecordProcessorBase):
                 error = exc.value
                 if error in RETRY_CHECKPOINT and attempt < self.settings.checkpoint_max_attempts:
                     delay = random.uniform(0, min(5.0, 0.1 * 2 ** attempt))
-                    logs.log("checkpoint_retry", level="WARNING", shard=self.shard_id, sequenceNumber=seq,
+                    log_safely("checkpoint_retry", level="WARNING", shard=self.shard_id, sequenceNumber=seq,
                              error=error, attempt=attempt, delay_s=round(delay, 3))
                     self._sleep(delay)
                     continue
                 if error in STOP_CHECKPOINTING:
                     self._checkpointing = False
-                    logs.log("checkpoint_stopped", level="WARNING", shard=self.shard_id, sequenceNumber=seq,
+                    log_safely("checkpoint_stopped", level="WARNING", shard=self.shard_id, sequenceNumber=seq,
                              error=error, note="lease lost or shutting down; no further checkpoints from this "
                                                "processor (data already written stays written)")
                     return False
-                logs.log("checkpoint_failed", level="ERROR", shard=self.shard_id, sequenceNumber=seq,
+                log_safely("checkpoint_failed", level="ERROR", shard=self.shard_id, sequenceNumber=seq,
                          error=error, attempt=attempt,
                          note="data is durable; the next flush checkpoints further")
                 return False
@@ -189,8 +200,8 @@ class ShardProcessor(v3.RecordProcessorBase):
             ignored=counts.ignored, dead_letters=outcome.dead_letters, duplicates=counts.duplicates,
             superseded=counts.superseded, requests=outcome.requests, retries=outcome.retries,
             throttled=outcome.throttled, flush_ms=round(outcome.millis, 1), millis_behind_latest=self._millis_behind)
-        logs.log(FLUSH_EVENT, **report.fields())
-        self.metrics.emit(self.shard_id, report.stats())
+        log_safely(FLUSH_EVENT, **report.fields())
+        self.metrics.emit(self.shard_id, report.stats())  # never raises
 
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         """amazon_kclpy swallows exceptions and reports success; a bug here must instead stop the process so
@@ -199,8 +210,13 @@ class ShardProcessor(v3.RecordProcessorBase):
             fn(*args)
         except SystemExit:
             raise
+        except EcsStateError as exc:  # a configuration error found at start, or a finite retry budget spent
+            event = "config_error" if isinstance(exc, ConfigError) else "startup_failed"
+            log_safely(event, level="ERROR", shard=self.shard_id, error=str(exc),
+                       action="exiting before any record was processed; fix the named setting or table")
+            raise SystemExit(exit_code_for(exc)) from exc
         except Exception as exc:
-            logs.log("processor_bug", level="ERROR", shard=self.shard_id, error=f"{type(exc).__name__}: {exc}",
+            log_safely("processor_bug", level="ERROR", shard=self.shard_id, error=f"{type(exc).__name__}: {exc}",
                      action="exiting without checkpoint; KCL re-reads from the last checkpoint")
             traceback.print_exc(file=sys.stderr)
             raise SystemExit(EXIT_BUG) from exc

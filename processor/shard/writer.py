@@ -1,21 +1,24 @@
 """The writer: makes one ``Batch`` durable in DynamoDB. The only module that writes on the hot path.
 
-State items go out as conditional ``PutItem`` calls (``attribute_not_exists(<key>) OR version < :v``), concurrently
-on a bounded pool (BatchWriteItem takes no condition; one failed condition cancels a whole TransactWriteItems).
+State items go out as conditional ``PutItem`` calls, concurrently on a bounded pool (BatchWriteItem takes no
+condition; one failed condition cancels a whole TransactWriteItems). The condition writes when the item is
+absent, when the stored ``version`` is missing or not a number (an item left by another tool: treated as older
+than any version, so it is replaced rather than blocking the ARN for ever), or when the stored version is lower.
 A failed condition means an equal or newer version is already stored: counted as ``stale``, not an error.
 Dead letters are plain puts keyed by (shardId, sequenceNumber), so a replay rewrites the same item.
 
-Throttling, 5xx and connection errors are retried with exponential backoff and full jitter, up to
-``write_max_attempts`` attempts and ``write_retry_budget_millis`` of retrying per request. The budget is per
-request, not per flush: under sustained partial throttling a large flush keeps making progress, while a request
-that cannot get through at all still fails in bounded time. A state item DynamoDB refuses as
-invalid (``ValidationException``, e.g. over its size limit) becomes a dead letter rather than stopping the
-shard; any other refusal (missing table, no permission) fails the flush. Anything still failing ends in ``Outcome.failed``: the caller must then not checkpoint.
+Each resource of the batch comes with its candidate versions, newest first; the item is built here, at flush
+time, for the first candidate only, and the next is tried when the builder or DynamoDB refuses one (each refused
+candidate is a dead letter with its original bytes): a valid version is never displaced by an invalid one.
+
+Every failure is classified once (``shard/failures.py``): record-level -> dead letter; transient -> retried with
+exponential backoff and full jitter (capped at ``BACKOFF_CAP_S``) while the lease is held, the cause logged at
+least once a minute (``write_retrying``); with ``write_retry_budget_millis`` / ``write_max_attempts`` set (> 0),
+a request still failing past them ends in ``Outcome.failed``, and the caller must not checkpoint.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -23,34 +26,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
-
+from processor import logs
 from processor.config import Settings
-from processor.core.dead_letters import DeadLetter, dead_letter
+from processor.core.dead_letters import DeadLetter
 from processor.core.events import INSTANCE, TASK
 from processor.core.items import Item
 from processor.core.reducer import Batch
+from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
+from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, classify
 
-RETRYABLE_CODES = frozenset({
-    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-    "InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
-    "LimitExceededException", "TransactionConflictException", "Throttling", "SlowDown",
-})
-THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
-                            "RequestLimitExceeded", "Throttling", "SlowDown"})
-RETRYABLE_ERRORS = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)
-CONDITION = "attribute_not_exists(#k) OR #v < :v"
+CONDITION = "attribute_not_exists(#k) OR NOT attribute_type(#v, :n) OR #v < :v"
 BACKOFF_BASE_S = 0.025
 BACKOFF_CAP_S = 2.0
+LOG_EVERY_S = 60.0
+WRITTEN = "written"
 
+Builder = Callable[[Candidate, int], "Item | DeadLetter"]
 
 
 @dataclass
@@ -61,6 +53,7 @@ class Outcome:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
+    fallbacks: int = 0  # resources written at an older version because a newer one could not be stored
     failed: list[str] = field(default_factory=list)
     millis: float = 0.0
 
@@ -82,112 +75,143 @@ class _Flush:
                 setattr(self.outcome, name, getattr(self.outcome, name) + value)
 
 
-def _is_retryable(exc: Exception) -> tuple[bool, bool]:
-    """(retryable, throttled) for an exception from botocore."""
-    if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return code in RETRYABLE_CODES or status >= 500, code in THROTTLE_CODES
-    return isinstance(exc, RETRYABLE_ERRORS), False
+class _Refused(Exception):
+    """A request DynamoDB refused as the record's fault (internal to the writer)."""
 
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return f"{err.get('Code', '?')}: {err.get('Message', '')}"
-    return f"{type(exc).__name__}: {exc}"
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.text)
+        self.verdict = verdict
 
 
 class Writer:
     def __init__(self, settings: Settings, client: Any, *, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
+                 build_item: Builder = build, shard_id: str = "?") -> None:
         self.settings = settings
         self.client = client
+        self.shard_id = shard_id
         self.tables = {TASK: settings.task_table, INSTANCE: settings.instance_table}
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
+        self._build = build_item
         self._pool = ThreadPoolExecutor(max_workers=settings.write_concurrency, thread_name_prefix="put")
+        self._log_lock = threading.Lock()
+        self._last_logged = -LOG_EVERY_S * 2
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
     def write(self, batch: Batch) -> Outcome:
-        """Make every item and dead letter of ``batch`` durable, or report what failed."""
+        """Make every resource and dead letter of ``batch`` durable, or report what failed."""
         start = self._clock()
         flush = _Flush(Outcome())
-        futures = [self._pool.submit(self._put_state, item, flush) for item in batch.items]
+        futures = [self._pool.submit(self._put_resource, versions, flush) for versions in batch.items]
         futures += [self._pool.submit(self._put_dead_letter, dead, flush) for dead in batch.dead_letters]
         for future in futures:
             try:
                 future.result()
             except WriteFailed as exc:
                 flush.outcome.failed.append(str(exc))
-            except Exception as exc:  # a bug or an unexpected library error: never checkpoint past it
+            except Exception as exc:  # a bug: never checkpoint past it
                 flush.outcome.failed.append(f"unexpected {type(exc).__name__}: {exc}")
         flush.outcome.millis = (self._clock() - start) * 1000
         return flush.outcome
 
-    def _put_state(self, item: Item, flush: _Flush) -> None:
+    def _put_resource(self, versions: list[Candidate], flush: _Flush) -> None:
+        """Store the newest candidate that can be stored; every newer one is a dead letter."""
+        for n, candidate in enumerate(versions):
+            built = self._build(candidate, self.settings.task_retention_hours)
+            if isinstance(built, DeadLetter):
+                self._log_refused(built)
+                self._put_dead_letter(built, flush)
+                continue
+            try:
+                verdict = self._put_state(built, flush)
+            except _Refused as exc:
+                dead = refused(candidate, "refused", f"DynamoDB refused the item: {exc.verdict.text}")
+                self._log_refused(dead)
+                self._put_dead_letter(dead, flush)
+                continue
+            flush.add(**{verdict: 1}, fallbacks=int(n > 0))
+            return
+
+    def _put_state(self, item: Item, flush: _Flush) -> str:
+        """WRITTEN or STALE; raises _Refused when DynamoDB refuses the item, WriteFailed past a finite budget."""
         request = {
             "TableName": self.tables[item.kind],
             "Item": item.attributes,
             "ConditionExpression": CONDITION,
             "ExpressionAttributeNames": {"#k": item.key, "#v": "version"},
-            "ExpressionAttributeValues": {":v": {"N": str(item.version)}},
+            "ExpressionAttributeValues": {":v": {"N": str(item.version)}, ":n": {"S": "N"}},
         }
-        try:
-            self._call(request, flush, what=f"{item.key} {item.arn} version {item.version}")
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
-                flush.add(stale=1)
-                return
-            if code != "ValidationException":  # missing table, no permission, bad credentials: fix and restart
-                raise WriteFailed(f"{item.key} {item.arn} version {item.version} in {self.tables[item.kind]}: "
-                                  f"{_describe(exc)}; check the table exists (ecs-state setup) and the worker's "
-                                  f"credentials and permissions") from exc
-            # DynamoDB refused the item itself (not retryable): keep the event as a dead letter.
-            self._put_dead_letter(self._refused(item, exc), flush)
-            return
-        flush.add(written=1)
-
-    def _refused(self, item: Item, exc: ClientError) -> DeadLetter:
-        raw = json.dumps({"table": self.tables[item.kind], "item": item.attributes}, default=repr).encode()
-        return dead_letter(raw, item.position, item.arn, None, "refused",
-                           f"DynamoDB refused the item: {_describe(exc)}")
+        what = f"{item.key} {item.arn} version {item.version} ({item.position.shard_id} " \
+               f"{item.position.dead_letter_key()}) in {self.tables[item.kind]}"
+        verdict = self._call(request, flush, what)
+        if verdict is None:
+            return WRITTEN
+        if verdict.kind == STALE:
+            return STALE
+        raise _Refused(verdict)
 
     def _put_dead_letter(self, dead: DeadLetter, flush: _Flush) -> None:
+        what = f"dead letter {dead.position.shard_id} {dead.position.dead_letter_key()} in " \
+               f"{self.settings.dead_letter_table}"
         for attributes in dead.items:
-            try:
-                self._call({"TableName": self.settings.dead_letter_table, "Item": attributes}, flush,
-                           what=f"dead letter {dead.position.shard_id} {dead.position.dead_letter_key()}")
-            except ClientError as exc:
-                raise WriteFailed(f"dead letter {dead.position.shard_id} {dead.position.dead_letter_key()}: "
-                                  f"{_describe(exc)}; check that table {self.settings.dead_letter_table} exists "
-                                  f"(ecs-state setup) and the worker may write to it") from exc
+            request = {"TableName": self.settings.dead_letter_table, "Item": attributes}
+            verdict = self._call(request, flush, what)
+            if verdict is not None and verdict.kind == RECORD:
+                # Our own dead-letter item refused: keep the bytes at least, in the plainest form.
+                plain = {k: attributes[k] for k in ("shardId", "sequenceNumber", "data", "dataEncoding",
+                                                    "dataLength", "dataSha256") if k in attributes}
+                plain["reasonCode"] = {"S": "dead-letter-refused"}
+                if self._call({"TableName": self.settings.dead_letter_table, "Item": plain}, flush, what,
+                              record_is_transient=True) is not None:
+                    raise WriteFailed(f"{what}: refused twice")  # unreachable: record_is_transient retries
         flush.add(dead_letters=1)
 
-    def _call(self, request: dict[str, Any], flush: _Flush, what: str) -> None:
-        """PutItem with retries. Raises ClientError for a non-retryable reply, WriteFailed when out of budget."""
+    def _call(self, request: dict[str, Any], flush: _Flush, what: str,
+              record_is_transient: bool = False) -> Verdict | None:
+        """PutItem with retries of transient failures. None when it succeeded, else the STALE or RECORD verdict;
+        WriteFailed when a finite retry budget runs out."""
         attempt = 0
-        deadline = self._clock() + self.settings.write_retry_budget_millis / 1000
+        budget_s = self.settings.write_retry_budget_millis / 1000
+        max_attempts = self.settings.write_max_attempts
+        started = self._clock()
         while True:
             attempt += 1
             flush.add(requests=1)
             try:
                 self.client.put_item(**request)
+                return None
+            except Exception as exc:
+                verdict = classify(exc)
+            if verdict.kind != TRANSIENT and not (record_is_transient and verdict.kind == RECORD):
+                return verdict
+            flush.add(retries=1, throttled=int(verdict.throttled))
+            delay = self._rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt, 20)))
+            waited = self._clock() - started
+            if (max_attempts and attempt >= max_attempts) or (budget_s and waited + delay > budget_s):
+                raise WriteFailed(f"{what}: still failing after {attempt} attempts ({verdict.text}); DynamoDB "
+                                  f"unavailable or throttling beyond the retry budget "
+                                  f"({self.settings.write_retry_budget_millis} ms, {max_attempts} attempts)")
+            self._log_retrying(verdict, what, attempt, waited)
+            self._sleep(delay)
+
+    def _log_retrying(self, verdict: Verdict, what: str, attempt: int, waited_s: float) -> None:
+        """At most one line a minute per processor while transient failures go on (a long outage logs every
+        minute; a throttled flush logs once)."""
+        now = self._clock()
+        with self._log_lock:
+            if now - self._last_logged < LOG_EVERY_S:
                 return
-            except (ClientError, BotoCoreError) as exc:
-                retryable, throttled = _is_retryable(exc)
-                if not retryable:
-                    if isinstance(exc, ClientError):
-                        raise
-                    raise WriteFailed(f"{what}: {_describe(exc)}") from exc
-                flush.add(retries=1, throttled=int(throttled))
-                delay = self._rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt))
-                if attempt >= self.settings.write_max_attempts or self._clock() + delay > deadline:
-                    raise WriteFailed(f"{what}: still failing after {attempt} attempts "
-                                      f"({_describe(exc)}); DynamoDB unavailable or throttling beyond the retry "
-                                      f"budget ({self.settings.write_retry_budget_millis} ms)") from exc
-                self._sleep(delay)
+            self._last_logged = now
+        logs.log("write_retrying", level="WARNING", shard=self.shard_id, cause=verdict.text, request=what,
+                 attempt=attempt, retrying_for_s=round(waited_s, 1),
+                 action="retrying while holding the lease; nothing is checkpointed past this write. Check "
+                        "DynamoDB availability and throttling, the table and the worker's IAM permissions.")
+
+    def _log_refused(self, dead: DeadLetter) -> None:
+        logs.log("dead_letter", level="WARNING", shard=dead.position.shard_id,
+                 sequenceNumber=dead.position.sequence_number, subSequenceNumber=dead.position.sub_sequence_number,
+                 reasonCode=dead.code, reason=dead.reason, table=self.settings.dead_letter_table)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
+from processor import aws
 from processor.config import Settings
+from processor.errors import EXIT_CONFIG
 from processor.logs import parse_line
 from processor.ops.setup_tables import ensure_tables
 from processor.shard.flush_report import FlushReport, flush_reports
@@ -141,15 +145,78 @@ def test_shutdown_exception_stops_checkpointing(tables: Settings, tmp_path: Path
     proc.close()
 
 
-def test_write_failure_exits_non_zero_without_checkpoint(tables: Settings, tmp_path: Path) -> None:
-    records = records_from(make_stream(seed=9, arns=3, versions=2))
+def test_a_missing_table_is_a_configuration_error_at_initialize(tables: Settings, tmp_path: Path) -> None:
     proc = ProcessorProcess(env=env_for(tables, ECS_STATE_TASK_TABLE="missing-table"),
                             stderr_path=tmp_path / "err").start()
-    proc.initialize("shardId-000000000008")
     with pytest.raises(ProcessExited) as info:
-        proc.process_records(records)
-    assert info.value.code == 3 and proc.checkpoints == []
-    assert '"event":"flush_failed"' in (tmp_path / "err").read_text()
+        proc.initialize("shardId-000000000008")
+    assert info.value.code == EXIT_CONFIG and proc.checkpoints == []
+    [line] = [r for r in map(parse_line, (tmp_path / "err").read_text().splitlines()) if r and r["event"] == "config_error"]
+    assert "table missing-table does not exist" in line["error"] and "ecs-state setup" in line["error"]
+
+
+def test_a_table_with_another_key_schema_is_a_configuration_error_not_a_dead_letter_per_event(
+        tables: Settings, tmp_path: Path) -> None:
+    other = f"other-{random.randrange(10**6)}"
+    aws.client("dynamodb").create_table(TableName=other, BillingMode="PAY_PER_REQUEST",
+                                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_INSTANCE_TABLE=other), stderr_path=tmp_path / "err").start()
+    with pytest.raises(ProcessExited) as info:
+        proc.initialize("shardId-000000000008")
+    assert info.value.code == EXIT_CONFIG
+    text = (tmp_path / "err").read_text()
+    assert f"table {other} has key schema [id HASH S], the processor writes [containerInstanceArn HASH S]" in text
+    assert "ecsState.instanceTable" in text
+
+
+def test_a_misspelled_setting_stops_the_processor_before_any_protocol_message(tables: Settings, tmp_path: Path) -> None:
+    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_TASK_TABEL="x"), stderr_path=tmp_path / "err").start()
+    with pytest.raises(ProcessExited) as info:
+        proc.initialize("shardId-000000000008")
+    assert info.value.code == EXIT_CONFIG and "did you mean ECS_STATE_TASK_TABLE" in (tmp_path / "err").read_text()
+
+
+def test_a_metrics_file_that_cannot_be_opened_is_found_at_initialize(tables: Settings, tmp_path: Path) -> None:
+    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_METRICS=f"file:{tmp_path}/no/such/dir/emf.log"),
+                            stderr_path=tmp_path / "err").start()
+    with pytest.raises(ProcessExited) as info:
+        proc.initialize("shardId-000000000008")
+    assert info.value.code == EXIT_CONFIG and "ecsState.metrics" in (tmp_path / "err").read_text()
+
+
+def test_a_table_lost_mid_run_is_retried_holding_the_lease_until_it_is_back(tables: Settings, tmp_path: Path) -> None:
+    """No retry budget (the default): the processor stays inside processRecords, logs why, never checkpoints past
+    the data, and resumes by itself when the table is back."""
+    records = records_from(make_stream(seed=9, arns=3, versions=2, poison_every=10**6))
+    env = {k: v for k, v in env_for(tables).items() if k != "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS"}
+    proc = ProcessorProcess(env=env, on_checkpoint=DurabilityCheck(tables, records),
+                            stderr_path=tmp_path / "err").start()
+    try:
+        proc.initialize("shardId-000000000011")
+        ddb = aws.client("dynamodb")
+        ddb.delete_table(TableName=tables.task_table)
+        err = tmp_path / "err"
+
+        def bring_back() -> None:
+            deadline = time.monotonic() + 60
+            while '"event":"write_retrying"' not in err.read_text():
+                assert time.monotonic() < deadline, "no write_retrying line within 60 s"
+                time.sleep(0.05)
+            ensure_tables(tables)
+
+        helper = threading.Thread(target=bring_back)
+        helper.start()
+        proc.process_records(records)  # returns only once every write is durable
+        helper.join()
+        assert proc.checkpoints and proc.checkpoints[-1].sequence_number == records[-1].sequence_number
+        retrying = [r for r in map(parse_line, err.read_text().splitlines()) if r and r["event"] == "write_retrying"]
+        assert "ResourceNotFoundException" in retrying[0]["cause"]
+        proc.shutdown_requested()
+        assert proc.close() == 0
+    finally:
+        proc.kill()
+    assert stored_state(tables)[0] == expected_state(records)[0]
 
 
 def test_stdout_is_guarded_against_stray_prints(tables: Settings, tmp_path: Path) -> None:

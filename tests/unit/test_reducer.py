@@ -3,13 +3,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.core.items import Item
 from processor.core.position import Position
 from processor.core.reducer import DUPLICATE, NEW, NEWER, STALE, Reducer
+from processor.core.route import Candidate
 
 
-def item(arn: str, version: int, tag: str = "", size: int = 100, kind: str = "task") -> Item:
-    return Item(kind, "taskArn", arn, version, {"tag": {"S": tag}}, size, Position("shard-1", "0"))
+def item(arn: str, version: int, tag: str = "", size: int = 100, kind: str = "task") -> Candidate:
+    """A candidate whose bytes are ``tag`` padded to ``size`` counted bytes (Candidate.size adds 200)."""
+    return Candidate(kind, "taskArn", arn, version, tag.encode().ljust(max(0, size - 200), b"."),
+                     Position("shard-1", "0"), arn, None)
 
 
 def pos(n: int) -> Position:
@@ -23,7 +25,8 @@ def test_outcomes() -> None:
     assert r.offer(item("a", 3, "second"), pos(3)) == DUPLICATE
     assert r.offer(item("a", 1), pos(4)) == STALE
     batch = r.drain()
-    assert [(i.arn, i.version, i.attributes["tag"]) for i in batch.items] == [("a", 3, {"S": ""})]
+    assert [[(c.arn, c.version, c.data) for c in versions] for versions in batch.items] == \
+        [[("a", 3, b""), ("a", 2, b""), ("a", 1, b"")]]  # newest first, the first of equal versions kept
     assert batch.first == pos(1) and batch.last == pos(4)
     assert (batch.counts.records, batch.counts.duplicates, batch.counts.superseded) == (4, 1, 2)
     assert not r.has_pending and r.drain().empty
@@ -54,10 +57,10 @@ def test_full_by_entries_and_by_bytes() -> None:
     assert not r.full
     r.offer(item("a2", 1), pos(3))
     assert r.full
-    r = Reducer(max_arns=100, max_bytes=1000)
+    r = Reducer(max_arns=100, max_bytes=1500)
     r.offer(item("a", 1, size=600), pos(1))
-    r.offer(item("a", 2, size=900), pos(2))  # replacing adjusts the byte count
-    assert r.pending_bytes == 900 and not r.full
+    r.offer(item("a", 2, size=800), pos(2))  # every candidate's bytes count: the older one is a fallback
+    assert r.pending_bytes == 1400 and not r.full
     r.offer(item("b", 1, size=200), pos(3))
     assert r.full
 
@@ -72,8 +75,9 @@ def test_clear_forgets_everything() -> None:
 offers = st.lists(st.tuples(st.integers(0, 6), st.integers(0, 12), st.booleans()), max_size=200)
 
 
-def conditional_put(table: dict[str, int], history: list[tuple[str, int]], it: Item) -> None:
-    """DynamoDB's conditional write as the writer issues it: absent or stored version lower."""
+def conditional_put(table: dict[str, int], history: list[tuple[str, int]], versions: list[Candidate]) -> None:
+    """DynamoDB's conditional write as the writer issues it (the newest candidate): absent or stored version lower."""
+    it = versions[0]
     if it.arn not in table or table[it.arn] < it.version:
         table[it.arn] = it.version
         history.append((it.arn, it.version))

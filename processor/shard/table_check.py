@@ -1,0 +1,104 @@
+"""The start-up check of the tables, shared by the processor's ``initialize`` and ``ecs-state run``'s preflight:
+DescribeTable each of our three tables and compare it with what the processor writes (``ops/setup_tables.py``
+``table_specs``). Every problem is one line naming the table or setting and the fix; none found means the
+processor may start. A table that is missing, another key schema, a missing index or an index keyed on one of our
+attributes with another type is a configuration error: found here, before any record, instead of turning every
+event into a dead letter. Transient failures of DescribeTable (throttling, 5xx, network) are retried with the
+writer's policy (for ever unless ``writeRetryBudgetMillis`` is set), logging at least once a minute.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+
+from processor import logs
+from processor.config import Settings, property_key
+from processor.errors import WriteFailed
+from processor.ops.setup_tables import table_specs
+from processor.shard.failures import TRANSIENT, classify
+
+#: the type of every attribute the processor itself writes (detail fields have whatever type the event has)
+OWN_TYPES = {"taskArn": "S", "containerInstanceArn": "S", "clusterArn": "S", "lastStatus": "S", "version": "N",
+             "cw_version": "S", "event_id": "S", "event_time": "S", "kinesis_shard_id": "S",
+             "kinesis_sequence_number": "S", "kinesis_subsequence_number": "N", "expires_at": "N",
+             "shardId": "S", "sequenceNumber": "S", "reasonCode": "S", "partitionKey": "S"}
+_SETTING = {0: "task_table", 1: "instance_table", 2: "dead_letter_table"}
+
+
+def _keys(schema: list[dict[str, str]], types: dict[str, str]) -> list[tuple[str, str, str]]:
+    return [(k["AttributeName"], k["KeyType"], types.get(k["AttributeName"], "?")) for k in schema]
+
+
+def _show(keys: list[tuple[str, str, str]]) -> str:
+    return ", ".join(f"{name} {kind} {typ}" for name, kind, typ in keys) or "none"
+
+
+def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[str]:
+    """Problems of one described table against the spec it must match (pure)."""
+    name = spec["TableName"]
+    fix = (f"point {property_key(setting)} at a table made by `ecs-state setup`, or create one with it "
+           f"(the processor never creates tables)")
+    want_types = {a["AttributeName"]: a["AttributeType"] for a in spec["AttributeDefinitions"]}
+    have_types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
+    problems = []
+    want, have = _keys(spec["KeySchema"], want_types), _keys(table.get("KeySchema", []), have_types)
+    if want != have:
+        problems.append(f"table {name} has key schema [{_show(have)}], the processor writes [{_show(want)}]; {fix}")
+    indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", []) or []}
+    for index in spec.get("GlobalSecondaryIndexes", []):
+        got = indexes.get(index["IndexName"])
+        want_index = _keys(index["KeySchema"], want_types)
+        if got is None:
+            problems.append(f"table {name} has no index {index['IndexName']} [{_show(want_index)}] (ecs-state tasks "
+                            f"reads it); {fix}")
+        elif _keys(got["KeySchema"], have_types) != want_index:
+            problems.append(f"table {name} index {index['IndexName']} has keys [{_show(_keys(got['KeySchema'], have_types))}]"
+                            f", the processor writes [{_show(want_index)}]; {fix}")
+    for index in [*(table.get("GlobalSecondaryIndexes") or []), *(table.get("LocalSecondaryIndexes") or [])]:
+        for attr, _, typ in _keys(index["KeySchema"], have_types):
+            if attr in OWN_TYPES and typ != OWN_TYPES[attr]:
+                problems.append(f"table {name} index {index['IndexName']} is keyed on {attr} of type {typ}, but the "
+                                f"processor writes {attr} as {OWN_TYPES[attr]}: every item would be refused; {fix}")
+    return problems
+
+
+def describe(client: Any, name: str, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
+             clock: Callable[[], float] = time.monotonic) -> dict[str, Any] | str:
+    """DescribeTable, retrying transient failures; the table, or a problem line."""
+    started, attempt, logged = clock(), 0, -1e9
+    budget_s = settings.write_retry_budget_millis / 1000
+    while True:
+        attempt += 1
+        try:
+            return client.describe_table(TableName=name)["Table"]
+        except Exception as exc:
+            verdict = classify(exc)
+            code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+            if code == "ResourceNotFoundException":
+                return (f"table {name} does not exist; create it with `ecs-state setup --properties FILE`, or set "
+                        f"the table setting to the right name")
+            if code in ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException"):
+                return (f"table {name}: {verdict.text}; give the worker dynamodb:DescribeTable, PutItem on it "
+                        f"(deploy/ecs-state.yaml WorkerPolicy) and valid credentials")
+            if verdict.kind != TRANSIENT:
+                return f"table {name}: DescribeTable failed: {verdict.text}"
+        if budget_s and clock() - started > budget_s:
+            raise WriteFailed(f"DescribeTable {name}: still failing after {attempt} attempts ({verdict.text})")
+        if clock() - logged >= 60:
+            logged = clock()
+            logs.log("startup_retrying", level="WARNING", table=name, cause=verdict.text, attempt=attempt,
+                     action="retrying the start-up check of the tables; check DynamoDB's endpoint and availability")
+        sleep(random.uniform(0, min(2.0, 0.05 * 2 ** min(attempt, 10))))
+
+
+def table_problems(settings: Settings, client: Any, **retry: Any) -> list[str]:
+    """Every problem with our three tables, one line each (empty: the processor may start)."""
+    problems: list[str] = []
+    for n, spec in enumerate(table_specs(settings)):
+        table = describe(client, spec["TableName"], settings, **retry)
+        problems += [table] if isinstance(table, str) else compare(spec, table, _SETTING[n])
+    return problems
