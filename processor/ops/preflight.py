@@ -1,7 +1,10 @@
 """Everything ``ecs-state run`` checks before Java starts; each problem is one line naming the key and the fix.
 
-Java, the KCL jars, the properties file, its required keys, the processor executable on the daemon's PATH and the
-local endpoints (a TCP connect). All problems are reported at once (``LaunchError``, one per line)."""
+Java, the KCL jars, the properties file, its required keys, the processor executable on the daemon's PATH, the
+local endpoints (a TCP connect), and then what each processor checks in ``initialize``, with the same code: its
+settings (unknown or misspelled ``ecsState.*`` keys and ``ECS_STATE_*`` variables, out-of-range values), the
+metrics target, and the three tables (``shard/table_check.py``: DescribeTable against ``table_specs``). All
+problems are reported at once (``LaunchError``, one per line)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,14 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from processor.config import read_properties
-from processor.errors import LaunchError
+import boto3
+from botocore.config import Config
+
+from processor.config import load_settings, read_properties
+from processor.errors import ConfigError, LaunchError, WriteFailed
 from processor.ops.launcher import daemon_env, find_jars, find_java
+from processor.shard.metrics import Metrics
+from processor.shard.table_check import table_problems
 
 ENDPOINT_KEYS = ("kinesisEndpoint", "dynamoDBEndpoint")
 
@@ -84,6 +92,31 @@ def check_endpoints(props: Mapping[str, str], source: str, timeout_s: float = 2.
     return problems
 
 
+def check_processor(properties: Path, child_env: Mapping[str, str], budget_ms: int = 10_000) -> list[str]:
+    """What every processor checks at ``initialize``, checked once before Java starts (the same functions): its
+    settings, the metrics target, the tables. DynamoDB is reached the way the processors reach it (their
+    environment's endpoint and region); transient failures are retried for at most ``budget_ms``."""
+    try:
+        settings = load_settings(properties, env=child_env)
+    except ConfigError as exc:
+        return [str(exc)]
+    problems = [p for p in [Metrics(settings.metrics).check()] if p]
+    region = child_env.get("AWS_REGION") or child_env.get("AWS_DEFAULT_REGION")
+    endpoint = child_env.get("AWS_ENDPOINT_URL_DYNAMODB") or child_env.get("AWS_ENDPOINT_URL")
+    config = Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 1})
+    try:
+        client = boto3.session.Session(region_name=region).client("dynamodb", endpoint_url=endpoint, config=config)
+        probe = load_settings(properties, env={**child_env, "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": str(budget_ms)})
+        problems += table_problems(probe, client)
+    except WriteFailed as exc:
+        problems.append(f"DynamoDB does not answer ({exc}); check AWS_ENDPOINT_URL_DYNAMODB / the region and "
+                        f"that DynamoDB is reachable")
+    except Exception as exc:  # no region, no credentials, a bad endpoint URL
+        problems.append(f"cannot check the tables: {type(exc).__name__}: {exc}; check the region "
+                        f"(regionName / AWS_REGION), the credentials and AWS_ENDPOINT_URL_DYNAMODB")
+    return problems
+
+
 def preflight(properties: Path, jars_override: str | None, env: Mapping[str, str],
               bin_dir: Path | None) -> tuple[str, Path, dict[str, str], dict[str, str]]:
     """Everything checked before Java starts: (java, jars, properties, child env); LaunchError with all
@@ -108,6 +141,8 @@ def preflight(properties: Path, jars_override: str | None, env: Mapping[str, str
     problems += check_required(props, source)
     problems += check_executable(props, source, child_env.get("PATH"))
     problems += check_endpoints(props, source)
+    if not problems:  # only when the endpoints answer: the table check would just time out otherwise
+        problems += check_processor(properties, child_env)
     if problems or java is None or jars is None:
         raise LaunchError("\n".join(problems))
     return java, jars, props, child_env
