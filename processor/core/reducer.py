@@ -2,8 +2,10 @@
 
 Every record the shard delivers is offered exactly once, in order, as one of: a ``Candidate`` (a valid version
 of one resource, its original bytes), a ``DeadLetter``, or an ignored record. The reducer keeps, per (kind,
-ARN), every distinct version offered, newest first (an equal version is a duplicate: the first is kept), the dead
-letters, and the position of the last record offered. Older versions are kept as fallbacks: a flush writes the
+ARN), every distinct version offered, newest first, the dead letters, and the position of the last record offered.
+A record with the same version and the same bytes as one held is a duplicate (dropped); with the same version but
+other bytes it is kept after the first (a redelivery is byte-identical, so one of the two is damaged: if the
+first cannot be stored, the next is tried). Older versions are kept as fallbacks: a flush writes the
 newest version that can be stored, so a newest version that DynamoDB cannot hold (dead-lettered) never displaces
 an older valid one of the same window. Every candidate's bytes count towards ``max_bytes``.
 
@@ -76,14 +78,17 @@ class Reducer:
             return NEWER
         index = len(held)
         for i, c in enumerate(held):
-            if c.version == candidate.version:
+            if c.version == candidate.version and c.data == candidate.data:
                 self._counts.duplicates += 1
                 return DUPLICATE
             if c.version < candidate.version:
                 index = i
                 break
-        held.insert(index, candidate)
+        held.insert(index, candidate)  # after the versions it does not pass, equal ones included
         self._bytes += candidate.size
+        if held[0].version == candidate.version:
+            self._counts.duplicates += 1  # same version, other bytes: kept in case the first cannot be stored
+            return DUPLICATE
         self._counts.superseded += 1
         return STALE
 

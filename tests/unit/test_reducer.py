@@ -22,13 +22,14 @@ def test_outcomes() -> None:
     r = Reducer()
     assert r.offer(item("a", 2), pos(1)) == NEW
     assert r.offer(item("a", 3), pos(2)) == NEWER
-    assert r.offer(item("a", 3, "second"), pos(3)) == DUPLICATE
-    assert r.offer(item("a", 1), pos(4)) == STALE
+    assert r.offer(item("a", 3), pos(3)) == DUPLICATE  # the same bytes again: dropped
+    assert r.offer(item("a", 3, "other"), pos(4)) == DUPLICATE  # the same version, other bytes: kept second
+    assert r.offer(item("a", 1), pos(5)) == STALE
     batch = r.drain()
-    assert [[(c.arn, c.version, c.data) for c in versions] for versions in batch.items] == \
-        [[("a", 3, b""), ("a", 2, b""), ("a", 1, b"")]]  # newest first, the first of equal versions kept
-    assert batch.first == pos(1) and batch.last == pos(4)
-    assert (batch.counts.records, batch.counts.duplicates, batch.counts.superseded) == (4, 1, 2)
+    assert [[(c.version, c.data) for c in versions] for versions in batch.items] == \
+        [[(3, b""), (3, b"other"), (2, b""), (1, b"")]]  # newest first, arrival order among equal versions
+    assert batch.first == pos(1) and batch.last == pos(5)
+    assert (batch.counts.records, batch.counts.duplicates, batch.counts.superseded) == (5, 2, 2)
     assert not r.has_pending and r.drain().empty
 
 
