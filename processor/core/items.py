@@ -164,6 +164,70 @@ def to_attribute(value: Any, depth: int = 0) -> tuple[AttributeValue, int]:
     raise Unstorable(f"a {kind.__name__} cannot be stored")
 
 
+def value_size(value: Any, depth: int = 0) -> int:
+    """What ``to_attribute(value, depth)[1]`` is, or the same ``Unstorable``, without building anything: the check
+    every record gets when it is read (``check_event``); ``tests/unit/test_items.py`` holds the two walks equal."""
+    kind = type(value)
+    if kind is str:
+        return _utf8_len(value)
+    if kind is dict:
+        if depth >= MAX_DEPTH:
+            raise Unstorable(f"nested deeper than DynamoDB's {MAX_DEPTH} levels")
+        size = 3
+        for name, inner in value.items():
+            if type(name) is not str or not name:
+                raise Unstorable(f"map key {_show_name(name)} is not a non-empty string")
+            try:
+                size += _utf8_len(name) + value_size(inner, depth + 1) + 1
+            except Unstorable as exc:
+                raise exc.inside(f".{name}") from None
+        return size
+    if kind is list:
+        if depth >= MAX_DEPTH:
+            raise Unstorable(f"nested deeper than DynamoDB's {MAX_DEPTH} levels")
+        size = 3
+        for index, inner in enumerate(value):
+            try:
+                size += value_size(inner, depth + 1) + 1
+            except Unstorable as exc:
+                raise exc.inside(f"[{index}]") from None
+        return size
+    if kind is int or kind is Decimal:
+        return _number(value)[1]
+    if kind is bool or value is None:
+        return 1
+    if kind is float:
+        return _number(Decimal(repr(value)))[1]
+    if kind is bytes:
+        return len(value)
+    raise Unstorable(f"a {kind.__name__} cannot be stored")
+
+
+def check_event(event: Event, position: Position, task_retention_hours: int = 0) -> None:
+    """Raise the ``Unstorable`` that ``build_item`` would raise, building nothing unless the item is large
+    enough to need compression (then the builder itself decides). Every record gets this check when it is read,
+    so an unstorable record is a dead letter whatever else its window holds; the item itself is built only for
+    the version a flush writes."""
+    total = 0
+    for name, value in event.detail.items():
+        name_size = _name_len(name)
+        if name in _RESERVED:
+            continue
+        try:
+            total += name_size + value_size(value, 1)
+        except Unstorable as exc:
+            raise exc.inside(f"detail.{name}") from None
+    _check_index_keys(event, event.detail)
+    for name, text in (("cw_version", event.envelope_version), ("event_id", event.event_id),
+                       ("event_time", event.time)):
+        try:
+            total += len(name) + _utf8_len(text)
+        except Unstorable as exc:
+            raise exc.inside(name) from None
+    if total + 200 > COMPRESS_ABOVE:  # 200: the position's metadata, at most
+        build_item(event, position, task_retention_hours)
+
+
 def _show_name(name: Any) -> str:
     return repr(name)[:80]
 

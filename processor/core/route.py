@@ -1,12 +1,14 @@
 """Routing one record: bytes -> a candidate version of a resource, the dead letter it becomes, or Ignored. Pure.
 
 This is the only place that decides a record's fate, in two steps that never raise, whatever the bytes:
-- ``admit`` (every record, when it is read): decode and validate. A valid versioned event becomes a
-  ``Candidate``: what the reducer needs (kind, ARN, version) and the original bytes, nothing decoded is kept;
-  anything else is ``Ignored`` or a dead letter holding its original bytes and a reason code.
-- ``build`` (only for the version a flush is about to write): decode again and build the DynamoDB item; a
-  candidate the builder refuses becomes a dead letter holding its original bytes, and the writer falls back to
-  the next older candidate of the same ARN (``refused`` makes the dead letter when DynamoDB itself refuses it).
+- ``admit`` (every record, when it is read): decode, validate, and check that DynamoDB could hold its item
+  (``items.check_event``: the builder's rules, walking the value without building anything). A storable
+  versioned event becomes a ``Candidate``: what the reducer needs (kind, ARN, version) and the original bytes,
+  nothing decoded is kept; anything else is ``Ignored`` or a dead letter holding its original bytes and a reason
+  code, whatever else the flush window holds.
+- ``build`` (only for the version a flush is about to write): decode again and build the DynamoDB item; should
+  the builder still refuse it, or DynamoDB (``refused``), it becomes a dead letter holding its original bytes and
+  the writer falls back to the next older candidate of the same ARN.
 ``route`` does both at once, for tools and tests that want the item of one record.
 """
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from processor.core.dead_letters import DeadLetter, dead_letter
 from processor.core.events import Event, Ignored, decode
-from processor.core.items import Item, Unstorable, build_item
+from processor.core.items import Item, Unstorable, build_item, check_event
 from processor.core.position import Position
 
 
@@ -38,10 +40,17 @@ class Candidate:
         return len(self.data) + 200  # the bytes plus this object's own overhead, for the pending limit
 
 
-def admit(data: bytes, position: Position, partition_key: str, arrival_ms: int | None) -> Candidate | DeadLetter | Ignored:
+def admit(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,
+          task_retention_hours: int = 0) -> Candidate | DeadLetter | Ignored:
     """One record -> a ``Candidate``, ``Ignored`` or the dead letter it becomes. Never raises."""
     decoded = decode(data)
     if isinstance(decoded, Event):
+        try:
+            check_event(decoded, position, task_retention_hours)
+        except Unstorable as exc:
+            return dead_letter(data, position, partition_key, arrival_ms, exc.code, str(exc))
+        except Exception as exc:  # defensive: a record must never stop the shard
+            return dead_letter(data, position, partition_key, arrival_ms, "unstorable", f"{type(exc).__name__}: {exc}")
         return Candidate(decoded.kind, decoded.key, decoded.arn, decoded.version, data, position, partition_key,
                          arrival_ms)
     if isinstance(decoded, Ignored):
@@ -70,5 +79,5 @@ def build(candidate: Candidate, task_retention_hours: int = 0) -> Item | DeadLet
 def route(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,
           task_retention_hours: int = 0) -> Item | DeadLetter | Ignored:
     """One record -> the state item it yields, the dead letter it becomes, or ``Ignored``. Never raises."""
-    admitted = admit(data, position, partition_key, arrival_ms)
+    admitted = admit(data, position, partition_key, arrival_ms, task_retention_hours)
     return build(admitted, task_retention_hours) if isinstance(admitted, Candidate) else admitted

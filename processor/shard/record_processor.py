@@ -121,7 +121,7 @@ class ShardProcessor(v3.RecordProcessorBase):
     def offer(self, data: bytes, sequence_number: str, sub_sequence_number: int, partition_key: str,
               arrival_ms: int | None) -> None:
         position = Position(self.shard_id, sequence_number, sub_sequence_number)
-        entry = admit(data, position, partition_key, arrival_ms)
+        entry = admit(data, position, partition_key, arrival_ms, self.settings.task_retention_hours)
         if isinstance(entry, Ignored):
             self.reducer.offer_ignored(position)
         elif isinstance(entry, DeadLetter):

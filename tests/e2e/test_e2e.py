@@ -8,7 +8,7 @@ log lines (tests/e2e_support.py).
 Durations measured on 2 cores (KCL 3.1.3, kinesis-mock 0.6.2, moto 5.2.5; three runs on a quiet machine, one
 shared with benchmarks at load 5-9 in brackets): a 149-188 s [215 s] (its fixture; writing the 20,000 records to
 kinesis-mock alone takes 71-80 s [85-192 s]), d 112-125 s [149 s], b 62-78 s [100 s], c 60-70 s, e 72-79 s
-[95 s], f 72-87 s [77 s], g 64-81 s [92 s]; the whole file 11-11.5 min [13 min]. Each first start of a daemon
+[95 s], f 72-87 s [77 s], g 64-81 s [92 s], h (measured once) see the README; the whole file 11-11.5 min [13 min]. Each first start of a daemon
 costs 30-45 s (KCL waits 1-30 s at random while the lease table is empty), each restart ~30 s (the dead worker's
 leases expire after failoverTimeMillis, then the next lease-taking round picks them up).
 
@@ -253,6 +253,54 @@ def test_c_split_shard_mid_stream_parent_ends_children_processed(stack: LocalSta
         print("c: " + "; ".join(sc.notes))
 
 
+# ---- h. two shards merged mid-stream ----------------------------------------------------------------------------
+
+def test_h_merge_of_two_shards_mid_stream_parents_end_then_the_child_is_processed(stack: LocalStack,
+                                                                                  tmp_path: Path) -> None:
+    """kinesis-mock merges the two shards of a stream while records are being written and read: both parents are
+    read to their ends and checkpointed at SHARD_END, the child is initialised only after both parents' processors
+    ended, it is processed to its last record, and the final state is exact."""
+    with _scenario(stack, tmp_path, "merge") as sc:
+        sc.create_stream(2)
+        parents = ("shardId-000000000000", "shardId-000000000001")
+        feed = sc.feed(Options(seed=808, **MESSY))
+        feed.send(400)
+        worker = sc.launcher("worker", sc.properties("worker"))
+        sc.wait("both parents checkpointed past TRIM_HORIZON",
+                lambda: all(checkpoints(sc.dynamodb, sc.application).get(p, "").isdigit() for p in parents),
+                START_S, alive=[worker])
+        sent_before = feed.sent
+        feed.send_in_background(800, rate=40)
+        sc.wait("records flowing", lambda: feed.sent >= sent_before + 200, 60, alive=[worker])
+        at_merge = checkpoints(sc.dynamodb, sc.application)
+        sc.kinesis.merge_shards(StreamName=sc.stream, ShardToMerge=parents[0], AdjacentShardToMerge=parents[1])
+        sc.wait_stream_active()
+        [child] = [s["ShardId"] for s in sc.shards()
+                   if {s.get("ParentShardId"), s.get("AdjacentParentShardId")} == set(parents)]
+        sc.note(f"merged {parents} into {child} at {feed.sent} records sent")
+        feed.join()
+        last = feed.last_sequence()
+        assert child in last, "records must reach the child"
+        assert all(int(last[p]) > int(at_merge[p]) for p in parents), "the parents must be merged mid-stream"
+
+        def ended_and_child_done() -> dict[str, str] | None:
+            have = checkpoints(sc.dynamodb, sc.application)
+            want = {**feed.last_sequence(), **{p: SHARD_END for p in parents}}
+            return have if all(have.get(s) == v for s, v in want.items()) else None
+
+        sc.wait("both parents at SHARD_END, the child at its last record", ended_and_child_done, 180, alive=[worker])
+        sc.wait_exact(feed, 60, alive=[worker])
+        sc.wait_flushed(worker, feed)  # the parents' last records included
+        ends = sc.wait("both parents' processors logged shard_end",
+                       lambda: [e for p in parents for e in worker.events("shard_end", p)] or None, 30)
+        assert {e["shard"] for e in ends} == set(parents)
+        first_child_init = min(line["ts"] for line in worker.initialized()[child])
+        assert first_child_init >= max(e["ts"] for e in ends), "the child started before a parent had ended"
+        lease = leases(sc.dynamodb, sc.application)
+        assert all(p in str(lease[child].get("parentShardId")) for p in parents), lease
+        print("h: " + "; ".join(sc.notes))
+
+
 # ---- e. SIGTERM: final flush and checkpoint; a restart resumes there ------------------------------------------
 
 def test_e_sigterm_flushes_and_checkpoints_and_restart_reprocesses_nothing(stack: LocalStack, tmp_path: Path) -> None:
@@ -367,7 +415,8 @@ def test_g_dynamodb_outage_exits_the_processor_and_the_restart_resumes_from_the_
         assert worker.events("flush_failed")
         assert "Child process exited with value: 3" in worker.daemon_text()
         assert proxy.injected("unavailable") > 0
-        assert set(proxy.counts_by_operation()) <= {"PutItem"}, "only the processors' writes go through the proxy"
+        # Only the processors' (and the launcher's preflight's) calls go through the proxy: DescribeTable at start.
+        assert set(proxy.counts_by_operation()) <= {"PutItem", "DescribeTable"}
         sc.wait_checkpointed(feed, timeout_s=START_S + 60, alive=[worker])
         sc.wait_exact(feed, 60, alive=[worker])
         sc.wait_flushed(worker, feed)

@@ -139,11 +139,13 @@ def test_an_item_dynamodb_refuses_is_a_dead_letter_of_its_bytes_and_the_older_va
 
 def test_an_exception_while_sending_one_item_is_that_records_dead_letter(settings: Settings) -> None:
     """A msgpack binary map key past a lenient builder: botocore's serializer raises TypeError (no parameter
-    validation on the hot path). The record is dead-lettered with its bytes; the shard moves on."""
+    validation on the hot path). The record is dead-lettered with its bytes; the shard moves on. (``admit``
+    refuses such a record when it is read; the candidate is made by hand to test the writer's own backstop.)"""
     doc = task_event(task_arn(10), 3)
     doc["detail"]["weird"] = {b"k": 1}
-    bad = admit(as_msgpack(doc), Position(POS.shard_id, f"{3:056d}"), task_arn(10), None)
-    assert isinstance(bad, Candidate)
+    assert isinstance(admit(as_msgpack(doc), POS, task_arn(10), None), DeadLetter)
+    bad = Candidate("task", "taskArn", task_arn(10), 3, as_msgpack(doc), Position(POS.shard_id, f"{3:056d}"),
+                    task_arn(10), None)
 
     def lenient(candidate: Candidate, hours: int) -> Item | DeadLetter:
         item = build(_item(10, 2) if candidate is bad else candidate, hours)

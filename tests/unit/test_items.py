@@ -6,6 +6,8 @@ import zlib
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processor.core.dead_letters import DeadLetter, read_dead_letter_data
 from processor.core.events import Event, Ignored, decode
@@ -16,9 +18,10 @@ from processor.core.items import (
     build_item,
     decompress_value,
     to_attribute,
+    value_size,
 )
 from processor.core.position import Position
-from processor.core.route import route
+from processor.core.route import Candidate, admit, route
 from processor.testing.factories import as_json, instance_arn, instance_event, task_arn, task_event
 
 POS = Position("shardId-000000000001", "49650000000000000000000000000000000000000000000000000001", 0)
@@ -191,3 +194,33 @@ def test_index_keys_are_never_compressed() -> None:
     item = build_item(_event(clusterArn="c" * 2000, blob=noise, other=noise[::-1]), POS)
     assert item.attributes["clusterArn"] == {"S": "c" * 2000}
     assert "clusterArn" not in item.attributes["compressed_attributes"]["SS"]
+
+
+_leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(st.characters(codec=None,
+                    exclude_categories=())), st.binary(max_size=4),
+                    st.decimals(allow_nan=True, allow_infinity=True), st.sampled_from([10**38, 10**39 + 1, 10**126]))
+_values = st.recursive(_leaves, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.text(max_size=3) | st.binary(max_size=2), inner, max_size=3), max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_values, st.integers(0, 33))
+def test_the_check_walk_and_the_build_walk_agree_on_size_and_refusal(value: object, depth: int) -> None:
+    try:
+        expected: object = to_attribute(value, depth)[1]
+    except Unstorable as exc:
+        expected = ("refused", str(exc))
+    try:
+        got: object = value_size(value, depth)
+    except Unstorable as exc:
+        got = ("refused", str(exc))
+    assert got == expected
+
+
+def test_every_record_is_checked_when_read_so_an_unstorable_one_is_a_dead_letter_whatever_its_window() -> None:
+    deep: object = 1
+    for _ in range(40):
+        deep = [deep]
+    got = admit(as_json(task_event(task_arn(1), 5, nest=deep)), POS, "pk", None)
+    assert isinstance(got, DeadLetter) and got.code == "unstorable" and "deeper than" in got.reason
+    assert isinstance(admit(as_json(task_event(task_arn(1), 5)), POS, "pk", None), Candidate)
