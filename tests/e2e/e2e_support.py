@@ -464,7 +464,7 @@ class Scenario:
         the daemon, possibly after the checkpoint that followed the flush is visible in the lease table."""
         def probe() -> bool:
             last = feed.last_sequence()
-            return all(any(f["lastSequenceNumber"] == last[shard] for f in launcher.flushes(shard))
+            return all(any(f.last_sequence_number == last[shard] for f in launcher.flushes(shard))
                        for shard in (shards if shards is not None else last))
 
         self.wait(f"{launcher.name}'s flush lines reach the last record of each shard", probe, timeout_s, 0.5)
