@@ -363,5 +363,6 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except (ClientError, BotoCoreError) as exc:
         print(f"ecs-state {name}: AWS call failed: {exc}", file=sys.stderr)
         return 2
-    out.write(to_json(tally.to_dict(args.dry_run)) + "\n" if args.output == "json" else tally.render(what, args.dry_run))
+    out.write(to_json(tally.to_dict(args.dry_run)) + "\n" if args.output == "json"
+              else tally.render(what, args.dry_run))
     return 0 if tally.ok and not tally.skipped else 1

@@ -187,7 +187,8 @@ def visible_bodies(queue_url: str) -> list[str]:
 def sqs_release(queue_url: str, handles: list[tuple[str, str]]) -> None:
     for start in range(0, len(handles), 10):
         clients()["sqs"].change_message_visibility_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, (_, h) in enumerate(handles[start:start + 10])])
+            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+            for i, (_, h) in enumerate(handles[start:start + 10])])
 
 
 def test_queue_messages_move_into_the_stream_keyed_by_arn_and_the_rest_stay(moto_server: Any) -> None:
