@@ -54,9 +54,10 @@ RUN if [ -s /run/build-ca.crt ]; then export PIP_CERT=/run/build-ca.crt SSL_CERT
 sys.exit(0 if any(j.glob("amazon-kinesis-client-multilang-*.jar")) else "no KCL jars in " + str(j))'
 
 # The package itself, not editable, without resolving again (.dockerignore keeps .venv, .local, .git ... out of
-# the context); pip check proves the locked dependencies satisfy it.
+# the context); pip check proves the locked dependencies satisfy it. (Building it fetches setuptools: HTTPS.)
 COPY . /tmp/build/src
-RUN pip install --quiet --no-deps /tmp/build/src && pip check \
+RUN if [ -s /run/build-ca.crt ]; then export PIP_CERT=/run/build-ca.crt SSL_CERT_FILE=/run/build-ca.crt; fi \
+ && pip install --quiet --no-deps /tmp/build/src && pip check \
  && install -m 0755 /tmp/build/src/deploy/image/ecs-state-worker /usr/local/bin/ecs-state-worker \
  && install -D -m 0644 /tmp/build/src/properties/aws.properties /usr/local/share/ecs-state/aws.properties \
  && rm -rf /tmp/build && ecs-state run --help >/dev/null
