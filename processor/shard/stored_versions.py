@@ -13,6 +13,7 @@ Rules:
 - What is remembered: the version written (a 200 from the conditional put), the stored version a failed
   condition returned (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), and versions read by :func:`prefetch`.
   The higher value wins. Nothing is remembered for an absent item.
+- Thread-safe (one lock): the writer's threads may report what they wrote while another flush step reads.
 - Bounded: at most ``capacity`` (table, ARN) entries, least recently used evicted first (about 350 bytes each:
   100,000 entries ~35 MB).
 - The exception: an item deleted behind the processor's back (TTL expiry, an operator) is still remembered, so an
@@ -31,6 +32,7 @@ Rules:
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Executor
@@ -55,6 +57,7 @@ class StoredVersions:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self._known: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._known)
@@ -66,14 +69,15 @@ class StoredVersions:
     def remember(self, table: str, arn: str, version: int) -> None:
         """``version`` is stored (written, returned by a failed condition, or read); the higher value wins."""
         key = (table, arn)
-        held = self._known.get(key)
-        if held is not None:
-            self._known.move_to_end(key)
-            if held >= version:
-                return
-        self._known[key] = version
-        if len(self._known) > self.capacity:
-            self._known.popitem(last=False)
+        with self._lock:
+            held = self._known.get(key)
+            if held is not None:
+                self._known.move_to_end(key)
+                if held >= version:
+                    return
+            self._known[key] = version
+            if len(self._known) > self.capacity:
+                self._known.popitem(last=False)
 
     def remember_stored_item(self, table: str, arn: str, item: dict[str, Any] | None) -> None:
         """The stored item a failed condition returned (ALL_OLD, DynamoDB JSON): remember its ``version``."""
@@ -83,10 +87,11 @@ class StoredVersions:
 
     def is_stale(self, table: str, arn: str, version: int) -> bool:
         """True when an equal or newer version is known to be stored: the conditional write would fail."""
-        held = self._known.get((table, arn))
-        if held is None:
-            return False
-        self._known.move_to_end((table, arn))
+        with self._lock:
+            held = self._known.get((table, arn))
+            if held is None:
+                return False
+            self._known.move_to_end((table, arn))
         return held >= version
 
     def split(self, items: Iterable[Item], tables: dict[str, str]) -> tuple[list[Item], list[Item]]:
@@ -99,7 +104,8 @@ class StoredVersions:
 
     def unknown(self, items: Iterable[Item], tables: dict[str, str]) -> list[Item]:
         """The items whose stored version is not remembered (what a prefetch should read)."""
-        return [item for item in items if (tables[item.kind], item.arn) not in self._known]
+        with self._lock:
+            return [item for item in items if (tables[item.kind], item.arn) not in self._known]
 
 
 def _version_of(item: dict[str, Any] | None) -> int | None:
