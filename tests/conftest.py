@@ -3,7 +3,8 @@ same name (``./scripts/test -m unit`` runs the pure layer in seconds):
 - unit: the pure core and the pure parts of every other layer; no emulator, no process, no socket;
 - integration: one real part at a time (moto over HTTP, kinesis-mock, the fault proxy, the launcher);
 - protocol: the processor process driven through the MultiLang protocol, against moto;
-- e2e: the real KCL MultiLangDaemon against the local stack (slow).
+- e2e: the real KCL MultiLangDaemon against the local stack (slow);
+- image: the worker container image built and a worker run from it (slow; needs root, podman, buildah).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from processor.local.env import LOCAL_ENV
 from processor.local.stack import Server, start_moto
 
-LAYERS = ("unit", "integration", "protocol", "e2e")
+LAYERS = ("unit", "integration", "protocol", "e2e", "image")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

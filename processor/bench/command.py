@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -11,8 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from processor.bench.report import render_markdown
-from processor.bench.runner import add_arguments, config_from_args, run_bench
+from processor.bench.runner import (
+    add_arguments,
+    config_from_args,
+    run_bench,
+    run_volume_profile,
+    volume_config_from_args,
+)
+from processor.bench.volume_report import write_volume_results
 from processor.errors import ConfigError
+from processor.local.paths import project_dir
 
 
 def register(subparsers: Any) -> None:
@@ -25,6 +34,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.profile_volume:
+        return run_volume_command(args)
     try:
         cfg = config_from_args(args)
         cfg.options()
@@ -40,4 +51,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nWrote {Path(args.out) / (args.name + '.md')}, {Path(args.out) / (args.name + '.json')}"
           + ("" if args.no_chart else f" and {Path(args.out) / (args.name + '.png')}")
           + f" in {time.perf_counter() - start:.0f} s.")
+    return 0
+
+
+def run_volume_command(args: argparse.Namespace) -> int:
+    """``--profile-volume``: the high-volume profile; bench/NAME.json, .md, .png and the README's section."""
+    name = "volume" if args.name == "results" else args.name
+    out = Path(args.out)
+    # the README's section shows the project's own figures: only a run saved in bench/ regenerates it
+    readme = project_dir() / "README.md" if out.resolve() == (project_dir() / "bench").resolve() else None
+    if args.render_only:
+        report = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+        print(write_volume_results(report, out, name, not args.no_chart, readme))
+        return 0
+    try:
+        vcfg = volume_config_from_args(args)
+        vcfg.bench.options()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    command = shlex.join(["./scripts/bench", *sys.argv[2:]])
+    start = time.perf_counter()
+    text = run_volume_profile(vcfg, out, name, command, not args.no_chart, readme,
+                              lambda line: print(line, file=sys.stderr, flush=True))
+    print(text)
+    print(f"\nWrote {out / (name + '.json')}, .md" + ("" if args.no_chart else ", .png")
+          + (" and the README's volume section" if readme else "") + f" in {time.perf_counter() - start:.0f} s.")
     return 0

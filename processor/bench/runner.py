@@ -23,6 +23,7 @@ bad values raise ``ValueError``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import secrets
 import tempfile
 from pathlib import Path
@@ -33,6 +34,7 @@ from processor.bench.lambda_way import run_lambda
 from processor.bench.ours import run_ours
 from processor.bench.report import build_report, code_version, write_results
 from processor.bench.stream import CONTENDERS, BenchConfig, build_stream, floor_figures
+from processor.bench.volume import VolumeConfig
 from processor.local.paths import project_dir
 
 
@@ -91,15 +93,18 @@ def run_bench(cfg: BenchConfig, out_dir: Path, name: str = "results", endpoint: 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = BenchConfig()
-    p.add_argument("--events", type=int, default=d.events, help=f"records in the stream (default {d.events})")
-    p.add_argument("--shards", type=int, default=d.shards)
+    v = VolumeConfig()
+    p.add_argument("--events", type=int, default=None,
+                   help=f"records in the stream (default {d.events}; --profile-volume: {v.bench.events})")
+    p.add_argument("--shards", type=int, default=None, help=f"default {d.shards} (--profile-volume: {v.bench.shards})")
     p.add_argument("--flush-ms", type=int, default=d.flush_ms, help="flush window in ms of the arrival clock")
     p.add_argument("--rate", type=float, default=d.rate,
                    help="arrival rate in events/s (default 0: the simulated fleet's own clock)")
     p.add_argument("--workers", type=int, default=d.workers, help="threads of the concurrent Lambda contender")
-    p.add_argument("--clusters", type=int, default=d.clusters)
-    p.add_argument("--instances", type=int, default=d.instances)
-    p.add_argument("--tasks", type=int, default=d.tasks)
+    p.add_argument("--clusters", type=int, default=None, help=f"default {d.clusters} (--profile-volume: {v.bench.clusters})")
+    p.add_argument("--instances", type=int, default=None,
+                   help=f"default {d.instances} (--profile-volume: {v.bench.instances})")
+    p.add_argument("--tasks", type=int, default=None, help=f"default {d.tasks} (--profile-volume: {v.bench.tasks})")
     p.add_argument("--duplicate-rate", type=float, default=d.duplicate_rate)
     p.add_argument("--reorder-window", type=int, default=d.reorder_window)
     p.add_argument("--poison-rate", type=float, default=d.poison_rate)
@@ -112,17 +117,62 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="results", help="file name stem of the JSON and PNG (default: results)")
     p.add_argument("--profile", action="store_true", help="also profile the core per-record path and a put")
     p.add_argument("--no-chart", action="store_true")
+    g = p.add_argument_group("high-volume profile (issue 11)")
+    g.add_argument("--profile-volume", action="store_true",
+                   help="the high-volume profile: large fleet, 10,000-record batches in real time, default processor "
+                        "settings, moto with keep-alive, a replay pass, the Lambda on a prefix (bench/volume.*, README)")
+    g.add_argument("--batch", type=int, default=v.batch, help=f"records per processRecords call (default {v.batch})")
+    g.add_argument("--poll-ms", type=int, default=v.poll_ms, help=f"pause between calls (default {v.poll_ms})")
+    g.add_argument("--lambda-events", type=int, default=v.lambda_events,
+                   help=f"records the per-event Lambda is measured on (default {v.lambda_events}; 0: none)")
+    g.add_argument("--no-replay", action="store_true", help="skip the replay pass")
+    g.add_argument("--render-only", action="store_true",
+                   help="re-render bench/NAME.md, .png and the README section from the saved bench/NAME.json")
+
+
+def _given(args: argparse.Namespace, defaults: BenchConfig) -> dict[str, int]:
+    """The fleet and size options: as given, else the profile's defaults."""
+    return {name: getattr(defaults, name) if getattr(args, name) is None else getattr(args, name)
+            for name in ("events", "shards", "clusters", "instances", "tasks")}
+
+
+def volume_config_from_args(args: argparse.Namespace) -> VolumeConfig:
+    d = VolumeConfig()
+    if args.batch < 1 or args.poll_ms < 0 or args.lambda_events < 0:
+        raise ValueError("--batch must be >= 1, --poll-ms and --lambda-events >= 0")
+    bench = dataclasses.replace(d.bench, **_given(args, d.bench), seed=args.seed, duplicate_rate=args.duplicate_rate,
+                                reorder_window=args.reorder_window, poison_rate=args.poison_rate,
+                                ignored_rate=args.ignored_rate)
+    if bench.events < 1 or bench.shards < 1:
+        raise ValueError("--events and --shards must be >= 1")
+    return VolumeConfig(bench=bench, batch=args.batch, poll_ms=args.poll_ms, lambda_events=args.lambda_events,
+                        replay=not args.no_replay)
+
+
+def run_volume_profile(vcfg: VolumeConfig, out_dir: Path, name: str, command: str, chart: bool, readme: Path | None,
+                       progress: Callable[[str], Any]) -> str:
+    """The high-volume profile (:mod:`processor.bench.volume`): runs it, writes ``<name>.json/.md/.png`` in
+    ``out_dir`` and the README's generated section; returns the markdown."""
+    from processor.bench.volume import run_volume
+    from processor.bench.volume_report import build_volume_report, write_volume_results
+
+    code = code_version()
+    work = Path(tempfile.mkdtemp(prefix=f"ecs-state-bench-{name}-"))
+    progress(f"logs in {work}")
+    stream, results = run_volume(vcfg, work, progress)
+    report = build_volume_report(vcfg, stream, results, code, command, work)
+    return write_volume_results(report, out_dir, name, chart, readme)
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    sizes = _given(args, BenchConfig())
     contenders = tuple(c.strip() for c in args.contenders.split(",") if c.strip())
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown or not contenders:
         raise ValueError(f"--contenders: unknown {unknown}; choose from {', '.join(CONTENDERS)}")
-    if args.events < 1 or args.shards < 1 or args.flush_ms < 1 or args.workers < 1:
+    if sizes["events"] < 1 or sizes["shards"] < 1 or args.flush_ms < 1 or args.workers < 1:
         raise ValueError("--events, --shards, --flush-ms and --workers must be >= 1")
-    return BenchConfig(events=args.events, shards=args.shards, flush_ms=args.flush_ms, rate=args.rate,
-                       workers=args.workers, clusters=args.clusters, instances=args.instances, tasks=args.tasks,
+    return BenchConfig(**sizes, flush_ms=args.flush_ms, rate=args.rate, workers=args.workers,
                        duplicate_rate=args.duplicate_rate, reorder_window=args.reorder_window,
                        poison_rate=args.poison_rate, ignored_rate=args.ignored_rate, seed=args.seed,
                        contenders=contenders, lambda_full_get=args.lambda_full_get)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -73,9 +74,10 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
 
 
 def run_demo(events: int, shards: int, workers: int, work_dir: Path, seed: int, deadline_s: float,
-             fmt: str) -> int:
+             fmt: str, worker_command: str = "") -> int:
     bin_dir = Path(sys.executable).parent
     ecs_state = str(bin_dir / "ecs-state")
+    worker = shlex.split(worker_command) or [ecs_state]
     print(f"demo: starting the local stack in {work_dir}", file=sys.stderr)
     with LocalStack(work_dir) as stack:
         env = stack.child_env()
@@ -85,7 +87,7 @@ def run_demo(events: int, shards: int, workers: int, work_dir: Path, seed: int, 
         settings = load_settings(properties, env={})
         ensure_tables(settings, stack.client("dynamodb"))
         logs = [work_dir / f"worker-{i}.log" for i in range(workers)]
-        daemons = [subprocess.Popen([ecs_state, "run", "--properties", str(properties), "--log-level", "WARN",
+        daemons = [subprocess.Popen([*worker, "run", "--properties", str(properties), "--log-level", "WARN",
                                      "--daemon-log", str(log)], env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
                    for log in logs]
@@ -139,6 +141,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--deadline", type=float, default=300, help="seconds to wait for the tables to match")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep logs here (default: a temp folder)")
+    parser.add_argument("--worker-command", default="",
+                        help="what starts a worker in place of this venv's ecs-state (shell words; the demo "
+                             "appends 'run --properties ...'), e.g. 'scripts/image worker --volume DIR --'")
     parser.set_defaults(func=run, parser=parser)
 
 
@@ -147,4 +152,5 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--events, --shards and --workers must be at least 1")
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="ecs-state-demo-"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    return run_demo(args.events, args.shards, args.workers, work_dir, args.seed, args.deadline, args.format)
+    return run_demo(args.events, args.shards, args.workers, work_dir, args.seed, args.deadline, args.format,
+                    args.worker_command)

@@ -13,11 +13,11 @@ from processor.bench import command as bench
 from processor.errors import EXIT_INTERRUPTED, EcsStateError, exit_code_for
 from processor.loadgen import producer, verify
 from processor.local import demo, stack
-from processor.ops import read, reconcile, setup_tables, supervisor
+from processor.ops import read, reconcile, redrive, setup_tables, status, supervisor
 from processor.testing import fault_proxy, fault_report
 
 #: what an operator runs in production
-OPERATOR_COMMANDS: tuple[ModuleType, ...] = (setup_tables, supervisor, read, reconcile)
+OPERATOR_COMMANDS: tuple[ModuleType, ...] = (setup_tables, supervisor, read, reconcile, status, redrive)
 #: development, testing and load tooling (the local stack, the synthetic fleet, fault injection, the benchmark)
 DEVELOPER_COMMANDS: tuple[ModuleType, ...] = (stack, demo, producer, verify, fault_proxy, fault_report, bench)
 

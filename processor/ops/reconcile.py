@@ -23,11 +23,16 @@ unverified match for a verified one.
 
 Events reach the table seconds after ECS changes state, so a single look can show drift that is only in flight:
 ``--wait SECONDS`` re-checks the drifting resources (only those) until they agree or the time is up.
+
+``--repair`` then stores the API's description of every ``missing`` / ``behind`` resource ECS describes with a
+version, with the processor's conditional write (``ops/repair.py``), and reports each repair; the exit code is
+then 1 only for drift the repair did not resolve.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any, Iterable, Mapping, Sequence, TextIO
@@ -195,6 +200,9 @@ def register(subparsers: Any) -> None:
                         help="re-check drifting resources until they agree or this many seconds pass (events "
                              "take seconds to reach the table); default 0")
     parser.add_argument("--all", action="store_true", help="also list resources that agree")
+    parser.add_argument("--repair", action="store_true",
+                        help="store the ECS API's description where the table is behind or misses a resource "
+                             "(conditional on the stored version being lower; marked item_source = ecs-api)")
     parser.add_argument("--output", choices=("json", "table"), default="table")
     parser.add_argument("--properties", default=argparse.SUPPRESS, metavar="PATH",
                         help="KCL properties file with the ecsState.* table names")
@@ -207,20 +215,32 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from processor.aws import client
     from processor.config import load_settings
     from processor.errors import ConfigError
+    from processor.ops.repair import repair, repairs_json, repairs_table, unresolved
 
     out = out or sys.stdout
+    repairs = None
     try:
         settings = load_settings(getattr(args, "properties", None))
         ecs, ddb = client("ecs"), client("dynamodb")
         cluster = resolve_cluster(ecs, args.cluster)
         findings = reconcile(ecs, ddb, settings.task_table, settings.instance_table, cluster, args.wait)
+        if getattr(args, "repair", False):
+            repairs = repair(ecs, ddb, {TASK: settings.task_table, INSTANCE: settings.instance_table}, cluster,
+                             findings, settings.task_retention_hours)
     except (ReadError, ConfigError) as exc:
         print(f"ecs-state reconcile: {exc}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError) as exc:
         print(f"ecs-state reconcile: AWS call failed: {exc}", file=sys.stderr)
         return 2
-    render = report_json if args.output == "json" else report_table
-    out.write(render(cluster, findings, args.all))
-    return 1 if any(f.drift for f in findings) else 0
-
+    left = [f for f in findings if f.drift] if repairs is None else unresolved(findings, repairs)
+    if args.output == "json":
+        report = json.loads(report_json(cluster, findings, args.all))
+        if repairs is not None:
+            report.update(repairs=repairs_json(repairs), unresolved=len(left))
+        out.write(json.dumps(report, indent=2) + "\n")
+    else:
+        out.write(report_table(cluster, findings, args.all))
+        if repairs is not None:
+            out.write(repairs_table(repairs, len(left)))
+    return 1 if left else 0

@@ -38,6 +38,8 @@ class FlushReport:
     throttled: int = 0
     flush_ms: float = 0.0
     millis_behind_latest: int | None = None
+    freshness_p50_ms: float | None = None  # approximateArrivalTimestamp -> durable, over the flush's records
+    freshness_p99_ms: float | None = None  # (processor.shard.freshness); None when not measured
 
     def fields(self) -> dict[str, Any]:
         """The log line's fields (without ts/level/event)."""

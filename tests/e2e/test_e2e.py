@@ -8,7 +8,7 @@ log lines (tests/e2e_support.py).
 Durations measured on 2 cores (KCL 3.1.3, kinesis-mock 0.6.2, moto 5.2.5; three runs on a quiet machine, one
 shared with benchmarks at load 5-9 in brackets): a 149-188 s [215 s] (its fixture; writing the 20,000 records to
 kinesis-mock alone takes 71-80 s [85-192 s]), d 112-125 s [149 s], b 62-78 s [100 s], c 60-70 s, e 72-79 s
-[95 s], f 72-87 s [77 s], g 64-81 s [92 s], h (measured once) see the README; the whole file 11-11.5 min [13 min]. Each first start of a daemon
+[95 s], f 72-87 s [77 s], g 64-81 s [92 s], h (merge, measured once) see the README; i 72 s (status, one run); the whole file 11-11.5 min [13 min]. Each first start of a daemon
 costs 30-45 s (KCL waits 1-30 s at random while the lease table is empty), each restart ~30 s (the dead worker's
 leases expire after failoverTimeMillis, then the next lease-taking round picks them up).
 
@@ -20,7 +20,9 @@ expired leases themselves (~29 s). The other tests run KCL 3's default mode, as 
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,6 +30,7 @@ from typing import Any, Iterator
 import pytest
 from e2e_support import (
     COMPATIBLE_WITH_2X,
+    ECS_STATE,
     SHARD_END,
     Feed,
     Launcher,
@@ -424,3 +427,47 @@ def test_g_dynamodb_outage_exits_the_processor_and_the_restart_resumes_from_the_
         init = worker.initialized(since=exited["ts"])
         assert {shard: lines[0]["sequenceNumber"] for shard, lines in init.items()} == at_failure
         print("g: " + "; ".join(sc.notes))
+
+
+# ---- h. ecs-state status on the lease table the real daemon writes (issue 12) ----------------------------------
+
+def _status(sc: Scenario, properties: Path, *args: str) -> tuple[int, str]:
+    done = subprocess.run([str(ECS_STATE), "status", "--properties", str(properties), *args],
+                          env=sc.stack.child_env(), capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_i_status_shows_the_daemons_leases_and_check_fails_once_the_worker_is_dead(stack: LocalStack,
+                                                                                   tmp_path: Path) -> None:
+    """``ecs-state status`` reads the lease table KCL 3 created: a row per shard with the worker as owner and the
+    checkpoint KCL stored; ``--check`` passes while the worker renews its leases and fails after the worker is
+    SIGKILLed (its leases keep the dead owner, and their counters stop for failoverTimeMillis)."""
+    with _scenario(stack, tmp_path, "status") as sc:
+        sc.create_stream(2)
+        shards = sc.shard_ids()
+        sc.feed(Options(seed=808, **MESSY)).send(100)
+        props = sc.properties("worker", workerId="worker-h")
+        worker = sc.launcher("worker", props)
+        sc.wait("both shards owned by worker-h and checkpointed",
+                lambda: set(owners(sc.dynamodb, sc.application).items()) == {(s, "worker-h") for s in shards}
+                and all(c.isdigit() for c in checkpoints(sc.dynamodb, sc.application).values()),
+                START_S, alive=[worker])
+        code, out = _status(sc, props, "--output", "json")
+        assert code == 0, out
+        report = json.loads(out)
+        stored = checkpoints(sc.dynamodb, sc.application)
+        assert report["leaseTable"] == sc.application
+        assert {(r["shardId"], r["leaseOwner"], r["finished"], tuple(r["parentShardIds"])) for r in report["shards"]} \
+            == {(s, "worker-h", False, ()) for s in shards}
+        assert all(r["checkpoint"] == stored[r["shardId"]] or r["checkpoint"].isdigit() for r in report["shards"])
+
+        code, out = _status(sc, props, "--check")
+        assert code == 0 and "check: every unfinished shard has a live owner" in out, out
+        assert sum(line.startswith("shardId-") and line.split()[-1] == "processing" for line in out.splitlines()) == 2
+
+        worker.kill_daemon()
+        worker.wait(60)
+        code, out = _status(sc, props, "--check")
+        assert code == 1, out
+        assert sum("STALLED" in line and "owner worker-h did not renew it" in line for line in out.splitlines()) == 2
+        print("h: " + "; ".join(sc.notes))

@@ -127,3 +127,37 @@ def test_a_tiny_run_reports_every_contender_and_ours_leaves_nothing_stale(moto_s
     assert set(saved["targets"]) >= {"ours_requests_vs_floor", "ours_cpu_vs_lambda", "ours_stale_arns"}
     text = render_markdown(saved)
     assert "| contender |" in text and "Command: `test`" in text and text.count("\n| ") >= 4
+
+
+def test_a_tiny_volume_run_measures_both_passes_and_the_replay_changes_nothing(tmp_path: Path) -> None:
+    """--profile-volume at a tiny size against its own keep-alive moto: every figure is there, the first pass
+    leaves nothing stale, the replay changes no stored version and its cost is priced; the README section is
+    regenerated from the JSON."""
+    from processor.bench.volume import VolumeConfig, run_volume
+    from processor.bench.volume_report import END, START, build_volume_report, write_volume_results
+
+    vcfg = VolumeConfig(bench=BenchConfig(events=800, shards=2, clusters=2, instances=6, tasks=60, poison_rate=0.01,
+                                          seed=4, contenders=("ours", "lambda")),
+                        batch=300, poll_ms=10, lambda_events=150, flush_interval_ms=500)
+    stream, results = run_volume(vcfg, tmp_path, lambda text: None)
+    first, replay, lam = results["first"], results["replay"], results["lambda"]
+    assert first["tables"]["stale"] == 0 and first["tables"]["dead_letters"]["ok"]
+    assert first["calls"] >= 4 and first["cpu_us_per_event"] > 0 and first["peak_rss_mb"] > 10
+    assert first["freshness_ms"]["records"] == 800 and first["freshness_ms"]["not_checkpointed"] == 0
+    assert first["freshness_ms"]["p50"] <= first["freshness_ms"]["p99"]
+    # the processors' own count of requests is the server's count of PutItem
+    assert first["capacity"]["operations"]["PutItem"]["requests"] == first["requests"] >= first["floor_requests"]
+    assert first["capacity"]["write_units"] >= first["requests"]  # at least one unit per put
+    assert replay["versions_changed"] == 0 and replay["flush_log"]["writes"] == 0
+    assert replay["flush_log"]["stale"] == first["flush_log"]["writes"] or replay["flush_log"]["stale"] > 0
+    assert replay["cost_ratio"] > 0  # today's processor: every replayed put is a billed, failed conditional write
+    assert lam["events"] == 150 and lam["capacity"]["read_units"] > 0
+    assert set(results["cpu_split"]) == {"protocol", "decode", "reduce", "sample"}
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{START}\nold\n{END}\n", encoding="utf-8")
+    report = build_volume_report(vcfg, stream, results, {"commit": "test"}, "test", tmp_path)
+    text = write_volume_results(json.loads(json.dumps(report, default=str)), tmp_path / "bench", "volume",
+                                chart=False, readme=readme)
+    assert "| ecs-state, first pass |" in text and "replay" in text
+    assert text in readme.read_text(encoding="utf-8") and (tmp_path / "bench" / "volume.json").is_file()
+    assert {"cpu_us_per_event", "peak_rss_mb", "replay_cost_ratio", "replay_versions_changed"} <= set(report["targets"])

@@ -6,7 +6,13 @@ gap on the deployed stack, so the test fails the day moto learns the feature (th
 instead), and (b) checks the template text for the part moto cannot check:
 - AWS::SQS::QueuePolicy is not supported at all (moto warns and skips it);
 - AWS::DynamoDB::Table: PointInTimeRecoverySpecification and TimeToLiveSpecification are ignored;
-- AWS::Kinesis::Stream: StreamModeDetails (ON_DEMAND) and StreamEncryption are ignored.
+- AWS::Kinesis::Stream: StreamModeDetails (ON_DEMAND) and StreamEncryption are ignored;
+- the optional Fargate workers (WorkerImage set): moto creates the cluster, the service (cluster, task definition,
+  desired count) and the task definition (image, environment, stop timeout, init, log configuration, memory), but
+  drops the Fargate parts: the task definition's RequiresCompatibilities, NetworkMode, Cpu, RuntimePlatform and
+  both role ARNs, the service's LaunchType, NetworkConfiguration and DeploymentConfiguration, and the roles'
+  ManagedPolicyArns (nothing is attached to the task and execution roles);
+- the template's Rules (WorkerImage without WorkerSubnetIds) are not evaluated.
 moto's EventBridge implements neither TestEventPattern nor delivery to Kinesis targets (and real EventBridge
 refuses PutEvents with an ``aws.*`` source anyway), so the rules are checked by their exact patterns and targets;
 the EventBridge -> Kinesis hop itself is not exercised here.
@@ -26,6 +32,8 @@ from cfn_template import TEMPLATE, deploy, load_template
 from cfnlint.api import ManualArgs, lint_file
 
 from processor.aws import client
+from processor.config import env_key, load_settings, parse_properties, property_key
+from processor.ops.preflight import check_required
 
 PROPERTIES_OUTPUTS = {"StreamName", "StreamArn", "TaskTable", "InstanceTable", "DeadLetterTable",
                       "ApplicationName", "RegionName", "WorkerPolicyArn"}
@@ -55,6 +63,33 @@ def provisioned_stack(moto_server: Any) -> dict[str, Any]:
     result = deploy(f"ecs-state-{suffix}", params)
     result["params"] = params
     return result
+
+
+WORKER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ecs-state-worker:1"
+FARGATE_PARAMS = {"WorkerImage": WORKER_IMAGE, "WorkerSubnetIds": "subnet-0123abcd,subnet-4567abcd",
+                  "WorkerSecurityGroupIds": "sg-0123abcd", "WorkerCount": "3", "WorkerAssignPublicIp": "ENABLED"}
+ECS_PARTS = {"WorkerLogGroup", "WorkerExecutionRole", "WorkerTaskRole", "WorkerTaskDefinition", "WorkerCluster",
+             "WorkerService"}
+AWS_PROPERTIES = Path(__file__).resolve().parents[2] / "properties" / "aws.properties"
+
+
+@pytest.fixture(scope="module")
+def fargate_stack(moto_server: Any) -> dict[str, Any]:
+    """WorkerImage set: the ECS Fargate service of the workers too."""
+    suffix = uuid.uuid4().hex[:8]
+    params = _params(suffix, **FARGATE_PARAMS)
+    result = deploy(f"ecs-state-{suffix}", params)
+    result["params"] = params
+    return result
+
+
+def _env_lines(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+def _task_definition(stack: dict[str, Any]) -> dict[str, Any]:
+    return client("ecs").describe_task_definition(
+        taskDefinition=stack["outputs"]["WorkerTaskDefinitionArn"])["taskDefinition"]
 
 
 def _policy_document(policy_arn: str) -> dict[str, Any]:
@@ -270,7 +305,142 @@ def test_operator_policy_reads_tables_and_ecs(stack: dict[str, Any]) -> None:
     assert clear["Resource"] == f"arn:aws:dynamodb:us-east-1:123456789012:table/{stack['outputs']['DeadLetterTable']}"
 
 
+# ----------------------------------------------------------------------------- worker settings, Fargate
+def test_worker_properties_output_appended_to_the_template_is_a_complete_properties_file(
+        stack: dict[str, Any], tmp_path: Path) -> None:
+    """The README's step: a copy of properties/aws.properties with the WorkerProperties output appended; the last
+    value of a key wins (as for Java's Properties), so the stack's names replace the template's."""
+    outputs = stack["outputs"]
+    path = tmp_path / "my.properties"
+    path.write_text(AWS_PROPERTIES.read_text(encoding="utf-8") + "\n" + outputs["WorkerProperties"] + "\n",
+                    encoding="utf-8")
+    props = parse_properties(path.read_text(encoding="utf-8"))
+    assert {k: props[k] for k in ("streamName", "applicationName", "regionName", "retrievalMode")} == {
+        "streamName": outputs["StreamName"], "applicationName": outputs["ApplicationName"],
+        "regionName": outputs["RegionName"], "retrievalMode": outputs["RetrievalMode"]}
+    assert check_required(props, str(path)) == []
+    settings = load_settings(path, env={})
+    assert (settings.task_table, settings.instance_table, settings.dead_letter_table) == (
+        outputs["TaskTable"], outputs["InstanceTable"], outputs["DeadLetterTable"])
+
+
+def test_worker_environment_output_says_the_same_as_the_properties_output(stack: dict[str, Any]) -> None:
+    """KCL_<key> is the image's way to set <key>; ECS_STATE_<KEY> the processor's way to set ecsState.<key>."""
+    env = _env_lines(stack["outputs"]["WorkerEnvironment"])
+    props = parse_properties(stack["outputs"]["WorkerProperties"])
+    as_properties = {}
+    for name, value in env.items():
+        if name.startswith("KCL_"):
+            as_properties[name.removeprefix("KCL_")] = value
+        else:
+            (field,) = [f for f in ("task_table", "instance_table", "dead_letter_table") if env_key(f) == name]
+            as_properties[property_key(field)] = value
+    assert as_properties == props
+
+
+def test_without_a_worker_image_the_stack_has_no_ecs_parts(stack: dict[str, Any]) -> None:
+    assert not ECS_PARTS & set(stack["resources"])
+    assert not {"WorkerServiceArn", "WorkerTaskDefinitionArn", "WorkerLogGroupName"} & set(stack["outputs"])
+
+
+def test_fargate_task_definition_runs_the_image_with_the_stacks_settings(fargate_stack: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    outputs = fargate_stack["outputs"]
+    assert ECS_PARTS <= set(fargate_stack["resources"])
+    (container,) = _task_definition(fargate_stack)["containerDefinitions"]
+    assert container["image"] == WORKER_IMAGE and container["essential"] is True
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env == _env_lines(outputs["WorkerEnvironment"])
+    # what the image's entry point makes of it: the template's keys with the KCL_* values, complete
+    template = parse_properties(AWS_PROPERTIES.read_text(encoding="utf-8"))
+    rendered = {**template, **{k.removeprefix("KCL_"): v for k, v in env.items() if k.startswith("KCL_")}}
+    assert check_required(rendered, "rendered") == []
+    assert rendered["streamName"] == outputs["StreamName"] and rendered["applicationName"] == outputs[
+        "ApplicationName"]
+    settings = load_settings(None, env=env)
+    assert (settings.task_table, settings.instance_table, settings.dead_letter_table) == (
+        outputs["TaskTable"], outputs["InstanceTable"], outputs["DeadLetterTable"])
+    # SIGTERM reaches ecs-state run through an init, and the stop timeout leaves room for shutdownGraceMillis
+    assert container["linuxParameters"]["initProcessEnabled"] is True
+    assert container["stopTimeout"] * 1000 > int(template["shutdownGraceMillis"])
+    logs = container["logConfiguration"]
+    assert logs["logDriver"] == "awslogs"
+    assert logs["options"]["awslogs-group"] == outputs["WorkerLogGroupName"]
+    (group,) = client("logs").describe_log_groups(logGroupNamePrefix=outputs["WorkerLogGroupName"])["logGroups"]
+    assert group["retentionInDays"] == 30
+
+
+def test_fargate_service_runs_the_desired_count_in_its_own_cluster(fargate_stack: dict[str, Any]) -> None:
+    outputs = fargate_stack["outputs"]
+    (service,) = client("ecs").describe_services(cluster=outputs["WorkerClusterName"],
+                                                 services=[outputs["WorkerServiceArn"]])["services"]
+    assert service["desiredCount"] == 3
+    assert service["taskDefinition"] == outputs["WorkerTaskDefinitionArn"]
+    assert service["clusterArn"].endswith(f":cluster/{outputs['WorkerClusterName']}")
+
+
+def test_worker_roles_are_for_ecs_tasks_of_this_account(fargate_stack: dict[str, Any]) -> None:
+    iam, resources = client("iam"), fargate_stack["resources"]
+    for logical_id in ("WorkerTaskRole", "WorkerExecutionRole"):
+        (statement,) = iam.get_role(RoleName=resources[logical_id])["Role"]["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    assert not iam.list_role_policies(RoleName=resources["WorkerTaskRole"])["PolicyNames"]
+
+
 # ------------------------------------------------------------------------------------------ moto's gaps
+def test_moto_drops_the_fargate_parts_so_the_template_is_checked_instead(fargate_stack: dict[str, Any]) -> None:
+    task_definition = _task_definition(fargate_stack)
+    assert task_definition["compatibilities"] == ["EC2"] and task_definition["networkMode"] == "bridge", \
+        "moto now keeps RequiresCompatibilities / NetworkMode: check FARGATE / awsvpc, Cpu and the roles here"
+    assert "taskRoleArn" not in task_definition, "moto now keeps TaskRoleArn: check it is WorkerTaskRole's ARN"
+    outputs = fargate_stack["outputs"]
+    (service,) = client("ecs").describe_services(cluster=outputs["WorkerClusterName"],
+                                                 services=[outputs["WorkerServiceArn"]])["services"]
+    assert service["launchType"] == "EC2" and service["networkConfiguration"] == {}, \
+        "moto now keeps LaunchType / NetworkConfiguration: check FARGATE and the subnets here"
+
+    resources = load_template()["Resources"]
+    td = resources["WorkerTaskDefinition"]["Properties"]
+    assert (td["RequiresCompatibilities"], td["NetworkMode"]) == (["FARGATE"], "awsvpc")
+    assert (td["Cpu"], td["Memory"]) == ({"Ref": "WorkerCpu"}, {"Ref": "WorkerMemory"})
+    assert td["TaskRoleArn"] == {"Fn::GetAtt": ["WorkerTaskRole", "Arn"]}
+    assert td["ExecutionRoleArn"] == {"Fn::GetAtt": ["WorkerExecutionRole", "Arn"]}
+    svc = resources["WorkerService"]["Properties"]
+    assert svc["LaunchType"] == "FARGATE"
+    network = svc["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["Subnets"] == {"Fn::Split": [",", {"Ref": "WorkerSubnetIds"}]}
+    assert network["SecurityGroups"] == {"Fn::If": ["WorkerSecurityGroupsGiven",
+                                                    {"Fn::Split": [",", {"Ref": "WorkerSecurityGroupIds"}]},
+                                                    {"Ref": "AWS::NoValue"}]}
+    assert network["AssignPublicIp"] == {"Ref": "WorkerAssignPublicIp"}
+    assert svc["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100
+    assert all(resources[r]["Condition"] == "Workers" for r in ECS_PARTS)
+
+
+def test_moto_drops_the_roles_managed_policies_so_the_template_is_checked_instead(
+        fargate_stack: dict[str, Any]) -> None:
+    iam, resources = client("iam"), fargate_stack["resources"]
+    for logical_id in ("WorkerTaskRole", "WorkerExecutionRole"):
+        assert not iam.list_attached_role_policies(RoleName=resources[logical_id])["AttachedPolicies"], \
+            "moto now attaches ManagedPolicyArns: check the worker policy / the execution role policy here"
+    template = load_template()["Resources"]
+    assert template["WorkerTaskRole"]["Properties"]["ManagedPolicyArns"] == [{"Ref": "WorkerPolicy"}]
+    assert template["WorkerExecutionRole"]["Properties"]["ManagedPolicyArns"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}]
+
+
+def test_moto_ignores_the_rules_so_the_template_is_checked_instead(moto_server: Any) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    without_subnets = deploy(f"ecs-state-{suffix}", _params(suffix, WorkerImage=WORKER_IMAGE))
+    assert without_subnets["StackStatus"] == "CREATE_COMPLETE", "moto now evaluates Rules: expect a refusal here"
+
+    rule = load_template()["Rules"]["WorkersNeedSubnets"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkerImage"}, ""]}]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkerSubnetIds"}, ""]}]}
+
+
+# ------------------------------------------------------------------------------------------ moto's gaps (base)
 def test_moto_skips_the_queue_policy_so_the_template_is_checked_instead(stack: dict[str, Any]) -> None:
     sqs = client("sqs")
     for queue in ("TaskEventsDeadLetterQueue", "InstanceEventsDeadLetterQueue"):

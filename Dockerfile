@@ -1,0 +1,71 @@
+# ecs-state worker: the KCL MultiLangDaemon (Java 17) running our Python record processor, as user 10001.
+# Build:  scripts/image build   (on a machine without a registry it builds the Debian base first; see there)
+#   or:   podman build --build-arg BASE=<a Debian bookworm image> -t ecs-state-worker:dev .
+# Run:    the entry point is ecs-state-worker (deploy/image/ecs-state-worker): `ecs-state run` on the properties
+#         file mounted at /etc/ecs-state/worker.properties (or named by ECS_STATE_PROPERTIES), rendered at start
+#         with every KCL_<key> variable (KCL_streamName, ...) as <key>; without a file, KCL_* variables fill the
+#         image's copy of properties/aws.properties. ECS_STATE_<KEY> variables set the processor's ecsState.* keys
+#         (processor/config.py). Arguments go to `ecs-state run` (default: --restart-on-failure).
+# Everything is fetched at build time (Debian packages, PyPI at the versions of requirements.lock, the KCL jars
+# from Maven Central): nothing at run time.
+ARG BASE=docker.io/library/debian:bookworm-slim
+FROM ${BASE} AS runtime
+
+# Bookworm: python3 is 3.11 (the Python requirements.lock is compiled for), openjdk-17-jre-headless is Java 17.
+# ca-certificates: amazon-kclpy's setup.py fetches the jars over HTTPS with Python's urllib, which uses the
+# system trust store. man1: slim bases drop /usr/share/man, and the JRE's postinst (update-alternatives for
+# java.1.gz) fails without the folder.
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3 python3-venv openjdk-17-jre-headless ca-certificates \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
+
+# A fixed non-root uid, so a host folder mounted for logs can be given to it (chown 10001).
+RUN groupadd --system --gid 10001 ecs \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /home/ecs --create-home --shell /usr/sbin/nologin ecs \
+ && install -d -o ecs -g ecs /etc/ecs-state
+
+ENV VIRTUAL_ENV=/opt/ecs-state \
+    PATH=/opt/ecs-state/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The runtime dependencies, read from setup.cfg's install_requires (one list) in a stage of its own: the layer
+# that downloads boto3 and the ~80 KCL jars is then reused until that list or requirements.lock changes.
+FROM runtime AS requirements
+COPY setup.cfg /tmp/setup.cfg
+RUN python3 -c 'import configparser; c = configparser.ConfigParser(); c.read("/tmp/setup.cfg"); \
+print(c["options"]["install_requires"].strip())' > /tmp/requirements.txt
+
+FROM runtime
+# /run/build-ca.crt: a CA bundle the build may mount (scripts/image mounts the host's, for machines whose
+# HTTPS goes through an intercepting proxy); used only by these RUN steps, never part of the image.
+# requirements.lock is a constraint file here: install_requires and what they pull in, at the locked versions
+# (the test and bench extras in it are not installed).
+COPY --from=requirements /tmp/requirements.txt /tmp/build/requirements.txt
+COPY requirements.lock /tmp/build/requirements.lock
+RUN if [ -s /run/build-ca.crt ]; then export PIP_CERT=/run/build-ca.crt SSL_CERT_FILE=/run/build-ca.crt; fi \
+ && python3 -m venv "$VIRTUAL_ENV" \
+ && pip install --quiet -c /tmp/build/requirements.lock -r /tmp/build/requirements.txt \
+ && python -c 'import pathlib, sys, amazon_kclpy; j = pathlib.Path(amazon_kclpy.__file__).parent / "jars"; \
+sys.exit(0 if any(j.glob("amazon-kinesis-client-multilang-*.jar")) else "no KCL jars in " + str(j))'
+
+# The package itself, not editable, without resolving again (.dockerignore keeps .venv, .local, .git ... out of
+# the context); pip check proves the locked dependencies satisfy it. (Building it fetches setuptools: HTTPS.)
+COPY . /tmp/build/src
+RUN if [ -s /run/build-ca.crt ]; then export PIP_CERT=/run/build-ca.crt SSL_CERT_FILE=/run/build-ca.crt; fi \
+ && pip install --quiet --no-deps /tmp/build/src && pip check \
+ && install -m 0755 /tmp/build/src/deploy/image/ecs-state-worker /usr/local/bin/ecs-state-worker \
+ && install -D -m 0644 /tmp/build/src/properties/aws.properties /usr/local/share/ecs-state/aws.properties \
+ && rm -rf /tmp/build && ecs-state run --help >/dev/null
+
+USER 10001:10001
+WORKDIR /home/ecs
+ENV HOME=/home/ecs \
+    ECS_STATE_PROPERTIES=/etc/ecs-state/worker.properties
+
+ENTRYPOINT ["/usr/local/bin/ecs-state-worker"]
+CMD ["--restart-on-failure"]

@@ -1,0 +1,333 @@
+"""A thin DynamoDB client for the writer's hot path: JSON protocol 1.0 over a kept-alive urllib3 pool, SigV4-signed.
+
+botocore spends most of a conditional ``PutItem``'s client CPU in its generic model machinery (serialising,
+validating, parsing); this client does only the per-request work itself. Everything hard and rarely run stays
+botocore's: the credential chain, the region, the endpoint and the CA bundle, resolved once at construction.
+
+Rules:
+- Requests and replies are DynamoDB JSON as on the wire (``{"S": ...}``, ``{"N": "12"}``...); ``bytes`` values
+  are sent as base64 (``B``) and come back as base64 text. A request is a mapping (serialised once with
+  ``json.dumps``) or ``bytes`` already serialised (:func:`serialise`), so a retry loop resends the same body.
+- Every request is signed with the credentials current at that moment (``get_frozen_credentials()``: temporary
+  credentials from the standard chain are refreshed before they expire). The SigV4 signing key is derived once
+  per (secret key, UTC day) and cached; the signature is computed per request, exactly as botocore's
+  ``SigV4Auth`` computes it (same signed headers, same canonical request).
+- A reply, success or DynamoDB error, is a :class:`Response` (status, short error code, message, parsed body):
+  DynamoDB errors never raise. A failed condition with ``ReturnValuesOnConditionCheckFailure=ALL_OLD`` carries
+  the stored item in ``Response.item``.
+- No usable reply (connection refused or reset, timeout, TLS failure, a reply failing its ``x-amz-crc32``
+  check or a 200 that is not JSON, credentials that cannot be refreshed) raises :class:`TransportError`
+  (:class:`TransportTimeout` for timeouts), an ``EcsStateError``: transient, the caller retries.
+  ``maybe_applied`` is false only when the request cannot have reached DynamoDB (no connection was made).
+- It never retries: the caller owns retries and backoff (``Response.retryable`` / ``Response.throttled``).
+- Endpoint: the ``endpoint_url`` argument, else ``AWS_ENDPOINT_URL_DYNAMODB``, else ``AWS_ENDPOINT_URL``, else
+  botocore's resolution (the shared config's ``services`` section, the regional endpoint, FIPS / dual-stack).
+  Region: the argument, else ``AWS_REGION``, else botocore's (``AWS_DEFAULT_REGION``, the profile). TLS is
+  always verified, against ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle`` if set, else certifi's bundle (what
+  botocore uses). HTTP(S) proxies are not supported. No region, no credentials or an endpoint that is not an
+  http(s) URL is a ``ConfigError`` at construction.
+- Thread-safe: one client per process, shared by the writer's threads; ``pool`` (the writer's concurrency)
+  bounds the connections kept alive.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import socket
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, Mapping
+from urllib.parse import quote
+
+import botocore.session
+import urllib3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError
+from urllib3.connection import HTTPConnection
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from processor.errors import ConfigError, EcsStateError
+
+SERVICE = "dynamodb"
+CONTENT_TYPE = "application/x-amz-json-1.0"
+TARGET_PREFIX = "DynamoDB_20120810."
+ALGORITHM = "AWS4-HMAC-SHA256"
+THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
+                            "RequestLimitExceeded", "Throttling", "SlowDown"})
+RETRYABLE_CODES = THROTTLE_CODES | frozenset({
+    "InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
+    "LimitExceededException", "TransactionConflictException"})
+
+
+class TransportError(EcsStateError):
+    """No usable reply from DynamoDB (transient: retry). ``maybe_applied`` is false only when no connection was
+    made, so the request cannot have reached DynamoDB."""
+
+    def __init__(self, operation: str, reason: str, *, maybe_applied: bool = True) -> None:
+        super().__init__(f"DynamoDB {operation}: {reason}")
+        self.operation = operation
+        self.reason = reason
+        self.maybe_applied = maybe_applied
+
+
+class TransportTimeout(TransportError):
+    """Connecting or reading timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """DynamoDB's reply. ``code`` is the short error code (``__type`` after ``#``), "" on success; ``body`` is the
+    parsed JSON reply (empty when the reply was not JSON, e.g. a load balancer's 5xx page)."""
+
+    status: int
+    code: str
+    message: str
+    body: dict[str, Any]
+    request_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def throttled(self) -> bool:
+        return self.code in THROTTLE_CODES
+
+    @property
+    def retryable(self) -> bool:
+        """Throttling, an internal error or any 5xx: worth retrying with backoff."""
+        return self.code in RETRYABLE_CODES or self.status >= 500
+
+    @property
+    def condition_failed(self) -> bool:
+        return self.code == "ConditionalCheckFailedException"
+
+    @property
+    def item(self) -> dict[str, Any] | None:
+        """GetItem's item, ``ReturnValues=ALL_OLD``'s, or the stored one on a failed condition with
+        ``ReturnValuesOnConditionCheckFailure=ALL_OLD``."""
+        item = self.body.get("Item") or self.body.get("Attributes")
+        return item if isinstance(item, dict) else None
+
+    def describe(self) -> str:
+        """One line for logs and error messages: ``Code: message (HTTP n)``."""
+        return f"{self.code or 'OK'}: {self.message} (HTTP {self.status})"
+
+
+@dataclass(frozen=True, slots=True)
+class _SigningKey:
+    secret: str
+    date: str
+    key: bytes
+
+
+def _bytes_as_base64(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not DynamoDB JSON (numbers go as {{'N': '<text>'}})")
+
+
+def serialise(request: Mapping[str, Any]) -> bytes:
+    """A request mapping as the JSON body DynamoDB takes (``bytes`` values as base64)."""
+    return json.dumps(request, separators=(",", ":"), default=_bytes_as_base64).encode()
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def resolve_region(session: botocore.session.Session, region: str | None = None) -> str:
+    """The argument, else ``AWS_REGION``, else botocore's (``AWS_DEFAULT_REGION``, the profile's region)."""
+    found = region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
+    if not found:
+        raise ConfigError("DynamoDB: no region; set AWS_REGION (or AWS_DEFAULT_REGION, or the profile's region)")
+    return str(found)
+
+
+def resolve_endpoint(session: botocore.session.Session, region: str, endpoint_url: str | None = None) -> str:
+    """The argument, else ``AWS_ENDPOINT_URL_DYNAMODB``, else ``AWS_ENDPOINT_URL``, else botocore's resolver."""
+    for candidate in (endpoint_url, os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"), os.environ.get("AWS_ENDPOINT_URL")):
+        if candidate:
+            return candidate
+    resolver = session.create_client(SERVICE, region_name=region, config=Config(retries={"total_max_attempts": 1}))
+    try:
+        return str(resolver.meta.endpoint_url)
+    finally:
+        resolver.close()
+
+
+def resolve_ca_bundle(session: botocore.session.Session, ca_bundle: str | None = None) -> str | None:
+    """The argument, else ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle``, else certifi's (botocore's default)."""
+    found = ca_bundle or session.get_config_variable("ca_bundle")
+    if found:
+        return str(found)
+    try:
+        import certifi
+    except ImportError:  # the system store (urllib3 loads the default certificates)
+        return None
+    return str(certifi.where())
+
+
+class DynamoDBHttp:
+    """A DynamoDB client for JSON requests; the module docstring states its rules. Build one per process with
+    :meth:`from_environment` (construction resolves settings through botocore, ~0.1 s) and share it."""
+
+    def __init__(self, region: str, endpoint_url: str, *, session: botocore.session.Session | None = None,
+                 pool: int = 16, timeout_s: float = 10.0, ca_bundle: str | None = None) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.ca_bundle = ca_bundle
+        self.session = session or botocore.session.get_session()
+        credentials = self.session.get_credentials()
+        if credentials is None:
+            raise ConfigError("DynamoDB: no AWS credentials in the standard chain (environment, shared files, "
+                              "container or instance role, SSO...); give the worker credentials")
+        self._credentials = credentials
+        url = urllib3.util.parse_url(endpoint_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(f"DynamoDB endpoint {endpoint_url!r} is not an http(s) URL; fix "
+                              f"AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL or unset them")
+        default_port = 443 if url.scheme == "https" else 80
+        port = url.port or default_port
+        host = url.host.lower()
+        self._host_header = host if port == default_port else f"{host}:{port}"
+        self._path = quote(url.path or "/", safe="/~")
+        self._scope_tail = f"/{region}/{SERVICE}/aws4_request"
+        self._signing_key: _SigningKey | None = None
+        options: dict[str, Any] = dict(
+            maxsize=pool, block=False, retries=False, timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
+            socket_options=HTTPConnection.default_socket_options + [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)])
+        if url.scheme == "https":
+            self._http: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+                url.host, port, cert_reqs="CERT_REQUIRED", ca_certs=ca_bundle, **options)
+        else:
+            self._http = urllib3.HTTPConnectionPool(url.host, port, **options)
+
+    @classmethod
+    def from_environment(cls, *, region: str | None = None, endpoint_url: str | None = None,
+                         session: botocore.session.Session | None = None, ca_bundle: str | None = None,
+                         pool: int = 16, timeout_s: float = 10.0) -> DynamoDBHttp:
+        """Region, endpoint and CA bundle resolved the standard way (see the module docstring)."""
+        session = session or botocore.session.get_session()
+        found_region = resolve_region(session, region)
+        return cls(found_region, resolve_endpoint(session, found_region, endpoint_url), session=session, pool=pool,
+                   timeout_s=timeout_s, ca_bundle=resolve_ca_bundle(session, ca_bundle))
+
+    # -- operations -------------------------------------------------------------------------------------------
+
+    def put_item(self, request: Mapping[str, Any] | bytes) -> Response:
+        """PutItem; ``request`` as the API takes it (``TableName``, ``Item``, ``ConditionExpression``...)."""
+        return self.call("PutItem", request)
+
+    def batch_get_item(self, request: Mapping[str, Any] | bytes) -> Response:
+        """BatchGetItem; ``request`` holds ``RequestItems``; ``UnprocessedKeys`` in the body are the caller's."""
+        return self.call("BatchGetItem", request)
+
+    def describe_table(self, name: str) -> Response:
+        return self.call("DescribeTable", {"TableName": name})
+
+    def call(self, operation: str, request: Mapping[str, Any] | bytes) -> Response:
+        """Any DynamoDB operation by name, signed with the current credentials."""
+        body = request if isinstance(request, bytes) else serialise(request)
+        headers = self.sign(TARGET_PREFIX + operation, body)
+        try:
+            reply = self._http.urlopen("POST", self._path, body=body, headers=headers, retries=False,
+                                       redirect=False, assert_same_host=False, preload_content=True)
+        except NewConnectionError as exc:  # first: urllib3 makes it a subclass of ConnectTimeoutError
+            raise TransportError(operation, f"cannot connect to {self.endpoint_url}: {exc}",
+                                 maybe_applied=False) from exc
+        except (ConnectTimeoutError, ReadTimeoutError) as exc:
+            raise TransportTimeout(operation, f"timed out ({exc})",
+                                   maybe_applied=isinstance(exc, ReadTimeoutError)) from exc
+        except SSLError as exc:
+            raise TransportError(operation, f"TLS failure with {self.endpoint_url}: {exc}",
+                                 maybe_applied=False) from exc
+        except (ProtocolError, HTTPError, OSError) as exc:
+            raise TransportError(operation, f"{type(exc).__name__}: {exc}") from exc
+        return self._response(operation, reply)
+
+    @property
+    def connections_opened(self) -> int:
+        """Connections this client has opened so far (a kept-alive pool stops growing)."""
+        return int(self._http.num_connections)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DynamoDBHttp:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- signing and replies ----------------------------------------------------------------------------------
+
+    def sign(self, target: str, body: bytes, amz_date: str | None = None) -> dict[str, str]:
+        """The headers of a request to ``target`` with ``body``, signed as botocore's ``SigV4Auth`` signs it."""
+        try:
+            creds = self._credentials.get_frozen_credentials()
+        except BotoCoreError as exc:
+            raise TransportError(target.rsplit(".", 1)[-1], f"refreshing AWS credentials failed: {exc}",
+                                 maybe_applied=False) from exc
+        if amz_date is None:
+            amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        date = amz_date[:8]
+        cached = self._signing_key
+        if cached is None or cached.date != date or cached.secret != creds.secret_key:
+            key = _hmac(("AWS4" + creds.secret_key).encode(), date)
+            for part in (self.region, SERVICE, "aws4_request"):
+                key = _hmac(key, part)
+            self._signing_key = cached = _SigningKey(creds.secret_key, date, key)
+        token = creds.token
+        head = f"content-type:{CONTENT_TYPE}\nhost:{self._host_header}\nx-amz-date:{amz_date}\n"
+        if token:
+            canonical_headers = f"{head}x-amz-security-token:{token}\nx-amz-target:{target}\n"
+            signed = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
+        else:
+            canonical_headers = f"{head}x-amz-target:{target}\n"
+            signed = "content-type;host;x-amz-date;x-amz-target"
+        canonical = f"POST\n{self._path}\n\n{canonical_headers}\n{signed}\n{hashlib.sha256(body).hexdigest()}"
+        scope = date + self._scope_tail
+        to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        signature = hmac.new(cached.key, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers = {"Host": self._host_header, "Content-Type": CONTENT_TYPE, "X-Amz-Date": amz_date,
+                   "X-Amz-Target": target,
+                   "Authorization": f"{ALGORITHM} Credential={creds.access_key}/{scope}, SignedHeaders={signed}, "
+                                    f"Signature={signature}"}
+        if token:
+            headers["X-Amz-Security-Token"] = token
+        return headers
+
+    def _response(self, operation: str, reply: urllib3.BaseHTTPResponse) -> Response:
+        data = reply.data
+        crc = reply.headers.get("x-amz-crc32")
+        if crc is not None and crc.isdigit() and zlib.crc32(data) != int(crc):
+            raise TransportError(operation, f"reply of {len(data)} bytes failed its CRC32 check (garbled)")
+        request_id = reply.headers.get("x-amzn-RequestId", "")
+        try:
+            body = json.loads(data) if data else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            if reply.status == 200:
+                raise TransportError(operation, f"HTTP 200 with a reply that is not a JSON object: {data[:200]!r}")
+            return Response(reply.status, f"HTTP{reply.status}", data[:500].decode("utf-8", "replace"), {},
+                            request_id)
+        if reply.status == 200:
+            return Response(200, "", "", body, request_id)
+        raw = body.get("__type") or reply.headers.get("x-amzn-ErrorType", "") or f"HTTP{reply.status}"
+        code = str(raw).rsplit("#", 1)[-1].split(":", 1)[0]
+        message = body.get("message") or body.get("Message") or ""
+        return Response(reply.status, code, str(message), body, request_id)

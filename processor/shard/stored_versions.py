@@ -1,0 +1,221 @@
+"""Skipping writes known to be stale: a bounded per-shard memory of stored versions, and a bulk prefetch of them.
+
+A conditional ``PutItem`` that fails costs a write unit per KB like one that succeeds. A replay (a new KCL
+application from TRIM_HORIZON into the same tables) or a catch-up after a long stop sends mostly such writes.
+Before a flush the writer can ask :meth:`StoredVersions.split` which items are worth sending; the rest are
+skipped (counted as ``stale``, as the failed condition would have been).
+
+Rules:
+- Stored versions only grow (the conditional write never lowers one), so a remembered version is a lower bound
+  of what is stored now: an item whose version is <= the remembered one would fail its condition, and skipping
+  it changes nothing stored. An item not remembered is always sent. A miss costs one write, never correctness;
+  the conditional write stays on every item sent.
+- What is remembered: the version written (a 200 from the conditional put), the stored version a failed
+  condition returned (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), and versions read by :func:`prefetch`.
+  The higher value wins. Nothing is remembered for an absent item.
+- Thread-safe (one lock): the writer's threads may report what they wrote while another flush step reads.
+- Bounded: at most ``capacity`` (table, ARN) entries, least recently used evicted first (about 350 bytes each:
+  100,000 entries ~35 MB).
+- The exception: an item deleted behind the processor's back (TTL expiry, an operator) is still remembered, so an
+  older event of it is skipped instead of recreating it; for TTL that is the point (no ghost task), after a
+  manual delete restart the processor to forget.
+- :func:`prefetch` reads stored versions with ``BatchGetItem`` (at most 100 keys per request, projected on the
+  key and ``version``), resending ``UnprocessedKeys`` with capped backoff; it is an optimisation, so a request
+  that keeps failing (throttling, 5xx, transport errors) is given up and its keys are simply not known.
+  Reads cost a read unit per 4 KB of each *whole* item (the projection does not lower it), about 1/5 to 1/15 of
+  the failed write it saves, and a wasted read when the write would have succeeded: prefetch only while
+  :class:`CatchUp` says the shard is catching up.
+- :class:`CatchUp` is pure: catching up after ``initialize`` at TRIM_HORIZON / AT_TIMESTAMP until a delivery is
+  less than ``behind_ms`` behind the tip, and whenever ``millisBehindLatest`` >= ``behind_ms``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+from processor.core.items import Item
+from processor.shard.dynamodb_http import Response, TransportError
+
+BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+PREFETCH_ATTEMPTS = 5
+BACKOFF_BASE_S = 0.025
+BACKOFF_CAP_S = 1.0
+FROM_THE_START = ("TRIM_HORIZON", "AT_TIMESTAMP")
+
+
+class StoredVersions:
+    """The per-shard memory of stored versions, keyed by (table, ARN); see the module docstring."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._known: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def known(self, table: str, arn: str) -> int | None:
+        """The highest version known to be stored, or None."""
+        return self._known.get((table, arn))
+
+    def remember(self, table: str, arn: str, version: int) -> None:
+        """``version`` is stored (written, returned by a failed condition, or read); the higher value wins."""
+        key = (table, arn)
+        with self._lock:
+            held = self._known.get(key)
+            if held is not None:
+                self._known.move_to_end(key)
+                if held >= version:
+                    return
+            self._known[key] = version
+            if len(self._known) > self.capacity:
+                self._known.popitem(last=False)
+
+    def remember_stored_item(self, table: str, arn: str, item: dict[str, Any] | None) -> None:
+        """The stored item a failed condition returned (ALL_OLD, DynamoDB JSON): remember its ``version``."""
+        version = _version_of(item)
+        if version is not None:
+            self.remember(table, arn, version)
+
+    def is_stale(self, table: str, arn: str, version: int) -> bool:
+        """True when an equal or newer version is known to be stored: the conditional write would fail."""
+        with self._lock:
+            held = self._known.get((table, arn))
+            if held is None:
+                return False
+            self._known.move_to_end((table, arn))
+        return held >= version
+
+    def split(self, items: Iterable[Item], tables: dict[str, str]) -> tuple[list[Item], list[Item]]:
+        """(items to send, items known stale); ``tables`` maps an item's kind to its table."""
+        send: list[Item] = []
+        skip: list[Item] = []
+        for item in items:
+            (skip if self.is_stale(tables[item.kind], item.arn, item.version) else send).append(item)
+        return send, skip
+
+    def unknown(self, items: Iterable[Item], tables: dict[str, str]) -> list[Item]:
+        """The items whose stored version is not remembered (what a prefetch should read)."""
+        with self._lock:
+            return [item for item in items if (tables[item.kind], item.arn) not in self._known]
+
+
+def _version_of(item: dict[str, Any] | None) -> int | None:
+    try:
+        return int(item["version"]["N"]) if item else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass
+class CatchUp:
+    """Whether the shard is catching up (prefetch worth its reads); pure. ``behind_ms`` is the setting."""
+
+    behind_ms: int = 60_000
+    from_start: bool = False
+    behind: bool = False
+
+    def on_initialize(self, sequence_number: str | None) -> None:
+        self.from_start = sequence_number in FROM_THE_START
+
+    def on_records(self, millis_behind_latest: int | None) -> None:
+        if millis_behind_latest is None:
+            return
+        self.behind = millis_behind_latest >= self.behind_ms
+        if not self.behind:
+            self.from_start = False  # at the tip now: the start is history
+
+    @property
+    def active(self) -> bool:
+        return self.from_start or self.behind
+
+
+class BatchGetter(Protocol):
+    def batch_get_item(self, request: dict[str, Any] | bytes) -> Response: ...
+
+
+@dataclass
+class Prefetched:
+    """What :func:`prefetch` found: stored versions by (table, ARN) (absent items are left out), the requests it
+    sent (retries included), and the keys it gave up on."""
+
+    versions: dict[tuple[str, str], int] = field(default_factory=dict)
+    requests: int = 0
+    given_up: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def prefetch(client: BatchGetter, items: Sequence[Item], tables: dict[str, str], *, pool: Executor | None = None,
+             sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+             max_attempts: int = PREFETCH_ATTEMPTS) -> Prefetched:
+    """Read the stored ``version`` of each item's (table, ARN) in ``BatchGetItem`` requests of 100 keys, on
+    ``pool`` when given; ``UnprocessedKeys`` are resent with backoff, up to ``max_attempts`` per chunk."""
+    keys: dict[tuple[str, str], str] = {}
+    for item in items:
+        keys.setdefault((tables[item.kind], item.arn), item.key)
+    wanted = list(keys.items())
+    chunks = [wanted[i:i + BATCH_GET_KEYS] for i in range(0, len(wanted), BATCH_GET_KEYS)]
+    rng = rng or random.Random()
+
+    def one(chunk: list[tuple[tuple[str, str], str]]) -> Prefetched:
+        return _prefetch_chunk(client, chunk, sleep, rng, max_attempts)
+
+    results = list(pool.map(one, chunks)) if pool is not None else [one(c) for c in chunks]
+    out = Prefetched()
+    for got in results:
+        out.versions.update(got.versions)
+        out.requests += got.requests
+        out.given_up += got.given_up
+        out.errors += got.errors[:3]
+    return out
+
+
+def _request(chunk: Iterable[tuple[tuple[str, str], str]]) -> dict[str, Any]:
+    by_table: dict[str, dict[str, Any]] = {}
+    for (table, arn), key in chunk:
+        entry = by_table.setdefault(table, {"Keys": [], "ProjectionExpression": "#k, #v",
+                                            "ExpressionAttributeNames": {"#k": key, "#v": "version"}})
+        entry["Keys"].append({key: {"S": arn}})
+    return {"RequestItems": by_table}
+
+
+def _prefetch_chunk(client: BatchGetter, chunk: list[tuple[tuple[str, str], str]], sleep: Callable[[float], None],
+                    rng: random.Random, max_attempts: int) -> Prefetched:
+    out = Prefetched()
+    key_attr = {table: key for (table, _arn), key in chunk}
+    request: dict[str, Any] = _request(chunk)
+    for attempt in range(1, max_attempts + 1):
+        out.requests += 1
+        try:
+            reply = client.batch_get_item(request)
+        except TransportError as exc:
+            reply, error = None, str(exc)
+        else:
+            error = "" if reply.ok else reply.describe()
+        if reply is not None and reply.ok:
+            for table, found in (reply.body.get("Responses") or {}).items():
+                for item in found:
+                    version = _version_of(item)
+                    arn = item.get(key_attr.get(table, ""), {}).get("S")
+                    if version is not None and arn:
+                        out.versions[(table, arn)] = version
+            request = {"RequestItems": reply.body.get("UnprocessedKeys") or {}}
+            if not request["RequestItems"]:
+                return out
+        elif reply is not None and not reply.retryable:
+            out.errors.append(error)  # missing table, no permission: the writes will say so; nothing known here
+            break
+        else:
+            out.errors.append(error)
+        if attempt < max_attempts:
+            sleep(rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt)))
+    out.given_up = sum(len(entry.get("Keys", ())) for entry in request["RequestItems"].values())
+    return out

@@ -1,0 +1,130 @@
+"""The pure parts of the thin DynamoDB client (processor/shard/dynamodb_http.py): its SigV4 signature is
+botocore's for the same request and time, refreshed credentials are picked up by the next request, and the
+endpoint, region and CA bundle resolve from the environment as documented. No socket is opened (building the
+client only sets up a connection pool)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import botocore.session
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, RefreshableCredentials
+
+from processor.errors import ConfigError
+from processor.shard import dynamodb_http as ddb
+
+TARGET = "DynamoDB_20120810.PutItem"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION", "AWS_DEFAULT_REGION",
+                 "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def put_body(arn: str = "arn:task/sig") -> bytes:
+    return ddb.serialise({"TableName": "tasks", "Item": {"taskArn": {"S": arn}, "version": {"N": "3"},
+                                                         "blob": {"B": b"\x00\x01"}},
+                          "ConditionExpression": "attribute_not_exists(#k) OR #v < :v"})
+
+
+def botocore_headers(credentials: Any, endpoint: str, body: bytes, region: str) -> dict[str, str]:
+    request = AWSRequest("POST", endpoint.rstrip("/") + "/", data=body,
+                         headers={"Content-Type": ddb.CONTENT_TYPE, "X-Amz-Target": TARGET})
+    SigV4Auth(credentials.get_frozen_credentials(), "dynamodb", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8000", "https://dynamodb.eu-west-1.amazonaws.com",
+                                      "https://DynamoDB.eu-west-1.amazonaws.com:443/"])
+@pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzEJr//////////wEaDH+token/with=chars"])
+def test_the_signature_is_the_one_botocore_computes_for_the_same_request_and_time(endpoint: str,
+                                                                                 token: str | None) -> None:
+    session = botocore.session.get_session()
+    session._credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    client = ddb.DynamoDBHttp("eu-west-1", endpoint, session=session)
+    body = put_body()
+    expected = botocore_headers(session.get_credentials(), endpoint, body, "eu-west-1")
+    ours = client.sign(TARGET, body, amz_date=expected["X-Amz-Date"])
+    assert ours["Authorization"] == expected["Authorization"]
+    assert ours.get("X-Amz-Security-Token") == expected.get("X-Amz-Security-Token")
+    # the next day's signature uses a new signing key, still botocore's
+    later = client.sign(TARGET, body, amz_date="20991231T235959Z")
+    assert "/20991231/eu-west-1/dynamodb/aws4_request" in later["Authorization"]
+    assert later["Authorization"] != ours["Authorization"]
+
+
+def test_refreshed_credentials_sign_the_next_request() -> None:
+    issued: list[str] = []
+
+    def refresh() -> dict[str, str]:
+        n = len(issued)
+        issued.append(f"ASIA{n}")
+        expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+        return {"access_key": f"ASIA{n}", "secret_key": f"secret{n}", "token": f"token{n}",
+                "expiry_time": expiry.isoformat()}
+
+    creds = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test-provider")
+    session = botocore.session.get_session()
+    session._credentials = creds
+    client = ddb.DynamoDBHttp("us-east-1", "http://127.0.0.1:8000", session=session)
+    first = client.sign(TARGET, b"{}")
+    assert "Credential=ASIA0/" in first["Authorization"] and first["X-Amz-Security-Token"] == "token0"
+    creds._expiry_time = datetime.datetime.now(datetime.timezone.utc)  # the temporary credentials run out
+    expected = botocore_headers(creds, "http://127.0.0.1:8000", b"{}", "us-east-1")  # refreshes: ASIA1
+    second = client.sign(TARGET, b"{}", amz_date=expected["X-Amz-Date"])
+    # botocore's signature with the new secret: the cached signing key was derived again
+    assert second["Authorization"] == expected["Authorization"] and second["X-Amz-Security-Token"] == "token1"
+    assert issued == ["ASIA0", "ASIA1"]
+
+
+def test_endpoint_comes_from_the_dynamodb_variable_then_the_global_one_then_the_region(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    client = ddb.DynamoDBHttp.from_environment()
+    assert (client.region, client.endpoint_url) == ("us-east-1", "https://dynamodb.us-east-1.amazonaws.com")
+    assert client.ca_bundle  # certifi's bundle: TLS is verified
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # wins over AWS_DEFAULT_REGION (boto3 itself ignores it)
+    assert ddb.DynamoDBHttp.from_environment().endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    assert ddb.DynamoDBHttp.from_environment().endpoint_url == "http://127.0.0.1:4566"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000/")
+    client = ddb.DynamoDBHttp.from_environment()
+    assert (client.region, client.endpoint_url) == ("eu-west-1", "http://127.0.0.1:8000/")
+    assert client.sign(TARGET, b"{}")["Host"] == "127.0.0.1:8000"
+    assert ddb.DynamoDBHttp.from_environment(region="ap-south-1", endpoint_url="https://x.test").region == "ap-south-1"
+
+
+def test_the_ca_bundle_variable_is_the_trust_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    assert ddb.DynamoDBHttp.from_environment().ca_bundle == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_no_region_no_credentials_or_a_bad_endpoint_is_a_configuration_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="not an http"):
+        ddb.DynamoDBHttp.from_environment(endpoint_url="ftp://127.0.0.1:1")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(ConfigError, match="no region"):
+        ddb.DynamoDBHttp.from_environment()
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(ConfigError, match="no AWS credentials"):
+        ddb.DynamoDBHttp.from_environment(endpoint_url="http://127.0.0.1:8000")
+
+
+def test_bytes_go_as_base64_and_anything_else_that_is_not_dynamodb_json_is_refused() -> None:
+    assert b'"blob":{"B":"AAE="}' in put_body()
+    with pytest.raises(TypeError, match="not DynamoDB JSON"):
+        ddb.serialise({"Item": {"n": {"N": 1.5j}}})
