@@ -45,6 +45,8 @@ class Settings:
     write_timeout_millis: int = 5000
     checkpoint_max_attempts: int = 8
     task_retention_hours: int = 0
+    stored_versions_capacity: int = 100_000  # (table, ARN) -> stored version entries remembered per shard
+    prefetch_behind_millis: int = 60_000  # catching up (prefetch stored versions) this far behind the tip
     metrics: str = "none"
     log_level: str = "INFO"
 
@@ -52,7 +54,7 @@ class Settings:
         if self.flush_interval_millis < 0:
             raise ConfigError(f"{property_key('flush_interval_millis')} must be >= 0 (0 flushes after every batch)")
         for name in ("max_pending_arns", "max_pending_bytes", "write_concurrency", "write_timeout_millis",
-                     "checkpoint_max_attempts"):
+                     "checkpoint_max_attempts", "stored_versions_capacity", "prefetch_behind_millis"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{property_key(name)} must be a positive integer, got {getattr(self, name)}")
         for name in ("write_max_attempts", "write_retry_budget_millis"):
@@ -64,6 +66,9 @@ class Settings:
         if self.max_pending_bytes < 1024 * 1024:
             raise ConfigError(f"{property_key('max_pending_bytes')} = {self.max_pending_bytes} is below 1 MiB: one "
                               f"record can be 1 MiB; use at least 1048576")
+        if self.stored_versions_capacity > 10_000_000:
+            raise ConfigError(f"{property_key('stored_versions_capacity')} = {self.stored_versions_capacity} is more "
+                              f"than 10000000 entries (~350 bytes each) per shard; use 1..10000000")
         if self.task_retention_hours < 0:
             raise ConfigError(f"{property_key('task_retention_hours')} must be >= 0 (0 turns expiry off)")
         if not (self.metrics in ("none", "stderr") or self.metrics.startswith("file:")):

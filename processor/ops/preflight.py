@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
-
 from processor.config import load_settings, read_properties
 from processor.errors import ConfigError, LaunchError, WriteFailed
 from processor.ops.launcher import daemon_env, find_jars, find_java
+from processor.shard.dynamodb_http import DynamoDBHttp
 from processor.shard.metrics import Metrics
 from processor.shard.table_check import table_problems
 
@@ -103,11 +101,10 @@ def check_processor(properties: Path, child_env: Mapping[str, str], budget_ms: i
     problems = [p for p in [Metrics(settings.metrics).check()] if p]
     region = child_env.get("AWS_REGION") or child_env.get("AWS_DEFAULT_REGION")
     endpoint = child_env.get("AWS_ENDPOINT_URL_DYNAMODB") or child_env.get("AWS_ENDPOINT_URL")
-    config = Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 1})
     try:
-        client = boto3.session.Session(region_name=region).client("dynamodb", endpoint_url=endpoint, config=config)
         probe = load_settings(properties, env={**child_env, "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": str(budget_ms)})
-        problems += table_problems(probe, client)
+        with DynamoDBHttp.from_environment(region=region, endpoint_url=endpoint, pool=1, timeout_s=5.0) as client:
+            problems += table_problems(probe, client)
     except WriteFailed as exc:
         problems.append(f"DynamoDB does not answer ({exc}); check AWS_ENDPOINT_URL_DYNAMODB / the region and "
                         f"that DynamoDB is reachable")

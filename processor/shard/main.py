@@ -3,7 +3,7 @@
 stdout belongs to the MultiLang protocol: it is claimed at the file-descriptor level before anything else runs, and
 everything else that writes to fd 1 (print, libraries, child processes) lands on stderr. Settings are loaded once;
 a configuration error is one JSON log line and exit 2, before any protocol message. The tables and the metrics
-target are checked in ``initialize`` (``shard/table_check.py``), before any record."""
+target are checked in ``initialize`` (``shard/table_check.py``, on the writer's thin client), before any record."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from typing import TextIO
 
 from amazon_kclpy import kcl
 
-from processor import aws, logs
+from processor import logs
 from processor.config import Settings, load_settings
 from processor.errors import EXIT_CONFIG, ConfigError
+from processor.shard.dynamodb_http import DynamoDBHttp
 from processor.shard.record_processor import ShardProcessor
 from processor.shard.table_check import table_problems
 from processor.shard.writer import Writer
@@ -32,8 +33,10 @@ def claim_stdout() -> TextIO:
 
 
 def make_writer(settings: Settings, shard_id: str = "?") -> Writer:
-    client = aws.client("dynamodb", pool=settings.write_concurrency, timeout=settings.write_timeout_millis / 1000,
-                        botocore_retries=1, validate=False)
+    """The writer on the thin DynamoDB client: region, endpoint, credentials and CA bundle from the environment
+    (resolved through botocore once), one kept-alive connection per concurrent write."""
+    client = DynamoDBHttp.from_environment(pool=settings.write_concurrency,
+                                           timeout_s=settings.write_timeout_millis / 1000)
     return Writer(settings, client, shard_id=shard_id)
 
 

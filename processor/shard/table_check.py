@@ -4,7 +4,8 @@ DescribeTable each of our three tables and compare it with what the processor wr
 processor may start. A table that is missing, another key schema, a missing index or an index keyed on one of our
 attributes with another type is a configuration error: found here, before any record, instead of turning every
 event into a dead letter. Transient failures of DescribeTable (throttling, 5xx, network) are retried with the
-writer's policy (for ever unless ``writeRetryBudgetMillis`` is set), logging at least once a minute.
+writer's policy (for ever unless ``writeRetryBudgetMillis`` is set), logging at least once a minute. The client is
+the writer's thin ``DynamoDBHttp`` (``shard/dynamodb_http.py``), classified by the one classifier.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import random
 import time
 from typing import Any, Callable
 
-from botocore.exceptions import ClientError
-
 from processor import logs
 from processor.config import Settings, property_key
 from processor.errors import WriteFailed
 from processor.ops.setup_tables import table_specs
-from processor.shard.failures import TRANSIENT, classify
+from processor.shard.dynamodb_http import DynamoDBHttp
+from processor.shard.failures import TRANSIENT, Failure, classify
 
 #: the type of every attribute the processor itself writes (detail fields have whatever type the event has)
 OWN_TYPES = {"taskArn": "S", "containerInstanceArn": "S", "clusterArn": "S", "lastStatus": "S", "version": "N",
@@ -66,26 +66,33 @@ def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[s
     return problems
 
 
-def describe(client: Any, name: str, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
+def describe(client: DynamoDBHttp, name: str, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
              clock: Callable[[], float] = time.monotonic) -> dict[str, Any] | str:
     """DescribeTable, retrying transient failures; the table, or a problem line."""
     started, attempt, logged = clock(), 0, -1e9
     budget_s = settings.write_retry_budget_millis / 1000
     while True:
         attempt += 1
+        failure: Failure
         try:
-            return client.describe_table(TableName=name)["Table"]
-        except Exception as exc:
-            verdict = classify(exc)
-            code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-            if code == "ResourceNotFoundException":
-                return (f"table {name} does not exist; create it with `ecs-state setup --properties FILE`, or set "
-                        f"the table setting to the right name")
-            if code in ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException"):
-                return (f"table {name}: {verdict.text}; give the worker dynamodb:DescribeTable, PutItem on it "
-                        f"(deploy/ecs-state.yaml WorkerPolicy) and valid credentials")
-            if verdict.kind != TRANSIENT:
-                return f"table {name}: DescribeTable failed: {verdict.text}"
+            reply = client.describe_table(name)
+        except Exception as exc:  # TransportError: no usable reply
+            failure = exc
+        else:
+            table = reply.body.get("Table")
+            if reply.ok and isinstance(table, dict):
+                return table
+            failure = reply
+        verdict = classify(failure)
+        code = verdict.code
+        if code == "ResourceNotFoundException":
+            return (f"table {name} does not exist; create it with `ecs-state setup --properties FILE`, or set "
+                    f"the table setting to the right name")
+        if code in ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException"):
+            return (f"table {name}: {verdict.text}; give the worker dynamodb:DescribeTable, PutItem on it "
+                    f"(deploy/ecs-state.yaml WorkerPolicy) and valid credentials")
+        if verdict.kind != TRANSIENT:
+            return f"table {name}: DescribeTable failed: {verdict.text}"
         if budget_s and clock() - started > budget_s:
             raise WriteFailed(f"DescribeTable {name}: still failing after {attempt} attempts ({verdict.text})")
         if clock() - logged >= 60:
@@ -95,7 +102,7 @@ def describe(client: Any, name: str, settings: Settings, *, sleep: Callable[[flo
         sleep(random.uniform(0, min(2.0, 0.05 * 2 ** min(attempt, 10))))
 
 
-def table_problems(settings: Settings, client: Any, **retry: Any) -> list[str]:
+def table_problems(settings: Settings, client: DynamoDBHttp, **retry: Any) -> list[str]:
     """Every problem with our three tables, one line each (empty: the processor may start)."""
     problems: list[str] = []
     for n, spec in enumerate(table_specs(settings)):

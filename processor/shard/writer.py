@@ -11,6 +11,15 @@ Each resource of the batch comes with its candidate versions, newest first; the 
 time, for the first candidate only, and the next is tried when the builder or DynamoDB refuses one (each refused
 candidate is a dead letter with its original bytes): a valid version is never displaced by an invalid one.
 
+The client is the thin ``DynamoDBHttp`` (``shard/dynamodb_http.py``): a request's body is serialised once and the
+same bytes are resent on every retry; a conditional put asks for ``ReturnValuesOnConditionCheckFailure=ALL_OLD``.
+
+Skipping what is known to be stale (``shard/stored_versions.py``): the writer remembers, per (table, ARN), the
+version it wrote and the stored version a failed condition returned; a resource whose remembered stored version
+is >= its candidate's is counted ``stale`` without a request. While the shard catches up (``write(...,
+prefetch=True)``) the stored versions of ARNs it does not remember are read first with ``BatchGetItem`` (counted
+in ``requests``). A miss costs one write, never correctness: every item sent keeps its condition.
+
 Every failure is classified once (``shard/failures.py``): record-level -> dead letter; transient -> retried with
 exponential backoff and full jitter (capped at ``BACKOFF_CAP_S``) while the lease is held, the cause logged at
 least once a minute (``write_retrying``); with ``write_retry_budget_millis`` / ``write_max_attempts`` set (> 0),
@@ -34,7 +43,10 @@ from processor.core.items import Item
 from processor.core.reducer import Batch
 from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
+from processor.shard.dynamodb_http import Response, serialise
 from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, classify
+from processor.shard.stored_versions import StoredVersions
+from processor.shard.stored_versions import prefetch as read_stored_versions
 
 CONDITION = "attribute_not_exists(#k) OR NOT attribute_type(#v, :n) OR #v < :v"
 BACKOFF_BASE_S = 0.025
@@ -54,6 +66,8 @@ class Outcome:
     retries: int = 0
     throttled: int = 0
     fallbacks: int = 0  # resources written at an older version because a newer one could not be stored
+    skipped: int = 0  # of ``stale``: known stale from the stored-version memory, no request sent
+    prefetched: int = 0  # stored versions read by BatchGetItem before the writes
     failed: list[str] = field(default_factory=list)
     millis: float = 0.0
 
@@ -91,6 +105,7 @@ class Writer:
         self.client = client
         self.shard_id = shard_id
         self.tables = {TASK: settings.task_table, INSTANCE: settings.instance_table}
+        self.stored = StoredVersions(settings.stored_versions_capacity)
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
@@ -102,10 +117,13 @@ class Writer:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def write(self, batch: Batch) -> Outcome:
-        """Make every resource and dead letter of ``batch`` durable, or report what failed."""
+    def write(self, batch: Batch, prefetch: bool = False) -> Outcome:
+        """Make every resource and dead letter of ``batch`` durable, or report what failed. With ``prefetch``
+        (the shard is catching up), the stored versions of resources not remembered are read first."""
         start = self._clock()
         flush = _Flush(Outcome())
+        if prefetch and batch.items:
+            self._prefetch(batch, flush)
         futures = [self._pool.submit(self._put_resource, versions, flush) for versions in batch.items]
         futures += [self._pool.submit(self._put_dead_letter, dead, flush) for dead in batch.dead_letters]
         for future in futures:
@@ -118,9 +136,27 @@ class Writer:
         flush.outcome.millis = (self._clock() - start) * 1000
         return flush.outcome
 
+    def _prefetch(self, batch: Batch, flush: _Flush) -> None:
+        """Read the stored versions of the batch's resources this writer does not remember (an optimisation: a
+        request that keeps failing leaves its keys unknown, and they are simply written)."""
+        unknown = self.stored.unknown([versions[0] for versions in batch.items], self.tables)
+        if not unknown:
+            return
+        got = read_stored_versions(self.client, unknown, self.tables, pool=self._pool, rng=self._rng)
+        for (table, arn), version in got.versions.items():
+            self.stored.remember(table, arn, version)
+        flush.add(requests=got.requests, prefetched=len(got.versions))
+        if got.errors:
+            logs.log("prefetch_incomplete", level="WARNING", shard=self.shard_id, keys_not_read=got.given_up,
+                     examples=got.errors[:3], note="those resources are written without knowing their stored "
+                                                   "version (the conditional write decides)")
+
     def _put_resource(self, versions: list[Candidate], flush: _Flush) -> None:
         """Store the newest candidate that can be stored; every newer one is a dead letter."""
         for n, candidate in enumerate(versions):
+            if self.stored.is_stale(self.tables[candidate.kind], candidate.arn, candidate.version):
+                flush.add(stale=1, skipped=1)  # an equal or newer version is stored: the condition would fail
+                return
             built = self._build(candidate, self.settings.task_retention_hours)
             if isinstance(built, DeadLetter):
                 self._log_refused(built)
@@ -138,19 +174,23 @@ class Writer:
 
     def _put_state(self, item: Item, flush: _Flush) -> str:
         """WRITTEN or STALE; raises _Refused when DynamoDB refuses the item, WriteFailed past a finite budget."""
+        table = self.tables[item.kind]
         request = {
-            "TableName": self.tables[item.kind],
+            "TableName": table,
             "Item": item.attributes,
             "ConditionExpression": CONDITION,
             "ExpressionAttributeNames": {"#k": item.key, "#v": "version"},
             "ExpressionAttributeValues": {":v": {"N": str(item.version)}, ":n": {"S": "N"}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         what = f"{item.key} {item.arn} version {item.version} ({item.position.shard_id} " \
-               f"{item.position.dead_letter_key()}) in {self.tables[item.kind]}"
-        verdict = self._call(request, flush, what)
+               f"{item.position.dead_letter_key()}) in {table}"
+        verdict, reply = self._call(request, flush, what)
         if verdict is None:
+            self.stored.remember(table, item.arn, item.version)
             return WRITTEN
         if verdict.kind == STALE:
+            self.stored.remember_stored_item(table, item.arn, reply.item if reply is not None else None)
             return STALE
         raise _Refused(verdict)
 
@@ -159,21 +199,26 @@ class Writer:
                f"{self.settings.dead_letter_table}"
         for attributes in dead.items:
             request = {"TableName": self.settings.dead_letter_table, "Item": attributes}
-            verdict = self._call(request, flush, what)
+            verdict, _ = self._call(request, flush, what)
             if verdict is not None and verdict.kind == RECORD:
                 # Our own dead-letter item refused: keep the bytes at least, in the plainest form.
                 plain = {k: attributes[k] for k in ("shardId", "sequenceNumber", "data", "dataEncoding",
                                                     "dataLength", "dataSha256") if k in attributes}
                 plain["reasonCode"] = {"S": "dead-letter-refused"}
                 if self._call({"TableName": self.settings.dead_letter_table, "Item": plain}, flush, what,
-                              record_is_transient=True) is not None:
+                              record_is_transient=True)[0] is not None:
                     raise WriteFailed(f"{what}: refused twice")  # unreachable: record_is_transient retries
         flush.add(dead_letters=1)
 
     def _call(self, request: dict[str, Any], flush: _Flush, what: str,
-              record_is_transient: bool = False) -> Verdict | None:
-        """PutItem with retries of transient failures. None when it succeeded, else the STALE or RECORD verdict;
-        WriteFailed when a finite retry budget runs out."""
+              record_is_transient: bool = False) -> tuple[Verdict | None, Response | None]:
+        """PutItem with retries of transient failures: (None, reply) when it succeeded, else the STALE or RECORD
+        verdict and DynamoDB's reply (None when the request could not be serialised); WriteFailed when a finite
+        retry budget runs out. The body is serialised once; every retry resends the same bytes."""
+        try:
+            body = serialise(request)
+        except Exception as exc:  # a value JSON cannot carry (a binary map key...): the record's fault
+            return classify(exc), None
         attempt = 0
         budget_s = self.settings.write_retry_budget_millis / 1000
         max_attempts = self.settings.write_max_attempts
@@ -181,13 +226,17 @@ class Writer:
         while True:
             attempt += 1
             flush.add(requests=1)
+            reply: Response | None = None
             try:
-                self.client.put_item(**request)
-                return None
-            except Exception as exc:
+                reply = self.client.put_item(body)
+            except Exception as exc:  # TransportError (no usable reply), or a bug in the client
                 verdict = classify(exc)
+            else:
+                if reply.ok:
+                    return None, reply
+                verdict = classify(reply)
             if verdict.kind != TRANSIENT and not (record_is_transient and verdict.kind == RECORD):
-                return verdict
+                return verdict, reply
             flush.add(retries=1, throttled=int(verdict.throttled))
             delay = self._rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt, 20)))
             waited = self._clock() - started

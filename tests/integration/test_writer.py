@@ -1,4 +1,4 @@
-"""The writer against moto's DynamoDB over HTTP."""
+"""The writer on its thin client (``DynamoDBHttp``) against moto's DynamoDB over HTTP."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import random
 from typing import Any, Iterator
 
 import pytest
-from botocore.exceptions import ClientError
 
 from processor import aws
 from processor.config import Settings
@@ -16,6 +15,7 @@ from processor.core.position import Position
 from processor.core.reducer import Batch, Counts
 from processor.core.route import Candidate, admit, build
 from processor.ops.setup_tables import ensure_tables
+from processor.shard.dynamodb_http import DynamoDBHttp, Response
 from processor.shard.writer import Writer
 from processor.testing.factories import as_json, as_msgpack, task_arn, task_event
 
@@ -29,6 +29,11 @@ def settings(moto_server: Any, request: pytest.FixtureRequest) -> Iterator[Setti
                  dead_letter_table=f"dead-{suffix}", write_retry_budget_millis=5000)
     ensure_tables(s)
     yield s
+
+
+def _client() -> DynamoDBHttp:
+    """The writer's client, as ``shard/main.py`` makes it (the moto fixture sets the standard environment)."""
+    return DynamoDBHttp.from_environment(pool=4, timeout_s=5.0)
 
 
 def _item(n: int, version: int, seq: int = 1, **detail: Any) -> Candidate:
@@ -55,17 +60,43 @@ def _dead(settings: Settings, seq: int) -> dict[str, Any] | None:
 
 
 def test_conditional_writes_store_newer_and_reject_older_or_equal(settings: Settings) -> None:
-    writer = Writer(settings, aws.client("dynamodb", botocore_retries=1))
+    writer = Writer(settings, _client())
     out = writer.write(_batch([_item(n, 5) for n in range(20)]))
     assert (out.written, out.stale, out.ok) == (20, 0, True)
-    out = writer.write(_batch([_item(0, 4), _item(1, 5), _item(2, 6)]))
-    assert (out.written, out.stale) == (1, 2)
+    out = Writer(settings, _client()).write(_batch([_item(0, 4), _item(1, 5), _item(2, 6)]))  # remembers nothing
+    assert (out.written, out.stale, out.skipped) == (1, 2, 0)
     assert [_stored(settings, n) for n in range(3)] == [5, 5, 6]
     assert out.requests == 3
 
 
+def test_a_version_at_or_below_one_known_to_be_stored_is_stale_without_a_request(settings: Settings) -> None:
+    """Known from its own writes and from the stored item a failed condition returns (ALL_OLD)."""
+    first = Writer(settings, _client())
+    assert first.write(_batch([_item(n, 5) for n in range(3)])).written == 3
+    out = first.write(_batch([_item(0, 5), _item(1, 4), _item(2, 6)]))
+    assert (out.written, out.stale, out.skipped, out.requests) == (1, 2, 2, 1)
+    other = Writer(settings, _client())  # another processor (a replay): knows nothing yet
+    out = other.write(_batch([_item(0, 2)]))
+    assert (out.stale, out.skipped, out.requests) == (1, 0, 1)
+    assert other.stored.known(settings.task_table, task_arn(0)) == 5  # from ALL_OLD
+    out = other.write(_batch([_item(0, 3), _item(1, 1)]))
+    assert (out.stale, out.skipped, out.requests) == (2, 1, 1)
+    assert [_stored(settings, n) for n in range(3)] == [5, 5, 6]
+
+
+def test_a_catching_up_writer_reads_unknown_stored_versions_in_batches_first(settings: Settings) -> None:
+    Writer(settings, _client()).write(_batch([_item(n, 5) for n in range(150)]))
+    replay = Writer(settings, _client())
+    out = replay.write(_batch([_item(n, 4) for n in range(150)] + [_item(n, 6) for n in range(150, 160)]),
+                       prefetch=True)
+    assert out.ok and (out.written, out.stale, out.skipped, out.prefetched) == (10, 150, 150, 150)
+    assert out.requests == 2 + 10  # two BatchGetItem of at most 100 keys, then only the ten new items
+    out = replay.write(_batch([_item(n, 7) for n in range(160)]), prefetch=True)  # all known now: no reads
+    assert (out.written, out.requests, out.prefetched) == (160, 160, 0)
+
+
 def test_dead_letters_are_put(settings: Settings) -> None:
-    writer = Writer(settings, aws.client("dynamodb"))
+    writer = Writer(settings, _client())
     dead = dead_letter(b"{bad", POS, "pk", 123, "bad-json", "not valid JSON")
     out = writer.write(_batch([], [dead]))
     assert out.ok and out.dead_letters == 1
@@ -77,7 +108,7 @@ def test_dead_letters_are_put(settings: Settings) -> None:
 def test_a_table_lost_mid_run_is_transient_and_fails_only_past_a_finite_budget(settings: Settings) -> None:
     broken = Settings(task_table="no-such-table", dead_letter_table=settings.dead_letter_table,
                       write_retry_budget_millis=1000)
-    out = Writer(broken, aws.client("dynamodb", botocore_retries=1)).write(_batch([_item(1, 1)]))
+    out = Writer(broken, _client()).write(_batch([_item(1, 1)]))
     assert not out.ok and "no-such-table" in out.failed[0] and "ResourceNotFoundException" in out.failed[0]
     assert out.dead_letters == 0 and out.retries > 1  # not the record's fault: retried, no dead letter
 
@@ -86,22 +117,24 @@ class Throttling:
     """Wraps the real client and answers the first ``n`` put_item calls with a throttling error — a reply moto
     cannot produce (the fault-proxy tests cover this over HTTP end to end)."""
 
-    def __init__(self, real: Any, n: int, code: str = "ProvisionedThroughputExceededException") -> None:
+    def __init__(self, real: DynamoDBHttp, n: int, code: str = "ProvisionedThroughputExceededException") -> None:
         self.real, self.left, self.code = real, n, code
+        self.bodies: set[bytes] = set()
 
-    def put_item(self, **kwargs: Any) -> Any:
+    def put_item(self, body: bytes) -> Response:
+        self.bodies.add(body)
         if self.left > 0:
             self.left -= 1
-            raise ClientError({"Error": {"Code": self.code, "Message": "slow down"},
-                               "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutItem")
-        return self.real.put_item(**kwargs)
+            return Response(400 if "Throughput" in self.code else 503, self.code, "slow down", {})
+        return self.real.put_item(body)
 
 
 def test_throttling_is_retried_with_backoff(settings: Settings) -> None:
     delays: list[float] = []
-    writer = Writer(settings, Throttling(aws.client("dynamodb"), 4), sleep=delays.append, rng=random.Random(1))
+    writer = Writer(settings, Throttling(_client(), 4), sleep=delays.append, rng=random.Random(1))
     out = writer.write(_batch([_item(7, 3)]))
     assert out.ok and out.written == 1 and out.retries == 4 and out.throttled == 4 and out.requests == 5
+    assert len(writer.client.bodies) == 1  # serialised once: every retry resent the same bytes
     assert len(delays) == 4 and all(0 <= d <= 2.0 for d in delays)
     assert _stored(settings, 7) == 3
 
@@ -109,7 +142,7 @@ def test_throttling_is_retried_with_backoff(settings: Settings) -> None:
 def test_retry_budget_exhausted_reports_failure(settings: Settings) -> None:
     s = Settings(task_table=settings.task_table, instance_table=settings.instance_table,
                  dead_letter_table=settings.dead_letter_table, write_max_attempts=3)
-    out = Writer(s, Throttling(aws.client("dynamodb"), 100), sleep=lambda _: None).write(_batch([_item(8, 1)]))
+    out = Writer(s, Throttling(_client(), 100), sleep=lambda _: None).write(_batch([_item(8, 1)]))
     assert not out.ok and "after 3 attempts" in out.failed[0]
     assert _stored(settings, 8) is None
 
@@ -128,7 +161,7 @@ def _oversized(candidate: Candidate, hours: int) -> Item | DeadLetter:
 def test_an_item_dynamodb_refuses_is_a_dead_letter_of_its_bytes_and_the_older_valid_version_is_written(
         settings: Settings) -> None:
     older, newest = _item(9, 1, seq=1), _item(9, 2, seq=2)
-    writer = Writer(settings, aws.client("dynamodb", botocore_retries=1), build_item=_oversized)
+    writer = Writer(settings, _client(), build_item=_oversized)
     out = writer.write(_batch([[newest, older]]))
     assert out.ok and (out.written, out.dead_letters, out.fallbacks) == (1, 1, 1)
     dead = _dead(settings, 2)
@@ -138,8 +171,8 @@ def test_an_item_dynamodb_refuses_is_a_dead_letter_of_its_bytes_and_the_older_va
 
 
 def test_an_exception_while_sending_one_item_is_that_records_dead_letter(settings: Settings) -> None:
-    """A msgpack binary map key past a lenient builder: botocore's serializer raises TypeError (no parameter
-    validation on the hot path). The record is dead-lettered with its bytes; the shard moves on. (``admit``
+    """A msgpack binary map key past a lenient builder: the request's serialisation raises TypeError (JSON keys
+    are text). The record is dead-lettered with its bytes; the shard moves on. (``admit``
     refuses such a record when it is read; the candidate is made by hand to test the writer's own backstop.)"""
     doc = task_event(task_arn(10), 3)
     doc["detail"]["weird"] = {b"k": 1}
@@ -155,7 +188,7 @@ def test_an_exception_while_sending_one_item_is_that_records_dead_letter(setting
                         item.size, bad.position)
         return item
 
-    out = Writer(settings, aws.client("dynamodb", botocore_retries=1, validate=False), build_item=lenient).write(
+    out = Writer(settings, _client(), build_item=lenient).write(
         _batch([[bad, _item(10, 1, seq=1)], _item(11, 1)]))
     assert out.ok and (out.written, out.dead_letters) == (2, 1)
     dead = _dead(settings, 3)
@@ -168,10 +201,10 @@ def test_a_stored_version_that_is_missing_or_not_a_number_is_older_than_any_vers
     ddb = aws.client("dynamodb")
     ddb.put_item(TableName=settings.task_table, Item={"taskArn": {"S": task_arn(12)}, "version": {"S": "99"}})
     ddb.put_item(TableName=settings.task_table, Item={"taskArn": {"S": task_arn(13)}, "lastStatus": {"S": "X"}})
-    out = Writer(settings, aws.client("dynamodb", botocore_retries=1)).write(_batch([_item(12, 1), _item(13, 1)]))
+    out = Writer(settings, _client()).write(_batch([_item(12, 1), _item(13, 1)]))
     assert out.ok and out.written == 2
     assert (_stored(settings, 12), _stored(settings, 13)) == (1, 1)
-    out = Writer(settings, aws.client("dynamodb", botocore_retries=1)).write(_batch([_item(12, 1), _item(13, 0)]))
+    out = Writer(settings, _client()).write(_batch([_item(12, 1), _item(13, 0)]))
     assert (out.written, out.stale) == (0, 2)  # now numbers: the usual rule again
 
 
@@ -179,6 +212,6 @@ def test_transient_failures_are_retried_for_ever_by_default(settings: Settings) 
     s = Settings(task_table=settings.task_table, instance_table=settings.instance_table,
                  dead_letter_table=settings.dead_letter_table)
     assert (s.write_retry_budget_millis, s.write_max_attempts) == (0, 0)
-    out = Writer(s, Throttling(aws.client("dynamodb"), 300, code="ServiceUnavailable"), sleep=lambda _: None).write(
+    out = Writer(s, Throttling(_client(), 300, code="ServiceUnavailable"), sleep=lambda _: None).write(
         _batch([_item(14, 1)]))
     assert out.ok and out.retries == 300 and _stored(settings, 14) == 1

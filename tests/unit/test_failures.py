@@ -1,45 +1,49 @@
-"""The one classifier of DynamoDB failures, and the comparison of a described table with what we write (pure)."""
+"""The one classifier of DynamoDB failures, and the comparison of a described table with what we write (pure): the
+thin client's error replies (``Response``), its ``TransportError`` and exceptions raised while preparing a request."""
 
 from __future__ import annotations
 
 import pytest
-from botocore.exceptions import EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
 from processor.config import Settings
 from processor.ops.setup_tables import table_specs
+from processor.shard.dynamodb_http import Response, TransportError, TransportTimeout
 from processor.shard.failures import RECORD, STALE, TRANSIENT, classify
 from processor.shard.table_check import compare
 
 
-def _client_error(code: str, status: int = 400) -> Exception:
-    from botocore.exceptions import ClientError
-
-    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                       "PutItem")
+def _reply(code: str, status: int = 400) -> Response:
+    return Response(status, code or f"HTTP{status}", "m", {})
 
 
-@pytest.mark.parametrize("exc,kind", [
-    (_client_error("ConditionalCheckFailedException"), STALE),
-    (_client_error("ValidationException"), RECORD),
+@pytest.mark.parametrize("failure,kind", [
+    (_reply("ConditionalCheckFailedException"), STALE),
+    (_reply("ValidationException"), RECORD),
+    (_reply("SerializationException"), RECORD),
     (TypeError("keys must be str"), RECORD),
     (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), RECORD),
-    (ParamValidationError(report="bad"), RECORD),
-    (_client_error("ProvisionedThroughputExceededException"), TRANSIENT),
-    (_client_error("ResourceNotFoundException"), TRANSIENT),
-    (_client_error("AccessDeniedException"), TRANSIENT),
-    (_client_error("SomethingNew"), TRANSIENT),
-    (_client_error("", 503), TRANSIENT),
-    (EndpointConnectionError(endpoint_url="http://x"), TRANSIENT),
-    (ReadTimeoutError(endpoint_url="http://x"), TRANSIENT),
+    (_reply("ProvisionedThroughputExceededException"), TRANSIENT),
+    (_reply("ResourceNotFoundException"), TRANSIENT),
+    (_reply("AccessDeniedException"), TRANSIENT),
+    (_reply("ExpiredTokenException"), TRANSIENT),
+    (_reply("SomethingNew"), TRANSIENT),
+    (_reply("InternalServerError", 500), TRANSIENT),
+    (_reply("", 503), TRANSIENT),
+    (_reply("", 413), TRANSIENT),  # a load balancer's page: a reply we do not understand is not the record's fault
+    (TransportError("PutItem", "cannot connect to http://x: refused", maybe_applied=False), TRANSIENT),
+    (TransportTimeout("PutItem", "timed out (read timeout=5)"), TRANSIENT),
+    (TransportError("PutItem", "reply of 12 bytes failed its CRC32 check (garbled)"), TRANSIENT),
     (ConnectionResetError(), TRANSIENT),
 ])
-def test_each_failure_has_one_class(exc: Exception, kind: str) -> None:
-    assert classify(exc).kind == kind
+def test_each_failure_has_one_class(failure: Exception, kind: str) -> None:
+    assert classify(failure).kind == kind
 
 
-def test_throttling_is_marked_as_such() -> None:
-    assert classify(_client_error("ThrottlingException")).throttled
-    assert not classify(_client_error("InternalServerError", 500)).throttled
+def test_throttling_is_marked_as_such_and_a_page_without_a_code_is_named_by_its_status() -> None:
+    assert classify(_reply("ThrottlingException")).throttled
+    assert classify(_reply("ProvisionedThroughputExceededException")).throttled
+    assert not classify(_reply("InternalServerError", 500)).throttled
+    assert classify(_reply("", 502)).code == "502" and classify(_reply("", 502)).text.startswith("502: ")
 
 
 def _described(spec: dict[str, object]) -> dict[str, object]:

@@ -3,15 +3,19 @@
 DynamoDB is played by ``FakeDynamoDB``, an in-memory table with the conditional put the writer issues (the real
 one cannot run in a pure test; tests/integration/test_writer.py checks the same paths against moto). Each version
 of a resource is either storable, refused by our builder's check when it is read (nested too deep), refused by DynamoDB
-(``ValidationException``) or makes the request raise (a ``TypeError``, as botocore's serializer does).
+(``ValidationException``) or makes the request raise (a ``TypeError``, as a serializer does). The fake speaks the
+thin client's interface (``put_item(body) -> Response``, ALL_OLD on a failed condition), so the writer's memory of
+stored versions is in play: a version at or below one the writer knows to be stored is counted stale without a
+request, whatever DynamoDB would have said of it.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 from typing import Any
 
-from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +24,7 @@ from processor.core.dead_letters import DeadLetter, read_dead_letter_data
 from processor.core.position import Position
 from processor.core.reducer import Reducer
 from processor.core.route import Candidate, admit
+from processor.shard.dynamodb_http import Response
 from processor.shard.writer import Writer
 from processor.testing.factories import as_json, task_arn, task_event
 
@@ -32,20 +37,22 @@ class FakeDynamoDB:
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def put_item(self, TableName: str, Item: dict[str, Any], **condition: Any) -> None:  # noqa: N803 (boto3 names)
-        if "refuse" in Item:
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": "refused"},
-                               "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutItem")
-        if "raises" in Item:
+    def put_item(self, body: bytes) -> Response:
+        request = json.loads(body)
+        item = request["Item"]
+        if "refuse" in item:
+            return Response(400, "ValidationException", "refused", {})
+        if "raises" in item:
             raise TypeError("keys must be str, int, float, bool or None, not bytes")
-        table = self.tables.setdefault(TableName, {})
-        key = Item["taskArn"]["S"] if "taskArn" in Item else Item["sequenceNumber"]["S"]
+        table = self.tables.setdefault(request["TableName"], {})
+        key = item["taskArn"]["S"] if "taskArn" in item else item["sequenceNumber"]["S"]
         stored = table.get(key)
-        if condition and stored is not None and "N" in stored.get("version", {}) \
-                and int(stored["version"]["N"]) >= int(Item["version"]["N"]):
-            raise ClientError({"Error": {"Code": "ConditionalCheckFailedException", "Message": "no"},
-                               "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutItem")
-        table[key] = Item
+        if "ConditionExpression" in request and stored is not None and "N" in stored.get("version", {}) \
+                and int(stored["version"]["N"]) >= int(item["version"]["N"]):
+            old = {"Item": stored} if request.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" else {}
+            return Response(400, "ConditionalCheckFailedException", "no", old)
+        table[key] = {k: {"B": base64.b64decode(v["B"])} if "B" in v else v for k, v in item.items()}  # as sent
+        return Response(200, "", "", {})
 
 
 def _data(arn_no: int, version: int, kind: str) -> bytes:
@@ -104,10 +111,11 @@ def test_what_is_written_is_the_highest_storable_version_and_nothing_is_lost(
             versions = sorted({(v, k) for a, v, k, _ in window if a == arn_no}, reverse=True)
             storable = [v for v, k in versions if k == OK]
             top = storable[0] if storable else -1
+            stored_before = best.get(arn_no, -1)  # what the writer may know is stored: at most this
             if storable:
-                best[arn_no] = max(best.get(arn_no, -1), top)
-            for v, k in versions:  # every unstorable version above the one written is a dead letter of its bytes
-                if v > top:
+                best[arn_no] = max(stored_before, top)
+            for v, k in versions:  # every unstorable version above the one written (and above what was stored
+                if v > top and v > stored_before:  # before: that one may be skipped as stale) is a dead letter
                     seq = firsts[(arn_no, v)]
                     assert seq in dead, (arn_no, v, k)
                     assert read_dead_letter_data([{k2: next(iter(v2.values())) for k2, v2 in dead[seq].items()}]) \
