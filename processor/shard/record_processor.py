@@ -12,6 +12,12 @@ It decides *when* to flush and *where* to checkpoint, and holds no business rule
   long as they last (the default); only with a finite ``writeRetryBudgetMillis`` does a flush that still fails
   exit the process (code 3) without checkpointing: the daemon then stops, and the shard is read again from its
   last checkpoint.
+- while the shard catches up (``stored_versions.CatchUp``: started at TRIM_HORIZON / AT_TIMESTAMP until near the
+  tip, or ``millisBehindLatest`` >= ``prefetchBehindMillis``) a flush first reads the stored versions it does not
+  remember (``Writer.write(..., prefetch=True)``);
+- every flush line carries the freshness of the records it covers (``shard/freshness.py``: arrival in Kinesis ->
+  durable, p50 / p99); the arrivals are collected as records are offered and dropped with the pending state on a
+  lease loss;
 - metrics and log lines are side effects: a failure to write them is counted, never raised into the flush.
 """
 
@@ -35,7 +41,9 @@ from processor.core.route import admit
 from processor.errors import EXIT_BUG, EXIT_WRITE_FAILED, ConfigError, EcsStateError, exit_code_for
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport
+from processor.shard.freshness import freshness
 from processor.shard.metrics import Metrics, log_safely
+from processor.shard.stored_versions import CatchUp
 from processor.shard.writer import Outcome, Writer
 
 RETRY_CHECKPOINT = frozenset({"ThrottlingException", "KinesisClientLibDependencyException"})
@@ -47,7 +55,7 @@ class ShardProcessor(v3.RecordProcessorBase):
 
     def __init__(self, settings: Settings, writer_factory: Callable[[str], Writer], *,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep,
+                 sleep: Callable[[float], None] = time.sleep, wall_ms: Callable[[], float] = lambda: time.time() * 1000,
                  startup: Callable[[Writer], list[str]] | None = None) -> None:
         self.settings = settings
         self._writer_factory = writer_factory
@@ -62,6 +70,9 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._checkpointing = True
         self._durable: Position | None = None  # flushed (durable) but not yet checkpointed
         self._millis_behind: int | None = None
+        self.catch_up = CatchUp(settings.prefetch_behind_millis)
+        self._wall_ms = wall_ms
+        self._arrivals: list[int | None] = []  # approximateArrivalTimestamp of every record pending a flush
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -77,6 +88,7 @@ class ShardProcessor(v3.RecordProcessorBase):
         if problems:
             raise ConfigError("; ".join(problems))
         self._last_flush = self._clock()
+        self.catch_up.on_initialize(initialize_input.sequence_number)
         log_safely("initialize", shard=self.shard_id, sequenceNumber=initialize_input.sequence_number,
                  subSequenceNumber=initialize_input.sub_sequence_number)
 
@@ -85,6 +97,7 @@ class ShardProcessor(v3.RecordProcessorBase):
 
     def _process_records(self, process_records_input: Any) -> None:
         self._millis_behind = process_records_input.millis_behind_latest
+        self.catch_up.on_records(self._millis_behind)
         checkpointer = process_records_input.checkpointer
         for record in process_records_input.records:
             self.offer(record.binary_data, record.sequence_number, record.sub_sequence_number or 0,
@@ -97,6 +110,7 @@ class ShardProcessor(v3.RecordProcessorBase):
     def lease_lost(self, lease_lost_input: Any) -> None:
         dropped = self.reducer.pending_arns
         self.reducer.clear()
+        self._arrivals.clear()
         self._checkpointing = False
         log_safely("lease_lost", shard=self.shard_id, dropped_pending_arns=dropped,
                  note="pending state dropped; the new owner re-reads from the last checkpoint")
@@ -121,6 +135,7 @@ class ShardProcessor(v3.RecordProcessorBase):
     def offer(self, data: bytes, sequence_number: str, sub_sequence_number: int, partition_key: str,
               arrival_ms: int | None) -> None:
         position = Position(self.shard_id, sequence_number, sub_sequence_number)
+        self._arrivals.append(arrival_ms)
         entry = admit(data, position, partition_key, arrival_ms, self.settings.task_retention_hours)
         if isinstance(entry, Ignored):
             self.reducer.offer_ignored(position)
@@ -139,9 +154,11 @@ class ShardProcessor(v3.RecordProcessorBase):
         if not self.reducer.has_pending:
             return None
         batch = self.reducer.drain()
+        arrivals, self._arrivals = self._arrivals, []
         assert self._writer is not None, "flush before initialize"
-        outcome = self._writer.write(batch)
-        self._report(batch, outcome, reason)
+        outcome = self._writer.write(batch, prefetch=self.catch_up.active)
+        fresh = freshness(arrivals, self._wall_ms()) if outcome.ok else (None, None)
+        self._report(batch, outcome, reason, fresh)
         if not outcome.ok:
             first = batch.items[0][0].arn if batch.items else None
             log_safely("flush_failed", level="ERROR", shard=self.shard_id,
@@ -190,7 +207,8 @@ class ShardProcessor(v3.RecordProcessorBase):
                 return False
         return False
 
-    def _report(self, batch: Batch, outcome: Outcome, reason: str) -> None:
+    def _report(self, batch: Batch, outcome: Outcome, reason: str,
+                fresh: tuple[float | None, float | None]) -> None:
         counts = batch.counts
         report = FlushReport(
             shard=self.shard_id, reason=reason,
@@ -199,7 +217,8 @@ class ShardProcessor(v3.RecordProcessorBase):
             records=counts.records, distinct_arns=len(batch.items), writes=outcome.written, stale=outcome.stale,
             ignored=counts.ignored, dead_letters=outcome.dead_letters, duplicates=counts.duplicates,
             superseded=counts.superseded, requests=outcome.requests, retries=outcome.retries,
-            throttled=outcome.throttled, flush_ms=round(outcome.millis, 1), millis_behind_latest=self._millis_behind)
+            throttled=outcome.throttled, flush_ms=round(outcome.millis, 1), millis_behind_latest=self._millis_behind,
+            freshness_p50_ms=fresh[0], freshness_p99_ms=fresh[1])
         log_safely(FLUSH_EVENT, **report.fields())
         self.metrics.emit(self.shard_id, report.stats())  # never raises
 

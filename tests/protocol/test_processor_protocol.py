@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import threading
@@ -75,6 +76,29 @@ def test_replay_after_a_restart_is_idempotent(tables: Settings, tmp_path: Path) 
     assert state == expected_state(records)[0]
     second = flush_reports((tmp_path / "stderr1").read_text().splitlines())
     assert sum(f.writes for f in second) == 0 and sum(f.stale for f in second) > 0
+
+
+def test_a_replay_far_behind_the_tip_reads_stored_versions_in_bulk_and_sends_no_write(tables: Settings,
+                                                                                       tmp_path: Path) -> None:
+    """Catching up (millisBehindLatest past prefetchBehindMillis): the stored versions are read with BatchGetItem
+    (100 keys a request) and every stale write is skipped; the flush lines say how old the records were."""
+    ten_minutes_ago = int(time.time() * 1000) - 600_000
+    records = [dataclasses.replace(r, arrival_ms=ten_minutes_ago)
+               for r in records_from(make_stream(seed=12, arns=250, versions=2, poison_every=10**6))]
+    proc = ProcessorProcess(env=env_for(tables), stderr_path=tmp_path / "first").start()
+    assert run_shard(proc, "shardId-000000000012", records, batch_size=1000) == 0
+    proc = ProcessorProcess(env=env_for(tables), stderr_path=tmp_path / "replay").start()
+    proc.initialize("shardId-000000000012")
+    proc.process_records(records, millis_behind_latest=3_600_000)
+    proc.shutdown_requested()
+    assert proc.close() == 0
+    assert stored_state(tables)[0] == expected_state(records)[0]
+    replay = flush_reports((tmp_path / "replay").read_text().splitlines())
+    arns = sum(f.distinct_arns for f in replay)
+    assert sum(f.writes for f in replay) == 0 and sum(f.stale for f in replay) == arns > 0
+    assert sum(f.requests for f in replay) <= -(-arns // 100) * len(replay)  # reads only, no PutItem
+    assert all(f.freshness_p50_ms is not None and f.freshness_p50_ms >= 600_000 for f in replay)
+    assert all(f.freshness_p99_ms is not None and f.freshness_p99_ms >= f.freshness_p50_ms for f in replay)
 
 
 def test_interval_not_reached_means_no_checkpoint_until_shutdown(tables: Settings, tmp_path: Path) -> None:
