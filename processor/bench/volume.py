@@ -19,7 +19,7 @@ connections, every request priced in capacity units):
   the same stream, on fresh tables of the same server.
 * Figures per pass: CPU µs/event of the processor processes (``initialize`` answered to the end, /proc), split
   into protocol / decode / reduce estimated in this process on the same records (:func:`cpu_split`) and the rest
-  (write: boto3, threads, flush bookkeeping); the peak RSS of each process (``VmHWM``); flush duration and
+  (write: the DynamoDB client, threads, flush bookkeeping); the peak RSS of each process (``VmHWM``); flush duration and
   freshness p50/p99; requests (the processors' flush lines and the meter) against the distinct-ARN floor (the sum
   of ``distinct_arns`` + dead letters over the flushes that happened); capacity units per event.
 Figures, never assertions; a broken run (a problem log line, a non-zero exit, a stale ARN) raises BenchError.

@@ -28,7 +28,7 @@ class FlushReport:
     records: int = 0  # records the flush covers (every record between first and last)
     distinct_arns: int = 0  # state items the flush had to make durable
     writes: int = 0  # conditional puts DynamoDB accepted
-    stale: int = 0  # conditional puts refused: an equal or newer version was stored
+    stale: int = 0  # resources an equal or newer stored version kept out (a failed condition, or ``skipped``)
     ignored: int = 0
     dead_letters: int = 0
     duplicates: int = 0
@@ -40,6 +40,7 @@ class FlushReport:
     millis_behind_latest: int | None = None
     freshness_p50_ms: float | None = None  # approximateArrivalTimestamp -> durable, over the flush's records
     freshness_p99_ms: float | None = None  # (processor.shard.freshness); None when not measured
+    skipped: int = 0  # of ``stale``: known stale from the stored-version memory, no request sent
 
     def fields(self) -> dict[str, Any]:
         """The log line's fields (without ts/level/event)."""

@@ -218,7 +218,7 @@ class ShardProcessor(v3.RecordProcessorBase):
             ignored=counts.ignored, dead_letters=outcome.dead_letters, duplicates=counts.duplicates,
             superseded=counts.superseded, requests=outcome.requests, retries=outcome.retries,
             throttled=outcome.throttled, flush_ms=round(outcome.millis, 1), millis_behind_latest=self._millis_behind,
-            freshness_p50_ms=fresh[0], freshness_p99_ms=fresh[1])
+            freshness_p50_ms=fresh[0], freshness_p99_ms=fresh[1], skipped=outcome.skipped)
         log_safely(FLUSH_EVENT, **report.fields())
         self.metrics.emit(self.shard_id, report.stats())  # never raises
 

@@ -66,6 +66,7 @@ class Result:
     recover_s: float | None
     checkpoints_checked: int
     command: str = ""
+    skipped: int = 0  # of ``stale``: skipped without a request (the processor knew the stored version)
     daemon: ShardDaemon | None = field(default=None, repr=False)
     proxy: FaultProxy | None = field(default=None, repr=False)
     watch: VersionWatch | None = field(default=None, repr=False)
@@ -93,7 +94,7 @@ def _result(fault: str, s: Settings, daemon: ShardDaemon, watch: VersionWatch, c
                   lost=lost_against_ground_truth(s, daemon.records), regressed=len(watch.regressions),
                   dead_letters=len(dead), starts=len(daemon.starts),
                   exit_codes=[st.exit_code for st in daemon.starts], writes=daemon.total("writes"),
-                  stale=daemon.total("stale"), retries=daemon.total("retries"),
+                  stale=daemon.total("stale"), skipped=daemon.total("skipped"), retries=daemon.total("retries"),
                   throttled=daemon.total("throttled"), injected=injected,
                   run_s=round(time.monotonic() - started, 2),
                   recover_s=None if recover_s is None else round(recover_s, 2), checkpoints_checked=check.checked,

@@ -96,6 +96,7 @@ def test_a_replay_far_behind_the_tip_reads_stored_versions_in_bulk_and_sends_no_
     replay = flush_reports((tmp_path / "replay").read_text().splitlines())
     arns = sum(f.distinct_arns for f in replay)
     assert sum(f.writes for f in replay) == 0 and sum(f.stale for f in replay) == arns > 0
+    assert sum(f.skipped for f in replay) == arns  # every one known from the reads: no conditional put sent
     assert sum(f.requests for f in replay) <= -(-arns // 100) * len(replay)  # reads only, no PutItem
     assert all(f.freshness_p50_ms is not None and f.freshness_p50_ms >= 600_000 for f in replay)
     assert all(f.freshness_p99_ms is not None and f.freshness_p99_ms >= f.freshness_p50_ms for f in replay)
