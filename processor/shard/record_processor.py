@@ -12,9 +12,10 @@ It decides *when* to flush and *where* to checkpoint, and holds no business rule
   long as they last (the default); only with a finite ``writeRetryBudgetMillis`` does a flush that still fails
   exit the process (code 3) without checkpointing: the daemon then stops, and the shard is read again from its
   last checkpoint.
-- while the shard catches up (``stored_versions.CatchUp``: started at TRIM_HORIZON / AT_TIMESTAMP until near the
-  tip, or ``millisBehindLatest`` >= ``prefetchBehindMillis``) a flush first reads the stored versions it does not
-  remember (``Writer.write(..., prefetch=True)``);
+- a flush covering a record delivered while the shard was catching up (``stored_versions.CatchUp``: started at
+  TRIM_HORIZON / AT_TIMESTAMP until near the tip, or ``millisBehindLatest`` >= ``prefetchBehindMillis``) first
+  reads the stored versions it does not remember (``Writer.write(..., prefetch=True)``): the decision follows the
+  records' delivery, not the empty poll at the tip that may trigger the interval flush;
 - every flush line carries the freshness of the records it covers (``shard/freshness.py``: arrival in Kinesis ->
   durable, p50 / p99); the arrivals are collected as records are offered and dropped with the pending state on a
   lease loss;
@@ -71,6 +72,7 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._durable: Position | None = None  # flushed (durable) but not yet checkpointed
         self._millis_behind: int | None = None
         self.catch_up = CatchUp(settings.prefetch_behind_millis)
+        self._pending_caught_up = False  # some pending record was delivered while catching up
         self._wall_ms = wall_ms
         self._arrivals: list[int | None] = []  # approximateArrivalTimestamp of every record pending a flush
 
@@ -100,6 +102,7 @@ class ShardProcessor(v3.RecordProcessorBase):
         self.catch_up.on_records(self._millis_behind)
         checkpointer = process_records_input.checkpointer
         for record in process_records_input.records:
+            self._pending_caught_up = self._pending_caught_up or self.catch_up.active
             self.offer(record.binary_data, record.sequence_number, record.sub_sequence_number or 0,
                        record.partition_key, record.timestamp_millis)
             if self.reducer.full:
@@ -111,6 +114,7 @@ class ShardProcessor(v3.RecordProcessorBase):
         dropped = self.reducer.pending_arns
         self.reducer.clear()
         self._arrivals.clear()
+        self._pending_caught_up = False
         self._checkpointing = False
         log_safely("lease_lost", shard=self.shard_id, dropped_pending_arns=dropped,
                  note="pending state dropped; the new owner re-reads from the last checkpoint")
@@ -155,8 +159,9 @@ class ShardProcessor(v3.RecordProcessorBase):
             return None
         batch = self.reducer.drain()
         arrivals, self._arrivals = self._arrivals, []
+        prefetch, self._pending_caught_up = self._pending_caught_up or self.catch_up.active, False
         assert self._writer is not None, "flush before initialize"
-        outcome = self._writer.write(batch, prefetch=self.catch_up.active)
+        outcome = self._writer.write(batch, prefetch=prefetch)
         fresh = freshness(arrivals, self._wall_ms()) if outcome.ok else (None, None)
         self._report(batch, outcome, reason, fresh)
         if not outcome.ok:

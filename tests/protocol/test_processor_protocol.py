@@ -80,16 +80,19 @@ def test_replay_after_a_restart_is_idempotent(tables: Settings, tmp_path: Path) 
 
 def test_a_replay_far_behind_the_tip_reads_stored_versions_in_bulk_and_sends_no_write(tables: Settings,
                                                                                        tmp_path: Path) -> None:
-    """Catching up (millisBehindLatest past prefetchBehindMillis): the stored versions are read with BatchGetItem
-    (100 keys a request) and every stale write is skipped; the flush lines say how old the records were."""
+    """Records delivered while catching up (millisBehindLatest past prefetchBehindMillis): their flush reads the
+    stored versions with BatchGetItem (100 keys a request), even when it runs after a poll at the tip, and every
+    stale write is skipped; the flush lines say how old the records were."""
     ten_minutes_ago = int(time.time() * 1000) - 600_000
     records = [dataclasses.replace(r, arrival_ms=ten_minutes_ago)
                for r in records_from(make_stream(seed=12, arns=250, versions=2, poison_every=10**6))]
     proc = ProcessorProcess(env=env_for(tables), stderr_path=tmp_path / "first").start()
     assert run_shard(proc, "shardId-000000000012", records, batch_size=1000) == 0
-    proc = ProcessorProcess(env=env_for(tables), stderr_path=tmp_path / "replay").start()
+    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),
+                            stderr_path=tmp_path / "replay").start()
     proc.initialize("shardId-000000000012")
     proc.process_records(records, millis_behind_latest=3_600_000)
+    proc.process_records([], millis_behind_latest=0)  # at the tip now: the records were still delivered behind
     proc.shutdown_requested()
     assert proc.close() == 0
     assert stored_state(tables)[0] == expected_state(records)[0]
