@@ -187,12 +187,12 @@ def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: s
 
 def cpu_split(stream: Stream, sample: int = 20_000, batch: int = 10_000) -> dict[str, float]:
     """µs/event of the processor's pure steps, measured in this process on the stream's first ``sample`` records:
-    ``protocol`` (parsing a processRecords line: JSON + base64, as amazon_kclpy does), ``decode`` (route: decode,
-    validate, build the item) and ``reduce`` (the reducer's offer)."""
-    from processor.core.items import Item
+    ``protocol`` (parsing a processRecords line: JSON + base64, as amazon_kclpy does), ``decode`` (admit: decode,
+    validate, the builder's walk; items are built at flush time, in the write share) and ``reduce`` (the
+    reducer's offer)."""
     from processor.core.position import Position
     from processor.core.reducer import Reducer
-    from processor.core.route import route
+    from processor.core.route import Candidate, admit
 
     records = stream.records[:sample]
     lines = [json.dumps({"action": "processRecords", "records": [
@@ -203,12 +203,12 @@ def cpu_split(stream: Stream, sample: int = 20_000, batch: int = 10_000) -> dict
         for message in json.loads(line)["records"]:
             base64.b64decode(message["data"])
     t1 = time.process_time()
-    entries = [(route(r.data, Position("shardId-0", f"{k + 1:056d}"), r.partition_key, None), k)
+    entries = [(admit(r.data, Position("shardId-0", f"{k + 1:056d}"), r.partition_key, None, 0), k)
                for k, r in enumerate(records)]
     t2 = time.process_time()
     reducer = Reducer()
     for entry, k in entries:
-        if isinstance(entry, Item):
+        if isinstance(entry, Candidate):
             if reducer.full:
                 reducer.drain()
             reducer.offer(entry, entry.position)
