@@ -142,6 +142,10 @@ class ShardProcessor(v3.RecordProcessorBase):
         assert self._writer is not None, "flush before initialize"
         outcome = self._writer.write(batch)
         self._report(batch, outcome, reason)
+        if outcome.fallbacks:
+            log_safely("fallback", level="WARNING", shard=self.shard_id, resources=outcome.fallbacks,
+                       note="the newest version of these ARNs could not be stored (dead letters above); the newest "
+                            "storable version of the flush window was written instead")
         if not outcome.ok:
             first = batch.items[0][0].arn if batch.items else None
             log_safely("flush_failed", level="ERROR", shard=self.shard_id,
