@@ -164,6 +164,10 @@ class ShardProcessor(v3.RecordProcessorBase):
         outcome = self._writer.write(batch, prefetch=prefetch)
         fresh = freshness(arrivals, self._wall_ms()) if outcome.ok else (None, None)
         self._report(batch, outcome, reason, fresh)
+        if outcome.fallbacks:
+            log_safely("fallback", level="WARNING", shard=self.shard_id, resources=outcome.fallbacks,
+                       note="the newest version of these ARNs could not be stored (dead letters above); the newest "
+                            "storable version of the flush window was written instead")
         if not outcome.ok:
             first = batch.items[0][0].arn if batch.items else None
             log_safely("flush_failed", level="ERROR", shard=self.shard_id,

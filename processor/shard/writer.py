@@ -35,7 +35,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from processor import logs
 from processor.config import Settings
 from processor.core.dead_letters import DeadLetter
 from processor.core.events import INSTANCE, TASK
@@ -45,6 +44,7 @@ from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
 from processor.shard.dynamodb_http import Response, serialise
 from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, classify
+from processor.shard.metrics import log_safely
 from processor.shard.stored_versions import StoredVersions
 from processor.shard.stored_versions import prefetch as read_stored_versions
 
@@ -147,7 +147,7 @@ class Writer:
             self.stored.remember(table, arn, version)
         flush.add(requests=got.requests, prefetched=len(got.versions))
         if got.errors:
-            logs.log("prefetch_incomplete", level="WARNING", shard=self.shard_id, keys_not_read=got.given_up,
+            log_safely("prefetch_incomplete", level="WARNING", shard=self.shard_id, keys_not_read=got.given_up,
                      examples=got.errors[:3], note="those resources are written without knowing their stored "
                                                    "version (the conditional write decides)")
 
@@ -200,14 +200,14 @@ class Writer:
         for attributes in dead.items:
             request = {"TableName": self.settings.dead_letter_table, "Item": attributes}
             verdict, _ = self._call(request, flush, what)
-            if verdict is not None and verdict.kind == RECORD:
-                # Our own dead-letter item refused: keep the bytes at least, in the plainest form.
+            if verdict is not None:  # RECORD: our own dead-letter item was refused
+                # Keep the bytes at least, in the plainest form; if even that is refused, it is not about this
+                # record (retried as transient).
                 plain = {k: attributes[k] for k in ("shardId", "sequenceNumber", "data", "dataEncoding",
                                                     "dataLength", "dataSha256") if k in attributes}
                 plain["reasonCode"] = {"S": "dead-letter-refused"}
-                if self._call({"TableName": self.settings.dead_letter_table, "Item": plain}, flush, what,
-                              record_is_transient=True)[0] is not None:
-                    raise WriteFailed(f"{what}: refused twice")  # unreachable: record_is_transient retries
+                self._call({"TableName": self.settings.dead_letter_table, "Item": plain}, flush, what,
+                           record_is_transient=True)
         flush.add(dead_letters=1)
 
     def _call(self, request: dict[str, Any], flush: _Flush, what: str,
@@ -255,12 +255,12 @@ class Writer:
             if now - self._last_logged < LOG_EVERY_S:
                 return
             self._last_logged = now
-        logs.log("write_retrying", level="WARNING", shard=self.shard_id, cause=verdict.text, request=what,
+        log_safely("write_retrying", level="WARNING", shard=self.shard_id, cause=verdict.text, request=what,
                  attempt=attempt, retrying_for_s=round(waited_s, 1),
                  action="retrying while holding the lease; nothing is checkpointed past this write. Check "
                         "DynamoDB availability and throttling, the table and the worker's IAM permissions.")
 
     def _log_refused(self, dead: DeadLetter) -> None:
-        logs.log("dead_letter", level="WARNING", shard=dead.position.shard_id,
+        log_safely("dead_letter", level="WARNING", shard=dead.position.shard_id,
                  sequenceNumber=dead.position.sequence_number, subSequenceNumber=dead.position.sub_sequence_number,
                  reasonCode=dead.code, reason=dead.reason, table=self.settings.dead_letter_table)

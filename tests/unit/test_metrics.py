@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -32,3 +33,28 @@ def test_targets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     Metrics(f"file:{out}").emit("s", STATS)
     Metrics(f"file:{out}").emit("s", STATS)
     assert [json.loads(line)["Writes"] for line in out.read_text().splitlines()] == [3, 3]
+
+
+def test_a_metrics_target_that_cannot_be_written_is_counted_and_logged_never_raised(tmp_path: Path) -> None:
+    target = Metrics(f"file:{tmp_path}/gone/emf.log")
+    assert "cannot open" in (target.check() or "")  # found at start
+    target.emit("s", STATS)  # and if it goes away later, the flush goes on
+    target.emit("s", STATS)
+    assert target.failures == 2
+
+
+def test_a_log_line_that_cannot_be_written_is_counted_never_raised() -> None:
+    from processor import logs
+    from processor.shard.metrics import failed_logs, log_safely
+
+    class Broken(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError("stderr closed")
+
+    before = failed_logs()
+    logs.configure("INFO", stream=Broken())
+    try:
+        assert log_safely("flush", shard="s") is False
+    finally:
+        logs.configure("INFO")
+    assert failed_logs() == before + 1 and log_safely("flush", shard="s") is True
