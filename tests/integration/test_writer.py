@@ -6,6 +6,7 @@ import random
 from typing import Any, Iterator
 
 import pytest
+from botocore.exceptions import ClientError
 
 from processor import aws
 from processor.config import Settings
