@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from processor.errors import ProduceError
+from processor.kinesis_limits import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_RECORD_BYTES, size_batches
+from processor.kinesis_limits import record_size as kinesis_record_size
 from processor.loadgen.catalog import FORMATS
 from processor.loadgen.fleet import generate
 from processor.loadgen.ground_truth import GroundTruth
@@ -28,9 +30,6 @@ from processor.loadgen.records import Options, Record
 
 # ------------------------------------------------------------------------------------------------ kinesis
 
-MAX_BATCH_RECORDS = 500
-MAX_BATCH_BYTES = 5 * 1024 * 1024
-MAX_RECORD_BYTES = 1024 * 1024
 PACING_SLACK_S = 0.05   # with --rate, records due within this much are sent together in one PutRecords
 _RETRYABLE_CALL_ERRORS = {
     "ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException",
@@ -48,23 +47,13 @@ class PutStats:
 
 def record_size(rec: Record) -> int:
     """What a record counts against PutRecords' limits: data plus partition key bytes."""
-    return len(rec.data) + len(rec.partition_key.encode("utf-8"))
+    return kinesis_record_size(rec.data, rec.partition_key)
 
 
 def batches(records: Iterable[Record], max_records: int = MAX_BATCH_RECORDS,
             max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[Record]]:
     """Group records into PutRecords batches (order kept)."""
-    batch: list[Record] = []
-    size = 0
-    for rec in records:
-        n = record_size(rec)
-        if batch and (len(batch) >= max_records or size + n > max_bytes):
-            yield batch
-            batch, size = [], 0
-        batch.append(rec)
-        size += n
-    if batch:
-        yield batch
+    return size_batches(records, record_size, max_records, max_bytes)
 
 
 class KinesisWriter:

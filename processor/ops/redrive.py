@@ -31,6 +31,7 @@ from collections import Counter
 from typing import Any, Callable, Iterator, Sequence, TextIO, TypeVar
 
 from processor.errors import ConfigError, EcsStateError, ReadError
+from processor.kinesis_limits import size_batches
 from processor.ops.redrive_plan import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
@@ -131,17 +132,8 @@ def list_letters(ddb: Any, table: str, shard: str | None) -> list[list[dict[str,
 
 def chunks(groups: Sequence[list[dict[str, Any]]]) -> Iterator[list[list[dict[str, Any]]]]:
     """Groups of dead letters whose records fit one PutRecords request (by their ``dataLength``)."""
-    chunk: list[list[dict[str, Any]]] = []
-    size = 0
-    for group in groups:
-        length = int(group[0].get("dataLength", 0)) + len(str(group[0].get("partitionKey", "")))
-        if chunk and (len(chunk) >= MAX_BATCH_RECORDS or size + length > MAX_BATCH_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(group)
-        size += length
-    if chunk:
-        yield chunk
+    return size_batches(groups, lambda group: int(group[0].get("dataLength", 0))
+                        + len(str(group[0].get("partitionKey", ""))), MAX_BATCH_RECORDS, MAX_BATCH_BYTES)
 
 
 def fetch(ddb: Any, table: str, groups: Sequence[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:

@@ -23,12 +23,15 @@ from typing import Any, Generic, Iterable, Iterator, Sequence, TypeVar
 
 from processor.core.dead_letters import read_dead_letter_data
 from processor.core.events import VERSIONED
+from processor.kinesis_limits import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_RECORDS,
+    MAX_PARTITION_KEY_CHARS,
+    MAX_RECORD_BYTES,
+    record_size,
+    size_batches,
+)
 from processor.ops.render import render_table
-
-MAX_BATCH_RECORDS = 500
-MAX_BATCH_BYTES = 5 * 1024 * 1024
-MAX_RECORD_BYTES = 1024 * 1024  # data + partition key
-MAX_PARTITION_KEY_CHARS = 256
 
 T = TypeVar("T")
 
@@ -45,7 +48,7 @@ class Entry(Generic[T]):
 
     @property
     def size(self) -> int:
-        return len(self.data) + len(self.partition_key.encode("utf-8"))
+        return record_size(self.data, self.partition_key)
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def kinesis_problem(data: bytes, partition_key: Any) -> str | None:
         return "no partition key"
     if len(partition_key) > MAX_PARTITION_KEY_CHARS:
         return f"partition key of {len(partition_key)} characters (Kinesis takes {MAX_PARTITION_KEY_CHARS})"
-    size = len(data) + len(partition_key.encode("utf-8"))
+    size = record_size(data, partition_key)
     if size > MAX_RECORD_BYTES:
         return f"record of {size} bytes (Kinesis takes {MAX_RECORD_BYTES} with its partition key)"
     return None
@@ -72,16 +75,7 @@ def kinesis_problem(data: bytes, partition_key: Any) -> str | None:
 def batches(entries: Iterable[Entry[T]], max_records: int = MAX_BATCH_RECORDS,
             max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[Entry[T]]]:
     """``entries`` in order, packed into PutRecords requests (each entry must fit a request on its own)."""
-    batch: list[Entry[T]] = []
-    size = 0
-    for entry in entries:
-        if batch and (len(batch) >= max_records or size + entry.size > max_bytes):
-            yield batch
-            batch, size = [], 0
-        batch.append(entry)
-        size += entry.size
-    if batch:
-        yield batch
+    return size_batches(entries, lambda entry: entry.size, max_records, max_bytes)
 
 
 # ---- dead letters ---------------------------------------------------------------------------------------------

@@ -69,3 +69,11 @@ def test_every_error_class_has_one_exit_code() -> None:
     assert exit_code_for(WriteFailed("x")) == EXIT_WRITE_FAILED
     assert exit_code_for(KeyboardInterrupt()) == EXIT_INTERRUPTED
     assert exit_code_for(ZeroDivisionError()) == EXIT_BUG
+
+
+def test_the_flush_line_carries_freshness_and_reads_it_back() -> None:
+    report = FlushReport(shard="shardId-1", reason="interval", first_sequence_number="1", last_sequence_number="9",
+                         records=9, freshness_p50_ms=812.5, freshness_p99_ms=5120.0)
+    line = logged(report)
+    assert '"freshness_p50_ms":812.5' in line and '"freshness_p99_ms":5120.0' in line
+    assert flush_reports([line]) == [report]

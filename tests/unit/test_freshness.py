@@ -3,10 +3,6 @@ and its two fields on the flush line (processor/shard/flush_report.py)."""
 
 from __future__ import annotations
 
-import io
-
-from processor import logs
-from processor.shard.flush_report import EVENT, FlushReport, flush_reports
 from processor.shard.freshness import freshness, percentile
 
 
@@ -29,21 +25,3 @@ def test_records_without_a_timestamp_are_left_out_and_skew_counts_as_zero() -> N
 def test_percentile_picks_the_smallest_value_with_the_fraction_at_or_below_it() -> None:
     values = [float(v) for v in range(1, 11)]
     assert (percentile(values, 0.5), percentile(values, 0.99), percentile(values, 0.0)) == (5.0, 10.0, 1.0)
-
-
-def test_the_flush_line_carries_freshness_and_reads_it_back() -> None:
-    report = FlushReport(shard="shardId-1", reason="interval", first_sequence_number="1", last_sequence_number="9",
-                         records=9, freshness_p50_ms=812.5, freshness_p99_ms=5120.0)
-    out = io.StringIO()
-    logs.configure("INFO", out)
-    try:
-        logs.log(EVENT, **report.fields())
-    finally:
-        logs.configure("INFO", None)
-    line = out.getvalue().strip()
-    assert '"freshness_p50_ms":812.5' in line and '"freshness_p99_ms":5120.0' in line
-    assert flush_reports([line]) == [report]
-    # a line written before the fields existed reads back with None
-    old = line.replace(',"freshness_p50_ms":812.5,"freshness_p99_ms":5120.0', "")
-    assert flush_reports([old])[0].freshness_p50_ms is None
-    assert "freshness_p99_ms" in report.stats()
