@@ -163,7 +163,7 @@ class Pacer:
 
 
 class Progress:
-    """A one-line progress bar with records/s on a terminal; JSON log lines every 5 s otherwise."""
+    """On a terminal, a tqdm bar (records, records/s, MB/s); otherwise a JSON log line every 5 s."""
 
     def __init__(self, total: int | None, duration: float | None, stream: TextIO | None = None,
                  enabled: bool = True) -> None:
@@ -176,39 +176,39 @@ class Progress:
         self.last = 0.0
         self.count = 0
         self.bytes = 0
+        self.bar: Any = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=" records", file=self.stream, leave=True)
 
     def update(self, records: int, nbytes: int, force: bool = False) -> None:
         self.count += records
         self.bytes += nbytes
         now = time.monotonic()
-        if not self.enabled or (not force and now - self.last < (0.2 if self.tty else 5.0)):
+        if self.bar is not None:
+            self.bar.update(records)
+            self.bar.set_postfix_str(f"{self.bytes / max(now - self.start, 1e-9) / 1e6:.2f} MB/s", refresh=False)
+            return
+        if not self.enabled or (not force and now - self.last < 5.0):
             return
         self.last = now
         elapsed = max(now - self.start, 1e-9)
-        rate = self.count / elapsed
         if self.total:
             frac = min(1.0, self.count / self.total)
         elif self.duration:
             frac = min(1.0, elapsed / self.duration)
         else:
             frac = 0.0
-        if self.tty:
-            width = 30
-            bar = "#" * int(frac * width) + "." * (width - int(frac * width))
-            eta = (elapsed / frac - elapsed) if 0 < frac < 1 else 0.0
-            self.stream.write(f"\r[{bar}] {frac * 100:5.1f}% {self.count} records {rate:,.0f}/s "
-                              f"{self.bytes / elapsed / 1e6:.2f} MB/s eta {eta:.0f}s ")
-            self.stream.flush()
-        else:
-            from processor.logs import log
-            log("produce.progress", records=self.count, records_per_s=round(rate, 1),
-                mb_per_s=round(self.bytes / elapsed / 1e6, 3), done=round(frac, 4))
+        from processor.logs import log
+        log("produce.progress", records=self.count, records_per_s=round(self.count / elapsed, 1),
+            mb_per_s=round(self.bytes / elapsed / 1e6, 3), done=round(frac, 4))
 
     def close(self) -> None:
-        self.update(0, 0, force=True)
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            self.update(0, 0, force=True)
 
 
 # ------------------------------------------------------------------------------------------------ driver
