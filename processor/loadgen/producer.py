@@ -76,7 +76,13 @@ class KinesisWriter:
 
     def put(self, batch: list[Record]) -> None:
         """Write one batch (<= 500 records, <= 5 MiB); returns when every record is accepted."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+        )
 
         for rec in batch:
             if record_size(rec) > MAX_RECORD_BYTES:
@@ -92,6 +98,11 @@ class KinesisWriter:
                 response = self.client.put_records(
                     StreamName=self.stream,
                     Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending])
+            except (ConnectionClosedError, EndpointConnectionError, ReadTimeoutError, ConnectTimeoutError) as exc:
+                # Transient: a kept-alive connection the server closed, a restarting endpoint. Retried like a 5xx
+                # (a reply lost after the stream accepted the batch would repeat it: the processor is idempotent).
+                errors[type(exc).__name__] += 1
+                continue
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from processor.config import load_settings
 from processor.errors import EXIT_CONFIG, LaunchError
 from processor.local.stack import LocalStack
 from processor.ops.launcher import (
@@ -22,6 +23,7 @@ from processor.ops.launcher import (
     find_java,
 )
 from processor.ops.preflight import check_endpoints, check_executable
+from processor.ops.setup_tables import ensure_tables
 from processor.ops.supervisor import run_daemon
 
 # ---- the command line ----------------------------------------------------------------------------------------
@@ -171,6 +173,8 @@ def test_real_daemon_processes_records_and_shuts_down_gracefully_on_sigterm(tmp_
         for data in sent:
             kinesis.put_record(StreamName="ecs-events", Data=data.encode(), PartitionKey=data)
         props = stack.render_properties(executableName=str(script))
+        # `ecs-state run` checks the processor's tables before Java starts (preflight), whatever the executable.
+        ensure_tables(load_settings(props, env={}), stack.client("dynamodb"))
         env = {**stack.child_env(), "PROBE_LOG": str(probe_log)}
         launcher = subprocess.Popen([sys.executable, "-m", "processor", "run", "--properties", str(props),
                                      "--daemon-log", str(daemon_log)],

@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.stub import Stubber
 
 from processor import aws
@@ -202,3 +203,29 @@ def test_retries_give_up_with_a_clear_error() -> None:
             writer.put([Record("k", b"d", "task")])
     with pytest.raises(ProduceError, match="over Kinesis"):
         writer.put([Record("k", b"x" * (1024 * 1024), "task")])
+
+
+def test_a_connection_reset_is_retried_like_a_5xx(moto_server: Any) -> None:
+    """The fault proxy (in front of moto's Kinesis) resets the connection of the first PutRecords without
+    forwarding it; the writer retries and every record lands once."""
+    from processor.testing.fault_proxy import FaultProxy, Rule
+
+    stream = f"reset-{random.randrange(10**6)}"
+    direct = aws.client("kinesis")
+    direct.create_stream(StreamName=stream, ShardCount=1)
+    direct.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    rule = Rule("reset", operations=frozenset({"PutRecords"}), limit=1)
+    with FaultProxy(moto_server.endpoint, [rule]) as proxy:
+        client = boto3.session.Session().client(
+            "kinesis", endpoint_url=proxy.endpoint, region_name="us-east-1", aws_access_key_id="test",
+            aws_secret_access_key="test", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+        writer = KinesisWriter(client, stream, sleep=lambda _: None)
+        recs = [Record(f"pk-{i}", f"data-{i}".encode(), "task") for i in range(3)]
+        writer.put(recs)
+        assert proxy.injected("reset") == 1
+    assert writer.stats.calls == 2
+    shard = direct.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
+    iterator = direct.get_shard_iterator(StreamName=stream, ShardId=shard,
+                                         ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    assert sorted(r["Data"] for r in direct.get_records(ShardIterator=iterator)["Records"]) == \
+        sorted(r.data for r in recs)
