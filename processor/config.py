@@ -28,7 +28,11 @@ PROPERTIES_ENV = "ECS_STATE_PROPERTIES"
 ENV_PREFIX = "ECS_STATE_"
 #: ``ECS_STATE_*`` variables that are not settings of this object but are read elsewhere (the tooling and the
 #: launcher); anything else with the prefix is a misspelled setting.
-OTHER_ENV = frozenset({PROPERTIES_ENV, "ECS_STATE_HOME", "ECS_STATE_KCL_JARS", "ECS_STATE_KINESIS_MOCK"})
+OTHER_ENV = frozenset({
+    PROPERTIES_ENV, "ECS_STATE_HOME", "ECS_STATE_KCL_JARS", "ECS_STATE_KINESIS_MOCK",
+    # the worker image's entry point (deploy/image/ecs-state-worker) and its tests (tests/image)
+    "ECS_STATE_TEMPLATE", "ECS_STATE_RENDERED_PROPERTIES", "ECS_STATE_TEST_IMAGE", "ECS_STATE_IMAGE_TESTS",
+})
 
 
 @dataclass(frozen=True)

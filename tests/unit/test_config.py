@@ -77,3 +77,10 @@ def test_transient_failures_are_retried_for_ever_by_default_and_a_finite_budget_
 def test_out_of_range_values_name_the_key(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         load_settings(None, env=env)
+
+
+def test_the_worker_images_own_variables_are_not_taken_for_misspelled_settings() -> None:
+    """The image's entry point reads ECS_STATE_RENDERED_PROPERTIES / ECS_STATE_TEMPLATE in the same environment
+    the processor then starts in (a worker from the image exited 2 before these were known)."""
+    env = {"ECS_STATE_RENDERED_PROPERTIES": "/tmp/w.properties", "ECS_STATE_TEMPLATE": "/t.properties"}
+    assert load_settings(None, env=env) == Settings()
