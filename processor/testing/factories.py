@@ -45,3 +45,18 @@ def as_json(event: Any) -> bytes:
 
 def as_msgpack(event: Any) -> bytes:
     return msgpack.packb(event, use_bin_type=True)
+
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+CLUSTER_A = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/alpha"
+CLUSTER_B = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/beta"
+
+
+def task_arn_in(cluster: str, task_id: str) -> str:
+    """A long-form task ARN in a named cluster (the read side's tests)."""
+    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{task_id}"
+
+
+def instance_arn_in(cluster: str, instance_id: str) -> str:
+    """A long-form container-instance ARN in a named cluster."""
+    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/{cluster}/{instance_id}"

@@ -19,19 +19,9 @@ from processor.core.dead_letters import dead_letter
 from processor.core.items import compress_value
 from processor.core.position import Position
 from processor.ops import read as readside
-
-ACCOUNT, REGION = "123456789012", "us-east-1"
-CLUSTER_A = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/alpha"
-CLUSTER_B = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/beta"
-
-
-def task_arn(cluster: str, task_id: str) -> str:
-    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{task_id}"
-
-
-def instance_arn(cluster: str, instance_id: str) -> str:
-    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/{cluster}/{instance_id}"
-
+from processor.testing.factories import ACCOUNT, CLUSTER_A, CLUSTER_B, REGION
+from processor.testing.factories import instance_arn_in as instance_arn
+from processor.testing.factories import task_arn_in as task_arn
 
 # ---------------------------------------------------------------------------------------------- pure part
 
