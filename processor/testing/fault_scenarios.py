@@ -141,23 +141,30 @@ def backoff_by_streak(proxy: FaultProxy) -> dict[int, dict[str, float]]:
 
 def outage(s: Settings, upstream: str, workdir: Path, *, kind: str = "unavailable", arns: int = 60,
            versions: int = 8, seed: int = 12, fault_at_checkpoint: int = 2, fault_s: float = 2.5,
-           budget_ms: int = 800, batch_size: int = 100) -> Result:
+           budget_ms: int = 800, batch_size: int = 100, slow_timeout_ms: int = 1000) -> Result:
     """From the ``fault_at_checkpoint``-th checkpoint on, every DynamoDB request fails (``kind``: unavailable =
     503, internal = 500, reset, or slow = no reply before the client's timeout) for ``fault_s`` seconds, longer
     than the processor's retry budget: it must exit 3 without checkpointing, and its replacements (restarted at the
-    last checkpoint) must end exact once the fault is gone."""
+    last checkpoint) must end exact once the fault is gone.
+
+    A slow fault runs the processor with a ``slow_timeout_ms`` client timeout (the default is 5 s) and holds each
+    request 1.5 times that. The timeout counts against the retry budget, so it must stay well above the upstream's
+    slowest honest reply: at 400 ms a loaded CI machine's moto made the first process exit before the fault."""
     records = records_from(make_stream(seed, arns=arns, versions=versions))
-    rule = Rule(kind, stop_s=fault_s, delay_s=1.0, then="drop", forward=False)
+    hold_s = 1.5 * slow_timeout_ms / 1000 if kind == "slow" else 1.0
+    rule = Rule(kind, stop_s=fault_s, delay_s=hold_s, then="drop", forward=False)
     started = time.monotonic()
     with FaultProxy(upstream, seed=seed) as proxy:
-        # A slow fault holds each request 1 s: past a 400 ms client timeout (only then; the default is 5 s).
-        timeout = {"ECS_STATE_WRITE_TIMEOUT_MILLIS": "400"} if kind == "slow" else {}
+        timeout = {"ECS_STATE_WRITE_TIMEOUT_MILLIS": str(slow_timeout_ms)} if kind == "slow" else {}
         env = env_for(s, AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint, ECS_STATE_WRITE_RETRY_BUDGET_MILLIS=str(budget_ms),
                       **timeout)
         check, watch = DurabilityCheck(s, records), VersionWatch(s)
         fault = OnCheckpoint(fault_at_checkpoint, lambda: proxy.set_rules([rule]))
         daemon = ShardDaemon(records, env, workdir, hooks=[check, watch, fault], batch_size=batch_size).run()
     assert fault.at is not None, "the stream ended before the fault was switched on: use more events"
+    assert daemon.starts[0].ended > fault.at, (
+        f"the first processor exited ({daemon.starts[0].exit_code}) before the fault was switched on: its own "
+        f"requests failed past the {budget_ms} ms retry budget; see {daemon.starts[0].stderr}")
     fault_end = fault.at + fault_s
     # Recovered: the first checkpoint request after the fault ended (the processor asks only once its flush is
     # durable; the request time leaves out the driver's own checks before it answers).

@@ -66,10 +66,13 @@ def test_throttling_and_5xx_through_a_whole_stream(tables: Settings, moto_server
 
 # --- b ---------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["unavailable", "reset", "slow"])
-def test_outage_longer_than_the_retry_budget(tables: Settings, moto_server: Any, tmp_path: Path, kind: str) -> None:
+# slow: a 1 s client timeout (a request held 1.5 s), so two timeouts in a row run past a 1.5 s budget.
+@pytest.mark.parametrize(("kind", "fault_s", "budget_ms"), [("unavailable", 1.5, 500), ("reset", 1.5, 500),
+                                                             ("slow", 3.0, 1500)])
+def test_outage_longer_than_the_retry_budget(tables: Settings, moto_server: Any, tmp_path: Path, kind: str,
+                                             fault_s: float, budget_ms: int) -> None:
     r = outage(tables, moto_server.endpoint, tmp_path, kind=kind, arns=30, versions=6, batch_size=50,
-               fault_s=1.5, budget_ms=500)
+               fault_s=fault_s, budget_ms=budget_ms)
     assert (r.lost, r.regressed) == (0, 0)
     assert r.injected.get(kind, 0) > 0
     assert r.exit_codes[-1] == 0 and r.exit_codes[:-1] and set(r.exit_codes[:-1]) == {3}, r.exit_codes
