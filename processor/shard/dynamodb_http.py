@@ -1,7 +1,8 @@
-"""A thin DynamoDB client for the writer's hot path: JSON protocol 1.0 over a kept-alive urllib3 pool, SigV4-signed.
+"""A thin DynamoDB client for the writer's hot path: JSON protocol 1.0 over kept-alive connections, SigV4-signed.
 
 botocore spends most of a conditional ``PutItem``'s client CPU in its generic model machinery (serialising,
-validating, parsing); this client does only the per-request work itself. Everything hard and rarely run stays
+validating, parsing), and urllib3 most of what is left in its generic HTTP machinery; this client does only the
+per-request work itself, over the minimal HTTP/1.1 connections of ``shard/http_connection.py``. Everything hard and rarely run stays
 botocore's: the credential chain, the region, the endpoint and the CA bundle, resolved once at construction.
 
 Rules:
@@ -23,8 +24,8 @@ Rules:
 - Endpoint: the ``endpoint_url`` argument, else ``AWS_ENDPOINT_URL_DYNAMODB``, else ``AWS_ENDPOINT_URL``, else
   botocore's resolution (the shared config's ``services`` section, the regional endpoint, FIPS / dual-stack).
   Region: the argument, else ``AWS_REGION``, else botocore's (``AWS_DEFAULT_REGION``, the profile). TLS is
-  always verified, against ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle`` if set, else certifi's bundle (what
-  botocore uses). HTTP(S) proxies are not supported. No region, no credentials or an endpoint that is not an
+  always verified (certificate and host name), against ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle`` if set,
+  else certifi's bundle (what botocore uses). HTTP(S) proxies are not supported. No region, no credentials or an endpoint that is not an
   http(s) URL is a ``ConfigError`` at construction.
 - Thread-safe: one client per process, shared by the writer's threads; ``pool`` (the writer's concurrency)
   bounds the connections kept alive.
@@ -37,28 +38,26 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import time
 import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import botocore.session
-import urllib3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError
-from urllib3.connection import HTTPConnection
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-    SSLError,
-)
 
 from processor.errors import ConfigError, EcsStateError
+from processor.shard.http_connection import (
+    ConnectFailed,
+    ConnectionPool,
+    ConnectTimeout,
+    HttpError,
+    HttpReply,
+    ReadTimeout,
+    TlsFailed,
+)
 
 SERVICE = "dynamodb"
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -175,7 +174,7 @@ def resolve_ca_bundle(session: botocore.session.Session, ca_bundle: str | None =
         return str(found)
     try:
         import certifi
-    except ImportError:  # the system store (urllib3 loads the default certificates)
+    except ImportError:  # the system store (ssl's default certificates)
         return None
     return str(certifi.where())
 
@@ -195,25 +194,23 @@ class DynamoDBHttp:
             raise ConfigError("DynamoDB: no AWS credentials in the standard chain (environment, shared files, "
                               "container or instance role, SSO...); give the worker credentials")
         self._credentials = credentials
-        url = urllib3.util.parse_url(endpoint_url)
-        if url.scheme not in ("http", "https") or not url.host:
+        try:
+            url = urlsplit(endpoint_url)
+            scheme, host, explicit_port = url.scheme, (url.hostname or "").lower(), url.port
+        except ValueError:
+            scheme, host, explicit_port = "", "", None
+        if scheme not in ("http", "https") or not host:
             raise ConfigError(f"DynamoDB endpoint {endpoint_url!r} is not an http(s) URL; fix "
                               f"AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL or unset them")
-        default_port = 443 if url.scheme == "https" else 80
-        port = url.port or default_port
-        host = url.host.lower()
-        self._host_header = host if port == default_port else f"{host}:{port}"
+        default_port = 443 if scheme == "https" else 80
+        port = explicit_port or default_port
+        shown = f"[{host}]" if ":" in host else host
+        self._host_header = shown if port == default_port else f"{shown}:{port}"
         self._path = quote(url.path or "/", safe="/~")
+        self._head = f"POST {self._path} HTTP/1.1\r\n"
         self._scope_tail = f"/{region}/{SERVICE}/aws4_request"
         self._signing_key: _SigningKey | None = None
-        options: dict[str, Any] = dict(
-            maxsize=pool, block=False, retries=False, timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
-            socket_options=HTTPConnection.default_socket_options + [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)])
-        if url.scheme == "https":
-            self._http: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
-                url.host, port, cert_reqs="CERT_REQUIRED", ca_certs=ca_bundle, **options)
-        else:
-            self._http = urllib3.HTTPConnectionPool(url.host, port, **options)
+        self._http = ConnectionPool(scheme, host, port, timeout_s=timeout_s, maxsize=pool, ca_file=ca_bundle)
 
     @classmethod
     def from_environment(cls, *, region: str | None = None, endpoint_url: str | None = None,
@@ -242,19 +239,19 @@ class DynamoDBHttp:
         """Any DynamoDB operation by name, signed with the current credentials."""
         body = request if isinstance(request, bytes) else serialise(request)
         headers = self.sign(TARGET_PREFIX + operation, body)
+        head = self._head + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         try:
-            reply = self._http.urlopen("POST", self._path, body=body, headers=headers, retries=False,
-                                       redirect=False, assert_same_host=False, preload_content=True)
-        except NewConnectionError as exc:  # first: urllib3 makes it a subclass of ConnectTimeoutError
-            raise TransportError(operation, f"cannot connect to {self.endpoint_url}: {exc}",
-                                 maybe_applied=False) from exc
-        except (ConnectTimeoutError, ReadTimeoutError) as exc:
+            reply = self._http.request(head.encode("latin-1"), body)
+        except (ConnectTimeout, ReadTimeout) as exc:
             raise TransportTimeout(operation, f"timed out ({exc})",
-                                   maybe_applied=isinstance(exc, ReadTimeoutError)) from exc
-        except SSLError as exc:
+                                   maybe_applied=isinstance(exc, ReadTimeout)) from exc
+        except TlsFailed as exc:
             raise TransportError(operation, f"TLS failure with {self.endpoint_url}: {exc}",
                                  maybe_applied=False) from exc
-        except (ProtocolError, HTTPError, OSError) as exc:
+        except ConnectFailed as exc:
+            raise TransportError(operation, f"cannot connect to {self.endpoint_url}: {exc}",
+                                 maybe_applied=False) from exc
+        except HttpError as exc:
             raise TransportError(operation, f"{type(exc).__name__}: {exc}") from exc
         return self._response(operation, reply)
 
@@ -310,12 +307,12 @@ class DynamoDBHttp:
             headers["X-Amz-Security-Token"] = token
         return headers
 
-    def _response(self, operation: str, reply: urllib3.BaseHTTPResponse) -> Response:
+    def _response(self, operation: str, reply: HttpReply) -> Response:
         data = reply.data
         crc = reply.headers.get("x-amz-crc32")
         if crc is not None and crc.isdigit() and zlib.crc32(data) != int(crc):
             raise TransportError(operation, f"reply of {len(data)} bytes failed its CRC32 check (garbled)")
-        request_id = reply.headers.get("x-amzn-RequestId", "")
+        request_id = reply.headers.get("x-amzn-requestid", "")
         try:
             body = json.loads(data) if data else {}
         except ValueError:
@@ -327,7 +324,7 @@ class DynamoDBHttp:
                             request_id)
         if reply.status == 200:
             return Response(200, "", "", body, request_id)
-        raw = body.get("__type") or reply.headers.get("x-amzn-ErrorType", "") or f"HTTP{reply.status}"
+        raw = body.get("__type") or reply.headers.get("x-amzn-errortype", "") or f"HTTP{reply.status}"
         code = str(raw).rsplit("#", 1)[-1].split(":", 1)[0]
         message = body.get("message") or body.get("Message") or ""
         return Response(reply.status, code, str(message), body, request_id)
