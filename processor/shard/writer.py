@@ -33,6 +33,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 from processor.config import Settings
@@ -88,6 +89,10 @@ class _Flush:
             for name, value in counts.items():
                 setattr(self.outcome, name, getattr(self.outcome, name) + value)
 
+    def add_failure(self, text: str) -> None:
+        with self.lock:
+            self.outcome.failed.append(text)
+
 
 class _Refused(Exception):
     """A request DynamoDB refused as the record's fault (internal to the writer)."""
@@ -124,17 +129,35 @@ class Writer:
         flush = _Flush(Outcome())
         if prefetch and batch.items:
             self._prefetch(batch, flush)
-        futures = [self._pool.submit(self._put_resource, versions, flush) for versions in batch.items]
-        futures += [self._pool.submit(self._put_dead_letter, dead, flush) for dead in batch.dead_letters]
-        for future in futures:
-            try:
-                future.result()
-            except WriteFailed as exc:
-                flush.outcome.failed.append(str(exc))
-            except Exception as exc:  # a bug: never checkpoint past it
-                flush.outcome.failed.append(f"unexpected {type(exc).__name__}: {exc}")
+        jobs: list[Callable[[], None]] = [partial(self._put_resource, versions, flush) for versions in batch.items]
+        jobs += [partial(self._put_dead_letter, dead, flush) for dead in batch.dead_letters]
+        self._run_all(jobs, flush)
         flush.outcome.millis = (self._clock() - start) * 1000
         return flush.outcome
+
+    def _run_all(self, jobs: list[Callable[[], None]], flush: _Flush) -> None:
+        """Run every job, ``write_concurrency`` at a time: that many drainers (the calling thread one of them)
+        each take the next job from one shared iterator until none is left, so a put costs a lock rather than a
+        future and a thread wake-up. A job that fails is recorded and the others go on."""
+        iterator, lock = iter(jobs), threading.Lock()
+
+        def drain() -> None:
+            while True:
+                with lock:
+                    job = next(iterator, None)
+                if job is None:
+                    return
+                try:
+                    job()
+                except WriteFailed as exc:
+                    flush.add_failure(str(exc))
+                except Exception as exc:  # a bug: never checkpoint past it
+                    flush.add_failure(f"unexpected {type(exc).__name__}: {exc}")
+
+        helpers = [self._pool.submit(drain) for _ in range(min(self.settings.write_concurrency, len(jobs)) - 1)]
+        drain()
+        for helper in helpers:
+            helper.result()
 
     def _prefetch(self, batch: Batch, flush: _Flush) -> None:
         """Read the stored versions of the batch's resources this writer does not remember (an optimisation: a
