@@ -6,6 +6,11 @@ with 0x80-0x9f or 0xdc-0xdf, none of which can start JSON text; everything else 
 
 Rules (the README's "Bad input" table documents the same):
 - JSON must be strict UTF-8 (no BOM), one object, no duplicate keys at any depth, no NaN/Infinity.
+  Fast path: orjson parses, and the parse is taken only when re-serialising it gives back the input's exact
+  bytes (compact JSON, as EventBridge and our producer write it). Equal bytes prove the parse lost nothing: no
+  duplicate key was dropped, every float's shortest form is the text written (so ``Decimal(repr(f))`` is the
+  number as written). Anything else (whitespace, escapes, a duplicate, a number orjson cannot hold, an error)
+  goes to the strict parser (``json`` with a duplicate check and ``Decimal`` numbers), which decides alone.
 - ``source`` must be ``"aws.ecs"`` and ``detail-type`` a string.
 - ``ECS Task State Change`` / ``ECS Container Instance State Change`` need an object ``detail`` with a non-empty
   string ARN (``taskArn`` / ``containerInstanceArn``) and an integer ``version`` in 0..2**63-1 (a JSON integer,
@@ -21,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgpack
+import orjson
 
 TASK = "task"
 INSTANCE = "instance"
@@ -91,6 +97,17 @@ _json_decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=D
 
 
 def _parse_json(data: bytes) -> Any | Bad:
+    try:
+        fast = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if orjson.dumps(fast) == data:
+            return fast
+    return _parse_json_strictly(data)
+
+
+def _parse_json_strictly(data: bytes) -> Any | Bad:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processor.core.events import Bad, Event, Ignored, decode
+from processor.core.events import Bad, Event, Ignored, _parse_json, _parse_json_strictly, decode
+from processor.core.items import Unstorable, to_attribute
 from processor.testing.factories import (
     as_json,
     as_msgpack,
@@ -36,10 +38,44 @@ def test_json_and_msgpack_decode_to_the_same_detail() -> None:
     assert decode(as_json(raw)).detail == decode(as_msgpack(raw)).detail  # type: ignore[union-attr]
 
 
-def test_floats_become_decimal_never_float() -> None:
-    event = decode(as_json(task_event(task_arn(1), 1, cpuShare=0.25)))
-    assert isinstance(event, Event) and event.detail["cpuShare"] == Decimal("0.25")
-    assert isinstance(event.detail["cpuShare"], Decimal)
+def test_floats_keep_the_digits_written_whichever_parser_reads_them() -> None:
+    spaced = decode(as_json(task_event(task_arn(1), 1, cpuShare=0.25)))
+    assert isinstance(spaced, Event) and spaced.detail["cpuShare"] == Decimal("0.25")  # the strict parser
+    compact = json.dumps(task_event(task_arn(1), 1, cpuShare=0.25), separators=(",", ":")).encode()
+    precise = decode(compact.replace(b'"cpuShare":0.25', b'"cpuShare":0.1000000000000000055511151231257827'))
+    assert isinstance(precise, Event)  # more digits than a float holds: the strict parser, every digit kept
+    assert precise.detail["cpuShare"] == Decimal("0.1000000000000000055511151231257827")
+    compact = decode(compact)
+    assert isinstance(compact, Event) and compact.detail["cpuShare"] == 0.25  # the fast path: a float...
+    assert to_attribute(compact.detail["cpuShare"]) == to_attribute(spaced.detail["cpuShare"])  # ...stored the same
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=20)
+
+
+def _stored(parsed: object) -> object:
+    """What a parse means for the item: its attribute values (a float and the Decimal of its digits agree)."""
+    if isinstance(parsed, Bad):
+        return parsed.code
+    try:
+        return to_attribute(parsed)
+    except Unstorable as exc:
+        return f"unstorable {exc}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_json_values, duplicate=st.booleans(), ascii_only=st.booleans())
+def test_the_fast_json_parse_always_means_what_the_strict_parser_reads(value: object, duplicate: bool,
+                                                                        ascii_only: bool) -> None:
+    data = json.dumps({"detail": {"x": value, "version": 1}}, separators=(",", ":"), ensure_ascii=ascii_only)
+    if duplicate:  # a key written twice: only the strict parser sees it
+        data = data.replace('{"detail":{', '{"detail":{"version":0,', 1)
+    raw = data.encode("utf-8", "surrogatepass")
+    assert _stored(_parse_json(raw)) == _stored(_parse_json_strictly(raw))
 
 
 def test_leading_whitespace_is_fine() -> None:
