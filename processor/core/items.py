@@ -51,6 +51,8 @@ METADATA_ATTRIBUTES = ("cw_version", "event_id", "event_time", "kinesis_shard_id
 _RESERVED = frozenset(METADATA_ATTRIBUTES)
 #: kind -> (attribute, max UTF-8 bytes) of the index keys of its table (ops/setup_tables.py creates the index)
 INDEX_KEYS: dict[str, tuple[tuple[str, int], ...]] = {TASK: (("clusterArn", 2048), ("lastStatus", 1024))}
+#: The most the position's metadata (shard id, sequence numbers, ``expires_at``) adds to an item's size.
+POSITION_METADATA_MAX = 200
 
 AttributeValue = dict[str, Any]
 
@@ -203,11 +205,12 @@ def value_size(value: Any, depth: int = 0) -> int:
     raise Unstorable(f"a {kind.__name__} cannot be stored")
 
 
-def check_event(event: Event, position: Position, task_retention_hours: int = 0) -> None:
+def check_event(event: Event, position: Position, task_retention_hours: int = 0) -> int:
     """Raise the ``Unstorable`` that ``build_item`` would raise, building nothing unless the item is large
     enough to need compression (then the builder itself decides). Every record gets this check when it is read,
     so an unstorable record is a dead letter whatever else its window holds; the item itself is built only for
-    the version a flush writes."""
+    the version a flush writes. Returns the size of what was checked (``detail`` and the envelope's metadata),
+    which ``build_item(..., checked_size=)`` takes as proof that the checks passed."""
     total = 0
     for name, value in event.detail.items():
         name_size = _name_len(name)
@@ -224,8 +227,9 @@ def check_event(event: Event, position: Position, task_retention_hours: int = 0)
             total += len(name) + _utf8_len(text)
         except Unstorable as exc:
             raise exc.inside(name) from None
-    if total + 200 > COMPRESS_ABOVE:  # 200: the position's metadata, at most
+    if total + POSITION_METADATA_MAX > COMPRESS_ABOVE:
         build_item(event, position, task_retention_hours)
+    return total
 
 
 def _show_name(name: Any) -> str:
@@ -277,8 +281,27 @@ def _epoch(timestamp: str) -> int | None:
         return None
 
 
-def build_item(event: Event, position: Position, task_retention_hours: int = 0) -> Item:
-    """The state item for ``event`` read at ``position``; raises ``Unstorable`` when DynamoDB cannot hold it."""
+def _checked_attribute(value: Any) -> AttributeValue:
+    """``to_attribute(value)[0]`` for a value ``check_event`` passed: the same attribute value, without checking
+    or sizing again (a fifth of the walk's CPU, and the walk is most of a put's)."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is dict:
+        return {"M": {name: _checked_attribute(inner) for name, inner in value.items()}}
+    if kind is list:
+        return {"L": [_checked_attribute(inner) for inner in value]}
+    return to_attribute(value)[0]  # numbers, booleans, null, bytes: the checked path, cheap for scalars
+
+
+def build_item(event: Event, position: Position, task_retention_hours: int = 0,
+               checked_size: int | None = None) -> Item:
+    """The state item for ``event`` read at ``position``; raises ``Unstorable`` when DynamoDB cannot hold it.
+
+    ``checked_size``: what ``check_event`` returned for this same event. The detail then goes into the item
+    without its checks and sizes walked again, unless the item may need compression (then the full walk)."""
+    if checked_size is not None and checked_size + POSITION_METADATA_MAX <= COMPRESS_ABOVE:
+        return _build_checked(event, position, task_retention_hours, checked_size)
     attributes: dict[str, AttributeValue] = {}
     sizes: dict[str, int] = {}
     for name, value in event.detail.items():
@@ -292,6 +315,19 @@ def build_item(event: Event, position: Position, task_retention_hours: int = 0) 
         sizes[name] = name_size + size
         attributes[name] = av
     _check_index_keys(event, attributes)
+    for name, av in _metadata(event, position, task_retention_hours).items():
+        try:
+            sizes[name] = len(name) + _utf8_len(next(iter(av.values())))
+        except Unstorable as exc:
+            raise exc.inside(name) from None
+        attributes[name] = av
+    total = sum(sizes.values())
+    if total > COMPRESS_ABOVE:
+        total = _compress_largest(event, attributes, sizes, total)
+    return Item(event.kind, event.key, event.arn, event.version, attributes, total, position)
+
+
+def _metadata(event: Event, position: Position, task_retention_hours: int) -> dict[str, AttributeValue]:
     meta: dict[str, AttributeValue] = {
         "cw_version": {"S": event.envelope_version},
         "event_id": {"S": event.event_id},
@@ -304,16 +340,17 @@ def build_item(event: Event, position: Position, task_retention_hours: int = 0) 
         stopped = _epoch(str(event.detail.get("stoppedAt") or event.time))
         if stopped is not None:
             meta["expires_at"] = {"N": str(stopped + task_retention_hours * 3600)}
-    for name, av in meta.items():
-        try:
-            sizes[name] = len(name) + _utf8_len(next(iter(av.values())))
-        except Unstorable as exc:
-            raise exc.inside(name) from None
+    return meta
+
+
+def _build_checked(event: Event, position: Position, task_retention_hours: int, checked_size: int) -> Item:
+    attributes = {name: _checked_attribute(value) for name, value in event.detail.items() if name not in _RESERVED}
+    size = checked_size
+    for name, av in _metadata(event, position, task_retention_hours).items():
+        if name not in ("cw_version", "event_id", "event_time"):  # those three were checked and counted
+            size += len(name) + _utf8_len(next(iter(av.values())))
         attributes[name] = av
-    total = sum(sizes.values())
-    if total > COMPRESS_ABOVE:
-        total = _compress_largest(event, attributes, sizes, total)
-    return Item(event.kind, event.key, event.arn, event.version, attributes, total, position)
+    return Item(event.kind, event.key, event.arn, event.version, attributes, size, position)
 
 
 def _compress_largest(event: Event, attributes: dict[str, AttributeValue], sizes: dict[str, int],

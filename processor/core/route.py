@@ -34,6 +34,7 @@ class Candidate:
     position: Position
     partition_key: str
     arrival_ms: int | None
+    checked_size: int | None = None  # what check_event returned when admitted (None: build checks everything)
 
     @property
     def size(self) -> int:
@@ -46,13 +47,13 @@ def admit(data: bytes, position: Position, partition_key: str, arrival_ms: int |
     decoded = decode(data)
     if isinstance(decoded, Event):
         try:
-            check_event(decoded, position, task_retention_hours)
+            checked_size = check_event(decoded, position, task_retention_hours)
         except Unstorable as exc:
             return dead_letter(data, position, partition_key, arrival_ms, exc.code, str(exc))
         except Exception as exc:  # defensive: a record must never stop the shard
             return dead_letter(data, position, partition_key, arrival_ms, "unstorable", f"{type(exc).__name__}: {exc}")
         return Candidate(decoded.kind, decoded.key, decoded.arn, decoded.version, data, position, partition_key,
-                         arrival_ms)
+                         arrival_ms, checked_size)
     if isinstance(decoded, Ignored):
         return decoded
     return dead_letter(data, position, partition_key, arrival_ms, decoded.code, decoded.reason)
@@ -69,7 +70,7 @@ def build(candidate: Candidate, task_retention_hours: int = 0) -> Item | DeadLet
         event = decode(candidate.data)
         if not isinstance(event, Event):  # cannot happen: admit decoded the same bytes
             return refused(candidate, "bad-data", f"decoded differently the second time: {event}")
-        return build_item(event, candidate.position, task_retention_hours)
+        return build_item(event, candidate.position, task_retention_hours, candidate.checked_size)
     except Unstorable as exc:
         return refused(candidate, exc.code, str(exc))
     except Exception as exc:  # defensive: a record must never stop the shard

@@ -12,16 +12,20 @@ from hypothesis import strategies as st
 from processor.core.dead_letters import DeadLetter, read_dead_letter_data
 from processor.core.events import Event, Ignored, decode
 from processor.core.items import (
+    COMPRESS_ABOVE,
     ITEM_LIMIT,
     Item,
     Unstorable,
     build_item,
+    check_event,
     decompress_value,
     to_attribute,
     value_size,
 )
 from processor.core.position import Position
 from processor.core.route import Candidate, admit, route
+from processor.loadgen.fleet import generate
+from processor.loadgen.records import Options
 from processor.testing.factories import as_json, instance_arn, instance_event, task_arn, task_event
 
 POS = Position("shardId-000000000001", "49650000000000000000000000000000000000000000000000000001", 0)
@@ -215,6 +219,34 @@ def test_the_check_walk_and_the_build_walk_agree_on_size_and_refusal(value: obje
     except Unstorable as exc:
         got = ("refused", str(exc))
     assert got == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(_values, st.sampled_from([0, 24]), st.booleans())
+def test_a_checked_event_builds_the_same_item_without_its_checks(value: object, retention: int, big: bool) -> None:
+    detail = {"taskArn": task_arn(1), "version": 5, "x": value, "lastStatus": "STOPPED",
+              "pad": "p" * (COMPRESS_ABOVE if big else 10)}
+    event = Event("task", "taskArn", task_arn(1), 5, detail, "0", "id-1", "2026-11-29T10:00:00Z")
+    try:
+        checked = check_event(event, POS, retention)
+    except Unstorable:
+        return  # a dead letter when read: never built
+    assert build_item(event, POS, retention, checked_size=checked) == build_item(event, POS, retention)
+
+
+def test_every_record_of_the_fleet_builds_the_same_item_from_its_checked_size() -> None:
+    built = 0
+    for record, _ in zip(generate(Options(seed=5, tasks=50, instances=5, poison_rate=0.05)), range(500)):
+        event = decode(record.data)
+        if not isinstance(event, Event):
+            continue
+        try:
+            checked = check_event(event, POS, 24)
+        except Unstorable:
+            continue  # poison: a dead letter when read
+        assert build_item(event, POS, 24, checked_size=checked) == build_item(event, POS, 24)
+        built += 1
+    assert built > 400
 
 
 def test_every_record_is_checked_when_read_so_an_unstorable_one_is_a_dead_letter_whatever_its_window() -> None:

@@ -1,7 +1,8 @@
 """The architecture, enforced: each layer imports only what it may (README, "Code map").
 
-- ``processor.core`` is pure: it imports only itself and the standard library's pure modules (plus msgpack);
-  no boto3, botocore, amazon_kclpy, threads, sockets, subprocesses, HTTP or the rest of the package.
+- ``processor.core`` is pure: it imports only itself, the standard library's pure modules and two pure parsers
+  (msgpack, orjson); no boto3, botocore, amazon_kclpy, threads, sockets, subprocesses, HTTP or the rest of the
+  package.
 - The production layers (``core``, ``shard``, ``ops`` and the top-level modules) never import the tooling
   layers (``local``, ``loadgen``, ``testing``, ``bench``), so the processor runs without any of them.
 Imports are read from the source (every ``import``, also inside functions), not from what happens to be loaded.
@@ -18,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "processor"
 TOOLING = ("processor.local", "processor.loadgen", "processor.testing", "processor.bench")
 CORE_FORBIDDEN = ("boto3", "botocore", "amazon_kclpy", "threading", "socket", "subprocess", "concurrent",
                   "http", "urllib", "urllib3", "asyncio", "multiprocessing", "os", "signal", "select")
-CORE_ALLOWED_THIRD_PARTY = ("msgpack",)
+CORE_ALLOWED_THIRD_PARTY = ("msgpack", "orjson")
 
 
 def modules(sub: str = "") -> list[Path]:
@@ -47,7 +48,7 @@ def production_modules() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", modules("core"), ids=lambda p: p.name)
-def test_the_core_imports_nothing_but_itself_the_pure_standard_library_and_msgpack(path: Path) -> None:
+def test_the_core_imports_nothing_but_itself_the_pure_standard_library_msgpack_and_orjson(path: Path) -> None:
     for name in imports_of(path):
         if name.startswith("processor"):
             assert under(name, ("processor.core",)), f"{path.name} imports {name}: the core imports only itself"
