@@ -136,22 +136,21 @@ class _Connection:
         """Send one request, read its reply: (reply, whether the connection may be reused)."""
         self.sock.sendall(head + body)
         while True:
-            raw = self._read_until(b"\r\n\r\n", MAX_HEAD)
-            lines = raw.split(b"\r\n")
-            parts = lines[0].split(b" ", 2)
-            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-                raise ProtocolError(f"not an HTTP reply: {lines[0][:80]!r}")
+            status_line, _, fields = self._read_until(b"\r\n\r\n", MAX_HEAD).decode("latin-1").partition("\r\n")
+            parts = status_line.split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+                raise ProtocolError(f"not an HTTP reply: {status_line[:80]!r}")
             status = int(parts[1])
             if status >= 200 or status == 101:
                 break  # 1xx interim replies are skipped
         headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
+        for line in fields.split("\r\n") if fields else ():
+            name, sep, value = line.partition(":")
             if not sep:
                 raise ProtocolError(f"bad header line {line[:80]!r}")
-            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+            headers[name.strip().lower()] = value.strip()
         connection = headers.get("connection", "").lower()
-        reusable = "close" not in connection and (parts[0] != b"HTTP/1.0" or "keep-alive" in connection)
+        reusable = "close" not in connection and (parts[0] != "HTTP/1.0" or "keep-alive" in connection)
         if "chunked" in headers.get("transfer-encoding", "").lower():
             data = self._read_chunked()
         elif "content-length" in headers:
