@@ -49,6 +49,8 @@ MAX_NAME_BYTES = 65_535
 METADATA_ATTRIBUTES = ("cw_version", "event_id", "event_time", "kinesis_shard_id", "kinesis_sequence_number",
                        "kinesis_subsequence_number", "compressed_attributes", "expires_at")
 _RESERVED = frozenset(METADATA_ATTRIBUTES)
+#: The metadata taken from the EventBridge envelope (``version``, ``id``, ``time``): checked with the detail.
+ENVELOPE_ATTRIBUTES = ("cw_version", "event_id", "event_time")
 #: kind -> (attribute, max UTF-8 bytes) of the index keys of its table (ops/setup_tables.py creates the index)
 INDEX_KEYS: dict[str, tuple[tuple[str, int], ...]] = {TASK: (("clusterArn", 2048), ("lastStatus", 1024))}
 #: The most the position's metadata (shard id, sequence numbers, ``expires_at``) adds to an item's size.
@@ -180,10 +182,9 @@ def value_size(value: Any, depth: int = 0) -> int:
             if type(name) is not str or not name:
                 raise Unstorable(f"map key {_show_name(name)} is not a non-empty string")
             try:
-                if type(inner) is str and inner.isascii():
-                    size += (len(name) if name.isascii() else _utf8_len(name)) + len(inner) + 1
-                else:
-                    size += (len(name) if name.isascii() else _utf8_len(name)) + value_size(inner, depth + 1) + 1
+                name_size = len(name) if name.isascii() else _utf8_len(name)  # inlined: no call for ASCII
+                inner_size = len(inner) if type(inner) is str and inner.isascii() else value_size(inner, depth + 1)
+                size += name_size + inner_size + 1
             except Unstorable as exc:
                 raise exc.inside(f".{name}") from None
         return size
@@ -224,8 +225,7 @@ def check_event(event: Event, position: Position, task_retention_hours: int = 0)
         except Unstorable as exc:
             raise exc.inside(f"detail.{name}") from None
     _check_index_keys(event, event.detail)
-    for name, text in (("cw_version", event.envelope_version), ("event_id", event.event_id),
-                       ("event_time", event.time)):
+    for name, text in zip(ENVELOPE_ATTRIBUTES, (event.envelope_version, event.event_id, event.time)):
         try:
             total += len(name) + _utf8_len(text)
         except Unstorable as exc:
@@ -350,7 +350,7 @@ def _build_checked(event: Event, position: Position, task_retention_hours: int, 
     attributes = {name: _checked_attribute(value) for name, value in event.detail.items() if name not in _RESERVED}
     size = checked_size
     for name, av in _metadata(event, position, task_retention_hours).items():
-        if name not in ("cw_version", "event_id", "event_time"):  # those three were checked and counted
+        if name not in ENVELOPE_ATTRIBUTES:  # those were checked and counted by check_event
             size += len(name) + _utf8_len(next(iter(av.values())))
         attributes[name] = av
     return Item(event.kind, event.key, event.arn, event.version, attributes, size, position)

@@ -2,8 +2,9 @@
 
 botocore spends most of a conditional ``PutItem``'s client CPU in its generic model machinery (serialising,
 validating, parsing), and urllib3 most of what is left in its generic HTTP machinery; this client does only the
-per-request work itself, over the minimal HTTP/1.1 connections of ``shard/http_connection.py``. Everything hard and rarely run stays
-botocore's: the credential chain, the region, the endpoint and the CA bundle, resolved once at construction.
+per-request work itself, over the minimal HTTP/1.1 connections of ``shard/http_connection.py``. Everything hard
+and rarely run stays botocore's: the credential chain, the region, the endpoint and the CA bundle, resolved once
+at construction.
 
 Rules:
 - Requests and replies are DynamoDB JSON as on the wire (``{"S": ...}``, ``{"N": "12"}``...); ``bytes`` values
@@ -25,8 +26,8 @@ Rules:
   botocore's resolution (the shared config's ``services`` section, the regional endpoint, FIPS / dual-stack).
   Region: the argument, else ``AWS_REGION``, else botocore's (``AWS_DEFAULT_REGION``, the profile). TLS is
   always verified (certificate and host name), against ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle`` if set,
-  else certifi's bundle (what botocore uses). HTTP(S) proxies are not supported. No region, no credentials or an endpoint that is not an
-  http(s) URL is a ``ConfigError`` at construction.
+  else certifi's bundle (what botocore uses). HTTP(S) proxies are not supported. No region, no credentials or an
+  endpoint that is not an http(s) URL is a ``ConfigError`` at construction.
 - Thread-safe: one client per process, shared by the writer's threads; ``pool`` (the writer's concurrency)
   bounds the connections kept alive.
 """

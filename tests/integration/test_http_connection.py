@@ -83,8 +83,9 @@ class Scripted:
             assert time.monotonic() < deadline, f"the server closed {self.closed} connections, not {n}"
             time.sleep(0.01)
 
-    def pool(self, scheme: str = "http", host: str = "127.0.0.1", **kwargs: object) -> ConnectionPool:
-        return ConnectionPool(scheme, host, self.port, timeout_s=kwargs.pop("timeout_s", 2.0), **kwargs)  # type: ignore[arg-type]
+    def pool(self, scheme: str = "http", host: str = "127.0.0.1", timeout_s: float = 2.0,
+             ca_file: str | None = None) -> ConnectionPool:
+        return ConnectionPool(scheme, host, self.port, timeout_s=timeout_s, ca_file=ca_file)
 
     def close(self) -> None:
         self.server.close()
