@@ -126,6 +126,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lambda-events", type=int, default=v.lambda_events,
                    help=f"records the per-event Lambda is measured on (default {v.lambda_events}; 0: none)")
     g.add_argument("--no-replay", action="store_true", help="skip the replay pass")
+    g.add_argument("--steady-rate", type=int, default=v.steady_rate,
+                   help=f"records/s per shard of the steady (freshness) pass (default {v.steady_rate}; 0: none)")
+    g.add_argument("--steady-seconds", type=int, default=v.steady_s,
+                   help=f"how long the steady pass delivers (default {v.steady_s})")
     g.add_argument("--render-only", action="store_true",
                    help="re-render bench/NAME.md, .png and the README section from the saved bench/NAME.json")
 
@@ -138,15 +142,15 @@ def _given(args: argparse.Namespace, defaults: BenchConfig) -> dict[str, int]:
 
 def volume_config_from_args(args: argparse.Namespace) -> VolumeConfig:
     d = VolumeConfig()
-    if args.batch < 1 or args.poll_ms < 0 or args.lambda_events < 0:
-        raise ValueError("--batch must be >= 1, --poll-ms and --lambda-events >= 0")
+    if args.batch < 1 or min(args.poll_ms, args.lambda_events, args.steady_rate, args.steady_seconds) < 0:
+        raise ValueError("--batch must be >= 1, --poll-ms, --lambda-events, --steady-rate and --steady-seconds >= 0")
     bench = dataclasses.replace(d.bench, **_given(args, d.bench), seed=args.seed, duplicate_rate=args.duplicate_rate,
                                 reorder_window=args.reorder_window, poison_rate=args.poison_rate,
                                 ignored_rate=args.ignored_rate)
     if bench.events < 1 or bench.shards < 1:
         raise ValueError("--events and --shards must be >= 1")
     return VolumeConfig(bench=bench, batch=args.batch, poll_ms=args.poll_ms, lambda_events=args.lambda_events,
-                        replay=not args.no_replay)
+                        replay=not args.no_replay, steady_rate=args.steady_rate, steady_s=args.steady_seconds)
 
 
 def run_volume_profile(vcfg: VolumeConfig, out_dir: Path, name: str, command: str, chart: bool, readme: Path | None,

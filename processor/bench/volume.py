@@ -15,6 +15,11 @@ connections, every request priced in capacity units):
   carrying their first-pass arrival timestamps and ``millisBehindLatest`` = how old the batch is. Its cost is
   compared with the first pass in write-unit equivalents (read units / 5), and the tables are compared before
   and after it: no stored version may change.
+* Steady pass: ``steady_rate`` records/s per shard for ``steady_s`` seconds (a fresh stream of that size, fresh
+  tables), each record's arrival timestamp the instant it is due, every call handing over what arrived since the
+  last one: the freshness a stream at a rate the table keeps up with gets (the issue's freshness target). The
+  first pass is a backlog (10,000 records every ``poll_ms``, far above what moto absorbs), so its freshness
+  measures the queue, not the processor.
 * The per-event Lambda (:mod:`processor.bench.lambda_way`, sequential) on the first ``lambda_events`` records of
   the same stream, on fresh tables of the same server.
 * Figures per pass: CPU µs/event of the processor processes (``initialize`` answered to the end, /proc), split
@@ -56,6 +61,8 @@ class VolumeConfig:
     poll_ms: int = 250
     lambda_events: int = 20_000
     replay: bool = True
+    steady_rate: int = 20  # records/s per shard of the steady pass (0: none)
+    steady_s: int = 60
     flush_interval_ms: int = Settings().flush_interval_millis
 
 
@@ -80,9 +87,12 @@ def _pct(values: list[float]) -> dict[str, float | None]:
 
 
 def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: str, work: Path, name: str,
-             arrivals_ms: list[int] | None = None) -> dict[str, Any]:
+             arrivals_ms: list[int] | None = None, rate: float = 0) -> dict[str, Any]:
     """One pass of every shard's records through one processor per shard; returns the pass's figures and, in
-    ``arrival_ms``, each record's arrival timestamp (for a replay to reuse)."""
+    ``arrival_ms``, each record's arrival timestamp (for a replay to reuse). ``rate`` > 0: each shard's records
+    arrive at that many per second (record k at start + k / rate, its arrival timestamp), and every call hands
+    over what has arrived since the last one (at most ``batch``); 0: ``batch`` records per call, arriving as
+    they are handed over."""
     from processor.testing.multilang_driver import Checkpoint, KinesisRecord, ProcessorProcess
 
     env = child_env(endpoint, {"ECS_STATE_TASK_TABLE": settings.task_table,
@@ -113,15 +123,19 @@ def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: s
             process.initialize(f"shardId-{s:012d}")
             assert process.proc is not None
             start_cpu = proc_cpu(process.proc.pid)
-            for a in range(0, len(indices), vcfg.batch):
+            t0, a = time.time() * 1000, 0
+            while a < len(indices):
                 now = int(time.time() * 1000)
-                chunk = indices[a:a + vcfg.batch]
-                for i in chunk:
-                    arrival[i] = arrival[i] or now
+                arrived = int((now - t0) * rate / 1000) + 1 if rate else len(indices)
+                b = min(len(indices), a + vcfg.batch, arrived)
+                chunk = indices[a:b]
+                for k, i in enumerate(chunk):
+                    arrival[i] = arrival[i] or (int(t0 + (a + k) * 1000 / rate) if rate else now)
                 records = [KinesisRecord(stream.records[i].data, stream.records[i].partition_key, f"{a + k + 1:056d}",
                                          0, arrival[i]) for k, i in enumerate(chunk)]
-                process.process_records(records, millis_behind_latest=max(0, now - arrival[chunk[-1]]))
+                process.process_records(records, millis_behind_latest=max(0, now - arrival[chunk[-1]]) if chunk else 0)
                 calls[s] += 1
+                a = b
                 time.sleep(vcfg.poll_ms / 1000)
             deadline = time.monotonic() + vcfg.flush_interval_ms / 1000 + 120
             while indices and (not durable[s] or durable[s][-1][1] < len(indices)) and time.monotonic() < deadline:
@@ -271,6 +285,22 @@ def run_volume(vcfg: VolumeConfig, work: Path, say: Any) -> tuple[Stream, dict[s
                                     / max(1e-9, first["capacity"]["write_unit_equivalents"]))
             results["replay"] = replay
             say(f"  cost ratio {replay['cost_ratio']:.3f}, {replay['versions_changed']} versions changed")
+        if vcfg.steady_rate and vcfg.steady_s:
+            steady_cfg = dataclasses.replace(vcfg.bench, events=vcfg.steady_rate * vcfg.steady_s * vcfg.bench.shards)
+            say(f"steady pass: {steady_cfg.events:,} records at {vcfg.steady_rate}/s per shard into fresh tables ...")
+            steady_stream = build_stream(steady_cfg)
+            steady_settings = fresh_tables(client, "volume-steady", run_id)
+            moto_keepalive.meter(endpoint, reset=True)
+            steady = run_pass(steady_stream, vcfg, steady_settings, endpoint, work, "steady", rate=vcfg.steady_rate)
+            steady["capacity"] = moto_keepalive.meter(endpoint, reset=True)
+            steady["tables"] = check_tables(client, steady_settings, steady_stream.truth, dead_letters=True)
+            if steady["tables"]["stale"] or steady["tables"]["unexpected"]:
+                raise BenchError(f"steady pass left the tables wrong: {steady['tables']}; logs in {work}")
+            steady.pop("arrival_ms")
+            steady["rate_per_shard"] = vcfg.steady_rate
+            results["steady"] = steady
+            say(f"  freshness p50/p99 {steady['freshness_ms']['p50']} / {steady['freshness_ms']['p99']} ms, "
+                f"{steady['cpu_us_per_event']:.0f} µs/event")
         if vcfg.lambda_events:
             lam_cfg = dataclasses.replace(vcfg.bench, events=min(vcfg.lambda_events, vcfg.bench.events))
             say(f"per-event Lambda on the first {lam_cfg.events:,} records ...")

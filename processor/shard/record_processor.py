@@ -5,8 +5,10 @@ It decides *when* to flush and *where* to checkpoint, and holds no business rule
   configuration problem is one ``config_error`` line and exit 2 (``errors.exit_code_for``);
 - every record goes through ``route.admit`` into the shard's ``Reducer`` (items are built at flush time);
 - a flush happens when the reducer is full (mid-batch if need be) and, at the end of a ``processRecords`` call,
-  when ``flushIntervalMillis`` has passed since the last one (KCL must call us on idle shards too:
-  ``callProcessRecordsEvenForEmptyRecordList = true``);
+  when ``shard/flush_schedule.py`` says it is due: early enough that the window's oldest record is durable about
+  ``flushIntervalMillis`` after its arrival in Kinesis (KCL must call us on idle shards too:
+  ``callProcessRecordsEvenForEmptyRecordList = true``); a checkpoint that failed after a flush is tried again
+  at the end of a call once the interval has passed since that flush, with or without new records;
 - the checkpoint goes to the last record the flush covered, and only after ``Writer.write`` reported every item
   and dead letter durable. Transient DynamoDB failures are retried inside the flush, holding the lease, for as
   long as they last (the default); only with a finite ``writeRetryBudgetMillis`` does a flush that still fails
@@ -42,6 +44,7 @@ from processor.core.route import admit
 from processor.errors import EXIT_BUG, EXIT_WRITE_FAILED, ConfigError, EcsStateError, exit_code_for
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport
+from processor.shard.flush_schedule import FlushSchedule
 from processor.shard.freshness import freshness
 from processor.shard.metrics import Metrics, log_safely
 from processor.shard.stored_versions import CatchUp
@@ -67,6 +70,7 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._sleep = sleep
         self.shard_id = "?"
         self.reducer = Reducer(settings.max_pending_arns, settings.max_pending_bytes)
+        self.schedule = FlushSchedule(settings.flush_interval_millis / 1000)
         self._last_flush = clock()
         self._checkpointing = True
         self._durable: Position | None = None  # flushed (durable) but not yet checkpointed
@@ -101,18 +105,27 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._millis_behind = process_records_input.millis_behind_latest
         self.catch_up.on_records(self._millis_behind)
         checkpointer = process_records_input.checkpointer
+        now, wall_ms = self._clock(), self._wall_ms()
+        self.schedule.call_started(now)
         for record in process_records_input.records:
+            if self.schedule.opened is None:  # the window's first record: its age sets the window's lead
+                arrival = record.timestamp_millis
+                self.schedule.delivered(now, (wall_ms - arrival) / 1000 if arrival is not None else None)
             self._pending_caught_up = self._pending_caught_up or self.catch_up.active
             self.offer(record.binary_data, record.sequence_number, record.sub_sequence_number or 0,
                        record.partition_key, record.timestamp_millis)
             if self.reducer.full:
                 self.flush_and_checkpoint(checkpointer, "full")
-        if self._clock() - self._last_flush >= self.settings.flush_interval_millis / 1000:
+        now = self._clock()
+        if self.schedule.due(now) or (self._durable is not None
+                                      and now - self._last_flush >= self.settings.flush_interval_millis / 1000):
             self.flush_and_checkpoint(checkpointer, "interval")
+        self.schedule.call_ended(self._clock())
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         dropped = self.reducer.pending_arns
         self.reducer.clear()
+        self.schedule.dropped()
         self._arrivals.clear()
         self._pending_caught_up = False
         self._checkpointing = False
@@ -154,14 +167,16 @@ class ShardProcessor(v3.RecordProcessorBase):
     def flush(self, reason: str) -> Position | None:
         """Write everything pending; returns the position now safe to checkpoint (None if nothing was pending).
         Exits the process without checkpointing when the writes fail past a finite retry budget."""
-        self._last_flush = self._clock()
+        started = self._last_flush = self._clock()
         if not self.reducer.has_pending:
+            self.schedule.dropped()  # nothing was pending (a window of records already flushed, if any)
             return None
         batch = self.reducer.drain()
         arrivals, self._arrivals = self._arrivals, []
         prefetch, self._pending_caught_up = self._pending_caught_up or self.catch_up.active, False
         assert self._writer is not None, "flush before initialize"
         outcome = self._writer.write(batch, prefetch=prefetch)
+        self.schedule.flushed(started, self._clock())
         fresh = freshness(arrivals, self._wall_ms()) if outcome.ok else (None, None)
         self._report(batch, outcome, reason, fresh)
         if outcome.fallbacks:

@@ -129,16 +129,16 @@ def test_a_tiny_run_reports_every_contender_and_ours_leaves_nothing_stale(moto_s
     assert "| contender |" in text and "Command: `test`" in text and text.count("\n| ") >= 4
 
 
-def test_a_tiny_volume_run_measures_both_passes_and_the_replay_changes_nothing(tmp_path: Path) -> None:
-    """--profile-volume at a tiny size against its own keep-alive moto: every figure is there, the first pass
-    leaves nothing stale, the replay changes no stored version and its cost is priced; the README section is
-    regenerated from the JSON."""
+def test_a_tiny_volume_run_measures_every_pass_and_the_replay_changes_nothing(tmp_path: Path) -> None:
+    """--profile-volume at a tiny size against its own keep-alive moto: every figure is there, the first and
+    steady passes leave nothing stale, the replay changes no stored version and its cost is priced; the README
+    section is regenerated from the JSON."""
     from processor.bench.volume import VolumeConfig, run_volume
     from processor.bench.volume_report import END, START, build_volume_report, write_volume_results
 
     vcfg = VolumeConfig(bench=BenchConfig(events=800, shards=2, clusters=2, instances=6, tasks=60, poison_rate=0.01,
                                           seed=4, contenders=("ours", "lambda")),
-                        batch=300, poll_ms=10, lambda_events=150, flush_interval_ms=500)
+                        batch=300, poll_ms=10, lambda_events=150, flush_interval_ms=500, steady_rate=60, steady_s=2)
     stream, results = run_volume(vcfg, tmp_path, lambda text: None)
     first, replay, lam = results["first"], results["replay"], results["lambda"]
     assert first["tables"]["stale"] == 0 and first["tables"]["dead_letters"]["ok"]
@@ -152,12 +152,17 @@ def test_a_tiny_volume_run_measures_both_passes_and_the_replay_changes_nothing(t
     assert replay["flush_log"]["stale"] == first["flush_log"]["writes"] or replay["flush_log"]["stale"] > 0
     assert replay["cost_ratio"] > 0  # today's processor: every replayed put is a billed, failed conditional write
     assert lam["events"] == 150 and lam["capacity"]["read_units"] > 0
+    steady = results["steady"]
+    assert steady["events"] == 240 and steady["tables"]["stale"] == 0 and steady["tables"]["dead_letters"]["ok"]
+    assert steady["calls"] >= 20 and steady["freshness_ms"]["not_checkpointed"] == 0  # paced: many small calls
+    assert steady["freshness_ms"]["records"] == 240
     assert set(results["cpu_split"]) == {"protocol", "decode", "reduce", "sample"}
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nold\n{END}\n", encoding="utf-8")
     report = build_volume_report(vcfg, stream, results, {"commit": "test"}, "test", tmp_path)
     text = write_volume_results(json.loads(json.dumps(report, default=str)), tmp_path / "bench", "volume",
                                 chart=False, readme=readme)
-    assert "| ecs-state, first pass |" in text and "replay" in text
+    assert "| ecs-state, first pass (backlog) |" in text and "replay" in text and "| ecs-state, steady 60 " in text
+    assert "steady pass" in report["targets"]["freshness_p99_ms"]["target"]
     assert text in readme.read_text(encoding="utf-8") and (tmp_path / "bench" / "volume.json").is_file()
     assert {"cpu_us_per_event", "peak_rss_mb", "replay_cost_ratio", "replay_versions_changed"} <= set(report["targets"])
