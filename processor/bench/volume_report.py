@@ -158,7 +158,9 @@ def write_volume_png(report: dict[str, Any], path: Path) -> Path:
     s, c = report["stream"], report["config"]
     footer = [f"{s['events']:,} events, {s['distinct_arns']:,} ARNs, fleet {c['bench']['tasks']:,} tasks / "
               f"{c['bench']['instances']} instances, {c['batch']:,}-record batches, {c['bench']['shards']} shards",
-              _freshness_footer(steady or first, "steady pass" if steady else "first pass") if first else "", f"command: {report['command']}"[:140]]
+              _freshness_footer(r["steady"], "steady pass") if r.get("steady")
+              else _freshness_footer(first, "first pass (backlog)") if first else "",
+              f"command: {report['command']}"[:140]]
     return write_chart(path, f"ecs-state at high volume, {s['events']:,} events", labels, panels, footer)
 
 

@@ -1,4 +1,4 @@
-"""The flush schedule (``shard/flush_schedule.py``): when the interval flush is due, driven with explicit clock values."""
+"""The flush schedule (``shard/flush_schedule.py``): when the interval flush is due, on explicit clock values."""
 
 from __future__ import annotations
 
