@@ -161,8 +161,9 @@ def test_a_tiny_volume_run_measures_every_pass_and_the_replay_changes_nothing(tm
     readme.write_text(f"intro\n{START}\nold\n{END}\n", encoding="utf-8")
     report = build_volume_report(vcfg, stream, results, {"commit": "test"}, "test", tmp_path)
     text = write_volume_results(json.loads(json.dumps(report, default=str)), tmp_path / "bench", "volume",
-                                chart=False, readme=readme)
+                                chart=True, readme=readme)
     assert "| ecs-state, first pass (backlog) |" in text and "replay" in text and "| ecs-state, steady 60 " in text
     assert "steady pass" in report["targets"]["freshness_p99_ms"]["target"]
     assert text in readme.read_text(encoding="utf-8") and (tmp_path / "bench" / "volume.json").is_file()
+    assert (tmp_path / "bench" / "volume.png").stat().st_size > 10_000  # the chart was drawn
     assert {"cpu_us_per_event", "peak_rss_mb", "replay_cost_ratio", "replay_versions_changed"} <= set(report["targets"])
