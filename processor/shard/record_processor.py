@@ -108,9 +108,8 @@ class ShardProcessor(v3.RecordProcessorBase):
         now, wall_ms = self._clock(), self._wall_ms()
         self.schedule.call_started(now)
         for record in process_records_input.records:
-            if self.schedule.opened is None:  # the window's first record: its age sets the window's lead
-                arrival = record.timestamp_millis
-                self.schedule.delivered(now, (wall_ms - arrival) / 1000 if arrival is not None else None)
+            arrival = record.timestamp_millis
+            self.schedule.delivered(now, (wall_ms - arrival) / 1000 if arrival is not None else None)
             self._pending_caught_up = self._pending_caught_up or self.catch_up.active
             self.offer(record.binary_data, record.sequence_number, record.sub_sequence_number or 0,
                        record.partition_key, record.timestamp_millis)
@@ -169,7 +168,6 @@ class ShardProcessor(v3.RecordProcessorBase):
         Exits the process without checkpointing when the writes fail past a finite retry budget."""
         started = self._last_flush = self._clock()
         if not self.reducer.has_pending:
-            self.schedule.dropped()  # nothing was pending (a window of records already flushed, if any)
             return None
         batch = self.reducer.drain()
         arrivals, self._arrivals = self._arrivals, []
