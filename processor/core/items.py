@@ -319,10 +319,7 @@ def build_item(event: Event, position: Position, task_retention_hours: int = 0,
         attributes[name] = av
     _check_index_keys(event, attributes)
     for name, av in _metadata(event, position, task_retention_hours).items():
-        try:
-            sizes[name] = len(name) + _utf8_len(next(iter(av.values())))
-        except Unstorable as exc:
-            raise exc.inside(name) from None
+        sizes[name] = _metadata_size(name, av)
         attributes[name] = av
     total = sum(sizes.values())
     if total > COMPRESS_ABOVE:
@@ -346,12 +343,20 @@ def _metadata(event: Event, position: Position, task_retention_hours: int) -> di
     return meta
 
 
+def _metadata_size(name: str, av: AttributeValue) -> int:
+    """The size of one metadata attribute (a single ``S`` or ``N``), as DynamoDB counts it."""
+    try:
+        return len(name) + _utf8_len(next(iter(av.values())))
+    except Unstorable as exc:
+        raise exc.inside(name) from None
+
+
 def _build_checked(event: Event, position: Position, task_retention_hours: int, checked_size: int) -> Item:
     attributes = {name: _checked_attribute(value) for name, value in event.detail.items() if name not in _RESERVED}
     size = checked_size
     for name, av in _metadata(event, position, task_retention_hours).items():
         if name not in ENVELOPE_ATTRIBUTES:  # those were checked and counted by check_event
-            size += len(name) + _utf8_len(next(iter(av.values())))
+            size += _metadata_size(name, av)
         attributes[name] = av
     return Item(event.kind, event.key, event.arn, event.version, attributes, size, position)
 
