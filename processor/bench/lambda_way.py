@@ -2,7 +2,11 @@
 
 * Per event (:func:`lambda_handler`): ``get_item`` on the ARN, then an unconditional ``put_item`` of ``detail`` +
   ``cw_version`` when there is no item or the stored version is lower; boto3's resource API, as the documented
-  Lambda. It decodes with the processor's own decoder (same events accepted, same JSON decoding cost). By
+  Lambda. It decodes with the processor's own decoder (same events accepted, same JSON decoding cost), then
+  turns the detail's floats into ``Decimal`` (:func:`floats_as_decimals`, what the usual
+  ``json.loads(json.dumps(detail), parse_float=Decimal)`` does): boto3 refuses floats, so the documented code as written fails on every container-instance event (their
+  resources carry ``"doubleValue": 0.0``) and a contender that fails a fifth of its events cheaply is no
+  measure of a working Lambda. By
   default ``get_item`` fetches only ``version`` (cheaper for the Lambda than the documented whole-item read, and
   much faster on moto); ``full_get`` for the literal one.
 * ``lambda`` runs sequentially; ``lambda-8`` on N threads pulling from the same stream in order, one client per
@@ -23,6 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +71,20 @@ def lambda_handler(data: bytes, tables: dict[str, Any], full_get: bool) -> str:
     stored = table.get_item(**request).get("Item")
     if stored is not None and stored["version"] >= event.version:
         return "older"
-    table.put_item(Item={"cw_version": event.envelope_version, **event.detail})
+    detail = floats_as_decimals(event.detail)   # boto3 refuses floats
+    table.put_item(Item={"cw_version": event.envelope_version, **detail})
     return "put"
+
+
+def floats_as_decimals(value: Any) -> Any:
+    """``value`` with every float as the ``Decimal`` of its shortest text (boto3's serialiser refuses floats)."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: floats_as_decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [floats_as_decimals(v) for v in value]
+    return value
 
 
 def lambda_child(spec_path: str) -> int:

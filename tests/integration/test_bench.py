@@ -7,9 +7,11 @@ import argparse
 import json
 import struct
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from processor.bench.chart import Panel, write_chart
@@ -121,12 +123,38 @@ def test_a_tiny_run_reports_every_contender_and_ours_leaves_nothing_stale(moto_s
     # the Lambda does one get_item per state event and a put_item for most of them
     lam = saved["results"]["lambda"]
     state_events = saved["stream"]["task_events"] + saved["stream"]["instance_events"]
-    decoded = lam["outcomes"]["put"] + lam["outcomes"]["older"] + lam["outcomes"].get("failed", 0)
-    assert state_events <= decoded <= state_events + saved["stream"]["poison"]   # a lone surrogate decodes
+    failed = lam["outcomes"].get("failed", 0)
+    assert failed <= saved["stream"]["poison"], lam["errors"]   # only a poison record that decodes (a lone surrogate)
+    decoded = lam["outcomes"]["put"] + lam["outcomes"]["older"] + failed
+    assert state_events <= decoded <= state_events + saved["stream"]["poison"]
     assert lam["requests"] >= state_events + lam["outcomes"]["put"]
     assert set(saved["targets"]) >= {"ours_requests_vs_floor", "ours_cpu_vs_lambda", "ours_stale_arns"}
     text = render_markdown(saved)
     assert "| contender |" in text and "Command: `test`" in text and text.count("\n| ") >= 4
+
+
+def test_the_lambda_contender_stores_a_container_instance_event_whose_resources_hold_floats(moto_server: Any) -> None:
+    """boto3 refuses floats: the documented handler as written fails on every container-instance event (their
+    resources carry "doubleValue": 0.0). The contender must do what a working Lambda does and store it."""
+    import boto3
+
+    from processor.bench.lambda_way import lambda_handler
+    from processor.testing.factories import as_json, instance_arn, instance_event
+    from processor.testing.protocol_helpers import unique_settings
+
+    settings = unique_settings("lambda-floats")
+    ddb = boto3.resource("dynamodb")
+    tables = {"task": ddb.Table(settings.task_table), "instance": ddb.Table(settings.instance_table)}
+    arn = instance_arn(7)
+    resources = [{"name": "CPU", "type": "INTEGER", "doubleValue": 0.0, "integerValue": 2048},
+                 {"name": "WEIGHT", "type": "DOUBLE", "doubleValue": 0.25}]
+    data = orjson.dumps(instance_event(arn, 3, remainingResources=resources))   # compact: decoded as floats
+    assert lambda_handler(data, tables, full_get=False) == "put"
+    stored = tables["instance"].get_item(Key={"containerInstanceArn": arn})["Item"]
+    assert stored["version"] == 3 and stored["remainingResources"][1]["doubleValue"] == Decimal("0.25")
+    assert lambda_handler(data, tables, full_get=False) == "older"
+    spaced = as_json(instance_event(arn, 4, remainingResources=resources))   # decoded as Decimal
+    assert lambda_handler(spaced, tables, full_get=False) == "put"
 
 
 def test_a_tiny_volume_run_measures_every_pass_and_the_replay_changes_nothing(tmp_path: Path) -> None:
