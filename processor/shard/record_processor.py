@@ -3,7 +3,9 @@
 It decides *when* to flush and *where* to checkpoint, and holds no business rule of its own:
 - ``initialize`` runs the start-up checks (``startup``: the tables, the metrics target) before any record; a
   configuration problem is one ``config_error`` line and exit 2 (``errors.exit_code_for``);
-- every record goes through ``route.admit`` into the shard's ``Reducer`` (items are built at flush time);
+- every record goes through ``route.admit`` into the shard's ``Reducer`` (items are built at flush time); its
+  base64 text is decoded by :func:`record_data` and the record is dropped from the call's list as soon as it is
+  offered, so a 10,000-record call does not hold its ~45 MB of base64 text until its last record;
 - a flush happens when the reducer is full (mid-batch if need be) and, at the end of a ``processRecords`` call,
   when ``shard/flush_schedule.py`` says it is due: early enough that the window's oldest record is durable about
   ``flushIntervalMillis`` after its arrival in Kinesis (KCL must call us on idle shards too:
@@ -26,12 +28,15 @@ It decides *when* to flush and *where* to checkpoint, and holds no business rule
 
 from __future__ import annotations
 
+import base64
+import binascii
 import random
 import sys
 import time
 import traceback
 from typing import Any, Callable
 
+import pybase64
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor as v3
 
@@ -49,6 +54,19 @@ from processor.shard.freshness import freshness
 from processor.shard.metrics import Metrics, log_safely
 from processor.shard.stored_versions import CatchUp
 from processor.shard.writer import Outcome, Writer
+
+
+def record_data(record: Any) -> bytes:
+    """A record's bytes, as amazon_kclpy's ``binary_data`` gives them: its base64 ``data`` decoded with pybase64
+    (SIMD: ~1 µs for a 4.4 KB record against ~9 for the standard library's decoder that ``binary_data`` uses);
+    text the strict decoder refuses (never from the daemon, whose Java encoder writes canonical base64) goes to
+    the standard library's lenient decoder, exactly as ``binary_data`` would."""
+    data = record.data
+    try:
+        return pybase64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return base64.b64decode(data)
+
 
 RETRY_CHECKPOINT = frozenset({"ThrottlingException", "KinesisClientLibDependencyException"})
 STOP_CHECKPOINTING = frozenset({"ShutdownException", "InvalidStateException"})
@@ -107,11 +125,13 @@ class ShardProcessor(v3.RecordProcessorBase):
         checkpointer = process_records_input.checkpointer
         now, wall_ms = self._clock(), self._wall_ms()
         self.schedule.call_started(now)
-        for record in process_records_input.records:
+        records = process_records_input.records
+        for index, record in enumerate(records):
+            records[index] = None  # its base64 text is freed once offered (module docstring)
             arrival = record.timestamp_millis
             self.schedule.delivered(now, (wall_ms - arrival) / 1000 if arrival is not None else None)
             self._pending_caught_up = self._pending_caught_up or self.catch_up.active
-            self.offer(record.binary_data, record.sequence_number, record.sub_sequence_number or 0,
+            self.offer(record_data(record), record.sequence_number, record.sub_sequence_number or 0,
                        record.partition_key, record.timestamp_millis)
             if self.reducer.full:
                 self.flush_and_checkpoint(checkpointer, "full")

@@ -103,3 +103,16 @@ def test_an_idle_shard_checkpoints_nothing_new(shard: Shard) -> None:
     for k in range(10):
         shard.call(k * 5.0)
     assert shard.checkpoints.sequence_numbers == []
+
+
+def test_a_call_holds_none_of_its_records_once_they_are_offered(shard: Shard) -> None:
+    """A 10,000-record call's ~45 MB of base64 text is freed record by record, not at the end of the call."""
+    records = [Record({"sequenceNumber": f"{k:056d}", "subSequenceNumber": 0, "approximateArrivalTimestamp": WALL0_MS,
+                       "partitionKey": task_arn(k), "action": "record",
+                       "data": base64.b64encode(as_json(task_event(task_arn(k), 1))).decode("ascii")})
+               for k in range(1, 4)]
+    call = ProcessRecordsInput({"records": records, "millisBehindLatest": 0, "action": "processRecords"})
+    call.dispatch(shard.checkpoints, shard.processor)
+    assert call.records == [None, None, None]
+    shard.call(10.0)
+    assert shard.checkpointed == f"{3:056d}"
