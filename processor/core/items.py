@@ -194,19 +194,34 @@ def value_size(value: Any, depth: int = 0) -> int:
         size = 3
         for index, inner in enumerate(value):
             try:
-                size += value_size(inner, depth + 1) + 1
+                size += (len(inner) if type(inner) is str and inner.isascii() else value_size(inner, depth + 1)) + 1
             except Unstorable as exc:
                 raise exc.inside(f"[{index}]") from None
         return size
-    if kind is int or kind is Decimal:
-        return _number(value)[1]
+    if kind is int:
+        digits = len(str(value)) - (value < 0)
+        return 1 + (digits + 1) // 2 if digits <= 38 else _number(value)[1]  # _number's sizing, without its dict
     if kind is bool or value is None:
         return 1
     if kind is float:
-        return _number(Decimal(repr(value)))[1]
+        return _float_size(value)
+    if kind is Decimal:
+        return _number(value)[1]
     if kind is bytes:
         return len(value)
     raise Unstorable(f"a {kind.__name__} cannot be stored")
+
+
+def _float_size(value: float) -> int:
+    """``_number(Decimal(repr(value)))[1]`` without a Decimal: the significant digits of ``repr``'s mantissa,
+    for floats well inside DynamoDB's range (the exact path decides near its ends, and for NaN / infinity)."""
+    magnitude = abs(value)
+    if magnitude == 0.0:
+        return 2
+    if not 1e-120 <= magnitude <= 1e120:
+        return _number(Decimal(repr(value)))[1]
+    significant = len(repr(magnitude).partition("e")[0].replace(".", "").strip("0"))
+    return 1 + (significant + 1) // 2
 
 
 def check_event(event: Event, position: Position, task_retention_hours: int = 0) -> int:
@@ -217,8 +232,13 @@ def check_event(event: Event, position: Position, task_retention_hours: int = 0)
     which ``build_item(..., checked_size=)`` takes as proof that the checks passed."""
     total = 0
     for name, value in event.detail.items():
-        name_size = _name_len(name)
+        # the common cases inlined (an ASCII name, an ASCII string value): no call
+        name_size = len(name) if type(name) is str and name.isascii() and 0 < len(name) <= MAX_NAME_BYTES \
+            else _name_len(name)
         if name in _RESERVED:
+            continue
+        if type(value) is str and value.isascii():
+            total += name_size + len(value)
             continue
         try:
             total += name_size + value_size(value, 1)
