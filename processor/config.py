@@ -42,7 +42,7 @@ class Settings:
     dead_letter_table: str = "ECSEventDeadLetters"
     flush_interval_millis: int = 5000
     max_pending_arns: int = 10_000
-    max_pending_bytes: int = 64 * 1024 * 1024
+    max_pending_bytes: int = 96 * 1024 * 1024
     write_concurrency: int = 16
     write_max_attempts: int = 0  # 0: no limit
     write_retry_budget_millis: int = 0  # 0: retry transient failures for ever (holding the lease)

@@ -53,7 +53,7 @@ class Batch:
 @dataclass
 class Reducer:
     max_arns: int = 10_000
-    max_bytes: int = 64 * 1024 * 1024
+    max_bytes: int = 96 * 1024 * 1024
     _pending: dict[tuple[str, str], list[Candidate]] = field(default_factory=dict)
     _dead: list[DeadLetter] = field(default_factory=list)
     _first: Position | None = None
