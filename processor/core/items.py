@@ -310,11 +310,18 @@ def _checked_attribute(value: Any) -> AttributeValue:
     kind = type(value)
     if kind is str:
         return {"S": value}
-    if kind is dict:
-        return {"M": {name: _checked_attribute(inner) for name, inner in value.items()}}
+    if kind is dict:  # strings, most of an event's values, inlined: no call
+        return {"M": {name: {"S": inner} if type(inner) is str else _checked_attribute(inner)
+                      for name, inner in value.items()}}
     if kind is list:
-        return {"L": [_checked_attribute(inner) for inner in value]}
-    return to_attribute(value)[0]  # numbers, booleans, null, bytes: the checked path, cheap for scalars
+        return {"L": [{"S": inner} if type(inner) is str else _checked_attribute(inner) for inner in value]}
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is int:
+        text = str(value)
+        if len(text) <= 38:  # what _number sends for an integer of at most 38 digits
+            return {"N": text}
+    return to_attribute(value)[0]  # other numbers, null, bytes: the checked path, cheap for scalars
 
 
 def build_item(event: Event, position: Position, task_retention_hours: int = 0,
@@ -372,7 +379,8 @@ def _metadata_size(name: str, av: AttributeValue) -> int:
 
 
 def _build_checked(event: Event, position: Position, task_retention_hours: int, checked_size: int) -> Item:
-    attributes = {name: _checked_attribute(value) for name, value in event.detail.items() if name not in _RESERVED}
+    attributes = {name: {"S": value} if type(value) is str else _checked_attribute(value)
+                  for name, value in event.detail.items() if name not in _RESERVED}
     size = checked_size
     for name, av in _metadata(event, position, task_retention_hours).items():
         if name not in ENVELOPE_ATTRIBUTES:  # those were checked and counted by check_event
