@@ -232,13 +232,8 @@ def check_event(event: Event, position: Position, task_retention_hours: int = 0)
     which ``build_item(..., checked_size=)`` takes as proof that the checks passed."""
     total = 0
     for name, value in event.detail.items():
-        # the common cases inlined (an ASCII name, an ASCII string value): no call
-        name_size = len(name) if type(name) is str and name.isascii() and 0 < len(name) <= MAX_NAME_BYTES \
-            else _name_len(name)
+        name_size = _name_len(name)
         if name in _RESERVED:
-            continue
-        if type(value) is str and value.isascii():
-            total += name_size + len(value)
             continue
         try:
             total += name_size + value_size(value, 1)
