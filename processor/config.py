@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
 
+from processor.core.reducer import MAX_PENDING_ARNS, MAX_PENDING_BYTES
 from processor.errors import ConfigError
 
 PREFIX = "ecsState."
@@ -41,8 +42,8 @@ class Settings:
     instance_table: str = "ECSCtrInstanceState"
     dead_letter_table: str = "ECSEventDeadLetters"
     flush_interval_millis: int = 5000
-    max_pending_arns: int = 10_000
-    max_pending_bytes: int = 96 * 1024 * 1024
+    max_pending_arns: int = MAX_PENDING_ARNS
+    max_pending_bytes: int = MAX_PENDING_BYTES
     write_concurrency: int = 16
     write_max_attempts: int = 0  # 0: no limit
     write_retry_budget_millis: int = 0  # 0: retry transient failures for ever (holding the lease)

@@ -90,12 +90,17 @@ class Item:
     position: Position
 
 
+def _number_size(digits: int) -> int:
+    """DynamoDB's size of a number of ``digits`` (significant) digits."""
+    return 1 + (digits + 1) // 2
+
+
 def _number(value: Decimal | int) -> tuple[AttributeValue, int]:
     if type(value) is int:
         text = str(value)
         digits = len(text) - (text[0] == "-")
         if digits <= 38:  # the common case: no Decimal needed
-            return {"N": text}, 1 + (digits + 1) // 2
+            return {"N": text}, _number_size(digits)
         value = Decimal(value)
     assert isinstance(value, Decimal)
     if not value.is_finite():
@@ -109,7 +114,7 @@ def _number(value: Decimal | int) -> tuple[AttributeValue, int]:
     if not -130 <= value.adjusted() <= 125:
         raise Unstorable(f"{value} is outside DynamoDB's number range (1E-130 .. 9.9E+125)")
     text = str(value) if len(digits_tuple) <= 38 else str(value.normalize())  # trailing zeros are not precision
-    return {"N": text}, 1 + (len(significant) + 1) // 2
+    return {"N": text}, _number_size(len(significant))
 
 
 def _utf8_len(text: str) -> int:
@@ -200,7 +205,7 @@ def value_size(value: Any, depth: int = 0) -> int:
         return size
     if kind is int:
         digits = len(str(value)) - (value < 0)
-        return 1 + (digits + 1) // 2 if digits <= 38 else _number(value)[1]  # _number's sizing, without its dict
+        return _number_size(digits) if digits <= 38 else _number(value)[1]  # _number's sizing, without its dict
     if kind is bool or value is None:
         return 1
     if kind is float:
@@ -220,8 +225,7 @@ def _float_size(value: float) -> int:
         return 2
     if not 1e-120 <= magnitude <= 1e120:
         return _number(Decimal(repr(value)))[1]
-    significant = len(repr(magnitude).partition("e")[0].replace(".", "").strip("0"))
-    return 1 + (significant + 1) // 2
+    return _number_size(len(repr(magnitude).partition("e")[0].replace(".", "").strip("0")))
 
 
 def check_event(event: Event, position: Position, task_retention_hours: int = 0) -> int:

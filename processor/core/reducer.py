@@ -50,10 +50,15 @@ class Batch:
         return self.last is None
 
 
+#: The default pending limits (``Settings.max_pending_arns`` / ``max_pending_bytes`` take them).
+MAX_PENDING_ARNS = 10_000
+MAX_PENDING_BYTES = 96 * 1024 * 1024
+
+
 @dataclass
 class Reducer:
-    max_arns: int = 10_000
-    max_bytes: int = 96 * 1024 * 1024
+    max_arns: int = MAX_PENDING_ARNS
+    max_bytes: int = MAX_PENDING_BYTES
     _pending: dict[tuple[str, str], list[Candidate]] = field(default_factory=dict)
     _dead: list[DeadLetter] = field(default_factory=list)
     _first: Position | None = None
