@@ -202,9 +202,8 @@ def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: s
 def cpu_split(stream: Stream, sample: int = 20_000, batch: int = 10_000) -> dict[str, float]:
     """µs/event of the processor's pure steps, measured in this process on the stream's first ``sample`` records:
     ``protocol`` (a processRecords line parsed by amazon_kclpy, each record's data decoded by the adapter's
-    ``record_data``), ``decode`` (admit: decode,
-    validate, the builder's walk; items are built at flush time, in the write share) and ``reduce`` (the
-    reducer's offer)."""
+    ``record_data``), ``decode`` (admit: decode, validate, the builder's walk; items are built at flush time, in
+    the write share) and ``reduce`` (the reducer's offer)."""
     from amazon_kclpy import dispatch
 
     from processor.core.position import Position

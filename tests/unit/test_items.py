@@ -202,9 +202,10 @@ def test_index_keys_are_never_compressed() -> None:
 
 _leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(st.characters(codec=None,
                     exclude_categories=())), st.binary(max_size=4),
-                    st.decimals(allow_nan=True, allow_infinity=True), st.sampled_from([10**38, 10**39 + 1, 10**126, -(10**38), 0.0, -0.0, 100.0, 1e-07, 1.5e+20,
-                                                     1e-130, 9.99e-131, 1e125, 9.99e125, 1e126, 5e-324, 1e-120,
-                                                     1.0000000000000002e120, 1.7976931348623157e308]))
+                    st.decimals(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([10**38, 10**39 + 1, 10**126, -(10**38), 0.0, -0.0, 100.0, 1e-07, 1.5e+20, 1e-130,
+                                     9.99e-131, 1e125, 9.99e125, 1e126, 5e-324, 1e-120, 1.0000000000000002e120,
+                                     1.7976931348623157e308]))
 _values = st.recursive(_leaves, lambda inner: st.lists(inner, max_size=3)
                        | st.dictionaries(st.text(max_size=3) | st.binary(max_size=2), inner, max_size=3), max_leaves=20)
 
