@@ -36,10 +36,6 @@ class LaunchError(ConfigError):
     """The KCL daemon cannot be started (Java, jars, properties, endpoints); one line per problem."""
 
 
-class FaultConfigError(ConfigError):
-    """A fault-proxy rule is malformed."""
-
-
 class WriteFailed(EcsStateError):
     """A DynamoDB request that stayed failed through a finite retry budget (the message says which and why)."""
 
@@ -52,20 +48,10 @@ class ReadError(EcsStateError):
     exit_code = EXIT_CONFIG
 
 
-class StackError(EcsStateError):
-    """The local stack (emulators) could not be started or used."""
-
-
 class ProduceError(EcsStateError):
     """The producer could not put its records into the stream."""
 
 
-class BenchError(EcsStateError):
-    """The benchmark could not run (its stack, a contender, or a check failed)."""
-
-
-class ProtocolError(EcsStateError):
-    """A MultiLang protocol violation seen by the test driver (a message out of order, a non-protocol line)."""
 
 
 def exit_code_for(exc: BaseException) -> int:

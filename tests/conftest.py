@@ -14,8 +14,8 @@ from typing import Iterator
 
 import pytest
 
-from processor.local.env import LOCAL_ENV
-from processor.local.stack import Server, start_moto
+from workshop.local.env import LOCAL_ENV
+from workshop.local.stack import Server, start_moto
 
 LAYERS = ("unit", "integration", "protocol", "e2e", "image")
 

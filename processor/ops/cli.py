@@ -9,17 +9,14 @@ import sys
 from types import ModuleType
 
 from processor import logs
-from processor.bench import command as bench
 from processor.errors import EXIT_INTERRUPTED, EcsStateError, exit_code_for
 from processor.loadgen import producer, verify
-from processor.local import demo, stack
 from processor.ops import read, reconcile, redrive, setup_tables, status, supervisor
-from processor.testing import fault_proxy, fault_report
 
 #: what an operator runs in production
 OPERATOR_COMMANDS: tuple[ModuleType, ...] = (setup_tables, supervisor, read, reconcile, status, redrive)
-#: development, testing and load tooling (the local stack, the synthetic fleet, fault injection, the benchmark)
-DEVELOPER_COMMANDS: tuple[ModuleType, ...] = (stack, demo, producer, verify, fault_proxy, fault_report, bench)
+#: load tests of a stream with the synthetic fleet (the development tooling is ``python -m workshop``)
+LOAD_COMMANDS: tuple[ModuleType, ...] = (producer, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     groups = []
     for title, modules in (("operator commands", OPERATOR_COMMANDS),
-                           ("development and testing commands", DEVELOPER_COMMANDS)):
+                           ("load-test commands", LOAD_COMMANDS)):
         before = set(subparsers.choices)
         for module in modules:
             module.register(subparsers)

@@ -1,5 +1,5 @@
 """The start-up check of the tables, shared by the processor's ``initialize`` and ``ecs-state run``'s preflight:
-DescribeTable each of our three tables and compare it with what the processor writes (``ops/setup_tables.py``
+DescribeTable each of our three tables and compare it with what the processor writes (``core/schema.py``
 ``table_specs``). Every problem is one line naming the table or setting and the fix; none found means the
 processor may start. A table that is missing, another key schema, a missing index or an index keyed on one of our
 attributes with another type is a configuration error: found here, before any record, instead of turning every
@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from processor import logs
 from processor.config import Settings, property_key
+from processor.core.schema import table_specs
 from processor.errors import WriteFailed
-from processor.ops.setup_tables import table_specs
 from processor.shard.dynamodb_http import DynamoDBHttp
 from processor.shard.failures import TRANSIENT, Failure, classify
 
@@ -105,7 +105,7 @@ def describe(client: DynamoDBHttp, name: str, settings: Settings, *, sleep: Call
 def table_problems(settings: Settings, client: DynamoDBHttp, **retry: Any) -> list[str]:
     """Every problem with our three tables, one line each (empty: the processor may start)."""
     problems: list[str] = []
-    for n, spec in enumerate(table_specs(settings)):
+    for n, spec in enumerate(table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table)):
         table = describe(client, spec["TableName"], settings, **retry)
         problems += [table] if isinstance(table, str) else compare(spec, table, _SETTING[n])
     return problems

@@ -34,8 +34,8 @@ from processor.loadgen.ground_truth import GroundTruth
 from processor.loadgen.producer import KinesisWriter, Pacer, produce
 from processor.loadgen.records import Options, Record
 from processor.loadgen.verify import read_tables
-from processor.local.env import local_client
-from processor.local.stack import LocalStack, wait_stream_active
+from workshop.local.env import local_client
+from workshop.local.stack import LocalStack, wait_stream_active
 from processor.ops.setup_tables import ensure_tables
 from processor.ops.supervisor import die_with_parent
 from processor.shard.flush_report import EVENT as FLUSH_EVENT

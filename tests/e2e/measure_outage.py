@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_support import Scenario, checkpoints  # noqa: E402
 
 from processor.loadgen.records import Options  # noqa: E402
-from processor.local.stack import LocalStack  # noqa: E402
-from processor.testing.fault_proxy import FaultProxy, Rule  # noqa: E402
+from workshop.local.stack import LocalStack  # noqa: E402
+from workshop.testing.fault_proxy import FaultProxy, Rule  # noqa: E402
 
 MESSY = dict(clusters=2, instances=6, tasks=40, duplicate_rate=0.05, reorder_window=20, poison_rate=0.01,
              ignored_rate=0.02)

@@ -41,8 +41,8 @@ from e2e_support import (
 )
 
 from processor.loadgen.records import Options
-from processor.local.stack import LocalStack
-from processor.testing.fault_proxy import FaultProxy, Rule
+from workshop.local.stack import LocalStack
+from workshop.testing.fault_proxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.e2e
 

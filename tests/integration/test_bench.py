@@ -1,4 +1,4 @@
-"""The benchmark (processor/bench/, scripts/bench) at a tiny size: the report's structure, the floor, the
+"""The benchmark (workshop/bench/, scripts/bench) at a tiny size: the report's structure, the floor, the
 stream split, the PNG, and that our contender leaves no ARN stale. No timing assertions."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.bench.chart import Panel, write_chart
-from processor.bench.report import render_markdown
-from processor.bench.runner import add_arguments, config_from_args, run_bench
-from processor.bench.stream import (
+from workshop.bench.chart import Panel, write_chart
+from workshop.bench.report import render_markdown
+from workshop.bench.runner import add_arguments, config_from_args, run_bench
+from workshop.bench.stream import (
     CONTENDERS,
     BenchConfig,
     arrival_seconds,
@@ -138,9 +138,9 @@ def test_the_lambda_contender_stores_a_container_instance_event_whose_resources_
     resources carry "doubleValue": 0.0). The contender must do what a working Lambda does and store it."""
     import boto3
 
-    from processor.bench.lambda_way import lambda_handler
-    from processor.testing.factories import as_json, instance_arn, instance_event
-    from processor.testing.protocol_helpers import unique_settings
+    from workshop.bench.lambda_way import lambda_handler
+    from workshop.testing.factories import as_json, instance_arn, instance_event
+    from workshop.testing.protocol_helpers import unique_settings
 
     settings = unique_settings("lambda-floats")
     ddb = boto3.resource("dynamodb")
@@ -161,8 +161,8 @@ def test_a_tiny_volume_run_measures_every_pass_and_the_replay_changes_nothing(tm
     """--profile-volume at a tiny size against its own keep-alive moto: every figure is there, the first and
     steady passes leave nothing stale, the replay changes no stored version and its cost is priced; the README
     section is regenerated from the JSON."""
-    from processor.bench.volume import VolumeConfig, run_volume
-    from processor.bench.volume_report import END, START, build_volume_report, write_volume_results
+    from workshop.bench.volume import VolumeConfig, run_volume
+    from workshop.bench.volume_report import END, START, build_volume_report, write_volume_results
 
     vcfg = VolumeConfig(bench=BenchConfig(events=800, shards=2, clusters=2, instances=6, tasks=60, poison_rate=0.01,
                                           seed=4, contenders=("ours", "lambda")),

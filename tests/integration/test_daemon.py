@@ -17,7 +17,7 @@ import pytest
 
 from processor.config import load_settings
 from processor.errors import EXIT_CONFIG, LaunchError
-from processor.local.stack import LocalStack
+from workshop.local.stack import LocalStack
 from processor.ops.launcher import (
     find_jars,
     find_java,

@@ -507,10 +507,10 @@ def test_parameter_defaults_follow_the_data_layout() -> None:
 def test_setup_creates_the_same_tables_as_the_template() -> None:
     """``ecs-state setup`` (processor/tables.py, for local stacks) and the template must agree on keys and index."""
     from processor.config import Settings
-    from processor.ops.setup_tables import table_specs
+    from processor.core.schema import table_specs
 
     resources = load_template()["Resources"]
-    specs = {spec["TableName"]: spec for spec in table_specs(Settings())}
+    specs = {spec["TableName"]: spec for spec in table_specs(Settings().task_table, Settings().instance_table, Settings().dead_letter_table)}
     for logical_id, name in (("TaskTable", "ECSTaskState"), ("InstanceTable", "ECSCtrInstanceState"),
                              ("DeadLetterTable", "ECSEventDeadLetters")):
         props, spec = resources[logical_id]["Properties"], specs[name]

@@ -15,7 +15,7 @@ import pytest
 
 from processor.errors import EcsStateError
 from processor.shard.dynamodb_http import DynamoDBHttp, TransportError, TransportTimeout, serialise
-from processor.testing.fault_proxy import FaultProxy, Rule
+from workshop.testing.fault_proxy import FaultProxy, Rule
 
 CONDITION = "attribute_not_exists(#k) OR #v < :v"
 

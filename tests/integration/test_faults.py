@@ -23,9 +23,9 @@ from botocore.exceptions import (
 )
 
 from processor import aws
-from processor.errors import FaultConfigError
-from processor.local.stack import free_port
-from processor.testing.fault_proxy import FaultProxy, Rule, operation_of
+from workshop.errors import FaultConfigError
+from workshop.local.stack import free_port
+from workshop.testing.fault_proxy import FaultProxy, Rule, operation_of
 
 TIMEOUT_S = 1.0  # the client's read timeout (roomy for a loaded machine); slow faults delay past it
 

@@ -18,7 +18,7 @@ from processor.config import Settings
 from processor.ops.setup_tables import ensure_tables
 from processor.shard.main import make_writer
 from processor.shard.record_processor import ShardProcessor
-from processor.testing.factories import as_json, task_arn, task_event
+from workshop.testing.factories import as_json, task_arn, task_event
 
 INTERVAL_S = 10.0
 WALL0_MS = 1_800_000_000_000

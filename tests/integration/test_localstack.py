@@ -14,8 +14,8 @@ from typing import Iterator
 import pytest
 
 from processor.config import parse_properties
-from processor.errors import StackError
-from processor.local.stack import (
+from workshop.errors import StackError
+from workshop.local.stack import (
     LOCAL_PROPERTIES,
     LocalStack,
     find_kinesis_mock,

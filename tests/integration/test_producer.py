@@ -208,7 +208,7 @@ def test_retries_give_up_with_a_clear_error() -> None:
 def test_a_connection_reset_is_retried_like_a_5xx(moto_server: Any) -> None:
     """The fault proxy (in front of moto's Kinesis) resets the connection of the first PutRecords without
     forwarding it; the writer retries and every record lands once."""
-    from processor.testing.fault_proxy import FaultProxy, Rule
+    from workshop.testing.fault_proxy import FaultProxy, Rule
 
     stream = f"reset-{random.randrange(10**6)}"
     direct = aws.client("kinesis")

@@ -19,9 +19,9 @@ from processor.core.dead_letters import dead_letter
 from processor.core.items import compress_value
 from processor.core.position import Position
 from processor.ops import read as readside
-from processor.testing.factories import ACCOUNT, CLUSTER_A, CLUSTER_B, REGION
-from processor.testing.factories import instance_arn_in as instance_arn
-from processor.testing.factories import task_arn_in as task_arn
+from workshop.testing.factories import ACCOUNT, CLUSTER_A, CLUSTER_B, REGION
+from workshop.testing.factories import instance_arn_in as instance_arn
+from workshop.testing.factories import task_arn_in as task_arn
 
 # ---------------------------------------------------------------------------------------------- pure part
 

@@ -24,10 +24,10 @@ import pytest
 from processor.aws import client
 from processor.config import Settings
 from processor.ops import redrive
-from processor.testing.factories import as_json, instance_arn, instance_event, task_arn, task_event
-from processor.testing.multilang_driver import ProcessorProcess, records_from, run_shard
-from processor.testing.poison_corpus import POISON
-from processor.testing.protocol_helpers import env_for, unique_settings
+from workshop.testing.factories import as_json, instance_arn, instance_event, task_arn, task_event
+from workshop.testing.multilang_driver import ProcessorProcess, records_from, run_shard
+from workshop.testing.poison_corpus import POISON
+from workshop.testing.protocol_helpers import env_for, unique_settings
 
 SHARD = "shardId-000000000007"
 #: incompressible and not UTF-8: a bad-utf8 dead letter stored as three parts (350 KiB each)

@@ -14,7 +14,7 @@ from processor.core.items import Item
 from processor.core.position import Position
 from processor.shard.dynamodb_http import DynamoDBHttp, Response
 from processor.shard.stored_versions import StoredVersions, prefetch
-from processor.testing.fault_proxy import FaultProxy, Rule
+from workshop.testing.fault_proxy import FaultProxy, Rule
 
 KEYS = {"task": "taskArn", "instance": "containerInstanceArn"}
 

@@ -18,7 +18,7 @@ from processor.core.route import Candidate, admit, build
 from processor.ops.setup_tables import ensure_tables
 from processor.shard.dynamodb_http import DynamoDBHttp, Response
 from processor.shard.writer import Writer
-from processor.testing.factories import as_json, as_msgpack, task_arn, task_event
+from workshop.testing.factories import as_json, as_msgpack, task_arn, task_event
 
 POS = Position("shardId-000000000000", "1" * 56)
 

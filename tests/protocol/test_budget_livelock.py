@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from processor.testing.factories import as_json, task_arn, task_event
-from processor.testing.fault_proxy import FaultProxy, Rule
-from processor.testing.multilang_driver import records_from
-from processor.testing.protocol_helpers import env_for, expected_state, stored_state, unique_settings
-from processor.testing.shard_daemon import ShardDaemon
+from workshop.testing.factories import as_json, task_arn, task_event
+from workshop.testing.fault_proxy import FaultProxy, Rule
+from workshop.testing.multilang_driver import records_from
+from workshop.testing.protocol_helpers import env_for, expected_state, stored_state, unique_settings
+from workshop.testing.shard_daemon import ShardDaemon
 
 
 def test_a_big_flush_under_sustained_partial_throttling_makes_progress(moto_server: Any, tmp_path: Path) -> None:

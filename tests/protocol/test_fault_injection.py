@@ -1,5 +1,5 @@
 """Faults around the real processor process, driven through the MultiLang protocol by a driver that plays the KCL
-daemon (processor/testing/shard_daemon.py; the scenarios are processor/testing/fault_scenarios.py): DynamoDB
+daemon (workshop/testing/shard_daemon.py; the scenarios are workshop/testing/fault_scenarios.py): DynamoDB
 throttling, errors and outages injected by the fault proxy, SIGKILLs, checkpoint throttling, and a poison corpus.
 Each run is checked against the ground truth at the end and for durability at every checkpoint (nothing
 checkpointed before it is in DynamoDB; no stored version ever goes down).
@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 
 from processor.config import Settings
-from processor.testing.fault_scenarios import killed, outage, poison, throttled_stream
-from processor.testing.multilang_driver import ProcessorProcess, records_from
-from processor.testing.poison_cases import IGNORED, STORED, corpus_records, poison_corpus
-from processor.testing.protocol_helpers import (
+from workshop.testing.fault_scenarios import killed, outage, poison, throttled_stream
+from workshop.testing.multilang_driver import ProcessorProcess, records_from
+from workshop.testing.poison_cases import IGNORED, STORED, corpus_records, poison_corpus
+from workshop.testing.protocol_helpers import (
     env_for,
     expected_state,
     make_stream,
     stored_state,
     unique_settings,
 )
-from processor.testing.shard_daemon import ShardDaemon
+from workshop.testing.shard_daemon import ShardDaemon
 
 
 @pytest.fixture()

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from processor.config import Settings
 from processor.core.dead_letters import read_dead_letter_data
 from processor.core.events import Event, Ignored, decode
-from processor.testing.multilang_driver import KinesisRecord, ProcessorProcess
-from processor.testing.protocol_helpers import env_for, stored_state, unique_settings
+from workshop.testing.multilang_driver import KinesisRecord, ProcessorProcess
+from workshop.testing.protocol_helpers import env_for, stored_state, unique_settings
 
 ACCOUNT = "arn:aws:ecs:us-east-1:123456789012"
 ARNS = {"taskArn": [f"{ACCOUNT}:task/prod/0123456789abcdef0123456789abcdef", f"{ACCOUNT}:task/c4a5-old-format",
@@ -158,7 +158,7 @@ def shard(moto_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def _versions(s: Settings) -> dict[tuple[str, str], int]:
-    from processor.testing.protocol_helpers import _dynamodb  # the cached client
+    from workshop.testing.protocol_helpers import _dynamodb  # the cached client
 
     ddb, out = _dynamodb(None), {}
     for table, key in ((s.task_table, "taskArn"), (s.instance_table, "containerInstanceArn")):

@@ -18,15 +18,15 @@ from processor.errors import EXIT_CONFIG
 from processor.logs import parse_line
 from processor.ops.setup_tables import ensure_tables
 from processor.shard.flush_report import FlushReport, flush_reports
-from processor.testing.factories import as_json, task_arn, task_event
-from processor.testing.multilang_driver import (
+from workshop.testing.factories import as_json, task_arn, task_event
+from workshop.testing.multilang_driver import (
     KinesisRecord,
     ProcessExited,
     ProcessorProcess,
     records_from,
     run_shard,
 )
-from processor.testing.protocol_helpers import (
+from workshop.testing.protocol_helpers import (
     DurabilityCheck,
     env_for,
     expected_state,

@@ -1,12 +1,12 @@
 """The volume benchmark's pure parts: DynamoDB item sizes as the capacity meter prices them
-(processor/bench/moto_keepalive.py), and the README section the report regenerates (processor/bench/volume_report.py)."""
+(workshop/bench/moto_keepalive.py), and the README section the report regenerates (workshop/bench/volume_report.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from processor.bench.moto_keepalive import item_size, value_size
-from processor.bench.volume_report import END, START, update_readme
+from workshop.bench.moto_keepalive import item_size, value_size
+from workshop.bench.volume_report import END, START, update_readme
 
 
 def test_item_size_counts_names_and_values_as_dynamodb_does() -> None:

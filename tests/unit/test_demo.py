@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from processor.local.demo import flush_totals
+from workshop.local.demo import flush_totals
 
 
 def test_flush_totals_reads_wrapped_and_raw_processor_lines() -> None:

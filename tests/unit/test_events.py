@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from processor.core.events import Bad, Event, Ignored, _parse_json, _parse_json_strictly, decode
 from processor.core.items import Unstorable, to_attribute
-from processor.testing.factories import (
+from workshop.testing.factories import (
     as_json,
     as_msgpack,
     instance_arn,
@@ -17,7 +17,7 @@ from processor.testing.factories import (
     task_arn,
     task_event,
 )
-from processor.testing.poison_corpus import POISON
+from workshop.testing.poison_corpus import POISON
 
 
 def test_task_event_json() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from processor.config import Settings
-from processor.ops.setup_tables import table_specs
+from processor.core.schema import table_specs
 from processor.shard.dynamodb_http import Response, TransportError, TransportTimeout
 from processor.shard.failures import RECORD, STALE, TRANSIENT, classify
 from processor.shard.table_check import compare
@@ -52,12 +52,12 @@ def _described(spec: dict[str, object]) -> dict[str, object]:
 
 
 def test_the_tables_setup_makes_have_no_problems() -> None:
-    for spec in table_specs(Settings()):
+    for spec in table_specs(Settings().task_table, Settings().instance_table, Settings().dead_letter_table):
         assert compare(spec, _described(spec), "task_table") == []
 
 
 def test_another_key_schema_a_missing_index_and_an_index_of_another_type_are_named() -> None:
-    task = table_specs(Settings())[0]
+    task = table_specs(Settings().task_table, Settings().instance_table, Settings().dead_letter_table)[0]
     other = {"TableName": task["TableName"], "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
              "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"},
                                       {"AttributeName": "version", "AttributeType": "S"}],

@@ -26,7 +26,7 @@ from processor.core.reducer import Reducer
 from processor.core.route import Candidate, admit
 from processor.shard.dynamodb_http import Response
 from processor.shard.writer import Writer
-from processor.testing.factories import as_json, task_arn, task_event
+from workshop.testing.factories import as_json, task_arn, task_event
 
 OK, BUILDER, REFUSED, RAISES = "ok", "builder", "refused", "raises"
 

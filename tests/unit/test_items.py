@@ -26,7 +26,7 @@ from processor.core.position import Position
 from processor.core.route import Candidate, admit, route
 from processor.loadgen.fleet import generate
 from processor.loadgen.records import Options
-from processor.testing.factories import as_json, instance_arn, instance_event, task_arn, task_event
+from workshop.testing.factories import as_json, instance_arn, instance_event, task_arn, task_event
 
 POS = Position("shardId-000000000001", "49650000000000000000000000000000000000000000000000000001", 0)
 

@@ -1,29 +1,33 @@
-"""The architecture, enforced: each layer imports only what it may (README, "Code map").
+"""The architecture, enforced: each layer imports only what it may (docs/architecture.md).
 
 - ``processor.core`` is pure: it imports only itself, the standard library's pure modules and two pure parsers
   (msgpack, orjson); no boto3, botocore, amazon_kclpy, threads, sockets, subprocesses, HTTP or the rest of the
   package.
-- The production layers (``core``, ``shard``, ``ops`` and the top-level modules) never import the tooling
-  layers (``local``, ``loadgen``, ``testing``, ``bench``), so the processor runs without any of them.
+- ``processor.shard`` (the shard runtime) never imports ``processor.ops`` (the operator CLI).
+- The product (everything under ``processor``) never imports the workshop (``workshop``: local stack, benchmark,
+  fault proxy, protocol driver), so the wheel and the worker image run without it.
 Imports are read from the source (every ``import``, also inside functions), not from what happens to be loaded.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "processor"
-TOOLING = ("processor.local", "processor.loadgen", "processor.testing", "processor.bench")
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCT = ROOT / "processor"
+WORKSHOP = ROOT / "workshop"
 CORE_FORBIDDEN = ("boto3", "botocore", "amazon_kclpy", "threading", "socket", "subprocess", "concurrent",
                   "http", "urllib", "urllib3", "asyncio", "multiprocessing", "os", "signal", "select")
 CORE_ALLOWED_THIRD_PARTY = ("msgpack", "orjson")
 
 
-def modules(sub: str = "") -> list[Path]:
-    return sorted((PACKAGE / sub).rglob("*.py")) if sub else sorted(PACKAGE.rglob("*.py"))
+def modules(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.py"))
 
 
 def imports_of(path: Path) -> set[str]:
@@ -42,12 +46,11 @@ def under(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def production_modules() -> list[Path]:
-    tooling_dirs = {PACKAGE / t.split(".")[1] for t in TOOLING}
-    return [p for p in modules() if not any(d in p.parents for d in tooling_dirs)]
+def _id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("path", modules("core"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", modules(PRODUCT / "core"), ids=_id)
 def test_the_core_imports_nothing_but_itself_the_pure_standard_library_msgpack_and_orjson(path: Path) -> None:
     for name in imports_of(path):
         if name.startswith("processor"):
@@ -55,42 +58,47 @@ def test_the_core_imports_nothing_but_itself_the_pure_standard_library_msgpack_a
         else:
             assert not under(name, CORE_FORBIDDEN), f"{path.name} imports {name}: the core does no I/O"
             top = name.split(".")[0]
-            assert top == "__future__" or top in CORE_ALLOWED_THIRD_PARTY or _is_stdlib(top), \
+            assert top == "__future__" or top in CORE_ALLOWED_THIRD_PARTY or top in sys.stdlib_module_names, \
                 f"{path.name} imports the third-party {name}"
 
 
-@pytest.mark.parametrize("path", production_modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_production_code_never_imports_the_local_stack_load_tooling_testing_or_bench(path: Path) -> None:
-    if path.relative_to(PACKAGE).parts[0] == "ops" and path.name == "cli.py":
-        return  # the CLI shell registers the dev commands too; nothing in the processor imports it
-    bad = [name for name in imports_of(path) if under(name, TOOLING)]
-    assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+@pytest.mark.parametrize("path", modules(PRODUCT / "shard"), ids=_id)
+def test_the_shard_runtime_never_imports_the_operator_cli(path: Path) -> None:
+    bad = [name for name in imports_of(path) if under(name, ("processor.ops",))]
+    assert not bad, f"{_id(path)} imports {bad}: move what both need into processor.core or the top level"
 
 
-def test_the_processor_entry_point_loads_no_tooling_module() -> None:
-    """What the daemon starts for every shard, checked on the real import graph of a fresh interpreter."""
-    import subprocess
-    import sys
+@pytest.mark.parametrize("path", modules(PRODUCT), ids=_id)
+def test_the_product_never_imports_the_workshop(path: Path) -> None:
+    bad = [name for name in imports_of(path) if under(name, ("workshop",))]
+    assert not bad, f"{_id(path)} imports {bad}: the wheel and the worker image hold no workshop module"
 
-    code = ("import sys, processor.shard.main\n"
-            "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('processor'))))")
+
+def test_the_processor_entry_point_and_the_cli_load_no_workshop_module() -> None:
+    """What the daemon starts for every shard, and the operator CLI, on the real import graph of a fresh
+    interpreter."""
+    code = ("import sys, processor.shard.main, processor.ops.cli\n"
+            "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] in ('processor', 'workshop'))))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert loaded and not [m for m in loaded if under(m, TOOLING) or m == "processor.ops.cli"], loaded
+    assert "processor.shard.main" in loaded and not [m for m in loaded if under(m, ("workshop",))], loaded
 
 
 def test_no_module_is_over_500_lines() -> None:
-    long = {str(p.relative_to(PACKAGE)): n for p in modules() if (n := len(p.read_text().splitlines())) > 500}
+    long = {_id(p): n for p in modules(PRODUCT) + modules(WORKSHOP) if (n := len(p.read_text().splitlines())) > 500}
     assert not long, f"split these by concern: {long}"
 
 
-def _is_stdlib(top: str) -> bool:
-    import sys
+def test_the_code_map_lists_every_module_by_its_path() -> None:
+    code_map = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [_id(p) for p in modules(PRODUCT) + modules(WORKSHOP)
+               if p.name != "__init__.py" and f"`{_id(p)}`" not in code_map]
+    assert not missing, f"add these to the code map (docs/architecture.md): {missing}"
 
-    return top in sys.stdlib_module_names
 
+def test_the_code_map_names_no_module_that_is_gone() -> None:
+    import re
 
-def test_the_readme_code_map_lists_every_module_by_its_path() -> None:
-    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    missing = [str(p.relative_to(PACKAGE.parent)) for p in modules()
-               if p.name != "__init__.py" and f"`{p.relative_to(PACKAGE.parent)}`" not in readme]
-    assert not missing, f"add these to the README's code map: {missing}"
+    code_map = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:processor|workshop)/[\w/]+\.py)`", code_map))
+    gone = sorted(name for name in named if not (ROOT / name).is_file())
+    assert not gone, f"the code map (docs/architecture.md) names modules that do not exist: {gone}"

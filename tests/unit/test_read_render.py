@@ -15,9 +15,9 @@ from processor.core.items import compress_value
 from processor.core.position import Position
 from processor.errors import ReadError
 from processor.ops import render as readside
-from processor.testing.factories import ACCOUNT, CLUSTER_A, CLUSTER_B, REGION
-from processor.testing.factories import instance_arn_in as instance_arn
-from processor.testing.factories import task_arn_in as task_arn
+from workshop.testing.factories import ACCOUNT, CLUSTER_A, CLUSTER_B, REGION
+from workshop.testing.factories import instance_arn_in as instance_arn
+from workshop.testing.factories import task_arn_in as task_arn
 
 
 @pytest.mark.parametrize("arn, kind", [

@@ -11,7 +11,7 @@ from processor.core.dead_letters import dead_letter
 from processor.core.position import Position
 from processor.ops.redrive_plan import Entry, Skipped, Tally, batches, letter_entry, queue_entry
 from processor.ops.render import dead_letter_groups, deserialize
-from processor.testing.factories import instance_arn, instance_event, task_arn, task_event
+from workshop.testing.factories import instance_arn, instance_event, task_arn, task_event
 
 
 def entry(size: int, key: str = "k") -> Entry[int]:

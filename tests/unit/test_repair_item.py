@@ -8,7 +8,7 @@ from processor.core.events import INSTANCE, TASK
 from processor.core.items import METADATA_ATTRIBUTES
 from processor.ops.drift import Finding
 from processor.ops.repair import SOURCE_ATTRIBUTE, Repair, repair_item, targets, unresolved
-from processor.testing.factories import instance_arn, instance_event, task_arn, task_event
+from workshop.testing.factories import instance_arn, instance_event, task_arn, task_event
 
 NOW = datetime(2026, 11, 29, 10, 0, 0, 123000, tzinfo=timezone.utc)
 

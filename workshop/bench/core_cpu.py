@@ -1,6 +1,6 @@
 """CPU per record of the processor's core path, in this process (a script, not a test; figures, no assertions).
 
-``python -m processor.bench.core_cpu [--records N] [--window W]``: N records from the synthetic fleet (duplicates,
+``python -m workshop.bench.core_cpu [--records N] [--window W]``: N records from the synthetic fleet (duplicates,
 reordering, poison, ignored types) go through what the processor does with each record before any I/O: route it
 (``admit``: decode and validate), offer it to the reducer, and every W records drain the reducer and build the
 item of each resource's newest candidate (what the writer builds at flush time, on its pool). Reported: CPU

@@ -13,10 +13,10 @@ import time
 from typing import Callable
 
 from processor.config import Settings
-from processor.testing.factories import task_arn
-from processor.testing.multilang_driver import Checkpoint, KinesisRecord
-from processor.testing.poison_cases import IGNORED, STORED, Case
-from processor.testing.protocol_helpers import stored_state
+from workshop.testing.factories import task_arn
+from workshop.testing.multilang_driver import Checkpoint, KinesisRecord
+from workshop.testing.poison_cases import IGNORED, STORED, Case
+from workshop.testing.protocol_helpers import stored_state
 
 
 class VersionWatch:

@@ -14,7 +14,7 @@ from processor import aws
 from processor.config import Settings
 from processor.core.events import Event, decode
 from processor.ops.setup_tables import ensure_tables
-from processor.testing.factories import (
+from workshop.testing.factories import (
     as_json,
     as_msgpack,
     instance_arn,
@@ -22,7 +22,7 @@ from processor.testing.factories import (
     task_arn,
     task_event,
 )
-from processor.testing.multilang_driver import Checkpoint, KinesisRecord
+from workshop.testing.multilang_driver import Checkpoint, KinesisRecord
 
 POISON = [b"{truncated", b"\xff\xfe", b"[]", b"null", b'{"source":"aws.ec2"}',
           b'{"source":"aws.ecs","detail-type":"ECS Task State Change","detail":{"taskArn":"x","version":"1"}}']

@@ -1,9 +1,9 @@
 """The ``ours`` contender: one ``ecs-state-processor`` process per shard, driven through the MultiLang protocol.
 
-* Shards run concurrently (one thread per shard driving its process, :mod:`processor.testing.multilang_driver`),
+* Shards run concurrently (one thread per shard driving its process, :mod:`workshop.testing.multilang_driver`),
   each on the same fresh tables.
 * Real time does not pass in a driven run, so the flush window is simulated: each of the shard's flush windows
-  (:func:`processor.bench.stream.flush_windows`) is one ``processRecords`` call, and the processor runs with
+  (:func:`workshop.bench.stream.flush_windows`) is one ``processRecords`` call, and the processor runs with
   ``flushIntervalMillis = 0``, so every call is exactly one flush. Records carry their simulated arrival time as
   the approximate arrival timestamp.
 * DynamoDB requests are what the processors say they sent: ``requests`` summed over the flush log lines of every
@@ -21,11 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from processor.bench.cpu import children_cpu, proc_cpu
-from processor.bench.emulator import child_env
-from processor.bench.stream import BenchConfig, Stream
+from workshop.bench.cpu import children_cpu, proc_cpu
+from workshop.bench.emulator import child_env
+from workshop.bench.stream import BenchConfig, Stream
 from processor.config import Settings
-from processor.errors import BenchError
+from workshop.errors import BenchError
 from processor.logs import parse_line
 from processor.shard.flush_report import flush_reports, total
 
@@ -46,7 +46,7 @@ def parse_processor_log(path: Path) -> tuple[dict[str, int], list[str]]:
 
 def run_ours(stream: Stream, cfg: BenchConfig, settings: Settings, endpoint: str, work: Path) -> dict[str, Any]:
     """One processor per shard, concurrently, each flush window one processRecords call (flush interval 0)."""
-    from processor.testing.multilang_driver import KinesisRecord, ProcessorProcess
+    from workshop.testing.multilang_driver import KinesisRecord, ProcessorProcess
 
     env = child_env(endpoint, {
         "ECS_STATE_TASK_TABLE": settings.task_table, "ECS_STATE_INSTANCE_TABLE": settings.instance_table,

@@ -2,21 +2,21 @@
 
 :func:`run_bench` is the orchestration, and the rules of a run:
 
-* One stream (:mod:`processor.bench.stream`) is built once and fed to every contender, in the order of
+* One stream (:mod:`workshop.bench.stream`) is built once and fed to every contender, in the order of
   ``cfg.contenders``, each on fresh tables of the same moto server (started here on 127.0.0.1 unless an
   ``endpoint`` is given), so no contender sees another's writes.
-* Contenders: ``ours`` (:mod:`processor.bench.ours`: one processor process per shard through the MultiLang
-  protocol, each flush window one call) and ``lambda`` / ``lambda-8`` (:mod:`processor.bench.lambda_way`: the
+* Contenders: ``ours`` (:mod:`workshop.bench.ours`: one processor process per shard through the MultiLang
+  protocol, each flush window one call) and ``lambda`` / ``lambda-8`` (:mod:`workshop.bench.lambda_way`: the
   documented get+put per event, sequentially or on ``workers`` threads, in a child process).
-* After each contender its tables are checked against the ground truth (:func:`processor.bench.emulator.check_tables`);
+* After each contender its tables are checked against the ground truth (:func:`workshop.bench.emulator.check_tables`);
   a contender that fails raises (:class:`~processor.errors.BenchError`) and the run writes nothing.
 * The code version is read before the run (the code the processes load); logs of moto, the processors and the
   Lambda go to a fresh temporary folder, named in the report.
-* The results go to ``<name>.json`` (and ``<name>.png``) in ``out_dir`` (:mod:`processor.bench.report`); CPU
-  readings are Linux only (:mod:`processor.bench.cpu`); ``--profile`` adds :mod:`processor.bench.profiling`.
+* The results go to ``<name>.json`` (and ``<name>.png``) in ``out_dir`` (:mod:`workshop.bench.report`); CPU
+  readings are Linux only (:mod:`workshop.bench.cpu`); ``--profile`` adds :mod:`workshop.bench.profiling`.
 
 :func:`add_arguments` and :func:`config_from_args` are the command line of ``ecs-state bench``
-(:mod:`processor.bench.command`): options map one to one onto :class:`~processor.bench.stream.BenchConfig`, and
+(:mod:`workshop.bench.command`): options map one to one onto :class:`~workshop.bench.stream.BenchConfig`, and
 bad values raise ``ValueError``.
 """
 
@@ -29,20 +29,20 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from processor.bench.emulator import check_tables, fresh_tables
-from processor.bench.lambda_way import run_lambda
-from processor.bench.ours import run_ours
-from processor.bench.report import build_report, code_version, write_results
-from processor.bench.stream import CONTENDERS, BenchConfig, build_stream, floor_figures
-from processor.bench.volume import VolumeConfig
-from processor.local.paths import project_dir
+from workshop.bench.emulator import check_tables, fresh_tables
+from workshop.bench.lambda_way import run_lambda
+from workshop.bench.ours import run_ours
+from workshop.bench.report import build_report, code_version, write_results
+from workshop.bench.stream import CONTENDERS, BenchConfig, build_stream, floor_figures
+from workshop.bench.volume import VolumeConfig
+from workshop.local.paths import project_dir
 
 
 def run_bench(cfg: BenchConfig, out_dir: Path, name: str = "results", endpoint: str | None = None,
               profile: bool = False, command: str = "", chart: bool = True,
               progress: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """Run the contenders of ``cfg`` on one stream; writes ``<name>.json`` (and ``<name>.png``) in ``out_dir``."""
-    from processor.local.stack import aws_client, start_moto
+    from workshop.local.stack import aws_client, start_moto
 
     say: Callable[[str], Any] = progress or (lambda text: None)
     code = code_version()   # before running: the code the processes load
@@ -78,7 +78,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path, name: str = "results", endpoint: 
                 f"{result['events_per_s']:.0f} events/s, {result['tables']['stale']} stale ARNs")
         profiles: dict[str, Any] = {}
         if profile:
-            from processor.bench.profiling import profile_core, profile_put
+            from workshop.bench.profiling import profile_core, profile_put
 
             say("profiling the processor's per-record path and the client side of a conditional put ...")
             profiles["core"] = profile_core(stream)
@@ -155,10 +155,10 @@ def volume_config_from_args(args: argparse.Namespace) -> VolumeConfig:
 
 def run_volume_profile(vcfg: VolumeConfig, out_dir: Path, name: str, command: str, chart: bool, readme: Path | None,
                        progress: Callable[[str], Any]) -> str:
-    """The high-volume profile (:mod:`processor.bench.volume`): runs it, writes ``<name>.json/.md/.png`` in
+    """The high-volume profile (:mod:`workshop.bench.volume`): runs it, writes ``<name>.json/.md/.png`` in
     ``out_dir`` and the README's generated section; returns the markdown."""
-    from processor.bench.volume import run_volume
-    from processor.bench.volume_report import build_volume_report, write_volume_results
+    from workshop.bench.volume import run_volume
+    from workshop.bench.volume_report import build_volume_report, write_volume_results
 
     code = code_version()
     work = Path(tempfile.mkdtemp(prefix=f"ecs-state-bench-{name}-"))

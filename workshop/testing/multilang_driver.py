@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from processor.errors import ProtocolError
+from workshop.errors import DriverProtocolError
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class ProcessorProcess:
 
     def _read_message(self) -> dict[str, object] | None:
         """Next protocol message, or None at EOF. Blank lines are allowed (amazon_kclpy writes them around
-        each message); anything else that is not a protocol message is a ProtocolError."""
+        each message); anything else that is not a protocol message is a DriverProtocolError."""
         assert self.proc and self.proc.stdout
         while True:
             raw = self.proc.stdout.readline()
@@ -86,9 +86,9 @@ class ProcessorProcess:
             try:
                 message = json.loads(line)
             except ValueError:
-                raise ProtocolError(f"non-protocol line on the processor's stdout: {line[:200]!r}") from None
+                raise DriverProtocolError(f"non-protocol line on the processor's stdout: {line[:200]!r}") from None
             if not isinstance(message, dict) or message.get("action") not in ("status", "checkpoint"):
-                raise ProtocolError(f"unexpected message on the processor's stdout: {line[:200]!r}")
+                raise DriverProtocolError(f"unexpected message on the processor's stdout: {line[:200]!r}")
             return message
 
     def _exchange(self, message: dict[str, object]) -> None:
@@ -101,7 +101,7 @@ class ProcessorProcess:
                 raise ProcessExited(self.wait(), action)
             if reply["action"] == "status":
                 if reply.get("responseFor") != action:
-                    raise ProtocolError(f"status for {reply.get('responseFor')!r} while waiting for {action!r}")
+                    raise DriverProtocolError(f"status for {reply.get('responseFor')!r} while waiting for {action!r}")
                 return
             seq = reply.get("sequenceNumber")
             sub = reply.get("subSequenceNumber")
@@ -136,7 +136,7 @@ class ProcessorProcess:
             pass
         leftover = self._read_message()
         if leftover is not None:
-            raise ProtocolError(f"message after the last action: {leftover}")
+            raise DriverProtocolError(f"message after the last action: {leftover}")
         return self.wait(timeout)
 
     def wait(self, timeout: float = 30) -> int:

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from processor.config import load_settings
 from processor.loadgen.verify import verify
-from processor.local.stack import LocalStack
+from workshop.local.stack import LocalStack
 from processor.ops.setup_tables import ensure_tables
 from processor.shard.flush_report import flush_reports, total
 

@@ -11,7 +11,7 @@
   much faster on moto); ``full_get`` for the literal one.
 * ``lambda`` runs sequentially; ``lambda-8`` on N threads pulling from the same stream in order, one client per
   thread (as every concurrent Lambda environment has its own).
-* The child (:func:`lambda_child`, ``python -m processor.bench.lambda_child SPEC``) regenerates the same stream
+* The child (:func:`lambda_child`, ``python -m workshop.bench.lambda_child SPEC``) regenerates the same stream
   from the same options, so nothing but the spec crosses the process boundary; it measures its own CPU
   (``RUSAGE_SELF`` around the work, after its clients were built) and counts every HTTP request botocore sends,
   retries included. A failed event is counted as ``failed`` (a real Lambda would fail the invocation) with its
@@ -31,11 +31,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from processor.bench.cpu import self_cpu
-from processor.bench.emulator import child_env
-from processor.bench.stream import BenchConfig
+from workshop.bench.cpu import self_cpu
+from workshop.bench.emulator import child_env
+from workshop.bench.stream import BenchConfig
 from processor.config import Settings
-from processor.errors import BenchError
+from workshop.errors import BenchError
 from processor.loadgen.fleet import Options, generate
 
 
@@ -48,7 +48,7 @@ def run_lambda(cfg: BenchConfig, workers: int, settings: Settings, endpoint: str
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     log_path = work / f"lambda-{workers}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.run([sys.executable, "-m", "processor.bench.lambda_child", str(spec_path)],
+        proc = subprocess.run([sys.executable, "-m", "workshop.bench.lambda_child", str(spec_path)],
                               env=child_env(endpoint), stdout=log, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         raise BenchError(f"the Lambda contender ({workers} workers) exited with {proc.returncode}; see {log_path}")

@@ -14,7 +14,7 @@ tables, from the request and reply bodies:
 ``GET /__meter__`` returns the counts as JSON (per operation: requests, outcomes, units), ``DELETE /__meter__``
 returns them and resets them. Figures are the benchmark's, not AWS's bill: compare them between passes and contenders.
 
-Usage: ``python -m processor.bench.moto_keepalive PORT``
+Usage: ``python -m workshop.bench.moto_keepalive PORT``
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from processor.local.stack import Server
+from workshop.local.stack import Server
 
 CONTROL_PATH = "/__meter__"
 READ_UNITS_PER_WRITE_UNIT = 5  # the issue's price: 5 read units cost what 1 write unit does
@@ -148,12 +148,12 @@ class Meter:
 
 def start(log_path: Path | None = None) -> Server:
     """This server as a child process on a free loopback port, once it answers (``Server.stop()`` ends it)."""
-    from processor.local.stack import free_port
+    from workshop.local.stack import free_port
     from processor.ops.supervisor import die_with_parent
 
     port = free_port()
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "processor.bench.moto_keepalive", str(port)], stdout=out,
+    proc = subprocess.Popen([sys.executable, "-m", "workshop.bench.moto_keepalive", str(port)], stdout=out,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
     if not isinstance(out, int):
         out.close()

@@ -22,16 +22,16 @@ from processor.config import Settings
 from processor.core.dead_letters import read_dead_letter_data
 from processor.core.events import Event, decode
 from processor.core.items import decompress_value
-from processor.testing.factories import (
+from workshop.testing.factories import (
     as_json,
     as_msgpack,
     instance_event,
     task_arn,
     task_event,
 )
-from processor.testing.multilang_driver import KinesisRecord, records_from
-from processor.testing.poison_corpus import POISON
-from processor.testing.protocol_helpers import stored_state
+from workshop.testing.multilang_driver import KinesisRecord, records_from
+from workshop.testing.poison_corpus import POISON
+from workshop.testing.protocol_helpers import stored_state
 
 STORED, IGNORED = "stored", "ignored"
 

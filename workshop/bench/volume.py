@@ -1,9 +1,9 @@
 """``--profile-volume``: the high-volume profile of the benchmark (issue 11), with today's processor as it is.
 
-What a run does (:func:`run_volume`), against moto under waitress (:mod:`processor.bench.moto_keepalive`: kept-alive
+What a run does (:func:`run_volume`), against moto under waitress (:mod:`workshop.bench.moto_keepalive`: kept-alive
 connections, every request priced in capacity units):
 * One stream from a large fleet (default 5,000 concurrent tasks, 300 container instances, 10 clusters), split into
-  shards by partition key as Kinesis does (:mod:`processor.bench.stream`).
+  shards by partition key as Kinesis does (:mod:`workshop.bench.stream`).
 * First pass: one ``ecs-state-processor`` per shard, concurrently, driven through the MultiLang protocol in real
   time the way KCL polls a busy stream: ``batch`` records per ``processRecords`` call (10,000: KCL's ``maxRecords``
   ceiling), one ``poll_ms`` pause between calls, then empty calls (``callProcessRecordsEvenForEmptyRecordList``)
@@ -20,7 +20,7 @@ connections, every request priced in capacity units):
   last one: the freshness a stream at a rate the table keeps up with gets (the issue's freshness target). The
   first pass is a backlog (10,000 records every ``poll_ms``, far above what moto absorbs), so its freshness
   measures the queue, not the processor.
-* The per-event Lambda (:mod:`processor.bench.lambda_way`, sequential) on the first ``lambda_events`` records of
+* The per-event Lambda (:mod:`workshop.bench.lambda_way`, sequential) on the first ``lambda_events`` records of
   the same stream, on fresh tables of the same server.
 * Figures per pass: CPU µs/event of the processor processes (``initialize`` answered to the end, /proc), split
   into protocol / decode / reduce estimated in this process on the same records (:func:`cpu_split`) and the rest
@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from processor.bench.cpu import proc_cpu
-from processor.bench.emulator import child_env
-from processor.bench.ours import parse_processor_log
-from processor.bench.stream import BenchConfig, Stream
+from workshop.bench.cpu import proc_cpu
+from workshop.bench.emulator import child_env
+from workshop.bench.ours import parse_processor_log
+from workshop.bench.stream import BenchConfig, Stream
 from processor.config import Settings
-from processor.errors import BenchError
+from workshop.errors import BenchError
 from processor.shard.flush_report import flush_reports
 from processor.shard.freshness import percentile
 
@@ -93,7 +93,7 @@ def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: s
     arrive at that many per second (record k at start + k / rate, its arrival timestamp), and every call hands
     over what has arrived since the last one (at most ``batch``); 0: ``batch`` records per call, arriving as
     they are handed over."""
-    from processor.testing.multilang_driver import Checkpoint, KinesisRecord, ProcessorProcess
+    from workshop.testing.multilang_driver import Checkpoint, KinesisRecord, ProcessorProcess
 
     env = child_env(endpoint, {"ECS_STATE_TASK_TABLE": settings.task_table,
                                "ECS_STATE_INSTANCE_TABLE": settings.instance_table,
@@ -249,11 +249,11 @@ def stored_versions(client: Any, settings: Settings) -> dict[tuple[str, str], in
 
 def run_volume(vcfg: VolumeConfig, work: Path, say: Any) -> tuple[Stream, dict[str, Any]]:
     """The whole profile (see the module docstring): returns the stream and the results."""
-    from processor.bench import moto_keepalive
-    from processor.bench.emulator import check_tables, fresh_tables
-    from processor.bench.lambda_way import run_lambda
-    from processor.bench.stream import build_stream
-    from processor.local.stack import aws_client
+    from workshop.bench import moto_keepalive
+    from workshop.bench.emulator import check_tables, fresh_tables
+    from workshop.bench.lambda_way import run_lambda
+    from workshop.bench.stream import build_stream
+    from workshop.local.stack import aws_client
 
     server = moto_keepalive.start(work / "moto.log")
     try:

@@ -18,7 +18,7 @@ from processor.config import Settings
 
 def child_env(endpoint: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment pointed at the emulator only (dummy credentials, no profile or token)."""
-    from processor.local.env import local_env
+    from workshop.local.env import local_env
 
     return {**local_env(dynamodb=endpoint, drop_settings=True), "ECS_STATE_PROPERTIES": "", **(extra or {})}
 

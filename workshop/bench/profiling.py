@@ -6,7 +6,7 @@
   a client configured as the processor's (no parameter validation), sequentially on one thread against the
   emulator; timed without and then with cProfile, as above.
 * Hot spots are sorted by own time (tottime); file names are cut to the part after ``site-packages/`` or the
-  project directory. The benchmark's own frames (``processor/bench/``) are left out of the core's list.
+  project directory. The benchmark's own frames (``workshop/bench/``) are left out of the core's list.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import pstats
 import time
 from typing import Any
 
-from processor.bench.stream import Stream
+from workshop.bench.stream import Stream
 from processor.config import Settings
-from processor.local.paths import project_dir
+from workshop.local.paths import project_dir
 
-BENCH_FRAMES = "processor/bench/"
+BENCH_FRAMES = "workshop/bench/"
 
 
 def profile_core(stream: Stream, top: int = 18) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def profile_put(endpoint: str, stream: Stream, settings: Settings, count: int = 
     from processor.core.items import Item
     from processor.core.position import Position
     from processor.core.route import route
-    from processor.local.env import local_client
+    from workshop.local.env import local_client
     from processor.shard.writer import CONDITION
 
     client = local_client("dynamodb", endpoint, parameter_validation=False, tcp_keepalive=True,

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from processor.errors import ConfigError
-from processor.local.env import LOCAL_ENV
+from workshop.local.env import LOCAL_ENV
 
 
 def scenarios(scale: float, seed: int) -> dict[str, Callable[[Any, str, Path], Any]]:
     """Scenario key -> runner(settings, moto endpoint, workdir) -> Result."""
-    import processor.testing.fault_scenarios as fs
+    import workshop.testing.fault_scenarios as fs
 
     def n(value: int) -> int:
         return max(4, int(value * scale))
@@ -96,9 +96,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     os.environ.update(LOCAL_ENV)
     os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
-    from processor.local.stack import start_moto
-    from processor.testing.poison_cases import poison_corpus, poison_table_markdown
-    from processor.testing.protocol_helpers import unique_settings
+    from workshop.local.stack import start_moto
+    from workshop.testing.poison_cases import poison_corpus, poison_table_markdown
+    from workshop.testing.protocol_helpers import unique_settings
 
     runners = scenarios(args.scale, args.seed)
     chosen = [k for k in runners if not args.only or any(k == o or k.startswith(o + "-") or k == o.rstrip("-")

@@ -21,18 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from processor.config import Settings
-from processor.testing.fault_proxy import FaultProxy, Rule
-from processor.testing.multilang_driver import CheckpointHook, KinesisRecord, records_from
-from processor.testing.poison_cases import IGNORED, STORED, corpus_records, observed_outcomes, poison_corpus
-from processor.testing.protocol_helpers import (
+from workshop.testing.fault_proxy import FaultProxy, Rule
+from workshop.testing.multilang_driver import CheckpointHook, KinesisRecord, records_from
+from workshop.testing.poison_cases import IGNORED, STORED, corpus_records, observed_outcomes, poison_corpus
+from workshop.testing.protocol_helpers import (
     DurabilityCheck,
     env_for,
     expected_state,
     make_stream,
     stored_state,
 )
-from processor.testing.shard_daemon import ShardDaemon
-from processor.testing.watches import CorpusCheck, OnCheckpoint, VersionWatch
+from workshop.testing.shard_daemon import ShardDaemon
+from workshop.testing.watches import CorpusCheck, OnCheckpoint, VersionWatch
 
 
 def shares(*pairs: tuple[str, float], operations: frozenset[str] = frozenset({"PutItem"})) -> list[Rule]:

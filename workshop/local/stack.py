@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping
 
-from processor.errors import StackError
-from processor.local.env import REGION, local_client, local_env
-from processor.local.paths import project_dir
+from workshop.errors import StackError
+from workshop.local.env import REGION, local_client, local_env
+from workshop.local.paths import project_dir
 from processor.logs import log
 from processor.ops.supervisor import die_with_parent
 
@@ -296,7 +296,7 @@ def render_properties(text: str, values: Mapping[str, str]) -> str:
     missing = [key for key in values if key not in seen]
     if missing:
         out.append("")
-        out.append("# Set by processor.local.stack.render_properties")
+        out.append("# Set by workshop.local.stack.render_properties")
         out.extend(f"{key} = {values[key]}" for key in missing)
     return "\n".join(out) + "\n"
 

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from processor import logs
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport, total
-from processor.testing.multilang_driver import (
+from workshop.testing.multilang_driver import (
     Checkpoint,
     CheckpointHook,
     KinesisRecord,

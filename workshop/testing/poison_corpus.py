@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgpack
 
-from processor.testing.factories import as_json, as_msgpack, task_arn, task_event
+from workshop.testing.factories import as_json, as_msgpack, task_arn, task_event
 
 
 def _with_version(version: object) -> bytes:

@@ -1,5 +1,5 @@
-"""``ecs-state bench``: the benchmark's command (``./scripts/bench``); the work is in ``processor.bench.runner``
-(orchestration) and the modules beside it; the report is rendered by ``processor.bench.report``."""
+"""``ecs-state bench``: the benchmark's command (``./scripts/bench``); the work is in ``workshop.bench.runner``
+(orchestration) and the modules beside it; the report is rendered by ``workshop.bench.report``."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from processor.bench.report import render_markdown
-from processor.bench.runner import (
+from workshop.bench.report import render_markdown
+from workshop.bench.runner import (
     add_arguments,
     config_from_args,
     run_bench,
     run_volume_profile,
     volume_config_from_args,
 )
-from processor.bench.volume_report import write_volume_results
+from workshop.bench.volume_report import write_volume_results
 from processor.errors import ConfigError
-from processor.local.paths import project_dir
+from workshop.local.paths import project_dir
 
 
 def register(subparsers: Any) -> None:

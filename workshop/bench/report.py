@@ -8,7 +8,7 @@
 * :func:`code_version` records the commit measured and the processor files that differed from it; read-only git
   queries, taken before the run (the code the processes load), empty when git is not there.
 * :func:`write_png` draws the four panels (requests/event with the floor, CPU µs/event, events/s, stale ARNs)
-  with :mod:`processor.bench.chart`.
+  with :mod:`workshop.bench.chart`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from processor.bench.stream import BenchConfig, Stream, floor_sweep
-from processor.local.paths import project_dir
+from workshop.bench.stream import BenchConfig, Stream, floor_sweep
+from workshop.local.paths import project_dir
 
 
 def code_version() -> dict[str, Any]:
@@ -189,7 +189,7 @@ def _brief_text(text: str) -> str:
 
 
 def write_png(report: dict[str, Any], path: Path) -> Path:
-    from processor.bench.chart import Panel, write_chart
+    from workshop.bench.chart import Panel, write_chart
 
     results = report["results"]
     names = list(results)
