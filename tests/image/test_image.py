@@ -147,7 +147,7 @@ def test_demo_verifies_with_a_worker_from_the_image(image: str, shared_dir: Path
     """The worker's ``run`` goes through the image's entry point; KCL_maxRecords makes it render the demo's
     properties file, so the worker that verified read the rendered file."""
     rendered = shared_dir / "rendered.properties"
-    demo = _run(sys.executable, "-m", "processor", "demo", "--events", "2000", "--shards", "2",
+    demo = _run(sys.executable, "-m", "workshop", "demo", "--events", "2000", "--shards", "2",
                 "--work-dir", str(shared_dir), "--worker-command", f"scripts/image worker --volume {shared_dir} --",
                 env={"KCL_maxRecords": "500", "ECS_STATE_RENDERED_PROPERTIES": str(rendered)}, timeout=900)
     assert demo.returncode == 0, demo.stdout[-6000:]

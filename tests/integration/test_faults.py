@@ -243,7 +243,7 @@ def test_stop_closes_kept_alive_connections(moto_server: Any, table: str, monkey
 
 def test_command_line_proxy_runs_until_sigterm(moto_server: Any, table: str, monkeypatch: pytest.MonkeyPatch) -> None:
     rule = json.dumps({"kind": "throttling", "operations": ["PutItem"], "limit": 1})
-    proc = subprocess.Popen([sys.executable, "-m", "processor", "faults", "--upstream", moto_server.endpoint,
+    proc = subprocess.Popen([sys.executable, "-m", "workshop", "faults", "--upstream", moto_server.endpoint,
                              "--rule", rule], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

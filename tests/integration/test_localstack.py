@@ -150,7 +150,7 @@ def test_render_properties_fills_in_the_ports(stack: LocalStack, tmp_path: Path)
 # ---- `ecs-state stack` ---------------------------------------------------------------------------------------
 
 def test_stack_command_writes_env_and_properties_then_stops_on_sigterm(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "processor", "stack", "--dir", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "workshop", "stack", "--dir", str(tmp_path),
                              "--stream", "cmd-stream", "--shards", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     env_file = tmp_path / "stack.env"
@@ -177,7 +177,7 @@ def test_stack_command_writes_env_and_properties_then_stops_on_sigterm(tmp_path:
 def test_stack_command_without_stream_name_fails_clearly(tmp_path: Path) -> None:
     template = tmp_path / "no-stream.properties"
     template.write_text("applicationName = a\n")
-    result = subprocess.run([sys.executable, "-m", "processor", "stack", "--dir", str(tmp_path / "d"),
+    result = subprocess.run([sys.executable, "-m", "workshop", "stack", "--dir", str(tmp_path / "d"),
                              "--properties", str(template)], capture_output=True, text=True, timeout=60,
                             env={**os.environ})
     assert result.returncode == 2
