@@ -42,6 +42,15 @@ def log(event: str, level: str = "INFO", **fields: Any) -> None:
     stream.flush()
 
 
+def log_safely(event: str, level: str = "INFO", **fields: Any) -> bool:
+    """``log`` that never raises (a closed or full stderr must not stop a flush); False when the line was lost."""
+    try:
+        log(event, level, **fields)
+        return True
+    except Exception:
+        return False
+
+
 def parse_line(line: str) -> dict[str, Any] | None:
     """The log object in ``line`` (raw, or wrapped by the daemon), or None when the line holds none."""
     start = line.find(_START)

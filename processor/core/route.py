@@ -9,7 +9,6 @@ This is the only place that decides a record's fate, in two steps that never rai
 - ``build`` (only for the version a flush is about to write): decode again and build the DynamoDB item; should
   the builder still refuse it, or DynamoDB (``refused``), it becomes a dead letter holding its original bytes and
   the writer falls back to the next older candidate of the same ARN.
-``route`` does both at once, for tools and tests that want the item of one record.
 """
 
 from __future__ import annotations
@@ -75,10 +74,3 @@ def build(candidate: Candidate, task_retention_hours: int = 0) -> Item | DeadLet
         return refused(candidate, exc.code, str(exc))
     except Exception as exc:  # defensive: a record must never stop the shard
         return refused(candidate, "unstorable", f"{type(exc).__name__}: {exc}")
-
-
-def route(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,
-          task_retention_hours: int = 0) -> Item | DeadLetter | Ignored:
-    """One record -> the state item it yields, the dead letter it becomes, or ``Ignored``. Never raises."""
-    admitted = admit(data, position, partition_key, arrival_ms, task_retention_hours)
-    return build(admitted, task_retention_hours) if isinstance(admitted, Candidate) else admitted

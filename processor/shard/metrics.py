@@ -2,7 +2,7 @@
 ``stderr`` writes them among the logs (CloudWatch Logs agents extract them), ``file:PATH`` appends to a file.
 
 Metrics and logs are side effects: they never stop a flush. ``check()`` finds a target that cannot be opened at
-start (a configuration error); after that a failed write is counted (``Metrics.failures``, ``failed_logs()``) and
+start (a configuration error); after that a failed write is counted (``Metrics.failures``) and
 logged when logging still works, never raised into the write path."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from processor import logs
+from processor.logs import log_safely
 
 NAMESPACE = "ECSState"
 #: stats key -> (metric name, unit)
@@ -45,24 +45,6 @@ def emf_record(shard_id: str, stats: dict[str, Any], timestamp_ms: int | None = 
     }
     doc.update({METRICS[key][0]: value for key, value in present.items()})
     return doc
-
-
-_failed_logs = 0
-
-
-def log_safely(event: str, level: str = "INFO", **fields: Any) -> bool:
-    """``logs.log`` that never raises (a closed or full stderr must not stop a flush); False when it failed."""
-    global _failed_logs
-    try:
-        logs.log(event, level, **fields)
-        return True
-    except Exception:
-        _failed_logs += 1
-        return False
-
-
-def failed_logs() -> int:
-    return _failed_logs
 
 
 class Metrics:

@@ -49,8 +49,10 @@ from processor.errors import EXIT_BUG, EXIT_WRITE_FAILED, ConfigError, EcsStateE
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport
 from processor.shard.flush_schedule import FlushSchedule
+from processor.shard.flush_window import FlushWindow
 from processor.shard.freshness import freshness
-from processor.shard.metrics import Metrics, log_safely
+from processor.logs import log_safely
+from processor.shard.metrics import Metrics
 from processor.shard.stored_versions import CatchUp
 from processor.shard.writer import Outcome, Writer
 
@@ -86,16 +88,14 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._clock = clock
         self._sleep = sleep
         self.shard_id = "?"
-        self.reducer = Reducer(settings.max_pending_arns, settings.max_pending_bytes)
-        self.schedule = FlushSchedule(settings.flush_interval_millis / 1000)
+        self.window = FlushWindow(Reducer(settings.max_pending_arns, settings.max_pending_bytes),
+                                  FlushSchedule(settings.flush_interval_millis / 1000))
         self._last_flush = clock()
         self._checkpointing = True
         self._durable: Position | None = None  # flushed (durable) but not yet checkpointed
         self._millis_behind: int | None = None
         self.catch_up = CatchUp(settings.prefetch_behind_millis)
-        self._pending_caught_up = False  # some pending record was delivered while catching up
         self._wall_ms = wall_ms
-        self._arrivals: list[int | None] = []  # approximateArrivalTimestamp of every record pending a flush
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -123,29 +123,24 @@ class ShardProcessor(v3.RecordProcessorBase):
         self.catch_up.on_records(self._millis_behind)
         checkpointer = process_records_input.checkpointer
         now, wall_ms = self._clock(), self._wall_ms()
-        self.schedule.call_started(now)
+        window = self.window
+        window.schedule.call_started(now)
         records = process_records_input.records
         for index, record in enumerate(records):
             records[index] = None  # its base64 text is freed once offered (module docstring)
-            arrival = record.timestamp_millis
-            self.schedule.delivered(now, (wall_ms - arrival) / 1000 if arrival is not None else None)
-            self._pending_caught_up = self._pending_caught_up or self.catch_up.active
+            window.delivered(now, wall_ms, record.timestamp_millis, self.catch_up.active)
             self.offer(record_data(record), record.sequence_number, record.sub_sequence_number or 0,
                        record.partition_key, record.timestamp_millis)
-            if self.reducer.full:
+            if window.reducer.full:
                 self.flush_and_checkpoint(checkpointer, "full")
         now = self._clock()
-        if self.schedule.due(now) or (self._durable is not None
+        if window.schedule.due(now) or (self._durable is not None
                                       and now - self._last_flush >= self.settings.flush_interval_millis / 1000):
             self.flush_and_checkpoint(checkpointer, "interval")
-        self.schedule.call_ended(self._clock())
+        window.schedule.call_ended(self._clock())
 
     def lease_lost(self, lease_lost_input: Any) -> None:
-        dropped = self.reducer.pending_arns
-        self.reducer.clear()
-        self.schedule.dropped()
-        self._arrivals.clear()
-        self._pending_caught_up = False
+        dropped = self.window.drop()
         self._checkpointing = False
         log_safely("lease_lost", shard=self.shard_id, dropped_pending_arns=dropped,
                  note="pending state dropped; the new owner re-reads from the last checkpoint")
@@ -170,31 +165,29 @@ class ShardProcessor(v3.RecordProcessorBase):
     def offer(self, data: bytes, sequence_number: str, sub_sequence_number: int, partition_key: str,
               arrival_ms: int | None) -> None:
         position = Position(self.shard_id, sequence_number, sub_sequence_number)
-        self._arrivals.append(arrival_ms)
         entry = admit(data, position, partition_key, arrival_ms, self.settings.task_retention_hours)
         if isinstance(entry, Ignored):
-            self.reducer.offer_ignored(position)
+            self.window.reducer.offer_ignored(position)
         elif isinstance(entry, DeadLetter):
             log_safely("dead_letter", level="WARNING", shard=self.shard_id, sequenceNumber=sequence_number,
                      subSequenceNumber=sub_sequence_number, partitionKey=partition_key, reasonCode=entry.code,
                      reason=entry.reason, table=self.settings.dead_letter_table)
-            self.reducer.offer_dead(entry)
+            self.window.reducer.offer_dead(entry)
         else:
-            self.reducer.offer(entry, position)
+            self.window.reducer.offer(entry, position)
 
     def flush(self, reason: str) -> Position | None:
         """Write everything pending; returns the position now safe to checkpoint (None if nothing was pending).
         Exits the process without checkpointing when the writes fail past a finite retry budget."""
         started = self._last_flush = self._clock()
-        if not self.reducer.has_pending:
+        if not self.window.reducer.has_pending:
             return None
-        batch = self.reducer.drain()
-        arrivals, self._arrivals = self._arrivals, []
-        prefetch, self._pending_caught_up = self._pending_caught_up or self.catch_up.active, False
+        taken = self.window.take(self.catch_up.active)
+        batch = taken.batch
         assert self._writer is not None, "flush before initialize"
-        outcome = self._writer.write(batch, prefetch=prefetch)
-        self.schedule.flushed(started, self._clock())
-        fresh = freshness(arrivals, self._wall_ms()) if outcome.ok else (None, None)
+        outcome = self._writer.write(batch, prefetch=taken.prefetch)
+        self.window.schedule.flushed(started, self._clock())
+        fresh = freshness(taken.arrivals, self._wall_ms()) if outcome.ok else (None, None)
         self._report(batch, outcome, reason, fresh)
         if outcome.fallbacks:
             log_safely("fallback", level="WARNING", shard=self.shard_id, resources=outcome.fallbacks,

@@ -94,14 +94,6 @@ class StoredVersions:
             self._known.move_to_end((table, arn))
         return held >= version
 
-    def split(self, items: Iterable[Item], tables: dict[str, str]) -> tuple[list[Item], list[Item]]:
-        """(items to send, items known stale); ``tables`` maps an item's kind to its table."""
-        send: list[Item] = []
-        skip: list[Item] = []
-        for item in items:
-            (skip if self.is_stale(tables[item.kind], item.arn, item.version) else send).append(item)
-        return send, skip
-
     def unknown(self, items: Iterable[Item], tables: dict[str, str]) -> list[Item]:
         """The items whose stored version is not remembered (what a prefetch should read)."""
         with self._lock:

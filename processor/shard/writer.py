@@ -45,7 +45,7 @@ from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
 from processor.shard.dynamodb_http import Response, serialise
 from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, classify
-from processor.shard.metrics import log_safely
+from processor.logs import log_safely
 from processor.shard.stored_versions import StoredVersions
 from processor.shard.stored_versions import prefetch as read_stored_versions
 

@@ -16,7 +16,7 @@ from processor.config import Settings
 from processor.core.dead_letters import DeadLetter
 from processor.core.items import Item
 from processor.core.position import Position
-from processor.core.route import route
+from workshop.testing.factories import route
 from processor.loadgen.fleet import generate
 from processor.loadgen.ground_truth import GroundTruth
 from processor.loadgen.records import Options, Record

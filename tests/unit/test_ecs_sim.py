@@ -16,7 +16,7 @@ from processor.core.dead_letters import DeadLetter
 from processor.core.events import Ignored
 from processor.core.items import Item
 from processor.core.position import Position
-from processor.core.route import route
+from workshop.testing.factories import route
 from processor.loadgen.catalog import FORMATS
 from processor.loadgen.fleet import generate
 from processor.loadgen.poison import poison_kinds

@@ -23,7 +23,8 @@ from processor.core.items import (
     value_size,
 )
 from processor.core.position import Position
-from processor.core.route import Candidate, admit, route
+from processor.core.route import Candidate, admit
+from workshop.testing.factories import route
 from processor.loadgen.fleet import generate
 from processor.loadgen.records import Options
 from workshop.testing.factories import as_json, instance_arn, instance_event, task_arn, task_event

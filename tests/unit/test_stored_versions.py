@@ -21,9 +21,8 @@ def item(arn: str, version: int, kind: str = "task") -> Item:
 def test_an_item_at_or_below_the_remembered_version_is_skipped_and_a_newer_or_unknown_one_is_sent() -> None:
     memory = StoredVersions()
     memory.remember("tasks", "a", 5)
-    send, skip = memory.split([item("a", 4), item("a", 5), item("a", 6), item("b", 1)], TABLES)
-    assert [(i.arn, i.version) for i in skip] == [("a", 4), ("a", 5)]  # equal fails the condition too
-    assert [(i.arn, i.version) for i in send] == [("a", 6), ("b", 1)]
+    stale = [(arn, v) for arn, v in (("a", 4), ("a", 5), ("a", 6), ("b", 1)) if memory.is_stale("tasks", arn, v)]
+    assert stale == [("a", 4), ("a", 5)]  # equal fails the condition too; newer and unknown are sent
 
 
 def test_the_higher_version_wins_and_tables_are_kept_apart() -> None:
@@ -33,7 +32,7 @@ def test_the_higher_version_wins_and_tables_are_kept_apart() -> None:
     assert memory.known("tasks", "a") == 7
     assert memory.known("instances", "a") is None
     assert not memory.is_stale("instances", "a", 1)
-    assert memory.split([item("a", 2, "instance")], TABLES)[0]  # same ARN text, other table: sent
+    assert memory.unknown([item("a", 2, "instance")], TABLES)  # same ARN text, other table: not known
 
 
 def test_the_stored_item_of_a_failed_condition_is_remembered_by_its_version() -> None:
@@ -53,7 +52,7 @@ def test_the_memory_is_bounded_and_forgets_the_least_recently_used_first() -> No
     assert len(memory) == 3 and memory.known("tasks", "b") is None
     assert [memory.known("tasks", x) for x in "acd"] == [1, 1, 1]
     # forgetting only costs a write: b is sent again
-    assert [i.arn for i in memory.split([item("b", 1)], TABLES)[0]] == ["b"]
+    assert not memory.is_stale("tasks", "b", 1)
     with pytest.raises(ValueError):
         StoredVersions(capacity=0)
 

@@ -30,7 +30,7 @@ def profile_core(stream: Stream, top: int = 18) -> dict[str, Any]:
     from processor.core.items import Item
     from processor.core.position import Position
     from processor.core.reducer import Reducer
-    from processor.core.route import route
+    from workshop.testing.factories import route
 
     def run() -> None:
         reducer = Reducer(10**9, 2**62)
@@ -55,7 +55,7 @@ def profile_put(endpoint: str, stream: Stream, settings: Settings, count: int = 
     configured as the processor's: no parameter validation), in this process."""
     from processor.core.items import Item
     from processor.core.position import Position
-    from processor.core.route import route
+    from workshop.testing.factories import route
     from workshop.local.env import local_client
     from processor.shard.writer import CONDITION
 

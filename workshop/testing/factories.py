@@ -7,6 +7,12 @@ from typing import Any
 
 import msgpack
 
+from processor.core.dead_letters import DeadLetter
+from processor.core.events import Ignored
+from processor.core.items import Item
+from processor.core.position import Position
+from processor.core.route import Candidate, admit, build
+
 CLUSTER = "arn:aws:ecs:us-east-1:123456789012:cluster/default"
 
 
@@ -60,3 +66,11 @@ def task_arn_in(cluster: str, task_id: str) -> str:
 def instance_arn_in(cluster: str, instance_id: str) -> str:
     """A long-form container-instance ARN in a named cluster."""
     return f"arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/{cluster}/{instance_id}"
+
+
+def route(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,
+          task_retention_hours: int = 0) -> Item | DeadLetter | Ignored:
+    """One record -> the state item it yields, the dead letter it becomes, or ``Ignored`` (``admit`` then ``build``
+    at once, as the processor does across a flush window): for tests and tools that want one record's item."""
+    admitted = admit(data, position, partition_key, arrival_ms, task_retention_hours)
+    return build(admitted, task_retention_hours) if isinstance(admitted, Candidate) else admitted
