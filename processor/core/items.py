@@ -127,55 +127,18 @@ def _utf8_len(text: str) -> int:
 
 
 def to_attribute(value: Any, depth: int = 0) -> tuple[AttributeValue, int]:
-    """A decoded JSON/msgpack value -> (DynamoDB attribute value, its size in bytes as DynamoDB counts it).
-    Dispatches on the exact type: this walk is most of the processor's CPU per event."""
-    kind = type(value)
-    if kind is str:
-        return {"S": value}, _utf8_len(value)
-    if kind is dict:
-        if depth >= MAX_DEPTH:
-            raise Unstorable(f"nested deeper than DynamoDB's {MAX_DEPTH} levels")
-        out: dict[str, AttributeValue] = {}
-        size = 3
-        for name, inner in value.items():
-            if type(name) is not str or not name:
-                raise Unstorable(f"map key {_show_name(name)} is not a non-empty string")
-            try:
-                av, inner_size = to_attribute(inner, depth + 1)
-                size += _utf8_len(name) + inner_size + 1
-            except Unstorable as exc:
-                raise exc.inside(f".{name}") from None
-            out[name] = av
-        return {"M": out}, size
-    if kind is list:
-        if depth >= MAX_DEPTH:
-            raise Unstorable(f"nested deeper than DynamoDB's {MAX_DEPTH} levels")
-        items = []
-        size = 3
-        for index, inner in enumerate(value):
-            try:
-                av, inner_size = to_attribute(inner, depth + 1)
-            except Unstorable as exc:
-                raise exc.inside(f"[{index}]") from None
-            items.append(av)
-            size += inner_size + 1
-        return {"L": items}, size
-    if kind is int or kind is Decimal:
-        return _number(value)
-    if kind is bool:
-        return {"BOOL": value}, 1
-    if value is None:
-        return {"NULL": True}, 1
-    if kind is float:
-        return _number(Decimal(repr(value)))
-    if kind is bytes:
-        return {"B": value}, len(value)
-    raise Unstorable(f"a {kind.__name__} cannot be stored")
+    """A decoded JSON/msgpack value -> (DynamoDB attribute value, its size in bytes as DynamoDB counts it), or
+    ``Unstorable``. Two walks, one rule each: ``value_size`` checks and sizes (DynamoDB's rules live only there),
+    ``_attribute`` builds. The hot path never calls this: every record is checked once when read
+    (``check_event``) and the version a flush writes is built without a second check (``_build_checked``)."""
+    size = value_size(value, depth)
+    return _attribute(value), size
 
 
 def value_size(value: Any, depth: int = 0) -> int:
-    """What ``to_attribute(value, depth)[1]`` is, or the same ``Unstorable``, without building anything: the check
-    every record gets when it is read (``check_event``); ``tests/unit/test_items.py`` holds the two walks equal."""
+    """The size of ``value`` as DynamoDB counts it, or ``Unstorable`` naming the rule it breaks, building nothing:
+    the check every record gets when it is read (``check_event``), and the one place DynamoDB's rules for a value
+    live."""
     kind = type(value)
     if kind is str:
         return len(value) if value.isascii() else _utf8_len(value)  # inlined: the common case, no call
@@ -303,24 +266,27 @@ def _epoch(timestamp: str) -> int | None:
         return None
 
 
-def _checked_attribute(value: Any) -> AttributeValue:
-    """``to_attribute(value)[0]`` for a value ``check_event`` passed: the same attribute value, without checking
-    or sizing again (a fifth of the walk's CPU, and the walk is most of a put's)."""
+def _attribute(value: Any) -> AttributeValue:
+    """The attribute value of a value ``value_size`` passed: building only, no check or size (the checks are
+    ``value_size``'s alone). Dispatches on the exact type, strings (most of an event's values) inlined."""
     kind = type(value)
     if kind is str:
         return {"S": value}
-    if kind is dict:  # strings, most of an event's values, inlined: no call
-        return {"M": {name: {"S": inner} if type(inner) is str else _checked_attribute(inner)
-                      for name, inner in value.items()}}
+    if kind is dict:
+        return {"M": {name: {"S": inner} if type(inner) is str else _attribute(inner) for name, inner in value.items()}}
     if kind is list:
-        return {"L": [{"S": inner} if type(inner) is str else _checked_attribute(inner) for inner in value]}
+        return {"L": [{"S": inner} if type(inner) is str else _attribute(inner) for inner in value]}
     if kind is bool:
         return {"BOOL": value}
+    if value is None:
+        return {"NULL": True}
+    if kind is bytes:
+        return {"B": value}
     if kind is int:
         text = str(value)
         if len(text) <= 38:  # what _number sends for an integer of at most 38 digits
             return {"N": text}
-    return to_attribute(value)[0]  # other numbers, null, bytes: the checked path, cheap for scalars
+    return _number(Decimal(repr(value)) if kind is float else value)[0]  # the number's text, as DynamoDB takes it
 
 
 def build_item(event: Event, position: Position, task_retention_hours: int = 0,
@@ -378,7 +344,7 @@ def _metadata_size(name: str, av: AttributeValue) -> int:
 
 
 def _build_checked(event: Event, position: Position, task_retention_hours: int, checked_size: int) -> Item:
-    attributes = {name: {"S": value} if type(value) is str else _checked_attribute(value)
+    attributes = {name: {"S": value} if type(value) is str else _attribute(value)
                   for name, value in event.detail.items() if name not in _RESERVED}
     size = checked_size
     for name, av in _metadata(event, position, task_retention_hours).items():
