@@ -1,6 +1,6 @@
 """One error base for everything ecs-state raises on purpose, and the one mapping from errors to exit codes.
 
-Every failure is one of three classes, each with one behaviour (README, "Failures"):
+Every failure is one of three classes, each with one behaviour (docs/design.md, "Failure classes"):
 - record-level: anything about one record or its item -> a dead letter, never an exception that leaves the core;
 - transient: throttling, 5xx, timeouts, connection errors -> retried while the shard's lease is held;
 - configuration: tables, key schemas, settings, permissions -> found at start, one line naming the fix, exit 2.
