@@ -80,7 +80,10 @@ def configure(region: str | None = None, profile: str | None = None, properties_
         env["AWS_PROFILE"] = profile
     profile = profile or env.get("AWS_PROFILE") or None
     path = str(properties_path) if properties_path else env.get(PROPERTIES_ENV) or None
-    props = read_properties(path) if path else {}
+    try:
+        props = read_properties(path) if path else {}
+    except ConfigError:
+        props = {}  # the command itself reports a file it cannot read, in its own words
     env_region = next((env[name] for name in REGION_ENV if env.get(name)), None)
     # the profile is read when it is named (a missing one is an error) or when it is the region's last source
     profile_region = _profile_region(profile) if profile or not (region or env_region) else None
