@@ -28,15 +28,15 @@ REGION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 @dataclass(frozen=True)
 class Target:
-    """The region (None: none found anywhere) and the profile (None: the default chain) every client uses,
-    and where the region came from, for messages."""
+    """What ``configure`` decided: the region (None: none found anywhere) and where it came from, and the profile
+    given with ``--profile`` (None: botocore's own choice, ``AWS_PROFILE`` or the default chain)."""
 
     region: str | None
-    profile: str | None
     source: str
+    profile: str | None
 
 
-_target = Target(region=None, profile=None, source="botocore")
+_target = Target(region=None, source="botocore", profile=None)
 
 
 def region_from(flag: str | None, env: Mapping[str, str], profile_region: str | None,
@@ -76,9 +76,10 @@ def configure(region: str | None = None, profile: str | None = None, properties_
 
     global _target
     env = os.environ if env is None else env
-    if profile:
-        env["AWS_PROFILE"] = profile
-    profile = profile or env.get("AWS_PROFILE") or None
+    explicit = profile or None
+    if explicit:
+        env["AWS_PROFILE"] = explicit
+    profile = explicit or env.get("AWS_PROFILE") or None
     path = str(properties_path) if properties_path else env.get(PROPERTIES_ENV) or None
     try:
         props = read_properties(path) if path else {}
@@ -91,7 +92,7 @@ def configure(region: str | None = None, profile: str | None = None, properties_
     if found:
         for name in REGION_ENV:
             env[name] = found
-    _target = Target(region=found, profile=profile, source=source)
+    _target = Target(region=found, source=source, profile=explicit)
     return _target
 
 
@@ -100,8 +101,10 @@ def target() -> Target:
 
 
 def session() -> boto3.session.Session:
-    """A boto3 session with the configured profile and region (botocore's own resolution when not configured)."""
-    return boto3.session.Session(profile_name=_target.profile, region_name=_target.region)
+    """A boto3 session: the region from the environment ``configure`` exported, and the ``--profile`` given as the
+    session's own profile, so that, as with the AWS CLI's ``--profile``, its keys win over the environment's
+    (``AWS_PROFILE`` alone keeps botocore's order, environment keys first: docs/field-notes.md)."""
+    return boto3.session.Session(profile_name=_target.profile)
 
 
 def client(service: str, *, pool: int = 10, timeout: float = 10.0, botocore_retries: int = 3,

@@ -62,7 +62,7 @@ def markdown_tables(path: Path) -> list[list[dict[str, str]]]:
             if header is None:
                 header = cells
             elif not all(set(c) <= set("-: ") for c in cells):
-                current.append({name or str(i): cell for i, (name, cell) in enumerate(zip(header, cells))})
+                current.append({name or str(i): cell for i, (name, cell) in enumerate(zip(header, cells, strict=False))})
         elif header is not None:
             tables.append(current)
             current, header = [], None

@@ -75,5 +75,6 @@ def run_volume_command(args: argparse.Namespace) -> int:
                               lambda line: print(line, file=sys.stderr, flush=True))
     print(text)
     print(f"\nWrote {out / (name + '.json')}, .md" + ("" if args.no_chart else ", .png")
-          + (" and the volume section of docs/benchmarks.md" if doc else "") + f" in {time.perf_counter() - start:.0f} s.")
+          + (" and the volume section of docs/benchmarks.md" if doc else "")
+          + f" in {time.perf_counter() - start:.0f} s.")
     return 0
