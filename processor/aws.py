@@ -15,8 +15,9 @@ agrees on them. A profile that does not exist is a ``ConfigError`` here, not a b
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Mapping, MutableMapping
+from typing import Any
 
 import boto3
 from botocore.config import Config

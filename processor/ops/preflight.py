@@ -119,9 +119,9 @@ def check_region(props: Mapping[str, str], source: str, child_env: Mapping[str, 
     region (``--region`` / ``AWS_REGION`` ... exported by the CLI): they must be the same region."""
     wanted, region = props.get("regionName"), child_env.get("AWS_REGION") or child_env.get("AWS_DEFAULT_REGION")
     if wanted and region and region != wanted:
-        return [f"{source}: regionName = {wanted}, but the region of this command is {region} (--region / "
-                f"AWS_REGION / AWS_DEFAULT_REGION): the daemon would read the stream in {wanted} and the processors "
-                f"write in {region}; make them the same"]
+        return [(f"{source}: regionName = {wanted}, but the region of this command is {region} (--region / "
+                 f"AWS_REGION / AWS_DEFAULT_REGION): the daemon would read the stream in {wanted} and the processors "
+                 f"write in {region}; make them the same")]
     return []
 
 
