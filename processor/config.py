@@ -179,3 +179,19 @@ def load_settings(properties_path: str | os.PathLike[str] | None = None,
                 raise ConfigError(f"{source} is empty; give it a value or remove it to use the default")
             values[f.name] = raw
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def stream_from_properties(properties_path: str | os.PathLike[str] | None = None,
+                           env: Mapping[str, str] | None = None) -> str | None:
+    """The stream the workers read, from their properties file (``properties_path``, else
+    ``$ECS_STATE_PROPERTIES``): the name in ``streamArn`` (which KCL takes over ``streamName`` when both are set),
+    else ``streamName``; None without a file or either key."""
+    env = os.environ if env is None else env
+    path = properties_path or env.get(PROPERTIES_ENV) or None
+    if not path:
+        return None
+    props = read_properties(path)
+    arn = props.get("streamArn", "")
+    if arn:
+        return arn.rsplit("/", 1)[-1]
+    return props.get("streamName") or None

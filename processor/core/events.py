@@ -4,7 +4,7 @@ The data is one EventBridge event, either UTF-8 JSON (what EventBridge writes) o
 write to save bytes). The two are told apart from the first significant byte: a msgpack map or array starts
 with 0x80-0x9f or 0xdc-0xdf, none of which can start JSON text; everything else is parsed as JSON.
 
-Rules (the README's "Bad input" table documents the same):
+Rules (docs/design.md's reason-code table documents the same):
 - JSON must be strict UTF-8 (no BOM), one object, no duplicate keys at any depth, no NaN/Infinity.
   Fast path: orjson parses, and the parse is taken only when re-serialising it gives back the input's exact
   bytes (compact JSON, as EventBridge and our producer write it). Equal bytes prove the parse lost nothing: no

@@ -1,6 +1,6 @@
 """Event -> DynamoDB item (low-level attribute-value map), with its size and, when needed, compression. No I/O.
 
-Item layout (documented in the README):
+Item layout (documented in docs/reading.md):
 - every field of ``detail`` as a top-level attribute under its own name; numbers as ``N``; ``version`` ``N``;
 - ``cw_version`` (envelope ``version``), ``event_id``, ``event_time`` (envelope ``id`` / ``time``),
   ``kinesis_shard_id``, ``kinesis_sequence_number``, ``kinesis_subsequence_number``: where the item came from;

@@ -277,9 +277,10 @@ def produce(records: Iterable[Record], sink: Callable[[list[Record]], None], *, 
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stream", default=None,
+    parser.add_argument("--stream-name", dest="stream", default=None,
                         help="Kinesis stream name (default: streamName of --properties / $ECS_STATE_PROPERTIES, "
                              "else ecs-events)")
+    parser.add_argument("--stream", dest="stream", help=argparse.SUPPRESS)  # the old spelling, kept working
     parser.add_argument("--properties", default=None, help="KCL properties file to take streamName from")
     parser.add_argument("--create-shards", type=int, default=0, metavar="N",
                         help="create the stream with N shards if it does not exist, and wait until ACTIVE")
@@ -319,17 +320,11 @@ def options_from_args(args: argparse.Namespace) -> Options:
 
 
 def stream_name(args: argparse.Namespace, env: Any = os.environ) -> str:
-    """--stream, else ``streamName`` from the properties file (--properties or $ECS_STATE_PROPERTIES), else
-    ``ecs-events``."""
-    if args.stream:
-        return str(args.stream)
-    path = args.properties or env.get("ECS_STATE_PROPERTIES")
-    if path:
-        from processor.config import read_properties
-        name = read_properties(path).get("streamName")
-        if name:
-            return name
-    return "ecs-events"
+    """--stream-name, else the stream of the properties file (--properties or $ECS_STATE_PROPERTIES), else
+    ``ecs-events`` (the local stack's)."""
+    from processor.config import stream_from_properties
+
+    return str(args.stream or stream_from_properties(args.properties, env) or "ecs-events")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -82,7 +82,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--examples", type=int, default=5, help="examples shown per kind of problem")
     parser.add_argument("--wait", type=float, default=0.0, metavar="S",
                         help="re-scan until an exact match or S seconds have passed")
-    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--output", choices=("json", "table"), default="table",
+                        help="json: the full report as JSON (default table)")
+    parser.add_argument("--json", dest="output", action="store_const", const="json",
+                        help=argparse.SUPPRESS)  # the old spelling, kept working
     parser.set_defaults(func=run)
 
 
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         log("verify.bad-truth", level="ERROR", error=str(exc))
         return 2
-    if args.json:
+    if args.output == "json":
         print(json.dumps(report.to_dict(), indent=1, default=str))
     else:
         print(report.render(args.examples))

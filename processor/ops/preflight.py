@@ -114,6 +114,17 @@ def check_processor(properties: Path, child_env: Mapping[str, str], budget_ms: i
     return problems
 
 
+def check_region(props: Mapping[str, str], source: str, child_env: Mapping[str, str]) -> list[str]:
+    """The daemon reads the stream and its leases in ``regionName``; the processors write in the environment's
+    region (``--region`` / ``AWS_REGION`` ... exported by the CLI): they must be the same region."""
+    wanted, region = props.get("regionName"), child_env.get("AWS_REGION") or child_env.get("AWS_DEFAULT_REGION")
+    if wanted and region and region != wanted:
+        return [(f"{source}: regionName = {wanted}, but the region of this command is {region} (--region / "
+                 f"AWS_REGION / AWS_DEFAULT_REGION): the daemon would read the stream in {wanted} and the processors "
+                 f"write in {region}; make them the same")]
+    return []
+
+
 def preflight(properties: Path, jars_override: str | None, env: Mapping[str, str],
               bin_dir: Path | None) -> tuple[str, Path, dict[str, str], dict[str, str]]:
     """Everything checked before Java starts: (java, jars, properties, child env); LaunchError with all
@@ -136,6 +147,7 @@ def preflight(properties: Path, jars_override: str | None, env: Mapping[str, str
     child_env = daemon_env(props, properties, env, bin_dir)
     source = str(properties)
     problems += check_required(props, source)
+    problems += check_region(props, source, child_env)
     problems += check_executable(props, source, child_env.get("PATH"))
     problems += check_endpoints(props, source)
     if not problems:  # only when the endpoints answer: the table check would just time out otherwise

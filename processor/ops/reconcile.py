@@ -214,7 +214,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     from processor.aws import client
     from processor.config import load_settings
-    from processor.errors import ConfigError
+    from processor.errors import ConfigError, describe
     from processor.ops.repair import repair, repairs_json, repairs_table, unresolved
 
     out = out or sys.stdout
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"ecs-state reconcile: {exc}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError) as exc:
-        print(f"ecs-state reconcile: AWS call failed: {exc}", file=sys.stderr)
+        print(f"ecs-state reconcile: {describe(exc)}", file=sys.stderr)
         return 2
     left = [f for f in findings if f.drift] if repairs is None else unresolved(findings, repairs)
     if args.output == "json":

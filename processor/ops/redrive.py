@@ -1,12 +1,12 @@
 """``ecs-state redrive dead-letters | queue``: put records that did not reach the tables back into the stream.
 
-- ``redrive dead-letters --stream-name S [--reason-code C]... [--shard-id ID] [--dry-run]``: every selected dead
+- ``redrive dead-letters [--stream-name S] [--reason-code C]... [--shard ID] [--dry-run]``: every selected dead
   letter's ORIGINAL record (reassembled from all its parts, checked against ``dataSha256``) goes back into the
   stream under its original partition key; a dead letter is deleted, ALL its items in one transaction (first item
   and ``<key>#part<i>`` parts, conditional on ``dataSha256`` being unchanged), only after Kinesis accepted its
   record. The table is listed first (metadata only), so dead letters the redriven records produce again while the
   command runs are not redriven a second time: they wait for the next run.
-- ``redrive queue --queue-url U --stream-name S [--dry-run]``: moves the messages of an EventBridge SQS dead-letter
+- ``redrive queue --queue-url U [--stream-name S] [--dry-run]``: moves the messages of an EventBridge SQS dead-letter
   queue (body = the original event) into the stream with the resource ARN as partition key; each message is deleted
   only after its record was accepted. Messages that are not ECS state-change events, or lack the ARN, are reported
   and left in the queue (made visible again at the end, as are all messages of a dry run).
@@ -310,7 +310,8 @@ def register(subparsers: Any) -> None:
                                           "its parts).")
     letters.add_argument("--reason-code", action="append", default=[], metavar="CODE",
                          help="only dead letters with this reasonCode (repeatable; default: all)")
-    letters.add_argument("--shard-id", help="only dead letters of this shard")
+    letters.add_argument("--shard", help="only dead letters of this shard (as `ecs-state dead-letters --shard`)")
+    letters.add_argument("--shard-id", dest="shard", help=argparse.SUPPRESS)  # the old spelling, kept working
     queue = what.add_parser("queue", help="an EventBridge SQS dead-letter queue's events",
                             description="Move the queue's ECS events into the stream (partition key = the task or "
                                         "container-instance ARN), deleting each message after its record was "
@@ -318,7 +319,9 @@ def register(subparsers: Any) -> None:
     queue.add_argument("--queue-url", required=True, help="TaskEventsDeadLetterQueueUrl or "
                                                           "InstanceEventsDeadLetterQueueUrl of the stack")
     for sub in (letters, queue):
-        sub.add_argument("--stream-name", required=True, help="the stream (the stack's StreamName output)")
+        sub.add_argument("--stream-name", default=None,
+                         help="the stream (the stack's StreamName output; default: streamName or streamArn of "
+                              "the --properties file)")
         sub.add_argument("--dry-run", action="store_true", help="report what would be put back; change nothing")
         sub.add_argument("--max-attempts", type=int, default=10, metavar="N",
                          help="PutRecords calls per batch before giving up on its failing entries (default 10)")
@@ -332,28 +335,30 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from processor.aws import client
-    from processor.config import load_settings
+    from processor.config import load_settings, stream_from_properties
+    from processor.errors import describe
 
     out = out or sys.stdout
     name = f"redrive {args.source}"
     try:
+        stream = args.stream_name or stream_from_properties(getattr(args, "properties", None))
+        if not stream:
+            raise ConfigError("which stream? pass --stream-name (the stack's StreamName output) or --properties "
+                              "with the workers' streamName")
         kinesis = client("kinesis", botocore_retries=1)  # Putter retries; a botocore retry could put twice
-        putter = Putter(kinesis, args.stream_name, max_attempts=max(1, args.max_attempts))
+        putter = Putter(kinesis, stream, max_attempts=max(1, args.max_attempts))
         if args.source == "dead-letters":
             settings = load_settings(getattr(args, "properties", None))
             tally = redrive_dead_letters(client("dynamodb", botocore_retries=8), kinesis,
-                                         settings.dead_letter_table, args.stream_name, args.reason_code,
-                                         args.shard_id, args.dry_run, putter)
+                                         settings.dead_letter_table, stream, args.reason_code,
+                                         args.shard, args.dry_run, putter)
             what = "dead letters"
         else:
-            tally = redrive_queue(client("sqs", botocore_retries=8), kinesis, args.queue_url, args.stream_name,
+            tally = redrive_queue(client("sqs", botocore_retries=8), kinesis, args.queue_url, stream,
                                   args.dry_run, putter)
             what = "messages"
-    except (RedriveError, ReadError, ConfigError) as exc:
-        print(f"ecs-state {name}: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"ecs-state {name}: AWS call failed: {exc}", file=sys.stderr)
+    except (RedriveError, ReadError, ConfigError, ClientError, BotoCoreError) as exc:
+        print(f"ecs-state {name}: {describe(exc)}", file=sys.stderr)
         return 2
     out.write(to_json(tally.to_dict(args.dry_run)) + "\n" if args.output == "json"
               else tally.render(what, args.dry_run))

@@ -85,6 +85,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from processor.aws import client
+    from processor.errors import describe
 
     out = out or sys.stdout
     try:
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"ecs-state status: {exc}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError) as exc:
-        print(f"ecs-state status: AWS call failed: {exc}", file=sys.stderr)
+        print(f"ecs-state status: {describe(exc)}", file=sys.stderr)
         return 2
     out.write(to_json(to_dict(table, leases, verdicts)) + "\n" if args.output == "json"
               else render_status(table, leases, verdicts))

@@ -8,7 +8,7 @@ log lines (tests/e2e_support.py).
 Durations measured on 2 cores (KCL 3.1.3, kinesis-mock 0.6.2, moto 5.2.5; three runs on a quiet machine, one
 shared with benchmarks at load 5-9 in brackets): a 149-188 s [215 s] (its fixture; writing the 20,000 records to
 kinesis-mock alone takes 71-80 s [85-192 s]), d 112-125 s [149 s], b 62-78 s [100 s], c 60-70 s, e 72-79 s
-[95 s], f 72-87 s [77 s], g 64-81 s [92 s], h (merge, measured once) see the README; i 72 s (status, one run); the whole file 11-11.5 min [13 min]. Each first start of a daemon
+[95 s], f 72-87 s [77 s], g 64-81 s [92 s], h (merge, measured once) see docs/testing.md; i 72 s (status, one run); the whole file 11-11.5 min [13 min]. Each first start of a daemon
 costs 30-45 s (KCL waits 1-30 s at random while the lease table is empty), each restart ~30 s (the dead worker's
 leases expire after failoverTimeMillis, then the next lease-taking round picks them up).
 

@@ -159,8 +159,8 @@ def test_the_lambda_contender_stores_a_container_instance_event_whose_resources_
 
 def test_a_tiny_volume_run_measures_every_pass_and_the_replay_changes_nothing(tmp_path: Path) -> None:
     """--profile-volume at a tiny size against its own keep-alive moto: every figure is there, the first and
-    steady passes leave nothing stale, the replay changes no stored version and its cost is priced; the README
-    section is regenerated from the JSON."""
+    steady passes leave nothing stale, the replay changes no stored version and its cost is priced; the benchmark
+    log's section (docs/benchmarks.md) is regenerated from the JSON, its chart linked from where the log is."""
     from workshop.bench.volume import VolumeConfig, run_volume
     from workshop.bench.volume_report import END, START, build_volume_report, write_volume_results
 
@@ -185,13 +185,16 @@ def test_a_tiny_volume_run_measures_every_pass_and_the_replay_changes_nothing(tm
     assert steady["calls"] >= 20 and steady["freshness_ms"]["not_checkpointed"] == 0  # paced: many small calls
     assert steady["freshness_ms"]["records"] == 240
     assert set(results["cpu_split"]) == {"protocol", "decode", "reduce", "sample"}
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{START}\nold\n{END}\n", encoding="utf-8")
+    doc = tmp_path / "docs" / "benchmarks.md"
+    doc.parent.mkdir()
+    doc.write_text(f"intro\n{START}\nold\n{END}\n", encoding="utf-8")
     report = build_volume_report(vcfg, stream, results, {"commit": "test"}, "test", tmp_path)
     text = write_volume_results(json.loads(json.dumps(report, default=str)), tmp_path / "bench", "volume",
-                                chart=True, readme=readme)
+                                chart=True, doc=doc)
     assert "| ecs-state, first pass (backlog) |" in text and "replay" in text and "| ecs-state, steady 60 " in text
     assert "steady pass" in report["targets"]["freshness_p99_ms"]["target"]
-    assert text in readme.read_text(encoding="utf-8") and (tmp_path / "bench" / "volume.json").is_file()
+    section = doc.read_text(encoding="utf-8")
+    assert "intro" in section and "\nold\n" not in section and (tmp_path / "bench" / "volume.json").is_file()
+    assert text.split("\n\n![")[0] in section and "![volume benchmark](../bench/volume.png)" in section
     assert (tmp_path / "bench" / "volume.png").stat().st_size > 10_000  # the chart was drawn
     assert {"cpu_us_per_event", "peak_rss_mb", "replay_cost_ratio", "replay_versions_changed"} <= set(report["targets"])

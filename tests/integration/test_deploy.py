@@ -308,7 +308,7 @@ def test_operator_policy_reads_tables_and_ecs(stack: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- worker settings, Fargate
 def test_worker_properties_output_appended_to_the_template_is_a_complete_properties_file(
         stack: dict[str, Any], tmp_path: Path) -> None:
-    """The README's step: a copy of properties/aws.properties with the WorkerProperties output appended; the last
+    """docs/deploy.md's step: a copy of properties/aws.properties with the WorkerProperties output appended; the last
     value of a key wins (as for Java's Properties), so the stack's names replace the template's."""
     outputs = stack["outputs"]
     path = tmp_path / "my.properties"

@@ -1,12 +1,12 @@
 """The volume benchmark's pure parts: DynamoDB item sizes as the capacity meter prices them
-(workshop/bench/moto_keepalive.py), and the README section the report regenerates (workshop/bench/volume_report.py)."""
+(workshop/bench/moto_keepalive.py), and the docs/benchmarks.md section the report regenerates (workshop/bench/volume_report.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from workshop.bench.moto_keepalive import item_size, value_size
-from workshop.bench.volume_report import END, START, update_readme
+from workshop.bench.volume_report import END, START, update_doc
 
 
 def test_item_size_counts_names_and_values_as_dynamodb_does() -> None:
@@ -21,13 +21,13 @@ def test_item_size_counts_names_and_values_as_dynamodb_does() -> None:
     assert item_size({"taskArn": {"S": "x" * 1018}}) == 1025  # two
 
 
-def test_the_readme_section_between_the_markers_is_replaced_and_the_rest_kept(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
+def test_the_section_between_the_markers_is_replaced_and_the_rest_kept(tmp_path: Path) -> None:
+    readme = tmp_path / "benchmarks.md"
     readme.write_text(f"# title\n\nbefore\n{START}\nold table\n{END}\nafter\n", encoding="utf-8")
-    assert update_readme(readme, "| new | table |")
+    assert update_doc(readme, "| new | table |")
     assert readme.read_text(encoding="utf-8") == f"# title\n\nbefore\n{START}\n| new | table |\n{END}\nafter\n"
-    assert update_readme(readme, "again")  # idempotent: the markers stay
+    assert update_doc(readme, "again")  # idempotent: the markers stay
     assert readme.read_text(encoding="utf-8").count(START) == 1
     plain = tmp_path / "PLAIN.md"
     plain.write_text("no markers\n", encoding="utf-8")
-    assert not update_readme(plain, "x") and plain.read_text(encoding="utf-8") == "no markers\n"
+    assert not update_doc(plain, "x") and plain.read_text(encoding="utf-8") == "no markers\n"

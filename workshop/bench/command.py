@@ -55,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_volume_command(args: argparse.Namespace) -> int:
-    """``--profile-volume``: the high-volume profile; bench/NAME.json, .md, .png and the README's section."""
+    """``--profile-volume``: the high-volume profile; bench/NAME.json, .md, .png and docs/benchmarks.md's section."""
     name = "volume" if args.name == "results" else args.name
     out = Path(args.out)
-    # the README's section shows the project's own figures: only a run saved in bench/ regenerates it
-    readme = project_dir() / "README.md" if out.resolve() == (project_dir() / "bench").resolve() else None
+    # the benchmark log's section shows the project's own figures: only a run saved in bench/ regenerates it
+    doc = project_dir() / "docs" / "benchmarks.md" if out.resolve() == (project_dir() / "bench").resolve() else None
     if args.render_only:
         report = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
-        print(write_volume_results(report, out, name, not args.no_chart, readme))
+        print(write_volume_results(report, out, name, not args.no_chart, doc))
         return 0
     try:
         vcfg = volume_config_from_args(args)
@@ -71,9 +71,10 @@ def run_volume_command(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     command = shlex.join(["./scripts/bench", *sys.argv[2:]])
     start = time.perf_counter()
-    text = run_volume_profile(vcfg, out, name, command, not args.no_chart, readme,
+    text = run_volume_profile(vcfg, out, name, command, not args.no_chart, doc,
                               lambda line: print(line, file=sys.stderr, flush=True))
     print(text)
     print(f"\nWrote {out / (name + '.json')}, .md" + ("" if args.no_chart else ", .png")
-          + (" and the README's volume section" if readme else "") + f" in {time.perf_counter() - start:.0f} s.")
+          + (" and the volume section of docs/benchmarks.md" if doc else "")
+          + f" in {time.perf_counter() - start:.0f} s.")
     return 0

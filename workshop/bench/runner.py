@@ -120,7 +120,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("high-volume profile (issue 11)")
     g.add_argument("--profile-volume", action="store_true",
                    help="the high-volume profile: large fleet, 10,000-record batches in real time, default processor "
-                        "settings, moto with keep-alive, a replay pass, the Lambda on a prefix (bench/volume.*, README)")
+                        "settings, moto with keep-alive, a replay pass, the Lambda on a prefix (bench/volume.*, docs/benchmarks.md)")
     g.add_argument("--batch", type=int, default=v.batch, help=f"records per processRecords call (default {v.batch})")
     g.add_argument("--poll-ms", type=int, default=v.poll_ms, help=f"pause between calls (default {v.poll_ms})")
     g.add_argument("--lambda-events", type=int, default=v.lambda_events,
@@ -131,7 +131,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steady-seconds", type=int, default=v.steady_s,
                    help=f"how long the steady pass delivers (default {v.steady_s})")
     g.add_argument("--render-only", action="store_true",
-                   help="re-render bench/NAME.md, .png and the README section from the saved bench/NAME.json")
+                   help="re-render bench/NAME.md, .png and the docs/benchmarks.md section from the saved bench/NAME.json")
 
 
 def _given(args: argparse.Namespace, defaults: BenchConfig) -> dict[str, int]:
@@ -153,10 +153,10 @@ def volume_config_from_args(args: argparse.Namespace) -> VolumeConfig:
                         replay=not args.no_replay, steady_rate=args.steady_rate, steady_s=args.steady_seconds)
 
 
-def run_volume_profile(vcfg: VolumeConfig, out_dir: Path, name: str, command: str, chart: bool, readme: Path | None,
+def run_volume_profile(vcfg: VolumeConfig, out_dir: Path, name: str, command: str, chart: bool, doc: Path | None,
                        progress: Callable[[str], Any]) -> str:
     """The high-volume profile (:mod:`workshop.bench.volume`): runs it, writes ``<name>.json/.md/.png`` in
-    ``out_dir`` and the README's generated section; returns the markdown."""
+    ``out_dir`` and the generated section of ``doc`` (docs/benchmarks.md); returns the markdown."""
     from workshop.bench.volume import run_volume
     from workshop.bench.volume_report import build_volume_report, write_volume_results
 
@@ -165,7 +165,7 @@ def run_volume_profile(vcfg: VolumeConfig, out_dir: Path, name: str, command: st
     progress(f"logs in {work}")
     stream, results = run_volume(vcfg, work, progress)
     report = build_volume_report(vcfg, stream, results, code, command, work)
-    return write_volume_results(report, out_dir, name, chart, readme)
+    return write_volume_results(report, out_dir, name, chart, doc)
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:

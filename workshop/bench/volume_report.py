@@ -1,11 +1,12 @@
-"""The volume profile's report: its JSON, the markdown table, the chart, and the README section made from them.
+"""The volume profile's report: its JSON, the markdown table, the chart, and the benchmark log's section made from them.
 
 * :func:`build_volume_report` gathers one run of :func:`workshop.bench.volume.run_volume` into one JSON-able
   dict; everything else reads only that dict, so ``bench/volume.json`` renders the same as the run that wrote it
-  (``./scripts/bench --profile-volume --render-only`` redoes the markdown, chart and README from the JSON).
+  (``./scripts/bench --profile-volume --render-only`` redoes the markdown, chart and docs section from the JSON).
 * :func:`volume_targets` states the issue's targets as figures with ``met`` beside each, never as assertions.
-* :func:`update_readme` replaces what lies between the two marker lines of the README (:data:`START`,
-  :data:`END`) with :func:`render_volume_markdown`'s table; the rest of the README is left as it is.
+* :func:`update_doc` replaces what lies between the two marker lines of ``docs/benchmarks.md`` (:data:`START`,
+  :data:`END`) with :func:`render_volume_markdown`'s table; the rest of the file is left as it is. Never the
+  README: a benchmark run does not rewrite the user's entry point.
 """
 
 from __future__ import annotations
@@ -173,21 +174,22 @@ def _freshness_footer(p: dict[str, Any], where: str) -> str:
     return f"freshness p50/p99 {p['freshness_ms']['p50']} / {p['freshness_ms']['p99']} ms ({where})"
 
 
-def update_readme(readme: Path, markdown: str) -> bool:
-    """Replace the generated section of ``readme`` (between :data:`START` and :data:`END`); False if the markers
+def update_doc(doc: Path, markdown: str) -> bool:
+    """Replace the generated section of ``doc`` (between :data:`START` and :data:`END`); False if the markers
     are not there (nothing is written then)."""
-    text = readme.read_text(encoding="utf-8")
+    text = doc.read_text(encoding="utf-8")
     if START not in text or END not in text:
         return False
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{markdown}\n{END}{tail}", encoding="utf-8")
+    doc.write_text(f"{head}{START}\n{markdown}\n{END}{tail}", encoding="utf-8")
     return True
 
 
 def write_volume_results(report: dict[str, Any], out_dir: Path, name: str, chart: bool,
-                         readme: Path | None) -> str:
-    """``<name>.json``, ``.md`` (and ``.png``) in ``out_dir``, and the README section; returns the markdown."""
+                         doc: Path | None) -> str:
+    """``<name>.json``, ``.md`` (and ``.png``) in ``out_dir``, and ``doc``'s generated section (the chart linked
+    relative to ``doc``); returns the markdown."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
     text = render_volume_markdown(report)
@@ -195,6 +197,10 @@ def write_volume_results(report: dict[str, Any], out_dir: Path, name: str, chart
         write_volume_png(report, out_dir / f"{name}.png")
         text += f"\n\n![volume benchmark]({out_dir.name}/{name}.png)"
     (out_dir / f"{name}.md").write_text(text + "\n", encoding="utf-8")
-    if readme is not None:
-        update_readme(readme, text)
+    if doc is not None:
+        section = render_volume_markdown(report)
+        if chart:
+            link = Path(os.path.relpath(out_dir / f"{name}.png", doc.parent)).as_posix()
+            section += f"\n\n![volume benchmark]({link})"
+        update_doc(doc, section)
     return text

@@ -1,7 +1,7 @@
 """The full poison corpus as scenario cases: every decoder-level case of ``poison_corpus.POISON`` plus what only
 shows past the decoder (item building, DynamoDB's own limits, sizes) and inputs that must be stored or ignored;
 the records that carry them (each case followed by a valid event); what became of each case, read back from the
-tables; and the README's "bad input" table built from those observations.
+tables; and the "bad input" table (docs/testing.md) built from those observations.
 
 Invariants: each ``Case.expected`` is "stored", "ignored" or the dead letter's reasonCode; ARNs of stored cases
 are unique (task numbers 90000+) and followers use task numbers 80000+, so no case's outcome can be mistaken for
@@ -164,7 +164,7 @@ def _plain_value(value: Any) -> Any:
 
 
 def poison_table_markdown(rows: list[dict[str, Any]]) -> str:
-    """The README's "bad input" table, from observed outcomes."""
+    """The "bad input" table (docs/testing.md), from observed outcomes."""
     lines = ["| input | bytes | outcome | reason (as stored) |", "|---|---:|---|---|"]
     for row in rows:
         outcome = row["observed"] if row["observed"] in (STORED, IGNORED) else f"dead letter `{row['observed']}`"

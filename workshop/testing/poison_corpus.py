@@ -1,4 +1,4 @@
-"""The decoder-level poison corpus: record bytes -> the dead-letter reason code the README documents."""
+"""The decoder-level poison corpus: record bytes -> the dead-letter reason code docs/design.md documents."""
 
 from __future__ import annotations
 
