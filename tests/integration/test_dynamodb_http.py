@@ -15,6 +15,7 @@ import pytest
 
 from processor.errors import EcsStateError
 from processor.shard.dynamodb_http import DynamoDBHttp, TransportError, TransportTimeout, serialise
+from processor.shard.failures import STALE, TRANSIENT, classify
 from workshop.testing.fault_proxy import FaultProxy, Rule
 
 CONDITION = "attribute_not_exists(#k) OR #v < :v"
@@ -53,8 +54,8 @@ def test_a_conditional_put_succeeds_then_a_stale_one_fails_with_the_stored_item(
     ok = client.put_item(put(table, "arn:task/1", 5))
     assert (ok.status, ok.code, ok.ok, ok.body) == (200, "", True, {})
     stale = client.put_item(put(table, "arn:task/1", 4, ReturnValuesOnConditionCheckFailure="ALL_OLD"))
-    assert (stale.status, stale.code, stale.condition_failed, stale.retryable) == (
-        400, "ConditionalCheckFailedException", True, False)
+    assert (stale.status, stale.code, stale.condition_failed, classify(stale).kind) == (
+        400, "ConditionalCheckFailedException", True, STALE)
     assert stale.item is not None and stale.item["version"] == {"N": "5"}
     assert stale.item["blob"] == {"B": "AAF6bGli"}  # base64 of the bytes sent
     assert client.put_item(serialise(put(table, "arn:task/1", 6))).ok  # a body serialised once, sent as bytes
@@ -62,7 +63,7 @@ def test_a_conditional_put_succeeds_then_a_stale_one_fails_with_the_stored_item(
 
 def test_an_invalid_item_is_a_validation_response_not_an_exception(client: DynamoDBHttp, table: str) -> None:
     bad = client.put_item({"TableName": table, "Item": {"taskArn": {"S": ""}}})
-    assert (bad.status, bad.code, bad.retryable) == (400, "ValidationException", False)
+    assert (bad.status, bad.code, classify(bad).kind) == (400, "ValidationException", "record")
     assert bad.message and "ValidationException" in bad.describe()
 
 
@@ -87,13 +88,14 @@ def test_batch_get_reads_projected_versions_and_describe_table_reads_the_schema(
     ("throttling", 400, "ThrottlingException", True),
     ("internal", 500, "InternalServerError", False),
     ("unavailable", 503, "ServiceUnavailable", False)])
-def test_throttling_and_5xx_from_the_fault_proxy_are_retryable_responses(moto_server: Any, table: str, kind: str,
+def test_throttling_and_5xx_from_the_fault_proxy_are_transient_responses(moto_server: Any, table: str, kind: str,
                                                                         status: int, code: str,
                                                                         throttled: bool) -> None:
     with FaultProxy(moto_server.endpoint, [Rule(kind, operations=frozenset({"PutItem"}), limit=1)]) as proxy, \
             DynamoDBHttp.from_environment(endpoint_url=proxy.endpoint) as client:
         first = client.put_item(put(table, "arn:task/f", 1))
-        assert (first.status, first.code, first.retryable, first.throttled) == (status, code, True, throttled)
+        verdict = classify(first)
+        assert (first.status, first.code, verdict.kind, verdict.throttled) == (status, code, TRANSIENT, throttled)
         assert client.put_item(put(table, "arn:task/f", 1)).ok  # the retry gets through, on the same connection
         assert client.connections_opened == 1
 

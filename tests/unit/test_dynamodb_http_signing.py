@@ -92,12 +92,12 @@ def test_refreshed_credentials_sign_the_next_request() -> None:
 def test_endpoint_comes_from_the_dynamodb_variable_then_the_global_one_then_the_region(
         monkeypatch: pytest.MonkeyPatch) -> None:
     client = ddb.DynamoDBHttp.from_environment()
-    assert (client.region, client.endpoint_url) == ("us-east-1", "https://dynamodb.us-east-1.amazonaws.com")
+    assert (client.region, client.endpoint_url) == ("us-east-1", "https://dynamodb.us-east-1.amazonaws.com/")
     assert client.ca_bundle  # certifi's bundle: TLS is verified
     monkeypatch.setenv("AWS_REGION", "eu-west-1")  # wins over AWS_DEFAULT_REGION (boto3 itself ignores it)
-    assert ddb.DynamoDBHttp.from_environment().endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com"
+    assert ddb.DynamoDBHttp.from_environment().endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com/"
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-    assert ddb.DynamoDBHttp.from_environment().endpoint_url == "http://127.0.0.1:4566"
+    assert ddb.DynamoDBHttp.from_environment().endpoint_url == "http://127.0.0.1:4566/"
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000/")
     client = ddb.DynamoDBHttp.from_environment()
     assert (client.region, client.endpoint_url) == ("eu-west-1", "http://127.0.0.1:8000/")
