@@ -306,6 +306,7 @@ class DynamoDBHttp:
         # through an http proxy, plain http goes in absolute form; https goes through a CONNECT tunnel
         target = f"http://{self._host_header}{request_path}" if proxy and scheme == "http" else request_path
         extra = "".join(f"{k}: {v}\r\n" for k, v in proxy.headers.items()) if proxy and scheme == "http" else ""
+        self.request_target = target  # what the request line names: the path, or the absolute URL via a proxy
         self._head = f"POST {target} HTTP/1.1\r\nAccept-Encoding: identity\r\n{extra}"
         self._scope_tail = f"/{region}/{SERVICE}/aws4_request"
         self._signing_key: _SigningKey | None = None

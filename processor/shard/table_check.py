@@ -93,11 +93,11 @@ def check_table(client: DynamoDBTransport, spec: dict[str, Any], setting: str, s
         verdict = classify(failure)
         code = verdict.code
         if code == "ResourceNotFoundException":
-            return [f"table {name} does not exist; create it with `ecs-state setup --properties FILE`, or set "
-                    f"{property_key(setting)} to the right name"]
+            return [(f"table {name} does not exist; create it with `ecs-state setup --properties FILE`, or set "
+                     f"{property_key(setting)} to the right name")]
         if code in CONFIG_CODES:
-            return [f"table {name}: {verdict.text}; give the worker dynamodb:DescribeTable, PutItem on it "
-                    f"(deploy/ecs-state.yaml WorkerPolicy) and valid credentials"]
+            return [(f"table {name}: {verdict.text}; give the worker dynamodb:DescribeTable, PutItem on it "
+                     f"(deploy/ecs-state.yaml WorkerPolicy) and valid credentials")]
         if verdict.kind != TRANSIENT:
             return [f"table {name}: DescribeTable failed: {verdict.text}"]
         if budget_s and clock() - started > budget_s:
