@@ -32,9 +32,10 @@ Rules:
   operation is the one resolved for ``PutItem`` on a table given by name (a table ARN as a table name is not
   used to pick an endpoint).
 - Proxies as botocore decides them (``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY``, matched against the endpoint):
-  https goes through a ``CONNECT`` tunnel, http in absolute form; a proxy URL's user and password are sent as
-  ``Proxy-Authorization: Basic``. A proxy reached over TLS (an ``https://`` proxy URL) is refused at construction
-  (``ConfigError``, naming the variable).
+  https goes through a ``CONNECT`` tunnel (kept alive), http in absolute form with ``Connection: close`` (one
+  connection per request: many proxies close client connections unannounced); a proxy URL's user and password
+  are sent as ``Proxy-Authorization: Basic``. A proxy reached over TLS (an ``https://`` proxy URL) is refused at
+  construction (``ConfigError``, naming the variable).
 - TLS is always verified (certificate and host name), against ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle`` if
   set, else certifi's bundle (what botocore uses); a bundle that is missing, unreadable or not PEM is a
   ``ConfigError`` at construction. No region, no credentials, or an endpoint botocore cannot resolve to an http(s)
@@ -304,8 +305,10 @@ class DynamoDBHttp:
         self._path = quote(normalize_url_path(request_path), safe="/~")  # the canonical path, as SigV4Auth's
         proxy = _proxy(proxy_url, proxy_headers or {})
         # through an http proxy, plain http goes in absolute form; https goes through a CONNECT tunnel
-        target = f"http://{self._host_header}{request_path}" if proxy and scheme == "http" else request_path
-        extra = "".join(f"{k}: {v}\r\n" for k, v in proxy.headers.items()) if proxy and scheme == "http" else ""
+        absolute = proxy is not None and scheme == "http"
+        target = f"http://{self._host_header}{request_path}" if absolute else request_path
+        extra = "".join(f"{k}: {v}\r\n" for k, v in proxy.headers.items()) + "Connection: close\r\n" \
+            if proxy and absolute else ""
         self.request_target = target  # what the request line names: the path, or the absolute URL via a proxy
         self._head = f"POST {target} HTTP/1.1\r\nAccept-Encoding: identity\r\n{extra}"
         self._scope_tail = f"/{region}/{SERVICE}/aws4_request"
@@ -315,7 +318,7 @@ class DynamoDBHttp:
                               f"unreadable; point it at a readable PEM file or unset it")
         try:
             self._http = ConnectionPool(scheme, host, port, timeout_s=timeout_s, maxsize=pool, ca_file=ca_bundle,
-                                        proxy=proxy)
+                                        proxy=proxy, keep_alive=not absolute)
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(f"CA bundle {ca_bundle!r} (AWS_CA_BUNDLE / the profile's ca_bundle) cannot be "
                               f"loaded ({exc}); point it at a readable PEM file or unset it") from exc

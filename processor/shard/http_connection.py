@@ -19,8 +19,10 @@ Rules:
   server closed (or that holds unread bytes) is dropped and another taken or opened, so a server's idle timeout
   never costs a failed request.
 - Through a ``Proxy``: connections go to the proxy; for ``https`` each is a ``CONNECT host:port`` tunnel (TLS
-  inside it, verified against the target's name); for ``http`` the caller writes the request line in absolute
-  form. A proxy that cannot be reached or refuses the tunnel is ``ConnectFailed`` (the request was not sent).
+  inside it, verified against the target's name, and kept alive like a direct connection); for ``http`` the
+  caller writes the request line in absolute form and the pool keeps no connection (``keep_alive=False``: proxies
+  such as tinyproxy close a client connection after each reply without saying so). A proxy that cannot be
+  reached or refuses the tunnel is ``ConnectFailed`` (the request was not sent).
 - Every socket operation has the pool's timeout: ``socket.timeout`` surfaces as ``ConnectTimeout`` (no request
   sent) or ``ReadTimeout`` (the request may have been applied). Failing to connect at all is
   ``ConnectFailed``; a TLS handshake failure is ``TlsFailed``; a reset or EOF mid-reply is ``ProtocolError``.
@@ -196,9 +198,9 @@ class ConnectionPool:
     """Kept-alive connections to one host (see the module docstring)."""
 
     def __init__(self, scheme: str, host: str, port: int, *, timeout_s: float, maxsize: int = 16,
-                 ca_file: str | None = None, proxy: Proxy | None = None) -> None:
+                 ca_file: str | None = None, proxy: Proxy | None = None, keep_alive: bool = True) -> None:
         self.host, self.port, self.timeout_s, self.maxsize = host, port, timeout_s, maxsize
-        self.proxy = proxy
+        self.proxy, self.keep_alive = proxy, keep_alive
         self._tls: ssl.SSLContext | None = None
         if scheme == "https":
             self._tls = ssl.create_default_context(cafile=ca_file)
@@ -276,7 +278,7 @@ class ConnectionPool:
         except Exception as exc:  # reset, broken pipe, TLS error mid-stream, or anything not anticipated
             raise ProtocolError(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            if reusable:
+            if reusable and self.keep_alive:
                 with self._lock:
                     keep = len(self._idle) < self.maxsize
                     if keep:

@@ -4,11 +4,13 @@ reply at all is a TransportError saying whether the request may have been applie
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import json
 import socket
 import threading
 import uuid
+import zlib
 from typing import Any, Iterator
 
 import pytest
@@ -131,6 +133,7 @@ class _Canned(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.asked.append(dict(self.headers))  # type: ignore[attr-defined]
         status, headers, body = self.server.reply  # type: ignore[attr-defined]
         self.send_response(status)
         for name, value in headers.items():
@@ -146,6 +149,7 @@ class _Canned(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def canned() -> Iterator[tuple[Any, str]]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    server.asked = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -162,3 +166,18 @@ def test_unprocessed_keys_come_back_in_the_body_and_a_garbled_reply_is_a_transpo
     server.reply = (200, {"x-amz-crc32": "12345"}, b"{}")
     with pytest.raises(TransportError, match="CRC32"):
         client.batch_get_item({"RequestItems": keys})
+
+
+def test_identity_encoding_is_asked_for_and_a_gzip_reply_is_still_read_as_the_applied_write(canned: Any) -> None:
+    """(before: no Accept-Encoding, and a gzip'd 200 was 'not JSON': retried for ever although applied)"""
+    server, endpoint = canned
+    body = json.dumps({"Attributes": {"version": {"N": "3"}}}).encode()
+    wire = gzip.compress(body)
+    server.reply = (200, {"Content-Encoding": "gzip", "x-amz-crc32": str(zlib.crc32(wire))}, wire)
+    client = DynamoDBHttp.from_environment(endpoint_url=endpoint)
+    got = client.put_item({"TableName": "t", "Item": {}})
+    assert got.ok and got.item == {"version": {"N": "3"}}
+    assert server.asked[0]["Accept-Encoding"] == "identity"
+    server.reply = (200, {"Content-Encoding": "br"}, b"\x0b\x02\x80{}\x03")
+    with pytest.raises(TransportError, match="encoding"):
+        client.put_item({"TableName": "t", "Item": {}})

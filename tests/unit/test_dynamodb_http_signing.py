@@ -110,6 +110,32 @@ def test_the_ca_bundle_variable_is_the_trust_store(monkeypatch: pytest.MonkeyPat
     assert ddb.DynamoDBHttp.from_environment().ca_bundle == "/etc/ssl/certs/ca-certificates.crt"
 
 
+def test_a_ca_bundle_that_is_missing_unreadable_or_not_pem_is_a_configuration_error(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """(before: a missing AWS_CA_BUNDLE raised FileNotFoundError at the first request: exit 4 as a bug)"""
+    https = "https://dynamodb.us-east-1.amazonaws.com"
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match="AWS_CA_BUNDLE"):
+        ddb.DynamoDBHttp.from_environment(endpoint_url=https)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(garbage))
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        ddb.DynamoDBHttp.from_environment(endpoint_url=https)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path))  # a directory
+    with pytest.raises(ConfigError, match="missing or unreadable"):
+        ddb.DynamoDBHttp.from_environment(endpoint_url=https)
+
+
+def test_fips_pseudo_regions_sign_with_the_region_botocore_normalises_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(before: ``us-east-1-fips`` went into the credential scope as it was written)"""
+    for pseudo, region, host in [("us-east-1-fips", "us-east-1", "dynamodb-fips.us-east-1.amazonaws.com"),
+                                 ("fips-us-gov-west-1", "us-gov-west-1", "dynamodb.us-gov-west-1.amazonaws.com")]:
+        client = ddb.DynamoDBHttp.from_environment(region=pseudo)
+        assert (client.region, client.sign(TARGET, b"{}")["Host"]) == (region, host)
+        assert f"/{region}/dynamodb/aws4_request" in client.sign(TARGET, b"{}")["Authorization"]
+
+
 def test_no_region_no_credentials_or_a_bad_endpoint_is_a_configuration_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="not an http"):
