@@ -20,8 +20,12 @@ Rules:
   older event of it is skipped instead of recreating it; for TTL that is the point (no ghost task), after a
   manual delete restart the processor to forget.
 - :func:`prefetch` reads stored versions with ``BatchGetItem`` (at most 100 keys per request, projected on the
-  key and ``version``), resending ``UnprocessedKeys`` with capped backoff; it is an optimisation, so a request
-  that keeps failing (throttling, 5xx, transport errors) is given up and its keys are simply not known.
+  key and ``version``), resending ``UnprocessedKeys`` with the one backoff policy (``processor/retry.py``); it is
+  an optimisation, so a request that keeps failing is given up after ``PREFETCH_ATTEMPTS`` and its keys are simply
+  not known. What failed is judged by the one classifier (``shard/failures.py``): any exception (credentials,
+  network, a reply of another shape) and any transient reply is retried; a missing table or permission
+  (``CONFIG_CODES``) is not (the writes will say so). Nothing it raises escapes, and only keys it asked for are
+  taken from a reply.
   Reads cost a read unit per 4 KB of each *whole* item (the projection does not lower it), about 1/5 to 1/15 of
   the failed write it saves, and a wasted read when the write would have succeeded: prefetch only while
   :class:`CatchUp` says the shard is catching up.
