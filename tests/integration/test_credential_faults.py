@@ -94,13 +94,40 @@ class _CredentialServer(http.server.BaseHTTPRequestHandler):
                 '<ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>')
         self._reply(200, body.encode(), "text/xml")
 
-    def do_GET(self) -> None:  # the ECS container credentials endpoint
+    def do_PUT(self) -> None:  # IMDSv2's session token
+        self.server.imds.append(("PUT", self.path, ""))  # type: ignore[attr-defined]
+        if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+            self._reply(200, b"imds-session-token", "text/plain")
+        else:
+            self._reply(400, b"", "text/plain")
+
+    def do_GET(self) -> None:  # the ECS container credentials endpoint, or IMDS
+        if self.path.startswith("/latest/"):
+            self._imds()
+            return
         if self.server.faults.next_fails():  # type: ignore[attr-defined]
             self._reply(500, b'{"message": "internal error"}', "application/json")
             return
         body = {"AccessKeyId": "ASIACONTAINER", "SecretAccessKey": "secret", "Token": "token",
                 "Expiration": _expiry(SHORT_S), "RoleArn": "arn:aws:iam::123456789012:role/task"}
         self._reply(200, json.dumps(body).encode(), "application/json")
+
+    def _imds(self) -> None:
+        token = self.headers.get("X-aws-ec2-metadata-token", "")
+        self.server.imds.append(("GET", self.path, token))  # type: ignore[attr-defined]
+        if token != "imds-session-token":
+            self._reply(401, b"", "text/plain")
+        elif self.path == "/latest/meta-data/iam/security-credentials/":
+            self._reply(200, b"worker-role", "text/plain")
+        elif self.path == "/latest/meta-data/iam/security-credentials/worker-role":
+            if self.server.faults.next_fails():  # type: ignore[attr-defined]
+                self._reply(500, b"", "text/plain")
+                return
+            body = {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAIMDS", "SecretAccessKey": "secret",
+                    "Token": "token", "Expiration": _expiry(SHORT_S), "LastUpdated": _expiry(0)}
+            self._reply(200, json.dumps(body).encode(), "application/json")
+        else:
+            self._reply(404, b"", "text/plain")
 
     def log_message(self, *_: Any) -> None:
         pass
@@ -110,8 +137,9 @@ class _CredentialServer(http.server.BaseHTTPRequestHandler):
 def credential_server() -> Iterator[tuple[Faults, str]]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CredentialServer)
     server.faults = Faults()  # type: ignore[attr-defined]
+    server.imds = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.faults, f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    yield server.faults, f"http://127.0.0.1:{server.server_address[1]}", server.imds  # type: ignore[attr-defined]
     server.shutdown()
     server.server_close()
 
@@ -201,10 +229,10 @@ def _candidate(n: int, version: int, seq: int) -> Candidate:
 @pytest.mark.parametrize("phase", ["live", "catch-up"])
 @pytest.mark.parametrize("kind", ["process-garbage", "process-exit1", "web-identity", "container-500"])
 def test_a_credential_source_failing_for_a_while_loses_nothing_and_dead_letters_nothing(
-        moto_server: Any, credential_server: tuple[Faults, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        moto_server: Any, credential_server: tuple[Faults, str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capfd: pytest.CaptureFixture[str], kind: str, phase: str) -> None:
     settings = _settings(moto_server)
-    server_faults, endpoint = credential_server
+    server_faults, endpoint, _ = credential_server
     faults = _source(kind, tmp_path, monkeypatch, endpoint) or server_faults
     client = DynamoDBHttp.from_environment(session=botocore.session.Session(), pool=1, timeout_s=5.0)
     writer = Writer(settings, client, sleep=lambda _: None, shard_id=SHARD)
@@ -231,4 +259,38 @@ def test_a_credential_source_failing_for_a_while_loses_nothing_and_dead_letters_
     assert {n: item["version"]["N"] if item else None for n, item in got.items()} == {0: "5", 1: "5", 2: "5"}
     for w in {writer, fresh}:
         w.close()
+    client.close()
+
+
+def test_credentials_from_imdsv2_are_refreshed_with_a_session_token_and_an_imds_outage_loses_nothing(
+        moto_server: Any, credential_server: tuple[Faults, str, list[tuple[str, str, str]]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """IMDSv2 (a local stand-in for the instance metadata service): a session token first, then the role's
+    credentials with that token. botocore stretches IMDS credentials that expire soon (its static stability), so
+    the test moves their expiry to now (time passing is what a local server cannot produce); the next request
+    then must refresh, IMDS answers 500 twice, and the writer retries until it answers: nothing is dead-lettered
+    and every write lands, on the same client."""
+    settings = _settings(moto_server)
+    faults, endpoint, imds = credential_server
+    for name in CREDENTIAL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "false")
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f"{endpoint}/")
+    session = botocore.session.Session()
+    client = DynamoDBHttp.from_environment(session=session, pool=1, timeout_s=5.0)
+    writer = Writer(settings, client, sleep=lambda _: None, shard_id=SHARD)
+    assert writer.write(Batch([[_candidate(0, 1, 1)]], [], Position(SHARD, "1"), Counts())).ok
+    assert ("PUT", "/latest/api/token", "") in imds
+    assert all(token == "imds-session-token" for method, _, token in imds if method == "GET")
+    before = faults.fetches
+    faults.bad_left = 2
+    session.get_credentials()._expiry_time = datetime.datetime.now(datetime.timezone.utc)
+    out = writer.write(Batch([[_candidate(n, 3, 10 + n)] for n in range(3)], [], Position(SHARD, "2"), Counts()))
+    assert out.ok and out.written == 3 and out.dead_letters == 0 and out.retries >= 2
+    assert faults.failed == 2 and faults.fetches >= before + 3  # two failed refreshes, then a good one
+    err = capfd.readouterr().err
+    assert "write_retrying" in err and "dead_letter" not in err
+    writer.close()
     client.close()

@@ -65,6 +65,23 @@ def test_the_signature_is_the_one_botocore_computes_for_the_same_request_and_tim
     assert later["Authorization"] != ours["Authorization"]
 
 
+@pytest.mark.parametrize("region", ["cn-north-1", "us-gov-west-1", "eu-west-1"])
+def test_non_ascii_bodies_and_the_key_rotating_at_utc_midnight_sign_as_botocore_signs(
+        monkeypatch: pytest.MonkeyPatch, region: str) -> None:
+    """botocore's clock frozen one second before and at UTC midnight: the signing key of each day is botocore's."""
+    session = botocore.session.get_session()
+    session._credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "token")
+    client = ddb.DynamoDBHttp(region, "https://dynamodb.example", session=session)
+    body = ddb.serialise({"TableName": "tâches", "Item": {"taskArn": {"S": "arn:é/日本/\U0001f600"}}})
+    assert "é".encode() in body  # raw UTF-8 on the wire, not \u escapes
+    for moment in (datetime.datetime(2026, 12, 31, 23, 59, 59), datetime.datetime(2027, 1, 1, 0, 0, 0)):
+        monkeypatch.setattr("botocore.auth.get_current_datetime", lambda moment=moment: moment)
+        expected = botocore_headers(session.get_credentials(), "https://dynamodb.example", body, region)
+        ours = client.sign(TARGET, body, amz_date=moment.strftime("%Y%m%dT%H%M%SZ"))
+        assert ours["Authorization"] == expected["Authorization"]
+        assert f"/{moment:%Y%m%d}/{region}/dynamodb/" in ours["Authorization"]
+
+
 def test_refreshed_credentials_sign_the_next_request() -> None:
     issued: list[str] = []
 
