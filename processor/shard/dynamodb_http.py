@@ -39,7 +39,8 @@ Rules:
 - TLS is always verified (certificate and host name), against ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle`` if
   set, else certifi's bundle (what botocore uses); a bundle that is missing, unreadable or not PEM is a
   ``ConfigError`` at construction. No region, no credentials, or an endpoint botocore cannot resolve to an http(s)
-  URL is a ``ConfigError`` at construction.
+  URL is a ``ConfigError`` at construction; credentials that exist but fail to resolve then are a
+  ``TransportError`` (transient: the processor exits without reading a record, and the daemon starts it again).
 - ``Accept-Encoding: identity`` is sent; a reply encoded anyway with gzip or deflate is decoded after its CRC32
   check (DynamoDB's CRC32 covers the bytes on the wire).
 - Thread-safe: one client per process, shared by the writer's threads; ``pool`` (the writer's concurrency)
@@ -329,7 +330,14 @@ class DynamoDBHttp:
                          pool: int = 16, timeout_s: float = 10.0) -> DynamoDBHttp:
         """Region, endpoint, proxy and CA bundle resolved by botocore (see the module docstring)."""
         session = session or botocore.session.get_session()
-        if session.get_credentials() is None:
+        try:  # resolving the endpoint signs a probe: credentials that fail now are transient, not configuration
+            credentials = session.get_credentials()
+            if credentials is not None:
+                credentials.get_frozen_credentials()
+        except Exception as exc:
+            raise TransportError("start", f"resolving AWS credentials failed: {type(exc).__name__}: {exc}",
+                                 maybe_applied=False) from exc
+        if credentials is None:
             raise ConfigError("DynamoDB: no AWS credentials in the standard chain (environment, shared files, "
                               "container or instance role, SSO...); give the worker credentials")
         found = resolve(session, resolve_region(session, region), endpoint_url)

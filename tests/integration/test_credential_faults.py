@@ -25,11 +25,13 @@ import botocore.session
 import pytest
 
 from processor.config import Settings
+from processor.errors import ConfigError
 from processor.core.position import Position
 from processor.core.reducer import Batch, Counts
 from processor.core.route import Candidate, admit
 from processor.ops.setup_tables import ensure_tables
-from processor.shard.dynamodb_http import DynamoDBHttp
+from processor.shard.dynamodb_http import DynamoDBHttp, TransportError
+from processor.shard.failures import TRANSIENT, classify
 from processor.shard.writer import Writer
 from workshop.testing.factories import as_json, task_arn, task_event
 
@@ -158,10 +160,10 @@ with open(state_path, "w") as f:
 if failing:
     print("<html><body>502 Bad Gateway: identity provider timed out</body></html>")
     sys.exit(1 if mode == "exit1" else 0)
-expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=%d)
+expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=SHORT_S)
 print(json.dumps({"Version": 1, "AccessKeyId": "ASIAPROCESS", "SecretAccessKey": "secret", "SessionToken": "t",
-                  "Expiration": expiry.strftime("%%Y-%%m-%%dT%%H:%%M:%%SZ")}))
-""" % SHORT_S
+                  "Expiration": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+""".replace("SHORT_S", str(SHORT_S))
 
 
 class ProcessFaults:
@@ -294,3 +296,13 @@ def test_credentials_from_imdsv2_are_refreshed_with_a_session_token_and_an_imds_
     assert "write_retrying" in err and "dead_letter" not in err
     writer.close()
     client.close()
+
+
+def test_a_credential_source_failing_at_start_is_transient_not_a_configuration_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, credential_server: tuple[Faults, str, Any]) -> None:
+    """The daemon starts the processor again; exit 2 (configuration) would tell an operator to fix a setting."""
+    faults = _source("process-garbage", tmp_path, monkeypatch, credential_server[1])
+    faults.bad_left = 1
+    with pytest.raises(TransportError, match="resolving AWS credentials failed: JSONDecodeError") as info:
+        DynamoDBHttp.from_environment(session=botocore.session.Session(), endpoint_url="http://127.0.0.1:9")
+    assert not isinstance(info.value, ConfigError) and classify(info.value).kind == TRANSIENT

@@ -92,7 +92,7 @@ class FakeDynamoDB:
         return Response(400, code, message, {"__type": f"com.amazonaws.dynamodb.v20120810#{code}",
                                              "message": message, **extra})
 
-    def _PutItem(self, body: dict[str, Any]) -> Response:  # noqa: N802 - the operation's name
+    def _PutItem(self, body: dict[str, Any]) -> Response:
         table, item = body["TableName"], body["Item"]
         if table not in self.items:
             return self._error("ResourceNotFoundException", "Requested resource not found")
@@ -107,7 +107,7 @@ class FakeDynamoDB:
         self.items[table][key] = item
         return Response(200, "", "", {})
 
-    def _BatchGetItem(self, body: dict[str, Any]) -> Response:  # noqa: N802
+    def _BatchGetItem(self, body: dict[str, Any]) -> Response:
         found: dict[str, list[dict[str, Any]]] = {}
         for table, entry in body["RequestItems"].items():
             if table not in self.items:
@@ -118,7 +118,7 @@ class FakeDynamoDB:
                     found.setdefault(table, []).append(stored)
         return Response(200, "", "", {"Responses": found, "UnprocessedKeys": {}})
 
-    def _DescribeTable(self, body: dict[str, Any]) -> Response:  # noqa: N802
+    def _DescribeTable(self, body: dict[str, Any]) -> Response:
         spec = self.specs.get(body["TableName"])
         if spec is None:
             return self._error("ResourceNotFoundException", f"Table {body['TableName']} not found")
