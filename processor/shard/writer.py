@@ -21,10 +21,11 @@ prefetch=True)``) the stored versions of ARNs it does not remember are read firs
 in ``requests``). A miss costs one write, never correctness: every item sent keeps its condition.
 
 Every failure is classified once (``shard/failures.py``): record-level -> dead letter; transient -> retried with
-the one backoff policy (``processor/retry.py``: exponential, full jitter, capped) while the lease is held, the cause
-logged once a minute (``write_retrying``); an exception from the client, whatever its type, is transient (only
-serialising the item we built is the item's fault); with ``write_retry_budget_millis`` / ``write_max_attempts`` set (> 0),
-a request still failing past them ends in ``Outcome.failed``, and the caller must not checkpoint.
+the one backoff policy (``processor/retry.py``: exponential, full jitter, capped) while the lease is held, the
+cause logged once a minute (``write_retrying``); an exception from the client, whatever its type, is transient
+(only serialising the item we built is the item's fault); with ``write_retry_budget_millis`` /
+``write_max_attempts`` set (> 0), a request still failing past them ends in ``Outcome.failed``, and the caller
+must not checkpoint.
 """
 
 from __future__ import annotations
