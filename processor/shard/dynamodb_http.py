@@ -21,15 +21,31 @@ Rules:
   check or a 200 that is not JSON, credentials that cannot be refreshed) raises :class:`TransportError`
   (:class:`TransportTimeout` for timeouts), an ``EcsStateError``: transient, the caller retries.
   ``maybe_applied`` is false only when the request cannot have reached DynamoDB (no connection was made).
-- It never retries: the caller owns retries and backoff (``Response.retryable`` / ``Response.throttled``).
-- Endpoint: the ``endpoint_url`` argument, else ``AWS_ENDPOINT_URL_DYNAMODB``, else ``AWS_ENDPOINT_URL``, else
-  botocore's resolution (the shared config's ``services`` section, the regional endpoint, FIPS / dual-stack).
-  Region: the argument, else ``AWS_REGION``, else botocore's (``AWS_DEFAULT_REGION``, the profile). TLS is
-  always verified (certificate and host name), against ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle`` if set,
-  else certifi's bundle (what botocore uses). HTTP(S) proxies are not supported. No region, no credentials or an
-  endpoint that is not an http(s) URL is a ``ConfigError`` at construction.
+- It never retries and never classifies: the caller owns retries and backoff, and ``shard/failures.py`` (the one
+  classifier) decides what a reply or an exception means.
+- Settings come from botocore itself, resolved once at construction by building a real botocore DynamoDB client
+  and capturing (its ``before-send`` event; nothing is sent) the prepared request of a ``PutItem``: the URL it
+  would send to (endpoint ruleset: ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL`` / the shared config's
+  ``services`` section unless ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``, FIPS, dual-stack, account-ID endpoints,
+  FIPS pseudo-regions) and the region and service it signs with (its ``Authorization`` credential scope). Region:
+  the argument, else ``AWS_REGION``, else botocore's (``AWS_DEFAULT_REGION``, the profile). The endpoint of every
+  operation is the one resolved for ``PutItem`` on a table given by name (a table ARN as a table name is not
+  used to pick an endpoint).
+- Proxies as botocore decides them (``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY``, matched against the endpoint):
+  https goes through a ``CONNECT`` tunnel (kept alive), http in absolute form with ``Connection: close`` (one
+  connection per request: many proxies close client connections unannounced); a proxy URL's user and password
+  are sent as ``Proxy-Authorization: Basic``. A proxy reached over TLS (an ``https://`` proxy URL) is refused at
+  construction (``ConfigError``, naming the variable).
+- TLS is always verified (certificate and host name), against ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle`` if
+  set, else certifi's bundle (what botocore uses); a bundle that is missing, unreadable or not PEM is a
+  ``ConfigError`` at construction. No region, no credentials, or an endpoint botocore cannot resolve to an http(s)
+  URL is a ``ConfigError`` at construction; credentials that exist but fail to resolve then are a
+  ``TransportError`` (transient: the processor exits without reading a record, and the daemon starts it again).
+- ``Accept-Encoding: identity`` is sent; a reply encoded anyway with gzip or deflate is decoded after its CRC32
+  check (DynamoDB's CRC32 covers the bytes on the wire).
 - Thread-safe: one client per process, shared by the writer's threads; ``pool`` (the writer's concurrency)
-  bounds the connections kept alive.
+  bounds the connections kept alive. :class:`DynamoDBTransport` is the typed seam the writer, the prefetch and
+  the start-up check take (a fake in tests satisfies it too).
 """
 
 from __future__ import annotations
@@ -38,16 +54,19 @@ import base64
 import hashlib
 import hmac
 import os
+import re
+import ssl
 import time
 import zlib
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
 from urllib.parse import quote, urlsplit
 
 import botocore.session
 import orjson
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError
+from botocore.httpsession import ProxyConfiguration
+from botocore.utils import get_environ_proxies, normalize_url_path
 
 from processor.errors import ConfigError, EcsStateError
 from processor.shard.http_connection import (
@@ -56,6 +75,7 @@ from processor.shard.http_connection import (
     ConnectTimeout,
     HttpError,
     HttpReply,
+    Proxy,
     ReadTimeout,
     TlsFailed,
 )
@@ -64,11 +84,7 @@ SERVICE = "dynamodb"
 CONTENT_TYPE = "application/x-amz-json-1.0"
 TARGET_PREFIX = "DynamoDB_20120810."
 ALGORITHM = "AWS4-HMAC-SHA256"
-THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
-                            "RequestLimitExceeded", "Throttling", "SlowDown"})
-RETRYABLE_CODES = THROTTLE_CODES | frozenset({
-    "InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
-    "LimitExceededException", "TransactionConflictException"})
+_SCOPE = re.compile(r"Credential=[^/]*/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 
 class TransportError(EcsStateError):
@@ -89,7 +105,8 @@ class TransportTimeout(TransportError):
 @dataclass(frozen=True, slots=True)
 class Response:
     """DynamoDB's reply. ``code`` is the short error code (``__type`` after ``#``), "" on success; ``body`` is the
-    parsed JSON reply (empty when the reply was not JSON, e.g. a load balancer's 5xx page)."""
+    parsed JSON reply (empty when the reply was not JSON, e.g. a load balancer's 5xx page). What an error means
+    is ``shard/failures.py``'s to say."""
 
     status: int
     code: str
@@ -100,15 +117,6 @@ class Response:
     @property
     def ok(self) -> bool:
         return self.status == 200
-
-    @property
-    def throttled(self) -> bool:
-        return self.code in THROTTLE_CODES
-
-    @property
-    def retryable(self) -> bool:
-        """Throttling, an internal error or any 5xx: worth retrying with backoff."""
-        return self.code in RETRYABLE_CODES or self.status >= 500
 
     @property
     def condition_failed(self) -> bool:
@@ -124,6 +132,20 @@ class Response:
     def describe(self) -> str:
         """One line for logs and error messages: ``Code: message (HTTP n)``."""
         return f"{self.code or 'OK'}: {self.message} (HTTP {self.status})"
+
+
+class DynamoDBTransport(Protocol):
+    """The seam between the shard runtime and DynamoDB (as httpx's ``BaseTransport``): ``DynamoDBHttp`` in
+    production, a fake in tests. A reply, success or DynamoDB error, is a ``Response``; anything else raises
+    (and whatever it raises is transient to the one classifier)."""
+
+    def put_item(self, request: Mapping[str, Any] | bytes) -> Response: ...
+
+    def batch_get_item(self, request: Mapping[str, Any] | bytes) -> Response: ...
+
+    def describe_table(self, name: str) -> Response: ...
+
+    def call(self, operation: str, request: Mapping[str, Any] | bytes) -> Response: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,16 +184,64 @@ def resolve_region(session: botocore.session.Session, region: str | None = None)
     return str(found)
 
 
-def resolve_endpoint(session: botocore.session.Session, region: str, endpoint_url: str | None = None) -> str:
-    """The argument, else ``AWS_ENDPOINT_URL_DYNAMODB``, else ``AWS_ENDPOINT_URL``, else botocore's resolver."""
-    for candidate in (endpoint_url, os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"), os.environ.get("AWS_ENDPOINT_URL")):
-        if candidate:
-            return candidate
-    resolver = session.create_client(SERVICE, region_name=region, config=Config(retries={"total_max_attempts": 1}))
+@dataclass(frozen=True)
+class Resolved:
+    """What botocore would do for a DynamoDB request: the URL it sends to, the region and service name it signs
+    with, and the proxy it goes through (None: direct)."""
+
+    url: str
+    signing_region: str
+    signing_name: str = SERVICE
+    proxy_url: str | None = None
+    proxy_headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Captured(Exception):
+    def __init__(self, url: str, authorization: str) -> None:
+        super().__init__(url)
+        self.url, self.authorization = url, authorization
+
+
+def resolve(session: botocore.session.Session, region: str, endpoint_url: str | None = None) -> Resolved:
+    """Build a botocore DynamoDB client and capture the request it would send for a ``PutItem`` (module
+    docstring): its URL and signing scope, and the proxy botocore would take for it. Nothing is sent."""
+    how_to_fix = ("fix AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / the profile's endpoint_url, AWS_REGION, "
+                  "AWS_USE_FIPS_ENDPOINT, AWS_USE_DUALSTACK_ENDPOINT, AWS_ACCOUNT_ID_ENDPOINT_MODE or unset them")
     try:
-        return str(resolver.meta.endpoint_url)
+        client = session.create_client(SERVICE, region_name=region, endpoint_url=endpoint_url,
+                                       config=Config(retries={"total_max_attempts": 1}))
+    except Exception as exc:  # NoRegionError, an invalid endpoint URL, a bad setting
+        raise ConfigError(f"DynamoDB: botocore cannot build a client ({type(exc).__name__}: {exc}); "
+                          f"{how_to_fix}") from exc
+
+    def capture(request: Any, **_: Any) -> None:
+        authorization = request.headers.get("Authorization", "")
+        if isinstance(authorization, bytes):
+            authorization = authorization.decode("latin-1")
+        raise _Captured(request.url, str(authorization))
+
+    client.meta.events.register_first("before-send.dynamodb.PutItem", capture)
+    try:
+        client.put_item(TableName="ecs-state-endpoint-probe", Item={})
+    except _Captured as got:
+        captured = got
+    except Exception as exc:  # the ruleset refused the settings (e.g. an account ID required and none known)
+        raise ConfigError(f"DynamoDB: botocore cannot resolve the endpoint ({type(exc).__name__}: {exc}); "
+                          f"{how_to_fix}") from exc
+    else:  # pragma: no cover - botocore sent nothing and raised nothing
+        raise ConfigError("DynamoDB: botocore resolved no request to capture")
     finally:
-        resolver.close()
+        static_url = str(client.meta.endpoint_url)
+        client.close()
+    scope = _SCOPE.search(captured.authorization)
+    if scope is None:
+        raise ConfigError(f"DynamoDB: botocore signs without SigV4 here ({captured.authorization[:60]!r}); "
+                          f"{how_to_fix}")
+    # botocore decides the proxy from the client's static endpoint URL, and picks it by the request's scheme
+    proxies = ProxyConfiguration(proxies=get_environ_proxies(static_url))
+    proxy_url = proxies.proxy_url_for(captured.url)
+    headers = dict(proxies.proxy_headers_for(proxy_url)) if proxy_url else {}
+    return Resolved(captured.url, scope.group(1), scope.group(2), proxy_url or None, headers)
 
 
 def resolve_ca_bundle(session: botocore.session.Session, ca_bundle: str | None = None) -> str | None:
@@ -186,15 +256,34 @@ def resolve_ca_bundle(session: botocore.session.Session, ca_bundle: str | None =
     return str(certifi.where())
 
 
+def _proxy(proxy_url: str | None, headers: Mapping[str, str]) -> Proxy | None:
+    if not proxy_url:
+        return None
+    try:
+        url = urlsplit(proxy_url)
+        host, port = url.hostname or "", url.port or 80
+    except ValueError:
+        host, port = "", 0
+    if url.scheme != "http" or not host:
+        raise ConfigError(f"proxy {proxy_url!r} (HTTPS_PROXY / HTTP_PROXY) is not an http:// proxy URL; the "
+                          f"DynamoDB client tunnels TLS through a plain http proxy only: use http://host:port, "
+                          f"or list the endpoint in NO_PROXY")
+    return Proxy(host, port, dict(headers))
+
+
 class DynamoDBHttp:
     """A DynamoDB client for JSON requests; the module docstring states its rules. Build one per process with
     :meth:`from_environment` (construction resolves settings through botocore, ~0.1 s) and share it."""
 
     def __init__(self, region: str, endpoint_url: str, *, session: botocore.session.Session | None = None,
-                 pool: int = 16, timeout_s: float = 10.0, ca_bundle: str | None = None) -> None:
+                 pool: int = 16, timeout_s: float = 10.0, ca_bundle: str | None = None,
+                 proxy_url: str | None = None, proxy_headers: Mapping[str, str] | None = None) -> None:
+        """``region`` is the region requests are signed for; ``endpoint_url`` the URL they are sent to
+        (:meth:`from_environment` takes both from botocore)."""
         self.region = region
         self.endpoint_url = endpoint_url
         self.ca_bundle = ca_bundle
+        self.proxy_url = proxy_url
         self.session = session or botocore.session.get_session()
         credentials = self.session.get_credentials()
         if credentials is None:
@@ -213,21 +302,48 @@ class DynamoDBHttp:
         port = explicit_port or default_port
         shown = f"[{host}]" if ":" in host else host
         self._host_header = shown if port == default_port else f"{shown}:{port}"
-        self._path = quote(url.path or "/", safe="/~")
-        self._head = f"POST {self._path} HTTP/1.1\r\n"
+        request_path = url.path or "/"
+        self._path = quote(normalize_url_path(request_path), safe="/~")  # the canonical path, as SigV4Auth's
+        proxy = _proxy(proxy_url, proxy_headers or {})
+        # through an http proxy, plain http goes in absolute form; https goes through a CONNECT tunnel
+        absolute = proxy is not None and scheme == "http"
+        target = f"http://{self._host_header}{request_path}" if absolute else request_path
+        extra = "".join(f"{k}: {v}\r\n" for k, v in proxy.headers.items()) + "Connection: close\r\n" \
+            if proxy and absolute else ""
+        self.request_target = target  # what the request line names: the path, or the absolute URL via a proxy
+        self._head = f"POST {target} HTTP/1.1\r\nAccept-Encoding: identity\r\n{extra}"
         self._scope_tail = f"/{region}/{SERVICE}/aws4_request"
         self._signing_key: _SigningKey | None = None
-        self._http = ConnectionPool(scheme, host, port, timeout_s=timeout_s, maxsize=pool, ca_file=ca_bundle)
+        if scheme == "https" and ca_bundle and not (os.path.isfile(ca_bundle) and os.access(ca_bundle, os.R_OK)):
+            raise ConfigError(f"CA bundle {ca_bundle!r} (AWS_CA_BUNDLE / the profile's ca_bundle) is missing or "
+                              f"unreadable; point it at a readable PEM file or unset it")
+        try:
+            self._http = ConnectionPool(scheme, host, port, timeout_s=timeout_s, maxsize=pool, ca_file=ca_bundle,
+                                        proxy=proxy, keep_alive=not absolute)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"CA bundle {ca_bundle!r} (AWS_CA_BUNDLE / the profile's ca_bundle) cannot be "
+                              f"loaded ({exc}); point it at a readable PEM file or unset it") from exc
 
     @classmethod
     def from_environment(cls, *, region: str | None = None, endpoint_url: str | None = None,
                          session: botocore.session.Session | None = None, ca_bundle: str | None = None,
                          pool: int = 16, timeout_s: float = 10.0) -> DynamoDBHttp:
-        """Region, endpoint and CA bundle resolved the standard way (see the module docstring)."""
+        """Region, endpoint, proxy and CA bundle resolved by botocore (see the module docstring)."""
         session = session or botocore.session.get_session()
-        found_region = resolve_region(session, region)
-        return cls(found_region, resolve_endpoint(session, found_region, endpoint_url), session=session, pool=pool,
-                   timeout_s=timeout_s, ca_bundle=resolve_ca_bundle(session, ca_bundle))
+        try:  # resolving the endpoint signs a probe: credentials that fail now are transient, not configuration
+            credentials = session.get_credentials()
+            if credentials is not None:
+                credentials.get_frozen_credentials()
+        except Exception as exc:
+            raise TransportError("start", f"resolving AWS credentials failed: {type(exc).__name__}: {exc}",
+                                 maybe_applied=False) from exc
+        if credentials is None:
+            raise ConfigError("DynamoDB: no AWS credentials in the standard chain (environment, shared files, "
+                              "container or instance role, SSO...); give the worker credentials")
+        found = resolve(session, resolve_region(session, region), endpoint_url)
+        return cls(found.signing_region, found.url, session=session, pool=pool, timeout_s=timeout_s,
+                   ca_bundle=resolve_ca_bundle(session, ca_bundle), proxy_url=found.proxy_url,
+                   proxy_headers=found.proxy_headers)
 
     # -- operations -------------------------------------------------------------------------------------------
 
@@ -282,9 +398,9 @@ class DynamoDBHttp:
         """The headers of a request to ``target`` with ``body``, signed as botocore's ``SigV4Auth`` signs it."""
         try:
             creds = self._credentials.get_frozen_credentials()
-        except BotoCoreError as exc:
-            raise TransportError(target.rsplit(".", 1)[-1], f"refreshing AWS credentials failed: {exc}",
-                                 maybe_applied=False) from exc
+        except Exception as exc:  # whatever the provider raises (ClientError, JSONDecodeError...): transient
+            raise TransportError(target.rsplit(".", 1)[-1], f"refreshing AWS credentials failed: "
+                                 f"{type(exc).__name__}: {exc}", maybe_applied=False) from exc
         if amz_date is None:
             amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         date = amz_date[:8]
@@ -317,8 +433,16 @@ class DynamoDBHttp:
     def _response(self, operation: str, reply: HttpReply) -> Response:
         data = reply.data
         crc = reply.headers.get("x-amz-crc32")
-        if crc is not None and crc.isdigit() and zlib.crc32(data) != int(crc):
+        if crc is not None and crc.isascii() and crc.isdigit() and zlib.crc32(data) != int(crc):
             raise TransportError(operation, f"reply of {len(data)} bytes failed its CRC32 check (garbled)")
+        encoding = reply.headers.get("content-encoding", "identity").lower()
+        if encoding in ("gzip", "deflate"):  # sent although we asked for identity: decode, never mistake it
+            try:
+                data = zlib.decompress(data, 47 if encoding == "gzip" else 15)
+            except zlib.error as exc:
+                raise TransportError(operation, f"reply's {encoding} encoding is broken: {exc}") from exc
+        elif encoding != "identity":
+            raise TransportError(operation, f"reply in an encoding we did not ask for: {encoding!r}")
         request_id = reply.headers.get("x-amzn-requestid", "")
         try:
             body = orjson.loads(data) if data else {}

@@ -1,21 +1,22 @@
-"""The one classifier of what goes wrong with a DynamoDB request: every reply or exception -> one of three
-classes, each with one behaviour (README, "Failures"). Pure: it looks at what it is given only.
+"""The one classifier of what goes wrong on the way to DynamoDB: every reply or exception -> one of three classes,
+each with one behaviour (docs/design.md, "Failure classes"). Pure: it looks at what it is given only. The writer, the
+stored-versions prefetch and the start-up check of the tables all use it; nothing else decides.
 
-It takes what the thin DynamoDB client (``shard/dynamodb_http.py``, used by the writer and the start-up table
-check) produces: an error ``Response`` (DynamoDB's short error code and HTTP status), a ``TransportError`` when
-there was no usable reply, or any other exception raised while preparing the request.
+The default is the safe one: **unknown is never the record's fault**. Only what is proven about one record is
+record-level.
 
 - ``STALE``: the condition failed (an equal or newer version is stored): counted, not an error.
-- ``RECORD``: about this one item: DynamoDB refused the item as invalid (``ValidationException`` and its kin), or
-  anything raised while preparing or sending the request that is not a network or credential problem (a
-  ``TypeError`` or ``UnicodeEncodeError`` from the serializer): the record becomes a dead letter holding its
-  original bytes, and the shard moves on.
-- ``TRANSIENT``: throttling, 5xx, timeouts, connection errors, and the loss of a table, a permission or the
-  credentials after a successful start (``ResourceNotFoundException``, ``AccessDeniedException``, expired
-  tokens, KMS errors), and any 4xx reply this classifier does not know (a reply we do not understand is never
-  taken as the record's fault), and the thin client's ``TransportError`` (no usable reply: refused or reset
-  connections, timeouts, garbled replies, credentials that cannot be refreshed): retried with capped backoff and
-  jitter while the lease is held.
+- ``RECORD`` (the record becomes a dead letter holding its original bytes, and the shard moves on), only for:
+  DynamoDB's explicit refusal of the item (``ValidationException``, ``SerializationException`` and their kin,
+  an item over 400 KB, which DynamoDB reports as a ``ValidationException``); or a failure while building that
+  record's item, which the caller declares with :func:`building` (the core's decode / check / build, and the
+  serialisation of the item we built: a value JSON cannot carry is the item's fault).
+- ``TRANSIENT`` (retried with backoff while the lease is held, logged once a minute, never checkpointed past):
+  everything else. Throttling, 5xx, an error code this classifier does not know, a reply that is not DynamoDB's,
+  the loss of a table, a permission or the credentials after a successful start; and **every exception** raised
+  on the way to DynamoDB, whatever its type: resolving or refreshing credentials (botocore's errors, a
+  ``JSONDecodeError`` from a credential helper's garbage), signing, connecting, proxies, TLS, reading or parsing
+  the reply, and any exception type nobody anticipated.
 Configuration problems are found at start (``shard/table_check.py``), before any record is read.
 """
 
@@ -24,22 +25,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from processor.shard.dynamodb_http import Response, TransportError
+from processor.shard.dynamodb_http import Response
 
 STALE, RECORD, TRANSIENT = "stale", "record", "transient"
 
+#: DynamoDB refused this item (a request we built from one record): the record's fault
 RECORD_CODES = frozenset({"ValidationException", "ValidationError", "SerializationException",
                           "ItemCollectionSizeLimitExceededException", "InvalidParameterValue",
                           "InvalidParameterCombination", "MissingParameter"})
+#: transient like any other unknown code, and counted as throttling in the flush line
 THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
-                            "RequestLimitExceeded", "Throttling", "SlowDown", "ThrottledException"})
-#: a table, permission or credential lost after a successful start: an operator's fix, or AWS's, brings it back
-LOST_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException",
-                        "ExpiredTokenException", "ExpiredToken", "InvalidSignatureException", "RequestExpired",
-                        "MissingAuthenticationToken", "IncompleteSignature", "InvalidClientTokenId",
-                        "NotAuthorized", "KMSAccessDeniedException", "KMSDisabledException",
-                        "KMSInvalidStateException", "KMSNotFoundException", "KMSThrottlingException"})
-NETWORK_ERRORS = (TransportError, ConnectionError, TimeoutError, OSError)
+                            "RequestLimitExceeded", "Throttling", "ThrottledException", "SlowDown"})
+#: a table, permission or credential problem: transient after a successful start (an operator's fix, or AWS's,
+#: brings it back); the start-up check turns these codes into a configuration error
+CONFIG_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException",
+                          "InvalidSignatureException"})
 
 
 @dataclass(frozen=True)
@@ -64,15 +64,17 @@ def by_code(code: str, status: int, message: str) -> Verdict:
 
 
 def classify(failure: Failure) -> Verdict:
-    """The class of one failed request (module docstring): an error ``Response``, or an exception raised while
-    preparing or sending the request."""
+    """The class of one failed request (module docstring): an error ``Response`` by its code; any exception raised
+    on the way to DynamoDB is transient, whatever its type."""
     if isinstance(failure, Response):
         code = "" if failure.code == f"HTTP{failure.status}" else failure.code
         return by_code(code, failure.status, failure.message)
     name = type(failure).__name__
-    text = f"{name}: {failure}"
-    if isinstance(failure, NETWORK_ERRORS):
-        return Verdict(TRANSIENT, name, text)
-    if isinstance(failure, Exception):  # TypeError, UnicodeEncodeError, ValueError from the serializer, ...
-        return Verdict(RECORD, name, text)
-    return Verdict(TRANSIENT, name, text)  # pragma: no cover - BaseException that is not an Exception
+    return Verdict(TRANSIENT, name, f"{name}: {failure}")
+
+
+def building(exc: BaseException) -> Verdict:
+    """The class of a failure while building one record's item (the core's checks, serialising the item): the
+    record's fault. Only the caller knows an exception came from building the item, so it says so here."""
+    name = type(exc).__name__
+    return Verdict(RECORD, name, f"{name}: {exc}")

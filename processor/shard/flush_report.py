@@ -3,7 +3,7 @@
 Every flush writes exactly one JSON line on stderr, ``{"ts":..., "level":"INFO", "event":"flush", ...}``, whose
 fields are those of ``FlushReport``. The processor builds the line with ``FlushReport.fields()``; the demo, the
 benchmark, the fault scenarios and the tests read it back with ``FlushReport.from_fields`` / ``flush_reports``,
-never with a key list of their own. Keys are stable: renaming one is a breaking change (README, "Logs").
+never with a key list of their own. Keys are stable: renaming one is a breaking change (docs/operations.md, "Logs").
 """
 
 from __future__ import annotations

@@ -20,8 +20,12 @@ Rules:
   older event of it is skipped instead of recreating it; for TTL that is the point (no ghost task), after a
   manual delete restart the processor to forget.
 - :func:`prefetch` reads stored versions with ``BatchGetItem`` (at most 100 keys per request, projected on the
-  key and ``version``), resending ``UnprocessedKeys`` with capped backoff; it is an optimisation, so a request
-  that keeps failing (throttling, 5xx, transport errors) is given up and its keys are simply not known.
+  key and ``version``), resending ``UnprocessedKeys`` with the one backoff policy (``processor/retry.py``); it is
+  an optimisation, so a request that keeps failing is given up after ``PREFETCH_ATTEMPTS`` and its keys are simply
+  not known. What failed is judged by the one classifier (``shard/failures.py``): any exception (credentials,
+  network, a reply of another shape) and any transient reply is retried; a missing table or permission
+  (``CONFIG_CODES``) is not (the writes will say so). Nothing it raises escapes, and only keys it asked for are
+  taken from a reply.
   Reads cost a read unit per 4 KB of each *whole* item (the projection does not lower it), about 1/5 to 1/15 of
   the failed write it saves, and a wasted read when the write would have succeeded: prefetch only while
   :class:`CatchUp` says the shard is catching up.
@@ -37,15 +41,15 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from processor.core.items import Item
-from processor.shard.dynamodb_http import Response, TransportError
+from processor.retry import DYNAMODB
+from processor.shard.dynamodb_http import DynamoDBTransport
+from processor.shard.failures import CONFIG_CODES, TRANSIENT, classify
 
 BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 PREFETCH_ATTEMPTS = 5
-BACKOFF_BASE_S = 0.025
-BACKOFF_CAP_S = 1.0
 FROM_THE_START = ("TRIM_HORIZON", "AT_TIMESTAMP")
 
 
@@ -130,10 +134,6 @@ class CatchUp:
         return self.from_start or self.behind
 
 
-class BatchGetter(Protocol):
-    def batch_get_item(self, request: dict[str, Any] | bytes) -> Response: ...
-
-
 @dataclass
 class Prefetched:
     """What :func:`prefetch` found: stored versions by (table, ARN) (absent items are left out), the requests it
@@ -145,7 +145,7 @@ class Prefetched:
     errors: list[str] = field(default_factory=list)
 
 
-def prefetch(client: BatchGetter, items: Sequence[Item], tables: dict[str, str], *, pool: Executor | None = None,
+def prefetch(client: DynamoDBTransport, items: Sequence[Item], tables: dict[str, str], *, pool: Executor | None = None,
              sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
              max_attempts: int = PREFETCH_ATTEMPTS) -> Prefetched:
     """Read the stored ``version`` of each item's (table, ARN) in ``BatchGetItem`` requests of 100 keys, on
@@ -179,35 +179,49 @@ def _request(chunk: Iterable[tuple[tuple[str, str], str]]) -> dict[str, Any]:
     return {"RequestItems": by_table}
 
 
-def _prefetch_chunk(client: BatchGetter, chunk: list[tuple[tuple[str, str], str]], sleep: Callable[[float], None],
+def _read_reply(body: dict[str, Any], key_attr: dict[str, str], asked: set[tuple[str, str]]
+                ) -> tuple[dict[tuple[str, str], int], dict[str, Any]]:
+    """(stored versions found among the keys ``asked``, UnprocessedKeys) of a BatchGetItem reply; raises on a
+    reply of another shape."""
+    found: dict[tuple[str, str], int] = {}
+    for table, items in (body.get("Responses") or {}).items():
+        for item in items:
+            version = _version_of(item)
+            arn = item.get(key_attr.get(table, ""), {}).get("S")
+            if version is not None and (table, arn) in asked:
+                found[(table, arn)] = version
+    unprocessed = body.get("UnprocessedKeys") or {}
+    if not isinstance(unprocessed, dict) or not all(isinstance(e, dict) and isinstance(e.get("Keys", []), list)
+                                                    for e in unprocessed.values()):
+        raise TypeError(f"UnprocessedKeys of another shape: {str(unprocessed)[:100]}")
+    return found, unprocessed
+
+
+def _prefetch_chunk(client: DynamoDBTransport, chunk: list[tuple[tuple[str, str], str]], sleep: Callable[[float], None],
                     rng: random.Random, max_attempts: int) -> Prefetched:
     out = Prefetched()
     key_attr = {table: key for (table, _arn), key in chunk}
+    asked = {table_arn for table_arn, _key in chunk}
     request: dict[str, Any] = _request(chunk)
     for attempt in range(1, max_attempts + 1):
         out.requests += 1
         try:
             reply = client.batch_get_item(request)
-        except TransportError as exc:
-            reply, error = None, str(exc)
-        else:
-            error = "" if reply.ok else reply.describe()
-        if reply is not None and reply.ok:
-            for table, found in (reply.body.get("Responses") or {}).items():
-                for item in found:
-                    version = _version_of(item)
-                    arn = item.get(key_attr.get(table, ""), {}).get("S")
-                    if version is not None and arn:
-                        out.versions[(table, arn)] = version
-            request = {"RequestItems": reply.body.get("UnprocessedKeys") or {}}
-            if not request["RequestItems"]:
+            verdict = classify(reply) if not reply.ok else None
+            if verdict is None:
+                found, unprocessed = _read_reply(reply.body, key_attr, asked)
+        except Exception as exc:  # whatever the type (credentials, network, a reply not understood): transient
+            verdict = classify(exc)
+        if verdict is None:
+            out.versions.update(found)
+            request = {"RequestItems": unprocessed}
+            if not unprocessed:
                 return out
-        elif reply is not None and not reply.retryable:
-            out.errors.append(error)  # missing table, no permission: the writes will say so; nothing known here
-            break
         else:
-            out.errors.append(error)
+            out.errors.append(verdict.text)
+            if verdict.kind != TRANSIENT or verdict.code in CONFIG_CODES:
+                break  # missing table, no permission: the writes will say so; nothing known here
         if attempt < max_attempts:
-            sleep(rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt)))
+            sleep(DYNAMODB.delay(attempt, rng))
     out.given_up = sum(len(entry.get("Keys", ())) for entry in request["RequestItems"].values())
     return out

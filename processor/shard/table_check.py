@@ -3,9 +3,12 @@ DescribeTable each of our three tables and compare it with what the processor wr
 ``table_specs``). Every problem is one line naming the table or setting and the fix; none found means the
 processor may start. A table that is missing, another key schema, a missing index or an index keyed on one of our
 attributes with another type is a configuration error: found here, before any record, instead of turning every
-event into a dead letter. Transient failures of DescribeTable (throttling, 5xx, network) are retried with the
-writer's policy (for ever unless ``writeRetryBudgetMillis`` is set), logging at least once a minute. The client is
-the writer's thin ``DynamoDBHttp`` (``shard/dynamodb_http.py``), classified by the one classifier.
+event into a dead letter. A missing table, a denied permission or credentials DynamoDB does not recognise are
+configuration too (``failures.CONFIG_CODES``). Everything else the one classifier (``shard/failures.py``) calls
+transient (throttling, 5xx, network, proxies, credentials that fail to refresh, any exception, a description we
+cannot read) is retried with the one backoff policy (``processor/retry.py``; for ever unless
+``writeRetryBudgetMillis`` is set), logging once a minute. The client is the writer's transport
+(``DynamoDBTransport``: the thin ``DynamoDBHttp`` in production).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from processor import logs
 from processor.config import Settings, property_key
 from processor.core.schema import table_specs
 from processor.errors import WriteFailed
-from processor.shard.dynamodb_http import DynamoDBHttp
-from processor.shard.failures import TRANSIENT, Failure, classify
+from processor.retry import DYNAMODB, EveryMinute
+from processor.shard.dynamodb_http import DynamoDBTransport
+from processor.shard.failures import CONFIG_CODES, TRANSIENT, Failure, classify
 
 #: the type of every attribute the processor itself writes (detail fields have whatever type the event has)
 OWN_TYPES = {"taskArn": "S", "containerInstanceArn": "S", "clusterArn": "S", "lastStatus": "S", "version": "N",
@@ -66,46 +70,48 @@ def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[s
     return problems
 
 
-def describe(client: DynamoDBHttp, name: str, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
-             clock: Callable[[], float] = time.monotonic) -> dict[str, Any] | str:
-    """DescribeTable, retrying transient failures; the table, or a problem line."""
-    started, attempt, logged = clock(), 0, -1e9
+def check_table(client: DynamoDBTransport, spec: dict[str, Any], setting: str, settings: Settings, *,
+                sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                rng: random.Random | None = None) -> list[str]:
+    """DescribeTable and compare, retrying transient failures; the problems of one table (empty: none)."""
+    name = spec["TableName"]
+    started, attempt, retrying_log = clock(), 0, EveryMinute(clock=clock)
     budget_s = settings.write_retry_budget_millis / 1000
     while True:
         attempt += 1
         failure: Failure
         try:
             reply = client.describe_table(name)
-        except Exception as exc:  # TransportError: no usable reply
-            failure = exc
-        else:
-            table = reply.body.get("Table")
-            if reply.ok and isinstance(table, dict):
-                return table
+            if reply.ok:
+                table = reply.body.get("Table")
+                if not isinstance(table, dict):
+                    raise TypeError(f"DescribeTable's reply holds no table: {str(reply.body)[:100]}")
+                return compare(spec, table, setting)
             failure = reply
+        except Exception as exc:  # whatever the type (credentials, network, a reply not understood): transient
+            failure = exc
         verdict = classify(failure)
         code = verdict.code
         if code == "ResourceNotFoundException":
-            return (f"table {name} does not exist; create it with `ecs-state setup --properties FILE`, or set "
-                    f"the table setting to the right name")
-        if code in ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException"):
-            return (f"table {name}: {verdict.text}; give the worker dynamodb:DescribeTable, PutItem on it "
-                    f"(deploy/ecs-state.yaml WorkerPolicy) and valid credentials")
+            return [(f"table {name} does not exist; create it with `ecs-state setup --properties FILE`, or set "
+                     f"{property_key(setting)} to the right name")]
+        if code in CONFIG_CODES:
+            return [(f"table {name}: {verdict.text}; give the worker dynamodb:DescribeTable, PutItem on it "
+                     f"(deploy/ecs-state.yaml WorkerPolicy) and valid credentials")]
         if verdict.kind != TRANSIENT:
-            return f"table {name}: DescribeTable failed: {verdict.text}"
+            return [f"table {name}: DescribeTable failed: {verdict.text}"]
         if budget_s and clock() - started > budget_s:
             raise WriteFailed(f"DescribeTable {name}: still failing after {attempt} attempts ({verdict.text})")
-        if clock() - logged >= 60:
-            logged = clock()
+        if retrying_log.due():
             logs.log("startup_retrying", level="WARNING", table=name, cause=verdict.text, attempt=attempt,
-                     action="retrying the start-up check of the tables; check DynamoDB's endpoint and availability")
-        sleep(random.uniform(0, min(2.0, 0.05 * 2 ** min(attempt, 10))))
+                     action="retrying the start-up check of the tables; check DynamoDB's endpoint and "
+                            "availability, proxies (HTTPS_PROXY / NO_PROXY) and the worker's credentials")
+        sleep(DYNAMODB.delay(attempt, rng))
 
 
-def table_problems(settings: Settings, client: DynamoDBHttp, **retry: Any) -> list[str]:
+def table_problems(settings: Settings, client: DynamoDBTransport, **retry: Any) -> list[str]:
     """Every problem with our three tables, one line each (empty: the processor may start)."""
     problems: list[str] = []
     for n, spec in enumerate(table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table)):
-        table = describe(client, spec["TableName"], settings, **retry)
-        problems += [table] if isinstance(table, str) else compare(spec, table, _SETTING[n])
+        problems += check_table(client, spec, _SETTING[n], settings, **retry)
     return problems

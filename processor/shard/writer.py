@@ -21,9 +21,11 @@ prefetch=True)``) the stored versions of ARNs it does not remember are read firs
 in ``requests``). A miss costs one write, never correctness: every item sent keeps its condition.
 
 Every failure is classified once (``shard/failures.py``): record-level -> dead letter; transient -> retried with
-exponential backoff and full jitter (capped at ``BACKOFF_CAP_S``) while the lease is held, the cause logged at
-least once a minute (``write_retrying``); with ``write_retry_budget_millis`` / ``write_max_attempts`` set (> 0),
-a request still failing past them ends in ``Outcome.failed``, and the caller must not checkpoint.
+the one backoff policy (``processor/retry.py``: exponential, full jitter, capped) while the lease is held, the
+cause logged once a minute (``write_retrying``); an exception from the client, whatever its type, is transient
+(only serialising the item we built is the item's fault); with ``write_retry_budget_millis`` /
+``write_max_attempts`` set (> 0), a request still failing past them ends in ``Outcome.failed``, and the caller
+must not checkpoint.
 """
 
 from __future__ import annotations
@@ -43,16 +45,14 @@ from processor.core.items import Item
 from processor.core.reducer import Batch
 from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
-from processor.shard.dynamodb_http import Response, serialise
-from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, classify
 from processor.logs import log_safely
+from processor.retry import DYNAMODB, EveryMinute
+from processor.shard.dynamodb_http import DynamoDBTransport, Response, serialise
+from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, building, classify
 from processor.shard.stored_versions import StoredVersions
 from processor.shard.stored_versions import prefetch as read_stored_versions
 
 CONDITION = "attribute_not_exists(#k) OR NOT attribute_type(#v, :n) OR #v < :v"
-BACKOFF_BASE_S = 0.025
-BACKOFF_CAP_S = 2.0
-LOG_EVERY_S = 60.0
 WRITTEN = "written"
 
 Builder = Callable[[Candidate, int], "Item | DeadLetter"]
@@ -103,7 +103,7 @@ class _Refused(Exception):
 
 
 class Writer:
-    def __init__(self, settings: Settings, client: Any, *, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, settings: Settings, client: DynamoDBTransport, *, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
                  build_item: Builder = build, shard_id: str = "?") -> None:
         self.settings = settings
@@ -116,8 +116,7 @@ class Writer:
         self._rng = rng or random.Random()
         self._build = build_item
         self._pool = ThreadPoolExecutor(max_workers=settings.write_concurrency, thread_name_prefix="put")
-        self._log_lock = threading.Lock()
-        self._last_logged = -LOG_EVERY_S * 2
+        self._retrying_log = EveryMinute(clock=clock)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -240,8 +239,8 @@ class Writer:
         retry budget runs out. The body is serialised once; every retry resends the same bytes."""
         try:
             body = serialise(request)
-        except Exception as exc:  # a value JSON cannot carry (a binary map key...): the record's fault
-            return classify(exc), None
+        except Exception as exc:  # a value JSON cannot carry (a binary map key...): building the item failed
+            return building(exc), None
         attempt = 0
         budget_s = self.settings.write_retry_budget_millis / 1000
         max_attempts = self.settings.write_max_attempts
@@ -252,7 +251,7 @@ class Writer:
             reply: Response | None = None
             try:
                 reply = self.client.put_item(body)
-            except Exception as exc:  # TransportError (no usable reply), or a bug in the client
+            except Exception as exc:  # whatever the type (credentials, network, the reply): never the record's
                 verdict = classify(exc)
             else:
                 if reply.ok:
@@ -261,7 +260,7 @@ class Writer:
             if verdict.kind != TRANSIENT and not (record_is_transient and verdict.kind == RECORD):
                 return verdict, reply
             flush.add(retries=1, throttled=int(verdict.throttled))
-            delay = self._rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt, 20)))
+            delay = DYNAMODB.delay(attempt, self._rng)
             waited = self._clock() - started
             if (max_attempts and attempt >= max_attempts) or (budget_s and waited + delay > budget_s):
                 raise WriteFailed(f"{what}: still failing after {attempt} attempts ({verdict.text}); DynamoDB "
@@ -273,11 +272,8 @@ class Writer:
     def _log_retrying(self, verdict: Verdict, what: str, attempt: int, waited_s: float) -> None:
         """At most one line a minute per processor while transient failures go on (a long outage logs every
         minute; a throttled flush logs once)."""
-        now = self._clock()
-        with self._log_lock:
-            if now - self._last_logged < LOG_EVERY_S:
-                return
-            self._last_logged = now
+        if not self._retrying_log.due():
+            return
         log_safely("write_retrying", level="WARNING", shard=self.shard_id, cause=verdict.text, request=what,
                  attempt=attempt, retrying_for_s=round(waited_s, 1),
                  action="retrying while holding the lease; nothing is checkpointed past this write. Check "

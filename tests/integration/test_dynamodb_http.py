@@ -4,17 +4,20 @@ reply at all is a TransportError saying whether the request may have been applie
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import json
 import socket
 import threading
 import uuid
+import zlib
 from typing import Any, Iterator
 
 import pytest
 
 from processor.errors import EcsStateError
 from processor.shard.dynamodb_http import DynamoDBHttp, TransportError, TransportTimeout, serialise
+from processor.shard.failures import STALE, TRANSIENT, classify
 from workshop.testing.fault_proxy import FaultProxy, Rule
 
 CONDITION = "attribute_not_exists(#k) OR #v < :v"
@@ -53,8 +56,8 @@ def test_a_conditional_put_succeeds_then_a_stale_one_fails_with_the_stored_item(
     ok = client.put_item(put(table, "arn:task/1", 5))
     assert (ok.status, ok.code, ok.ok, ok.body) == (200, "", True, {})
     stale = client.put_item(put(table, "arn:task/1", 4, ReturnValuesOnConditionCheckFailure="ALL_OLD"))
-    assert (stale.status, stale.code, stale.condition_failed, stale.retryable) == (
-        400, "ConditionalCheckFailedException", True, False)
+    assert (stale.status, stale.code, stale.condition_failed, classify(stale).kind) == (
+        400, "ConditionalCheckFailedException", True, STALE)
     assert stale.item is not None and stale.item["version"] == {"N": "5"}
     assert stale.item["blob"] == {"B": "AAF6bGli"}  # base64 of the bytes sent
     assert client.put_item(serialise(put(table, "arn:task/1", 6))).ok  # a body serialised once, sent as bytes
@@ -62,7 +65,7 @@ def test_a_conditional_put_succeeds_then_a_stale_one_fails_with_the_stored_item(
 
 def test_an_invalid_item_is_a_validation_response_not_an_exception(client: DynamoDBHttp, table: str) -> None:
     bad = client.put_item({"TableName": table, "Item": {"taskArn": {"S": ""}}})
-    assert (bad.status, bad.code, bad.retryable) == (400, "ValidationException", False)
+    assert (bad.status, bad.code, classify(bad).kind) == (400, "ValidationException", "record")
     assert bad.message and "ValidationException" in bad.describe()
 
 
@@ -87,13 +90,14 @@ def test_batch_get_reads_projected_versions_and_describe_table_reads_the_schema(
     ("throttling", 400, "ThrottlingException", True),
     ("internal", 500, "InternalServerError", False),
     ("unavailable", 503, "ServiceUnavailable", False)])
-def test_throttling_and_5xx_from_the_fault_proxy_are_retryable_responses(moto_server: Any, table: str, kind: str,
+def test_throttling_and_5xx_from_the_fault_proxy_are_transient_responses(moto_server: Any, table: str, kind: str,
                                                                         status: int, code: str,
                                                                         throttled: bool) -> None:
     with FaultProxy(moto_server.endpoint, [Rule(kind, operations=frozenset({"PutItem"}), limit=1)]) as proxy, \
             DynamoDBHttp.from_environment(endpoint_url=proxy.endpoint) as client:
         first = client.put_item(put(table, "arn:task/f", 1))
-        assert (first.status, first.code, first.retryable, first.throttled) == (status, code, True, throttled)
+        verdict = classify(first)
+        assert (first.status, first.code, verdict.kind, verdict.throttled) == (status, code, TRANSIENT, throttled)
         assert client.put_item(put(table, "arn:task/f", 1)).ok  # the retry gets through, on the same connection
         assert client.connections_opened == 1
 
@@ -129,6 +133,7 @@ class _Canned(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.asked.append(dict(self.headers))  # type: ignore[attr-defined]
         status, headers, body = self.server.reply  # type: ignore[attr-defined]
         self.send_response(status)
         for name, value in headers.items():
@@ -144,6 +149,7 @@ class _Canned(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def canned() -> Iterator[tuple[Any, str]]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    server.asked = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -160,3 +166,18 @@ def test_unprocessed_keys_come_back_in_the_body_and_a_garbled_reply_is_a_transpo
     server.reply = (200, {"x-amz-crc32": "12345"}, b"{}")
     with pytest.raises(TransportError, match="CRC32"):
         client.batch_get_item({"RequestItems": keys})
+
+
+def test_identity_encoding_is_asked_for_and_a_gzip_reply_is_still_read_as_the_applied_write(canned: Any) -> None:
+    """(before: no Accept-Encoding, and a gzip'd 200 was 'not JSON': retried for ever although applied)"""
+    server, endpoint = canned
+    body = json.dumps({"Attributes": {"version": {"N": "3"}}}).encode()
+    wire = gzip.compress(body)
+    server.reply = (200, {"Content-Encoding": "gzip", "x-amz-crc32": str(zlib.crc32(wire))}, wire)
+    client = DynamoDBHttp.from_environment(endpoint_url=endpoint)
+    got = client.put_item({"TableName": "t", "Item": {}})
+    assert got.ok and got.item == {"version": {"N": "3"}}
+    assert server.asked[0]["Accept-Encoding"] == "identity"
+    server.reply = (200, {"Content-Encoding": "br"}, b"\x0b\x02\x80{}\x03")
+    with pytest.raises(TransportError, match="encoding"):
+        client.put_item({"TableName": "t", "Item": {}})

@@ -6,6 +6,7 @@ certificate made here."""
 from __future__ import annotations
 
 import datetime
+import resource
 import socket
 import ssl
 import threading
@@ -171,6 +172,48 @@ def test_a_reply_that_is_not_http_is_a_protocol_error(scripted: list[Scripted]) 
     scripted.append(server)
     with pytest.raises(ProtocolError, match="not an HTTP reply"):
         server.pool().request(HEAD, b"{}")
+
+
+@pytest.mark.parametrize("reply", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n{}",
+    "HTTP/1.1 200 OK\r\nContent-Length: \u0662\r\n\r\n{}".encode(),  # an Arabic-Indic two: int() takes it
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n{}",
+    "HTTP/1.1 \u00b200 OK\r\nContent-Length: 2\r\n\r\n{}".encode("latin-1"),  # isdigit(), but not int()
+    b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 OK\r\n\r\n",
+    b"HTTP/2 200\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n{}\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n",
+])
+def test_malformed_framing_is_a_protocol_error_and_nothing_else(scripted: list[Scripted], reply: bytes) -> None:
+    """(before: ``Content-Length: -5`` read as a 200 ``{}``, and a bad status line raised ValueError)"""
+    server = Scripted([reply])
+    scripted.append(server)
+    with pytest.raises(ProtocolError):
+        server.pool().request(HEAD, b"{}")
+
+
+def test_idle_connections_are_checked_with_poll_past_descriptor_1024(scripted: list[Scripted]) -> None:
+    """select() cannot watch a descriptor past 1023 (ValueError, and every idle connection looked dropped)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2048, hard), hard))
+    filler = [open("/dev/null", "rb") for _ in range(1100)]  # noqa: SIM115 - held open on purpose
+    try:
+        assert filler[-1].fileno() > 1024
+        server = Scripted([ok(b"{}"), ok(b"{}"), ok(b"{}"), ok(b"{}")], close_after=3)
+        scripted.append(server)
+        pool = server.pool()
+        assert [pool.request(HEAD, b"{}").status for _ in range(3)] == [200, 200, 200]
+        assert pool.num_connections == 1  # the idle connection (descriptor > 1024) was checked and reused
+        server.wait_closed(1)
+        assert pool.request(HEAD, b"{}").status == 200  # ... and seen closed by the server, then replaced
+        assert pool.num_connections == 2
+    finally:
+        for f in filler:
+            f.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:

@@ -65,6 +65,23 @@ def test_the_signature_is_the_one_botocore_computes_for_the_same_request_and_tim
     assert later["Authorization"] != ours["Authorization"]
 
 
+@pytest.mark.parametrize("region", ["cn-north-1", "us-gov-west-1", "eu-west-1"])
+def test_non_ascii_bodies_and_the_key_rotating_at_utc_midnight_sign_as_botocore_signs(
+        monkeypatch: pytest.MonkeyPatch, region: str) -> None:
+    """botocore's clock frozen one second before and at UTC midnight: the signing key of each day is botocore's."""
+    session = botocore.session.get_session()
+    session._credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "token")
+    client = ddb.DynamoDBHttp(region, "https://dynamodb.example", session=session)
+    body = ddb.serialise({"TableName": "tâches", "Item": {"taskArn": {"S": "arn:é/日本/\U0001f600"}}})
+    assert "é".encode() in body  # raw UTF-8 on the wire, not \u escapes
+    for moment in (datetime.datetime(2026, 12, 31, 23, 59, 59), datetime.datetime(2027, 1, 1, 0, 0, 0)):
+        monkeypatch.setattr("botocore.auth.get_current_datetime", lambda moment=moment: moment)
+        expected = botocore_headers(session.get_credentials(), "https://dynamodb.example", body, region)
+        ours = client.sign(TARGET, body, amz_date=moment.strftime("%Y%m%dT%H%M%SZ"))
+        assert ours["Authorization"] == expected["Authorization"]
+        assert f"/{moment:%Y%m%d}/{region}/dynamodb/" in ours["Authorization"]
+
+
 def test_refreshed_credentials_sign_the_next_request() -> None:
     issued: list[str] = []
 
@@ -92,12 +109,12 @@ def test_refreshed_credentials_sign_the_next_request() -> None:
 def test_endpoint_comes_from_the_dynamodb_variable_then_the_global_one_then_the_region(
         monkeypatch: pytest.MonkeyPatch) -> None:
     client = ddb.DynamoDBHttp.from_environment()
-    assert (client.region, client.endpoint_url) == ("us-east-1", "https://dynamodb.us-east-1.amazonaws.com")
+    assert (client.region, client.endpoint_url) == ("us-east-1", "https://dynamodb.us-east-1.amazonaws.com/")
     assert client.ca_bundle  # certifi's bundle: TLS is verified
     monkeypatch.setenv("AWS_REGION", "eu-west-1")  # wins over AWS_DEFAULT_REGION (boto3 itself ignores it)
-    assert ddb.DynamoDBHttp.from_environment().endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com"
+    assert ddb.DynamoDBHttp.from_environment().endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com/"
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-    assert ddb.DynamoDBHttp.from_environment().endpoint_url == "http://127.0.0.1:4566"
+    assert ddb.DynamoDBHttp.from_environment().endpoint_url == "http://127.0.0.1:4566/"
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000/")
     client = ddb.DynamoDBHttp.from_environment()
     assert (client.region, client.endpoint_url) == ("eu-west-1", "http://127.0.0.1:8000/")
@@ -108,6 +125,32 @@ def test_endpoint_comes_from_the_dynamodb_variable_then_the_global_one_then_the_
 def test_the_ca_bundle_variable_is_the_trust_store(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     assert ddb.DynamoDBHttp.from_environment().ca_bundle == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_a_ca_bundle_that_is_missing_unreadable_or_not_pem_is_a_configuration_error(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """(before: a missing AWS_CA_BUNDLE raised FileNotFoundError at the first request: exit 4 as a bug)"""
+    https = "https://dynamodb.us-east-1.amazonaws.com"
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match="AWS_CA_BUNDLE"):
+        ddb.DynamoDBHttp.from_environment(endpoint_url=https)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(garbage))
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        ddb.DynamoDBHttp.from_environment(endpoint_url=https)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path))  # a directory
+    with pytest.raises(ConfigError, match="missing or unreadable"):
+        ddb.DynamoDBHttp.from_environment(endpoint_url=https)
+
+
+def test_fips_pseudo_regions_sign_with_the_region_botocore_normalises_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(before: ``us-east-1-fips`` went into the credential scope as it was written)"""
+    for pseudo, region, host in [("us-east-1-fips", "us-east-1", "dynamodb-fips.us-east-1.amazonaws.com"),
+                                 ("fips-us-gov-west-1", "us-gov-west-1", "dynamodb.us-gov-west-1.amazonaws.com")]:
+        client = ddb.DynamoDBHttp.from_environment(region=pseudo)
+        assert (client.region, client.sign(TARGET, b"{}")["Host"]) == (region, host)
+        assert f"/{region}/dynamodb/aws4_request" in client.sign(TARGET, b"{}")["Authorization"]
 
 
 def test_no_region_no_credentials_or_a_bad_endpoint_is_a_configuration_error(

@@ -1,14 +1,18 @@
 """The one classifier of DynamoDB failures, and the comparison of a described table with what we write (pure): the
-thin client's error replies (``Response``), its ``TransportError`` and exceptions raised while preparing a request."""
+thin client's error replies (``Response``), and any exception on the way to DynamoDB (transient whatever its type:
+unknown is never the record's fault); only building the item (``building``) or DynamoDB's refusal is the record's."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from botocore.exceptions import ClientError, CredentialRetrievalError
 
 from processor.config import Settings
 from processor.core.schema import table_specs
 from processor.shard.dynamodb_http import Response, TransportError, TransportTimeout
-from processor.shard.failures import RECORD, STALE, TRANSIENT, classify
+from processor.shard.failures import RECORD, STALE, TRANSIENT, building, classify
 from processor.shard.table_check import compare
 
 
@@ -20,8 +24,6 @@ def _reply(code: str, status: int = 400) -> Response:
     (_reply("ConditionalCheckFailedException"), STALE),
     (_reply("ValidationException"), RECORD),
     (_reply("SerializationException"), RECORD),
-    (TypeError("keys must be str"), RECORD),
-    (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), RECORD),
     (_reply("ProvisionedThroughputExceededException"), TRANSIENT),
     (_reply("ResourceNotFoundException"), TRANSIENT),
     (_reply("AccessDeniedException"), TRANSIENT),
@@ -34,9 +36,24 @@ def _reply(code: str, status: int = 400) -> Response:
     (TransportTimeout("PutItem", "timed out (read timeout=5)"), TRANSIENT),
     (TransportError("PutItem", "reply of 12 bytes failed its CRC32 check (garbled)"), TRANSIENT),
     (ConnectionResetError(), TRANSIENT),
+    # what a credential provider raises when its source answers garbage, and anything nobody anticipated
+    (json.JSONDecodeError("Expecting value", "<html>", 0), TRANSIENT),
+    (ClientError({"Error": {"Code": "InvalidIdentityToken", "Message": "m"}}, "AssumeRoleWithWebIdentity"),
+     TRANSIENT),
+    (CredentialRetrievalError(provider="custom-process", error_msg="exit 1"), TRANSIENT),
+    (TypeError("keys must be str"), TRANSIENT),
+    (ValueError("invalid literal for int()"), TRANSIENT),
+    (KeyError("Credentials"), TRANSIENT),
+    (RuntimeError("?"), TRANSIENT),
 ])
 def test_each_failure_has_one_class(failure: Exception, kind: str) -> None:
     assert classify(failure).kind == kind
+
+
+@pytest.mark.parametrize("exc", [TypeError("keys must be str"),
+                                 UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")])
+def test_a_failure_while_building_the_item_is_the_records_fault(exc: Exception) -> None:
+    assert building(exc).kind == RECORD
 
 
 def test_throttling_is_marked_as_such_and_a_page_without_a_code_is_named_by_its_status() -> None:
