@@ -25,10 +25,10 @@ import botocore.session
 import pytest
 
 from processor.config import Settings
-from processor.errors import ConfigError
 from processor.core.position import Position
 from processor.core.reducer import Batch, Counts
 from processor.core.route import Candidate, admit
+from processor.errors import ConfigError
 from processor.ops.setup_tables import ensure_tables
 from processor.shard.dynamodb_http import DynamoDBHttp, TransportError
 from processor.shard.failures import TRANSIENT, classify
