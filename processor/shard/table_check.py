@@ -1,11 +1,13 @@
 """The start-up check of the tables, shared by the processor's ``initialize`` and ``ecs-state run``'s preflight:
-DescribeTable each of our three tables and compare it with what the processor writes (``core/schema.py``
-``table_specs``). Every problem is one line naming the table or setting and the fix; none found means the
-processor may start. A table that is missing, another key schema, a missing index or an index keyed on one of our
-attributes with another type is a configuration error: found here, before any record, instead of turning every
-event into a dead letter. Transient failures of DescribeTable (throttling, 5xx, network) are retried with the
-writer's policy (for ever unless ``writeRetryBudgetMillis`` is set), logging at least once a minute. The client is
-the writer's thin ``DynamoDBHttp`` (``shard/dynamodb_http.py``), classified by the one classifier.
+DescribeTable each of our three tables and compare it with the schema (``core/schema.py``). The processor needs
+only the key schemas: a table that is missing, another key schema, or an index keyed on an attribute the processor
+writes with another type (every such item would be refused) is a configuration error, one line naming the table or
+setting and the fix; none found means the processor may start. A missing read index (the ones
+``ecsState.readIndexes`` chooses), or one with other keys, only costs the read commands that query it: one
+WARNING log line naming ``ecs-state setup``, and the processor starts (tables made by AWS's documented Lambda are
+adopted as they are). Transient failures of DescribeTable (throttling, 5xx, network) are retried with the writer's
+policy (for ever unless ``writeRetryBudgetMillis`` is set), logging at least once a minute. The client is the
+writer's thin ``DynamoDBHttp`` (``shard/dynamodb_http.py``), classified by the one classifier.
 """
 
 from __future__ import annotations
@@ -16,18 +18,10 @@ from typing import Any, Callable
 
 from processor import logs
 from processor.config import Settings, property_key
-from processor.core.schema import table_specs
+from processor.core.schema import OWN_TYPES, TABLE_SETTINGS, kinds, table_specs
 from processor.errors import WriteFailed
 from processor.shard.dynamodb_http import DynamoDBHttp
 from processor.shard.failures import TRANSIENT, Failure, classify
-
-#: the type of every attribute the processor itself writes (detail fields have whatever type the event has)
-OWN_TYPES = {"taskArn": "S", "containerInstanceArn": "S", "clusterArn": "S", "lastStatus": "S", "version": "N",
-             "cw_version": "S", "event_id": "S", "event_time": "S", "kinesis_shard_id": "S",
-             "kinesis_sequence_number": "S", "kinesis_subsequence_number": "N", "expires_at": "N",
-             "shardId": "S", "sequenceNumber": "S", "reasonCode": "S", "partitionKey": "S"}
-_SETTING = {0: "task_table", 1: "instance_table", 2: "dead_letter_table"}
-
 
 def _keys(schema: list[dict[str, str]], types: dict[str, str]) -> list[tuple[str, str, str]]:
     return [(k["AttributeName"], k["KeyType"], types.get(k["AttributeName"], "?")) for k in schema]
@@ -38,7 +32,7 @@ def _show(keys: list[tuple[str, str, str]]) -> str:
 
 
 def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[str]:
-    """Problems of one described table against the spec it must match (pure)."""
+    """Configuration errors of one described table against its spec (pure): key schema, index key types."""
     name = spec["TableName"]
     fix = (f"point {property_key(setting)} at a table made by `ecs-state setup`, or create one with it "
            f"(the processor never creates tables)")
@@ -48,22 +42,30 @@ def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[s
     want, have = _keys(spec["KeySchema"], want_types), _keys(table.get("KeySchema", []), have_types)
     if want != have:
         problems.append(f"table {name} has key schema [{_show(have)}], the processor writes [{_show(want)}]; {fix}")
-    indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", []) or []}
-    for index in spec.get("GlobalSecondaryIndexes", []):
-        got = indexes.get(index["IndexName"])
-        want_index = _keys(index["KeySchema"], want_types)
-        if got is None:
-            problems.append(f"table {name} has no index {index['IndexName']} [{_show(want_index)}] (ecs-state tasks "
-                            f"reads it); {fix}")
-        elif _keys(got["KeySchema"], have_types) != want_index:
-            problems.append(f"table {name} index {index['IndexName']} has keys [{_show(_keys(got['KeySchema'], have_types))}]"
-                            f", the processor writes [{_show(want_index)}]; {fix}")
     for index in [*(table.get("GlobalSecondaryIndexes") or []), *(table.get("LocalSecondaryIndexes") or [])]:
         for attr, _, typ in _keys(index["KeySchema"], have_types):
             if attr in OWN_TYPES and typ != OWN_TYPES[attr]:
                 problems.append(f"table {name} index {index['IndexName']} is keyed on {attr} of type {typ}, but the "
                                 f"processor writes {attr} as {OWN_TYPES[attr]}: every item would be refused; {fix}")
     return problems
+
+
+def missing_indexes(spec: dict[str, Any], table: dict[str, Any]) -> list[str]:
+    """The spec's read indexes that the described table lacks or has with other keys (pure): each costs only the
+    read commands that query it."""
+    want_types = {a["AttributeName"]: a["AttributeType"] for a in spec["AttributeDefinitions"]}
+    have_types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
+    indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", []) or []}
+    missing = []
+    for index in spec.get("GlobalSecondaryIndexes", []):
+        got = indexes.get(index["IndexName"])
+        want_index = _keys(index["KeySchema"], want_types)
+        if got is None:
+            missing.append(f"{spec['TableName']} has no index {index['IndexName']}")
+        elif _keys(got["KeySchema"], have_types) != want_index:
+            missing.append(f"{spec['TableName']} index {index['IndexName']} has keys "
+                           f"[{_show(_keys(got['KeySchema'], have_types))}], not [{_show(want_index)}]")
+    return missing
 
 
 def describe(client: DynamoDBHttp, name: str, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
@@ -103,9 +105,21 @@ def describe(client: DynamoDBHttp, name: str, settings: Settings, *, sleep: Call
 
 
 def table_problems(settings: Settings, client: DynamoDBHttp, **retry: Any) -> list[str]:
-    """Every problem with our three tables, one line each (empty: the processor may start)."""
+    """Every configuration error of our three tables, one line each (empty: the processor may start). Missing
+    read indexes are logged as one WARNING line naming ``ecs-state setup``, not returned."""
     problems: list[str] = []
-    for n, spec in enumerate(table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table)):
+    missing: list[str] = []
+    specs = table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table, settings.indexes())
+    for kind, spec in zip(kinds(), specs):
         table = describe(client, spec["TableName"], settings, **retry)
-        problems += [table] if isinstance(table, str) else compare(spec, table, _SETTING[n])
+        if isinstance(table, str):
+            problems.append(table)
+        else:
+            problems += compare(spec, table, TABLE_SETTINGS[kind])
+            missing += missing_indexes(spec, table)
+    if missing and not problems:
+        logs.log("read_indexes_missing", level="WARNING", missing=missing,
+                 action="the processor writes as usual; the read commands that query these indexes fail until "
+                        "`ecs-state setup --properties FILE` adds them (online), or choose the indexes with "
+                        "ecsState.readIndexes")
     return problems
