@@ -8,8 +8,8 @@ BatchGetItem. Because an index lags the table a little, every item read is check
 (cluster, status, service, instance, time) and dropped when it no longer matches.
 
 - ``get ARN`` picks the table from the ARN's shape and prints the item (``--raw``: compressed attributes as stored).
-- ``tasks --cluster C [--status S]``: ``cluster-index``, one Query per part of the cluster (``CLUSTER_PARTS``), on
-  the part and, with a status, on ``lastStatus``; ``--service NAME``: ``service-index`` (``<cluster>#service:NAME``);
+- ``tasks --cluster C [--status S]``: ``cluster-index``, one Query per part of the cluster (``CLUSTER_PARTS``), with
+  a status as a filter on the projected ``lastStatus``; ``--service NAME``: ``service-index`` (``<cluster>#service:NAME``);
   ``--instance I``: ``instance-index`` on the container-instance ARN (an EC2 instance id is first resolved through
   the instance table's ``ec2-instance-index``; a container-instance id is made an ARN with the cluster's).
   ``--at TIME`` keeps the tasks running at TIME (``questions.running_at``).
@@ -110,28 +110,27 @@ def batch_get(ddb: Any, table: str, key_name: str, arns: Sequence[str], deadline
     return found
 
 
-def index_keys(ddb: Any, table: str, index: Index, hash_value: str, range_value: str | None = None,
-               range_between: tuple[str, str] | None = None, filter_group: str | None = None,
+def index_keys(ddb: Any, table: str, index: Index, hash_value: str,
+               range_between: tuple[str, str] | None = None, where: dict[str, str] | None = None,
                newest_first: bool = False) -> list[dict[str, Any]]:
-    """Every entry (keys and projected attributes, low-level) of one index partition: a Query on the hash key and,
-    optionally, the range key (equal, or between two values), with an optional filter on the projected ``group``."""
+    """Every entry (keys and projected attributes, low-level) of one index partition: a Query on the hash key,
+    optionally the range key between two values, and ``where`` (attribute -> value) as a filter on projected
+    attributes (``lastStatus`` for ``--status``, ``group`` for ``--service``)."""
     condition, names = "#h = :h", {"#h": index.hash_key}
     values: dict[str, Any] = {":h": {"S": hash_value}}
-    if range_value is not None or range_between is not None:
+    if range_between is not None:
         assert index.range_key
         names["#r"] = index.range_key
-        if range_between is not None:
-            condition += " AND #r BETWEEN :r0 AND :r1"
-            values[":r0"], values[":r1"] = {"S": range_between[0]}, {"S": range_between[1]}
-        else:
-            condition += " AND #r = :r"
-            values[":r"] = {"S": range_value}
+        condition += " AND #r BETWEEN :r0 AND :r1"
+        values[":r0"], values[":r1"] = {"S": range_between[0]}, {"S": range_between[1]}
     request: dict[str, Any] = {"TableName": table, "IndexName": index.name, "KeyConditionExpression": condition,
                                "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
-    if filter_group is not None:
-        request["FilterExpression"] = "#g = :g"
-        names["#g"] = "group"
-        values[":g"] = {"S": filter_group}
+    filters = [(name, value) for name, value in (where or {}).items() if value is not None]
+    if filters:
+        request["FilterExpression"] = " AND ".join(f"#f{i} = :f{i}" for i in range(len(filters)))
+        for i, (name, value) in enumerate(filters):
+            names[f"#f{i}"] = name
+            values[f":f{i}"] = {"S": value}
     if newest_first:
         request["ScanIndexForward"] = False
     return [item for page in _pages(ddb, "query", **request) for item in page.get("Items", [])]
@@ -140,7 +139,7 @@ def index_keys(ddb: Any, table: str, index: Index, hash_value: str, range_value:
 def task_arns_in_cluster(ddb: Any, table: str, cluster: str, status: str | None) -> list[str]:
     """Task ARNs of a cluster from ``cluster-index``: one Query per part of the cluster."""
     return sorted({it["taskArn"]["S"] for part in cluster_parts(cluster)
-                   for it in index_keys(ddb, table, CLUSTER_INDEX, part, status)})
+                   for it in index_keys(ddb, table, CLUSTER_INDEX, part, where={"lastStatus": status})})
 
 
 def container_instance_arns(ddb: Any, instance_table: str, cluster: str, instance: str) -> list[str]:
@@ -171,10 +170,10 @@ def find_tasks(ddb: Any, task_table: str, instance_table: str, cluster: str, *, 
     if instance:
         places = container_instance_arns(ddb, instance_table, cluster, instance)
         arns = [it["taskArn"]["S"] for place in places
-                for it in index_keys(ddb, task_table, INSTANCE_INDEX, place, status)]
+                for it in index_keys(ddb, task_table, INSTANCE_INDEX, place, where={"lastStatus": status})]
     elif group:
         arns = [it["taskArn"]["S"] for it in index_keys(ddb, task_table, SERVICE_INDEX,
-                                                         cluster_service(cluster, group), status)]
+                                                         cluster_service(cluster, group), where={"lastStatus": status})]
     else:
         arns = task_arns_in_cluster(ddb, task_table, cluster, status)
         places = None
@@ -202,7 +201,7 @@ def find_stopped(ddb: Any, table: str, cluster: str, since: str | None = None, u
     between = (questions.ecs_time(start - timedelta(seconds=1)), questions.ecs_time(end + timedelta(seconds=1)))
     arns = [it["taskArn"]["S"] for day in questions.days_between(start, end)
             for it in index_keys(ddb, table, STOPPED_INDEX, stopped_day(cluster, day), range_between=between,
-                                 filter_group=group, newest_first=True)]
+                                 where={"group": group}, newest_first=True)]
     items = [it for it in read_tasks(ddb, table, arns)
              if it.get("clusterArn") == cluster and it.get("lastStatus") == "STOPPED"
              and (not group or it.get("group") == group) and questions.stopped_between(it, start, end)]
