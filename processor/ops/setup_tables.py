@@ -67,11 +67,14 @@ def wait_index(client: Any, table: str, index: str, wait_s: float = WAIT_SECONDS
 
 
 def add_index(client: Any, table: str, index: Index) -> None:
-    """One UpdateTable creating ``index`` (with the attribute definitions of its keys)."""
-    client.update_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": key, "AttributeType": OWN_TYPES[key]} for key in index.keys],
-        GlobalSecondaryIndexUpdates=[{"Create": index.spec()}])
+    """One UpdateTable creating ``index``. Its attribute definitions are the table's own plus the new index's keys
+    (DynamoDB needs only the new keys; moto replaces the table's definitions with the ones given)."""
+    have = client.describe_table(TableName=table)["Table"].get("AttributeDefinitions") or []
+    names = {a["AttributeName"] for a in have}
+    definitions = have + [{"AttributeName": key, "AttributeType": OWN_TYPES[key]} for key in index.keys
+                          if key not in names]
+    client.update_table(TableName=table, AttributeDefinitions=definitions,
+                        GlobalSecondaryIndexUpdates=[{"Create": index.spec()}])
 
 
 def backfill(client: Any, table: str) -> tuple[int, int]:
