@@ -203,8 +203,8 @@ def story(item: dict[str, Any]) -> Story:
     started, stopped = stored_time(item.get("startedAt")), stored_time(item.get("stoppedAt"))
     if started and stopped and stopped >= started:
         lines.append(("ran for", str(stopped - started).split(".")[0]))
-    lines.append(("status", f"{item.get('lastStatus', '-')} (desired {item.get('desiredStatus', '-')}), "
-                            f"version {item.get('version', '-')}"))
+    lines.append(("status", (f"{item.get('lastStatus', '-')} (desired {item.get('desiredStatus', '-')}), "
+                            f"version {item.get('version', '-')}")))
     if item.get("lastStatus") == "STOPPED" or item.get("stopCode") or item.get("stoppedReason"):
         lines.append(("stop code", f"{item.get('stopCode') or '-'}: {reading_of_stop_code(item.get('stopCode'))}"))
         reason = item.get("stoppedReason")

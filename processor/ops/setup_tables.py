@@ -208,8 +208,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     changes = ensure_tables(settings, wait=not args.no_wait, force_backfill=args.backfill, say=say)
     if not changes:
-        say("tables up to date: " + ", ".join((settings.task_table, settings.instance_table,
-                                                settings.dead_letter_table)))
+        say(f"tables up to date: {settings.task_table}, {settings.instance_table}, {settings.dead_letter_table}")
     logs.log("setup", changes=changes, tables=[settings.task_table, settings.instance_table,
                                                 settings.dead_letter_table])
     return 0

@@ -23,6 +23,7 @@ from processor.errors import WriteFailed
 from processor.shard.dynamodb_http import DynamoDBHttp
 from processor.shard.failures import TRANSIENT, Failure, classify
 
+
 def _keys(schema: list[dict[str, str]], types: dict[str, str]) -> list[tuple[str, str, str]]:
     return [(k["AttributeName"], k["KeyType"], types.get(k["AttributeName"], "?")) for k in schema]
 

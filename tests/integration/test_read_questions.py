@@ -178,7 +178,7 @@ def test_why_tells_the_story_of_a_stopped_task_by_id_and_json_gives_the_item(fle
     task_id = task["taskArn"].rsplit("/", 1)[1]
     code, out = _cli("why", task_id, "--cluster", task["clusterArn"], "--properties", fleet["properties"])
     assert code == 0
-    assert re.search(rf"^stop code +{task['stopCode']}: ", out, re.M)
+    assert re.search(rf"^stop code +{task['stopCode']}: ", out, re.MULTILINE)
     for container in task["containers"]:
         assert f"container {container['name']}" in out
     code, out = _cli("why", task["taskArn"], "--output", "json", "--properties", fleet["properties"])

@@ -56,7 +56,7 @@ def _seed(settings: Settings) -> dict[str, str]:
 
 
 def _blocks() -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", GUIDE.read_text(encoding="utf-8"), re.S | re.M)
+    return re.findall(r"^```python\n(.*?)^```", GUIDE.read_text(encoding="utf-8"), re.DOTALL | re.MULTILINE)
 
 
 def test_the_reader_guides_examples_run_and_answer_from_the_indexes_without_a_scan(moto_server: Any) -> None:

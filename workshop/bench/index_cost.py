@@ -136,16 +136,16 @@ def report(result: Result, options: Options) -> dict[str, Any]:
 
 def render_markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Index write cost ({doc['events']} versioned events of the synthetic fleet)", "",
-             f"Table: {doc['table_puts']} puts that raised a version, {doc['table_units']} write units "
-             f"({doc['table_units_per_event']} per event).", "",
+             (f"Table: {doc['table_puts']} puts that raised a version, {doc['table_units']} write units "
+             f"({doc['table_units_per_event']} per event)."), "",
              "| index | write units | per event | per table put | vs table units | puts | deletes | updates |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in doc["indexes"].items():
         lines.append(f"| {name} | {row['units']} | {row['per_event']} | {row['per_table_put']} | "
                      f"{row['vs_table_units_pct']} % | {row['puts']} | {row['deletes']} | {row['updates']} |")
-    lines += ["", f"All indexes `ecs-state setup` creates: {doc['all_indexes_per_event']} write units per event, "
+    lines += ["", (f"All indexes `ecs-state setup` creates: {doc['all_indexes_per_event']} write units per event, "
                   f"{doc['all_indexes_vs_table_pct']} % of the table's own. Rows in parentheses are designs measured "
-                  f"for comparison, not created. Leave an index out with `ecsState.readIndexes`.", ""]
+                  f"for comparison, not created. Leave an index out with `ecsState.readIndexes`."), ""]
     return "\n".join(lines)
 
 

@@ -76,8 +76,8 @@ def try_commands(env: dict[str, str], task: dict[str, Any], ec2_instance_id: str
     task_id = str(task["taskArn"]).rsplit("/", 1)[-1]
     stopped = parse_time(str(task["stoppedAt"]))
     lines += ["# try:", f"ecs-state why {task_id} --cluster {name}",
-              f"ecs-state stopped --cluster {name} --since {ecs_time(stopped - timedelta(hours=1))} "
-              f"--until {ecs_time(stopped + timedelta(minutes=10))}"]
+              (f"ecs-state stopped --cluster {name} --since {ecs_time(stopped - timedelta(hours=1))} "
+              f"--until {ecs_time(stopped + timedelta(minutes=10))}")]
     group = str(task.get("group", ""))
     if group.startswith("service:"):
         service = group.split(":", 1)[1]
