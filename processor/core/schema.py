@@ -15,7 +15,7 @@ Rules:
 - Index design for big fleets: no index is keyed on the cluster ARN alone (one hot partition per cluster): the
   cluster listing spreads a cluster over ``CLUSTER_PARTS`` partitions (``cluster_part``), the stopped-task index
   over one partition per cluster and UTC day (``stopped_day``); indexes are sparse where only some items must be
-  found (tasks placed on a container instance; stopped tasks) and project keys only, or the one attribute a
+  found (tasks placed on a container instance; tasks of a service; stopped tasks) and project keys only, or the one attribute a
   listing filters on; readers fetch the full items with BatchGetItem.
 - Derived attribute names are snake_case like the other metadata, so they cannot be an ECS (camelCase) field; a
   ``detail`` field of one of those names is left out of the item all the same.
@@ -160,7 +160,7 @@ def index_attributes(kind: str, item: Mapping[str, Any]) -> dict[str, str]:
         return {}
     derived = {"cluster_part": cluster_part(cluster, arn)}
     group = item.get("group")
-    if type(group) is str and group:
+    if type(group) is str and group.startswith("service:"):  # sparse: a service's tasks only, not family:NAME
         derived["cluster_service"] = cluster_service(cluster, group)
     stopped = item.get("stoppedAt")
     if item.get("lastStatus") == "STOPPED" and type(stopped) is str and _is_day(stopped):
