@@ -6,7 +6,7 @@ Queries.
 Rules:
 - TIME is ISO 8601 as ECS writes it (``2026-11-27T09:07:00.000Z``); an offset, no fraction, or a date alone are
   accepted too, and a time without an offset is UTC. DURATION is a number and a unit: ``s``, ``m``, ``h``, ``d``
-  (``90m``, ``2h``, ``7d``), meaning that long before now.
+  (``90m``, ``2h``, ``7d``), meaning that long before the window's end (``--until``, default now).
 - Stored times are compared as instants (parsed), never as text; an item whose time cannot be parsed is not in a
   time window (it is not silently placed in one).
 - Running at TIME: ``startedAt`` at or before TIME, and no ``stoppedAt`` or one after TIME.
@@ -44,7 +44,7 @@ def parse_duration(text: str) -> timedelta | None:
 
 
 def parse_since(text: str, now: datetime) -> datetime:
-    """A TIME, or a DURATION meaning that long before ``now``."""
+    """A TIME, or a DURATION meaning that long before ``now`` (the window's end)."""
     duration = parse_duration(text)
     return now - duration if duration is not None else parse_time(text)
 

@@ -15,7 +15,7 @@ BatchGetItem. Because an index lags the table a little, every item read is check
   ``--at TIME`` keeps the tasks running at TIME (``questions.running_at``).
 - ``stopped --cluster C [--service NAME] [--since TIME|DURATION] [--until TIME]``: ``stopped-index``, one Query
   per UTC day of the window (newest first), ``stoppedAt`` in the window; ``--service`` filters on the projected
-  ``group``. Default window: the last 24 hours.
+  ``group``. A DURATION as ``--since`` counts back from ``--until`` (default now); default window: 24 hours.
 - ``why TASK``: GetItem of the task (an id is made an ARN with ``--cluster``) and its story (``questions.story``).
 - ``instances --cluster C`` scans the instance table with a filter on ``clusterArn`` (one item per container
   instance, a small table).
@@ -192,8 +192,8 @@ def find_stopped(ddb: Any, table: str, cluster: str, since: str | None = None, u
                  service: str | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
     """``ecs-state stopped``: the tasks of a cluster (or one service) that stopped in the window, newest first."""
     now = now or datetime.now(timezone.utc)
-    start = questions.parse_since(since or DEFAULT_STOPPED_WINDOW, now)
     end = questions.parse_time(until) if until else now
+    start = questions.parse_since(since or DEFAULT_STOPPED_WINDOW, end)  # a DURATION counts back from the end
     if start > end:
         raise ReadError(f"--since ({questions.ecs_time(start)}) is after --until ({questions.ecs_time(end)})")
     group = questions.service_group(service) if service else None
@@ -287,8 +287,8 @@ def register(subparsers: Any) -> None:
     stopped.add_argument("--cluster", required=True, help="cluster name or ARN")
     stopped.add_argument("--service", help="service name: only tasks whose group is service:NAME")
     stopped.add_argument("--since", metavar="TIME|DURATION",
-                         help=f"window start: ISO 8601 time, or a duration before now like 90m, 2h, 7d "
-                              f"(default {DEFAULT_STOPPED_WINDOW})")
+                         help=f"window start: ISO 8601 time, or a duration before the window's end like 90m, 2h, "
+                              f"7d (default {DEFAULT_STOPPED_WINDOW})")
     stopped.add_argument("--until", metavar="TIME", help="window end (default now)")
     _common(stopped)
     stopped.set_defaults(func=run, readside="stopped")

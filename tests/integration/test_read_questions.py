@@ -161,6 +161,11 @@ def test_stopped_in_a_window_newest_first_by_cluster_and_service(fleet: dict[str
     window = readside.find_stopped(ddb, fleet["names"]["task"], cluster, "2h", None, None, now=now)
     assert _ids(window) == [t["taskArn"] for t in reversed(stopped)
                             if questions.parse_time(t["stoppedAt"]) >= now - questions.parse_duration("2h")]
+    end = stopped[len(stopped) // 2]["stoppedAt"]  # a DURATION counts back from --until
+    before = readside.find_stopped(ddb, fleet["names"]["task"], cluster, "90m", end, None, now=now)
+    start = questions.parse_time(end) - questions.parse_duration("90m")
+    assert _ids(before) == [t["taskArn"] for t in reversed(stopped)
+                            if t["stoppedAt"] <= end and questions.parse_time(t["stoppedAt"]) >= start]
     assert "Scan" not in calls.names and "Query" in calls.names
 
 
