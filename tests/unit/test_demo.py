@@ -20,12 +20,13 @@ def test_flush_totals_reads_wrapped_and_raw_processor_lines() -> None:
 
 def test_keep_prints_the_environment_and_read_commands_about_a_stopped_task() -> None:
     env = {"AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:5000", "AWS_REGION": "us-east-1",
-           "ECS_STATE_PROPERTIES": "/tmp/p.properties"}
+           "AWS_DEFAULT_REGION": "us-east-1", "ECS_STATE_PROPERTIES": "/tmp/p.properties"}
     task = {"taskArn": "arn:aws:ecs:us-east-1:1:task/prod-web/abc",
             "clusterArn": "arn:aws:ecs:us-east-1:1:cluster/prod-web", "group": "service:web", "startedAt": "2025-03-01T01:00:00.000Z", "stoppedAt": "2025-03-01T03:00:00.000Z"}
     lines = try_commands(env, task, "i-0abc")
     assert "export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:5000" in lines
     assert "export ECS_STATE_PROPERTIES=/tmp/p.properties" in lines
+    assert "export AWS_DEFAULT_REGION=us-east-1" in lines  # boto3 reads this one, not AWS_REGION
     assert "ecs-state why abc --cluster prod-web" in lines
     assert ("ecs-state stopped --cluster prod-web --since 2025-03-01T02:00:00.000Z --until 2025-03-01T03:10:00.000Z"
             in lines)

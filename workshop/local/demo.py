@@ -68,8 +68,8 @@ def try_commands(env: dict[str, str], task: dict[str, Any], ec2_instance_id: str
 
     lines = ["# the local stack stays up until Ctrl-C; in another shell:"]
     lines += [f"export {name}={shlex.quote(env[name])}" for name in
-              ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_ACCESS_KEY_ID",
-               "AWS_SECRET_ACCESS_KEY", "ECS_STATE_PROPERTIES") if name in env]
+              ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION",
+               "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ECS_STATE_PROPERTIES") if name in env]
     lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH")
     cluster = str(task["clusterArn"])
     name = cluster.rsplit("/", 1)[-1]
