@@ -115,7 +115,15 @@ def _stopped_example(client: Any, settings: Any, truth: dict[str, Any]) -> tuple
     return fallback
 
 
+def _raise_interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _keep_up(lines: list[str]) -> None:
+    """Print ``lines``, then wait for Ctrl-C or SIGTERM (both handled here: a shell starting the demo in the
+    background may have set SIGINT to be ignored)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     print("\n".join(lines), flush=True)
     try:
         while True:
