@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Mapping
 
 from processor.core.reducer import MAX_PENDING_ARNS, MAX_PENDING_BYTES
+from processor.core.schema import INDEX_NAMES, Index, select_indexes
 from processor.errors import ConfigError
 
 PREFIX = "ecsState."
@@ -54,6 +55,8 @@ class Settings:
     prefetch_behind_millis: int = 60_000  # catching up (prefetch stored versions) this far behind the tip
     metrics: str = "none"
     log_level: str = "INFO"
+    #: the read indexes `ecs-state setup` adds and the start-up check expects: all, none, or a comma list of names
+    read_indexes: str = "all"
 
     def __post_init__(self) -> None:
         if self.flush_interval_millis < 0:
@@ -76,8 +79,24 @@ class Settings:
                               f"than 10000000 entries (~350 bytes each) per shard; use 1..10000000")
         if self.task_retention_hours < 0:
             raise ConfigError(f"{property_key('task_retention_hours')} must be >= 0 (0 turns expiry off)")
+        unknown = [name for name in self.index_names() or () if name not in INDEX_NAMES]
+        if unknown:
+            raise ConfigError(f"{property_key('read_indexes')} names unknown index(es) {', '.join(unknown)}; use all, "
+                              f"none, or a comma list of {', '.join(INDEX_NAMES)}")
         if not (self.metrics in ("none", "stderr") or self.metrics.startswith("file:")):
             raise ConfigError(f"{property_key('metrics')} must be none, stderr or file:PATH, got {self.metrics!r}")
+
+
+    def index_names(self) -> tuple[str, ...] | None:
+        """The read indexes chosen by ``read_indexes`` (``None``: all)."""
+        if self.read_indexes.strip() == "all":
+            return None
+        if self.read_indexes.strip() == "none":
+            return ()
+        return tuple(name.strip() for name in self.read_indexes.split(",") if name.strip())
+
+    def indexes(self) -> tuple[Index, ...]:
+        return select_indexes(self.index_names())
 
 
 def _camel(snake: str) -> str:

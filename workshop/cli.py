@@ -11,10 +11,11 @@ from types import ModuleType
 from processor import logs
 from processor.errors import EXIT_INTERRUPTED, EcsStateError, exit_code_for
 from workshop.bench import command as bench
+from workshop.bench import index_cost
 from workshop.local import demo, stack
 from workshop.testing import fault_proxy, fault_report
 
-COMMANDS: tuple[ModuleType, ...] = (stack, demo, fault_proxy, fault_report, bench)
+COMMANDS: tuple[ModuleType, ...] = (stack, demo, fault_proxy, fault_report, bench, index_cost)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,14 +28,9 @@ from typing import Any
 import msgpack
 import orjson
 
-TASK = "task"
-INSTANCE = "instance"
+from processor.core.schema import INSTANCE, TASK, VERSIONED
 
-#: detail-type -> (kind, key attribute). Only these carry a per-resource ``version``.
-VERSIONED: dict[str, tuple[str, str]] = {
-    "ECS Task State Change": (TASK, "taskArn"),
-    "ECS Container Instance State Change": (INSTANCE, "containerInstanceArn"),
-}
+__all__ = ["INSTANCE", "TASK", "VERSIONED"]  # re-exported: the kinds and detail-types are defined in core/schema.py
 
 MAX_VERSION = 2**63 - 1
 MAX_KEY_BYTES = 2048  # DynamoDB's limit for a partition key value

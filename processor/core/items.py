@@ -9,7 +9,9 @@ Item layout (documented in docs/reading.md):
   table's TTL, a ``detail.compressed_attributes`` by readers);
 - ``compressed_attributes`` (``SS``), only when the item would pass DynamoDB's 400 KB limit: each attribute named
   there holds ``B`` = zlib(msgpack(value)); inside it, integral numbers are integers and other numbers doubles;
-- ``expires_at`` (``N``, epoch seconds), only for STOPPED tasks when a task retention is configured (TTL).
+- ``expires_at`` (``N``, epoch seconds), only for STOPPED tasks when a task retention is configured (TTL);
+- the derived index keys of task items (``core/schema.py`` ``index_attributes``: ``cluster_part``,
+  ``cluster_service``, ``stopped_day``), each only when its inputs are present strings; reserved names too.
 
 DynamoDB's rules, checked here so that no item we send is refused (``Unstorable`` names the rule; its ``code``
 is the dead-letter reason code):
@@ -18,9 +20,10 @@ is the dead-letter reason code):
 - numbers: at most 38 significant digits (leading and trailing zeros do not count), magnitude 1E-130 ..
   9.9999999999999999999999999999999999999E+125, or zero; sent in a form DynamoDB parses;
 - documents nest at most ``MAX_DEPTH`` levels;
-- key attributes: the table key is a non-empty string of at most 2048 bytes (checked by the decoder); the task
-  table's index keys ``clusterArn`` (hash, <= 2048 bytes) and ``lastStatus`` (range, <= 1024 bytes), when
-  present, are non-empty strings, or DynamoDB refuses the whole PutItem;
+- key attributes: the table key is a non-empty string of at most 2048 bytes (checked by the decoder); the detail
+  fields that key an index (``core/schema.py`` ``INDEX_KEY_LIMITS``: the task's ``clusterArn``, ``lastStatus``,
+  ``containerInstanceArn``, ``stoppedAt``, the instance's ``ec2InstanceId``), when present, are non-empty strings
+  within the hash (2048 bytes) or range (1024 bytes) key limit, or DynamoDB refuses the whole PutItem;
 - size by DynamoDB's accounting (UTF-8 bytes of names and values, numbers ~1 byte per 2 significant digits + 1,
   3 bytes per list or map + 1 per element, 1 byte for null / boolean), metadata included; compressed above
   ``COMPRESS_ABOVE``, refused (``too-large``) if still above it.
@@ -40,19 +43,25 @@ import msgpack
 
 from processor.core.events import TASK, Event
 from processor.core.position import Position
+from processor.core.schema import (
+    DERIVED_ATTRIBUTES,
+    INDEX_KEY_LIMITS,
+    METADATA_ATTRIBUTES,
+    UNCOMPRESSED,
+    derived_size_bound,
+    index_attributes,
+)
 
 ITEM_LIMIT = 400 * 1024
 #: Size above which we compress: below DynamoDB's limit with room for its own accounting differences.
 COMPRESS_ABOVE = ITEM_LIMIT - 8 * 1024
 MAX_DEPTH = 32  # DynamoDB's nesting limit for documents
 MAX_NAME_BYTES = 65_535
-METADATA_ATTRIBUTES = ("cw_version", "event_id", "event_time", "kinesis_shard_id", "kinesis_sequence_number",
-                       "kinesis_subsequence_number", "compressed_attributes", "expires_at")
-_RESERVED = frozenset(METADATA_ATTRIBUTES)
+_RESERVED = frozenset(METADATA_ATTRIBUTES + DERIVED_ATTRIBUTES)
 #: The metadata taken from the EventBridge envelope (``version``, ``id``, ``time``): checked with the detail.
 ENVELOPE_ATTRIBUTES = ("cw_version", "event_id", "event_time")
-#: kind -> (attribute, max UTF-8 bytes) of the index keys of its table (ops/setup_tables.py creates the index)
-INDEX_KEYS: dict[str, tuple[tuple[str, int], ...]] = {TASK: (("clusterArn", 2048), ("lastStatus", 1024))}
+#: kind -> (attribute, max UTF-8 bytes) of the detail fields that key an index (``core/schema.py``)
+INDEX_KEYS = INDEX_KEY_LIMITS
 #: The most the position's metadata (shard id, sequence numbers, ``expires_at``) adds to an item's size.
 POSITION_METADATA_MAX = 200
 
@@ -212,7 +221,7 @@ def check_event(event: Event, position: Position, task_retention_hours: int = 0)
             total += len(name) + _utf8_len(text)
         except Unstorable as exc:
             raise exc.inside(name) from None
-    if total + POSITION_METADATA_MAX > COMPRESS_ABOVE:
+    if total + POSITION_METADATA_MAX + derived_size_bound(event.kind, event.detail) > COMPRESS_ABOVE:
         build_item(event, position, task_retention_hours)
     return total
 
@@ -295,7 +304,8 @@ def build_item(event: Event, position: Position, task_retention_hours: int = 0,
 
     ``checked_size``: what ``check_event`` returned for this same event. The detail then goes into the item
     without its checks and sizes walked again, unless the item may need compression (then the full walk)."""
-    if checked_size is not None and checked_size + POSITION_METADATA_MAX <= COMPRESS_ABOVE:
+    if (checked_size is not None
+            and checked_size + POSITION_METADATA_MAX + derived_size_bound(event.kind, event.detail) <= COMPRESS_ABOVE):
         return _build_checked(event, position, task_retention_hours, checked_size)
     attributes: dict[str, AttributeValue] = {}
     sizes: dict[str, int] = {}
@@ -332,6 +342,8 @@ def _metadata(event: Event, position: Position, task_retention_hours: int) -> di
         stopped = _epoch(str(event.detail.get("stoppedAt") or event.time))
         if stopped is not None:
             meta["expires_at"] = {"N": str(stopped + task_retention_hours * 3600)}
+    for name, value in index_attributes(event.kind, event.detail).items():
+        meta[name] = {"S": value}
     return meta
 
 
@@ -356,7 +368,7 @@ def _build_checked(event: Event, position: Position, task_retention_hours: int, 
 
 def _compress_largest(event: Event, attributes: dict[str, AttributeValue], sizes: dict[str, int],
                       total: int) -> int:
-    protected = {event.key, "version", *METADATA_ATTRIBUTES, *(name for name, _ in INDEX_KEYS.get(event.kind, ()))}
+    protected = {event.key, "version", *_RESERVED, *UNCOMPRESSED.get(event.kind, ())}
     compressed: list[str] = []
     for name in sorted((n for n in sizes if n not in protected), key=sizes.__getitem__, reverse=True):
         blob = compress_value(event.detail[name])

@@ -36,12 +36,13 @@ SIDECARS = (
     ("xray-daemon", "public.ecr.aws/xray/aws-xray-daemon:3.3.12", "32"),
     ("log-router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:2.32.2", "50"),
 )
-STOPS = (  # stopCode, stoppedReason, exit code of the main container
-    ("EssentialContainerExited", "Essential container in task exited", 1),
-    ("ServiceSchedulerInitiated", "Scaling activity initiated by (deployment ecs-svc/{svc})", 0),
-    ("UserInitiated", "Task stopped by user", 143),
-    ("ServiceSchedulerInitiated", "Task failed ELB health checks in (target-group {tg})", 137),
-    ("SpotInterruption", "Your Spot Task was interrupted.", 143),
+STOPS = (  # stopCode, stoppedReason, exit code and reason of the main container
+    ("EssentialContainerExited", "Essential container in task exited", 137,
+     "OutOfMemoryError: Container killed due to memory usage"),
+    ("ServiceSchedulerInitiated", "Scaling activity initiated by (deployment ecs-svc/{svc})", 0, ""),
+    ("UserInitiated", "Task stopped by user", 143, ""),
+    ("ServiceSchedulerInitiated", "Task failed ELB health checks in (target-group {tg})", 137, ""),
+    ("SpotInterruption", "Your Spot Task was interrupted.", 143, ""),
 )
 FAIL_REASONS = (
     "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref "

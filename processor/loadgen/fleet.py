@@ -164,7 +164,7 @@ class Simulation:
     def step(self) -> tuple[str, str, dict[str, Any]]:
         """Advance the simulation by one event: (detail-type, resource ARN, event dict)."""
         rng = self.rng
-        self.now += int(rng.expovariate(1 / 40)) + 1
+        self.now += int(rng.expovariate(1 / self.o.step_ms)) + 1
         if self.queue:
             inst = self.queue.pop(0)
             if inst.status != "INACTIVE":
@@ -255,7 +255,7 @@ class Simulation:
                 task.stop_code = "TaskFailedToStart"
                 task.stopped_reason = rng.choice(FAIL_REASONS).format(image=task.containers[0].image)
             else:
-                code, reason, task.exit_code = rng.choice(STOPS)
+                code, reason, task.exit_code, task.exit_reason = rng.choice(STOPS)
                 task.stop_code = code
                 task.stopped_reason = reason.format(svc=rng.randrange(10**18, 10**19), tg=random_hex(rng, 16))
         if status in ("DEPROVISIONING", "STOPPED") or (status == "STOPPING" and not task.awsvpc):
@@ -266,6 +266,8 @@ class Simulation:
                     c.exit_code = None if task.fails else (task.exit_code if k == 0 else 0)
                     if task.fails and k == 0:
                         c.reason = task.stopped_reason.split(":")[0]
+                    elif k == 0 and task.exit_reason:
+                        c.reason = task.exit_reason
                     c.health = "UNKNOWN" if c.health else ""
             if task.awsvpc:
                 task.eni_status = "DETACHED" if status == "DEPROVISIONING" else "DELETED"

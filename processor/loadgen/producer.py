@@ -299,6 +299,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="valid events of detail-types the processor ignores (ECS Service Action ...)")
     parser.add_argument("--format", choices=FORMATS, default="json")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--step-ms", type=int, default=40,
+                        help="mean simulated milliseconds between events (larger spreads the fleet's life over "
+                             "hours: start and stop times, stopped tasks by day)")
     parser.add_argument("--truth", default=None, metavar="FILE", help="write the ground truth JSON here")
     parser.add_argument("--dry-run", action="store_true",
                         help="generate without Kinesis (measures the pure generator; writes the truth)")
@@ -316,6 +319,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return Options(clusters=args.clusters, instances=args.instances, tasks=args.tasks,
                    duplicate_rate=args.duplicate_rate, reorder_window=args.reorder_window,
                    poison_rate=args.poison_rate, ignored_rate=args.ignored_rate, format=args.format, seed=args.seed,
+                   step_ms=args.step_ms,
                    region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
 
 

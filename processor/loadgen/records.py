@@ -33,6 +33,7 @@ class Options:
     account: str = "123456789012"
     region: str = "us-east-1"
     start_ms: int = 1_740_787_200_000   # 2025-03-01T00:00:00Z, the simulated clock's origin
+    step_ms: int = 40                   # mean simulated time between events (the demo spreads hours)
 
     def __post_init__(self) -> None:
         if self.clusters < 1:
@@ -47,6 +48,8 @@ class Options:
                 raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
         if self.poison_rate + self.ignored_rate > 1.0:
             raise ValueError("--poison-rate + --ignored-rate must not exceed 1")
+        if self.step_ms < 1:
+            raise ValueError(f"--step-ms must be >= 1, got {self.step_ms}")
         if self.reorder_window < 0:
             raise ValueError(f"--reorder-window must be >= 0, got {self.reorder_window}")
         if self.format not in FORMATS:

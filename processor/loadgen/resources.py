@@ -139,6 +139,7 @@ class Task:
     stop_code: str = ""
     stopped_reason: str = ""
     exit_code: int = 0
+    exit_reason: str = ""  # the main container's reason when it exits (e.g. OutOfMemoryError)
 
     def detail(self, account: str, region: str) -> dict[str, Any]:
         """The ``detail`` of an ECS Task State Change event for the current state."""

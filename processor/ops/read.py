@@ -1,19 +1,28 @@
-"""The read side: ``ecs-state get | tasks | instances | dead-letters``. Reads the tables the workers write.
+"""The read side: ``ecs-state get | tasks | stopped | why | instances | dead-letters``. Reads the tables the
+workers write. Every listing prints a table for people, or with ``--output json`` a JSON array of the stored items
+(compressed attributes decoded) for scripts; ``get`` and ``why`` print one item.
 
-- ``get ARN`` picks the table from the ARN's shape (``:task/`` or ``:container-instance/``) and prints the item
-  with compressed attributes decoded (``compressed_attributes`` names attributes stored as B = zlib(msgpack(v)));
-  ``--raw`` prints the stored form instead.
-- ``tasks --cluster C [--status S]`` queries the GSI ``clusterArn-lastStatus-index`` (keys only): with a status,
-  on both keys; without, on ``clusterArn`` alone, which returns every status of that cluster in one query (neither
-  a query per known status, which would miss statuses ECS adds later, nor a scan of every cluster's tasks). The
-  full items then come from the table by BatchGetItem with consistent reads; because the index lags the table a
-  little, items whose current ``lastStatus`` no longer matches ``--status`` are dropped.
-- ``instances --cluster C`` scans the instance table with a filter on ``clusterArn``: the table has no index on
-  it (one item per container instance, a small table), so this reads the whole table.
+Each question is a Query on an index (``core/schema.py``), never a Scan of a state table; the indexes project
+keys (or the one attribute a listing filters on), and the full items then come from the table by consistent
+BatchGetItem. Because an index lags the table a little, every item read is checked again against the question
+(cluster, status, service, instance, time) and dropped when it no longer matches.
+
+- ``get ARN`` picks the table from the ARN's shape and prints the item (``--raw``: compressed attributes as stored).
+- ``tasks --cluster C [--status S]``: ``cluster-index``, one Query per part of the cluster (``CLUSTER_PARTS``), with
+  a status as a filter on the projected ``lastStatus``; ``--service NAME``: ``service-index`` (``<cluster>#service:NAME``);
+  ``--instance I``: ``instance-index`` on the container-instance ARN (an EC2 instance id is first resolved through
+  the instance table's ``ec2-instance-index``; a container-instance id is made an ARN with the cluster's).
+  ``--at TIME`` keeps the tasks running at TIME (``questions.running_at``).
+- ``stopped --cluster C [--service NAME] [--since TIME|DURATION] [--until TIME]``: ``stopped-index``, one Query
+  per UTC day of the window (newest first), ``stoppedAt`` in the window; ``--service`` filters on the projected
+  ``group``. A DURATION as ``--since`` counts back from ``--until`` (default now); default window: 24 hours.
+- ``why TASK``: GetItem of the task (an id is made an ARN with ``--cluster``) and its story (``questions.story``).
+- ``instances --cluster C`` scans the instance table with a filter on ``clusterArn`` (one item per container
+  instance, a small table).
 - ``dead-letters`` lists the dead-letter table (a scan; ``--shard`` queries one shard), with ``--with-data`` the
   raw record bytes reassembled from their parts and decompressed, ready to be replayed.
 
-The pure formatting (``decode_item``, ``render_table``, ``task_row``...) is in ``ops/render.py``; this module
+The pure formatting is in ``ops/render.py``, the pure time and story rules in ``ops/questions.py``; this module
 holds the thin DynamoDB reads (boto3 paginators, BatchGetItem with retries of unprocessed keys) and the commands.
 """
 
@@ -22,9 +31,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Sequence, TextIO
 
+from processor.core.schema import (
+    CLUSTER_INDEX,
+    EC2_INSTANCE_INDEX,
+    INSTANCE_INDEX,
+    SERVICE_INDEX,
+    STOPPED_INDEX,
+    Index,
+    cluster_parts,
+    cluster_service,
+    stopped_day,
+)
 from processor.errors import ReadError
+from processor.ops import questions
 from processor.ops.render import (
     OUTPUTS,
     LowItem,
@@ -42,10 +64,8 @@ from processor.ops.render import (
     to_json,
 )
 
-TASK_INDEX = "clusterArn-lastStatus-index"
 BATCH_GET_LIMIT = 100
-
-
+DEFAULT_STOPPED_WINDOW = "24h"
 
 
 # -------------------------------------------------------------------------------------------------- I/O part
@@ -90,28 +110,102 @@ def batch_get(ddb: Any, table: str, key_name: str, arns: Sequence[str], deadline
     return found
 
 
+def index_keys(ddb: Any, table: str, index: Index, hash_value: str,
+               range_between: tuple[str, str] | None = None, where: dict[str, str] | None = None,
+               newest_first: bool = False) -> list[dict[str, Any]]:
+    """Every entry (keys and projected attributes, low-level) of one index partition: a Query on the hash key,
+    optionally the range key between two values, and ``where`` (attribute -> value) as a filter on projected
+    attributes (``lastStatus`` for ``--status``, ``group`` for ``--service``)."""
+    condition, names = "#h = :h", {"#h": index.hash_key}
+    values: dict[str, Any] = {":h": {"S": hash_value}}
+    if range_between is not None:
+        assert index.range_key
+        names["#r"] = index.range_key
+        condition += " AND #r BETWEEN :r0 AND :r1"
+        values[":r0"], values[":r1"] = {"S": range_between[0]}, {"S": range_between[1]}
+    request: dict[str, Any] = {"TableName": table, "IndexName": index.name, "KeyConditionExpression": condition,
+                               "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+    filters = [(name, value) for name, value in (where or {}).items() if value is not None]
+    if filters:
+        request["FilterExpression"] = " AND ".join(f"#f{i} = :f{i}" for i in range(len(filters)))
+        for i, (name, value) in enumerate(filters):
+            names[f"#f{i}"] = name
+            values[f":f{i}"] = {"S": value}
+    if newest_first:
+        request["ScanIndexForward"] = False
+    return [item for page in _pages(ddb, "query", **request) for item in page.get("Items", [])]
+
+
 def task_arns_in_cluster(ddb: Any, table: str, cluster: str, status: str | None) -> list[str]:
-    """Task ARNs from the keys-only GSI: on (clusterArn, lastStatus) or on clusterArn alone."""
-    condition, names, values = "#c = :c", {"#c": "clusterArn"}, {":c": {"S": cluster}}
-    if status:
-        condition += " AND #s = :s"
-        names["#s"] = "lastStatus"
-        values[":s"] = {"S": status}
-    arns: list[str] = []
-    for page in _pages(ddb, "query", TableName=table, IndexName=TASK_INDEX, KeyConditionExpression=condition,
-                       ExpressionAttributeNames=names, ExpressionAttributeValues=values):
-        arns.extend(item["taskArn"]["S"] for item in page.get("Items", []))
-    return sorted(set(arns))
+    """Task ARNs of a cluster from ``cluster-index``: one Query per part of the cluster."""
+    return sorted({it["taskArn"]["S"] for part in cluster_parts(cluster)
+                   for it in index_keys(ddb, table, CLUSTER_INDEX, part, where={"lastStatus": status})})
 
 
-def tasks_in_cluster(ddb: Any, table: str, cluster: str, status: str | None,
-                     include_expired: bool = False) -> list[dict[str, Any]]:
-    arns = task_arns_in_cluster(ddb, table, cluster, status)
-    items = [decode_item(it) for it in batch_get(ddb, table, "taskArn", arns)]
-    now = time.time()
-    items = [it for it in items if it.get("clusterArn") == cluster and (not status or it.get("lastStatus") == status)
+def container_instance_arns(ddb: Any, instance_table: str, cluster: str, instance: str) -> list[str]:
+    """``--instance``: a container-instance ARN as it is; an EC2 instance id (``i-...``) through the instance
+    table's ``ec2-instance-index`` (every container instance it registered as); else a container-instance id."""
+    if instance.startswith("arn:"):
+        return [instance]
+    if instance.startswith("i-"):
+        found = sorted({it["containerInstanceArn"]["S"]
+                        for it in index_keys(ddb, instance_table, EC2_INSTANCE_INDEX, instance)})
+        if not found:
+            raise ReadError(f"no container instance with EC2 instance id {instance} in table {instance_table}")
+        return found
+    head, _, name = cluster.partition(":cluster/")
+    return [f"{head}:container-instance/{name}/{instance}"]
+
+
+def read_tasks(ddb: Any, table: str, arns: Sequence[str]) -> list[dict[str, Any]]:
+    return [decode_item(it) for it in batch_get(ddb, table, "taskArn", sorted(set(arns)))]
+
+
+def find_tasks(ddb: Any, task_table: str, instance_table: str, cluster: str, *, status: str | None = None,
+               service: str | None = None, instance: str | None = None, at: str | None = None,
+               include_expired: bool = False, now: float | None = None) -> list[dict[str, Any]]:
+    """``ecs-state tasks``: the stored tasks of a cluster, by instance, service or the whole cluster, that match
+    every condition given."""
+    group = questions.service_group(service) if service else None
+    if instance:
+        places = container_instance_arns(ddb, instance_table, cluster, instance)
+        arns = [it["taskArn"]["S"] for place in places
+                for it in index_keys(ddb, task_table, INSTANCE_INDEX, place, where={"lastStatus": status})]
+    elif group:
+        arns = [it["taskArn"]["S"] for it in index_keys(ddb, task_table, SERVICE_INDEX,
+                                                         cluster_service(cluster, group), where={"lastStatus": status})]
+    else:
+        arns = task_arns_in_cluster(ddb, task_table, cluster, status)
+        places = None
+    moment = questions.parse_time(at) if at else None
+    now = time.time() if now is None else now
+    items = [it for it in read_tasks(ddb, task_table, arns)
+             if it.get("clusterArn") == cluster and (not status or it.get("lastStatus") == status)
+             and (not group or it.get("group") == group)
+             and (not instance or it.get("containerInstanceArn") in places)
+             and (moment is None or questions.running_at(it, moment))
              and (include_expired or not is_expired(it, now))]
     return sort_tasks(items)
+
+
+def find_stopped(ddb: Any, table: str, cluster: str, since: str | None = None, until: str | None = None,
+                 service: str | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+    """``ecs-state stopped``: the tasks of a cluster (or one service) that stopped in the window, newest first."""
+    now = now or datetime.now(timezone.utc)
+    end = questions.parse_time(until) if until else now
+    start = questions.parse_since(since or DEFAULT_STOPPED_WINDOW, end)  # a DURATION counts back from the end
+    if start > end:
+        raise ReadError(f"--since ({questions.ecs_time(start)}) is after --until ({questions.ecs_time(end)})")
+    group = questions.service_group(service) if service else None
+    # the key condition compares text: widen by a second, then decide on the parsed times
+    between = (questions.ecs_time(start - timedelta(seconds=1)), questions.ecs_time(end + timedelta(seconds=1)))
+    arns = [it["taskArn"]["S"] for day in questions.days_between(start, end)
+            for it in index_keys(ddb, table, STOPPED_INDEX, stopped_day(cluster, day), range_between=between,
+                                 where={"group": group}, newest_first=True)]
+    items = [it for it in read_tasks(ddb, table, arns)
+             if it.get("clusterArn") == cluster and it.get("lastStatus") == "STOPPED"
+             and (not group or it.get("group") == group) and questions.stopped_between(it, start, end)]
+    return questions.newest_stopped_first(items)
 
 
 def scan_cluster(ddb: Any, table: str, cluster: str, projection: str | None = None,
@@ -166,20 +260,46 @@ def register(subparsers: Any) -> None:
                                 description="Print the stored item of a task or container-instance ARN.")
     get.add_argument("arn")
     get.add_argument("--raw", action="store_true", help="print compressed attributes as stored (base64)")
-    _common(get, output="json")
+    _common(get)
     get.set_defaults(func=run, readside="get")
 
     tasks = subparsers.add_parser(
-        "tasks", help="list a cluster's tasks from the task table",
-        description=f"Query the {TASK_INDEX} index (with --status on both keys, else on clusterArn alone, "
-                    f"which returns all statuses), then read the items from the table.")
+        "tasks", help="list a cluster's tasks (by instance, service, status, or running at a time)",
+        description=f"Query an index ({CLUSTER_INDEX.name}; {SERVICE_INDEX.name} with --service; "
+                    f"{INSTANCE_INDEX.name} with --instance), then read the items from the table.")
     tasks.add_argument("--cluster", required=True, help="cluster name or ARN")
+    place = tasks.add_mutually_exclusive_group()
+    place.add_argument("--instance", help="container-instance ARN or id, or EC2 instance id (i-...)")
+    place.add_argument("--service", help="service name: the tasks whose group is service:NAME")
     tasks.add_argument("--status", help="lastStatus, e.g. RUNNING, PENDING, STOPPED")
+    tasks.add_argument("--at", metavar="TIME",
+                       help="only tasks running at TIME (ISO 8601, e.g. 2026-11-27T09:07:00.000Z): startedAt at or "
+                            "before it, and no stoppedAt or a later one")
     tasks.add_argument("--include-expired", action="store_true",
                        help="also list STOPPED tasks whose expires_at (TTL) has passed but DynamoDB has not yet "
                             "deleted")
     _common(tasks)
     tasks.set_defaults(func=run, readside="tasks")
+
+    stopped = subparsers.add_parser(
+        "stopped", help="the tasks that stopped in a time window, newest first, with stop codes and exit codes",
+        description=f"Query {STOPPED_INDEX.name} (one Query per UTC day of the window), then read the items.")
+    stopped.add_argument("--cluster", required=True, help="cluster name or ARN")
+    stopped.add_argument("--service", help="service name: only tasks whose group is service:NAME")
+    stopped.add_argument("--since", metavar="TIME|DURATION",
+                         help=f"window start: ISO 8601 time, or a duration before the window's end like 90m, 2h, "
+                              f"7d (default {DEFAULT_STOPPED_WINDOW})")
+    stopped.add_argument("--until", metavar="TIME", help="window end (default now)")
+    _common(stopped)
+    stopped.set_defaults(func=run, readside="stopped")
+
+    why = subparsers.add_parser(
+        "why", help="one task's story: where and when it ran, how it stopped, each container's exit code",
+        description="Read one task (GetItem) and tell where and when it ran and why it stopped, in plain words.")
+    why.add_argument("task", help="task ARN, or task id with --cluster")
+    why.add_argument("--cluster", help="cluster name or ARN (needed for a task id)")
+    _common(why)
+    why.set_defaults(func=run, readside="why")
 
     instances = subparsers.add_parser(
         "instances", help="list a cluster's container instances (scans the instance table)",
@@ -224,8 +344,25 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             out.write(to_json(decoded) + "\n" if args.output == "json" else render_item_table(decoded))
         elif args.readside == "tasks":
             cluster = resolve_cluster(args.cluster)
-            items = tasks_in_cluster(ddb, settings.task_table, cluster, args.status, args.include_expired)
+            items = find_tasks(ddb, settings.task_table, settings.instance_table, cluster, status=args.status,
+                               service=args.service, instance=args.instance, at=args.at,
+                               include_expired=args.include_expired)
             out.write(render("task", items, args.output))
+        elif args.readside == "stopped":
+            cluster = resolve_cluster(args.cluster)
+            items = find_stopped(ddb, settings.task_table, cluster, args.since, args.until, args.service)
+            out.write(render("stopped", items, args.output))
+        elif args.readside == "why":
+            arn = questions.task_arn(args.task, resolve_cluster(args.cluster) if args.cluster else None)
+            item = get_item(ddb, settings.task_table, "taskArn", arn)
+            if item is None:
+                print(f"ecs-state why: {arn} is not in table {settings.task_table}", file=sys.stderr)
+                return 1
+            decoded = decode_item(item)
+            told = questions.story(decoded)
+            out.write(to_json({"item": decoded, "story": [{"label": label, "text": text}
+                                                          for label, text in told.lines]}) + "\n"
+                      if args.output == "json" else questions.render_story(told))
         elif args.readside == "instances":
             cluster = resolve_cluster(args.cluster)
             out.write(render("instance", instances_in_cluster(ddb, settings.instance_table, cluster), args.output))

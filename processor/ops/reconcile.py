@@ -2,8 +2,8 @@
 
 ECS side: ListTasks for each desired status (RUNNING, PENDING, STOPPED; ECS keeps stopped tasks listable for about
 an hour) + DescribeTasks, and ListContainerInstances for each status + DescribeContainerInstances. Table side: the
-task index (keys only, so it carries ``lastStatus``) for the cluster, then consistent BatchGetItem of ``version``
-and ``lastStatus`` for the tasks ECS lists and for the stored tasks the index shows as not STOPPED; a filtered
+task table's ``cluster-index`` (keys only, so it carries ``lastStatus``; one Query per part of the cluster), then
+consistent BatchGetItem of ``version`` and ``lastStatus`` for the tasks ECS lists and for the stored tasks the index shows as not STOPPED; a filtered
 scan of the container-instance table. Stored STOPPED tasks / INACTIVE instances that ECS no longer lists are
 "gone", which is normal (ECS forgets them; the table keeps them until TTL), and are not read one by one.
 
@@ -37,6 +37,7 @@ import sys
 import time
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
+from processor.core.schema import CLUSTER_INDEX, cluster_parts
 from processor.errors import ReadError
 from processor.ops.drift import (
     FINAL_STATUS,
@@ -50,7 +51,7 @@ from processor.ops.drift import (
     seen_from_ecs,
     seen_from_items,
 )
-from processor.ops.read import batch_get
+from processor.ops.read import batch_get, index_keys
 
 TASK_DESIRED_STATUSES = ("RUNNING", "PENDING", "STOPPED")
 INSTANCE_STATUSES = ("ACTIVE", "DRAINING", "REGISTERING", "DEREGISTERING", "REGISTRATION_FAILED")
@@ -131,14 +132,9 @@ def stored_tasks(ddb: Any, table: str, cluster: str, live_arns: Iterable[str],
 
 
 def task_index(ddb: Any, table: str, cluster: str) -> list[tuple[str, str | None]]:
-    """(taskArn, lastStatus) pairs of the cluster from the keys-only index."""
-    pairs: list[tuple[str, str | None]] = []
-    request: dict[str, Any] = {"TableName": table, "IndexName": "clusterArn-lastStatus-index",
-                               "KeyConditionExpression": "#c = :c", "ExpressionAttributeNames": {"#c": "clusterArn"},
-                               "ExpressionAttributeValues": {":c": {"S": cluster}}}
-    for page in ddb.get_paginator("query").paginate(**request):
-        pairs.extend((it["taskArn"]["S"], it.get("lastStatus", {}).get("S")) for it in page.get("Items", []))
-    return pairs
+    """(taskArn, lastStatus) pairs of the cluster from the keys-only ``cluster-index`` (one Query per part)."""
+    return [(it["taskArn"]["S"], it.get("lastStatus", {}).get("S")) for part in cluster_parts(cluster)
+            for it in index_keys(ddb, table, CLUSTER_INDEX, part)]
 
 
 def stored_instances(ddb: Any, table: str, cluster: str, only: Sequence[str] | None = None) -> dict[str, Seen]:

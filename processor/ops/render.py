@@ -105,6 +105,9 @@ INSTANCE_COLUMNS = ("CONTAINER INSTANCE", "EC2 INSTANCE", "STATUS", "AGENT", "RU
                     "UPDATED")
 
 
+STOPPED_COLUMNS = ("STOPPED AT", "TASK", "GROUP", "STOP CODE", "REASON", "CONTAINERS (name:exit(reason))")
+
+
 DEAD_LETTER_COLUMNS = ("SHARD", "SEQUENCE NUMBER", "CODE", "BYTES", "PARTITION KEY", "RECEIVED", "REASON")
 
 
@@ -112,6 +115,13 @@ def task_row(item: dict[str, Any]) -> list[str]:
     return [short(item.get("taskArn")), _text(item.get("lastStatus")), _text(item.get("desiredStatus")),
             _text(item.get("version")), short(item.get("taskDefinitionArn")), _text(item.get("launchType")),
             _text(item.get("startedAt")), _text(item.get("stoppedAt")), short(item.get("containerInstanceArn"))]
+
+
+def stopped_row(item: dict[str, Any]) -> list[str]:
+    from processor.ops.questions import containers_summary
+
+    return [_text(item.get("stoppedAt")), short(item.get("taskArn")), _text(item.get("group")),
+            _text(item.get("stopCode")), _text(item.get("stoppedReason"))[:60], containers_summary(item)]
 
 
 def instance_row(item: dict[str, Any]) -> list[str]:
@@ -152,11 +162,12 @@ def sort_tasks(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render(kind: str, items: list[dict[str, Any]], output: str) -> str:
-    """The printed result of a listing: a JSON array or a table (``kind``: task, instance, dead-letter)."""
+    """The printed result of a listing: a JSON array or a table (``kind``: task, stopped, instance, dead-letter)."""
     if output == "json":
         return to_json(items) + "\n"
     columns, row = {"task": (TASK_COLUMNS, task_row), "instance": (INSTANCE_COLUMNS, instance_row),
-                    "dead-letter": (DEAD_LETTER_COLUMNS, dead_letter_row)}[kind]
+                    "dead-letter": (DEAD_LETTER_COLUMNS, dead_letter_row),
+                    "stopped": (STOPPED_COLUMNS, stopped_row)}[kind]
     return render_table(columns, (row(it) for it in items))
 
 

@@ -1,14 +1,15 @@
 """The start-up check of the tables, shared by the processor's ``initialize`` and ``ecs-state run``'s preflight:
-DescribeTable each of our three tables and compare it with what the processor writes (``core/schema.py``
-``table_specs``). Every problem is one line naming the table or setting and the fix; none found means the
-processor may start. A table that is missing, another key schema, a missing index or an index keyed on one of our
-attributes with another type is a configuration error: found here, before any record, instead of turning every
-event into a dead letter. A missing table, a denied permission or credentials DynamoDB does not recognise are
-configuration too (``failures.CONFIG_CODES``). Everything else the one classifier (``shard/failures.py``) calls
-transient (throttling, 5xx, network, proxies, credentials that fail to refresh, any exception, a description we
-cannot read) is retried with the one backoff policy (``processor/retry.py``; for ever unless
-``writeRetryBudgetMillis`` is set), logging once a minute. The client is the writer's transport
-(``DynamoDBTransport``: the thin ``DynamoDBHttp`` in production).
+DescribeTable each of our three tables and compare it with the schema (``core/schema.py``). The processor needs
+only the key schemas: a table that is missing, another key schema, or an index keyed on an attribute the processor
+writes with another type (every such item would be refused) is a configuration error, one line naming the table or
+setting and the fix; none found means the processor may start. A missing table, a denied permission or credentials
+DynamoDB does not recognise are configuration too (``failures.CONFIG_CODES``). A missing read index (the ones
+``ecsState.readIndexes`` chooses), or one with other keys, only costs the read commands that query it: one
+WARNING log line naming ``ecs-state setup``, and the processor starts (tables made by AWS's documented Lambda are
+adopted as they are). Everything else the one classifier (``shard/failures.py``) calls transient (throttling, 5xx,
+network, proxies, credentials that fail to refresh, any exception, a description we cannot read) is retried with
+the one backoff policy (``processor/retry.py``; for ever unless ``writeRetryBudgetMillis`` is set), logging once a
+minute. The client is the writer's transport (``DynamoDBTransport``: the thin ``DynamoDBHttp`` in production).
 """
 
 from __future__ import annotations
@@ -19,18 +20,11 @@ from typing import Any, Callable
 
 from processor import logs
 from processor.config import Settings, property_key
-from processor.core.schema import table_specs
+from processor.core.schema import OWN_TYPES, TABLE_SETTINGS, kinds, table_specs
 from processor.errors import WriteFailed
 from processor.retry import DYNAMODB, EveryMinute
 from processor.shard.dynamodb_http import DynamoDBTransport
 from processor.shard.failures import CONFIG_CODES, TRANSIENT, Failure, classify
-
-#: the type of every attribute the processor itself writes (detail fields have whatever type the event has)
-OWN_TYPES = {"taskArn": "S", "containerInstanceArn": "S", "clusterArn": "S", "lastStatus": "S", "version": "N",
-             "cw_version": "S", "event_id": "S", "event_time": "S", "kinesis_shard_id": "S",
-             "kinesis_sequence_number": "S", "kinesis_subsequence_number": "N", "expires_at": "N",
-             "shardId": "S", "sequenceNumber": "S", "reasonCode": "S", "partitionKey": "S"}
-_SETTING = {0: "task_table", 1: "instance_table", 2: "dead_letter_table"}
 
 
 def _keys(schema: list[dict[str, str]], types: dict[str, str]) -> list[tuple[str, str, str]]:
@@ -42,7 +36,7 @@ def _show(keys: list[tuple[str, str, str]]) -> str:
 
 
 def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[str]:
-    """Problems of one described table against the spec it must match (pure)."""
+    """Configuration errors of one described table against its spec (pure): key schema, index key types."""
     name = spec["TableName"]
     fix = (f"point {property_key(setting)} at a table made by `ecs-state setup`, or create one with it "
            f"(the processor never creates tables)")
@@ -52,16 +46,6 @@ def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[s
     want, have = _keys(spec["KeySchema"], want_types), _keys(table.get("KeySchema", []), have_types)
     if want != have:
         problems.append(f"table {name} has key schema [{_show(have)}], the processor writes [{_show(want)}]; {fix}")
-    indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", []) or []}
-    for index in spec.get("GlobalSecondaryIndexes", []):
-        got = indexes.get(index["IndexName"])
-        want_index = _keys(index["KeySchema"], want_types)
-        if got is None:
-            problems.append(f"table {name} has no index {index['IndexName']} [{_show(want_index)}] (ecs-state tasks "
-                            f"reads it); {fix}")
-        elif _keys(got["KeySchema"], have_types) != want_index:
-            problems.append(f"table {name} index {index['IndexName']} has keys [{_show(_keys(got['KeySchema'], have_types))}]"
-                            f", the processor writes [{_show(want_index)}]; {fix}")
     for index in [*(table.get("GlobalSecondaryIndexes") or []), *(table.get("LocalSecondaryIndexes") or [])]:
         for attr, _, typ in _keys(index["KeySchema"], have_types):
             if attr in OWN_TYPES and typ != OWN_TYPES[attr]:
@@ -70,11 +54,28 @@ def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[s
     return problems
 
 
-def check_table(client: DynamoDBTransport, spec: dict[str, Any], setting: str, settings: Settings, *,
-                sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                rng: random.Random | None = None) -> list[str]:
-    """DescribeTable and compare, retrying transient failures; the problems of one table (empty: none)."""
-    name = spec["TableName"]
+def missing_indexes(spec: dict[str, Any], table: dict[str, Any]) -> list[str]:
+    """The spec's read indexes that the described table lacks or has with other keys (pure): each costs only the
+    read commands that query it."""
+    want_types = {a["AttributeName"]: a["AttributeType"] for a in spec["AttributeDefinitions"]}
+    have_types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
+    indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", []) or []}
+    missing = []
+    for index in spec.get("GlobalSecondaryIndexes", []):
+        got = indexes.get(index["IndexName"])
+        want_index = _keys(index["KeySchema"], want_types)
+        if got is None:
+            missing.append(f"{spec['TableName']} has no index {index['IndexName']}")
+        elif _keys(got["KeySchema"], have_types) != want_index:
+            missing.append(f"{spec['TableName']} index {index['IndexName']} has keys "
+                           f"[{_show(_keys(got['KeySchema'], have_types))}], not [{_show(want_index)}]")
+    return missing
+
+
+def describe(client: DynamoDBTransport, name: str, setting: str, settings: Settings, *,
+             sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+             rng: random.Random | None = None) -> dict[str, Any] | list[str]:
+    """DescribeTable, retrying transient failures: the table's description, or its problems (configuration)."""
     started, attempt, retrying_log = clock(), 0, EveryMinute(clock=clock)
     budget_s = settings.write_retry_budget_millis / 1000
     while True:
@@ -86,7 +87,7 @@ def check_table(client: DynamoDBTransport, spec: dict[str, Any], setting: str, s
                 table = reply.body.get("Table")
                 if not isinstance(table, dict):
                     raise TypeError(f"DescribeTable's reply holds no table: {str(reply.body)[:100]}")
-                return compare(spec, table, setting)
+                return table
             failure = reply
         except Exception as exc:  # whatever the type (credentials, network, a reply not understood): transient
             failure = exc
@@ -110,8 +111,21 @@ def check_table(client: DynamoDBTransport, spec: dict[str, Any], setting: str, s
 
 
 def table_problems(settings: Settings, client: DynamoDBTransport, **retry: Any) -> list[str]:
-    """Every problem with our three tables, one line each (empty: the processor may start)."""
+    """Every configuration error of our three tables, one line each (empty: the processor may start). Missing
+    read indexes are logged as one WARNING line naming ``ecs-state setup``, not returned."""
     problems: list[str] = []
-    for n, spec in enumerate(table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table)):
-        problems += check_table(client, spec, _SETTING[n], settings, **retry)
+    missing: list[str] = []
+    specs = table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table, settings.indexes())
+    for kind, spec in zip(kinds(), specs):
+        table = describe(client, spec["TableName"], TABLE_SETTINGS[kind], settings, **retry)
+        if isinstance(table, list):
+            problems += table
+        else:
+            problems += compare(spec, table, TABLE_SETTINGS[kind])
+            missing += missing_indexes(spec, table)
+    if missing and not problems:
+        logs.log("read_indexes_missing", level="WARNING", missing=missing,
+                 action="the processor writes as usual; the read commands that query these indexes fail until "
+                        "`ecs-state setup --properties FILE` adds them (online), or choose the indexes with "
+                        "ecsState.readIndexes")
     return problems

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from processor.aws import client
+from processor.core.schema import TASK, index_attributes
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "ecs-state.yaml"
 TABLE_RESOURCES = {"task": "TaskTable", "instance": "InstanceTable", "dead_letter": "DeadLetterTable"}
@@ -59,6 +60,13 @@ def create_tables_from_template(suffix: str | None = None) -> dict[str, str]:
         ddb.create_table(**request)
         names[kind] = name
     return names
+
+
+def indexed(item: dict[str, Any]) -> dict[str, Any]:
+    """A low-level task item put directly by a test, with the derived index keys the processor would write
+    (``core/schema.py`` ``index_attributes``)."""
+    plain = {name: value["S"] for name, value in item.items() if "S" in value}
+    return {**item, **{name: {"S": value} for name, value in index_attributes(TASK, plain).items()}}
 
 
 def properties_file(directory: Path, tables: dict[str, str]) -> Path:

@@ -33,6 +33,7 @@ from cfnlint.api import ManualArgs, lint_file
 
 from processor.aws import client
 from processor.config import env_key, load_settings, parse_properties, property_key
+from processor.core.schema import cluster_part, cluster_parts, table_specs
 from processor.ops.preflight import check_required
 
 PROPERTIES_OUTPUTS = {"StreamName", "StreamArn", "TaskTable", "InstanceTable", "DeadLetterTable",
@@ -126,9 +127,9 @@ def test_cfn_lint_passes_including_informational_checks() -> None:
 
 
 def test_cfn_lint_does_catch_a_broken_template(tmp_path: Path) -> None:
-    """The lint test can fail: drop the task table's lastStatus attribute definition the index needs."""
+    """The lint test can fail: drop the task table's cluster_part attribute definition the index needs."""
     broken = TEMPLATE.read_text(encoding="utf-8").replace(
-        "        - {AttributeName: lastStatus, AttributeType: S}\n", "", 1)
+        "        - {AttributeName: cluster_part, AttributeType: S}\n", "", 1)
     assert broken != TEMPLATE.read_text(encoding="utf-8")
     path = tmp_path / "broken.yaml"
     path.write_text(broken, encoding="utf-8")
@@ -201,47 +202,61 @@ def test_eventbridge_role_may_only_put_into_the_stream(stack: dict[str, Any]) ->
     assert grant["Resource"] == stack["outputs"]["StreamArn"]
 
 
-def test_tables_have_the_data_layout_keys_and_the_task_index(stack: dict[str, Any]) -> None:
+def _comparable(table: dict[str, Any]) -> dict[str, Any]:
+    """Keys, attribute types and indexes of a CreateTable spec or a described table, order-free."""
+    return {"KeySchema": table["KeySchema"],
+            "AttributeDefinitions": sorted((a["AttributeName"], a["AttributeType"])
+                                           for a in table["AttributeDefinitions"]),
+            "GlobalSecondaryIndexes": sorted((i["IndexName"], repr(i["KeySchema"]), repr(i["Projection"]))
+                                             for i in table.get("GlobalSecondaryIndexes") or [])}
+
+
+def test_the_template_tables_are_the_schema_of_core_schema_py() -> None:
+    """One schema: the template's three tables are what ``ecs-state setup`` creates (core/schema.py)."""
+    resources = load_template()["Resources"]
+    specs = table_specs("t", "i", "d")
+    for spec, logical_id in zip(specs, ("TaskTable", "InstanceTable", "DeadLetterTable")):
+        props = resources[logical_id]["Properties"]
+        assert props["BillingMode"] == spec["BillingMode"] == "PAY_PER_REQUEST"
+        assert _comparable(props) == _comparable(spec), logical_id
+
+
+def test_deployed_tables_have_the_schema_keys_and_indexes(stack: dict[str, Any]) -> None:
     ddb = client("dynamodb")
     outputs = stack["outputs"]
-    tasks = ddb.describe_table(TableName=outputs["TaskTable"])["Table"]
-    assert tasks["KeySchema"] == [{"AttributeName": "taskArn", "KeyType": "HASH"}]
-    assert tasks["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    types = {a["AttributeName"]: a["AttributeType"] for a in tasks["AttributeDefinitions"]}
-    assert types == {"taskArn": "S", "clusterArn": "S", "lastStatus": "S"}
-    (index,) = tasks["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "clusterArn-lastStatus-index"
-    assert index["KeySchema"] == [{"AttributeName": "clusterArn", "KeyType": "HASH"},
-                                  {"AttributeName": "lastStatus", "KeyType": "RANGE"}]
-    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
-
-    instances = ddb.describe_table(TableName=outputs["InstanceTable"])["Table"]
-    assert instances["KeySchema"] == [{"AttributeName": "containerInstanceArn", "KeyType": "HASH"}]
-    assert instances["AttributeDefinitions"] == [{"AttributeName": "containerInstanceArn", "AttributeType": "S"}]
-    assert instances["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    assert not instances.get("GlobalSecondaryIndexes")
-
-    dead = ddb.describe_table(TableName=outputs["DeadLetterTable"])["Table"]
-    assert dead["KeySchema"] == [{"AttributeName": "shardId", "KeyType": "HASH"},
-                                 {"AttributeName": "sequenceNumber", "KeyType": "RANGE"}]
-    assert {a["AttributeName"]: a["AttributeType"] for a in dead["AttributeDefinitions"]} == {
-        "shardId": "S", "sequenceNumber": "S"}
-    assert dead["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    specs = table_specs(outputs["TaskTable"], outputs["InstanceTable"], outputs["DeadLetterTable"])
+    for spec in specs:
+        described = ddb.describe_table(TableName=spec["TableName"])["Table"]
+        assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        assert _comparable(described) == _comparable(spec), spec["TableName"]
 
 
 def test_the_gsi_answers_the_readside_query(stack: dict[str, Any]) -> None:
-    """Items written with the data layout's attribute names land in the index the way readside queries it."""
+    """Items with the processor's derived index keys land in cluster-index the way the read side queries it."""
     ddb, table = client("dynamodb"), stack["outputs"]["TaskTable"]
     cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/gsi"
     for i, status in enumerate(["RUNNING", "RUNNING", "STOPPED"]):
-        ddb.put_item(TableName=table, Item={"taskArn": {"S": f"arn:aws:ecs:us-east-1:123456789012:task/gsi/{i}"},
-                                            "clusterArn": {"S": cluster}, "lastStatus": {"S": status},
-                                            "version": {"N": "1"}})
-    running = ddb.query(TableName=table, IndexName="clusterArn-lastStatus-index",
-                        KeyConditionExpression="clusterArn = :c AND lastStatus = :s",
-                        ExpressionAttributeValues={":c": {"S": cluster}, ":s": {"S": "RUNNING"}})["Items"]
+        arn = f"arn:aws:ecs:us-east-1:123456789012:task/gsi/{i}"
+        ddb.put_item(TableName=table, Item={"taskArn": {"S": arn}, "clusterArn": {"S": cluster},
+                                            "lastStatus": {"S": status}, "version": {"N": "1"},
+                                            "cluster_part": {"S": cluster_part(cluster, arn)}})
+    running = [it for part in cluster_parts(cluster) for it in ddb.query(
+        TableName=table, IndexName="cluster-index", KeyConditionExpression="cluster_part = :c",
+        FilterExpression="lastStatus = :s", ExpressionAttributeValues={":c": {"S": part}, ":s": {"S": "RUNNING"}}
+    )["Items"]]
     assert sorted(it["taskArn"]["S"].rsplit("/", 1)[1] for it in running) == ["0", "1"]
-    assert set(running[0]) == {"taskArn", "clusterArn", "lastStatus"}  # keys only
+    assert set(running[0]) == {"taskArn", "cluster_part", "lastStatus"}  # keys and the projected status
+
+
+def test_reader_policy_allows_point_reads_and_queries_of_the_state_tables_only(stack: dict[str, Any]) -> None:
+    outputs = stack["outputs"]
+    table_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/{}".format
+    (statement,) = _policy_document(outputs["ReaderPolicyArn"])["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"]
+    assert sorted(statement["Resource"]) == sorted(
+        [table_arn(outputs["TaskTable"]), table_arn(outputs["TaskTable"]) + "/index/*",
+         table_arn(outputs["InstanceTable"]), table_arn(outputs["InstanceTable"]) + "/index/*"])
 
 
 def _worker_statements(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -271,7 +286,8 @@ def test_worker_policy_grants_kcl_and_our_tables_and_nothing_wider(stack: dict[s
                                                                                "DeadLetterTable"))
     assert "dynamodb:PutItem" in ours["Action"]
     assert not {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:CreateTable"} & set(ours["Action"])
-    assert statements["QueryTaskIndex"]["Resource"] == table_arn(outputs["TaskTable"]) + "/index/*"
+    assert sorted(statements["QueryTaskIndex"]["Resource"]) == [table_arn(outputs["InstanceTable"]) + "/index/*",
+                                                                table_arn(outputs["TaskTable"]) + "/index/*"]
 
     metrics = statements["KclMetrics"]
     assert metrics["Action"] == "cloudwatch:PutMetricData"

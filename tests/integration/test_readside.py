@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfn_template import create_tables_from_template, properties_file
+from cfn_template import create_tables_from_template, indexed, properties_file
 
 from processor.aws import client
 from processor.core.dead_letters import dead_letter
@@ -38,7 +38,7 @@ def tables(moto_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         item = {"taskArn": {"S": task_arn(cluster.rsplit("/", 1)[1], task_id)}, "clusterArn": {"S": cluster},
                 "lastStatus": {"S": status}, "desiredStatus": {"S": "RUNNING"}, "version": {"N": str(version)},
                 "taskDefinitionArn": {"S": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:1"}, **extra}
-        ddb.put_item(TableName=names["task"], Item=item)
+        ddb.put_item(TableName=names["task"], Item=indexed(item))
 
     task(CLUSTER_A, "t1", "RUNNING", 3,
          containers={"B": compress_value([{"name": "web", "lastStatus": "RUNNING"}])},
@@ -68,13 +68,13 @@ def run(*argv: str) -> tuple[int, str]:
 
 
 def test_get_task_prints_the_item_with_compressed_attributes_decoded(tables: dict[str, Any]) -> None:
-    code, out = run("get", task_arn("alpha", "t1"), "--properties", tables["properties"])
+    code, out = run("get", task_arn("alpha", "t1"), "--output", "json", "--properties", tables["properties"])
     assert code == 0
     item = json.loads(out)
     assert item["containers"] == [{"name": "web", "lastStatus": "RUNNING"}]
     assert "compressed_attributes" not in item and item["version"] == 3
 
-    code, out = run("get", task_arn("alpha", "t1"), "--raw", "--properties", tables["properties"])
+    code, out = run("get", task_arn("alpha", "t1"), "--raw", "--output", "json", "--properties", tables["properties"])
     assert json.loads(out)["compressed_attributes"] == ["containers"]
 
 
@@ -140,9 +140,9 @@ def test_tasks_reads_more_than_one_batch(moto_server: Any, tmp_path: Path) -> No
     ddb = client("dynamodb")
     cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/big"
     for i in range(230):
-        ddb.put_item(TableName=names["task"], Item={"taskArn": {"S": task_arn("big", f"{i:04d}")},
-                                                   "clusterArn": {"S": cluster}, "lastStatus": {"S": "RUNNING"},
-                                                   "version": {"N": "1"}})
+        ddb.put_item(TableName=names["task"], Item=indexed({"taskArn": {"S": task_arn("big", f"{i:04d}")},
+                                                           "clusterArn": {"S": cluster},
+                                                           "lastStatus": {"S": "RUNNING"}, "version": {"N": "1"}}))
     code, out = run("tasks", "--cluster", cluster, "--status", "RUNNING", "--output", "json",
                     "--properties", str(properties_file(tmp_path, names)))
     assert code == 0

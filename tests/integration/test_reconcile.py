@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from cfn_template import create_tables_from_template, properties_file
+from cfn_template import create_tables_from_template, indexed, properties_file
 
 from processor.aws import client
 from processor.ops import reconcile
@@ -81,9 +81,9 @@ def dynamodb() -> Any:
 
 
 def put_task(table: str, cluster: str, arn: str, status: str, version: int) -> None:
-    dynamodb().put_item(TableName=table, Item={
+    dynamodb().put_item(TableName=table, Item=indexed({
         "taskArn": {"S": arn}, "clusterArn": {"S": cluster}, "lastStatus": {"S": status},
-        "version": {"N": str(version)}})
+        "version": {"N": str(version)}}))
 
 
 def put_instance(table: str, cluster: str, arn: str, status: str, version: int) -> None:

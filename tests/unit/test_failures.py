@@ -13,7 +13,7 @@ from processor.config import Settings
 from processor.core.schema import table_specs
 from processor.shard.dynamodb_http import Response, TransportError, TransportTimeout
 from processor.shard.failures import RECORD, STALE, TRANSIENT, building, classify
-from processor.shard.table_check import compare
+from processor.shard.table_check import compare, missing_indexes
 
 
 def _reply(code: str, status: int = 400) -> Response:
@@ -73,7 +73,7 @@ def test_the_tables_setup_makes_have_no_problems() -> None:
         assert compare(spec, _described(spec), "task_table") == []
 
 
-def test_another_key_schema_a_missing_index_and_an_index_of_another_type_are_named() -> None:
+def test_another_key_schema_and_an_index_of_another_type_are_errors_a_missing_read_index_only_a_warning() -> None:
     task = table_specs(Settings().task_table, Settings().instance_table, Settings().dead_letter_table)[0]
     other = {"TableName": task["TableName"], "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
              "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"},
@@ -81,7 +81,15 @@ def test_another_key_schema_a_missing_index_and_an_index_of_another_type_are_nam
              "GlobalSecondaryIndexes": [{"IndexName": "by-version",
                                          "KeySchema": [{"AttributeName": "version", "KeyType": "HASH"}]}]}
     problems = compare(task, other, "task_table")
-    assert len(problems) == 3
+    assert len(problems) == 2
     assert "key schema [id HASH S], the processor writes [taskArn HASH S]" in problems[0]
-    assert "no index clusterArn-lastStatus-index" in problems[1]
-    assert "keyed on version of type S" in problems[2] and "ecsState.taskTable" in problems[2]
+    assert "keyed on version of type S" in problems[1] and "ecsState.taskTable" in problems[1]
+    assert "ECSTaskState has no index cluster-index" in missing_indexes(task, other)
+
+
+def test_a_table_made_by_the_documented_lambda_hash_key_only_is_adopted_with_its_indexes_missing() -> None:
+    task = table_specs(Settings().task_table, Settings().instance_table, Settings().dead_letter_table)[0]
+    lambdas = {"TableName": task["TableName"], "KeySchema": [{"AttributeName": "taskArn", "KeyType": "HASH"}],
+               "AttributeDefinitions": [{"AttributeName": "taskArn", "AttributeType": "S"}]}
+    assert compare(task, lambdas, "task_table") == []
+    assert len(missing_indexes(task, lambdas)) == len(task["GlobalSecondaryIndexes"]) == 4

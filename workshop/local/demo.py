@@ -4,6 +4,11 @@ Starts the embedded local stack (moto + kinesis-mock on 127.0.0.1), creates the 
 ``--workers`` KCL daemons (``ecs-state run``, one application name) with our processor, runs the synthetic
 producer with a progress bar, waits until the tables match the producer's ground truth, prints a summary ending
 in ``verified``, stops everything it started and exits 0. Otherwise it lists the mismatches and exits 1.
+
+``--keep``: after ``verified``, the workers stop but the local stack stays up until Ctrl-C, and the demo prints the
+environment to export and read commands to try on its data (``try_commands``: a stopped task found in the table,
+its cluster, service, EC2 instance and times). The fleet's simulated clock is spread over hours (``--step-ms``),
+so start and stop times, the stopped tasks by day and ``tasks --at`` have something to find.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from processor.shard.flush_report import flush_reports, total
 
 STREAM = "ecs-events"
 APPLICATION = "ecs-state-demo"
+#: mean simulated time between events: 2000 events span about 5.5 hours of the fleet's life
+STEP_MS = 10_000
 
 
 @dataclass
@@ -50,6 +57,79 @@ def flush_totals(lines: Iterable[str]) -> Totals:
     for name in ("records", "writes", "stale", "ignored", "dead_letters", "requests", "retries"):
         setattr(totals, name, total(reports, name))
     return totals
+
+
+def try_commands(env: dict[str, str], task: dict[str, Any], ec2_instance_id: str | None) -> list[str]:
+    """The lines ``--keep`` prints (pure): the environment to export, then read commands about one stopped task
+    (``task``: its stored item, plain values) and its cluster, service, instance and times."""
+    from datetime import timedelta
+
+    from processor.ops.questions import ecs_time, parse_time
+
+    lines = ["# the local stack stays up until Ctrl-C; in another shell:"]
+    lines += [f"export {name}={shlex.quote(env[name])}" for name in
+              ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION",
+               "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ECS_STATE_PROPERTIES") if name in env]
+    lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH")
+    cluster = str(task["clusterArn"])
+    name = cluster.rsplit("/", 1)[-1]
+    task_id = str(task["taskArn"]).rsplit("/", 1)[-1]
+    stopped = parse_time(str(task["stoppedAt"]))
+    lines += ["# try:", f"ecs-state why {task_id} --cluster {name}",
+              (f"ecs-state stopped --cluster {name} --since {ecs_time(stopped - timedelta(hours=1))} "
+              f"--until {ecs_time(stopped + timedelta(minutes=10))}")]
+    group = str(task.get("group", ""))
+    if group.startswith("service:"):
+        service = group.split(":", 1)[1]
+        lines.append(f"ecs-state tasks --cluster {name} --service {service} --status RUNNING")
+        lines.append(f"ecs-state stopped --cluster {name} --service {service} --since 7d --until "
+                     f"{ecs_time(stopped + timedelta(hours=12))} --output json")
+    if ec2_instance_id:
+        lines.append(f"ecs-state tasks --cluster {name} --instance {ec2_instance_id}")
+    moment = task.get("startedAt") or task["stoppedAt"]
+    lines.append(f"ecs-state tasks --cluster {name} --at {moment}")
+    lines.append(f"ecs-state get {task['taskArn']}")
+    return lines
+
+
+def _stopped_example(client: Any, settings: Any, truth: dict[str, Any]) -> tuple[dict[str, Any], str | None] | None:
+    """A stopped task of the truth that ran on a container instance (or any stopped task), read from the table,
+    and its EC2 instance id."""
+    from processor.ops.render import decode_item
+
+    stopped = [arn for arn, t in sorted(truth.get("tasks", {}).items()) if t.get("lastStatus") == "STOPPED"]
+    fallback: tuple[dict[str, Any], str | None] | None = None
+    for arn in stopped[:200]:
+        low = client.get_item(TableName=settings.task_table, Key={"taskArn": {"S": arn}}).get("Item")
+        if not low:
+            continue
+        item = decode_item(low)
+        if not item.get("stoppedAt"):
+            continue
+        place = item.get("containerInstanceArn")
+        if place and str(item.get("group", "")).startswith("service:"):
+            inst = client.get_item(TableName=settings.instance_table,
+                                   Key={"containerInstanceArn": {"S": place}}).get("Item")
+            return item, (inst or {}).get("ec2InstanceId", {}).get("S")
+        fallback = fallback or (item, None)
+    return fallback
+
+
+def _raise_interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _keep_up(lines: list[str]) -> None:
+    """Print ``lines``, then wait for Ctrl-C or SIGTERM (both handled here: a shell starting the demo in the
+    background may have set SIGINT to be ignored)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    print("\n".join(lines), flush=True)
+    try:
+        while True:
+            signal.pause()  # until Ctrl-C (SIGINT raises KeyboardInterrupt)
+    except KeyboardInterrupt:
+        print("demo: stopping the local stack", file=sys.stderr)
 
 
 def _read_logs(paths: list[Path]) -> list[str]:
@@ -74,7 +154,7 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
 
 
 def run_demo(events: int, shards: int, workers: int, work_dir: Path, seed: int, deadline_s: float,
-             fmt: str, worker_command: str = "") -> int:
+             fmt: str, worker_command: str = "", keep: bool = False) -> int:
     bin_dir = Path(sys.executable).parent
     ecs_state = str(bin_dir / "ecs-state")
     worker = shlex.split(worker_command) or [ecs_state]
@@ -99,7 +179,7 @@ def run_demo(events: int, shards: int, workers: int, work_dir: Path, seed: int, 
                 [ecs_state, "produce", "--stream", STREAM, "--events", str(events), "--duplicate-rate", "0.05",
                  "--reorder-window", "20", "--poison-rate", "0.002", "--ignored-rate", "0.01", "--format", fmt,
                  "--seed", str(seed), "--truth", str(truth), "--clusters", "3", "--instances", "12",
-                 "--tasks", "150"], env=env)
+                 "--tasks", "150", "--step-ms", str(STEP_MS)], env=env)
             if produced.returncode != 0:
                 print(f"demo: the producer failed (exit {produced.returncode})", file=sys.stderr)
                 return 1
@@ -128,6 +208,12 @@ def run_demo(events: int, shards: int, workers: int, work_dir: Path, seed: int, 
               f"events/s {events / max(elapsed, 1e-9):.0f} end to end, "
               f"catch-up {caught_up - produced_at:.1f} s after the last event was sent")
         print(f"verified: {arns} ARNs at their newest version, {report.dead_letters.stored} dead letters as sent")
+        if keep:
+            example = _stopped_example(stack.client("dynamodb"), settings, truth_doc)
+            shell_env = {**env, "AWS_ENDPOINT_URL_STS": env["AWS_ENDPOINT_URL_DYNAMODB"],
+                         "ECS_STATE_PROPERTIES": str(properties)}
+            lines = try_commands(shell_env, *example) if example else ["# (no stopped task to show)"]
+            _keep_up(lines)
         return 0
 
 
@@ -144,6 +230,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--worker-command", default="",
                         help="what starts a worker in place of this venv's ecs-state (shell words; the demo "
                              "appends 'run --properties ...'), e.g. 'scripts/image worker --volume DIR --'")
+    parser.add_argument("--keep", action="store_true",
+                        help="after verified, keep the local stack up until Ctrl-C and print the environment and "
+                             "read commands to try")
     parser.set_defaults(func=run, parser=parser)
 
 
@@ -153,4 +242,4 @@ def run(args: argparse.Namespace) -> int:
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="ecs-state-demo-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     return run_demo(args.events, args.shards, args.workers, work_dir, args.seed, args.deadline, args.format,
-                    args.worker_command)
+                    args.worker_command, args.keep)
