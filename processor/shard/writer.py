@@ -45,7 +45,7 @@ from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
 from processor.shard.dynamodb_http import Response, serialise
 from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, classify
-from processor.shard.metrics import log_safely
+from processor.shard.metrics import Metrics, log_safely
 from processor.shard.stored_versions import StoredVersions
 from processor.shard.stored_versions import prefetch as read_stored_versions
 
@@ -118,6 +118,14 @@ class Writer:
         self._pool = ThreadPoolExecutor(max_workers=settings.write_concurrency, thread_name_prefix="put")
         self._log_lock = threading.Lock()
         self._last_logged = -LOG_EVERY_S * 2
+        self._metrics: Metrics | None = None
+        self._beat: Callable[[], None] = lambda: None
+
+    def observe(self, metrics: Metrics, beat: Callable[[], None]) -> None:
+        """Where the retry loop reports: ``WriteRetryingFor`` (with its once-a-minute log line) and the liveness
+        ``beat`` on every request, retries included (``shard/heartbeat.py``: a retrying flush is alive)."""
+        self._metrics = metrics
+        self._beat = beat
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -248,6 +256,7 @@ class Writer:
         started = self._clock()
         while True:
             attempt += 1
+            self._beat()
             flush.add(requests=1)
             reply: Response | None = None
             try:
@@ -282,6 +291,8 @@ class Writer:
                  attempt=attempt, retrying_for_s=round(waited_s, 1),
                  action="retrying while holding the lease; nothing is checkpointed past this write. Check "
                         "DynamoDB availability and throttling, the table and the worker's IAM permissions.")
+        if self._metrics is not None:
+            self._metrics.emit(self.shard_id, {"retrying_for_ms": round(waited_s * 1000)})
 
     def _log_refused(self, dead: DeadLetter) -> None:
         log_safely("dead_letter", level="WARNING", shard=dead.position.shard_id,
