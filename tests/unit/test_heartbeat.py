@@ -86,3 +86,14 @@ def test_the_probe_reads_the_files_ages(tmp_path: Path, capsys: pytest.CaptureFi
     clear_shards(tmp_path)  # the supervisor, before it starts the daemon again
     assert probe(env=env) == 0
     assert probe(env={}) == 2
+
+
+def test_ecs_state_status_liveness_is_the_same_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from processor.ops.cli import main
+
+    monkeypatch.setenv(HEARTBEAT_ENV, str(tmp_path))
+    assert main(["status", "--liveness"]) == 1
+    touch_worker(tmp_path)
+    assert main(["status", "--liveness"]) == 0
+    assert "healthy: worker alive" in capsys.readouterr().out
