@@ -59,6 +59,11 @@ class ShardHeartbeat:
     def start(self, shard_id: str) -> None:
         self.shard_id = shard_id
         self._last = float("-inf")
+        if self.folder is not None and not self._broken:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # the touch below fails and says so
         self.beat()
 
     @property

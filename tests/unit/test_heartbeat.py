@@ -58,10 +58,17 @@ def test_the_shard_file_is_touched_at_most_once_a_second_and_removed_when_the_sh
 
 
 def test_a_heartbeat_that_cannot_be_written_stops_quietly(tmp_path: Path) -> None:
-    beat = ShardHeartbeat(tmp_path / "missing", clock=lambda: 0.0)
+    (tmp_path / "a-file").touch()
+    beat = ShardHeartbeat(tmp_path / "a-file" / "heartbeat", clock=lambda: 0.0)
     beat.start("shardId-0")  # logged once, never raised into the record path
     beat.beat()
-    assert not (tmp_path / "missing").exists()
+    assert beat.path is not None and not beat.path.exists()
+
+
+def test_the_folder_is_made_when_the_first_shard_starts(tmp_path: Path) -> None:
+    beat = ShardHeartbeat(tmp_path / "not" / "yet", clock=lambda: 0.0)
+    beat.start("shardId-0")
+    assert (tmp_path / "not" / "yet" / "shard-shardId-0").exists()
 
 
 def test_without_a_folder_nothing_is_written() -> None:
