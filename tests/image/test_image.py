@@ -143,10 +143,13 @@ def test_kcl_variables_render_the_properties_and_java_and_the_jars_are_in_the_im
     assert keys.count("streamName") == 1
 
 
-def test_the_health_check_is_in_the_image_and_judges_the_heartbeat_files(config: dict, container: str) -> None:
+def test_the_health_check_is_in_the_image_and_judges_the_heartbeat_files(image: str, config: dict,
+                                                                         container: str) -> None:
     """Docker format keeps HEALTHCHECK (OCI would drop it); the probe runs as the image's user with its
     environment: no worker heartbeat -> 1, a fresh one -> 0, no AWS call either way."""
-    assert config["Healthcheck"]["Test"] == ["CMD", "python", "-m", "processor.ops.liveness"]
+    inspected = json.loads(subprocess.run(["podman", "image", "inspect", image], check=True, text=True,
+                                          stdout=subprocess.PIPE).stdout)[0]
+    assert inspected["Healthcheck"]["Test"] == ["CMD", "python", "-m", "processor.ops.liveness"]  # podman: top level
     assert "ECS_STATE_HEARTBEAT_DIR=/tmp/ecs-state/heartbeat" in config["Env"]
     probe = "python -m processor.ops.liveness; echo rc=$?; mkdir -p \"$ECS_STATE_HEARTBEAT_DIR\" && " \
             "touch \"$ECS_STATE_HEARTBEAT_DIR/worker\" && python -m processor.ops.liveness; echo rc=$?"
@@ -175,7 +178,7 @@ def test_demo_verifies_with_a_worker_from_the_image(image: str, shared_dir: Path
     """The worker's ``run`` goes through the image's entry point; KCL_maxRecords makes it render the demo's
     properties file, so the worker that verified read the rendered file."""
     rendered = shared_dir / "rendered.properties"
-    demo = _run(sys.executable, "-m", "processor", "demo", "--events", "2000", "--shards", "2",
+    demo = _run(sys.executable, "-m", "workshop", "demo", "--events", "2000", "--shards", "2",
                 "--work-dir", str(shared_dir), "--worker-command", f"scripts/image worker --volume {shared_dir} --",
                 env={"KCL_maxRecords": "500", "ECS_STATE_RENDERED_PROPERTIES": str(rendered)}, timeout=900)
     assert demo.returncode == 0, demo.stdout[-6000:]

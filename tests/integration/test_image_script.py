@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ecs-state-worker"
+LIST = "localhost/ecs-state-push"  # the push's own local manifest list (REPOSITORY:TAG may be a local image)
 LOCAL = "containers-storage:localhost/ecs-state-worker:dev"  # IMAGE=ecs-state-worker:dev, built per architecture
 
 
@@ -29,11 +30,12 @@ def test_a_push_to_ecr_logs_in_to_the_registrys_region_and_pushes_one_list_of_bo
     assert _commands(done.stdout) == [
         "aws ecr get-login-password --region eu-west-1 | podman login --username AWS --password-stdin "
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
-        f"podman manifest rm {ECR}:0.1.0",
-        f"podman manifest create {ECR}:0.1.0",
-        f"podman manifest add --arch amd64 --os linux {ECR}:0.1.0 {LOCAL}-amd64",
-        f"podman manifest add --arch arm64 --os linux {ECR}:0.1.0 {LOCAL}-arm64",
-        f"podman manifest push --all --format v2s2 {ECR}:0.1.0 docker://{ECR}:0.1.0",
+        f"podman manifest rm {LIST}:0.1.0",
+        f"podman manifest create {LIST}:0.1.0",
+        f"podman manifest add --arch amd64 --os linux {LIST}:0.1.0 {LOCAL}-amd64",
+        f"podman manifest add --arch arm64 --os linux {LIST}:0.1.0 {LOCAL}-arm64",
+        f"podman manifest push --all --format v2s2 {LIST}:0.1.0 docker://{ECR}:0.1.0",
+        f"podman manifest rm {LIST}:0.1.0",
     ]
     assert "dry run: would push" in done.stdout
 
@@ -44,8 +46,8 @@ def test_another_destination_needs_no_ecr_login_and_one_architecture_can_be_chos
     commands = _commands(done.stdout)
     assert done.returncode == 0 and not any("ecr" in c and "login" in c for c in commands)
     assert [c for c in commands if " add " in c] == [
-        f"podman manifest add --arch arm64 --os linux {ECR}:t {LOCAL}-arm64"]
-    assert commands[-1] == f"podman manifest push --all --format v2s2 {ECR}:t dir:/tmp/out"
+        f"podman manifest add --arch arm64 --os linux {LIST}:t {LOCAL}-arm64"]
+    assert commands[-2] == f"podman manifest push --all --format v2s2 {LIST}:t dir:/tmp/out"
 
 
 def test_wrong_arguments_are_one_line_and_exit_2() -> None:
