@@ -8,6 +8,8 @@
 #         (processor/config.py). Arguments go to `ecs-state run` (default: --restart-on-failure).
 # Everything is fetched at build time (Debian packages, PyPI at the versions of requirements.lock, the KCL jars
 # from Maven Central): nothing at run time.
+# Architectures: amd64 and arm64 (scripts/image build --arch arm64: the base and the RUN steps are that
+# architecture's; nothing here names one). docs/image.md: building, pushing to ECR, the health check.
 ARG BASE=docker.io/library/debian:bookworm-slim
 FROM ${BASE} AS runtime
 
@@ -64,8 +66,17 @@ RUN if [ -s /run/build-ca.crt ]; then export PIP_CERT=/run/build-ca.crt SSL_CERT
 
 USER 10001:10001
 WORKDIR /home/ecs
+# ECS_STATE_HEARTBEAT_DIR: where ecs-state run and its shard processors touch their liveness files
+# (processor/shard/heartbeat.py), read by the health check below.
 ENV HOME=/home/ecs \
-    ECS_STATE_PROPERTIES=/etc/ecs-state/worker.properties
+    ECS_STATE_PROPERTIES=/etc/ecs-state/worker.properties \
+    ECS_STATE_HEARTBEAT_DIR=/tmp/ecs-state/heartbeat
+
+# Healthy while the KCL daemon runs and each shard processor it holds is processing or idle: a stat per
+# heartbeat file, no AWS call (~50 ms of CPU). The task definition restates it (ECS ignores an image's).
+# Docker image format only (scripts/image builds with --format docker; OCI has no HEALTHCHECK).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
+  CMD ["python", "-m", "processor.ops.liveness"]
 
 ENTRYPOINT ["/usr/local/bin/ecs-state-worker"]
 CMD ["--restart-on-failure"]

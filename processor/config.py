@@ -10,6 +10,9 @@ unknown ``ecsState.*`` key in the file or ``ECS_STATE_*`` variable in the enviro
 otherwise silently fall back to a default, such as a default table name that may be a real table); the message
 names the key and suggests the closest known one. ``0`` for ``writeRetryBudgetMillis`` / ``writeMaxAttempts``
 means "retry transient failures for ever, holding the lease" (the default).
+
+A few settings are KCL's own keys read from the same file (``KCL_KEYS``: ``applicationName``, which the metrics
+carry as their ``Application`` dimension); they have no ``ecsState.`` key or ``ECS_STATE_`` variable of their own.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ OTHER_ENV = frozenset({
     PROPERTIES_ENV, "ECS_STATE_HOME", "ECS_STATE_KCL_JARS", "ECS_STATE_KINESIS_MOCK",
     # the worker image's entry point (deploy/image/ecs-state-worker) and its tests (tests/image)
     "ECS_STATE_TEMPLATE", "ECS_STATE_RENDERED_PROPERTIES", "ECS_STATE_TEST_IMAGE", "ECS_STATE_IMAGE_TESTS",
+    "ECS_STATE_HEARTBEAT_DIR",  # the liveness files (processor/shard/heartbeat.py)
 })
 
 
@@ -57,6 +61,7 @@ class Settings:
     log_level: str = "INFO"
     #: the read indexes `ecs-state setup` adds and the start-up check expects: all, none, or a comma list of names
     read_indexes: str = "all"
+    application: str = "ecs-state"  # KCL's applicationName (KCL_KEYS): the metrics' Application dimension
 
     def __post_init__(self) -> None:
         if self.flush_interval_millis < 0:
@@ -86,7 +91,6 @@ class Settings:
         if not (self.metrics in ("none", "stderr") or self.metrics.startswith("file:")):
             raise ConfigError(f"{property_key('metrics')} must be none, stderr or file:PATH, got {self.metrics!r}")
 
-
     def index_names(self) -> tuple[str, ...] | None:
         """The read indexes chosen by ``read_indexes`` (``None``: all)."""
         if self.read_indexes.strip() == "all":
@@ -97,6 +101,10 @@ class Settings:
 
     def indexes(self) -> tuple[Index, ...]:
         return select_indexes(self.index_names())
+
+
+#: settings read from a KCL key of the properties file (not ``ecsState.*``; no ``ECS_STATE_*`` variable)
+KCL_KEYS = {"application": "applicationName"}
 
 
 def _camel(snake: str) -> str:
@@ -122,7 +130,7 @@ def _suggest(name: str, known: list[str]) -> str:
 def unknown_keys(props: Mapping[str, str], env: Mapping[str, str], source: str) -> list[str]:
     """One message per ``ecsState.*`` key of ``props`` or ``ECS_STATE_*`` variable of ``env`` that is not a
     setting, each with the closest known name."""
-    names = [f.name for f in fields(Settings)]
+    names = [f.name for f in fields(Settings) if f.name not in KCL_KEYS]
     known_props = [property_key(n) for n in names]
     known_env = [env_key(n) for n in names]
     problems = [f"{source}: unknown key {key}{_suggest(key, known_props)}"
@@ -182,6 +190,10 @@ def load_settings(properties_path: str | os.PathLike[str] | None = None,
     values: dict[str, object] = {}
     for f in fields(Settings):
         source, raw = None, None
+        if f.name in KCL_KEYS:
+            if props.get(KCL_KEYS[f.name], "").strip():
+                values[f.name] = props[KCL_KEYS[f.name]].strip()
+            continue
         if property_key(f.name) in props:
             source, raw = f"{path}: {property_key(f.name)}", props[property_key(f.name)]
         if env_key(f.name) in env:

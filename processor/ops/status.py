@@ -9,7 +9,10 @@ shard is finished (checkpoint ``SHARD_END``).
 that long (the rule is in ``ops/lease_status.py``: an unfinished shard whose parents are done and whose
 ``leaseCounter`` did not move) or when there are no leases; it is meant for a liveness probe, which should allow
 for the probe taking ``failoverTimeMillis``. Exit 0: healthy (or no ``--check``); 1: unhealthy; 2: error (no
-such table, no properties, no permission). Reading the table needs ``dynamodb:Scan`` on it.
+such table, no properties, no permission). Reading the table needs ``dynamodb:Scan`` on it. It answers for the
+whole application, so it suits one scheduled check, not a per-container probe (two scans per probe per task).
+
+``--liveness`` is the per-container probe instead (``ops/liveness.py``): this worker's heartbeat files, no AWS call.
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when an unfinished shard's lease was not renewed or taken for "
                              "failoverTimeMillis (takes that long)")
+    parser.add_argument("--liveness", action="store_true",
+                        help="the container health check of the worker on this host: exit 1 when its daemon or a "
+                             "shard processor is stuck (heartbeat files in $ECS_STATE_HEARTBEAT_DIR; no AWS call)")
     parser.add_argument("--output", choices=("json", "table"), default="table")
     parser.add_argument("--properties", default=None, metavar="PATH",
                         help="the workers' KCL properties file (default: $ECS_STATE_PROPERTIES)")
@@ -82,12 +88,16 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    if args.liveness:
+        from processor.ops.liveness import probe
+
+        return probe(out=out)
     from botocore.exceptions import BotoCoreError, ClientError
 
     from processor.aws import client
     from processor.errors import describe
 
-    out = out or sys.stdout
     try:
         table, failover = lease_settings(args.properties)
         ddb = client("dynamodb")

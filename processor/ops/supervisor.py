@@ -4,7 +4,12 @@ SIGTERM / SIGINT reach only the Java process (forwarded by us): the daemon then 
 processor gets ``shutdownRequested`` when ``shutdownGraceMillis`` > 0) before its child processors see end of
 input. A second signal kills Java at once. With ``--restart-on-failure`` a failed daemon is started again
 after 1 s .. 30 s; it resumes from the last checkpoint. The exit code is the daemon's; 0 without any processor
-ever initialised is reported and turned into 1; killed by a signal is 128 + n, as a shell reports it."""
+ever initialised is reported and turned into 1; killed by a signal is 128 + n, as a shell reports it.
+
+While the daemon process runs, a beat thread touches the liveness file ``worker`` in ``$ECS_STATE_HEARTBEAT_DIR``
+every 10 s (``shard/heartbeat.py``; the shard files are cleared before each start of the daemon) and, with
+``ecsState.metrics`` on, writes one ``WorkerHeartbeat`` EMF line per wall-clock minute (``shard/metrics.py``):
+its SampleCount over a minute is the number of live workers of the application."""
 
 from __future__ import annotations
 
@@ -20,11 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
 
+from processor.config import load_settings
 from processor.errors import LaunchError
 from processor.logs import log
 from processor.ops.daemon_log import DaemonWatch, normalize_level
 from processor.ops.launcher import JARS_ENV, LOGBACK_XML, java_command, kclpy_version
 from processor.ops.preflight import preflight
+from processor.shard.heartbeat import WORKER_BEAT_S, clear_shards, heartbeat_dir, touch_worker
+from processor.shard.metrics import Metrics
 
 
 def restart_delay(failures_in_a_row: int) -> float:
@@ -44,7 +52,7 @@ class Supervisor:
     """Runs the daemon, forwards signals to the Java process only, pumps its log."""
 
     def __init__(self, command: list[str], env: Mapping[str, str], watch_level: str,
-                 daemon_log: IO[str] | None, out: IO[str]) -> None:
+                 daemon_log: IO[str] | None, out: IO[str], metrics: Metrics | None = None) -> None:
         self.command = command
         self.env = dict(env)
         self.watch_level = watch_level
@@ -53,6 +61,9 @@ class Supervisor:
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
         self.signals = 0
+        self.metrics = metrics
+        self.heartbeats = heartbeat_dir(env)
+        self._beat_warned = False
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         self.signals += 1
@@ -78,9 +89,35 @@ class Supervisor:
                 self.out.write(fed.show + "\n")
                 self.out.flush()
 
+    def _beat(self, proc: subprocess.Popen[bytes], interval_s: float = WORKER_BEAT_S) -> None:
+        """While ``proc`` runs: the liveness file every ``interval_s``, the WorkerHeartbeat metric once a minute."""
+        minute = -1
+        while proc.poll() is None:
+            if self.heartbeats is not None:
+                try:
+                    touch_worker(self.heartbeats)
+                except OSError as exc:
+                    if not self._beat_warned:
+                        self._beat_warned = True
+                        log("heartbeat_failed", level="WARNING", path=str(self.heartbeats), error=str(exc),
+                            note="the container health check will report this worker unhealthy")
+            now = time.time()
+            if self.metrics is not None and int(now // 60) != minute:
+                minute = int(now // 60)
+                self.metrics.heartbeat(int(now * 1000))
+            try:
+                proc.wait(interval_s)
+            except subprocess.TimeoutExpired:
+                pass
+
     def run_once(self) -> Outcome:
         watch = DaemonWatch(show_level=self.watch_level)
         started = time.monotonic()
+        if self.heartbeats is not None:
+            try:
+                clear_shards(self.heartbeats)
+            except OSError:
+                pass
         self.proc = subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True,
                                      preexec_fn=die_with_parent())
@@ -88,8 +125,11 @@ class Supervisor:
         assert self.proc.stdout is not None
         pump = threading.Thread(target=self._pump, args=(self.proc.stdout, watch), name="daemon-log", daemon=True)
         pump.start()
+        beat = threading.Thread(target=self._beat, args=(self.proc,), name="heartbeat", daemon=True)
+        beat.start()
         code = self.proc.wait()
         pump.join(10)
+        beat.join(1)
         return Outcome(code, watch, self.stopping.is_set(), time.monotonic() - started)
 
 
@@ -112,7 +152,9 @@ def run_daemon(properties: Path, log_level: str = "INFO", restart_on_failure: bo
                  "unless that is wanted")
     command = java_command(java, jars_dir, properties, LOGBACK_XML, level, jvm_args)
     log_file = open(daemon_log, "a", encoding="utf-8") if daemon_log else None
-    supervisor = Supervisor(command, child_env, level, log_file, out)
+    settings = load_settings(properties, env=child_env)  # preflight has checked it
+    metrics = Metrics(settings.metrics, settings.application) if settings.metrics != "none" else None
+    supervisor = Supervisor(command, child_env, level, log_file, out, metrics)
     previous = {s: signal.signal(s, supervisor.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     failures = 0
     try:

@@ -53,6 +53,7 @@ from processor.shard.flush_window import FlushWindow
 from processor.shard.freshness import freshness
 from processor.logs import log_safely
 from processor.shard.metrics import Metrics
+from processor.shard.heartbeat import ShardHeartbeat, heartbeat_dir
 from processor.shard.stored_versions import CatchUp
 from processor.shard.writer import Outcome, Writer
 
@@ -79,12 +80,15 @@ class ShardProcessor(v3.RecordProcessorBase):
     def __init__(self, settings: Settings, writer_factory: Callable[[str], Writer], *,
                  metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, wall_ms: Callable[[], float] = lambda: time.time() * 1000,
-                 startup: Callable[[Writer], list[str]] | None = None) -> None:
+                 startup: Callable[[Writer], list[str]] | None = None,
+                 heartbeat: ShardHeartbeat | None = None) -> None:
         self.settings = settings
         self._writer_factory = writer_factory
         self._startup = startup
         self._writer: Writer | None = None
-        self.metrics = metrics or Metrics(settings.metrics)
+        self.metrics = metrics or Metrics(settings.metrics, settings.application)
+        self.heartbeat = heartbeat or ShardHeartbeat(heartbeat_dir(), clock)
+        self._emitted_minute = -1  # the wall-clock minute of the last EMF document (at least one a minute)
         self._clock = clock
         self._sleep = sleep
         self.shard_id = "?"
@@ -105,6 +109,7 @@ class ShardProcessor(v3.RecordProcessorBase):
 
     def _initialize(self, initialize_input: Any) -> None:
         self._writer = self._writer_factory(self.shard_id)
+        self._writer.observe(self.metrics, self.heartbeat.beat)
         problems = self._startup(self._writer) if self._startup else []
         problem = self.metrics.check()
         problems += [problem] if problem else []
@@ -112,6 +117,7 @@ class ShardProcessor(v3.RecordProcessorBase):
             raise ConfigError("; ".join(problems))
         self._last_flush = self._clock()
         self.catch_up.on_initialize(initialize_input.sequence_number)
+        self.heartbeat.start(self.shard_id)
         log_safely("initialize", shard=self.shard_id, sequenceNumber=initialize_input.sequence_number,
                  subSequenceNumber=initialize_input.sub_sequence_number)
 
@@ -119,6 +125,7 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._guarded(self._process_records, process_records_input)
 
     def _process_records(self, process_records_input: Any) -> None:
+        self.heartbeat.beat()
         self._millis_behind = process_records_input.millis_behind_latest
         self.catch_up.on_records(self._millis_behind)
         checkpointer = process_records_input.checkpointer
@@ -138,10 +145,15 @@ class ShardProcessor(v3.RecordProcessorBase):
                                       and now - self._last_flush >= self.settings.flush_interval_millis / 1000):
             self.flush_and_checkpoint(checkpointer, "interval")
         window.schedule.call_ended(self._clock())
+        minute = int(self._wall_ms() // 60_000)
+        if minute != self._emitted_minute:  # nothing flushed this minute: the shard's age alone
+            self._emitted_minute = minute
+            self.metrics.emit(self.shard_id, {"millis_behind_latest": self._millis_behind})
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         dropped = self.window.drop()
         self._checkpointing = False
+        self.heartbeat.stop()
         log_safely("lease_lost", shard=self.shard_id, dropped_pending_arns=dropped,
                  note="pending state dropped; the new owner re-reads from the last checkpoint")
 
@@ -158,6 +170,7 @@ class ShardProcessor(v3.RecordProcessorBase):
             self.checkpoint(checkpointer, None, force=True)
         elif self._durable is not None:
             self.checkpoint(checkpointer, self._durable)
+        self.heartbeat.stop()
         log_safely(reason, shard=self.shard_id)
 
     # --- the pipeline ----------------------------------------------------------------------------------------
@@ -255,6 +268,7 @@ class ShardProcessor(v3.RecordProcessorBase):
             freshness_p50_ms=fresh[0], freshness_p99_ms=fresh[1], skipped=outcome.skipped)
         log_safely(FLUSH_EVENT, **report.fields())
         self.metrics.emit(self.shard_id, report.stats())  # never raises
+        self._emitted_minute = int(self._wall_ms() // 60_000)
 
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         """amazon_kclpy swallows exceptions and reports success; a bug here must instead stop the process so

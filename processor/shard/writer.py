@@ -49,6 +49,7 @@ from processor.logs import log_safely
 from processor.retry import DYNAMODB, EveryMinute
 from processor.shard.dynamodb_http import DynamoDBTransport, Response, serialise
 from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, building, classify
+from processor.shard.metrics import Metrics
 from processor.shard.stored_versions import StoredVersions
 from processor.shard.stored_versions import prefetch as read_stored_versions
 
@@ -117,6 +118,14 @@ class Writer:
         self._build = build_item
         self._pool = ThreadPoolExecutor(max_workers=settings.write_concurrency, thread_name_prefix="put")
         self._retrying_log = EveryMinute(clock=clock)
+        self._metrics: Metrics | None = None
+        self._beat: Callable[[], None] = lambda: None
+
+    def observe(self, metrics: Metrics, beat: Callable[[], None]) -> None:
+        """Where the retry loop reports: ``WriteRetryingFor`` (with its once-a-minute log line) and the liveness
+        ``beat`` on every request, retries included (``shard/heartbeat.py``: a retrying flush is alive)."""
+        self._metrics = metrics
+        self._beat = beat
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -247,6 +256,7 @@ class Writer:
         started = self._clock()
         while True:
             attempt += 1
+            self._beat()
             flush.add(requests=1)
             reply: Response | None = None
             try:
@@ -278,6 +288,8 @@ class Writer:
                  attempt=attempt, retrying_for_s=round(waited_s, 1),
                  action="retrying while holding the lease; nothing is checkpointed past this write. Check "
                         "DynamoDB availability and throttling, the table and the worker's IAM permissions.")
+        if self._metrics is not None:
+            self._metrics.emit(self.shard_id, {"retrying_for_ms": round(waited_s * 1000)})
 
     def _log_refused(self, dead: DeadLetter) -> None:
         log_safely("dead_letter", level="WARNING", shard=dead.position.shard_id,

@@ -143,6 +143,37 @@ def test_kcl_variables_render_the_properties_and_java_and_the_jars_are_in_the_im
     assert keys.count("streamName") == 1
 
 
+def test_the_health_check_is_in_the_image_and_judges_the_heartbeat_files(image: str, config: dict,
+                                                                         container: str) -> None:
+    """Docker format keeps HEALTHCHECK (OCI would drop it); the probe runs as the image's user with its
+    environment: no worker heartbeat -> 1, a fresh one -> 0, no AWS call either way."""
+    inspected = json.loads(subprocess.run(["podman", "image", "inspect", image], check=True, text=True,
+                                          stdout=subprocess.PIPE).stdout)[0]
+    assert inspected["Healthcheck"]["Test"] == ["CMD", "python", "-m", "processor.ops.liveness"]  # podman: top level
+    assert "ECS_STATE_HEARTBEAT_DIR=/tmp/ecs-state/heartbeat" in config["Env"]
+    probe = "python -m processor.ops.liveness; echo rc=$?; mkdir -p \"$ECS_STATE_HEARTBEAT_DIR\" && " \
+            "touch \"$ECS_STATE_HEARTBEAT_DIR/worker\" && python -m processor.ops.liveness; echo rc=$?"
+    ran = subprocess.run(["buildah", "run", "--isolation", "chroot", container, "--", "/bin/sh", "-c", probe],
+                         text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=False)
+    lines = ran.stdout.splitlines()
+    assert lines.count("rc=1") == 1 and lines.count("rc=0") == 1 and lines.index("rc=1") < lines.index("rc=0"), \
+        ran.stdout
+    assert "no worker heartbeat" in ran.stdout and "healthy: worker alive" in ran.stdout
+
+
+def test_push_makes_one_manifest_list_of_the_built_image(image: str, tmp_path: Path) -> None:
+    """scripts/image push to a dir: destination (no registry is reachable here): the manifest list holds the
+    host architecture's image, in Docker v2 schema 2 format (what ECR stores and Fargate pulls)."""
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
+    out = tmp_path / "pushed"
+    pushed = _run("scripts/image", "push", "--repository", "localhost/ecs-state-worker", "--tag", "test",
+                  "--arch", arch, "--destination", f"dir:{out}", timeout=600)
+    assert pushed.returncode == 0, pushed.stdout[-3000:]
+    manifest_list = json.loads((out / "manifest.json").read_text())
+    assert manifest_list["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    assert [m["platform"] for m in manifest_list["manifests"]] == [{"architecture": arch, "os": "linux"}]
+
+
 def test_demo_verifies_with_a_worker_from_the_image(image: str, shared_dir: Path) -> None:
     """The worker's ``run`` goes through the image's entry point; KCL_maxRecords makes it render the demo's
     properties file, so the worker that verified read the rendered file."""

@@ -68,7 +68,8 @@ def provisioned_stack(moto_server: Any) -> dict[str, Any]:
 
 WORKER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ecs-state-worker:1"
 FARGATE_PARAMS = {"WorkerImage": WORKER_IMAGE, "WorkerSubnetIds": "subnet-0123abcd,subnet-4567abcd",
-                  "WorkerSecurityGroupIds": "sg-0123abcd", "WorkerCount": "3", "WorkerAssignPublicIp": "ENABLED"}
+                  "WorkerSecurityGroupIds": "sg-0123abcd", "WorkerCount": "3", "WorkerAssignPublicIp": "ENABLED",
+                  "MaxLeasesForWorker": "4"}
 ECS_PARTS = {"WorkerLogGroup", "WorkerExecutionRole", "WorkerTaskRole", "WorkerTaskDefinition", "WorkerCluster",
              "WorkerService"}
 AWS_PROPERTIES = Path(__file__).resolve().parents[2] / "properties" / "aws.properties"
@@ -534,3 +535,159 @@ def test_setup_creates_the_same_tables_as_the_template() -> None:
         assert sorted(spec["AttributeDefinitions"], key=str) == sorted(props["AttributeDefinitions"], key=str)
         assert spec["BillingMode"] == props["BillingMode"]
         assert spec.get("GlobalSecondaryIndexes", []) == props.get("GlobalSecondaryIndexes", []), logical_id
+
+
+
+# ---------------------------------------------------------------------------------- monitoring, image
+# The metrics AWS publishes that the alarms and the dashboard use, with the dimensions they are published under
+# (AWS docs: Kinesis "Monitoring the Amazon Kinesis Data Streams service with CloudWatch" (stream-level and
+# enhanced fan-out consumer metrics), EventBridge "Monitoring Amazon EventBridge" (per RuleName), SQS "Available
+# CloudWatch metrics for Amazon SQS" (per QueueName)). ECSState is ours: processor/shard/metrics.py.
+AWS_METRICS = {
+    ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds"): {"StreamName"},
+    ("AWS/Kinesis", "SubscribeToShardEvent.MillisBehindLatest"): {"StreamName", "ConsumerName"},
+    ("AWS/Events", "FailedInvocations"): {"RuleName"},
+    ("AWS/Events", "InvocationsFailedToBeSentToDlq"): {"RuleName"},
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"): {"QueueName"},
+}
+
+
+def _our_metrics() -> set[str]:
+    from processor.shard.metrics import METRICS, WORKER_HEARTBEAT
+
+    return {name for name, _ in METRICS.values()} | {WORKER_HEARTBEAT[0]}
+
+
+def _metric_is_known(namespace: str, name: str, dimensions: set[str]) -> str | None:
+    """None when (namespace, name) under these dimension names is published, else what is wrong."""
+    if namespace == "ECSState":
+        if name not in _our_metrics():
+            return f"ECSState {name} is not a metric the workers emit"
+        return None if dimensions == {"Application"} else f"ECSState {name} by {dimensions}: we emit [Application]"
+    if (namespace, name) not in AWS_METRICS:
+        return f"{namespace} {name} is not an AWS metric this test knows"
+    wanted = AWS_METRICS[(namespace, name)]
+    return None if dimensions == wanted else f"{namespace} {name} by {dimensions}: AWS publishes it by {wanted}"
+
+
+def _alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(namespace, metric name, dimensions) of an alarm, single metric or metric math; the fan-out choice
+    (!If [FanOut, a, b]) gives both branches."""
+    found = []
+    if "MetricName" in alarm:
+        found.append((alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]))
+    for query in alarm.get("Metrics", []):
+        if "MetricStat" in query:
+            metric = query["MetricStat"]["Metric"]
+            found.append((metric["Namespace"], metric["MetricName"], metric["Dimensions"]))
+    out = []
+    for namespace, name, dimensions in found:
+        names = name["Fn::If"][1:] if isinstance(name, dict) else [name]
+        dims = dimensions["Fn::If"][1:] if isinstance(dimensions, dict) else [dimensions]
+        out += list(zip(names, dims, strict=True)) if len(names) == 2 else [(names[0], d) for d in dims]
+        out = [(namespace, *pair) if len(pair) == 2 else pair for pair in out]
+    return out
+
+
+def test_every_alarm_watches_a_metric_we_emit_or_aws_publishes() -> None:
+    resources = load_template()["Resources"]
+    alarms = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert len(alarms) == 8
+    problems = []
+    for logical_id, alarm in alarms.items():
+        metrics = _alarm_metrics(alarm)
+        assert metrics, f"{logical_id} watches no metric"
+        for namespace, name, dimensions in metrics:
+            problem = _metric_is_known(namespace, name, {d["Name"] for d in dimensions})
+            if problem:
+                problems.append(f"{logical_id}: {problem}")
+        # a metric-math alarm returns exactly one series, and every alarm notifies the topic only when given
+        if "Metrics" in alarm:
+            assert sum(1 for q in alarm["Metrics"] if q.get("ReturnData")) == 1, logical_id
+        for actions in ("AlarmActions", "OKActions"):
+            assert alarm[actions] == {"Fn::If": ["AlarmsNotify", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    assert not problems, "\n".join(problems)
+
+
+def test_the_alarm_check_can_fail() -> None:
+    assert _metric_is_known("ECSState", "DeadLetter", {"Application"})  # a misspelt metric of ours
+    assert _metric_is_known("ECSState", "DeadLetters", {"ShardId"})  # a dimension set we do not aggregate to
+    assert _metric_is_known("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"RuleName"})
+
+
+def test_the_alarms_cover_what_must_page_someone() -> None:
+    watched = {name for r in load_template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
+               for _, name, _ in _alarm_metrics(r["Properties"])}
+    assert {"GetRecords.IteratorAgeMilliseconds", "DeadLetters", "FailedInvocations", "InvocationsFailedToBeSentToDlq",
+            "ApproximateNumberOfMessagesVisible", "WriteRetries", "WriteRetryingFor", "WorkerHeartbeat"} <= watched
+
+
+def _dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, set[str]]]:
+    found = []
+    for widget in body["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            fields = [f for f in row if isinstance(f, str)]
+            namespace, name, pairs = fields[0], fields[1], fields[2:]
+            assert len(pairs) % 2 == 0 and all(pairs[1::2]), f"dimension without a value: {row}"
+            found.append((namespace, name, set(pairs[0::2])))
+    return found
+
+
+def test_the_deployed_dashboard_is_json_naming_only_metrics_that_exist(stack: dict[str, Any],
+                                                                      provisioned_stack: dict[str, Any]) -> None:
+    for deployed in (stack, provisioned_stack):  # POLLING and FANOUT
+        outputs = deployed["outputs"]
+        body = json.loads(client("cloudwatch").get_dashboard(DashboardName=outputs["DashboardName"])["DashboardBody"])
+        metrics = _dashboard_metrics(body)
+        problems = [p for p in (_metric_is_known(*m) for m in metrics) if p]
+        assert not problems, "\n".join(problems)
+        text = json.dumps(body)
+        assert outputs["StreamName"] in text and f'"Application", "{outputs["ApplicationName"]}"' in text
+        assert "${" not in text  # every substitution resolved
+        (alarms,) = [w["properties"]["alarms"] for w in body["widgets"] if w["type"] == "alarm"]
+        names = {r["Properties"]["AlarmName"]["Fn::Sub"] for r in load_template()["Resources"].values()
+                 if r["Type"] == "AWS::CloudWatch::Alarm"}
+        assert {a.rsplit(":alarm:", 1)[1] for a in alarms} == {
+            n.replace("${ApplicationName}", outputs["ApplicationName"]) for n in names}
+        assert {"FreshnessP99", "MillisBehindLatest", "WorkerHeartbeat"} <= {name for _, name, _ in metrics}
+    fanout = json.dumps(json.loads(client("cloudwatch").get_dashboard(
+        DashboardName=provisioned_stack["outputs"]["DashboardName"])["DashboardBody"]))
+    assert "SubscribeToShardEvent.MillisBehindLatest" in fanout and "GetRecords.IteratorAgeMilliseconds" not in fanout
+
+
+def test_moto_skips_the_alarms_so_the_template_is_checked_instead(stack: dict[str, Any]) -> None:
+    app = stack["outputs"]["ApplicationName"]
+    assert client("cloudwatch").describe_alarms(AlarmNamePrefix=app)["MetricAlarms"] == [], \
+        "moto now creates AWS::CloudWatch::Alarm: check the deployed alarms' metrics here"
+
+
+def test_the_task_health_check_is_the_images_and_costs_no_aws_call() -> None:
+    (container,) = load_template()["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    check = container["HealthCheck"]
+    dockerfile = (TEMPLATE.parents[1] / "Dockerfile").read_text(encoding="utf-8")
+    (line,) = [x for x in dockerfile.replace("\\\n", " ").splitlines() if x.startswith("HEALTHCHECK")]
+    assert json.loads(line.split(" CMD ", 1)[1]) == check["Command"][1:] and check["Command"][0] == "CMD"
+    assert f"--interval={check['Interval']}s" in line and f"--retries={check['Retries']}" in line
+    assert f"--start-period={check['StartPeriod']}s" in line and f"--timeout={check['Timeout']}s" in line
+    assert check["Command"][1:] == ["python", "-m", "processor.ops.liveness"]
+    assert "ECS_STATE_HEARTBEAT_DIR=" in dockerfile  # where the probe and ecs-state run meet
+
+
+def test_cpu_architecture_is_the_task_platform_and_an_architecture_the_build_knows() -> None:
+    template = load_template()
+    parameter = template["Parameters"]["CpuArchitecture"]
+    platform = template["Resources"]["WorkerTaskDefinition"]["Properties"]["RuntimePlatform"]
+    assert platform == {"OperatingSystemFamily": "LINUX", "CpuArchitecture": {"Ref": "CpuArchitecture"}}
+    script = (TEMPLATE.parents[1] / "scripts" / "image").read_text(encoding="utf-8")
+    build_names = {"X86_64": "amd64", "ARM64": "arm64"}
+    assert set(parameter["AllowedValues"]) == set(build_names)
+    assert "case $arch in amd64|arm64)" in script
+
+
+def test_max_leases_for_worker_reaches_the_task_and_both_outputs(stack: dict[str, Any],
+                                                                 fargate_stack: dict[str, Any]) -> None:
+    (container,) = _task_definition(fargate_stack)["containerDefinitions"]
+    assert {e["name"]: e["value"] for e in container["environment"]}["KCL_maxLeasesForWorker"] == "4"
+    default = parse_properties(stack["outputs"]["WorkerProperties"])
+    assert default["maxLeasesForWorker"] == "2147483647"  # 0: KCL's own default, no limit
+    assert _env_lines(fargate_stack["outputs"]["WorkerEnvironment"])["KCL_maxLeasesForWorker"] == "4"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -232,3 +234,32 @@ def test_the_builder_refuses_the_index_keys_dynamodb_refuses(settings: Settings,
     with pytest.raises(ClientError, match="ValidationException"):
         aws.client("dynamodb").put_item(TableName=settings.task_table,
                                         Item={**plain.attributes, next(iter(detail)): value})
+
+
+def test_a_long_retry_reports_how_long_once_a_minute_and_beats_on_every_attempt(settings: Settings,
+                                                                                 tmp_path: Path) -> None:
+    """The write-stall alarm's metric (WriteRetryingFor) and the liveness beat: a retrying flush is alive."""
+    import json
+
+    from processor.shard.metrics import Metrics
+
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    s = Settings(task_table=settings.task_table, instance_table=settings.instance_table,
+                 dead_letter_table=settings.dead_letter_table)
+    writer = Writer(s, Throttling(_client(), 300, code="ServiceUnavailable"), sleep=sleep, clock=lambda: now[0],
+                    rng=random.Random(3), shard_id="shardId-000000000004")
+    beats: list[float] = []
+    emf = tmp_path / "emf.log"
+    writer.observe(Metrics(f"file:{emf}", application="app"), lambda: beats.append(now[0]))
+    assert writer.write(_batch([_item(15, 1)])).ok
+    docs = [json.loads(line) for line in emf.read_text().splitlines()]
+    retrying = [doc["WriteRetryingFor"] for doc in docs]
+    assert len(beats) == 301  # every attempt, the successful one included
+    gaps = [later - earlier for earlier, later in itertools.pairwise(retrying)]
+    assert retrying[0] == 0 and len(retrying) >= 4  # the first retry, then once a minute (backoff <= 2 s)
+    assert all(60_000 <= gap <= 62_000 for gap in gaps) and now[0] * 1000 - retrying[-1] <= 62_000
+    assert {(doc["Application"], doc["ShardId"]) for doc in docs} == {("app", "shardId-000000000004")}

@@ -84,3 +84,13 @@ def test_the_worker_images_own_variables_are_not_taken_for_misspelled_settings()
     the processor then starts in (a worker from the image exited 2 before these were known)."""
     env = {"ECS_STATE_RENDERED_PROPERTIES": "/tmp/w.properties", "ECS_STATE_TEMPLATE": "/t.properties"}
     assert load_settings(None, env=env) == Settings()
+
+
+def test_the_application_is_kcls_applicationname_from_the_same_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.properties"
+    path.write_text("applicationName = ecs-state-replay\necsState.metrics = stderr\n")
+    assert load_settings(path, env={}).application == "ecs-state-replay"
+    assert load_settings(None, env={}).application == "ecs-state"
+    path.write_text("ecsState.application = x\n")  # not an ecsState key of its own
+    with pytest.raises(ConfigError, match="ecsState.application"):
+        load_settings(path, env={})

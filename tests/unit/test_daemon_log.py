@@ -185,3 +185,20 @@ def test_processor_stderr_is_shown_once_unwrapped() -> None:
     traceback = "Traceback (most recent call last):"
     assert watch.feed(_line("ERROR", "s.a.k.multilang.DrainChildSTDERRTask",
                             f"Received error line from subprocess [{traceback}] for shard shardId-0")).show == traceback
+
+
+def test_an_emf_line_of_a_processor_reaches_our_stderr_as_exactly_the_json_object() -> None:
+    """CloudWatch extracts metrics only from a log event that is the EMF object itself: the daemon's wrapper
+    (at ERROR, whatever the line says) must come off, brackets inside the JSON included."""
+    import json
+
+    from processor.shard.metrics import emf_record
+
+    emf = json.dumps(emf_record("shardId-000000000007", {"records": 3, "writes": 2}, 1_800_000_000_000,
+                                application="ecs-state"), separators=(",", ":"))
+    assert "]" in emf  # the dimension sets: the unwrapping must not stop at the first bracket
+    watch = DaemonWatch(show_level="WARN")
+    logged = _line("ERROR", "s.a.k.multilang.DrainChildSTDERRTask",
+                   f"Received error line from subprocess [{emf}] for shard shardId-000000000007")
+    assert watch.feed(logged).show == emf
+    assert watch.feed(emf).show is None
