@@ -6,9 +6,11 @@ It decides *when* to flush and *where* to checkpoint, and holds no business rule
 - every record goes through ``route.admit`` into the shard's ``Reducer`` (items are built at flush time); its
   base64 text is decoded by :func:`record_data` and the record is dropped from the call's list as soon as it is
   offered, so a 10,000-record call does not hold its ~45 MB of base64 text until its last record;
-- a flush happens when the reducer is full (mid-batch if need be) and, at the end of a ``processRecords`` call,
-  when ``shard/flush_schedule.py`` says it is due: early enough that the window's oldest record is durable about
-  ``flushIntervalMillis`` after its arrival in Kinesis (KCL must call us on idle shards too:
+- a flush happens when the reducer is full (mid-batch if need be); at the end of a ``processRecords`` call when
+  the window has no room left for another call like this one (reason ``room``: reading and parsing a call's line
+  takes about twice its text, ``CALL_MEMORY_FACTOR``, and the pending bytes plus that stay within
+  ``maxPendingBytes``: docs/sizing.md); and at the end of a call when ``shard/flush_schedule.py`` says it is
+  due: early enough that the window's oldest record is durable about ``flushIntervalMillis`` after its arrival in Kinesis (KCL must call us on idle shards too:
   ``callProcessRecordsEvenForEmptyRecordList = true``); a checkpoint that failed after a flush is tried again
   at the end of a call once the interval has passed since that flush, with or without new records;
 - the checkpoint goes to the last record the flush covered, and only after ``Writer.write`` reported every item
@@ -66,6 +68,12 @@ def record_data(record: Any) -> bytes:
     except ValueError:  # binascii.Error, or text that is not ASCII
         return base64.b64decode(data)
 
+
+#: Reading a call's line takes about twice its text (the line, and the pieces it is joined from), then the line
+#: and its parsed records live together: the memory a call needs, per byte of its records' base64 text.
+CALL_MEMORY_FACTOR = 2
+#: A record's JSON framing in the call's line beside its base64 data (keys, partition key, sequence number).
+RECORD_FRAMING_BYTES = 200
 
 RETRY_CHECKPOINT = frozenset({"ThrottlingException", "KinesisClientLibDependencyException"})
 STOP_CHECKPOINTING = frozenset({"ShutdownException", "InvalidStateException"})
@@ -125,8 +133,10 @@ class ShardProcessor(v3.RecordProcessorBase):
         now, wall_ms = self._clock(), self._wall_ms()
         self.schedule.call_started(now)
         records = process_records_input.records
+        call_bytes = 0
         for index, record in enumerate(records):
             records[index] = None  # its base64 text is freed once offered (module docstring)
+            call_bytes += len(record.data) + RECORD_FRAMING_BYTES
             arrival = record.timestamp_millis
             self.schedule.delivered(now, (wall_ms - arrival) / 1000 if arrival is not None else None)
             self._pending_caught_up = self._pending_caught_up or self.catch_up.active
@@ -138,6 +148,9 @@ class ShardProcessor(v3.RecordProcessorBase):
         if self.schedule.due(now) or (self._durable is not None
                                       and now - self._last_flush >= self.settings.flush_interval_millis / 1000):
             self.flush_and_checkpoint(checkpointer, "interval")
+        elif self.reducer.pending_bytes and (self.reducer.pending_bytes + CALL_MEMORY_FACTOR * call_bytes
+                                             > self.settings.max_pending_bytes):
+            self.flush_and_checkpoint(checkpointer, "room")
         self.schedule.call_ended(self._clock())
 
     def lease_lost(self, lease_lost_input: Any) -> None:
