@@ -1,15 +1,15 @@
 """Failover and a rolling deploy with the real KCL daemon, measured (a script that prints and saves figures, never
 a test): ``python -m workshop.bench.failover --mode 3x|2x [--mode ...]``.
 
-One run per mode (``3x``: KCL 3's default, ``clientVersionConfig`` unset, as production runs it; ``2x``:
+One run per mode (``3x``: KCL 3's own mode, ``CLIENT_VERSION_CONFIG_3X``, as production runs it; ``2x``:
 ``CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X``), on the embedded local stack, with the e2e support
 (``tests/e2e/e2e_support.py``) and the lease timings of ``properties/aws.properties`` (failoverTimeMillis 10 s,
 leaseAssignmentIntervalMillis 5 s, shutdownGraceMillis 25 s, idleTimeBetweenReadsInMillis 1 s, flush interval
 5 s). Records arrive at a steady ``--rate`` on a 4-shard stream the whole time:
 
 1. two workers (as ``WorkerCount: 2``) share the shards; a baseline of ``--settle-s`` seconds;
-2. **kill**: the worker holding the KCL 3 leader lock (``<app>-CoordinatorState``; in 2.x mode there is none and the
-   first worker is killed) is SIGKILLed with its processors (a task that dies: out of memory, a host lost); ECS
+2. **kill**: the worker holding the KCL 3 leader lock (``<app>-CoordinatorState``; ``--kill other``: the other
+   one; in 2.x mode there is none and the first worker is killed) is SIGKILLed with its processors (a task that dies: out of memory, a host lost); ECS
    starts a replacement, modelled as a new worker started ``--replace-delay-s`` later;
 3. **rolling deploy**: as ECS replaces every task of the service (minimumHealthyPercent 100, maximumPercent 200):
    two new workers start, ``--start-s`` later both old ones get SIGTERM, and any still alive after
@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from e2e_support import COMPATIBLE_WITH_2X, Launcher, Scenario, checkpoints, owners
+from e2e_support import COMPATIBLE_WITH_2X, Launcher, Scenario, checkpoints, leader, owners
 
 from processor.loadgen.producer import KinesisWriter
 from processor.loadgen.records import Options
@@ -102,19 +102,6 @@ class Watcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
-
-
-def leader(sc: Scenario) -> str | None:
-    """The worker id holding KCL 3's leader lock, from ``<app>-CoordinatorState`` (None: no lock item)."""
-    try:
-        items = sc.dynamodb.scan(TableName=f"{sc.application}-CoordinatorState")["Items"]
-    except Exception:  # noqa: BLE001 - no such table (2.x mode before migration) means no leader
-        return None
-    for item in items:
-        owner = item.get("ownerName", {}).get("S")
-        if owner:
-            return owner
-    return None
 
 
 def durable_times(puts: list[tuple[str, int, float]], samples: list[tuple[float, dict[str, int]]]
@@ -208,8 +195,9 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, say: Any) -> dict[
         with Watcher(sc) as watch:
             time.sleep(args.settle_s)  # a baseline of steady processing (a measurement window, not a wait)
             base_end = time.time()
-            chief = leader(sc)
-            victim = a if chief in (None, "a") else b if chief == "b" else a
+            chief = leader(sc.dynamodb, sc.application)
+            leader_worker = b if chief == "b" else a
+            victim = leader_worker if args.kill == "leader" else (a if leader_worker is b else b)
             survivor = b if victim is a else a
             held = sorted(s for s, o in owners(sc.dynamodb, sc.application).items() if o == victim.name)
             say(f"  [{mode}] SIGKILL worker {victim.name} (leader lock: {chief}), holding {held}")
@@ -229,7 +217,7 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, say: Any) -> dict[
             time.sleep(args.settle_s)  # steady again before the deploy (a measurement window)
             kill_end = time.time()
             say(f"  [{mode}] rolling deploy: new workers d, e; SIGTERM to {survivor.name}, c {args.start_s} s later")
-            chief_before_deploy = leader(sc)
+            chief_before_deploy = leader(sc.dynamodb, sc.application)
             started_new = time.time()
             d, e = worker("d"), worker("e")
             time.sleep(args.start_s)  # ECS waits for the new tasks to run before stopping the old ones
@@ -316,6 +304,9 @@ def render(results: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", action="append", choices=("3x", "2x"))
+    parser.add_argument("--kill", choices=("leader", "other"), default="leader",
+                        help="SIGKILL the worker holding the KCL 3 leader lock (the worst case) or the other one")
+    parser.add_argument("--label", default="", help="saved under MODE-LABEL (default: MODE)")
     parser.add_argument("--rate", type=float, default=10.0, help="records/s into the stream")
     parser.add_argument("--settle-s", type=float, default=40.0)
     parser.add_argument("--replace-delay-s", type=float, default=10.0)
@@ -328,7 +319,8 @@ def main() -> int:
     results = json.loads(saved.read_text()) if saved.exists() else {}
     for mode in args.mode or ["3x", "2x"]:
         print(f"mode {mode} (work {work}) ...", flush=True)
-        results[mode] = run_mode(mode, args, work, lambda s: print(s, flush=True))
+        key = f"{mode}-{args.label}" if args.label else mode
+        results[key] = run_mode(mode, args, work, lambda s: print(s, flush=True))
         saved.write_text(json.dumps(results, indent=1) + "\n")
         (args.out / "failover.md").write_text(render(results))
     print(render(results))
