@@ -171,11 +171,11 @@ def test_d_replay_by_a_second_application_changes_nothing(bulk: dict[str, Any]) 
 # ---- b. two workers, one killed --------------------------------------------------------------------------------
 
 def test_b_second_worker_takes_over_the_leases_of_a_killed_one(stack: LocalStack, tmp_path: Path) -> None:
-    """Two daemons (workers ``worker-a`` and ``worker-b``, one applicationName) share 4 shards; worker-a's Java
-    process and its processors are SIGKILLed while records keep coming. worker-b takes over worker-a's leases,
-    starting each at the checkpoint worker-a left, and the final state equals the ground truth. The killed one is
-    the worker not holding KCL 3's leader lock (module docstring: the leader's death holds every reassignment
-    back for about two and a half minutes)."""
+    """Two daemons (workers ``worker-a`` and ``worker-b``, one applicationName) share 4 shards; the one not holding
+    KCL 3's leader lock (module docstring: the leader's death holds every reassignment back for about two and a
+    half minutes) is SIGKILLed with its processors while records keep coming. The other takes over its leases,
+    starting each at the checkpoint the killed one left (or a later one of its own, when the lease was being
+    handed over at the kill), and the final state equals the ground truth."""
     with _scenario(stack, tmp_path, "failover") as sc:
         sc.create_stream(4)
         shards = sc.shard_ids()
@@ -216,7 +216,9 @@ def test_b_second_worker_takes_over_the_leases_of_a_killed_one(stack: LocalStack
         taken = b.initialized(since=killed_at)
         assert set(victim) <= set(taken), f"{chief} initialised {sorted(taken)} after the kill"
         for shard in victim:
-            assert taken[shard][0]["sequenceNumber"] == at_kill[shard], shard
+            # At the killed worker's checkpoint, or later: KCL 3's leader may have been handing the lease over
+            # (its old owner, the survivor, flushes and checkpoints it on shutdownRequested) when the kill came.
+            assert int(taken[shard][0]["sequenceNumber"]) >= int(at_kill[shard]), shard
         print("b: " + "; ".join(sc.notes))
 
 

@@ -43,7 +43,8 @@ SOAK = BenchConfig(events=149_170, shards=1, clusters=10, instances=750, tasks=1
 
 
 def run_soak(bench: BenchConfig, batch: int, poll_ms: int, interval_ms: int, runs: dict[str, dict[str, str]],
-             work: Path, say: Any) -> dict[str, dict[str, Any]]:
+             work: Path, say: Any, done: Any = None) -> dict[str, dict[str, Any]]:
+    """Every run of ``runs`` on one stream and one moto server; ``done(label, result)`` after each (to save it)."""
     from workshop.bench import moto_keepalive
     from workshop.bench.emulator import check_tables, fresh_tables
     from workshop.bench.stream import build_stream
@@ -76,6 +77,8 @@ def run_soak(bench: BenchConfig, batch: int, poll_ms: int, interval_ms: int, run
             result["flush_interval_ms"] = interval_ms
             result["batch"] = batch
             results[label] = result
+            if done:
+                done(label, result)
             say(f"  peak RSS {result['peak_rss_mb']} MB; flushes {result['flush_reasons']}; "
                 f"writes {result['flush_log'].get('writes')}")
         return results
@@ -135,17 +138,20 @@ def main() -> int:
         runs[label] = {f"ECS_STATE_{k.upper()}": v for k, v in (pair.split("=", 1) for pair in pairs)}
     bench = replace(SOAK, events=args.events, tasks=args.tasks, instances=args.instances)
     work = Path(tempfile.mkdtemp(prefix="soak-"))
-    results = run_soak(bench, args.batch, args.poll_ms, args.flush_interval_ms, runs, work,
-                       lambda s: print(s, flush=True))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                             check=False).stdout.strip()
     saved = args.out / "soak.json"
-    everything = json.loads(saved.read_text()) if saved.exists() else {}
-    for label, result in results.items():
-        everything[label] = {**result, "commit": commit,
-                             "defaults": {"max_pending_arns": MAX_PENDING_ARNS, "max_pending_bytes": MAX_PENDING_BYTES}}
-    saved.write_text(json.dumps(everything, indent=1) + "\n")
-    (args.out / "soak.md").write_text(render(everything))
+
+    def save(label: str, result: dict[str, Any]) -> None:
+        everything = json.loads(saved.read_text()) if saved.exists() else {}
+        everything[label] = {**result, "commit": commit, "defaults": {"max_pending_arns": MAX_PENDING_ARNS,
+                                                                      "max_pending_bytes": MAX_PENDING_BYTES}}
+        saved.write_text(json.dumps(everything, indent=1) + "\n")
+        (args.out / "soak.md").write_text(render(everything))
+
+    run_soak(bench, args.batch, args.poll_ms, args.flush_interval_ms, runs, work, lambda s: print(s, flush=True),
+             save)
+    everything = json.loads(saved.read_text())
     print(f"logs in {work}")
     print(render(everything))
     return 0
