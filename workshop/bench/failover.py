@@ -188,8 +188,7 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, say: Any) -> dict[
         started_s = round(time.time() - t0, 1)
         say(f"  [{mode}] two workers processing {started_s} s after start; owners "
             f"{owners(sc.dynamodb, sc.application)}")
-        total = int(args.rate * (args.settle_s * 3 + args.replace_delay_s + args.start_s + args.stop_timeout_s
-                                 + 240))
+        total = int(args.rate * (args.settle_s * 2 + args.replace_delay_s + 200))
         feed.send_in_background(total, rate=args.rate)
         result: dict[str, Any] = {"mode": mode, "start_s": started_s, "rate": args.rate}
         with Watcher(sc) as watch:
@@ -219,6 +218,8 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, say: Any) -> dict[
             say(f"  [{mode}] rolling deploy: new workers d, e; SIGTERM to {survivor.name}, c {args.start_s} s later")
             chief_before_deploy = leader(sc.dynamodb, sc.application)
             started_new = time.time()
+            # records keep coming through the deploy, however long the kill phase took
+            feed.send_in_background(int(args.rate * (args.start_s + args.stop_timeout_s + 180)), rate=args.rate)
             d, e = worker("d"), worker("e")
             time.sleep(args.start_s)  # ECS waits for the new tasks to run before stopping the old ones
             deploy = time.time()
