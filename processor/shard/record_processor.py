@@ -10,9 +10,10 @@ It decides *when* to flush and *where* to checkpoint, and holds no business rule
   the window has no room left for another call like this one (reason ``room``: reading and parsing a call's line
   takes about twice its text, ``CALL_MEMORY_FACTOR``, and the pending bytes plus that stay within
   ``maxPendingBytes``: docs/sizing.md); and at the end of a call when ``shard/flush_schedule.py`` says it is
-  due: early enough that the window's oldest record is durable about ``flushIntervalMillis`` after its arrival in Kinesis (KCL must call us on idle shards too:
-  ``callProcessRecordsEvenForEmptyRecordList = true``); a checkpoint that failed after a flush is tried again
-  at the end of a call once the interval has passed since that flush, with or without new records;
+  due: early enough that the window's oldest record is durable about ``flushIntervalMillis`` after its arrival
+  in Kinesis (KCL must call us on idle shards too: ``callProcessRecordsEvenForEmptyRecordList = true``); a
+  checkpoint that failed after a flush is tried again at the end of a call once the interval has passed since
+  that flush, with or without new records;
 - the checkpoint goes to the last record the flush covered, and only after ``Writer.write`` reported every item
   and dead letter durable. Transient DynamoDB failures are retried inside the flush, holding the lease, for as
   long as they last (the default); only with a finite ``writeRetryBudgetMillis`` does a flush that still fails

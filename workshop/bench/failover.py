@@ -9,8 +9,9 @@ leaseAssignmentIntervalMillis 5 s, shutdownGraceMillis 25 s, idleTimeBetweenRead
 
 1. two workers (as ``WorkerCount: 2``) share the shards; a baseline of ``--settle-s`` seconds;
 2. **kill**: the worker holding the KCL 3 leader lock (``<app>-CoordinatorState``; ``--kill other``: the other
-   one; in 2.x mode there is none and the first worker is killed) is SIGKILLed with its processors (a task that dies: out of memory, a host lost); ECS
-   starts a replacement, modelled as a new worker started ``--replace-delay-s`` later;
+   one; in 2.x mode there is none and the first worker is killed) is SIGKILLed with its processors (a task that
+   dies: out of memory, a host lost); ECS starts a replacement, modelled as a new worker started
+   ``--replace-delay-s`` later;
 3. **rolling deploy**: as ECS replaces every task of the service (minimumHealthyPercent 100, maximumPercent 200):
    two new workers start, ``--start-s`` later both old ones get SIGTERM, and any still alive after
    ``--stop-timeout-s`` (the task's stopTimeout) are SIGKILLed;
