@@ -1,15 +1,17 @@
 """The memory soak: the peak RSS of one shard process on a long stream of a large fleet, with the pending window
 filling (a script that prints and saves figures, never a test): ``python -m workshop.bench.soak``.
 
-What a run does: one stream (default 149,170 events of a fleet of ~25,800 distinct task and container-instance
-ARNs, mean record ~3.3 KB, seed 1), all on one shard, handed to one ``ecs-state-processor`` through the MultiLang
-protocol (:func:`workshop.bench.volume.run_pass`) in ``--batch``-record calls (10,000: KCL's ``maxRecords``
+What a run does: one stream (default 149,170 events of a fleet of 12,400 concurrent tasks and 750 container
+instances: 22,018 distinct ARNs, mean record ~3.3 KB, seed 1), all on one shard, handed to one
+``ecs-state-processor`` through the MultiLang protocol (:func:`workshop.bench.volume.run_pass`) in
+``--batch``-record calls (10,000: KCL's ``maxRecords``
 ceiling; real Kinesis caps a GetRecords at 10 MiB, so 10,000 records of 3.3 KB is more than a real call carries),
 a ``--poll-ms`` pause between calls, against moto under waitress (:mod:`workshop.bench.moto_keepalive`). The
 processor runs with its default settings but one: the flush interval is ``--flush-interval-ms`` (60 s), longer
-than the stream takes to hand over, so that only the pending limits flush: the window fills to its limits, the
-worst case any timing can give (at the 5 s default a machine fast enough to hand over four calls within the
-interval gets the same; a slow one flushes on the interval first and peaks lower). ``--run "LABEL KEY=VALUE ..."``
+than the stream takes to hand over, so that the pending limits flush (unless flushes take longer than the
+interval): the window fills to its limits, the worst case any timing can give (at the 5 s default a machine
+fast enough to hand over four calls within the interval gets the same; a slow one flushes on the interval first
+and peaks lower). ``--run "LABEL KEY=VALUE ..."``
 (repeatable) runs the same stream again with ``ECS_STATE_<KEY>`` variables set, on fresh tables.
 
 Figures: the process's peak RSS (``VmHWM`` from ``/proc/PID/status`` of the child, read before it is told to shut
@@ -37,7 +39,7 @@ from workshop.bench.volume import VolumeConfig
 from workshop.errors import BenchError
 
 ROOT = Path(__file__).resolve().parents[2]
-#: ~25,800 distinct ARNs over 149,170 events (seed 1): the fleet of the case that first showed the peak.
+#: 149,170 events (the case that first showed the peak) of a fleet with 22,018 distinct ARNs (seed 1).
 SOAK = BenchConfig(events=149_170, shards=1, clusters=10, instances=750, tasks=12_400, contenders=("ours",))
 
 
@@ -110,9 +112,10 @@ def render(runs: dict[str, Any]) -> str:
     for label, r in runs.items():
         big = max(r["flush_lines"], key=lambda f: f["records"] or 0) if r["flush_lines"] else {}
         writes = r["flush_log"].get("writes", 0)
+        reasons = ", ".join(f"{k} {v}" for k, v in r["flush_reasons"].items())
         lines.append(
             f"| {label} | {', '.join(f'{k}={v}' for k, v in r['settings'].items()) or 'default'} | {r['batch']:,} | "
-            f"**{r['peak_rss_mb']}** | {r['flushes']} ({', '.join(f'{k} {v}' for k, v in r['flush_reasons'].items())}) | "
+            f"**{r['peak_rss_mb']}** | {r['flushes']} ({reasons}) | "
             f"{big.get('records', 0):,} / {big.get('distinct_arns', 0):,} | {writes:,} | "
             f"{writes / floor if floor else 0:.3f} | {r['capacity'].get('write_unit_equivalents', 0):,.0f} | "
             f"{r['cpu_us_per_event'] or 0:.0f} | {r['wall_s']:.0f} |")
