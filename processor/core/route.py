@@ -20,6 +20,12 @@ from processor.core.events import Event, Ignored, decode
 from processor.core.items import Item, Unstorable, build_item, check_event
 from processor.core.position import Position
 
+#: What one pending candidate costs in memory beyond its bytes, counted towards the pending byte limit: the
+#: Candidate and its Position, their strings (ARN, key, partition key, sequence number), the bytes object's
+#: header, the reducer's list and dict slots and the adapter's arrival entry. Measured with tracemalloc on the
+#: soak stream (workshop/bench/soak.py): ~570 bytes per candidate.
+CANDIDATE_OVERHEAD = 600
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -37,7 +43,7 @@ class Candidate:
 
     @property
     def size(self) -> int:
-        return len(self.data) + 200  # the bytes plus this object's own overhead, for the pending limit
+        return len(self.data) + CANDIDATE_OVERHEAD  # what holding it costs, for the pending limit
 
 
 def admit(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,

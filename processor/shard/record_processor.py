@@ -6,11 +6,14 @@ It decides *when* to flush and *where* to checkpoint, and holds no business rule
 - every record goes through ``route.admit`` into the shard's ``Reducer`` (items are built at flush time); its
   base64 text is decoded by :func:`record_data` and the record is dropped from the call's list as soon as it is
   offered, so a 10,000-record call does not hold its ~45 MB of base64 text until its last record;
-- a flush happens when the reducer is full (mid-batch if need be) and, at the end of a ``processRecords`` call,
-  when ``shard/flush_schedule.py`` says it is due: early enough that the window's oldest record is durable about
-  ``flushIntervalMillis`` after its arrival in Kinesis (KCL must call us on idle shards too:
-  ``callProcessRecordsEvenForEmptyRecordList = true``); a checkpoint that failed after a flush is tried again
-  at the end of a call once the interval has passed since that flush, with or without new records;
+- a flush happens when the reducer is full (mid-batch if need be); at the end of a ``processRecords`` call when
+  the window has no room left for another call like this one (reason ``room``: reading and parsing a call's line
+  takes about twice its text, ``CALL_MEMORY_FACTOR``, and the pending bytes plus that stay within
+  ``maxPendingBytes``: docs/sizing.md); and at the end of a call when ``shard/flush_schedule.py`` says it is
+  due: early enough that the window's oldest record is durable about ``flushIntervalMillis`` after its arrival
+  in Kinesis (KCL must call us on idle shards too: ``callProcessRecordsEvenForEmptyRecordList = true``); a
+  checkpoint that failed after a flush is tried again at the end of a call once the interval has passed since
+  that flush, with or without new records;
 - the checkpoint goes to the last record the flush covered, and only after ``Writer.write`` reported every item
   and dead letter durable. Transient DynamoDB failures are retried inside the flush, holding the lease, for as
   long as they last (the default); only with a finite ``writeRetryBudgetMillis`` does a flush that still fails
@@ -69,6 +72,12 @@ def record_data(record: Any) -> bytes:
     except ValueError:  # binascii.Error, or text that is not ASCII
         return base64.b64decode(data)
 
+
+#: Reading a call's line takes about twice its text (the line, and the pieces it is joined from), then the line
+#: and its parsed records live together: the memory a call needs, per byte of its records' base64 text.
+CALL_MEMORY_FACTOR = 2
+#: A record's JSON framing in the call's line beside its base64 data (keys, partition key, sequence number).
+RECORD_FRAMING_BYTES = 200
 
 RETRY_CHECKPOINT = frozenset({"ThrottlingException", "KinesisClientLibDependencyException"})
 STOP_CHECKPOINTING = frozenset({"ShutdownException", "InvalidStateException"})
@@ -133,8 +142,10 @@ class ShardProcessor(v3.RecordProcessorBase):
         window = self.window
         window.schedule.call_started(now)
         records = process_records_input.records
+        call_bytes = 0
         for index, record in enumerate(records):
             records[index] = None  # its base64 text is freed once offered (module docstring)
+            call_bytes += len(record.data) + RECORD_FRAMING_BYTES
             window.delivered(now, wall_ms, record.timestamp_millis, self.catch_up.active)
             self.offer(record_data(record), record.sequence_number, record.sub_sequence_number or 0,
                        record.partition_key, record.timestamp_millis)
@@ -144,6 +155,9 @@ class ShardProcessor(v3.RecordProcessorBase):
         if window.schedule.due(now) or (self._durable is not None
                                       and now - self._last_flush >= self.settings.flush_interval_millis / 1000):
             self.flush_and_checkpoint(checkpointer, "interval")
+        elif window.reducer.pending_bytes and (window.reducer.pending_bytes + CALL_MEMORY_FACTOR * call_bytes
+                                               > self.settings.max_pending_bytes):
+            self.flush_and_checkpoint(checkpointer, "room")
         window.schedule.call_ended(self._clock())
         minute = int(self._wall_ms() // 60_000)
         if minute != self._emitted_minute:  # nothing flushed this minute: the shard's age alone

@@ -46,7 +46,7 @@ T = TypeVar("T")
 ECS_STATE = Path(sys.executable).with_name("ecs-state")
 #: Written by the KCL lease table for a shard that was read to its end and checkpointed there.
 SHARD_END = "SHARD_END"
-#: KCL 2.x-compatible lease handling, for the failover and restart tests (why: tests/test_e2e.py's docstring).
+#: KCL 3's migration mode (2.x-compatible lease handling): only the failover benchmark runs it, for comparison.
 COMPATIBLE_WITH_2X = "CLIENT_VERSION_CONFIG_COMPATIBLE_WITH_2X"
 
 
@@ -181,6 +181,16 @@ def leases(dynamodb: Any, application: str) -> dict[str, dict[str, Any]]:
 def checkpoints(dynamodb: Any, application: str) -> dict[str, str]:
     """shard id -> checkpoint (a sequence number, TRIM_HORIZON, LATEST or SHARD_END)."""
     return {shard: str(lease.get("checkpoint")) for shard, lease in leases(dynamodb, application).items()}
+
+
+def leader(dynamodb: Any, application: str) -> str | None:
+    """The workerId holding KCL 3's leader lock: ``ownerName`` of the lock item in ``<app>-CoordinatorState``
+    (None: no such table or no lock yet)."""
+    try:
+        items = dynamodb.scan(TableName=f"{application}-CoordinatorState")["Items"]
+    except dynamodb.exceptions.ResourceNotFoundException:
+        return None
+    return next((item["ownerName"]["S"] for item in items if "ownerName" in item), None)
 
 
 def owners(dynamodb: Any, application: str) -> dict[str, str | None]:

@@ -131,6 +131,28 @@ def test_pending_limit_flushes_mid_batch(tables: Settings, tmp_path: Path) -> No
     assert proc.close() == 0
 
 
+def test_a_call_that_would_not_fit_beside_the_pending_window_flushes_it_at_the_end_of_the_call(
+        tables: Settings, tmp_path: Path) -> None:
+    """maxPendingBytes 1 MiB, no interval flush: a call of 10 records of ~8 KB leaves ~86 KB pending and room for
+    another like it (twice its text); after a call of 40 (~350 KB pending, twice its ~440 KB of text beside it
+    would pass 1 MiB) the window is flushed at the end of that call (reason ``room``), before the next call's
+    line is read. Neither call fills the window itself."""
+    payloads = [(task_arn(n), as_json(task_event(task_arn(n), 1, group="x" * 8000))) for n in range(50)]
+    records = records_from(payloads)
+    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000",
+                                        ECS_STATE_MAX_PENDING_BYTES=str(1024 * 1024)),
+                            on_checkpoint=DurabilityCheck(tables, records), stderr_path=tmp_path / "err").start()
+    proc.initialize("shardId-000000000013")
+    proc.process_records(records[:10])
+    assert proc.checkpoints == []
+    proc.process_records(records[10:])
+    assert [c.sequence_number for c in proc.checkpoints] == [records[-1].sequence_number]
+    proc.shutdown_requested()
+    assert proc.close() == 0
+    reports = flush_reports((tmp_path / "err").read_text().splitlines())
+    assert [(r.reason, r.records) for r in reports] == [("room", 50)]
+
+
 def test_lease_lost_drops_pending_and_never_checkpoints(tables: Settings, tmp_path: Path) -> None:
     records = records_from(make_stream(seed=5, arns=5, versions=2))
     proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),

@@ -5,12 +5,12 @@ from hypothesis import strategies as st
 
 from processor.core.position import Position
 from processor.core.reducer import DUPLICATE, NEW, NEWER, STALE, Reducer
-from processor.core.route import Candidate
+from processor.core.route import CANDIDATE_OVERHEAD, Candidate
 
 
-def item(arn: str, version: int, tag: str = "", size: int = 100, kind: str = "task") -> Candidate:
-    """A candidate whose bytes are ``tag`` padded to ``size`` counted bytes (Candidate.size adds 200)."""
-    return Candidate(kind, "taskArn", arn, version, tag.encode().ljust(max(0, size - 200), b"."),
+def item(arn: str, version: int, tag: str = "", size: int = 0, kind: str = "task") -> Candidate:
+    """A candidate whose bytes are ``tag`` padded to ``size`` counted bytes (Candidate.size adds its overhead)."""
+    return Candidate(kind, "taskArn", arn, version, tag.encode().ljust(max(0, size - CANDIDATE_OVERHEAD), b"."),
                      Position("shard-1", "0"), arn, None)
 
 
@@ -58,12 +58,12 @@ def test_full_by_entries_and_by_bytes() -> None:
     assert not r.full
     r.offer(item("a2", 1), pos(3))
     assert r.full
-    r = Reducer(max_arns=100, max_bytes=1500)
-    r.offer(item("a", 1, size=600), pos(1))
-    r.offer(item("a", 2, size=800), pos(2))  # every candidate's bytes count: the older one is a fallback
-    assert r.pending_bytes == 1400 and not r.full
-    r.offer(item("b", 1, size=200), pos(3))
-    assert r.full
+    r = Reducer(max_arns=100, max_bytes=3000)
+    r.offer(item("a", 1, size=1000), pos(1))
+    r.offer(item("a", 2, size=1400), pos(2))  # every candidate's bytes count: the older one is a fallback
+    assert r.pending_bytes == 2400 and not r.full
+    r.offer(item("b", 1, tag="x"), pos(3))  # one byte of data still costs the candidate's overhead
+    assert r.pending_bytes == 2400 + 1 + CANDIDATE_OVERHEAD and r.full
 
 
 def test_clear_forgets_everything() -> None:

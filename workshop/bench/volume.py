@@ -86,20 +86,35 @@ def _pct(values: list[float]) -> dict[str, float | None]:
             "max": round(ordered[-1], 1)}
 
 
+def rss_mb(pid: int) -> tuple[float, float] | None:
+    """(``VmRSS``, ``VmHWM``) of a live process (Linux), MB."""
+    found: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    found[line[:5]] = round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        return None
+    return (found["VmRSS"], found["VmHWM"]) if len(found) == 2 else None
+
+
 def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: str, work: Path, name: str,
-             arrivals_ms: list[int] | None = None, rate: float = 0) -> dict[str, Any]:
+             arrivals_ms: list[int] | None = None, rate: float = 0, extra_env: dict[str, str] | None = None,
+             trace_rss: bool = False) -> dict[str, Any]:
     """One pass of every shard's records through one processor per shard; returns the pass's figures and, in
     ``arrival_ms``, each record's arrival timestamp (for a replay to reuse). ``rate`` > 0: each shard's records
     arrive at that many per second (record k at start + k / rate, its arrival timestamp), and every call hands
     over what has arrived since the last one (at most ``batch``); 0: ``batch`` records per call, arriving as
-    they are handed over."""
+    they are handed over. ``extra_env``: further variables for the processors (settings); ``trace_rss``: the
+    result's ``rss_after_call_mb`` lists (call, VmRSS, VmHWM) of each processor after each non-empty call."""
     from workshop.testing.multilang_driver import Checkpoint, KinesisRecord, ProcessorProcess
 
     env = child_env(endpoint, {"ECS_STATE_TASK_TABLE": settings.task_table,
                                "ECS_STATE_INSTANCE_TABLE": settings.instance_table,
                                "ECS_STATE_DEAD_LETTER_TABLE": settings.dead_letter_table,
                                "ECS_STATE_FLUSH_INTERVAL_MILLIS": str(vcfg.flush_interval_ms),
-                               "ECS_STATE_LOG_LEVEL": "INFO", "ECS_STATE_METRICS": "none"})
+                               "ECS_STATE_LOG_LEVEL": "INFO", "ECS_STATE_METRICS": "none", **(extra_env or {})})
     n = len(stream.records)
     arrival = list(arrivals_ms) if arrivals_ms else [0] * n
     shards = len(stream.shard_indices)
@@ -108,6 +123,7 @@ def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: s
     rss: list[float | None] = [None] * shards
     durable: list[list[tuple[float, int]]] = [[] for _ in range(shards)]  # (wall ms, sequence) per checkpoint
     calls = [0] * shards
+    traces: list[list[tuple[int, float, float]]] = [[] for _ in range(shards)]
 
     def one(s: int) -> int:
         indices = stream.shard_indices[s]
@@ -136,6 +152,9 @@ def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: s
                 process.process_records(records, millis_behind_latest=max(0, now - arrival[chunk[-1]]) if chunk else 0)
                 calls[s] += 1
                 a = b
+                sample = rss_mb(process.proc.pid) if trace_rss else None
+                if sample:
+                    traces[s].append((calls[s], *sample))
                 time.sleep(vcfg.poll_ms / 1000)
             deadline = time.monotonic() + vcfg.flush_interval_ms / 1000 + 120
             while indices and (not durable[s] or durable[s][-1][1] < len(indices)) and time.monotonic() < deadline:
@@ -196,7 +215,7 @@ def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: s
             "freshness_in_flush_lines": any(r.freshness_p99_ms is not None for r in reports),
             "requests": sums.get("requests", 0), "requests_per_event": sums.get("requests", 0) / n,
             "floor_requests": floor, "x_floor": sums.get("requests", 0) / floor if floor else None,
-            "arrival_ms": arrival}
+            "arrival_ms": arrival, **({"rss_after_call_mb": traces} if trace_rss else {})}
 
 
 def cpu_split(stream: Stream, sample: int = 20_000, batch: int = 10_000) -> dict[str, float]:
