@@ -34,6 +34,10 @@ class Backoff:
 
 #: DynamoDB requests (the writer, the stored-versions prefetch, the start-up check of the tables)
 DYNAMODB = Backoff(base_s=0.025, cap_s=2.0)
+#: Kinesis PutRecords (``processor/kinesis_put.py``: the producer and the redrive commands)
+KINESIS = Backoff(base_s=0.05, cap_s=5.0)
+#: KCL checkpoints the daemon reports throttled (the record processor)
+CHECKPOINT = Backoff(base_s=0.1, cap_s=5.0)
 
 
 @dataclass

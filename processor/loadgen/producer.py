@@ -2,9 +2,9 @@
 
 The records come from the pure generator :func:`processor.loadgen.fleet.generate` (a simulated ECS fleet with
 duplicates, bounded reordering, poison and ignored records); this module is the Kinesis side: PutRecords-sized
-batches, :class:`KinesisWriter` (retries only the failed entries), :func:`ensure_stream`, pacing
-(:class:`Pacer`), progress, and :func:`produce`, which feeds a :class:`processor.loadgen.ground_truth.GroundTruth` only with
-records Kinesis accepted.
+batches, :class:`KinesisWriter` (``processor.kinesis_put``: retries only the failed entries),
+:func:`ensure_stream`, pacing (:class:`Pacer`), progress, and :func:`produce`, which feeds a
+:class:`processor.loadgen.ground_truth.GroundTruth` only with records Kinesis accepted.
 
 ``ecs-state produce`` (this module's :func:`register` / :func:`run`) and ``scripts/produce.py`` drive it.
 """
@@ -16,35 +16,22 @@ import os
 import random
 import sys
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from processor.errors import ProduceError
 from processor.kinesis_limits import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_RECORD_BYTES, size_batches
 from processor.kinesis_limits import record_size as kinesis_record_size
+from processor.kinesis_put import PutRefused, RecordPutter
 from processor.loadgen.catalog import FORMATS
 from processor.loadgen.fleet import generate
 from processor.loadgen.ground_truth import GroundTruth
 from processor.loadgen.records import Options, Record
+from processor.retry import KINESIS, Backoff
 
 # ------------------------------------------------------------------------------------------------ kinesis
 
 PACING_SLACK_S = 0.05   # with --rate, records due within this much are sent together in one PutRecords
-_RETRYABLE_CALL_ERRORS = {
-    "ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException",
-    "KMSThrottlingException", "InternalFailure", "InternalFailureException", "ServiceUnavailable",
-    "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException",
-}
-
-
-@dataclass
-class PutStats:
-    calls: int = 0
-    retried_records: int = 0
-    throttled: int = 0
-
-
 def record_size(rec: Record) -> int:
     """What a record counts against PutRecords' limits: data plus partition key bytes."""
     return kinesis_record_size(rec.data, rec.partition_key)
@@ -57,77 +44,32 @@ def batches(records: Iterable[Record], max_records: int = MAX_BATCH_RECORDS,
 
 
 class KinesisWriter:
-    """PutRecords with retries of only the failed entries (exponential backoff with full jitter)."""
+    """The producer's side of ``processor.kinesis_put``: every record of a batch accepted, or ``ProduceError``."""
 
-    def __init__(self, client: Any, stream: str, *, max_attempts: int = 12, base_delay: float = 0.05,
-                 max_delay: float = 5.0, sleep: Callable[[float], None] = time.sleep,
-                 rng: random.Random | None = None) -> None:
-        self.client = client
+    def __init__(self, client: Any, stream: str, *, max_attempts: int = 12, backoff: Backoff = KINESIS,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
         self.stream = stream
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self.sleep = sleep
-        self.rng = rng or random.Random()
-        self.stats = PutStats()
-
-    def _backoff(self, attempt: int) -> None:
-        self.sleep(self.rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** attempt)))
+        self.endpoint = client.meta.endpoint_url
+        self.putter = RecordPutter(client, stream, max_attempts, backoff, sleep, rng or random.Random())
 
     def put(self, batch: list[Record]) -> None:
         """Write one batch (<= 500 records, <= 5 MiB); returns when every record is accepted."""
-        from botocore.exceptions import (
-            ClientError,
-            ConnectionClosedError,
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            ReadTimeoutError,
-        )
-
         for rec in batch:
             if record_size(rec) > MAX_RECORD_BYTES:
                 raise ProduceError(f"a {rec.kind} record for {rec.partition_key!r} is {record_size(rec)} bytes, "
                                    f"over Kinesis' {MAX_RECORD_BYTES}-byte record limit")
-        pending = batch
-        errors: Counter[str] = Counter()
-        for attempt in range(self.max_attempts):
-            if attempt:
-                self._backoff(attempt)
-            self.stats.calls += 1
-            try:
-                response = self.client.put_records(
-                    StreamName=self.stream,
-                    Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending])
-            except (ConnectionClosedError, EndpointConnectionError, ReadTimeoutError, ConnectTimeoutError) as exc:
-                # Transient: a kept-alive connection the server closed, a restarting endpoint. Retried like a 5xx
-                # (a reply lost after the stream accepted the batch would repeat it: the processor is idempotent).
-                errors[type(exc).__name__] += 1
-                continue
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                if code == "ResourceNotFoundException":
-                    raise ProduceError(f"Kinesis stream {self.stream!r} does not exist at "
-                                       f"{self.client.meta.endpoint_url}; create it (e.g. `ecs-state produce "
-                                       f"--create-shards 2 ...`) or pass the right --stream") from exc
-                if code in _RETRYABLE_CALL_ERRORS or status >= 500:
-                    errors[code or str(status)] += 1
-                    self.stats.throttled += 1
-                    continue
-                raise ProduceError(f"PutRecords to {self.stream!r} failed: {code}: "
-                                   f"{exc.response.get('Error', {}).get('Message', '')}") from exc
-            results = response["Records"]
-            failed = [rec for rec, res in zip(pending, results) if res.get("ErrorCode")]
-            for res in results:
-                if res.get("ErrorCode"):
-                    errors[res["ErrorCode"]] += 1
-            if not failed:
-                return
-            self.stats.retried_records += len(failed)
-            pending = failed
-        raise ProduceError(f"{len(pending)} records still failing after {self.max_attempts} PutRecords attempts "
-                           f"to {self.stream!r} (errors seen: {dict(errors)}); the stream may be overloaded: "
-                           f"lower --rate or add shards")
+        try:
+            result = self.putter.put(batch)
+        except PutRefused as exc:
+            if exc.missing:
+                raise ProduceError(f"Kinesis stream {self.stream!r} does not exist at {self.endpoint}; create it "
+                                   f"(e.g. `ecs-state produce --create-shards 2 ...`) or pass the right --stream"
+                                   ) from exc
+            raise ProduceError(str(exc)) from exc
+        if result.failing:
+            raise ProduceError(f"{len(result.failing)} records still failing after {self.putter.max_attempts} "
+                               f"PutRecords attempts to {self.stream!r} (errors seen: {dict(self.putter.errors)}); "
+                               f"the stream may be overloaded: lower --rate or add shards")
 
 
 def ensure_stream(client: Any, stream: str, shards: int, deadline_s: float = 60.0) -> None:
@@ -379,7 +321,8 @@ def run(args: argparse.Namespace) -> int:
     log("produce.done", stream=args.stream, seconds=round(seconds, 3),
         records_per_s=round(totals["records"] / seconds, 1) if seconds > 0 else None,
         avg_bytes=round(totals["bytes"] / totals["records"], 1) if totals["records"] else 0,
-        put_calls=writer.stats.calls if writer else 0, retried_records=writer.stats.retried_records if writer else 0,
+        put_calls=writer.putter.calls if writer else 0,
+        retried_records=writer.putter.retried_records if writer else 0,
         truth=args.truth, **{k: v for k, v in totals.items() if k != "bytes"}, bytes=totals["bytes"])
     return code
 

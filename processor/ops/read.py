@@ -46,6 +46,7 @@ from processor.core.schema import (
     stopped_day,
 )
 from processor.errors import ReadError
+from processor.retry import DYNAMODB
 from processor.ops import questions
 from processor.ops.render import (
     OUTPUTS,
@@ -85,28 +86,37 @@ def get_item(ddb: Any, table: str, key_name: str, arn: str) -> LowItem | None:
 
 def batch_get(ddb: Any, table: str, key_name: str, arns: Sequence[str], deadline_s: float = 60.0,
               projection: str | None = None, names: dict[str, str] | None = None) -> list[LowItem]:
-    """Consistent BatchGetItem in groups of 100, retrying UnprocessedKeys with backoff until ``deadline_s``;
-    ``projection`` / ``names`` become ProjectionExpression / ExpressionAttributeNames."""
+    """The items of ``arns`` (string hash key ``key_name``): :func:`batch_get_keys` with a ProjectionExpression /
+    ExpressionAttributeNames when given."""
+    extra: dict[str, Any] = {}
+    if projection:
+        extra["ProjectionExpression"] = projection
+    if names:
+        extra["ExpressionAttributeNames"] = names
+    return batch_get_keys(ddb, table, [{key_name: {"S": a}} for a in arns], deadline_s, **extra)
+
+
+def batch_get_keys(ddb: Any, table: str, keys: Sequence[LowItem], deadline_s: float = 60.0,
+                   **request: Any) -> list[LowItem]:
+    """Consistent BatchGetItem of ``keys`` in groups of 100, retrying UnprocessedKeys (throttling, the 16 MB reply
+    limit) with the one backoff policy until ``deadline_s``: the one read-side BatchGetItem loop (the read commands
+    and redrive)."""
     found: list[LowItem] = []
     end = time.monotonic() + deadline_s
-    for start in range(0, len(arns), BATCH_GET_LIMIT):
-        request: dict[str, Any] = {"Keys": [{key_name: {"S": a}} for a in arns[start:start + BATCH_GET_LIMIT]],
-                                   "ConsistentRead": True}
-        if projection:
-            request["ProjectionExpression"] = projection
-        if names:
-            request["ExpressionAttributeNames"] = names
-        pause = 0.05
-        while request["Keys"]:
-            reply = ddb.batch_get_item(RequestItems={table: request})
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        pending: dict[str, Any] = {"Keys": list(keys[start:start + BATCH_GET_LIMIT]), "ConsistentRead": True,
+                                   **request}
+        attempt = 0
+        while pending.get("Keys"):
+            reply = ddb.batch_get_item(RequestItems={table: pending})
             found.extend(reply["Responses"].get(table, []))
-            request = reply.get("UnprocessedKeys", {}).get(table) or {"Keys": []}
-            if request["Keys"]:
+            pending = reply.get("UnprocessedKeys", {}).get(table) or {}
+            if pending.get("Keys"):
                 if time.monotonic() > end:
-                    raise ReadError(f"{table}: {len(request['Keys'])} keys still unprocessed after "
+                    raise ReadError(f"{table}: {len(pending['Keys'])} keys still unprocessed after "
                                     f"{deadline_s:.0f}s of BatchGetItem retries (throttled?); try again later")
-                time.sleep(pause)  # backoff between retries of throttled keys, not a wait for a condition
-                pause = min(pause * 2, 2.0)
+                attempt += 1
+                time.sleep(DYNAMODB.delay(attempt))  # backoff before retrying keys DynamoDB did not process
     return found
 
 

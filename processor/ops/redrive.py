@@ -12,7 +12,7 @@
   and left in the queue (made visible again at the end, as are all messages of a dry run).
 
 PutRecords requests hold at most 500 records / 5 MiB; only the entries Kinesis reports failed are retried, with
-exponential backoff and full jitter, up to ``--max-attempts`` calls per request.
+exponential backoff and full jitter, up to ``--max-attempts`` calls per request (``processor.kinesis_put``).
 
 Interrupted runs are safe to repeat: a crash between the put and the delete leaves the dead letter (or message)
 in place and a re-run puts its record again. That is fine because the processor is idempotent per version (the
@@ -24,14 +24,13 @@ or failed (listed); 2: configuration or AWS error.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
-import time
-from collections import Counter
-from typing import Any, Callable, Iterator, Sequence, TextIO, TypeVar
+from typing import Any, Iterator, Sequence, TextIO, TypeVar
 
 from processor.errors import ConfigError, EcsStateError, ReadError
 from processor.kinesis_limits import size_batches
+from processor.kinesis_put import PutRefused, RecordPutter
+from processor.ops.read import batch_get_keys
 from processor.ops.redrive_plan import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
@@ -48,11 +47,7 @@ from processor.ops.redrive_plan import (
 from processor.ops.render import dead_letter_groups, deserialize, sequence_key, to_json
 
 T = TypeVar("T")
-RETRYABLE_CALL_ERRORS = frozenset({"ProvisionedThroughputExceededException", "KMSThrottlingException",
-                                   "ThrottlingException", "LimitExceededException", "InternalFailure",
-                                   "ServiceUnavailable"})
 METADATA = ("shardId", "sequenceNumber", "reasonCode", "partitionKey", "dataParts", "dataLength")
-BATCH_GET_KEYS = 100
 VISIBILITY_S = 600
 
 
@@ -64,50 +59,18 @@ class RedriveError(EcsStateError):
 
 # ---- Kinesis ----------------------------------------------------------------------------------------------------
 
-class Putter:
-    """PutRecords of one batch, retrying only the failed entries with exponential backoff and full jitter."""
+class Putter(RecordPutter):
+    """``processor.kinesis_put.RecordPutter`` with redrive's one-line errors: a batch's (accepted, still failing)."""
 
-    def __init__(self, kinesis: Any, stream: str, max_attempts: int = 10, base_delay_s: float = 0.1,
-                 max_delay_s: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.kinesis, self.stream, self.max_attempts = kinesis, stream, max_attempts
-        self.base_delay_s, self.max_delay_s, self.sleep = base_delay_s, max_delay_s, sleep
-        self.errors: Counter[str] = Counter()
-
-    def put(self, batch: Sequence[Entry[T]]) -> tuple[list[Entry[T]], list[Entry[T]]]:
-        """(accepted, still failing after ``max_attempts`` calls)."""
-        from botocore.exceptions import ClientError
-
-        accepted: list[Entry[T]] = []
-        pending = list(batch)
-        for attempt in range(self.max_attempts):
-            if attempt:
-                self.sleep(random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** attempt)))
-            try:
-                reply = self.kinesis.put_records(StreamName=self.stream, Records=[
-                    {"Data": e.data, "PartitionKey": e.partition_key} for e in pending])
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                if code in RETRYABLE_CALL_ERRORS or status >= 500:
-                    self.errors[code or str(status)] += 1
-                    continue
-                if code == "ResourceNotFoundException":
-                    raise RedriveError(f"Kinesis stream {self.stream!r} does not exist in this account and region; "
-                                       f"pass the stack's StreamName output as --stream-name") from exc
-                raise RedriveError(f"PutRecords to {self.stream!r} refused: {code}: "
-                                   f"{exc.response.get('Error', {}).get('Message', '')} (the OperatorPolicy "
-                                   f"grants kinesis:PutRecords)") from exc
-            failed = []
-            for entry, result in zip(pending, reply["Records"]):
-                if result.get("ErrorCode"):
-                    self.errors[result["ErrorCode"]] += 1
-                    failed.append(entry)
-                else:
-                    accepted.append(entry)
-            pending = failed
-            if not pending:
-                break
-        return accepted, pending
+    def put_batch(self, batch: Sequence[Entry[T]]) -> tuple[list[Entry[T]], list[Entry[T]]]:
+        try:
+            result = self.put(batch)
+        except PutRefused as exc:
+            if exc.missing:
+                raise RedriveError(f"Kinesis stream {self.stream!r} does not exist in this account and region; "
+                                   f"pass the stack's StreamName output as --stream-name") from exc
+            raise RedriveError(f"{exc} (the OperatorPolicy grants kinesis:PutRecords)") from exc
+        return result.accepted, result.failing
 
 
 def _progress(total: int | None, unit: str) -> Any:
@@ -140,17 +103,7 @@ def fetch(ddb: Any, table: str, groups: Sequence[list[dict[str, Any]]]) -> list[
     """The full items (with ``data``) of these dead letters, consistently read, regrouped."""
     keys = [{"shardId": {"S": str(it["shardId"])}, "sequenceNumber": {"S": str(it["sequenceNumber"])}}
             for group in groups for it in group]
-    found: list[dict[str, Any]] = []
-    for start in range(0, len(keys), BATCH_GET_KEYS):
-        request: dict[str, Any] = {"Keys": keys[start:start + BATCH_GET_KEYS], "ConsistentRead": True}
-        pause = 0.05
-        while request.get("Keys"):
-            reply = ddb.batch_get_item(RequestItems={table: request})
-            found.extend(deserialize(it) for it in reply["Responses"].get(table, []))
-            request = reply.get("UnprocessedKeys", {}).get(table) or {}
-            if request.get("Keys"):
-                time.sleep(pause)  # backoff before retrying keys DynamoDB did not process (throttling, 16 MB)
-                pause = min(pause * 2, 2.0)
+    found = [deserialize(it) for it in batch_get_keys(ddb, table, keys)]
     return dead_letter_groups(found)
 
 
@@ -204,7 +157,7 @@ def redrive_dead_letters(ddb: Any, kinesis: Any, table: str, stream: str, reason
                     tally.put.update(e.label for e in batch)
                     bar.update(len(batch))
                     continue
-                accepted, failed = putter.put(batch)
+                accepted, failed = putter.put_batch(batch)
                 tally.put.update(e.label for e in accepted)
                 tally.failed.update(e.label for e in failed)
                 for entry in accepted:
@@ -280,7 +233,7 @@ def redrive_queue(sqs: Any, kinesis: Any, queue_url: str, stream: str, dry_run: 
                     tally.put.update(e.label for e in batch)
                     left.update(e.source for e in batch)
                 else:
-                    accepted, failed = putter.put(batch)
+                    accepted, failed = putter.put_batch(batch)
                     tally.put.update(e.label for e in accepted)
                     tally.failed.update(e.label for e in failed)
                     left.update(e.source for e in failed)

@@ -32,7 +32,6 @@ It decides *when* to flush and *where* to checkpoint, and holds no business rule
 from __future__ import annotations
 
 import base64
-import random
 import sys
 import time
 import traceback
@@ -55,6 +54,7 @@ from processor.shard.flush_schedule import FlushSchedule
 from processor.shard.flush_window import FlushWindow
 from processor.shard.freshness import freshness
 from processor.logs import log_safely
+from processor.retry import CHECKPOINT
 from processor.shard.metrics import Metrics
 from processor.shard.heartbeat import ShardHeartbeat, heartbeat_dir
 from processor.shard.stored_versions import CatchUp
@@ -251,7 +251,7 @@ class ShardProcessor(v3.RecordProcessorBase):
             except CheckpointError as exc:
                 error = exc.value
                 if error in RETRY_CHECKPOINT and attempt < self.settings.checkpoint_max_attempts:
-                    delay = random.uniform(0, min(5.0, 0.1 * 2 ** attempt))
+                    delay = CHECKPOINT.delay(attempt)
                     log_safely("checkpoint_retry", level="WARNING", shard=self.shard_id, sequenceNumber=seq,
                              error=error, attempt=attempt, delay_s=round(delay, 3))
                     self._sleep(delay)

@@ -87,7 +87,7 @@ def bulk(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # still came after them (measured: 168 s + 101 s, against 85-192 s + 122 s one after the other).
         feed.send(20_000)
         sc.note(f"produced {feed.sent} records in {time.monotonic() - began:.0f}s "
-                f"({feed.writer.stats.retried_records} retried)")
+                f"({feed.writer.putter.retried_records} retried)")
         worker = sc.launcher("worker", sc.properties("worker", **BIG_STREAM))
         report = sc.wait_exact(feed, timeout_s=600, alive=[worker])
         final = sc.wait_checkpointed(feed, timeout_s=120, alive=[worker])

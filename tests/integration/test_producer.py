@@ -18,6 +18,7 @@ from botocore.stub import Stubber
 
 from processor import aws
 from processor.errors import ProduceError
+from processor.retry import Backoff
 from processor.loadgen.fleet import generate
 from processor.loadgen.ground_truth import GroundTruth, load_truth
 from processor.loadgen.producer import (
@@ -170,7 +171,7 @@ def test_partial_failure_retries_only_the_failed_entries() -> None:
     client = _offline_kinesis()
     recs = [Record(f"pk-{i}", f"data-{i}".encode(), "task") for i in range(5)]
     sleeps: list[float] = []
-    writer = KinesisWriter(client, "s", sleep=sleeps.append, rng=random.Random(1), base_delay=0.1)
+    writer = KinesisWriter(client, "s", sleep=sleeps.append, rng=random.Random(1), backoff=Backoff(0.1, 5.0))
     with Stubber(client) as stub:
         stub.add_response("put_records", _put_response([None, "ProvisionedThroughputExceededException", None,
                                                         "InternalFailure", None]),
@@ -184,7 +185,7 @@ def test_partial_failure_retries_only_the_failed_entries() -> None:
                           {"StreamName": "s", "Records": [{"Data": recs[1].data, "PartitionKey": "pk-1"}]})
         writer.put(recs)
         stub.assert_no_pending_responses()
-    assert writer.stats.calls == 4 and writer.stats.retried_records == 3
+    assert writer.putter.calls == 4 and writer.putter.retried_records == 3
     assert len(sleeps) == 3
     assert all(0 <= s <= 0.1 * 2 ** (i + 1) for i, s in enumerate(sleeps))   # exponential cap, full jitter
 
@@ -223,7 +224,7 @@ def test_a_connection_reset_is_retried_like_a_5xx(moto_server: Any) -> None:
         recs = [Record(f"pk-{i}", f"data-{i}".encode(), "task") for i in range(3)]
         writer.put(recs)
         assert proxy.injected("reset") == 1
-    assert writer.stats.calls == 2
+    assert writer.putter.calls == 2
     shard = direct.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
     iterator = direct.get_shard_iterator(StreamName=stream, ShardId=shard,
                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
