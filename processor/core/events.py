@@ -46,7 +46,7 @@ class Event:
     """A versioned ECS state-change event, validated."""
 
     kind: str  # TASK or INSTANCE
-    key: str  # the key attribute name: taskArn / containerInstanceArn
+    key_name: str  # the key attribute name: taskArn / containerInstanceArn
     arn: str
     version: int
     detail: dict[str, Any]
@@ -202,7 +202,7 @@ def validate(obj: Any) -> Event | Ignored | Bad:
         return Bad("bad-version", f"detail.version {version} is outside 0..2**63-1")
     return Event(
         kind=kind,
-        key=key,
+        key_name=key,
         arn=arn,
         version=version,
         detail=detail,

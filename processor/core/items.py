@@ -91,7 +91,7 @@ class Item:
     """One state item ready for a conditional put."""
 
     kind: str
-    key: str
+    key_name: str  # the table's key attribute: taskArn or containerInstanceArn
     arn: str
     version: int
     attributes: dict[str, AttributeValue]
@@ -326,7 +326,7 @@ def build_item(event: Event, position: Position, task_retention_hours: int = 0,
     total = sum(sizes.values())
     if total > COMPRESS_ABOVE:
         total = _compress_largest(event, attributes, sizes, total)
-    return Item(event.kind, event.key, event.arn, event.version, attributes, total, position)
+    return Item(event.kind, event.key_name, event.arn, event.version, attributes, total, position)
 
 
 def _metadata(event: Event, position: Position, task_retention_hours: int) -> dict[str, AttributeValue]:
@@ -363,12 +363,12 @@ def _build_checked(event: Event, position: Position, task_retention_hours: int, 
         if name not in ENVELOPE_ATTRIBUTES:  # those were checked and counted by check_event
             size += _metadata_size(name, av)
         attributes[name] = av
-    return Item(event.kind, event.key, event.arn, event.version, attributes, size, position)
+    return Item(event.kind, event.key_name, event.arn, event.version, attributes, size, position)
 
 
 def _compress_largest(event: Event, attributes: dict[str, AttributeValue], sizes: dict[str, int],
                       total: int) -> int:
-    protected = {event.key, "version", *_RESERVED, *UNCOMPRESSED.get(event.kind, ())}
+    protected = {event.key_name, "version", *_RESERVED, *UNCOMPRESSED.get(event.kind, ())}
     compressed: list[str] = []
     for name in sorted((n for n in sizes if n not in protected), key=sizes.__getitem__, reverse=True):
         blob = compress_value(event.detail[name])

@@ -21,7 +21,7 @@ from processor.core.dead_letters import DeadLetter
 from processor.core.position import Position
 from processor.core.route import Candidate
 
-NEW, NEWER, DUPLICATE, STALE = "new", "newer", "duplicate", "stale"
+NEW, NEWER, DUPLICATE, OLDER = "new", "newer", "duplicate", "older"
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Batch:
     """What one flush must make durable before checkpointing at ``last``: per resource, its candidate versions
     newest first (the writer stores the first one that can be stored), and the dead letters."""
 
-    items: list[list[Candidate]]
+    resources: list[list[Candidate]]  # per resource, its candidate versions, newest first
     dead_letters: list[DeadLetter]
     last: Position | None
     counts: Counts
@@ -67,7 +67,8 @@ class Reducer:
     _counts: Counts = field(default_factory=Counts)
 
     def offer(self, candidate: Candidate, position: Position) -> str:
-        """Offer a candidate version; returns NEW, NEWER, DUPLICATE or STALE (relative to the newest held)."""
+        """Offer a candidate version; returns NEW, NEWER, DUPLICATE or OLDER (relative to the newest held; "stale" is the writer's word for a
+        version DynamoDB already holds or passed)."""
         self._advance(position)
         self._counts.events += 1
         slot = (candidate.kind, candidate.arn)
@@ -95,7 +96,7 @@ class Reducer:
             self._counts.duplicates += 1  # same version, other bytes: kept in case the first cannot be stored
             return DUPLICATE
         self._counts.superseded += 1
-        return STALE
+        return OLDER
 
     def offer_dead(self, dead: DeadLetter) -> None:
         self._advance(dead.position)

@@ -32,7 +32,7 @@ class Candidate:
     """One valid version of one resource, as read: cheap to hold until a flush decides whether to write it."""
 
     kind: str
-    key: str
+    key_name: str  # the table's key attribute: taskArn or containerInstanceArn
     arn: str
     version: int
     data: bytes
@@ -57,7 +57,7 @@ def admit(data: bytes, position: Position, partition_key: str, arrival_ms: int |
             return dead_letter(data, position, partition_key, arrival_ms, exc.code, str(exc))
         except Exception as exc:  # defensive: a record must never stop the shard
             return dead_letter(data, position, partition_key, arrival_ms, "unstorable", f"{type(exc).__name__}: {exc}")
-        return Candidate(decoded.kind, decoded.key, decoded.arn, decoded.version, data, position, partition_key,
+        return Candidate(decoded.kind, decoded.key_name, decoded.arn, decoded.version, data, position, partition_key,
                          arrival_ms, checked_size)
     if isinstance(decoded, Ignored):
         return decoded

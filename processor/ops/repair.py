@@ -108,7 +108,7 @@ def put_conditionally(ddb: Any, table: str, item: Item) -> bool:
 
     try:
         ddb.put_item(TableName=table, Item=item.attributes, ConditionExpression=CONDITION,
-                     ExpressionAttributeNames={"#k": item.key, "#v": "version"},
+                     ExpressionAttributeNames={"#k": item.key_name, "#v": "version"},
                      ExpressionAttributeValues={":v": {"N": str(item.version)}})
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

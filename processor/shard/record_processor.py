@@ -221,7 +221,7 @@ class ShardProcessor(v3.RecordProcessorBase):
                        note="the newest version of these ARNs could not be stored (dead letters above); the newest "
                             "storable version of the flush window was written instead")
         if not outcome.ok:
-            first = batch.items[0][0].arn if batch.items else None
+            first = batch.resources[0][0].arn if batch.resources else None
             log_safely("flush_failed", level="ERROR", shard=self.shard_id,
                      lastSequenceNumber=batch.last.sequence_number if batch.last else None,
                      failures=len(outcome.failed), examples=outcome.failed[:3], firstArn=first,
@@ -275,7 +275,7 @@ class ShardProcessor(v3.RecordProcessorBase):
             shard=self.shard_id, reason=reason,
             first_sequence_number=batch.first.sequence_number if batch.first else None,
             last_sequence_number=batch.last.sequence_number if batch.last else None,
-            records=counts.records, distinct_arns=len(batch.items), writes=outcome.written, stale=outcome.stale,
+            records=counts.records, distinct_arns=len(batch.resources), writes=outcome.written, stale=outcome.stale,
             ignored=counts.ignored, dead_letters=outcome.dead_letters, duplicates=counts.duplicates,
             superseded=counts.superseded, requests=outcome.requests, retries=outcome.retries,
             throttled=outcome.throttled, flush_ms=round(outcome.millis, 1), millis_behind_latest=self._millis_behind,

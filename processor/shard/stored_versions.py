@@ -152,7 +152,7 @@ def prefetch(client: DynamoDBTransport, items: Sequence[Item], tables: dict[str,
     ``pool`` when given; ``UnprocessedKeys`` are resent with backoff, up to ``max_attempts`` per chunk."""
     keys: dict[tuple[str, str], str] = {}
     for item in items:
-        keys.setdefault((tables[item.kind], item.arn), item.key)
+        keys.setdefault((tables[item.kind], item.arn), item.key_name)
     wanted = list(keys.items())
     chunks = [wanted[i:i + BATCH_GET_KEYS] for i in range(0, len(wanted), BATCH_GET_KEYS)]
     rng = rng or random.Random()

@@ -135,9 +135,9 @@ class Writer:
         (the shard is catching up), the stored versions of resources not remembered are read first."""
         start = self._clock()
         flush = _Flush(Outcome())
-        if prefetch and batch.items:
+        if prefetch and batch.resources:
             self._prefetch(batch, flush)
-        jobs: list[Callable[[], None]] = [partial(self._put_resource, versions, flush) for versions in batch.items]
+        jobs: list[Callable[[], None]] = [partial(self._put_resource, versions, flush) for versions in batch.resources]
         jobs += [partial(self._put_dead_letter, dead, flush) for dead in batch.dead_letters]
         self._run_all(jobs, flush)
         flush.outcome.millis = (self._clock() - start) * 1000
@@ -170,7 +170,7 @@ class Writer:
     def _prefetch(self, batch: Batch, flush: _Flush) -> None:
         """Read the stored versions of the batch's resources this writer does not remember (an optimisation: a
         request that keeps failing leaves its keys unknown, and they are simply written)."""
-        unknown = self.stored.unknown([versions[0] for versions in batch.items], self.tables)
+        unknown = self.stored.unknown([versions[0] for versions in batch.resources], self.tables)
         if not unknown:
             return
         got = read_stored_versions(self.client, unknown, self.tables, pool=self._pool, rng=self._rng)
@@ -210,11 +210,11 @@ class Writer:
             "TableName": table,
             "Item": item.attributes,
             "ConditionExpression": CONDITION,
-            "ExpressionAttributeNames": {"#k": item.key, "#v": "version"},
+            "ExpressionAttributeNames": {"#k": item.key_name, "#v": "version"},
             "ExpressionAttributeValues": {":v": {"N": str(item.version)}, ":n": {"S": "N"}},
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        what = f"{item.key} {item.arn} version {item.version} ({item.position.shard_id} " \
+        what = f"{item.key_name} {item.arn} version {item.version} ({item.position.shard_id} " \
                f"{item.position.dead_letter_key()}) in {table}"
         verdict, reply = self._call(request, flush, what)
         if verdict is None:

@@ -156,7 +156,7 @@ def _oversized(candidate: Candidate, hours: int) -> Item | DeadLetter:
     DynamoDB's the builder might not know)."""
     item = build(candidate, hours)
     if isinstance(item, Item) and item.version == 2:
-        return Item(item.kind, item.key, item.arn, item.version, {**item.attributes, "blob": {"S": "x" * 500_000}},
+        return Item(item.kind, item.key_name, item.arn, item.version, {**item.attributes, "blob": {"S": "x" * 500_000}},
                     item.size, item.position)
     return item
 
@@ -187,7 +187,7 @@ def test_an_exception_while_sending_one_item_is_that_records_dead_letter(setting
         item = build(_item(10, 2) if candidate is bad else candidate, hours)
         assert isinstance(item, Item)
         if candidate is bad:
-            return Item(item.kind, item.key, item.arn, 3, {**item.attributes, "weird": {"M": {b"k": {"N": "1"}}}},
+            return Item(item.kind, item.key_name, item.arn, 3, {**item.attributes, "weird": {"M": {b"k": {"N": "1"}}}},
                         item.size, bad.position)
         return item
 

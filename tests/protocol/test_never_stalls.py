@@ -188,7 +188,7 @@ def test_no_record_stalls_the_shard_loses_data_or_lowers_a_stored_version(shard:
             assert read_dead_letter_data(plain) == record.data, f"dead letter {record.sequence_number} lost the bytes"
             assert not isinstance(got, Ignored)
         elif isinstance(got, Event):
-            stored = versions.get((got.key, got.arn), -1)
+            stored = versions.get((got.key_name, got.arn), -1)
             assert stored >= got.version, f"{got.arn} v{got.version} neither stored nor dead-lettered ({stored})"
         else:
             assert isinstance(got, Ignored), f"record {record.sequence_number} ({got}) has no dead letter"

@@ -23,14 +23,14 @@ from workshop.testing.poison_corpus import POISON
 def test_task_event_json() -> None:
     event = decode(as_json(task_event(task_arn(1), 7)))
     assert isinstance(event, Event)
-    assert (event.kind, event.key, event.arn, event.version) == ("task", "taskArn", task_arn(1), 7)
+    assert (event.kind, event.key_name, event.arn, event.version) == ("task", "taskArn", task_arn(1), 7)
     assert event.envelope_version == "0" and event.time == "2026-11-29T10:00:00Z"
 
 
 def test_instance_event_msgpack_is_detected_from_the_bytes() -> None:
     event = decode(as_msgpack(instance_event(instance_arn(2), 10**12)))
     assert isinstance(event, Event)
-    assert (event.kind, event.key, event.version) == ("instance", "containerInstanceArn", 10**12)
+    assert (event.kind, event.key_name, event.version) == ("instance", "containerInstanceArn", 10**12)
 
 
 def test_json_and_msgpack_decode_to_the_same_detail() -> None:

@@ -60,7 +60,7 @@ def lenient(candidate: Candidate, hours: int) -> Item | DeadLetter:
     """The builder, except that a version marked ``raises`` gets a binary map key JSON cannot carry."""
     item = build(candidate, hours)
     if isinstance(item, Item) and "raises" in item.attributes:
-        return Item(item.kind, item.key, item.arn, item.version, {**item.attributes, "raises": {"M": {b"k": 1}}},
+        return Item(item.kind, item.key_name, item.arn, item.version, {**item.attributes, "raises": {"M": {b"k": 1}}},
                     item.size, item.position)
     return item
 

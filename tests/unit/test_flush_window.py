@@ -31,7 +31,7 @@ def test_a_window_opens_at_its_first_record_and_remembers_its_age_and_every_arri
 def test_taking_a_window_hands_over_its_batch_and_arrivals_and_leaves_nothing_pending() -> None:
     window = window_with_two_records(catching_up_on_first=True)
     taken = window.take(catching_up=False)
-    assert [r[0].arn for r in taken.batch.items] == ["a1", "a2"] and taken.arrivals == [9_000, None]
+    assert [r[0].arn for r in taken.batch.resources] == ["a1", "a2"] and taken.arrivals == [9_000, None]
     assert taken.prefetch  # a record of the window was delivered while catching up
     assert window.arrivals == [] and not window.caught_up and not window.reducer.has_pending
     assert not window.take(catching_up=False).prefetch  # the flag went with the window it belonged to

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.core.position import Position
-from processor.core.reducer import DUPLICATE, NEW, NEWER, STALE, Reducer
+from processor.core.reducer import DUPLICATE, NEW, NEWER, OLDER, Reducer
 from processor.core.route import CANDIDATE_OVERHEAD, Candidate
 
 
@@ -24,9 +24,9 @@ def test_outcomes() -> None:
     assert r.offer(item("a", 3), pos(2)) == NEWER
     assert r.offer(item("a", 3), pos(3)) == DUPLICATE  # the same bytes again: dropped
     assert r.offer(item("a", 3, "other"), pos(4)) == DUPLICATE  # the same version, other bytes: kept second
-    assert r.offer(item("a", 1), pos(5)) == STALE
+    assert r.offer(item("a", 1), pos(5)) == OLDER
     batch = r.drain()
-    assert [[(c.version, c.data) for c in versions] for versions in batch.items] == \
+    assert [[(c.version, c.data) for c in versions] for versions in batch.resources] == \
         [[(3, b""), (3, b"other"), (2, b""), (1, b"")]]  # newest first, arrival order among equal versions
     assert batch.first == pos(1) and batch.last == pos(5)
     assert (batch.counts.records, batch.counts.duplicates, batch.counts.superseded) == (5, 2, 2)
@@ -37,7 +37,7 @@ def test_same_arn_in_two_kinds_is_two_entries() -> None:
     r = Reducer()
     r.offer(item("x", 1, kind="task"), pos(1))
     r.offer(item("x", 1, kind="instance"), pos(2))
-    assert len(r.drain().items) == 2
+    assert len(r.drain().resources) == 2
 
 
 def test_ignored_and_dead_letters_advance_the_position() -> None:
@@ -108,9 +108,9 @@ def test_flushes_leave_the_highest_version_per_arn_and_never_lower_one(stream: l
         if flush_now or r.full:
             batch = r.drain()
             assert batch.last == pos(n)  # checkpoint position = the last record offered
-            for it in batch.items:
+            for it in batch.resources:
                 conditional_put(table, history, it)
-    for it in r.drain().items:
+    for it in r.drain().resources:
         conditional_put(table, history, it)
     assert_highest_and_never_lowered(stream, table, history)
 
@@ -134,10 +134,10 @@ def test_two_processors_sharing_tables_overlap_safely(a: list[tuple[int, int, bo
         arn_no, version, flush_now = streams[who].pop(0)
         reducers[who].offer(item(f"arn{arn_no}", version), pos(step))
         if flush_now or reducers[who].full:
-            for it in reducers[who].drain().items:
+            for it in reducers[who].drain().resources:
                 conditional_put(table, history, it)
         step += 1
     for r in reducers:
-        for it in r.drain().items:
+        for it in r.drain().resources:
             conditional_put(table, history, it)
     assert_highest_and_never_lowered(a + b, table, history)

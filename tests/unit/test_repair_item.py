@@ -19,7 +19,7 @@ def test_a_task_description_becomes_the_item_an_event_would_give_with_timestamps
                    "containers": [{"name": "web", "lastStatus": "RUNNING", "createdAt": started}]}
     item = repair_item(TASK, description, NOW)
     attrs = item.attributes
-    assert (item.key, item.arn, item.version) == ("taskArn", task_arn(1), 7)
+    assert (item.key_name, item.arn, item.version) == ("taskArn", task_arn(1), 7)
     assert attrs["startedAt"] == {"S": "2026-11-29T08:58:01.500Z"}
     assert attrs["containers"]["L"][0]["M"]["createdAt"] == {"S": "2026-11-29T08:58:01.500Z"}
     assert attrs["lastStatus"] == {"S": "RUNNING"} and attrs["version"] == {"N": "7"}

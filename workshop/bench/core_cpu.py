@@ -46,7 +46,7 @@ def one_round(stream: list[tuple[str, bytes]], window: int) -> tuple[float, int]
         else:
             reducer.offer(entry, position)
         if n % window == window - 1 or n == len(stream) - 1:
-            for versions in reducer.drain().items:
+            for versions in reducer.drain().resources:
                 build(versions[0])
                 built += 1
     return (time.process_time() - started) / len(stream) * 1e6, built

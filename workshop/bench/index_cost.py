@@ -111,7 +111,7 @@ def index_cost(records: Iterable[Record], indexes: tuple[Index, ...] = INDEXES) 
         result.table_puts += 1
         result.table_units += math.ceil(item.size / 1024)
         for index in indexes:
-            if TABLE_KEYS[index.kind] == event.key:
+            if TABLE_KEYS[index.kind] == event.key_name:
                 charge(index, previous[1] if previous else None, item.attributes, result.indexes[index.name])
         stored[key] = (event.version, item.attributes)
     return result

@@ -65,7 +65,7 @@ def lambda_handler(data: bytes, tables: dict[str, Any], full_get: bool) -> str:
     if not isinstance(event, Event):
         return "skipped"
     table = tables[event.kind]
-    request: dict[str, Any] = {"Key": {event.key: event.arn}}
+    request: dict[str, Any] = {"Key": {event.key_name: event.arn}}
     if not full_get:
         request.update(ProjectionExpression="#v", ExpressionAttributeNames={"#v": "version"})
     stored = table.get_item(**request).get("Item")

@@ -75,7 +75,7 @@ def profile_put(endpoint: str, stream: Stream, settings: Settings, count: int = 
         for item in items:
             try:
                 client.put_item(TableName=tables[item.kind], Item=item.attributes, ConditionExpression=CONDITION,
-                                ExpressionAttributeNames={"#k": item.key, "#v": "version"},
+                                ExpressionAttributeNames={"#k": item.key_name, "#v": "version"},
                                 ExpressionAttributeValues={":v": {"N": str(item.version)}})
             except client.exceptions.ConditionalCheckFailedException:
                 pass
