@@ -40,8 +40,13 @@ class Target:
 _target = Target(region=None, source="botocore", profile=None)
 
 
-def region_from(flag: str | None, env: Mapping[str, str], profile_region: str | None,
-                properties: Mapping[str, str], properties_path: str | None = None) -> tuple[str | None, str]:
+def region_from(
+    flag: str | None,
+    env: Mapping[str, str],
+    profile_region: str | None,
+    properties: Mapping[str, str],
+    properties_path: str | None = None,
+) -> tuple[str | None, str]:
     """The region and where it came from, first found wins (pure): ``--region``, ``AWS_REGION``,
     ``AWS_DEFAULT_REGION``, the profile's region, ``regionName`` of the properties file."""
     if flag:
@@ -66,12 +71,18 @@ def _profile_region(profile: str | None) -> str | None:
     try:
         return session.get_scoped_config().get("region")
     except ProfileNotFound:
-        raise ConfigError(f"AWS profile {session.profile!r} is not in ~/.aws/config or ~/.aws/credentials; "
-                          f"pass an existing --profile (aws configure list-profiles) or unset AWS_PROFILE") from None
+        raise ConfigError(
+            f"AWS profile {session.profile!r} is not in ~/.aws/config or ~/.aws/credentials; "
+            f"pass an existing --profile (aws configure list-profiles) or unset AWS_PROFILE"
+        ) from None
 
 
-def configure(region: str | None = None, profile: str | None = None, properties_path: str | None = None,
-              env: MutableMapping[str, str] | None = None) -> Target:
+def configure(
+    region: str | None = None,
+    profile: str | None = None,
+    properties_path: str | None = None,
+    env: MutableMapping[str, str] | None = None,
+) -> Target:
     """Resolve the region and profile once for this process and export them (see the module docstring)."""
     from processor.config import PROPERTIES_ENV, read_properties
 
@@ -108,8 +119,9 @@ def session() -> boto3.session.Session:
     return boto3.session.Session(profile_name=_target.profile)
 
 
-def client(service: str, *, pool: int = 10, timeout: float = 10.0, botocore_retries: int = 3,
-           validate: bool = True) -> Any:
+def client(
+    service: str, *, pool: int = 10, timeout: float = 10.0, botocore_retries: int = 3, validate: bool = True
+) -> Any:
     """A low-level client with a connection pool of ``pool`` and the given botocore retry attempts
     (``botocore_retries=1`` turns botocore's own retries off for callers that retry themselves;
     ``validate=False`` skips client-side parameter validation on hot paths whose requests we build)."""

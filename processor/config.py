@@ -33,12 +33,20 @@ PROPERTIES_ENV = "ECS_STATE_PROPERTIES"
 ENV_PREFIX = "ECS_STATE_"
 #: ``ECS_STATE_*`` variables that are not settings of this object but are read elsewhere (the tooling and the
 #: launcher); anything else with the prefix is a misspelled setting.
-OTHER_ENV = frozenset({
-    PROPERTIES_ENV, "ECS_STATE_HOME", "ECS_STATE_KCL_JARS", "ECS_STATE_KINESIS_MOCK",
-    # the worker image's entry point (deploy/image/ecs-state-worker) and its tests (tests/image)
-    "ECS_STATE_TEMPLATE", "ECS_STATE_RENDERED_PROPERTIES", "ECS_STATE_TEST_IMAGE", "ECS_STATE_IMAGE_TESTS",
-    "ECS_STATE_HEARTBEAT_DIR",  # the liveness files (processor/shard/heartbeat.py)
-})
+OTHER_ENV = frozenset(
+    {
+        PROPERTIES_ENV,
+        "ECS_STATE_HOME",
+        "ECS_STATE_KCL_JARS",
+        "ECS_STATE_KINESIS_MOCK",
+        # the worker image's entry point (deploy/image/ecs-state-worker) and its tests (tests/image)
+        "ECS_STATE_TEMPLATE",
+        "ECS_STATE_RENDERED_PROPERTIES",
+        "ECS_STATE_TEST_IMAGE",
+        "ECS_STATE_IMAGE_TESTS",
+        "ECS_STATE_HEARTBEAT_DIR",  # the liveness files (processor/shard/heartbeat.py)
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -66,28 +74,43 @@ class Settings:
     def __post_init__(self) -> None:
         if self.flush_interval_millis < 0:
             raise ConfigError(f"{property_key('flush_interval_millis')} must be >= 0 (0 flushes after every batch)")
-        for name in ("max_pending_arns", "max_pending_bytes", "write_concurrency", "write_timeout_millis",
-                     "checkpoint_max_attempts", "stored_versions_capacity", "prefetch_behind_millis"):
+        for name in (
+            "max_pending_arns",
+            "max_pending_bytes",
+            "write_concurrency",
+            "write_timeout_millis",
+            "checkpoint_max_attempts",
+            "stored_versions_capacity",
+            "prefetch_behind_millis",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{property_key(name)} must be a positive integer, got {getattr(self, name)}")
         for name in ("write_max_attempts", "write_retry_budget_millis"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{property_key(name)} must be >= 0 (0: retry for ever), got {getattr(self, name)}")
         if self.write_concurrency > 256:
-            raise ConfigError(f"{property_key('write_concurrency')} = {self.write_concurrency} is more than 256 "
-                              f"concurrent requests per shard; use 1..256")
+            raise ConfigError(
+                f"{property_key('write_concurrency')} = {self.write_concurrency} is more than 256 "
+                f"concurrent requests per shard; use 1..256"
+            )
         if self.max_pending_bytes < 1024 * 1024:
-            raise ConfigError(f"{property_key('max_pending_bytes')} = {self.max_pending_bytes} is below 1 MiB: one "
-                              f"record can be 1 MiB; use at least 1048576")
+            raise ConfigError(
+                f"{property_key('max_pending_bytes')} = {self.max_pending_bytes} is below 1 MiB: one "
+                f"record can be 1 MiB; use at least 1048576"
+            )
         if self.stored_versions_capacity > 10_000_000:
-            raise ConfigError(f"{property_key('stored_versions_capacity')} = {self.stored_versions_capacity} is more "
-                              f"than 10000000 entries (~350 bytes each) per shard; use 1..10000000")
+            raise ConfigError(
+                f"{property_key('stored_versions_capacity')} = {self.stored_versions_capacity} is more "
+                f"than 10000000 entries (~350 bytes each) per shard; use 1..10000000"
+            )
         if self.task_retention_hours < 0:
             raise ConfigError(f"{property_key('task_retention_hours')} must be >= 0 (0 turns expiry off)")
         unknown = [name for name in self.index_names() or () if name not in INDEX_NAMES]
         if unknown:
-            raise ConfigError(f"{property_key('read_indexes')} names unknown index(es) {', '.join(unknown)}; use all, "
-                              f"none, or a comma list of {', '.join(INDEX_NAMES)}")
+            raise ConfigError(
+                f"{property_key('read_indexes')} names unknown index(es) {', '.join(unknown)}; use all, "
+                f"none, or a comma list of {', '.join(INDEX_NAMES)}"
+            )
         if not (self.metrics in ("none", "stderr") or self.metrics.startswith("file:")):
             raise ConfigError(f"{property_key('metrics')} must be none, stderr or file:PATH, got {self.metrics!r}")
 
@@ -133,11 +156,16 @@ def unknown_keys(props: Mapping[str, str], env: Mapping[str, str], source: str) 
     names = [f.name for f in fields(Settings) if f.name not in KCL_KEYS]
     known_props = [property_key(n) for n in names]
     known_env = [env_key(n) for n in names]
-    problems = [f"{source}: unknown key {key}{_suggest(key, known_props)}"
-                for key in sorted(props) if key.startswith(PREFIX) and key not in known_props]
-    problems += [f"environment: unknown variable {key}{_suggest(key, known_env)}"
-                 for key in sorted(env) if key.startswith(ENV_PREFIX) and key not in known_env
-                 and key not in OTHER_ENV]
+    problems = [
+        f"{source}: unknown key {key}{_suggest(key, known_props)}"
+        for key in sorted(props)
+        if key.startswith(PREFIX) and key not in known_props
+    ]
+    problems += [
+        f"environment: unknown variable {key}{_suggest(key, known_env)}"
+        for key in sorted(env)
+        if key.startswith(ENV_PREFIX) and key not in known_env and key not in OTHER_ENV
+    ]
     return problems
 
 
@@ -171,12 +199,15 @@ def read_properties(path: str | os.PathLike[str]) -> dict[str, str]:
     try:
         return parse_properties(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read properties file {path}: {exc.strerror}; pass an existing file "
-                          f"with --properties or {PROPERTIES_ENV}") from exc
+        raise ConfigError(
+            f"cannot read properties file {path}: {exc.strerror}; pass an existing file "
+            f"with --properties or {PROPERTIES_ENV}"
+        ) from exc
 
 
-def load_settings(properties_path: str | os.PathLike[str] | None = None,
-                  env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    properties_path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
     """Build the settings: defaults < properties file < ``ECS_STATE_*`` environment variables.
 
     ``properties_path`` falls back to ``$ECS_STATE_PROPERTIES``; no file at all means defaults.
@@ -212,8 +243,9 @@ def load_settings(properties_path: str | os.PathLike[str] | None = None,
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def stream_from_properties(properties_path: str | os.PathLike[str] | None = None,
-                           env: Mapping[str, str] | None = None) -> str | None:
+def stream_from_properties(
+    properties_path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> str | None:
     """The stream the workers read, from their properties file (``properties_path``, else
     ``$ECS_STATE_PROPERTIES``): the name in ``streamArn`` (which KCL takes over ``streamName`` when both are set),
     else ``streamName``; None without a file or either key."""

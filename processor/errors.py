@@ -59,11 +59,21 @@ class ProduceError(EcsStateError):
 
 
 #: ClientError codes that mean "these credentials are not accepted" rather than "not allowed"
-_BAD_CREDENTIALS = frozenset({"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken",
-                              "ExpiredTokenException", "InvalidSignatureException", "SignatureDoesNotMatch",
-                              "InvalidAccessKeyId", "AuthFailure"})
-_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException",
-                     "AuthorizationError"})
+_BAD_CREDENTIALS = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AuthFailure",
+    }
+)
+_DENIED = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException", "AuthorizationError"}
+)
 
 
 def describe(exc: BaseException) -> str:
@@ -73,32 +83,44 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, EcsStateError):
         return str(exc)
     if isinstance(exc, b.NoRegionError):
-        return ("no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION, or the profile's region), "
-                "or put regionName in the --properties file")
+        return (
+            "no AWS region: pass --region, set AWS_REGION (or AWS_DEFAULT_REGION, or the profile's region), "
+            "or put regionName in the --properties file"
+        )
     if isinstance(exc, b.ProfileNotFound):
         return f"{exc}; pass an existing --profile (aws configure list-profiles) or unset AWS_PROFILE"
     if isinstance(exc, (b.NoCredentialsError, b.PartialCredentialsError, b.CredentialRetrievalError)):
-        return (f"no usable AWS credentials ({exc}); configure them (aws configure, --profile / AWS_PROFILE, "
-                f"AWS_ACCESS_KEY_ID, an instance or task role)")
-    if isinstance(exc, (b.EndpointConnectionError, b.ConnectTimeoutError, b.ConnectionClosedError,
-                        b.ReadTimeoutError)):
-        return (f"cannot reach AWS: {exc}; check the network and the region (--region / AWS_REGION), and unset "
-                f"AWS_ENDPOINT_URL* unless you mean an emulator")
+        return (
+            f"no usable AWS credentials ({exc}); configure them (aws configure, --profile / AWS_PROFILE, "
+            f"AWS_ACCESS_KEY_ID, an instance or task role)"
+        )
+    if isinstance(exc, (b.EndpointConnectionError, b.ConnectTimeoutError, b.ConnectionClosedError, b.ReadTimeoutError)):
+        return (
+            f"cannot reach AWS: {exc}; check the network and the region (--region / AWS_REGION), and unset "
+            f"AWS_ENDPOINT_URL* unless you mean an emulator"
+        )
     if isinstance(exc, b.ClientError):
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "?"), error.get("Message", "")
         operation = getattr(exc, "operation_name", "the call")
         if code in _DENIED:
-            return (f"{operation} was denied ({code}: {message}); give the caller the permission: the stack's "
-                    f"OperatorPolicy for the operator commands, WorkerPolicy for workers (docs/deploy.md)")
+            return (
+                f"{operation} was denied ({code}: {message}); give the caller the permission: the stack's "
+                f"OperatorPolicy for the operator commands, WorkerPolicy for workers (docs/deploy.md)"
+            )
         if code in _BAD_CREDENTIALS:
-            return (f"{operation}: the AWS credentials were refused ({code}: {message}); refresh them or pick "
-                    f"another --profile")
+            return (
+                f"{operation}: the AWS credentials were refused ({code}: {message}); refresh them or pick "
+                f"another --profile"
+            )
         if code == "ResourceNotFoundException":
             import os
+
             region = os.environ.get("AWS_REGION") or "the configured region"
-            return (f"{operation}: {message or code} in {region}; check the table and stream names of the "
-                    f"--properties file and the region (--region / AWS_REGION)")
+            return (
+                f"{operation}: {message or code} in {region}; check the table and stream names of the "
+                f"--properties file and the region (--region / AWS_REGION)"
+            )
         return f"{operation} failed: {code}: {message}"
     if isinstance(exc, b.BotoCoreError):
         return f"AWS: {exc}"

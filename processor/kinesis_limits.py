@@ -22,8 +22,12 @@ def record_size(data: bytes, partition_key: str) -> int:
     return len(data) + len(partition_key.encode("utf-8"))
 
 
-def size_batches(items: Iterable[T], size_of: Callable[[T], int], max_records: int = MAX_BATCH_RECORDS,
-                 max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[T]]:
+def size_batches(
+    items: Iterable[T],
+    size_of: Callable[[T], int],
+    max_records: int = MAX_BATCH_RECORDS,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> Iterator[list[T]]:
     """``items`` in order, packed into requests of at most ``max_records`` and ``max_bytes`` (an item larger than
     ``max_bytes`` on its own gets a request of its own)."""
     batch: list[T] = []

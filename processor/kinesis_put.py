@@ -23,11 +23,20 @@ from processor.errors import EcsStateError
 from processor.retry import KINESIS, Backoff
 
 #: PutRecords errors of the whole call that are worth retrying (a status >= 500 is too)
-RETRYABLE_CALL_ERRORS = frozenset({
-    "ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException",
-    "KMSThrottlingException", "InternalFailure", "InternalFailureException", "ServiceUnavailable",
-    "ServiceUnavailableException", "RequestTimeout", "RequestTimeoutException",
-})
+RETRYABLE_CALL_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "LimitExceededException",
+        "ThrottlingException",
+        "KMSThrottlingException",
+        "InternalFailure",
+        "InternalFailureException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
 
 
 class Entry(Protocol):
@@ -84,8 +93,9 @@ class RecordPutter:
                 self.sleep(self.backoff.delay(attempt, self.rng))
             self.calls += 1
             try:
-                reply = self.client.put_records(StreamName=self.stream, Records=[
-                    {"Data": e.data, "PartitionKey": e.partition_key} for e in pending])
+                reply = self.client.put_records(
+                    StreamName=self.stream, Records=[{"Data": e.data, "PartitionKey": e.partition_key} for e in pending]
+                )
             except (BotocoreConnectionError, HTTPClientError) as exc:  # reset, refused, timed out: transient
                 self.errors[type(exc).__name__] += 1
                 continue

@@ -12,15 +12,16 @@ from processor import logs
 from processor.errors import EXIT_INTERRUPTED, EcsStateError, exit_code_for
 from workshop.bench import command as bench
 from workshop.bench import index_cost
-from workshop.local import demo, stack
-from workshop.testing import fault_proxy, fault_report
+from workshop.local import demo, stack_command
+from workshop.testing import fault_proxy_command, fault_report
 
-COMMANDS: tuple[ModuleType, ...] = (stack, demo, fault_proxy, fault_report, bench, index_cost)
+COMMANDS: tuple[ModuleType, ...] = (stack_command, demo, fault_proxy_command, fault_report, bench, index_cost)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m workshop",
-                                     description="ecs-state's development tooling: local stack, demo, faults, bench.")
+    parser = argparse.ArgumentParser(
+        prog="python -m workshop", description="ecs-state's development tooling: local stack, demo, faults, bench."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(subparsers)

@@ -2,9 +2,9 @@
 
 A dead letter is keyed by (shardId, sequenceNumber[:subSequenceNumber]), so a replay rewrites the same item. It
 holds the raw record bytes (zlib-compressed when that makes them smaller and they are over 1 KiB), a short stable
-reason code, the reason, the partition key and times; every string is made valid Unicode (``valid_text``). Raw data too large for one item even compressed is split
-into parts stored under ``<key>#part<i>`` (``dataParts`` on the first item says how many);
-``read_dead_letter_data`` reassembles them."""
+reason code, the reason, the partition key and times; every string is made valid Unicode (``valid_text``). Raw data
+too large for one item even compressed is split into parts stored under ``<key>#part<i>`` (``dataParts`` on the first
+item says how many); ``read_dead_letter_data`` reassembles them."""
 
 from __future__ import annotations
 
@@ -39,8 +39,15 @@ class DeadLetter:
     size: int
 
 
-def dead_letter(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,
-                code: str, reason: str, received_at: datetime | None = None) -> DeadLetter:
+def dead_letter(
+    data: bytes,
+    position: Position,
+    partition_key: str,
+    arrival_ms: int | None,
+    code: str,
+    reason: str,
+    received_at: datetime | None = None,
+) -> DeadLetter:
     """The dead-letter item(s) for one bad record. Large data is compressed; what is still too large for one
     item is split into parts stored under ``<key>#part<i>`` (``dataParts`` on the first item says how many)."""
     payload, encoding = data, "raw"
@@ -48,7 +55,7 @@ def dead_letter(data: bytes, position: Position, partition_key: str, arrival_ms:
         packed = zlib.compress(data, 6)
         if len(packed) < len(data):
             payload, encoding = packed, "zlib"
-    chunks = [payload[i:i + DEAD_LETTER_PART_BYTES] for i in range(0, len(payload), DEAD_LETTER_PART_BYTES)] or [b""]
+    chunks = [payload[i : i + DEAD_LETTER_PART_BYTES] for i in range(0, len(payload), DEAD_LETTER_PART_BYTES)] or [b""]
     when = (received_at or datetime.now(timezone.utc)).isoformat(timespec="milliseconds")
     key = position.dead_letter_key()
     first: dict[str, AttributeValue] = {

@@ -36,8 +36,9 @@ MAX_VERSION = 2**63 - 1
 MAX_KEY_BYTES = 2048  # DynamoDB's limit for a partition key value
 # msgpack maps (0x80-0x8f, 0xde, 0xdf) and arrays (0x90-0x9f, 0xdc, 0xdd): bytes no JSON text starts with.
 # msgpack ext types (0xc7-0xc9, 0xd4-0xd8) cannot start JSON text either.
-_MSGPACK_CONTAINER_FIRST_BYTES = frozenset([*range(0x80, 0xA0), 0xC7, 0xC8, 0xC9, *range(0xD4, 0xD9),
-                                            0xDC, 0xDD, 0xDE, 0xDF])
+_MSGPACK_CONTAINER_FIRST_BYTES = frozenset(
+    [*range(0x80, 0xA0), 0xC7, 0xC8, 0xC9, *range(0xD4, 0xD9), 0xDC, 0xDD, 0xDE, 0xDF]
+)
 _JSON_WHITESPACE = b" \t\r\n"
 
 
@@ -87,8 +88,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number DynamoDB can store")
 
 
-_json_decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=Decimal,
-                                 parse_constant=_reject_constant)
+_json_decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=Decimal, parse_constant=_reject_constant)
 
 
 def _parse_json(data: bytes) -> Any | Bad:

@@ -246,8 +246,9 @@ def _check_index_keys(event: Event, attributes: dict[str, AttributeValue]) -> No
             continue
         value = event.detail[name]
         if type(value) is not str or not value:
-            raise Unstorable(f"index key {name} must be a non-empty string, got {_show_name(value)}",
-                             path=f"detail.{name}")
+            raise Unstorable(
+                f"index key {name} must be a non-empty string, got {_show_name(value)}", path=f"detail.{name}"
+            )
         if _utf8_len(value) > limit:
             raise Unstorable(f"index key {name} is longer than DynamoDB's {limit}-byte limit", path=f"detail.{name}")
 
@@ -298,14 +299,17 @@ def _attribute(value: Any) -> AttributeValue:
     return _number(Decimal(repr(value)) if kind is float else value)[0]  # the number's text, as DynamoDB takes it
 
 
-def build_item(event: Event, position: Position, task_retention_hours: int = 0,
-               checked_size: int | None = None) -> Item:
+def build_item(
+    event: Event, position: Position, task_retention_hours: int = 0, checked_size: int | None = None
+) -> Item:
     """The state item for ``event`` read at ``position``; raises ``Unstorable`` when DynamoDB cannot hold it.
 
     ``checked_size``: what ``check_event`` returned for this same event. The detail then goes into the item
     without its checks and sizes walked again, unless the item may need compression (then the full walk)."""
-    if (checked_size is not None
-            and checked_size + POSITION_METADATA_MAX + derived_size_bound(event.kind, event.detail) <= COMPRESS_ABOVE):
+    if (
+        checked_size is not None
+        and checked_size + POSITION_METADATA_MAX + derived_size_bound(event.kind, event.detail) <= COMPRESS_ABOVE
+    ):
         return _build_checked(event, position, task_retention_hours, checked_size)
     attributes: dict[str, AttributeValue] = {}
     sizes: dict[str, int] = {}
@@ -356,8 +360,11 @@ def _metadata_size(name: str, av: AttributeValue) -> int:
 
 
 def _build_checked(event: Event, position: Position, task_retention_hours: int, checked_size: int) -> Item:
-    attributes = {name: {"S": value} if type(value) is str else _attribute(value)
-                  for name, value in event.detail.items() if name not in _RESERVED}
+    attributes = {
+        name: {"S": value} if type(value) is str else _attribute(value)
+        for name, value in event.detail.items()
+        if name not in _RESERVED
+    }
     size = checked_size
     for name, av in _metadata(event, position, task_retention_hours).items():
         if name not in ENVELOPE_ATTRIBUTES:  # those were checked and counted by check_event
@@ -366,8 +373,7 @@ def _build_checked(event: Event, position: Position, task_retention_hours: int, 
     return Item(event.kind, event.key_name, event.arn, event.version, attributes, size, position)
 
 
-def _compress_largest(event: Event, attributes: dict[str, AttributeValue], sizes: dict[str, int],
-                      total: int) -> int:
+def _compress_largest(event: Event, attributes: dict[str, AttributeValue], sizes: dict[str, int], total: int) -> int:
     protected = {event.key_name, "version", *_RESERVED, *UNCOMPRESSED.get(event.kind, ())}
     compressed: list[str] = []
     for name in sorted((n for n in sizes if n not in protected), key=sizes.__getitem__, reverse=True):
@@ -385,8 +391,9 @@ def _compress_largest(event: Event, attributes: dict[str, AttributeValue], sizes
         attributes["compressed_attributes"] = {"SS": sorted(compressed)}
         total += len("compressed_attributes") + sum(_utf8_len(n) for n in compressed)
     if total > COMPRESS_ABOVE:
-        raise Unstorable(f"item is {total} bytes even with {len(compressed)} attributes compressed "
-                         f"(DynamoDB's limit is {ITEM_LIMIT})", code="too-large")
+        raise Unstorable(
+            f"item is {total} bytes even with {len(compressed)} attributes compressed "
+            f"(DynamoDB's limit is {ITEM_LIMIT})",
+            code="too-large",
+        )
     return total
-
-

@@ -67,8 +67,8 @@ class Reducer:
     _counts: Counts = field(default_factory=Counts)
 
     def offer(self, candidate: Candidate, position: Position) -> str:
-        """Offer a candidate version; returns NEW, NEWER, DUPLICATE or OLDER (relative to the newest held; "stale" is the writer's word for a
-        version DynamoDB already holds or passed)."""
+        """Offer a candidate version; returns NEW, NEWER, DUPLICATE or OLDER (relative to the newest held; "stale" is
+        the writer's word for a version DynamoDB already holds or passed)."""
         self._advance(position)
         self._counts.events += 1
         slot = (candidate.kind, candidate.arn)

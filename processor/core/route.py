@@ -46,8 +46,9 @@ class Candidate:
         return len(self.data) + CANDIDATE_OVERHEAD  # what holding it costs, for the pending limit
 
 
-def admit(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,
-          task_retention_hours: int = 0) -> Candidate | DeadLetter | Ignored:
+def admit(
+    data: bytes, position: Position, partition_key: str, arrival_ms: int | None, task_retention_hours: int = 0
+) -> Candidate | DeadLetter | Ignored:
     """One record -> a ``Candidate``, ``Ignored`` or the dead letter it becomes. Never raises."""
     decoded = decode(data)
     if isinstance(decoded, Event):
@@ -57,8 +58,17 @@ def admit(data: bytes, position: Position, partition_key: str, arrival_ms: int |
             return dead_letter(data, position, partition_key, arrival_ms, exc.code, str(exc))
         except Exception as exc:  # defensive: a record must never stop the shard
             return dead_letter(data, position, partition_key, arrival_ms, "unstorable", f"{type(exc).__name__}: {exc}")
-        return Candidate(decoded.kind, decoded.key_name, decoded.arn, decoded.version, data, position, partition_key,
-                         arrival_ms, checked_size)
+        return Candidate(
+            decoded.kind,
+            decoded.key_name,
+            decoded.arn,
+            decoded.version,
+            data,
+            position,
+            partition_key,
+            arrival_ms,
+            checked_size,
+        )
     if isinstance(decoded, Ignored):
         return decoded
     return dead_letter(data, position, partition_key, arrival_ms, decoded.code, decoded.reason)

@@ -15,8 +15,8 @@ Rules:
 - Index design for big fleets: no index is keyed on the cluster ARN alone (one hot partition per cluster): the
   cluster listing spreads a cluster over ``CLUSTER_PARTS`` partitions (``cluster_part``), the stopped-task index
   over one partition per cluster and UTC day (``stopped_day``); indexes are sparse where only some items must be
-  found (tasks placed on a container instance; tasks of a service; stopped tasks) and project keys only, or the one attribute a
-  listing filters on; readers fetch the full items with BatchGetItem.
+  found (tasks placed on a container instance; tasks of a service; stopped tasks) and project keys only, or the one
+  attribute a listing filters on; readers fetch the full items with BatchGetItem.
 - Derived attribute names are snake_case like the other metadata, so they cannot be an ECS (camelCase) field; a
   ``detail`` field of one of those names is left out of the item all the same.
 """
@@ -47,17 +47,43 @@ RANGE_KEY_LIMIT = 1024
 CLUSTER_PARTS = 16
 
 #: attributes the processor adds to every state item (besides ``detail``'s fields); reserved names
-METADATA_ATTRIBUTES = ("cw_version", "event_id", "event_time", "kinesis_shard_id", "kinesis_sequence_number",
-                       "kinesis_subsequence_number", "compressed_attributes", "expires_at")
+METADATA_ATTRIBUTES = (
+    "cw_version",
+    "event_id",
+    "event_time",
+    "kinesis_shard_id",
+    "kinesis_sequence_number",
+    "kinesis_subsequence_number",
+    "compressed_attributes",
+    "expires_at",
+)
 #: derived index-key attributes of task items (``index_attributes``); reserved names
 DERIVED_ATTRIBUTES = ("cluster_part", "cluster_service", "stopped_day")
 
 #: the type of every attribute the processor itself writes (detail fields have whatever type the event has)
-OWN_TYPES = {"taskArn": "S", "containerInstanceArn": "S", "clusterArn": "S", "lastStatus": "S", "version": "N",
-             "cw_version": "S", "event_id": "S", "event_time": "S", "kinesis_shard_id": "S",
-             "kinesis_sequence_number": "S", "kinesis_subsequence_number": "N", "expires_at": "N",
-             "cluster_part": "S", "cluster_service": "S", "stopped_day": "S", "stoppedAt": "S",
-             "ec2InstanceId": "S", "shardId": "S", "sequenceNumber": "S", "reasonCode": "S", "partitionKey": "S"}
+OWN_TYPES = {
+    "taskArn": "S",
+    "containerInstanceArn": "S",
+    "clusterArn": "S",
+    "lastStatus": "S",
+    "version": "N",
+    "cw_version": "S",
+    "event_id": "S",
+    "event_time": "S",
+    "kinesis_shard_id": "S",
+    "kinesis_sequence_number": "S",
+    "kinesis_subsequence_number": "N",
+    "expires_at": "N",
+    "cluster_part": "S",
+    "cluster_service": "S",
+    "stopped_day": "S",
+    "stoppedAt": "S",
+    "ec2InstanceId": "S",
+    "shardId": "S",
+    "sequenceNumber": "S",
+    "reasonCode": "S",
+    "partitionKey": "S",
+}
 
 
 @dataclass(frozen=True)
@@ -80,24 +106,45 @@ class Index:
         key_schema = [{"AttributeName": self.hash_key, "KeyType": "HASH"}]
         if self.range_key:
             key_schema.append({"AttributeName": self.range_key, "KeyType": "RANGE"})
-        projection: dict[str, Any] = ({"ProjectionType": "INCLUDE", "NonKeyAttributes": list(self.include)}
-                                      if self.include else {"ProjectionType": "KEYS_ONLY"})
+        projection: dict[str, Any] = (
+            {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(self.include)}
+            if self.include
+            else {"ProjectionType": "KEYS_ONLY"}
+        )
         return {"IndexName": self.name, "KeySchema": key_schema, "Projection": projection}
 
 
 #: The listings' indexes have a hash key only and project ``lastStatus`` (``--status`` is a filter on the index):
 #: an item's entry is put once and updated (1 write unit) when its status changes, where a ``lastStatus`` range
 #: key would cost a delete and a put (2) on every change (``python -m workshop index-cost`` measures both).
-CLUSTER_INDEX = Index("cluster-index", TASK, "cluster_part", None, ("lastStatus",),
-                      "ecs-state tasks --cluster [--status] [--at], ecs-state reconcile")
-SERVICE_INDEX = Index("service-index", TASK, "cluster_service", None, ("lastStatus",),
-                      "ecs-state tasks --service [--status] [--at]")
-INSTANCE_INDEX = Index("instance-index", TASK, "containerInstanceArn", None, ("lastStatus",),
-                       "ecs-state tasks --instance [--status] [--at]")
-STOPPED_INDEX = Index("stopped-index", TASK, "stopped_day", "stoppedAt", ("group",),
-                      "ecs-state stopped")
-EC2_INSTANCE_INDEX = Index("ec2-instance-index", INSTANCE, "ec2InstanceId", None, (),
-                           "ecs-state tasks --instance i-... (EC2 instance id -> container instance)")
+CLUSTER_INDEX = Index(
+    "cluster-index",
+    TASK,
+    "cluster_part",
+    None,
+    ("lastStatus",),
+    "ecs-state tasks --cluster [--status] [--at], ecs-state reconcile",
+)
+SERVICE_INDEX = Index(
+    "service-index", TASK, "cluster_service", None, ("lastStatus",), "ecs-state tasks --service [--status] [--at]"
+)
+INSTANCE_INDEX = Index(
+    "instance-index",
+    TASK,
+    "containerInstanceArn",
+    None,
+    ("lastStatus",),
+    "ecs-state tasks --instance [--status] [--at]",
+)
+STOPPED_INDEX = Index("stopped-index", TASK, "stopped_day", "stoppedAt", ("group",), "ecs-state stopped")
+EC2_INSTANCE_INDEX = Index(
+    "ec2-instance-index",
+    INSTANCE,
+    "ec2InstanceId",
+    None,
+    (),
+    "ecs-state tasks --instance i-... (EC2 instance id -> container instance)",
+)
 #: every read index, in the order setup adds them
 INDEXES: tuple[Index, ...] = (CLUSTER_INDEX, STOPPED_INDEX, INSTANCE_INDEX, SERVICE_INDEX, EC2_INSTANCE_INDEX)
 INDEX_NAMES = tuple(index.name for index in INDEXES)
@@ -105,8 +152,12 @@ INDEX_NAMES = tuple(index.name for index in INDEXES)
 #: kind -> detail fields used as index keys (or as inputs of derived keys), with the byte limit DynamoDB sets
 #: for them. ``clusterArn`` also keys the index of tables made by older versions (``clusterArn-lastStatus-index``).
 INDEX_KEY_LIMITS: dict[str, tuple[tuple[str, int], ...]] = {
-    TASK: (("clusterArn", HASH_KEY_LIMIT), ("lastStatus", RANGE_KEY_LIMIT),
-           ("containerInstanceArn", HASH_KEY_LIMIT), ("stoppedAt", RANGE_KEY_LIMIT)),
+    TASK: (
+        ("clusterArn", HASH_KEY_LIMIT),
+        ("lastStatus", RANGE_KEY_LIMIT),
+        ("containerInstanceArn", HASH_KEY_LIMIT),
+        ("stoppedAt", RANGE_KEY_LIMIT),
+    ),
     INSTANCE: (("ec2InstanceId", HASH_KEY_LIMIT),),
 }
 #: kind -> attributes never compressed (index keys, derived-key inputs, projected attributes)
@@ -146,8 +197,14 @@ def stopped_day(cluster: str, day: str) -> str:
 
 
 def _is_day(text: str) -> bool:
-    return (len(text) >= 10 and text[4] == "-" and text[7] == "-" and text[:4].isdigit() and text[5:7].isdigit()
-            and text[8:10].isdigit())
+    return (
+        len(text) >= 10
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[:4].isdigit()
+        and text[5:7].isdigit()
+        and text[8:10].isdigit()
+    )
 
 
 def index_attributes(kind: str, item: Mapping[str, Any]) -> dict[str, str]:
@@ -203,20 +260,28 @@ def state_table_spec(kind: str, table: str, indexes: tuple[Index, ...] = INDEXES
 def dead_letter_table_spec(table: str) -> dict[str, Any]:
     return {
         "TableName": table,
-        "KeySchema": [{"AttributeName": "shardId", "KeyType": "HASH"},
-                      {"AttributeName": "sequenceNumber", "KeyType": "RANGE"}],
-        "AttributeDefinitions": [{"AttributeName": "shardId", "AttributeType": "S"},
-                                 {"AttributeName": "sequenceNumber", "AttributeType": "S"}],
+        "KeySchema": [
+            {"AttributeName": "shardId", "KeyType": "HASH"},
+            {"AttributeName": "sequenceNumber", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "shardId", "AttributeType": "S"},
+            {"AttributeName": "sequenceNumber", "AttributeType": "S"},
+        ],
         "BillingMode": "PAY_PER_REQUEST",
     }
 
 
-def table_specs(task_table: str, instance_table: str, dead_letter_table: str,
-                indexes: tuple[Index, ...] = INDEXES) -> list[dict[str, Any]]:
+def table_specs(
+    task_table: str, instance_table: str, dead_letter_table: str, indexes: tuple[Index, ...] = INDEXES
+) -> list[dict[str, Any]]:
     """CreateTable requests for our three tables, in this order: tasks, container instances, dead letters
     (``kinds()`` gives the same order). Matches deploy/ecs-state.yaml with every index."""
-    return [state_table_spec(TASK, task_table, indexes), state_table_spec(INSTANCE, instance_table, indexes),
-            dead_letter_table_spec(dead_letter_table)]
+    return [
+        state_table_spec(TASK, task_table, indexes),
+        state_table_spec(INSTANCE, instance_table, indexes),
+        dead_letter_table_spec(dead_letter_table),
+    ]
 
 
 def kinds() -> tuple[str, str, str]:

@@ -20,7 +20,10 @@ FORMATS = ("json", "msgpack")
 
 CLUSTER_NAMES = ("prod-web", "prod-batch", "staging", "payments", "analytics", "internal-tools", "edge", "ml")
 INSTANCE_TYPES = (  # type, CPU units, MEMORY MiB registered
-    ("m5.large", 2048, 7680), ("m5.xlarge", 4096, 15620), ("c5.2xlarge", 8192, 15620), ("r5.large", 2048, 15817),
+    ("m5.large", 2048, 7680),
+    ("m5.xlarge", 4096, 15620),
+    ("c5.2xlarge", 8192, 15620),
+    ("r5.large", 2048, 15817),
     ("m6i.2xlarge", 8192, 31655),
 )
 FAMILIES = (  # family, task cpu, task memory, main image, service?
@@ -37,8 +40,12 @@ SIDECARS = (
     ("log-router", "public.ecr.aws/aws-observability/aws-for-fluent-bit:2.32.2", "50"),
 )
 STOPS = (  # stopCode, stoppedReason, exit code and reason of the main container
-    ("EssentialContainerExited", "Essential container in task exited", 137,
-     "OutOfMemoryError: Container killed due to memory usage"),
+    (
+        "EssentialContainerExited",
+        "Essential container in task exited",
+        137,
+        "OutOfMemoryError: Container killed due to memory usage",
+    ),
     ("ServiceSchedulerInitiated", "Scaling activity initiated by (deployment ecs-svc/{svc})", 0, ""),
     ("UserInitiated", "Task stopped by user", 143, ""),
     ("ServiceSchedulerInitiated", "Task failed ELB health checks in (target-group {tg})", 137, ""),
@@ -52,21 +59,38 @@ FAIL_REASONS = (
     "CannotStartContainerError: Error response from daemon: failed to create shim task: OCI runtime create failed",
 )
 INSTANCE_ATTRIBUTES = (
-    "com.amazonaws.ecs.capability.logging-driver.syslog", "com.amazonaws.ecs.capability.logging-driver.awslogs",
-    "com.amazonaws.ecs.capability.logging-driver.json-file", "com.amazonaws.ecs.capability.logging-driver.none",
-    "com.amazonaws.ecs.capability.privileged-container", "com.amazonaws.ecs.capability.docker-remote-api.1.17",
-    "com.amazonaws.ecs.capability.docker-remote-api.1.18", "com.amazonaws.ecs.capability.docker-remote-api.1.19",
-    "com.amazonaws.ecs.capability.docker-remote-api.1.20", "com.amazonaws.ecs.capability.docker-remote-api.1.21",
-    "com.amazonaws.ecs.capability.docker-remote-api.1.22", "com.amazonaws.ecs.capability.docker-remote-api.1.23",
-    "com.amazonaws.ecs.capability.docker-remote-api.1.24", "com.amazonaws.ecs.capability.docker-remote-api.1.25",
-    "com.amazonaws.ecs.capability.docker-remote-api.1.29", "com.amazonaws.ecs.capability.docker-remote-api.1.32",
-    "com.amazonaws.ecs.capability.docker-remote-api.1.44", "com.amazonaws.ecs.capability.ecr-auth",
-    "com.amazonaws.ecs.capability.task-iam-role", "com.amazonaws.ecs.capability.task-iam-role-network-host",
-    "ecs.capability.execution-role-awslogs", "ecs.capability.execution-role-ecr-pull",
-    "ecs.capability.secrets.asm.environment-variables", "ecs.capability.secrets.ssm.environment-variables",
-    "ecs.capability.container-health-check", "ecs.capability.task-eni", "ecs.capability.awsvpc-trunking",
-    "ecs.capability.firelens.fluentbit", "ecs.capability.container-ordering", "ecs.capability.full-sync",
-    "ecs.capability.service-connect-v1", "ecs.capability.efsAuth",
+    "com.amazonaws.ecs.capability.logging-driver.syslog",
+    "com.amazonaws.ecs.capability.logging-driver.awslogs",
+    "com.amazonaws.ecs.capability.logging-driver.json-file",
+    "com.amazonaws.ecs.capability.logging-driver.none",
+    "com.amazonaws.ecs.capability.privileged-container",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.17",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.18",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.19",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.20",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.21",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.22",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.23",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.24",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.25",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.29",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.32",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.44",
+    "com.amazonaws.ecs.capability.ecr-auth",
+    "com.amazonaws.ecs.capability.task-iam-role",
+    "com.amazonaws.ecs.capability.task-iam-role-network-host",
+    "ecs.capability.execution-role-awslogs",
+    "ecs.capability.execution-role-ecr-pull",
+    "ecs.capability.secrets.asm.environment-variables",
+    "ecs.capability.secrets.ssm.environment-variables",
+    "ecs.capability.container-health-check",
+    "ecs.capability.task-eni",
+    "ecs.capability.awsvpc-trunking",
+    "ecs.capability.firelens.fluentbit",
+    "ecs.capability.container-ordering",
+    "ecs.capability.full-sync",
+    "ecs.capability.service-connect-v1",
+    "ecs.capability.efsAuth",
 )
 # a task's lastStatus values: start, then stop; awsvpc tasks (an ENI of their own) have more of both
 AWSVPC_PATH = ("PROVISIONING", "PENDING", "ACTIVATING", "RUNNING")

@@ -30,9 +30,9 @@ class TableDiff:
     expected: int = 0
     stored: int = 0
     matched: int = 0
-    missing: list[dict[str, Any]] = field(default_factory=list)          # in truth, not stored
-    regressed: list[dict[str, Any]] = field(default_factory=list)        # stored version < truth
-    unexpected: list[dict[str, Any]] = field(default_factory=list)       # not in truth, or stored > truth
+    missing: list[dict[str, Any]] = field(default_factory=list)  # in truth, not stored
+    regressed: list[dict[str, Any]] = field(default_factory=list)  # stored version < truth
+    unexpected: list[dict[str, Any]] = field(default_factory=list)  # not in truth, or stored > truth
     status_mismatch: list[dict[str, Any]] = field(default_factory=list)  # same version, other status
 
     @property
@@ -45,9 +45,9 @@ class DeadLetterDiff:
     expected: int = 0
     stored: int = 0
     matched: int = 0
-    missing: list[dict[str, Any]] = field(default_factory=list)     # poison sent, no dead letter
+    missing: list[dict[str, Any]] = field(default_factory=list)  # poison sent, no dead letter
     unexpected: list[dict[str, Any]] = field(default_factory=list)  # dead letter of no poison record
-    repeated: list[dict[str, Any]] = field(default_factory=list)    # extra copies of a poison record (ok)
+    repeated: list[dict[str, Any]] = field(default_factory=list)  # extra copies of a poison record (ok)
     reasons: dict[str, dict[str, int]] = field(default_factory=dict)  # poison kind -> reasonCode -> count
 
     @property
@@ -68,46 +68,78 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         def table(diff: TableDiff) -> dict[str, Any]:
-            return {"ok": diff.ok, "expected": diff.expected, "stored": diff.stored, "matched": diff.matched,
-                    "missing": diff.missing, "regressed": diff.regressed, "unexpected": diff.unexpected,
-                    "status_mismatch": diff.status_mismatch}
+            return {
+                "ok": diff.ok,
+                "expected": diff.expected,
+                "stored": diff.stored,
+                "matched": diff.matched,
+                "missing": diff.missing,
+                "regressed": diff.regressed,
+                "unexpected": diff.unexpected,
+                "status_mismatch": diff.status_mismatch,
+            }
 
         dl = self.dead_letters
-        return {"ok": self.ok, "tasks": table(self.tasks), "instances": table(self.instances),
-                "dead_letters": {"ok": dl.ok, "expected": dl.expected, "stored": dl.stored, "matched": dl.matched,
-                                 "missing": dl.missing, "unexpected": dl.unexpected, "repeated": dl.repeated,
-                                 "reasons": dl.reasons},
-                "truth_totals": self.truth_totals}
+        return {
+            "ok": self.ok,
+            "tasks": table(self.tasks),
+            "instances": table(self.instances),
+            "dead_letters": {
+                "ok": dl.ok,
+                "expected": dl.expected,
+                "stored": dl.stored,
+                "matched": dl.matched,
+                "missing": dl.missing,
+                "unexpected": dl.unexpected,
+                "repeated": dl.repeated,
+                "reasons": dl.reasons,
+            },
+            "truth_totals": self.truth_totals,
+        }
 
     def render(self, examples: int = 5) -> str:
         """A human summary: counts per category and up to ``examples`` examples of each problem."""
         lines = [f"verify: {'OK - exact match' if self.ok else 'MISMATCH'}"]
         if self.truth_totals:
             t = self.truth_totals
-            lines.append(f"  truth: {t.get('records', 0)} records sent ({t.get('task_events', 0)} task events, "
-                         f"{t.get('instance_events', 0)} instance events, {t.get('duplicates', 0)} duplicates, "
-                         f"{t.get('poison', 0)} poison, {t.get('ignored', 0)} ignored)")
+            lines.append(
+                f"  truth: {t.get('records', 0)} records sent ({t.get('task_events', 0)} task events, "
+                f"{t.get('instance_events', 0)} instance events, {t.get('duplicates', 0)} duplicates, "
+                f"{t.get('poison', 0)} poison, {t.get('ignored', 0)} ignored)"
+            )
         for diff in (self.tasks, self.instances):
-            lines.append(f"  {diff.name}: expected {diff.expected}, stored {diff.stored}, matched {diff.matched}; "
-                         f"missing {len(diff.missing)}, regressed {len(diff.regressed)}, "
-                         f"unexpected {len(diff.unexpected)}, status mismatch {len(diff.status_mismatch)}")
-            for label, rows in (("missing", diff.missing), ("regressed", diff.regressed),
-                                ("unexpected", diff.unexpected), ("status mismatch", diff.status_mismatch)):
+            lines.append(
+                f"  {diff.name}: expected {diff.expected}, stored {diff.stored}, matched {diff.matched}; "
+                f"missing {len(diff.missing)}, regressed {len(diff.regressed)}, "
+                f"unexpected {len(diff.unexpected)}, status mismatch {len(diff.status_mismatch)}"
+            )
+            for label, rows in (
+                ("missing", diff.missing),
+                ("regressed", diff.regressed),
+                ("unexpected", diff.unexpected),
+                ("status mismatch", diff.status_mismatch),
+            ):
                 lines.extend(f"    {label}: {_brief(row)}" for row in rows[:examples])
                 if len(rows) > examples:
                     lines.append(f"    {label}: ... and {len(rows) - examples} more")
         dl = self.dead_letters
-        lines.append(f"  dead letters: expected {dl.expected}, stored {dl.stored}, matched {dl.matched}; "
-                     f"missing {len(dl.missing)}, unexpected {len(dl.unexpected)}, "
-                     f"repeated {len(dl.repeated)} (allowed)")
+        lines.append(
+            f"  dead letters: expected {dl.expected}, stored {dl.stored}, matched {dl.matched}; "
+            f"missing {len(dl.missing)}, unexpected {len(dl.unexpected)}, "
+            f"repeated {len(dl.repeated)} (allowed)"
+        )
         for label, rows in (("missing", dl.missing), ("unexpected", dl.unexpected), ("repeated", dl.repeated)):
             lines.extend(f"    {label}: {_brief(row)}" for row in rows[:examples])
             if len(rows) > examples:
                 lines.append(f"    {label}: ... and {len(rows) - examples} more")
         if dl.reasons:
-            lines.append("  dead-letter reason codes by poison kind: " + ", ".join(
-                f"{kind}={'/'.join(f'{code}:{n}' for code, n in sorted(codes.items()))}"
-                for kind, codes in sorted(dl.reasons.items())))
+            lines.append(
+                "  dead-letter reason codes by poison kind: "
+                + ", ".join(
+                    f"{kind}={'/'.join(f'{code}:{n}' for code, n in sorted(codes.items()))}"
+                    for kind, codes in sorted(dl.reasons.items())
+                )
+            )
         return "\n".join(lines)
 
 
@@ -132,8 +164,9 @@ def _version(value: Any) -> int | str | None:
     return str(value)
 
 
-def _compare_table(name: str, key: str, status_attr: str, expected: Mapping[str, Mapping[str, Any]],
-                   rows: Iterable[Mapping[str, Any]]) -> TableDiff:
+def _compare_table(
+    name: str, key: str, status_attr: str, expected: Mapping[str, Mapping[str, Any]], rows: Iterable[Mapping[str, Any]]
+) -> TableDiff:
     diff = TableDiff(name, expected=len(expected))
     seen: set[str] = set()
     for row in rows:
@@ -157,13 +190,17 @@ def _compare_table(name: str, key: str, status_attr: str, expected: Mapping[str,
             diff.status_mismatch.append({"arn": arn, "version": stored_v, "stored": stored_s, "truth": want_s})
         else:
             diff.matched += 1
-    diff.missing = [{"arn": arn, "truth": int(want["version"]), status_attr: want[status_attr]}
-                    for arn, want in expected.items() if arn not in seen]
+    diff.missing = [
+        {"arn": arn, "truth": int(want["version"]), status_attr: want[status_attr]}
+        for arn, want in expected.items()
+        if arn not in seen
+    ]
     return diff
 
 
-def _compare_dead_letters(poison: list[Mapping[str, Any]], ignored_sha: Iterable[str],
-                          rows: Iterable[Mapping[str, Any]]) -> DeadLetterDiff:
+def _compare_dead_letters(
+    poison: list[Mapping[str, Any]], ignored_sha: Iterable[str], rows: Iterable[Mapping[str, Any]]
+) -> DeadLetterDiff:
     diff = DeadLetterDiff(expected=len(poison))
     wanted: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for entry in poison:
@@ -173,11 +210,16 @@ def _compare_dead_letters(poison: list[Mapping[str, Any]], ignored_sha: Iterable
     reasons: dict[str, Counter[str]] = defaultdict(Counter)
     for row in rows:
         if "dataSha256" not in row and "#part" in str(row.get("sequenceNumber", "")):
-            continue   # a continuation part of a large dead letter (its first item carries the hash)
+            continue  # a continuation part of a large dead letter (its first item carries the hash)
         diff.stored += 1
         sha = str(row.get("dataSha256"))
-        brief = {"shardId": row.get("shardId"), "sequenceNumber": row.get("sequenceNumber"),
-                 "reasonCode": row.get("reasonCode"), "partitionKey": row.get("partitionKey"), "sha256": sha}
+        brief = {
+            "shardId": row.get("shardId"),
+            "sequenceNumber": row.get("sequenceNumber"),
+            "reasonCode": row.get("reasonCode"),
+            "partitionKey": row.get("partitionKey"),
+            "sha256": sha,
+        }
         if wanted.get(sha):
             entry = wanted[sha].pop()
             diff.matched += 1
@@ -192,14 +234,21 @@ def _compare_dead_letters(poison: list[Mapping[str, Any]], ignored_sha: Iterable
             else:
                 why = "no poison record has these bytes"
             diff.unexpected.append({**brief, "why": why})
-    diff.missing = [{"kind": e.get("kind"), "partitionKey": e.get("partitionKey"), "sha256": sha,
-                     "length": e.get("length")} for sha, entries in wanted.items() for e in entries]
+    diff.missing = [
+        {"kind": e.get("kind"), "partitionKey": e.get("partitionKey"), "sha256": sha, "length": e.get("length")}
+        for sha, entries in wanted.items()
+        for e in entries
+    ]
     diff.reasons = {kind: dict(codes) for kind, codes in reasons.items()}
     return diff
 
 
-def compare(truth: Mapping[str, Any], tasks: Iterable[Mapping[str, Any]],
-            instances: Iterable[Mapping[str, Any]], dead_letters: Iterable[Mapping[str, Any]]) -> Report:
+def compare(
+    truth: Mapping[str, Any],
+    tasks: Iterable[Mapping[str, Any]],
+    instances: Iterable[Mapping[str, Any]],
+    dead_letters: Iterable[Mapping[str, Any]],
+) -> Report:
     """Pure comparison. ``truth`` is a truth file's content (``GroundTruth.to_dict()`` or ``load_truth``);
     rows are plain dicts: tasks ``{taskArn, version, lastStatus}``, instances ``{containerInstanceArn, version,
     status}``, dead letters ``{dataSha256, reasonCode, partitionKey, shardId, sequenceNumber}`` (other keys are
@@ -207,8 +256,9 @@ def compare(truth: Mapping[str, Any], tasks: Iterable[Mapping[str, Any]],
     ignored = truth.get("ignored", {})
     return Report(
         tasks=_compare_table("tasks", TASK_KEY, "lastStatus", truth.get("tasks", {}), tasks),
-        instances=_compare_table("container instances", INSTANCE_KEY, "status",
-                                 truth.get("containerInstances", {}), instances),
+        instances=_compare_table(
+            "container instances", INSTANCE_KEY, "status", truth.get("containerInstances", {}), instances
+        ),
         dead_letters=_compare_dead_letters(truth.get("poison", []), ignored.get("sha256", []), dead_letters),
         truth_totals=dict(truth.get("totals", {})),
     )

@@ -63,7 +63,7 @@ class Simulation:
         for i in range(options.instances):
             self.instances.append(self._instance(self.clusters[i % len(self.clusters)], long_lived=True))
         self.tasks: list[Task] = [self._task() for _ in range(options.tasks)]
-        self.queue: list[Instance] = []   # instance events owed (task placed, started, stopped)
+        self.queue: list[Instance] = []  # instance events owed (task placed, started, stopped)
 
     # -- construction
 
@@ -91,12 +91,19 @@ class Simulation:
         ]
         inst = Instance(
             arn=f"arn:aws:ecs:{self.o.region}:{self.o.account}:container-instance/{cluster.name}/{random_hex(rng, 32)}",
-            cluster=cluster, ec2_id=f"i-{random_hex(rng, 17)}", az=az, itype=itype, cpu=cpu, memory=memory,
+            cluster=cluster,
+            ec2_id=f"i-{random_hex(rng, 17)}",
+            az=az,
+            itype=itype,
+            cpu=cpu,
+            memory=memory,
             registered_at=self.now - (rng.randrange(86_400_000, 90 * 86_400_000) if long_lived else 0),
             version=rng.randint(50, 150_000) if long_lived else 1,
-            agent_version=f"1.{major}.{rng.randrange(4)}", agent_hash=random_hex(rng, 8),
+            agent_version=f"1.{major}.{rng.randrange(4)}",
+            agent_hash=random_hex(rng, 8),
             docker_version=f"DockerVersion: {rng.choice(('20.10.25', '24.0.9', '25.0.6'))}",
-            attributes=attributes, updated_at=self.now,
+            attributes=attributes,
+            updated_at=self.now,
         )
         return inst
 
@@ -104,30 +111,55 @@ class Simulation:
         rng, o = self.rng, self.o
         cluster = rng.choice(self.clusters)
         family, cpu, memory, image, is_service = rng.choice(FAMILIES)
-        hosts = [i for i in self.instances if i.cluster is cluster and i.status == "ACTIVE"
-                 and i.cpu - i.used_cpu >= int(cpu) and i.memory - i.used_memory >= int(memory)]
+        hosts = [
+            i
+            for i in self.instances
+            if i.cluster is cluster
+            and i.status == "ACTIVE"
+            and i.cpu - i.used_cpu >= int(cpu)
+            and i.memory - i.used_memory >= int(memory)
+        ]
         instance = rng.choice(hosts) if hosts and rng.random() < 0.5 else None
         launch_type = "EC2" if instance else "FARGATE"
         awsvpc = instance is None or rng.random() < 0.5
-        image = image.format(acct=o.account, region=o.region, ver=f"{rng.randint(1, 9)}.{rng.randint(0, 40)}."
-                                                                   f"{rng.randint(0, 9)}")
+        image = image.format(
+            acct=o.account, region=o.region, ver=f"{rng.randint(1, 9)}.{rng.randint(0, 40)}.{rng.randint(0, 9)}"
+        )
         task_id = random_hex(rng, 32)
         arn = f"arn:aws:ecs:{o.region}:{o.account}:task/{cluster.name}/{task_id}"
         container_arn = f"arn:aws:ecs:{o.region}:{o.account}:container/{cluster.name}/{task_id}"
-        main = Container(arn=f"{container_arn}/{random_uuid(rng)}", name=family, image=image, cpu="0",
-                         memory_reservation=str(int(memory) // 2), essential=True)
+        main = Container(
+            arn=f"{container_arn}/{random_uuid(rng)}",
+            name=family,
+            image=image,
+            cpu="0",
+            memory_reservation=str(int(memory) // 2),
+            essential=True,
+        )
         if not awsvpc:
             main.container_port, main.host_port = 8080, rng.randint(32768, 60999)
         containers = [main]
         n_side = rng.choices((0, 1, 2, 3), weights=(55, 25, 12, 8))[0]
         for name, side_image, mem in rng.sample(SIDECARS, n_side):
-            containers.append(Container(arn=f"{container_arn}/{random_uuid(rng)}", name=name, image=side_image,
-                                        cpu="0", memory_reservation=mem, essential=False))
-        overrides: dict[str, Any] = {"containerOverrides": [{"name": c.name} for c in containers],
-                                     "inferenceAcceleratorOverrides": []}
-        if rng.random() < 0.15:   # a run-task with environment overrides: these make the big events
-            env = [{"name": f"FEATURE_FLAG_{k:03d}", "value": random_hex(rng, rng.randint(8, 96))}
-                   for k in range(rng.choice((3, 10, 30, 80)))]
+            containers.append(
+                Container(
+                    arn=f"{container_arn}/{random_uuid(rng)}",
+                    name=name,
+                    image=side_image,
+                    cpu="0",
+                    memory_reservation=mem,
+                    essential=False,
+                )
+            )
+        overrides: dict[str, Any] = {
+            "containerOverrides": [{"name": c.name} for c in containers],
+            "inferenceAcceleratorOverrides": [],
+        }
+        if rng.random() < 0.15:  # a run-task with environment overrides: these make the big events
+            env = [
+                {"name": f"FEATURE_FLAG_{k:03d}", "value": random_hex(rng, rng.randint(8, 96))}
+                for k in range(rng.choice((3, 10, 30, 80)))
+            ]
             overrides["containerOverrides"][0]["environment"] = env
             if rng.random() < 0.5:
                 overrides["containerOverrides"][0]["command"] = ["/bin/sh", "-c", f"run --shard {rng.randrange(64)}"]
@@ -136,30 +168,52 @@ class Simulation:
         if fails:
             path = path[: path.index("PENDING") + 1] + (["DEPROVISIONING", "STOPPED"] if awsvpc else ["STOPPED"])
         else:
-            path += ["RUNNING"] * rng.choices((0, 1, 2), weights=(70, 20, 10))[0]   # health-check updates
+            path += ["RUNNING"] * rng.choices((0, 1, 2), weights=(70, 20, 10))[0]  # health-check updates
             path += list(AWSVPC_STOP if awsvpc else BRIDGE_STOP)
         svc = is_service and rng.random() < 0.8
-        if instance is not None:   # placement reserves the resources at once
+        if instance is not None:  # placement reserves the resources at once
             instance.used_cpu += int(cpu)
             instance.used_memory += int(memory)
             if main.host_port:
                 instance.used_ports.append(str(main.host_port))
         return Task(
-            arn=arn, cluster=cluster, instance=instance, launch_type=launch_type, awsvpc=awsvpc, family=family,
-            revision=rng.randint(1, 120), group=f"service:{family}" if svc else f"family:{family}",
-            started_by=f"ecs-svc/{rng.randrange(10**18, 10**19)}" if svc else "", cpu=cpu, memory=memory,
-            az=instance.az if instance else rng.choice(self.azs), containers=containers, overrides=overrides,
-            path=path, fails=fails, created_at=self.now, eni_id=random_uuid(rng) if awsvpc else "",
+            arn=arn,
+            cluster=cluster,
+            instance=instance,
+            launch_type=launch_type,
+            awsvpc=awsvpc,
+            family=family,
+            revision=rng.randint(1, 120),
+            group=f"service:{family}" if svc else f"family:{family}",
+            started_by=f"ecs-svc/{rng.randrange(10**18, 10**19)}" if svc else "",
+            cpu=cpu,
+            memory=memory,
+            az=instance.az if instance else rng.choice(self.azs),
+            containers=containers,
+            overrides=overrides,
+            path=path,
+            fails=fails,
+            created_at=self.now,
+            eni_id=random_uuid(rng) if awsvpc else "",
             eni_details=[{"name": "subnetId", "value": f"subnet-{random_hex(rng, 17)}"}] if awsvpc else [],
         )
 
     # -- events
 
-    def _envelope(self, detail_type: str, resource: str, detail: dict[str, Any],
-                  source: str = "aws.ecs") -> dict[str, Any]:
-        return {"version": "0", "id": random_uuid(self.rng), "detail-type": detail_type, "source": source,
-                "account": self.o.account, "time": iso_s(self.now), "region": self.o.region,
-                "resources": [resource], "detail": detail}
+    def _envelope(
+        self, detail_type: str, resource: str, detail: dict[str, Any], source: str = "aws.ecs"
+    ) -> dict[str, Any]:
+        return {
+            "version": "0",
+            "id": random_uuid(self.rng),
+            "detail-type": detail_type,
+            "source": source,
+            "account": self.o.account,
+            "time": iso_s(self.now),
+            "region": self.o.region,
+            "resources": [resource],
+            "detail": detail,
+        }
 
     def step(self) -> tuple[str, str, dict[str, Any]]:
         """Advance the simulation by one event: (detail-type, resource ARN, event dict)."""
@@ -188,18 +242,18 @@ class Simulation:
         rng = self.rng
         roll = rng.random()
         if not inst.agent_connected:
-            inst.agent_connected = True            # agent reconnected
+            inst.agent_connected = True  # agent reconnected
         elif roll < 0.6:
-            inst.agent_connected = False           # agent disconnected (reconnects on a later event)
+            inst.agent_connected = False  # agent disconnected (reconnects on a later event)
         elif roll < 0.68 and inst.status == "ACTIVE":
             inst.status = "DRAINING"
         elif roll < 0.9 and inst.status == "DRAINING":
             if rng.random() < 0.5:
                 inst.status = "ACTIVE"
-            else:                                   # deregistered: replaced by a fresh instance
+            else:  # deregistered: replaced by a fresh instance
                 inst.status, inst.agent_connected = "INACTIVE", False
                 inst.status_reason = "Instance deregistration forced by user"
-                self.instances.remove(inst)        # its last event is the one returned below
+                self.instances.remove(inst)  # its last event is the one returned below
                 self.instances.append(self._instance(inst.cluster, long_lived=False))
         else:
             line, patch = inst.agent_version.rsplit(".", 1)
@@ -221,15 +275,17 @@ class Simulation:
                 task.eni_details = task.eni_details[:1] + [
                     {"name": "networkInterfaceId", "value": f"eni-{random_hex(rng, 17)}"},
                     {"name": "macAddress", "value": ":".join(random_hex(rng, 2) for _ in range(6))},
-                    {"name": "privateDnsName", "value": f"ip-10-0-{rng.randrange(256)}-{rng.randrange(256)}."
-                                                        f"ec2.internal"},
+                    {
+                        "name": "privateDnsName",
+                        "value": f"ip-10-0-{rng.randrange(256)}-{rng.randrange(256)}.ec2.internal",
+                    },
                     {"name": "privateIPv4Address", "value": random_ip(rng)},
                 ]
             if inst is not None:
                 inst.pending += 1
                 self.queue.append(inst)
         elif status in ("ACTIVATING", "RUNNING") and "pullStartedAt" not in task.times:
-            since = now - task.times["connectivityAt"]   # the pull happened between connectivity and now
+            since = now - task.times["connectivityAt"]  # the pull happened between connectivity and now
             task.times["pullStartedAt"] = task.times["connectivityAt"] + since * rng.randint(5, 30) // 100
             task.times["pullStoppedAt"] = task.times["connectivityAt"] + since * rng.randint(60, 95) // 100
             for c in task.containers:
@@ -286,7 +342,7 @@ class Simulation:
                 self.queue.append(inst)
         task.last_status = status
         event = self._envelope(TASK_TYPE, task.arn, task.detail(self.o.account, self.o.region))
-        if not task.path:   # stopped: a new task takes its place
+        if not task.path:  # stopped: a new task takes its place
             self.tasks[self.tasks.index(task)] = self._task()
         return TASK_TYPE, task.arn, event
 
@@ -298,22 +354,41 @@ class Simulation:
         svc_arn = f"arn:aws:ecs:{o.region}:{o.account}:service/{cluster.name}/{service}"
         kind = rng.choice(IGNORED_TYPES)
         if kind == "ECS Service Action":
-            detail: dict[str, Any] = {"eventType": "INFO", "eventName": rng.choice(
-                ("SERVICE_STEADY_STATE", "TASKSET_STEADY_STATE", "CAPACITY_PROVIDER_STEADY_STATE")),
-                "clusterArn": cluster.arn, "createdAt": iso_ms(self.now)}
+            detail: dict[str, Any] = {
+                "eventType": "INFO",
+                "eventName": rng.choice(
+                    ("SERVICE_STEADY_STATE", "TASKSET_STEADY_STATE", "CAPACITY_PROVIDER_STEADY_STATE")
+                ),
+                "clusterArn": cluster.arn,
+                "createdAt": iso_ms(self.now),
+            }
         elif kind == "ECS Deployment State Change":
             dep = f"ecs-svc/{rng.randrange(10**18, 10**19)}"
-            detail = {"eventType": "INFO", "eventName": rng.choice(
-                ("SERVICE_DEPLOYMENT_IN_PROGRESS", "SERVICE_DEPLOYMENT_COMPLETED")), "deploymentId": dep,
-                "updatedAt": iso_ms(self.now), "reason": f"ECS deployment {dep} in progress."}
+            detail = {
+                "eventType": "INFO",
+                "eventName": rng.choice(("SERVICE_DEPLOYMENT_IN_PROGRESS", "SERVICE_DEPLOYMENT_COMPLETED")),
+                "deploymentId": dep,
+                "updatedAt": iso_ms(self.now),
+                "reason": f"ECS deployment {dep} in progress.",
+            }
         else:
-            detail = {"eventVersion": "1.08", "eventTime": iso_s(self.now), "eventSource": "ecs.amazonaws.com",
-                      "eventName": rng.choice(("UpdateService", "RunTask", "StopTask")), "awsRegion": o.region,
-                      "sourceIPAddress": "ecs.amazonaws.com", "userAgent": "ecs.amazonaws.com",
-                      "requestParameters": {"cluster": cluster.name, "service": service},
-                      "readOnly": False, "eventType": "AwsApiCall", "managementEvent": True,
-                      "recipientAccountId": o.account, "eventCategory": "Management"}
+            detail = {
+                "eventVersion": "1.08",
+                "eventTime": iso_s(self.now),
+                "eventSource": "ecs.amazonaws.com",
+                "eventName": rng.choice(("UpdateService", "RunTask", "StopTask")),
+                "awsRegion": o.region,
+                "sourceIPAddress": "ecs.amazonaws.com",
+                "userAgent": "ecs.amazonaws.com",
+                "requestParameters": {"cluster": cluster.name, "service": service},
+                "readOnly": False,
+                "eventType": "AwsApiCall",
+                "managementEvent": True,
+                "recipientAccountId": o.account,
+                "eventCategory": "Management",
+            }
         return kind, svc_arn, self._envelope(kind, svc_arn, detail)
+
 
 # ------------------------------------------------------------------------------------------------- stream
 
@@ -326,7 +401,7 @@ def _mixed(options: Options, rng: random.Random) -> Iterator[Record]:
     template: dict[str, Any] | None = None
     while True:
         roll = rng.random()
-        if roll < options.poison_rate and template is not None:   # poison copies an event already sent
+        if roll < options.poison_rate and template is not None:  # poison copies an event already sent
             kind = rng.choice(kinds)
             yield Record(poison_key(rng, template), make_poison(kind, rng, template, fmt), "poison", kind)
             continue
@@ -355,7 +430,7 @@ def reorder(records: Iterable[Record], window: int, rng: random.Random) -> Itera
     heap: list[tuple[float, int, Record]] = []
     for i, rec in enumerate(records):
         heapq.heappush(heap, (i + rng.random() * window, i, rec))
-        while heap and heap[0][0] < i + 1:   # every later record has a key >= i + 1
+        while heap and heap[0][0] < i + 1:  # every later record has a key >= i + 1
             yield heapq.heappop(heap)[2]
     while heap:
         yield heapq.heappop(heap)[2]

@@ -45,8 +45,14 @@ class GroundTruth:
                 table[rec.arn] = [rec.version, rec.status]
         elif rec.kind == "poison":
             self.totals["poison"] += 1
-            self.poison.append({"partitionKey": rec.partition_key, "sha256": hashlib.sha256(rec.data).hexdigest(),
-                                "kind": rec.detail, "length": len(rec.data)})
+            self.poison.append(
+                {
+                    "partitionKey": rec.partition_key,
+                    "sha256": hashlib.sha256(rec.data).hexdigest(),
+                    "kind": rec.detail,
+                    "length": len(rec.data),
+                }
+            )
         elif rec.kind == "ignored":
             self.totals["ignored"] += 1
             self.ignored[rec.detail] += 1
@@ -58,14 +64,22 @@ class GroundTruth:
         return {
             "format": "ecs-state-truth/1",
             "meta": self.meta,
-            "totals": {"records": 0, "bytes": 0, "task_events": 0, "instance_events": 0, "duplicates": 0,
-                       "poison": 0, "ignored": 0, **self.totals,
-                       "tasks": len(self.tasks), "instances": len(self.instances)},
+            "totals": {
+                "records": 0,
+                "bytes": 0,
+                "task_events": 0,
+                "instance_events": 0,
+                "duplicates": 0,
+                "poison": 0,
+                "ignored": 0,
+                **self.totals,
+                "tasks": len(self.tasks),
+                "instances": len(self.instances),
+            },
             "tasks": {arn: {"version": v, "lastStatus": s} for arn, (v, s) in self.tasks.items()},
             "containerInstances": {arn: {"version": v, "status": s} for arn, (v, s) in self.instances.items()},
             "poison": self.poison,
-            "ignored": {"count": self.totals["ignored"], "byType": dict(self.ignored),
-                        "sha256": self.ignored_sha256},
+            "ignored": {"count": self.totals["ignored"], "byType": dict(self.ignored), "sha256": self.ignored_sha256},
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -81,11 +95,13 @@ def load_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ValueError(f"cannot read truth file {path}: {exc.strerror}; write one with "
-                         f"`ecs-state produce --truth {path}`") from exc
+        raise ValueError(
+            f"cannot read truth file {path}: {exc.strerror}; write one with `ecs-state produce --truth {path}`"
+        ) from exc
     except json.JSONDecodeError as exc:
-        raise ValueError(f"truth file {path} is not JSON ({exc}); was the producer interrupted while "
-                         f"writing it?") from exc
+        raise ValueError(
+            f"truth file {path} is not JSON ({exc}); was the producer interrupted while writing it?"
+        ) from exc
     if not isinstance(data, dict) or data.get("format") != "ecs-state-truth/1":
         raise ValueError(f"{path} is not an ecs-state truth file (no \"format\": \"ecs-state-truth/1\")")
     return data

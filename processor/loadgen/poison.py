@@ -22,10 +22,31 @@ from processor.loadgen.values import random_uuid
 
 # Every kind must end in the dead-letter table. Their order matters: the generator picks one by index.
 POISON_KINDS_COMMON = (
-    "truncated", "invalid-utf8", "trailing-data", "array", "number", "string", "null", "boolean", "empty",
-    "wrong-source", "no-detail", "detail-not-object", "version-string", "version-float", "version-negative",
-    "version-huge", "version-nan", "version-bool", "version-missing", "empty-arn", "missing-arn",
-    "msgpack-garbage", "deep-nesting", "bom", "duplicate-keys",
+    "truncated",
+    "invalid-utf8",
+    "trailing-data",
+    "array",
+    "number",
+    "string",
+    "null",
+    "boolean",
+    "empty",
+    "wrong-source",
+    "no-detail",
+    "detail-not-object",
+    "version-string",
+    "version-float",
+    "version-negative",
+    "version-huge",
+    "version-nan",
+    "version-bool",
+    "version-missing",
+    "empty-arn",
+    "missing-arn",
+    "msgpack-garbage",
+    "deep-nesting",
+    "bom",
+    "duplicate-keys",
 )
 POISON_KINDS_JSON_ONLY = ("lone-surrogate", "whitespace")
 
@@ -39,9 +60,9 @@ def poison_key(rng: random.Random, template: dict[str, Any] | None) -> str:
     """A poison record's partition key: a real ARN, an event-id-like UUID or an arbitrary key."""
     roll = rng.random()
     if template is not None and roll < 0.4:
-        return str(template["resources"][0])   # a real ARN: the bad record must not touch that ARN's state
+        return str(template["resources"][0])  # a real ARN: the bad record must not touch that ARN's state
     if roll < 0.7:
-        return random_uuid(rng)                # EventBridge's default partition key is the event id
+        return random_uuid(rng)  # EventBridge's default partition key is the event id
     return f"poison-{rng.randrange(10**6)}"
 
 
@@ -52,11 +73,14 @@ def _arn_field(event: dict[str, Any]) -> str:
 def make_poison(kind: str, rng: random.Random, template: dict[str, Any], fmt: str) -> bytes:
     """Bytes of one bad record of ``kind``, built (where it makes sense) from ``template``, a copy of a valid
     event already sent. Pure; ``template`` is not modified."""
-    ev = json.loads(json.dumps(template))     # deep copy of plain data
+    ev = json.loads(json.dumps(template))  # deep copy of plain data
     detail = ev["detail"]
     version = detail["version"]
     arn_field = _arn_field(ev)
-    enc = (lambda obj: encode(obj, fmt))
+
+    def enc(obj: Any) -> bytes:
+        return encode(obj, fmt)
+
     if kind == "truncated":
         data = enc(ev)
         return data[: rng.randrange(1, len(data) - 1)]
@@ -66,7 +90,7 @@ def make_poison(kind: str, rng: random.Random, template: dict[str, Any], fmt: st
         data = enc(ev)
         bad = rng.choice((b"\xff\xfe\xfd\xfc\xfb\xfa", b"\xc3\x28\xa0\xa1\xe2\x28", b"\xed\xa0\x80\xed\xbf\xbf"))
         return data.replace(marker.encode("utf-8"), bad + bad, 1)
-    if kind == "lone-surrogate":   # JSON only: a valid escape that decodes to a str UTF-8 cannot encode
+    if kind == "lone-surrogate":  # JSON only: a valid escape that decodes to a str UTF-8 cannot encode
         data = enc(ev)
         return data.replace(b'"detail":{', b'"detail":{"note":"bad \\ud800 surrogate",', 1)
     if kind == "trailing-data":
@@ -74,7 +98,7 @@ def make_poison(kind: str, rng: random.Random, template: dict[str, Any], fmt: st
     if kind == "array":
         return enc([ev])
     if kind == "number":
-        return enc(rng.choice((rng.randrange(-10**6, 10**6), rng.random() * 1000)))
+        return enc(rng.choice((rng.randrange(-(10**6), 10**6), rng.random() * 1000)))
     if kind == "string":
         return enc(rng.choice(("ECS Task State Change", "", "{\"version\":\"0\"}")))
     if kind == "null":
@@ -133,7 +157,7 @@ def make_poison(kind: str, rng: random.Random, template: dict[str, Any], fmt: st
         return b"\x81\xa6detail" + b"\x91" * depth + b"\xc0"
     if kind == "bom":
         return b"\xef\xbb\xbf" + enc(ev)
-    if kind == "duplicate-keys":   # the last value is the real one, so a last-wins parser sees a valid event
+    if kind == "duplicate-keys":  # the last value is the real one, so a last-wins parser sees a valid event
         bogus = version + 1_000_000
         if fmt == "json":
             return enc(ev).replace(b'"detail":{', b'"detail":{"version":%d,' % bogus, 1)

@@ -31,14 +31,17 @@ from processor.retry import KINESIS, Backoff
 
 # ------------------------------------------------------------------------------------------------ kinesis
 
-PACING_SLACK_S = 0.05   # with --rate, records due within this much are sent together in one PutRecords
+PACING_SLACK_S = 0.05  # with --rate, records due within this much are sent together in one PutRecords
+
+
 def record_size(rec: Record) -> int:
     """What a record counts against PutRecords' limits: data plus partition key bytes."""
     return kinesis_record_size(rec.data, rec.partition_key)
 
 
-def batches(records: Iterable[Record], max_records: int = MAX_BATCH_RECORDS,
-            max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[Record]]:
+def batches(
+    records: Iterable[Record], max_records: int = MAX_BATCH_RECORDS, max_bytes: int = MAX_BATCH_BYTES
+) -> Iterator[list[Record]]:
     """Group records into PutRecords batches (order kept)."""
     return size_batches(records, record_size, max_records, max_bytes)
 
@@ -46,8 +49,16 @@ def batches(records: Iterable[Record], max_records: int = MAX_BATCH_RECORDS,
 class KinesisWriter:
     """The producer's side of ``processor.kinesis_put``: every record of a batch accepted, or ``ProduceError``."""
 
-    def __init__(self, client: Any, stream: str, *, max_attempts: int = 12, backoff: Backoff = KINESIS,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        stream: str,
+        *,
+        max_attempts: int = 12,
+        backoff: Backoff = KINESIS,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
         self.stream = stream
         self.endpoint = client.meta.endpoint_url
         self.putter = RecordPutter(client, stream, max_attempts, backoff, sleep, rng or random.Random())
@@ -56,20 +67,25 @@ class KinesisWriter:
         """Write one batch (<= 500 records, <= 5 MiB); returns when every record is accepted."""
         for rec in batch:
             if record_size(rec) > MAX_RECORD_BYTES:
-                raise ProduceError(f"a {rec.kind} record for {rec.partition_key!r} is {record_size(rec)} bytes, "
-                                   f"over Kinesis' {MAX_RECORD_BYTES}-byte record limit")
+                raise ProduceError(
+                    f"a {rec.kind} record for {rec.partition_key!r} is {record_size(rec)} bytes, "
+                    f"over Kinesis' {MAX_RECORD_BYTES}-byte record limit"
+                )
         try:
             result = self.putter.put(batch)
         except PutRefused as exc:
             if exc.missing:
-                raise ProduceError(f"Kinesis stream {self.stream!r} does not exist at {self.endpoint}; create it "
-                                   f"(e.g. `ecs-state produce --create-shards 2 ...`) or pass the right --stream"
-                                   ) from exc
+                raise ProduceError(
+                    f"Kinesis stream {self.stream!r} does not exist at {self.endpoint}; create it "
+                    f"(e.g. `ecs-state produce --create-shards 2 ...`) or pass the right --stream"
+                ) from exc
             raise ProduceError(str(exc)) from exc
         if result.failing:
-            raise ProduceError(f"{len(result.failing)} records still failing after {self.putter.max_attempts} "
-                               f"PutRecords attempts to {self.stream!r} (errors seen: {dict(self.putter.errors)}); "
-                               f"the stream may be overloaded: lower --rate or add shards")
+            raise ProduceError(
+                f"{len(result.failing)} records still failing after {self.putter.max_attempts} "
+                f"PutRecords attempts to {self.stream!r} (errors seen: {dict(self.putter.errors)}); "
+                f"the stream may be overloaded: lower --rate or add shards"
+            )
 
 
 def ensure_stream(client: Any, stream: str, shards: int, deadline_s: float = 60.0) -> None:
@@ -99,7 +115,7 @@ class Pacer:
         self.rate = rate
         self.bursty = bursty
         self.rng = random.Random(f"pacer:{seed}")
-        self.due = 0.0          # seconds from start at which the next record is due
+        self.due = 0.0  # seconds from start at which the next record is due
         self._second = -1
         self._factor = 1.0
 
@@ -109,7 +125,7 @@ class Pacer:
         second = int(self.due)
         if self.bursty and second != self._second:
             self._second = second
-            self._factor = 4.0 if self.rng.random() < 0.15 else self.rng.uniform(0.2, 0.74)   # mean 1.0
+            self._factor = 4.0 if self.rng.random() < 0.15 else self.rng.uniform(0.2, 0.74)  # mean 1.0
         due = self.due
         self.due += 1.0 / (self.rate * (self._factor if self.bursty else 1.0))
         return due
@@ -118,8 +134,9 @@ class Pacer:
 class Progress:
     """On a terminal, a tqdm bar (records, records/s, MB/s); otherwise a JSON log line every 5 s."""
 
-    def __init__(self, total: int | None, duration: float | None, stream: TextIO | None = None,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self, total: int | None, duration: float | None, stream: TextIO | None = None, enabled: bool = True
+    ) -> None:
         self.total = total
         self.duration = duration
         self.stream = stream or sys.stderr
@@ -154,8 +171,14 @@ class Progress:
         else:
             frac = 0.0
         from processor.logs import log
-        log("produce.progress", records=self.count, records_per_s=round(self.count / elapsed, 1),
-            mb_per_s=round(self.bytes / elapsed / 1e6, 3), done=round(frac, 4))
+
+        log(
+            "produce.progress",
+            records=self.count,
+            records_per_s=round(self.count / elapsed, 1),
+            mb_per_s=round(self.bytes / elapsed / 1e6, 3),
+            done=round(frac, 4),
+        )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -167,10 +190,18 @@ class Progress:
 # ------------------------------------------------------------------------------------------------ driver
 
 
-def produce(records: Iterable[Record], sink: Callable[[list[Record]], None], *, events: int | None = None,
-            duration: float | None = None, pacer: Pacer | None = None, progress: Progress | None = None,
-            truth: GroundTruth | None = None, clock: Callable[[], float] = time.monotonic,
-            sleep: Callable[[float], None] = time.sleep) -> GroundTruth:
+def produce(
+    records: Iterable[Record],
+    sink: Callable[[list[Record]], None],
+    *,
+    events: int | None = None,
+    duration: float | None = None,
+    pacer: Pacer | None = None,
+    progress: Progress | None = None,
+    truth: GroundTruth | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> GroundTruth:
     """Send ``records`` in PutRecords-sized batches to ``sink`` until ``events`` records are sent or
     ``duration`` seconds pass; the truth is fed only with records the sink accepted (returned normally)."""
     truth = truth if truth is not None else GroundTruth()
@@ -201,7 +232,7 @@ def produce(records: Iterable[Record], sink: Callable[[list[Record]], None], *, 
         if duration is not None and due >= duration:
             break
         if due > now + PACING_SLACK_S:
-            flush()                       # send what is due (or nearly) before waiting for this record's turn
+            flush()  # send what is due (or nearly) before waiting for this record's turn
             now = clock() - start
             if due > now:
                 sleep(due - now)
@@ -219,13 +250,21 @@ def produce(records: Iterable[Record], sink: Callable[[list[Record]], None], *, 
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stream-name", dest="stream", default=None,
-                        help="Kinesis stream name (default: streamName of --properties / $ECS_STATE_PROPERTIES, "
-                             "else ecs-events)")
+    parser.add_argument(
+        "--stream-name",
+        dest="stream",
+        default=None,
+        help="Kinesis stream name (default: streamName of --properties / $ECS_STATE_PROPERTIES, else ecs-events)",
+    )
     parser.add_argument("--stream", dest="stream", help=argparse.SUPPRESS)  # the old spelling, kept working
     parser.add_argument("--properties", default=None, help="KCL properties file to take streamName from")
-    parser.add_argument("--create-shards", type=int, default=0, metavar="N",
-                        help="create the stream with N shards if it does not exist, and wait until ACTIVE")
+    parser.add_argument(
+        "--create-shards",
+        type=int,
+        default=0,
+        metavar="N",
+        help="create the stream with N shards if it does not exist, and wait until ACTIVE",
+    )
     parser.add_argument("--clusters", type=int, default=2)
     parser.add_argument("--instances", type=int, default=4, help="live container instances (0 = Fargate only)")
     parser.add_argument("--tasks", type=int, default=20, help="concurrent tasks")
@@ -237,32 +276,52 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duplicate-rate", type=float, default=0.0)
     parser.add_argument("--reorder-window", type=int, default=0, metavar="W")
     parser.add_argument("--poison-rate", type=float, default=0.0)
-    parser.add_argument("--ignored-rate", type=float, default=0.0,
-                        help="valid events of detail-types the processor ignores (ECS Service Action ...)")
+    parser.add_argument(
+        "--ignored-rate",
+        type=float,
+        default=0.0,
+        help="valid events of detail-types the processor ignores (ECS Service Action ...)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="json")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--step-ms", type=int, default=40,
-                        help="mean simulated milliseconds between events (larger spreads the fleet's life over "
-                             "hours: start and stop times, stopped tasks by day)")
+    parser.add_argument(
+        "--step-ms",
+        type=int,
+        default=40,
+        help="mean simulated milliseconds between events (larger spreads the fleet's life over "
+        "hours: start and stop times, stopped tasks by day)",
+    )
     parser.add_argument("--truth", default=None, metavar="FILE", help="write the ground truth JSON here")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="generate without Kinesis (measures the pure generator; writes the truth)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="generate without Kinesis (measures the pure generator; writes the truth)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("produce", help="write synthetic ECS events to a Kinesis stream",
-                                   description=__doc__.split("\n\n")[0])
+    parser = subparsers.add_parser(
+        "produce", help="write synthetic ECS events to a Kinesis stream", description=__doc__.split("\n\n")[0]
+    )
     _add_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    return Options(clusters=args.clusters, instances=args.instances, tasks=args.tasks,
-                   duplicate_rate=args.duplicate_rate, reorder_window=args.reorder_window,
-                   poison_rate=args.poison_rate, ignored_rate=args.ignored_rate, format=args.format, seed=args.seed,
-                   step_ms=args.step_ms,
-                   region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+    return Options(
+        clusters=args.clusters,
+        instances=args.instances,
+        tasks=args.tasks,
+        duplicate_rate=args.duplicate_rate,
+        reorder_window=args.reorder_window,
+        poison_rate=args.poison_rate,
+        ignored_rate=args.ignored_rate,
+        format=args.format,
+        seed=args.seed,
+        step_ms=args.step_ms,
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+    )
 
 
 def stream_name(args: argparse.Namespace, env: Any = os.environ) -> str:
@@ -287,15 +346,26 @@ def run(args: argparse.Namespace) -> int:
     if args.rate < 0:
         log("produce.bad-arguments", level="ERROR", error=f"--rate must be >= 0, got {args.rate}")
         return 2
-    truth = GroundTruth(meta={"stream": args.stream, "options": asdict(options), "events": events,
-                              "duration": args.duration, "rate": args.rate, "bursty": args.bursty})
+    truth = GroundTruth(
+        meta={
+            "stream": args.stream,
+            "options": asdict(options),
+            "events": events,
+            "duration": args.duration,
+            "rate": args.rate,
+            "bursty": args.bursty,
+        }
+    )
     progress = Progress(events, args.duration, enabled=not args.no_progress)
     if args.dry_run:
+
         def sink(batch: list[Record]) -> None:
             return None
+
         writer = None
     else:
         from processor.aws import client as aws_client
+
         kinesis = aws_client("kinesis", pool=4)
         if args.create_shards:
             ensure_stream(kinesis, args.stream, args.create_shards)
@@ -304,8 +374,15 @@ def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     code = 0
     try:
-        produce(generate(options), sink, events=events, duration=args.duration,
-                pacer=Pacer(args.rate, args.bursty, args.seed), progress=progress, truth=truth)
+        produce(
+            generate(options),
+            sink,
+            events=events,
+            duration=args.duration,
+            pacer=Pacer(args.rate, args.bursty, args.seed),
+            progress=progress,
+            truth=truth,
+        )
     except KeyboardInterrupt:
         log("produce.interrupted", level="WARNING", sent=truth.totals["records"])
         code = 130
@@ -318,12 +395,16 @@ def run(args: argparse.Namespace) -> int:
             truth.save(args.truth)
     seconds = time.monotonic() - start
     totals = truth.to_dict()["totals"]
-    log("produce.done", stream=args.stream, seconds=round(seconds, 3),
+    log(
+        "produce.done",
+        stream=args.stream,
+        seconds=round(seconds, 3),
         records_per_s=round(totals["records"] / seconds, 1) if seconds > 0 else None,
         avg_bytes=round(totals["bytes"] / totals["records"], 1) if totals["records"] else 0,
         put_calls=writer.putter.calls if writer else 0,
         retried_records=writer.putter.retried_records if writer else 0,
-        truth=args.truth, **{k: v for k, v in totals.items() if k != "bytes"}, bytes=totals["bytes"])
+        truth=args.truth,
+        **{k: v for k, v in totals.items() if k != "bytes"},
+        bytes=totals["bytes"],
+    )
     return code
-
-

@@ -22,18 +22,18 @@ class Options:
     """What to generate. Rates are fractions of all records sent (0..1)."""
 
     clusters: int = 2
-    instances: int = 4          # live container instances at a time, spread over the clusters (0 = Fargate only)
-    tasks: int = 20             # concurrent tasks
+    instances: int = 4  # live container instances at a time, spread over the clusters (0 = Fargate only)
+    tasks: int = 20  # concurrent tasks
     duplicate_rate: float = 0.0
-    reorder_window: int = 0     # 0/1 = no reordering; W = each record moves fewer than W places
+    reorder_window: int = 0  # 0/1 = no reordering; W = each record moves fewer than W places
     poison_rate: float = 0.0
     ignored_rate: float = 0.0
     format: str = "json"
     seed: int = 0
     account: str = "123456789012"
     region: str = "us-east-1"
-    start_ms: int = 1_740_787_200_000   # 2025-03-01T00:00:00Z, the simulated clock's origin
-    step_ms: int = 40                   # mean simulated time between events (the demo spreads hours)
+    start_ms: int = 1_740_787_200_000  # 2025-03-01T00:00:00Z, the simulated clock's origin
+    step_ms: int = 40  # mean simulated time between events (the demo spreads hours)
 
     def __post_init__(self) -> None:
         if self.clusters < 1:

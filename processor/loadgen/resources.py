@@ -53,14 +53,27 @@ class Instance:
 
     def detail(self) -> dict[str, Any]:
         """The ``detail`` of an ECS Container Instance State Change event for the current state."""
+
         def resources(cpu: int, memory: int, ports: list[str]) -> list[dict[str, Any]]:
             return [
                 {"name": "CPU", "type": "INTEGER", "doubleValue": 0.0, "longValue": 0, "integerValue": cpu},
                 {"name": "MEMORY", "type": "INTEGER", "doubleValue": 0.0, "longValue": 0, "integerValue": memory},
-                {"name": "PORTS", "type": "STRINGSET", "doubleValue": 0.0, "longValue": 0, "integerValue": 0,
-                 "stringSetValue": ports},
-                {"name": "PORTS_UDP", "type": "STRINGSET", "doubleValue": 0.0, "longValue": 0, "integerValue": 0,
-                 "stringSetValue": []},
+                {
+                    "name": "PORTS",
+                    "type": "STRINGSET",
+                    "doubleValue": 0.0,
+                    "longValue": 0,
+                    "integerValue": 0,
+                    "stringSetValue": ports,
+                },
+                {
+                    "name": "PORTS_UDP",
+                    "type": "STRINGSET",
+                    "doubleValue": 0.0,
+                    "longValue": 0,
+                    "integerValue": 0,
+                    "stringSetValue": [],
+                },
             ]
 
         base_ports = ["22", "2375", "2376", "51678", "51679"]
@@ -74,14 +87,18 @@ class Instance:
             "pendingTasksCount": self.pending,
             "registeredAt": iso_ms(self.registered_at),
             "registeredResources": resources(self.cpu, self.memory, base_ports),
-            "remainingResources": resources(self.cpu - self.used_cpu, self.memory - self.used_memory,
-                                            base_ports + self.used_ports),
+            "remainingResources": resources(
+                self.cpu - self.used_cpu, self.memory - self.used_memory, base_ports + self.used_ports
+            ),
             "runningTasksCount": self.running,
             "status": self.status,
             "updatedAt": iso_ms(self.updated_at),
             "version": self.version,
-            "versionInfo": {"agentHash": self.agent_hash, "agentVersion": self.agent_version,
-                            "dockerVersion": self.docker_version},
+            "versionInfo": {
+                "agentHash": self.agent_hash,
+                "agentVersion": self.agent_version,
+                "dockerVersion": self.docker_version,
+            },
         }
         if self.status_reason:
             out["statusReason"] = self.status_reason
@@ -126,7 +143,7 @@ class Task:
     az: str
     containers: list[Container]
     overrides: dict[str, Any]
-    path: list[str]            # remaining lastStatus values, front first
+    path: list[str]  # remaining lastStatus values, front first
     fails: bool
     created_at: int
     eni_id: str = ""
@@ -145,8 +162,9 @@ class Task:
         """The ``detail`` of an ECS Task State Change event for the current state."""
         out: dict[str, Any] = {}
         if self.awsvpc:
-            out["attachments"] = [{"id": self.eni_id, "type": "eni", "status": self.eni_status,
-                                   "details": self.eni_details}]
+            out["attachments"] = [
+                {"id": self.eni_id, "type": "eni", "status": self.eni_status, "details": self.eni_details}
+            ]
         out["attributes"] = [{"name": "ecs.cpu-architecture", "value": "x86_64"}]
         out["availabilityZone"] = self.az
         out["clusterArn"] = self.cluster.arn
@@ -170,13 +188,15 @@ class Task:
             cd["taskArn"] = self.arn
             if self.awsvpc:
                 if self.eni_details and len(self.eni_details) > 2:
-                    cd["networkInterfaces"] = [{"attachmentId": self.eni_id,
-                                                "privateIpv4Address": self.eni_details[-1]["value"]}]
+                    cd["networkInterfaces"] = [
+                        {"attachmentId": self.eni_id, "privateIpv4Address": self.eni_details[-1]["value"]}
+                    ]
                 else:
                     cd["networkInterfaces"] = []
             elif c.host_port and c.last_status == "RUNNING":
-                cd["networkBindings"] = [{"bindIP": "0.0.0.0", "containerPort": c.container_port,
-                                          "hostPort": c.host_port, "protocol": "tcp"}]
+                cd["networkBindings"] = [
+                    {"bindIP": "0.0.0.0", "containerPort": c.container_port, "hostPort": c.host_port, "protocol": "tcp"}
+                ]
             if c.reason:
                 cd["reason"] = c.reason
             if c.health:

@@ -41,4 +41,3 @@ def random_hex(rng: random.Random, n: int) -> str:
 def random_ip(rng: random.Random) -> str:
     """A private ``10.x.y.z`` IPv4 address."""
     return f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-

@@ -85,18 +85,26 @@ def run_canary(client: DynamoDBTransport, table: str) -> list[Step]:
     hash_key = schema[0][0]
 
     def put(version: int, **extra: Any) -> Response:
-        return client.put_item({"TableName": table, "Item": {**key, "version": {"N": str(version)}},
-                                "ConditionExpression": CONDITION,
-                                "ExpressionAttributeNames": {"#k": hash_key, "#v": "version"},
-                                "ExpressionAttributeValues": {":v": {"N": str(version)}, ":n": {"S": "N"}},
-                                **extra})
+        return client.put_item(
+            {
+                "TableName": table,
+                "Item": {**key, "version": {"N": str(version)}},
+                "ConditionExpression": CONDITION,
+                "ExpressionAttributeNames": {"#k": hash_key, "#v": "version"},
+                "ExpressionAttributeValues": {":v": {"N": str(version)}, ":n": {"S": "N"}},
+                **extra,
+            }
+        )
 
     steps.append(_attempt("PutItem (new, conditional)", "ok", lambda: put(2)))
     stale = _attempt("PutItem (older, ALL_OLD)", STALE, lambda: put(1, ReturnValuesOnConditionCheckFailure="ALL_OLD"))
     if stale.reply is not None and stale.verdict is not None and stale.verdict.kind == STALE:
         returned = (stale.reply.item or {}).get("version")
-        note = "the stored item came back (version 2)" if returned == {"N": "2"} else \
-            f"unexpected: ALL_OLD returned {returned!r}, not version 2"
+        note = (
+            "the stored item came back (version 2)"
+            if returned == {"N": "2"}
+            else f"unexpected: ALL_OLD returned {returned!r}, not version 2"
+        )
         stale = Step(stale.name, stale.expected, stale.reply, stale.verdict, note)
     steps.append(stale)
     got = _attempt("BatchGetItem", "ok", lambda: client.batch_get_item({"RequestItems": {table: {"Keys": [key]}}}))
@@ -108,17 +116,24 @@ def run_canary(client: DynamoDBTransport, table: str) -> list[Step]:
     steps.append(got)
     refused_key = {name: ({"S": ""} if kind == "S" else _key_value(kind, marker)) for name, kind in schema}
     refused_item = {**refused_key, "empty": {"SS": []}}  # an empty string set: DynamoDB refuses it
-    steps.append(_attempt("PutItem (invalid item)", "record",
-                          lambda: client.put_item({"TableName": table, "Item": refused_item})))
-    steps.append(_attempt("DeleteItem (clean-up)", "ok",
-                          lambda: client.call("DeleteItem", {"TableName": table, "Key": key})))
+    steps.append(
+        _attempt(
+            "PutItem (invalid item)", "record", lambda: client.put_item({"TableName": table, "Item": refused_item})
+        )
+    )
+    steps.append(
+        _attempt("DeleteItem (clean-up)", "ok", lambda: client.call("DeleteItem", {"TableName": table, "Key": key}))
+    )
     return steps
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "canary", help="exercise the processor's DynamoDB client on a scratch table; print each verdict",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "canary",
+        help="exercise the processor's DynamoDB client on a scratch table; print each verdict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--table", required=True, help="a scratch table (one item is written, then deleted)")
     parser.set_defaults(func=run)
 
@@ -127,14 +142,18 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     with DynamoDBHttp.from_environment(region=getattr(args, "region", None), pool=1, timeout_s=10.0) as client:
         proxy = client.proxy_url or "none"
-        print(f"endpoint {client.endpoint_url} signed for {client.region}; proxy {proxy}; CA bundle "
-              f"{client.ca_bundle or 'system'}", file=out)
+        print(
+            f"endpoint {client.endpoint_url} signed for {client.region}; proxy {proxy}; CA bundle "
+            f"{client.ca_bundle or 'system'}",
+            file=out,
+        )
         steps = run_canary(client, args.table)
     for step in steps:
         print(step.line(), file=out)
     failed = [step for step in steps if not step.passed]
     if any(step.verdict is not None and step.verdict.kind == TRANSIENT for step in failed):
-        print("a transient failure: the processor would retry it while holding the lease (docs/connectivity.md)",
-              file=out)
+        print(
+            "a transient failure: the processor would retry it while holding the lease (docs/connectivity.md)", file=out
+        )
     print(f"{len(steps) - len(failed)} of {len(steps)} steps as expected", file=out)
     return 1 if failed or len(steps) < 6 else 0

@@ -32,31 +32,45 @@ LOAD_COMMANDS: tuple[ModuleType, ...] = (producer, verify)
 def add_aws_options(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
     """``--region`` / ``--profile`` on one parser (SUPPRESS on commands, so a value given before the command's
     name is not reset by the command's parser)."""
-    parser.add_argument("--region", default=default, metavar="REGION",
-                        help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, "
-                             "regionName of the properties file)")
-    parser.add_argument("--profile", default=default, metavar="NAME",
-                        help="AWS profile of ~/.aws/config (default: AWS_PROFILE, else the default chain)")
+    parser.add_argument(
+        "--region",
+        default=default,
+        metavar="REGION",
+        help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, "
+        "regionName of the properties file)",
+    )
+    parser.add_argument(
+        "--profile",
+        default=default,
+        metavar="NAME",
+        help="AWS profile of ~/.aws/config (default: AWS_PROFILE, else the default chain)",
+    )
 
 
 def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     """Every parser under ``parser`` that runs a command (the ones with no subcommands of their own)."""
-    children = [choice for action in parser._actions if isinstance(action, argparse._SubParsersAction)
-                for choice in dict.fromkeys(action.choices.values())]
+    children = [
+        choice
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for choice in dict.fromkeys(action.choices.values())
+    ]
     if not children:
         return [parser]
     return [leaf for child in children for leaf in _leaf_parsers(child)]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecs-state", description="Keep the newest ECS state in DynamoDB.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="ecs-state",
+        description="Keep the newest ECS state in DynamoDB.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"ecs-state {__version__}")
     add_aws_options(parser, default=None)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     groups = []
-    for title, modules in (("operator commands", OPERATOR_COMMANDS),
-                           ("load-test commands", LOAD_COMMANDS)):
+    for title, modules in (("operator commands", OPERATOR_COMMANDS), ("load-test commands", LOAD_COMMANDS)):
         before = set(subparsers.choices)
         for module in modules:
             module.register(subparsers)
@@ -78,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         code = exit_code_for(exc)
         if code == EXIT_BUG:
             traceback.print_exc()
-            print(f"ecs-state {args.command}: a bug: {type(exc).__name__}: {exc}; please report it with the "
-                  f"traceback above", file=sys.stderr)
+            print(
+                f"ecs-state {args.command}: a bug: {type(exc).__name__}: {exc}; please report it with the "
+                f"traceback above",
+                file=sys.stderr,
+            )
             return code
         print(f"ecs-state {args.command}: {describe(exc)}", file=sys.stderr)
         return code

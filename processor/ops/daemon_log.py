@@ -94,8 +94,13 @@ class DaemonWatch:
         elif name == "MultiLangShardRecordProcessor" and message.startswith("Failed to start client executable"):
             self.start_failed = message
         elif name == "MultiLangShardRecordProcessor" and message.startswith(
-                ("Encountered an error while trying to process records", "Child process failed to process",
-                 "Encountered an error while trying to initialize", "Failed to initialize child process")):
+            (
+                "Encountered an error while trying to process records",
+                "Child process failed to process",
+                "Encountered an error while trying to initialize",
+                "Failed to initialize child process",
+            )
+        ):
             self.processor_failed = message
         child = _CHILD_STDERR.match(message) if name == "DrainChildSTDERRTask" else None
         if child:
@@ -117,23 +122,33 @@ class DaemonWatch:
     def diagnosis(self, code: int, signalled: bool) -> str | None:
         """One line explaining a bad end, or None when the end is expected."""
         if self.config_error:
-            return (f"the KCL daemon refused its configuration: {self.config_error}; fix that key in the "
-                    f"properties file")
+            return f"the KCL daemon refused its configuration: {self.config_error}; fix that key in the properties file"
         if self.init_failed:
-            return (f"KCL gave up initialising ({self.init_failed}); the last error was: {self.last_error}. "
-                    f"Check that the stream exists and the lease table's DynamoDB answers")
+            return (
+                f"KCL gave up initialising ({self.init_failed}); the last error was: {self.last_error}. "
+                f"Check that the stream exists and the lease table's DynamoDB answers"
+            )
         if self.start_failed:
             return f"the daemon could not start the record processor: {self.start_failed}; check executableName"
         if code < 0 and not signalled:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-            return (f"the KCL daemon was killed by {name} (not by us); it restarts from the last checkpoint when "
-                    f"run again (ecs-state run --restart-on-failure does that)")
+            return (
+                f"the KCL daemon was killed by {name} (not by us); it restarts from the last checkpoint when "
+                f"run again (ecs-state run --restart-on-failure does that)"
+            )
         if code != 0 and not signalled:
-            what = f"a record processor failed ({self.processor_failed})" if self.processor_failed else \
-                f"the daemon failed (last error: {self.last_error})"
-            return (f"the KCL daemon exited {code}: {what}; it restarts from the last checkpoint when "
-                    f"run again (ecs-state run --restart-on-failure does that)")
+            what = (
+                f"a record processor failed ({self.processor_failed})"
+                if self.processor_failed
+                else f"the daemon failed (last error: {self.last_error})"
+            )
+            return (
+                f"the KCL daemon exited {code}: {what}; it restarts from the last checkpoint when "
+                f"run again (ecs-state run --restart-on-failure does that)"
+            )
         if code == 0 and not signalled and self.processors_initialized == 0:
-            return (f"the KCL daemon exited 0 without ever initialising a record processor (last error: "
-                    f"{self.last_error}); check the stream name, the endpoints and the daemon log")
+            return (
+                f"the KCL daemon exited 0 without ever initialising a record processor (last error: "
+                f"{self.last_error}); check the stream name, the endpoints and the daemon log"
+            )
         return None

@@ -48,9 +48,17 @@ class Finding:
 
 def judge(kind: str, arn: str, live: Seen | None, stored: Seen | None) -> Finding:
     """The state of one resource from its ECS view and its table view (either may be absent, not both)."""
+
     def finding(state: str) -> Finding:
-        return Finding(kind, arn, state, live.version if live else None, stored.version if stored else None,
-                       live.status if live else None, stored.status if stored else None)
+        return Finding(
+            kind,
+            arn,
+            state,
+            live.version if live else None,
+            stored.version if stored else None,
+            live.status if live else None,
+            stored.status if stored else None,
+        )
 
     if live is None and stored is None:
         raise ValueError(f"{arn}: seen on neither side")
@@ -82,20 +90,36 @@ def counts(findings: Iterable[Finding]) -> dict[str, int]:
 
 def report_json(cluster: str, findings: Sequence[Finding], show_all: bool) -> str:
     shown = [asdict(f) for f in findings if show_all or f.state != "ok"]
-    return json.dumps({"cluster": cluster, "drift": any(f.drift for f in findings), "counts": counts(findings),
-                       "findings": shown}, indent=2) + "\n"
+    return (
+        json.dumps(
+            {
+                "cluster": cluster,
+                "drift": any(f.drift for f in findings),
+                "counts": counts(findings),
+                "findings": shown,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def report_table(cluster: str, findings: Sequence[Finding], show_all: bool) -> str:
     def text(value: Any) -> str:
         return "-" if value is None else str(value)
 
-    rows = [[f.kind, f.state, f.arn, text(f.ecs_version), text(f.table_version), text(f.ecs_status),
-             text(f.table_status)] for f in findings if show_all or f.state != "ok"]
+    rows = [
+        [f.kind, f.state, f.arn, text(f.ecs_version), text(f.table_version), text(f.ecs_status), text(f.table_status)]
+        for f in findings
+        if show_all or f.state != "ok"
+    ]
     summary = ", ".join(f"{n} {state}" for state, n in counts(findings).items()) or "nothing found"
     verdict = "DRIFT" if any(f.drift for f in findings) else "no drift"
-    body = render_table(("KIND", "STATE", "ARN", "ECS VERSION", "TABLE VERSION", "ECS STATUS", "TABLE STATUS"),
-                        rows) if rows else ""
+    body = (
+        render_table(("KIND", "STATE", "ARN", "ECS VERSION", "TABLE VERSION", "ECS STATUS", "TABLE STATUS"), rows)
+        if rows
+        else ""
+    )
     return body + f"{cluster}: {verdict} ({summary})\n"
 
 

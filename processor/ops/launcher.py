@@ -34,29 +34,40 @@ def classpath(jars_dir: Path, properties: Path) -> str:
     return f"{jars_dir}{os.sep}*{os.pathsep}{properties.parent}"
 
 
-def java_command(java: str, jars_dir: Path, properties: Path, logback: Path = LOGBACK_XML,
-                 log_level: str = "INFO", jvm_args: Sequence[str] = ()) -> list[str]:
+def java_command(
+    java: str,
+    jars_dir: Path,
+    properties: Path,
+    logback: Path = LOGBACK_XML,
+    log_level: str = "INFO",
+    jvm_args: Sequence[str] = (),
+) -> list[str]:
     """The command line that starts the MultiLangDaemon (pure). ``properties`` should be absolute."""
     level = normalize_level(log_level)
     chatty = level if level_rank(level) <= level_rank("DEBUG") else "WARN"
     marker = level if level_rank(level) < level_rank("INFO") else "INFO"
     return [
-        java, *jvm_args,
+        java,
+        *jvm_args,
         f"-Decs.kcl.logLevel={level}",
         f"-Decs.kcl.chattyLevel={chatty}",
         f"-Decs.kcl.markerLevel={marker}",
         # Also for logback's own start-up, before the daemon applies --log-configuration: without it the
         # jar's bundled logback.xml is used first and logback prints status lines on stdout.
         f"-Dlogback.configurationFile={logback}",
-        "-cp", classpath(jars_dir, properties),
+        "-cp",
+        classpath(jars_dir, properties),
         MAIN_CLASS,
-        "--properties-file", str(properties),
-        "--log-configuration", str(logback),
+        "--properties-file",
+        str(properties),
+        "--log-configuration",
+        str(logback),
     ]
 
 
-def daemon_env(props: Mapping[str, str], properties: Path, base: Mapping[str, str],
-               bin_dir: Path | None = None) -> dict[str, str]:
+def daemon_env(
+    props: Mapping[str, str], properties: Path, base: Mapping[str, str], bin_dir: Path | None = None
+) -> dict[str, str]:
     """Environment of the Java process and so of every processor it starts (pure).
 
     ``ECS_STATE_PROPERTIES`` points the processors at the same file; the folder of this Python (a venv's
@@ -68,8 +79,10 @@ def daemon_env(props: Mapping[str, str], properties: Path, base: Mapping[str, st
     if bin_dir is not None:
         entries = env.get("PATH", "").split(os.pathsep) if env.get("PATH") else []
         env["PATH"] = os.pathsep.join([str(bin_dir), *[e for e in entries if e != str(bin_dir)]])
-    for key, variable in (("dynamoDBEndpoint", "AWS_ENDPOINT_URL_DYNAMODB"),
-                          ("kinesisEndpoint", "AWS_ENDPOINT_URL_KINESIS")):
+    for key, variable in (
+        ("dynamoDBEndpoint", "AWS_ENDPOINT_URL_DYNAMODB"),
+        ("kinesisEndpoint", "AWS_ENDPOINT_URL_KINESIS"),
+    ):
         if props.get(key) and variable not in env:
             env[variable] = props[key]
     if props.get("regionName"):
@@ -80,18 +93,23 @@ def daemon_env(props: Mapping[str, str], properties: Path, base: Mapping[str, st
 
 # ---- finding things ------------------------------------------------------------------------------------------
 
+
 def find_java(env: Mapping[str, str]) -> str:
     home = env.get("JAVA_HOME")
     if home:
         java = Path(home) / "bin" / "java"
         if not (java.is_file() and os.access(java, os.X_OK)):
-            raise LaunchError(f"JAVA_HOME={home} has no bin/java; point JAVA_HOME at a Java 17+ installation "
-                              f"or unset it to use java from PATH")
+            raise LaunchError(
+                f"JAVA_HOME={home} has no bin/java; point JAVA_HOME at a Java 17+ installation "
+                f"or unset it to use java from PATH"
+            )
         return str(java)
     java_path = shutil.which("java", path=env.get("PATH"))
     if not java_path:
-        raise LaunchError("java not found (JAVA_HOME unset, no java on PATH); install Java 17+ "
-                          "(Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+        raise LaunchError(
+            "java not found (JAVA_HOME unset, no java on PATH); install Java 17+ "
+            "(Debian: apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+        )
     return java_path
 
 
@@ -115,14 +133,15 @@ def find_jars(override: str | os.PathLike[str] | None = None, env: Mapping[str, 
         try:
             import amazon_kclpy
         except ImportError:
-            raise LaunchError(f"amazon-kclpy is not installed for {sys.executable}; run scripts/bootstrap") \
-                from None
+            raise LaunchError(f"amazon-kclpy is not installed for {sys.executable}; run scripts/bootstrap") from None
         jars = Path(amazon_kclpy.__file__).parent / "jars"
         how = f"amazon-kclpy {kclpy_version()}"
     if not any(jars.glob("amazon-kinesis-client-multilang-*.jar")):
-        raise LaunchError(f"no KCL jars in {jars} ({how}: amazon-kinesis-client-multilang-*.jar missing); "
-                          f"amazon-kclpy downloads them when it is installed: pip install --force-reinstall "
-                          f"--no-deps --no-cache-dir amazon-kclpy=={kclpy_version()}")
+        raise LaunchError(
+            f"no KCL jars in {jars} ({how}: amazon-kinesis-client-multilang-*.jar missing); "
+            f"amazon-kclpy downloads them when it is installed: pip install --force-reinstall "
+            f"--no-deps --no-cache-dir amazon-kclpy=={kclpy_version()}"
+        )
     return jars
 
 
@@ -130,4 +149,3 @@ def find_jars(override: str | os.PathLike[str] | None = None, env: Mapping[str, 
 
 
 # ---- CLI -----------------------------------------------------------------------------------------------------
-

@@ -44,7 +44,7 @@ class Lease:
 def _value(av: Mapping[str, Any] | None) -> Any:
     if not av:
         return None
-    (kind, raw), = av.items()
+    ((kind, raw),) = av.items()
     if kind == "N":
         return int(raw)
     if kind in ("SS", "NS", "L"):
@@ -57,12 +57,15 @@ def _value(av: Mapping[str, Any] | None) -> Any:
 def lease_from_item(item: Mapping[str, Mapping[str, Any]]) -> Lease:
     """A low-level lease item -> Lease (unknown attributes are ignored, missing ones are empty)."""
     parents = _value(item.get("parentShardId")) or []
-    return Lease(shard_id=str(_value(item.get("leaseKey"))), owner=_value(item.get("leaseOwner")) or None,
-                 counter=int(_value(item.get("leaseCounter")) or 0),
-                 checkpoint=_value(item.get("checkpoint")),
-                 sub_sequence=int(_value(item.get("checkpointSubSequenceNumber")) or 0),
-                 parents=tuple(sorted(str(p) for p in ([parents] if isinstance(parents, str) else parents))),
-                 owner_switches=int(_value(item.get("ownerSwitchesSinceCheckpoint")) or 0))
+    return Lease(
+        shard_id=str(_value(item.get("leaseKey"))),
+        owner=_value(item.get("leaseOwner")) or None,
+        counter=int(_value(item.get("leaseCounter")) or 0),
+        checkpoint=_value(item.get("checkpoint")),
+        sub_sequence=int(_value(item.get("checkpointSubSequenceNumber")) or 0),
+        parents=tuple(sorted(str(p) for p in ([parents] if isinstance(parents, str) else parents))),
+        owner_switches=int(_value(item.get("ownerSwitchesSinceCheckpoint")) or 0),
+    )
 
 
 def by_shard(leases: Iterable[Lease]) -> dict[str, Lease]:
@@ -97,8 +100,13 @@ def judge(first: Mapping[str, Lease], second: Mapping[str, Lease], window_millis
             verdicts.append(Verdict(shard, "new", "seen in the second read only"))
         elif before.counter == lease.counter:
             owner = f"owner {lease.owner} did not renew it" if lease.owner else "it had no owner"
-            verdicts.append(Verdict(shard, "stalled", f"leaseCounter stayed {lease.counter} for {window_millis} ms "
-                                                      f"(failoverTimeMillis): {owner}"))
+            verdicts.append(
+                Verdict(
+                    shard,
+                    "stalled",
+                    f"leaseCounter stayed {lease.counter} for {window_millis} ms (failoverTimeMillis): {owner}",
+                )
+            )
         else:
             verdicts.append(Verdict(shard, "processing"))
     return verdicts
@@ -107,8 +115,10 @@ def judge(first: Mapping[str, Lease], second: Mapping[str, Lease], window_millis
 def problems(verdicts: Sequence[Verdict], leases: Mapping[str, Lease], table: str) -> list[str]:
     """One line per reason for a failed check (empty: healthy)."""
     if not leases:
-        return [f"lease table {table} has no leases: no worker has synced the shards yet (or applicationName is "
-                f"not the one the workers use)"]
+        return [
+            f"lease table {table} has no leases: no worker has synced the shards yet (or applicationName is "
+            f"not the one the workers use)"
+        ]
     return [f"{v.shard_id}: STALLED: {v.why}" for v in verdicts if v.bad]
 
 
@@ -121,8 +131,18 @@ def rows(leases: Mapping[str, Lease]) -> list[list[str]]:
             return "-"
         return f"{lease.checkpoint}:{lease.sub_sequence}" if lease.sub_sequence else str(lease.checkpoint)
 
-    return [[le.shard_id, le.owner or "-", checkpoint(le), ",".join(le.parents) or "-", str(le.owner_switches),
-             str(le.counter), "yes" if le.finished else "no"] for le in leases.values()]
+    return [
+        [
+            le.shard_id,
+            le.owner or "-",
+            checkpoint(le),
+            ",".join(le.parents) or "-",
+            str(le.owner_switches),
+            str(le.counter),
+            "yes" if le.finished else "no",
+        ]
+        for le in leases.values()
+    ]
 
 
 def render_status(table: str, leases: Mapping[str, Lease], verdicts: Sequence[Verdict] | None = None) -> str:
@@ -135,8 +155,10 @@ def render_status(table: str, leases: Mapping[str, Lease], verdicts: Sequence[Ve
         body = [[*row, states.get(row[0], "-")] for row in body]
     out = render_table(heads, body) if body else ""
     owners = {le.owner for le in leases.values() if le.owner}
-    out += (f"{table}: {len(leases)} leases, {sum(le.finished for le in leases.values())} finished, "
-            f"{len(owners)} workers holding leases\n")
+    out += (
+        f"{table}: {len(leases)} leases, {sum(le.finished for le in leases.values())} finished, "
+        f"{len(owners)} workers holding leases\n"
+    )
     if verdicts is not None:
         found = problems(verdicts, leases, table)
         out += "".join(line + "\n" for line in found) or "check: every unfinished shard has a live owner\n"
@@ -145,11 +167,22 @@ def render_status(table: str, leases: Mapping[str, Lease], verdicts: Sequence[Ve
 
 def to_dict(table: str, leases: Mapping[str, Lease], verdicts: Sequence[Verdict] | None) -> dict[str, Any]:
     states = {v.shard_id: (v.state, v.why) for v in verdicts or ()}
-    return {"leaseTable": table, "healthy": None if verdicts is None else not problems(verdicts, leases, table),
-            "problems": [] if verdicts is None else problems(verdicts, leases, table),
-            "shards": [{"shardId": le.shard_id, "leaseOwner": le.owner, "checkpoint": le.checkpoint,
-                        "checkpointSubSequenceNumber": le.sub_sequence, "parentShardIds": list(le.parents),
-                        "ownerSwitchesSinceCheckpoint": le.owner_switches, "leaseCounter": le.counter,
-                        "finished": le.finished,
-                        **({"state": states[le.shard_id][0]} if le.shard_id in states else {})}
-                       for le in leases.values()]}
+    return {
+        "leaseTable": table,
+        "healthy": None if verdicts is None else not problems(verdicts, leases, table),
+        "problems": [] if verdicts is None else problems(verdicts, leases, table),
+        "shards": [
+            {
+                "shardId": le.shard_id,
+                "leaseOwner": le.owner,
+                "checkpoint": le.checkpoint,
+                "checkpointSubSequenceNumber": le.sub_sequence,
+                "parentShardIds": list(le.parents),
+                "ownerSwitchesSinceCheckpoint": le.owner_switches,
+                "leaseCounter": le.counter,
+                "finished": le.finished,
+                **({"state": states[le.shard_id][0]} if le.shard_id in states else {}),
+            }
+            for le in leases.values()
+        ],
+    }

@@ -21,8 +21,11 @@ def probe(stale_s: float = DEFAULT_STALE_S, env: Mapping[str, str] | None = None
     out = out or sys.stdout
     folder = heartbeat_dir(env)
     if folder is None:
-        print(f"liveness: {HEARTBEAT_ENV} is not set, so no worker writes heartbeats here; set it (the image sets "
-              f"/tmp/ecs-state/heartbeat) for ecs-state run and for this probe", file=out)
+        print(
+            f"liveness: {HEARTBEAT_ENV} is not set, so no worker writes heartbeats here; set it (the image sets "
+            f"/tmp/ecs-state/heartbeat) for ecs-state run and for this probe",
+            file=out,
+        )
         return 2
     verdict = judge(read_ages(folder), stale_s)
     print(f"liveness: {'healthy' if verdict.healthy else 'UNHEALTHY'}: {verdict.reason}", file=out)
@@ -30,10 +33,16 @@ def probe(stale_s: float = DEFAULT_STALE_S, env: Mapping[str, str] | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m processor.ops.liveness",
-                                     description="container health check of an ecs-state worker (no AWS call)")
-    parser.add_argument("--stale-seconds", type=float, default=DEFAULT_STALE_S,
-                        help=f"a heartbeat older than this is a stuck worker (default {DEFAULT_STALE_S:.0f})")
+    parser = argparse.ArgumentParser(
+        prog="python -m processor.ops.liveness",
+        description="container health check of an ecs-state worker (no AWS call)",
+    )
+    parser.add_argument(
+        "--stale-seconds",
+        type=float,
+        default=DEFAULT_STALE_S,
+        help=f"a heartbeat older than this is a stuck worker (default {DEFAULT_STALE_S:.0f})",
+    )
     args = parser.parse_args(argv)
     return probe(args.stale_seconds, os.environ)
 

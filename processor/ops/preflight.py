@@ -29,16 +29,22 @@ def check_required(props: Mapping[str, str], source: str) -> list[str]:
     """One message per missing required key (empty counts as missing)."""
     problems = []
     if not props.get("executableName"):
-        problems.append(f"{source}: executableName is missing; set it to the processor command, "
-                        f"e.g. executableName = ecs-state-processor")
+        problems.append(
+            f"{source}: executableName is missing; set it to the processor command, "
+            f"e.g. executableName = ecs-state-processor"
+        )
     if not (props.get("streamName") or props.get("streamArn")):
         problems.append(f"{source}: neither streamName nor streamArn is set; name the Kinesis stream to read")
     if not props.get("applicationName"):
-        problems.append(f"{source}: applicationName is missing; set it (it names the KCL lease table, "
-                        f"so every worker of one application must use the same name)")
+        problems.append(
+            f"{source}: applicationName is missing; set it (it names the KCL lease table, "
+            f"so every worker of one application must use the same name)"
+        )
     if not props.get("AwsCredentialsProvider"):
-        problems.append(f"{source}: AwsCredentialsProvider is missing (the daemon refuses to start without it); "
-                        f"set AwsCredentialsProvider = DefaultCredentialsProvider")
+        problems.append(
+            f"{source}: AwsCredentialsProvider is missing (the daemon refuses to start without it); "
+            f"set AwsCredentialsProvider = DefaultCredentialsProvider"
+        )
     return problems
 
 
@@ -51,12 +57,16 @@ def check_executable(props: Mapping[str, str], source: str, path: str | None) ->
     program = command[0]
     if os.sep in program:
         if not (os.path.isfile(program) and os.access(program, os.X_OK)):
-            return [f"{source}: executableName {program} is not an executable file; fix the path "
-                    f"(relative paths count from the current folder)"]
+            return [
+                f"{source}: executableName {program} is not an executable file; fix the path "
+                f"(relative paths count from the current folder)"
+            ]
         return []
     if shutil.which(program, path=path) is None:
-        return [f"{source}: executableName {program} is not on PATH; install the project (scripts/bootstrap) "
-                f"or give an absolute path"]
+        return [
+            f"{source}: executableName {program} is not on PATH; install the project (scripts/bootstrap) "
+            f"or give an absolute path"
+        ]
     return []
 
 
@@ -84,9 +94,11 @@ def check_endpoints(props: Mapping[str, str], source: str, timeout_s: float = 2.
             socket.create_connection((host, port), timeout=timeout_s).close()
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            problems.append(f"{source}: {key} = {url} does not answer ({reason}); start the local stack "
-                            f"(ecs-state stack --dir DIR, then run with DIR/properties/local.properties) "
-                            f"or fix the endpoint")
+            problems.append(
+                f"{source}: {key} = {url} does not answer ({reason}); start the local stack "
+                f"(ecs-state stack --dir DIR, then run with DIR/properties/local.properties) "
+                f"or fix the endpoint"
+            )
     return problems
 
 
@@ -106,11 +118,15 @@ def check_processor(properties: Path, child_env: Mapping[str, str], budget_ms: i
         with DynamoDBHttp.from_environment(region=region, endpoint_url=endpoint, pool=1, timeout_s=5.0) as client:
             problems += table_problems(probe, client)
     except WriteFailed as exc:
-        problems.append(f"DynamoDB does not answer ({exc}); check AWS_ENDPOINT_URL_DYNAMODB / the region and "
-                        f"that DynamoDB is reachable")
+        problems.append(
+            f"DynamoDB does not answer ({exc}); check AWS_ENDPOINT_URL_DYNAMODB / the region and "
+            f"that DynamoDB is reachable"
+        )
     except Exception as exc:  # no region, no credentials, a bad endpoint URL
-        problems.append(f"cannot check the tables: {type(exc).__name__}: {exc}; check the region "
-                        f"(regionName / AWS_REGION), the credentials and AWS_ENDPOINT_URL_DYNAMODB")
+        problems.append(
+            f"cannot check the tables: {type(exc).__name__}: {exc}; check the region "
+            f"(regionName / AWS_REGION), the credentials and AWS_ENDPOINT_URL_DYNAMODB"
+        )
     return problems
 
 
@@ -119,14 +135,19 @@ def check_region(props: Mapping[str, str], source: str, child_env: Mapping[str, 
     region (``--region`` / ``AWS_REGION`` ... exported by the CLI): they must be the same region."""
     wanted, region = props.get("regionName"), child_env.get("AWS_REGION") or child_env.get("AWS_DEFAULT_REGION")
     if wanted and region and region != wanted:
-        return [(f"{source}: regionName = {wanted}, but the region of this command is {region} (--region / "
-                 f"AWS_REGION / AWS_DEFAULT_REGION): the daemon would read the stream in {wanted} and the processors "
-                 f"write in {region}; make them the same")]
+        return [
+            (
+                f"{source}: regionName = {wanted}, but the region of this command is {region} (--region / "
+                f"AWS_REGION / AWS_DEFAULT_REGION): the daemon would read the stream in {wanted} and the processors "
+                f"write in {region}; make them the same"
+            )
+        ]
     return []
 
 
-def preflight(properties: Path, jars_override: str | None, env: Mapping[str, str],
-              bin_dir: Path | None) -> tuple[str, Path, dict[str, str], dict[str, str]]:
+def preflight(
+    properties: Path, jars_override: str | None, env: Mapping[str, str], bin_dir: Path | None
+) -> tuple[str, Path, dict[str, str], dict[str, str]]:
     """Everything checked before Java starts: (java, jars, properties, child env); LaunchError with all
     problems, one per line, otherwise."""
     problems: list[str] = []
@@ -140,8 +161,10 @@ def preflight(properties: Path, jars_override: str | None, env: Mapping[str, str
     except LaunchError as exc:
         problems.append(str(exc))
     if not properties.is_file():
-        problems.append(f"properties file {properties} does not exist; pass --properties FILE "
-                        f"(properties/local.properties rendered by ecs-state stack, or properties/aws.properties)")
+        problems.append(
+            f"properties file {properties} does not exist; pass --properties FILE "
+            f"(properties/local.properties rendered by ecs-state stack, or properties/aws.properties)"
+        )
         raise LaunchError("\n".join(problems))
     props = read_properties(properties)
     child_env = daemon_env(props, properties, env, bin_dir)

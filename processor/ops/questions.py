@@ -32,8 +32,9 @@ def parse_time(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
     except ValueError:
-        raise ReadError(f"{text!r} is not a time: give ISO 8601 as ECS writes it, e.g. 2026-11-27T09:07:00.000Z"
-                        ) from None
+        raise ReadError(
+            f"{text!r} is not a time: give ISO 8601 as ECS writes it, e.g. 2026-11-27T09:07:00.000Z"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -83,8 +84,9 @@ def stopped_between(item: dict[str, Any], since: datetime, until: datetime) -> b
 
 def newest_stopped_first(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     epoch = datetime.min.replace(tzinfo=timezone.utc)
-    return sorted(items, key=lambda it: (stored_time(it.get("stoppedAt")) or epoch, str(it.get("taskArn", ""))),
-                  reverse=True)
+    return sorted(
+        items, key=lambda it: (stored_time(it.get("stoppedAt")) or epoch, str(it.get("taskArn", ""))), reverse=True
+    )
 
 
 def days_between(since: datetime, until: datetime) -> list[str]:
@@ -105,8 +107,9 @@ def task_arn(task: str, cluster_arn: str | None) -> str:
     if task.startswith("arn:"):
         return task
     if not cluster_arn:
-        raise ReadError(f"{task!r} is a task id: pass --cluster (name or ARN) so its ARN can be built, or pass the "
-                        f"task ARN")
+        raise ReadError(
+            f"{task!r} is a task id: pass --cluster (name or ARN) so its ARN can be built, or pass the task ARN"
+        )
     head, _, name = cluster_arn.partition(":cluster/")
     if not name:
         raise ReadError(f"{cluster_arn!r} is not a cluster ARN (arn:...:cluster/NAME)")
@@ -121,12 +124,12 @@ def service_group(service: str) -> str:
 # ------------------------------------------------------------------------------------------ plain words
 STOP_CODES = {
     "TaskFailedToStart": "the task never reached RUNNING: ECS could not start it (image pull, resources, "
-                         "network or secrets; see the reason and each container's reason)",
+    "network or secrets; see the reason and each container's reason)",
     "EssentialContainerExited": "an essential container exited, so ECS stopped the whole task (see which container "
-                                "exited and its exit code)",
+    "exited and its exit code)",
     "UserInitiated": "someone or something called StopTask (a person, a script, or a deployment tool)",
     "ServiceSchedulerInitiated": "the service scheduler stopped it: a deployment replaced it, the service scaled "
-                                 "in, or a health check failed",
+    "in, or a health check failed",
     "SpotInterruption": "the Spot capacity under it was reclaimed by AWS (Fargate Spot or an EC2 Spot instance)",
     "TerminationNotice": "the instance or Fargate host under it was being retired or terminated",
 }
@@ -192,19 +195,36 @@ def story(item: dict[str, Any]) -> Story:
         lines.append(("group", str(item["group"])))
     lines.append(("task definition", str(item.get("taskDefinitionArn", "-"))))
     place = item.get("containerInstanceArn")
-    lines.append(("ran on", f"container instance {place}" if place else
-                  f"{item.get('launchType') or 'unknown'} (no container instance)"))
+    lines.append(
+        (
+            "ran on",
+            f"container instance {place}"
+            if place
+            else f"{item.get('launchType') or 'unknown'} (no container instance)",
+        )
+    )
     if item.get("capacityProviderName"):
         lines.append(("capacity provider", str(item["capacityProviderName"])))
-    for label, name in (("created", "createdAt"), ("started", "startedAt"), ("stopping", "stoppingAt"),
-                        ("stopped", "stoppedAt")):
+    for label, name in (
+        ("created", "createdAt"),
+        ("started", "startedAt"),
+        ("stopping", "stoppingAt"),
+        ("stopped", "stoppedAt"),
+    ):
         if item.get(name):
             lines.append((label, str(item[name])))
     started, stopped = stored_time(item.get("startedAt")), stored_time(item.get("stoppedAt"))
     if started and stopped and stopped >= started:
         lines.append(("ran for", str(stopped - started).split(".")[0]))
-    lines.append(("status", (f"{item.get('lastStatus', '-')} (desired {item.get('desiredStatus', '-')}), "
-                            f"version {item.get('version', '-')}")))
+    lines.append(
+        (
+            "status",
+            (
+                f"{item.get('lastStatus', '-')} (desired {item.get('desiredStatus', '-')}), "
+                f"version {item.get('version', '-')}"
+            ),
+        )
+    )
     if item.get("lastStatus") == "STOPPED" or item.get("stopCode") or item.get("stoppedReason"):
         lines.append(("stop code", f"{item.get('stopCode') or '-'}: {reading_of_stop_code(item.get('stopCode'))}"))
         reason = item.get("stoppedReason")

@@ -9,7 +9,8 @@ BatchGetItem. Because an index lags the table a little, every item read is check
 
 - ``get ARN`` picks the table from the ARN's shape and prints the item (``--raw``: compressed attributes as stored).
 - ``tasks --cluster C [--status S]``: ``cluster-index``, one Query per part of the cluster (``CLUSTER_PARTS``), with
-  a status as a filter on the projected ``lastStatus``; ``--service NAME``: ``service-index`` (``<cluster>#service:NAME``);
+  a status as a filter on the projected ``lastStatus``; ``--service NAME``: ``service-index``
+  (``<cluster>#service:NAME``);
   ``--instance I``: ``instance-index`` on the container-instance ARN (an EC2 instance id is first resolved through
   the instance table's ``ec2-instance-index``; a container-instance id is made an ARN with the cluster's).
   ``--at TIME`` keeps the tasks running at TIME (``questions.running_at``).
@@ -46,8 +47,8 @@ from processor.core.schema import (
     stopped_day,
 )
 from processor.errors import ReadError
-from processor.retry import DYNAMODB
 from processor.ops import questions
+from processor.ops.batch_get import batch_get
 from processor.ops.render import (
     OUTPUTS,
     LowItem,
@@ -65,13 +66,13 @@ from processor.ops.render import (
     to_json,
 )
 
-BATCH_GET_LIMIT = 100
 DEFAULT_STOPPED_WINDOW = "24h"
 
 
 # -------------------------------------------------------------------------------------------------- I/O part
 def _client(service: str) -> Any:
     from processor.aws import client
+
     return client(service)
 
 
@@ -84,45 +85,15 @@ def get_item(ddb: Any, table: str, key_name: str, arn: str) -> LowItem | None:
     return ddb.get_item(TableName=table, Key={key_name: {"S": arn}}, ConsistentRead=True).get("Item")
 
 
-def batch_get(ddb: Any, table: str, key_name: str, arns: Sequence[str], deadline_s: float = 60.0,
-              projection: str | None = None, names: dict[str, str] | None = None) -> list[LowItem]:
-    """The items of ``arns`` (string hash key ``key_name``): :func:`batch_get_keys` with a ProjectionExpression /
-    ExpressionAttributeNames when given."""
-    extra: dict[str, Any] = {}
-    if projection:
-        extra["ProjectionExpression"] = projection
-    if names:
-        extra["ExpressionAttributeNames"] = names
-    return batch_get_keys(ddb, table, [{key_name: {"S": a}} for a in arns], deadline_s, **extra)
-
-
-def batch_get_keys(ddb: Any, table: str, keys: Sequence[LowItem], deadline_s: float = 60.0,
-                   **request: Any) -> list[LowItem]:
-    """Consistent BatchGetItem of ``keys`` in groups of 100, retrying UnprocessedKeys (throttling, the 16 MB reply
-    limit) with the one backoff policy until ``deadline_s``: the one read-side BatchGetItem loop (the read commands
-    and redrive)."""
-    found: list[LowItem] = []
-    end = time.monotonic() + deadline_s
-    for start in range(0, len(keys), BATCH_GET_LIMIT):
-        pending: dict[str, Any] = {"Keys": list(keys[start:start + BATCH_GET_LIMIT]), "ConsistentRead": True,
-                                   **request}
-        attempt = 0
-        while pending.get("Keys"):
-            reply = ddb.batch_get_item(RequestItems={table: pending})
-            found.extend(reply["Responses"].get(table, []))
-            pending = reply.get("UnprocessedKeys", {}).get(table) or {}
-            if pending.get("Keys"):
-                if time.monotonic() > end:
-                    raise ReadError(f"{table}: {len(pending['Keys'])} keys still unprocessed after "
-                                    f"{deadline_s:.0f}s of BatchGetItem retries (throttled?); try again later")
-                attempt += 1
-                time.sleep(DYNAMODB.delay(attempt))  # backoff before retrying keys DynamoDB did not process
-    return found
-
-
-def index_keys(ddb: Any, table: str, index: Index, hash_value: str,
-               range_between: tuple[str, str] | None = None, where: dict[str, str] | None = None,
-               newest_first: bool = False) -> list[dict[str, Any]]:
+def index_keys(
+    ddb: Any,
+    table: str,
+    index: Index,
+    hash_value: str,
+    range_between: tuple[str, str] | None = None,
+    where: dict[str, str] | None = None,
+    newest_first: bool = False,
+) -> list[dict[str, Any]]:
     """Every entry (keys and projected attributes, low-level) of one index partition: a Query on the hash key,
     optionally the range key between two values, and ``where`` (attribute -> value) as a filter on projected
     attributes (``lastStatus`` for ``--status``, ``group`` for ``--service``)."""
@@ -133,8 +104,13 @@ def index_keys(ddb: Any, table: str, index: Index, hash_value: str,
         names["#r"] = index.range_key
         condition += " AND #r BETWEEN :r0 AND :r1"
         values[":r0"], values[":r1"] = {"S": range_between[0]}, {"S": range_between[1]}
-    request: dict[str, Any] = {"TableName": table, "IndexName": index.name, "KeyConditionExpression": condition,
-                               "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+    request: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": index.name,
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
     filters = [(name, value) for name, value in (where or {}).items() if value is not None]
     if filters:
         request["FilterExpression"] = " AND ".join(f"#f{i} = :f{i}" for i in range(len(filters)))
@@ -148,8 +124,13 @@ def index_keys(ddb: Any, table: str, index: Index, hash_value: str,
 
 def task_arns_in_cluster(ddb: Any, table: str, cluster: str, status: str | None) -> list[str]:
     """Task ARNs of a cluster from ``cluster-index``: one Query per part of the cluster."""
-    return sorted({it["taskArn"]["S"] for part in cluster_parts(cluster)
-                   for it in index_keys(ddb, table, CLUSTER_INDEX, part, where={"lastStatus": status})})
+    return sorted(
+        {
+            it["taskArn"]["S"]
+            for part in cluster_parts(cluster)
+            for it in index_keys(ddb, table, CLUSTER_INDEX, part, where={"lastStatus": status})
+        }
+    )
 
 
 def container_instance_arns(ddb: Any, instance_table: str, cluster: str, instance: str) -> list[str]:
@@ -158,8 +139,9 @@ def container_instance_arns(ddb: Any, instance_table: str, cluster: str, instanc
     if instance.startswith("arn:"):
         return [instance]
     if instance.startswith("i-"):
-        found = sorted({it["containerInstanceArn"]["S"]
-                        for it in index_keys(ddb, instance_table, EC2_INSTANCE_INDEX, instance)})
+        found = sorted(
+            {it["containerInstanceArn"]["S"] for it in index_keys(ddb, instance_table, EC2_INSTANCE_INDEX, instance)}
+        )
         if not found:
             raise ReadError(f"no container instance with EC2 instance id {instance} in table {instance_table}")
         return found
@@ -171,35 +153,63 @@ def read_tasks(ddb: Any, table: str, arns: Sequence[str]) -> list[dict[str, Any]
     return [decode_item(it) for it in batch_get(ddb, table, "taskArn", sorted(set(arns)))]
 
 
-def find_tasks(ddb: Any, task_table: str, instance_table: str, cluster: str, *, status: str | None = None,
-               service: str | None = None, instance: str | None = None, at: str | None = None,
-               include_expired: bool = False, now: float | None = None) -> list[dict[str, Any]]:
+def find_tasks(
+    ddb: Any,
+    task_table: str,
+    instance_table: str,
+    cluster: str,
+    *,
+    status: str | None = None,
+    service: str | None = None,
+    instance: str | None = None,
+    at: str | None = None,
+    include_expired: bool = False,
+    now: float | None = None,
+) -> list[dict[str, Any]]:
     """``ecs-state tasks``: the stored tasks of a cluster, by instance, service or the whole cluster, that match
     every condition given."""
     group = questions.service_group(service) if service else None
     if instance:
         places = container_instance_arns(ddb, instance_table, cluster, instance)
-        arns = [it["taskArn"]["S"] for place in places
-                for it in index_keys(ddb, task_table, INSTANCE_INDEX, place, where={"lastStatus": status})]
+        arns = [
+            it["taskArn"]["S"]
+            for place in places
+            for it in index_keys(ddb, task_table, INSTANCE_INDEX, place, where={"lastStatus": status})
+        ]
     elif group:
-        arns = [it["taskArn"]["S"] for it in index_keys(ddb, task_table, SERVICE_INDEX,
-                                                         cluster_service(cluster, group), where={"lastStatus": status})]
+        arns = [
+            it["taskArn"]["S"]
+            for it in index_keys(
+                ddb, task_table, SERVICE_INDEX, cluster_service(cluster, group), where={"lastStatus": status}
+            )
+        ]
     else:
         arns = task_arns_in_cluster(ddb, task_table, cluster, status)
         places = None
     moment = questions.parse_time(at) if at else None
     now = time.time() if now is None else now
-    items = [it for it in read_tasks(ddb, task_table, arns)
-             if it.get("clusterArn") == cluster and (not status or it.get("lastStatus") == status)
-             and (not group or it.get("group") == group)
-             and (not instance or it.get("containerInstanceArn") in places)
-             and (moment is None or questions.running_at(it, moment))
-             and (include_expired or not is_expired(it, now))]
+    items = [
+        it
+        for it in read_tasks(ddb, task_table, arns)
+        if it.get("clusterArn") == cluster
+        and (not status or it.get("lastStatus") == status)
+        and (not group or it.get("group") == group)
+        and (not instance or it.get("containerInstanceArn") in places)
+        and (moment is None or questions.running_at(it, moment))
+        and (include_expired or not is_expired(it, now))
+    ]
     return sort_tasks(items)
 
 
-def find_stopped(ddb: Any, table: str, cluster: str, since: str | None = None, until: str | None = None,
-                 service: str | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+def find_stopped(
+    ddb: Any,
+    table: str,
+    cluster: str,
+    since: str | None = None,
+    until: str | None = None,
+    service: str | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
     """``ecs-state stopped``: the tasks of a cluster (or one service) that stopped in the window, newest first."""
     now = now or datetime.now(timezone.utc)
     end = questions.parse_time(until) if until else now
@@ -209,21 +219,41 @@ def find_stopped(ddb: Any, table: str, cluster: str, since: str | None = None, u
     group = questions.service_group(service) if service else None
     # the key condition compares text: widen by a second, then decide on the parsed times
     between = (questions.ecs_time(start - timedelta(seconds=1)), questions.ecs_time(end + timedelta(seconds=1)))
-    arns = [it["taskArn"]["S"] for day in questions.days_between(start, end)
-            for it in index_keys(ddb, table, STOPPED_INDEX, stopped_day(cluster, day), range_between=between,
-                                 where={"group": group}, newest_first=True)]
-    items = [it for it in read_tasks(ddb, table, arns)
-             if it.get("clusterArn") == cluster and it.get("lastStatus") == "STOPPED"
-             and (not group or it.get("group") == group) and questions.stopped_between(it, start, end)]
+    arns = [
+        it["taskArn"]["S"]
+        for day in questions.days_between(start, end)
+        for it in index_keys(
+            ddb,
+            table,
+            STOPPED_INDEX,
+            stopped_day(cluster, day),
+            range_between=between,
+            where={"group": group},
+            newest_first=True,
+        )
+    ]
+    items = [
+        it
+        for it in read_tasks(ddb, table, arns)
+        if it.get("clusterArn") == cluster
+        and it.get("lastStatus") == "STOPPED"
+        and (not group or it.get("group") == group)
+        and questions.stopped_between(it, start, end)
+    ]
     return questions.newest_stopped_first(items)
 
 
-def scan_cluster(ddb: Any, table: str, cluster: str, projection: str | None = None,
-                 names: dict[str, str] | None = None) -> list[LowItem]:
+def scan_cluster(
+    ddb: Any, table: str, cluster: str, projection: str | None = None, names: dict[str, str] | None = None
+) -> list[LowItem]:
     """Every item of ``table`` whose ``clusterArn`` is ``cluster`` (a filtered scan: reads the whole table)."""
-    request: dict[str, Any] = {"TableName": table, "FilterExpression": "#c = :c",
-                               "ExpressionAttributeNames": {"#c": "clusterArn", **(names or {})},
-                               "ExpressionAttributeValues": {":c": {"S": cluster}}, "ConsistentRead": True}
+    request: dict[str, Any] = {
+        "TableName": table,
+        "FilterExpression": "#c = :c",
+        "ExpressionAttributeNames": {"#c": "clusterArn", **(names or {})},
+        "ExpressionAttributeValues": {":c": {"S": cluster}},
+        "ConsistentRead": True,
+    }
     if projection:
         request["ProjectionExpression"] = projection
     return [item for page in _pages(ddb, "scan", **request) for item in page.get("Items", [])]
@@ -236,8 +266,14 @@ def instances_in_cluster(ddb: Any, table: str, cluster: str) -> list[dict[str, A
 
 def dead_letters(ddb: Any, table: str, shard: str | None) -> list[list[dict[str, Any]]]:
     if shard:
-        pages = _pages(ddb, "query", TableName=table, KeyConditionExpression="shardId = :s",
-                       ExpressionAttributeValues={":s": {"S": shard}}, ConsistentRead=True)
+        pages = _pages(
+            ddb,
+            "query",
+            TableName=table,
+            KeyConditionExpression="shardId = :s",
+            ExpressionAttributeValues={":s": {"S": shard}},
+            ConsistentRead=True,
+        )
     else:
         pages = _pages(ddb, "scan", TableName=table, ConsistentRead=True)
     items = [deserialize(it) for page in pages for it in page.get("Items", [])]
@@ -249,6 +285,7 @@ def resolve_cluster(cluster: str) -> str:
     if cluster.startswith("arn:"):
         return cluster
     import boto3
+
     session = boto3.session.Session()
     region = session.region_name
     if not region:
@@ -259,72 +296,98 @@ def resolve_cluster(cluster: str) -> str:
 
 # ---------------------------------------------------------------------------------------------------- CLI
 def _common(parser: argparse.ArgumentParser, output: str = "table") -> None:
-    parser.add_argument("--properties", default=argparse.SUPPRESS, metavar="PATH",
-                        help="KCL properties file with the ecsState.* table names (default: $ECS_STATE_PROPERTIES, "
-                             "else the built-in table names)")
+    parser.add_argument(
+        "--properties",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="KCL properties file with the ecsState.* table names (default: $ECS_STATE_PROPERTIES, "
+        "else the built-in table names)",
+    )
     parser.add_argument("--output", choices=OUTPUTS, default=output, help=f"json or table (default {output})")
 
 
 def register(subparsers: Any) -> None:
-    get = subparsers.add_parser("get", help="print one task or container instance from the state tables",
-                                description="Print the stored item of a task or container-instance ARN.")
+    get = subparsers.add_parser(
+        "get",
+        help="print one task or container instance from the state tables",
+        description="Print the stored item of a task or container-instance ARN.",
+    )
     get.add_argument("arn")
     get.add_argument("--raw", action="store_true", help="print compressed attributes as stored (base64)")
     _common(get)
     get.set_defaults(func=run, readside="get")
 
     tasks = subparsers.add_parser(
-        "tasks", help="list a cluster's tasks (by instance, service, status, or running at a time)",
+        "tasks",
+        help="list a cluster's tasks (by instance, service, status, or running at a time)",
         description=f"Query an index ({CLUSTER_INDEX.name}; {SERVICE_INDEX.name} with --service; "
-                    f"{INSTANCE_INDEX.name} with --instance), then read the items from the table.")
+        f"{INSTANCE_INDEX.name} with --instance), then read the items from the table.",
+    )
     tasks.add_argument("--cluster", required=True, help="cluster name or ARN")
     place = tasks.add_mutually_exclusive_group()
     place.add_argument("--instance", help="container-instance ARN or id, or EC2 instance id (i-...)")
     place.add_argument("--service", help="service name: the tasks whose group is service:NAME")
     tasks.add_argument("--status", help="lastStatus, e.g. RUNNING, PENDING, STOPPED")
-    tasks.add_argument("--at", metavar="TIME",
-                       help="only tasks running at TIME (ISO 8601, e.g. 2026-11-27T09:07:00.000Z): startedAt at or "
-                            "before it, and no stoppedAt or a later one")
-    tasks.add_argument("--include-expired", action="store_true",
-                       help="also list STOPPED tasks whose expires_at (TTL) has passed but DynamoDB has not yet "
-                            "deleted")
+    tasks.add_argument(
+        "--at",
+        metavar="TIME",
+        help="only tasks running at TIME (ISO 8601, e.g. 2026-11-27T09:07:00.000Z): startedAt at or "
+        "before it, and no stoppedAt or a later one",
+    )
+    tasks.add_argument(
+        "--include-expired",
+        action="store_true",
+        help="also list STOPPED tasks whose expires_at (TTL) has passed but DynamoDB has not yet deleted",
+    )
     _common(tasks)
     tasks.set_defaults(func=run, readside="tasks")
 
     stopped = subparsers.add_parser(
-        "stopped", help="the tasks that stopped in a time window, newest first, with stop codes and exit codes",
-        description=f"Query {STOPPED_INDEX.name} (one Query per UTC day of the window), then read the items.")
+        "stopped",
+        help="the tasks that stopped in a time window, newest first, with stop codes and exit codes",
+        description=f"Query {STOPPED_INDEX.name} (one Query per UTC day of the window), then read the items.",
+    )
     stopped.add_argument("--cluster", required=True, help="cluster name or ARN")
     stopped.add_argument("--service", help="service name: only tasks whose group is service:NAME")
-    stopped.add_argument("--since", metavar="TIME|DURATION",
-                         help=f"window start: ISO 8601 time, or a duration before the window's end like 90m, 2h, "
-                              f"7d (default {DEFAULT_STOPPED_WINDOW})")
+    stopped.add_argument(
+        "--since",
+        metavar="TIME|DURATION",
+        help=f"window start: ISO 8601 time, or a duration before the window's end like 90m, 2h, "
+        f"7d (default {DEFAULT_STOPPED_WINDOW})",
+    )
     stopped.add_argument("--until", metavar="TIME", help="window end (default now)")
     _common(stopped)
     stopped.set_defaults(func=run, readside="stopped")
 
     why = subparsers.add_parser(
-        "why", help="one task's story: where and when it ran, how it stopped, each container's exit code",
-        description="Read one task (GetItem) and tell where and when it ran and why it stopped, in plain words.")
+        "why",
+        help="one task's story: where and when it ran, how it stopped, each container's exit code",
+        description="Read one task (GetItem) and tell where and when it ran and why it stopped, in plain words.",
+    )
     why.add_argument("task", help="task ARN, or task id with --cluster")
     why.add_argument("--cluster", help="cluster name or ARN (needed for a task id)")
     _common(why)
     why.set_defaults(func=run, readside="why")
 
     instances = subparsers.add_parser(
-        "instances", help="list a cluster's container instances (scans the instance table)",
+        "instances",
+        help="list a cluster's container instances (scans the instance table)",
         description="Scan the container-instance table with a filter on clusterArn: it has no index on the "
-                    "cluster, so this reads the whole (small) table.")
+        "cluster, so this reads the whole (small) table.",
+    )
     instances.add_argument("--cluster", required=True, help="cluster name or ARN")
     _common(instances)
     instances.set_defaults(func=run, readside="instances")
 
     letters = subparsers.add_parser(
-        "dead-letters", help="list records the processor could not store",
-        description="List the dead-letter table (scan, or query one shard with --shard).")
+        "dead-letters",
+        help="list records the processor could not store",
+        description="List the dead-letter table (scan, or query one shard with --shard).",
+    )
     letters.add_argument("--shard", help="only this shard id")
-    letters.add_argument("--with-data", action="store_true",
-                         help="include the raw record (dataBase64, and dataText when it is UTF-8)")
+    letters.add_argument(
+        "--with-data", action="store_true", help="include the raw record (dataBase64, and dataText when it is UTF-8)"
+    )
     _common(letters)
     letters.set_defaults(func=run, readside="dead-letters")
 
@@ -341,22 +404,36 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         ddb = _client("dynamodb")
         if args.readside == "get":
             kind = arn_kind(args.arn)
-            table, key = ((settings.task_table, "taskArn") if kind == "task"
-                          else (settings.instance_table, "containerInstanceArn"))
+            table, key = (
+                (settings.task_table, "taskArn")
+                if kind == "task"
+                else (settings.instance_table, "containerInstanceArn")
+            )
             item = get_item(ddb, table, key, args.arn)
             if item is None:
                 print(f"ecs-state get: {args.arn} is not in table {table}", file=sys.stderr)
                 return 1
             decoded = decode_item(item, raw=args.raw)
             if is_expired(decoded, time.time()):
-                print(f"ecs-state get: note: this item expired at {decoded['expires_at']} (TTL) and is only "
-                      f"waiting for DynamoDB to delete it", file=sys.stderr)
+                print(
+                    f"ecs-state get: note: this item expired at {decoded['expires_at']} (TTL) and is only "
+                    f"waiting for DynamoDB to delete it",
+                    file=sys.stderr,
+                )
             out.write(to_json(decoded) + "\n" if args.output == "json" else render_item_table(decoded))
         elif args.readside == "tasks":
             cluster = resolve_cluster(args.cluster)
-            items = find_tasks(ddb, settings.task_table, settings.instance_table, cluster, status=args.status,
-                               service=args.service, instance=args.instance, at=args.at,
-                               include_expired=args.include_expired)
+            items = find_tasks(
+                ddb,
+                settings.task_table,
+                settings.instance_table,
+                cluster,
+                status=args.status,
+                service=args.service,
+                instance=args.instance,
+                at=args.at,
+                include_expired=args.include_expired,
+            )
             out.write(render("task", items, args.output))
         elif args.readside == "stopped":
             cluster = resolve_cluster(args.cluster)
@@ -370,9 +447,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 return 1
             decoded = decode_item(item)
             told = questions.story(decoded)
-            out.write(to_json({"item": decoded, "story": [{"label": label, "text": text}
-                                                          for label, text in told.lines]}) + "\n"
-                      if args.output == "json" else questions.render_story(told))
+            out.write(
+                to_json({"item": decoded, "story": [{"label": label, "text": text} for label, text in told.lines]})
+                + "\n"
+                if args.output == "json"
+                else questions.render_story(told)
+            )
         elif args.readside == "instances":
             cluster = resolve_cluster(args.cluster)
             out.write(render("instance", instances_in_cluster(ddb, settings.instance_table, cluster), args.output))

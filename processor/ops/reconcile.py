@@ -3,7 +3,8 @@
 ECS side: ListTasks for each desired status (RUNNING, PENDING, STOPPED; ECS keeps stopped tasks listable for about
 an hour) + DescribeTasks, and ListContainerInstances for each status + DescribeContainerInstances. Table side: the
 task table's ``cluster-index`` (keys only, so it carries ``lastStatus``; one Query per part of the cluster), then
-consistent BatchGetItem of ``version`` and ``lastStatus`` for the tasks ECS lists and for the stored tasks the index shows as not STOPPED; a filtered
+consistent BatchGetItem of ``version`` and ``lastStatus`` for the tasks ECS lists and for the stored tasks the index
+shows as not STOPPED; a filtered
 scan of the container-instance table. Stored STOPPED tasks / INACTIVE instances that ECS no longer lists are
 "gone", which is normal (ECS forgets them; the table keeps them until TTL), and are not read one by one.
 
@@ -39,6 +40,7 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from processor.core.schema import CLUSTER_INDEX, cluster_parts
 from processor.errors import ReadError
+from processor.ops.batch_get import batch_get
 from processor.ops.drift import (
     FINAL_STATUS,
     INSTANCE,
@@ -51,7 +53,7 @@ from processor.ops.drift import (
     seen_from_ecs,
     seen_from_items,
 )
-from processor.ops.read import batch_get, index_keys
+from processor.ops.read import index_keys
 
 TASK_DESIRED_STATUSES = ("RUNNING", "PENDING", "STOPPED")
 INSTANCE_STATUSES = ("ACTIVE", "DRAINING", "REGISTERING", "DEREGISTERING", "REGISTRATION_FAILED")
@@ -65,7 +67,7 @@ POLL_SECONDS = 2.0
 # -------------------------------------------------------------------------------------------------- I/O part
 def _chunks(values: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(values), size):
-        yield values[start:start + size]
+        yield values[start : start + size]
 
 
 def resolve_cluster(ecs: Any, cluster: str) -> str:
@@ -105,14 +107,19 @@ def live_instances(ecs: Any, cluster: str, arns: Sequence[str] | None = None) ->
     return seen_from_ecs(described, "containerInstanceArn", "status")
 
 
-_TASK_PROJECTION = {"ProjectionExpression": "#k, #v, #s",
-                    "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version", "#s": "lastStatus"}}
-_INSTANCE_PROJECTION = {"ProjectionExpression": "#k, #v, #s",
-                        "ExpressionAttributeNames": {"#k": "containerInstanceArn", "#v": "version", "#s": "status"}}
+_TASK_PROJECTION = {
+    "ProjectionExpression": "#k, #v, #s",
+    "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version", "#s": "lastStatus"},
+}
+_INSTANCE_PROJECTION = {
+    "ProjectionExpression": "#k, #v, #s",
+    "ExpressionAttributeNames": {"#k": "containerInstanceArn", "#v": "version", "#s": "status"},
+}
 
 
-def stored_tasks(ddb: Any, table: str, cluster: str, live_arns: Iterable[str],
-                 only: Sequence[str] | None = None) -> dict[str, Seen]:
+def stored_tasks(
+    ddb: Any, table: str, cluster: str, live_arns: Iterable[str], only: Sequence[str] | None = None
+) -> dict[str, Seen]:
     """The table's view: consistent reads of the tasks ECS lists plus the stored non-STOPPED ones; stored STOPPED
     ones (from the index) only as ARN + status. ``only`` restricts everything to those ARNs (re-checks)."""
     stopped: dict[str, Seen] = {}
@@ -133,19 +140,25 @@ def stored_tasks(ddb: Any, table: str, cluster: str, live_arns: Iterable[str],
 
 def task_index(ddb: Any, table: str, cluster: str) -> list[tuple[str, str | None]]:
     """(taskArn, lastStatus) pairs of the cluster from the keys-only ``cluster-index`` (one Query per part)."""
-    return [(it["taskArn"]["S"], it.get("lastStatus", {}).get("S")) for part in cluster_parts(cluster)
-            for it in index_keys(ddb, table, CLUSTER_INDEX, part)]
+    return [
+        (it["taskArn"]["S"], it.get("lastStatus", {}).get("S"))
+        for part in cluster_parts(cluster)
+        for it in index_keys(ddb, table, CLUSTER_INDEX, part)
+    ]
 
 
 def stored_instances(ddb: Any, table: str, cluster: str, only: Sequence[str] | None = None) -> dict[str, Seen]:
     if only is not None:
         items = batch_get(ddb, table, "containerInstanceArn", list(only), **_projection(_INSTANCE_PROJECTION))
     else:
-        request: dict[str, Any] = {"TableName": table, "FilterExpression": "#c = :c", "ConsistentRead": True,
-                                   "ExpressionAttributeValues": {":c": {"S": cluster}},
-                                   "ProjectionExpression": _INSTANCE_PROJECTION["ProjectionExpression"],
-                                   "ExpressionAttributeNames": {**_INSTANCE_PROJECTION["ExpressionAttributeNames"],
-                                                                "#c": "clusterArn"}}
+        request: dict[str, Any] = {
+            "TableName": table,
+            "FilterExpression": "#c = :c",
+            "ConsistentRead": True,
+            "ExpressionAttributeValues": {":c": {"S": cluster}},
+            "ProjectionExpression": _INSTANCE_PROJECTION["ProjectionExpression"],
+            "ExpressionAttributeNames": {**_INSTANCE_PROJECTION["ExpressionAttributeNames"], "#c": "clusterArn"},
+        }
         items = [it for page in ddb.get_paginator("scan").paginate(**request) for it in page.get("Items", [])]
     return seen_from_items(items, "containerInstanceArn", "status")
 
@@ -154,8 +167,14 @@ def _projection(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {"projection": spec["ProjectionExpression"], "names": spec["ExpressionAttributeNames"]}
 
 
-def observe(ecs: Any, ddb: Any, task_table: str, instance_table: str, cluster: str,
-            only: Mapping[str, Sequence[str]] | None = None) -> list[Finding]:
+def observe(
+    ecs: Any,
+    ddb: Any,
+    task_table: str,
+    instance_table: str,
+    cluster: str,
+    only: Mapping[str, Sequence[str]] | None = None,
+) -> list[Finding]:
     """One look at both sides. ``only`` = {"task": arns, "instance": arns} re-checks just those."""
     findings: list[Finding] = []
     if only is None or only.get(TASK):
@@ -169,8 +188,15 @@ def observe(ecs: Any, ddb: Any, task_table: str, instance_table: str, cluster: s
     return findings
 
 
-def reconcile(ecs: Any, ddb: Any, task_table: str, instance_table: str, cluster: str,
-              wait_s: float = 0.0, poll_s: float = POLL_SECONDS) -> list[Finding]:
+def reconcile(
+    ecs: Any,
+    ddb: Any,
+    task_table: str,
+    instance_table: str,
+    cluster: str,
+    wait_s: float = 0.0,
+    poll_s: float = POLL_SECONDS,
+) -> list[Finding]:
     """Look once; while some resources drift and ``wait_s`` has not run out, look at those again every
     ``poll_s`` seconds."""
     findings = observe(ecs, ddb, task_table, instance_table, cluster)
@@ -178,8 +204,14 @@ def reconcile(ecs: Any, ddb: Any, task_table: str, instance_table: str, cluster:
     while any(f.drift for f in findings) and time.monotonic() < deadline:
         time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))  # poll interval of a deadline loop
         drifting = [f for f in findings if f.drift]
-        again = observe(ecs, ddb, task_table, instance_table, cluster,
-                        only={k: [f.arn for f in drifting if f.kind == k] for k in (TASK, INSTANCE)})
+        again = observe(
+            ecs,
+            ddb,
+            task_table,
+            instance_table,
+            cluster,
+            only={k: [f.arn for f in drifting if f.kind == k] for k in (TASK, INSTANCE)},
+        )
         again_by_key = {(f.kind, f.arn): f for f in again}
         findings = [again_by_key.get((f.kind, f.arn), f) if f.drift else f for f in findings]
     return sorted(findings, key=lambda f: (not f.drift, f.kind, f.state, f.arn))
@@ -188,20 +220,34 @@ def reconcile(ecs: Any, ddb: Any, task_table: str, instance_table: str, cluster:
 # ---------------------------------------------------------------------------------------------------- CLI
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "reconcile", help="compare ECS's current tasks and container instances with the tables",
+        "reconcile",
+        help="compare ECS's current tasks and container instances with the tables",
         description="List the cluster's tasks and container instances in ECS, compare each one's version with "
-                    "the stored item's, report drift. Exit 0: no drift; 1: drift; 2: error.")
+        "the stored item's, report drift. Exit 0: no drift; 1: drift; 2: error.",
+    )
     parser.add_argument("--cluster", required=True, help="cluster name or ARN")
-    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                        help="re-check drifting resources until they agree or this many seconds pass (events "
-                             "take seconds to reach the table); default 0")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="re-check drifting resources until they agree or this many seconds pass (events "
+        "take seconds to reach the table); default 0",
+    )
     parser.add_argument("--all", action="store_true", help="also list resources that agree")
-    parser.add_argument("--repair", action="store_true",
-                        help="store the ECS API's description where the table is behind or misses a resource "
-                             "(conditional on the stored version being lower; marked item_source = ecs-api)")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="store the ECS API's description where the table is behind or misses a resource "
+        "(conditional on the stored version being lower; marked item_source = ecs-api)",
+    )
     parser.add_argument("--output", choices=("json", "table"), default="table")
-    parser.add_argument("--properties", default=argparse.SUPPRESS, metavar="PATH",
-                        help="KCL properties file with the ecsState.* table names")
+    parser.add_argument(
+        "--properties",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="KCL properties file with the ecsState.* table names",
+    )
     parser.set_defaults(func=run)
 
 
@@ -221,8 +267,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         cluster = resolve_cluster(ecs, args.cluster)
         findings = reconcile(ecs, ddb, settings.task_table, settings.instance_table, cluster, args.wait)
         if getattr(args, "repair", False):
-            repairs = repair(ecs, ddb, {TASK: settings.task_table, INSTANCE: settings.instance_table}, cluster,
-                             findings, settings.task_retention_hours)
+            repairs = repair(
+                ecs,
+                ddb,
+                {TASK: settings.task_table, INSTANCE: settings.instance_table},
+                cluster,
+                findings,
+                settings.task_retention_hours,
+            )
     except (ReadError, ConfigError) as exc:
         print(f"ecs-state reconcile: {exc}", file=sys.stderr)
         return 2

@@ -72,13 +72,15 @@ def kinesis_problem(data: bytes, partition_key: Any) -> str | None:
     return None
 
 
-def batches(entries: Iterable[Entry[T]], max_records: int = MAX_BATCH_RECORDS,
-            max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[Entry[T]]]:
+def batches(
+    entries: Iterable[Entry[T]], max_records: int = MAX_BATCH_RECORDS, max_bytes: int = MAX_BATCH_BYTES
+) -> Iterator[list[Entry[T]]]:
     """``entries`` in order, packed into PutRecords requests (each entry must fit a request on its own)."""
     return size_batches(entries, lambda entry: entry.size, max_records, max_bytes)
 
 
 # ---- dead letters ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LetterKeys:
@@ -95,8 +97,9 @@ class LetterKeys:
 
 def letter_keys(group: Sequence[dict[str, Any]]) -> LetterKeys:
     first = group[0]
-    return LetterKeys(str(first["shardId"]), tuple(str(it["sequenceNumber"]) for it in group),
-                      str(first.get("dataSha256", "")))
+    return LetterKeys(
+        str(first["shardId"]), tuple(str(it["sequenceNumber"]) for it in group), str(first.get("dataSha256", ""))
+    )
 
 
 def selected(group: Sequence[dict[str, Any]], reason_codes: Sequence[str]) -> bool:
@@ -125,9 +128,11 @@ def letter_entry(group: Sequence[dict[str, Any]]) -> Entry[LetterKeys] | Skipped
 
 # ---- SQS messages ---------------------------------------------------------------------------------------------
 
+
 def queue_entry(body: str, source: T, message_id: str) -> Entry[T] | Skipped:
     """An EventBridge dead-letter message body -> the record to put (partition key = the resource ARN), or why
     it is left in the queue."""
+
     def skip(why: str, label: str = "not-an-ecs-event") -> Skipped:
         return Skipped(label, f"message {message_id}", f"{why}; left in the queue")
 
@@ -152,6 +157,7 @@ def queue_entry(body: str, source: T, message_id: str) -> Entry[T] | Skipped:
 
 # ---- the report -----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Tally:
     """What a redrive did, per label: put (accepted by Kinesis), cleared (deleted from the table / queue),
@@ -168,22 +174,36 @@ class Tally:
         return not self.failed and not self.errors
 
     def to_dict(self, dry_run: bool) -> dict[str, Any]:
-        return {"dryRun": dry_run, "put": dict(self.put), "cleared": dict(self.cleared), "failed": dict(self.failed),
-                "skipped": [{"label": s.label, "what": s.what, "why": s.why} for s in self.skipped],
-                "errors": self.errors}
+        return {
+            "dryRun": dry_run,
+            "put": dict(self.put),
+            "cleared": dict(self.cleared),
+            "failed": dict(self.failed),
+            "skipped": [{"label": s.label, "what": s.what, "why": s.why} for s in self.skipped],
+            "errors": self.errors,
+        }
 
     def render(self, what: str, dry_run: bool) -> str:
         labels = sorted(set(self.put) | set(self.cleared) | set(self.failed) | {s.label for s in self.skipped})
         skipped = Counter(s.label for s in self.skipped)
-        heads = ("REASON" if what == "dead letters" else "DETAIL-TYPE",
-                 "WOULD PUT" if dry_run else "PUT", "CLEARED", "FAILED", "SKIPPED")
-        rows = [[label, str(self.put[label]), str(self.cleared[label]), str(self.failed[label]),
-                 str(skipped[label])] for label in labels]
+        heads = (
+            "REASON" if what == "dead letters" else "DETAIL-TYPE",
+            "WOULD PUT" if dry_run else "PUT",
+            "CLEARED",
+            "FAILED",
+            "SKIPPED",
+        )
+        rows = [
+            [label, str(self.put[label]), str(self.cleared[label]), str(self.failed[label]), str(skipped[label])]
+            for label in labels
+        ]
         out = render_table(heads, rows) if rows else ""
         out += "".join(f"skipped {s.what}: {s.why}\n" for s in self.skipped)
         out += "".join(f"error: {e}\n" for e in self.errors)
         total = sum(self.put.values())
         if dry_run:
             return out + f"dry run: {total} {what} would be put back into the stream; nothing changed\n"
-        return out + (f"{total} {what} put back into the stream, {sum(self.cleared.values())} cleared, "
-                      f"{sum(self.failed.values())} failed, {len(self.skipped)} skipped\n")
+        return out + (
+            f"{total} {what} put back into the stream, {sum(self.cleared.values())} cleared, "
+            f"{sum(self.failed.values())} failed, {len(self.skipped)} skipped\n"
+        )

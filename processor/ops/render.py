@@ -29,14 +29,18 @@ _deserializer = TypeDeserializer()
 def arn_kind(arn: str) -> str:
     """``"task"`` or ``"instance"`` from the shape of an ECS ARN; ``ReadError`` for anything else."""
     if not arn.startswith("arn:"):
-        raise ReadError(f"{arn!r} is not an ARN; pass a task ARN (arn:...:task/...) or a container-instance ARN "
-                        f"(arn:...:container-instance/...)")
+        raise ReadError(
+            f"{arn!r} is not an ARN; pass a task ARN (arn:...:task/...) or a container-instance ARN "
+            f"(arn:...:container-instance/...)"
+        )
     if ":task/" in arn:
         return "task"
     if ":container-instance/" in arn:
         return "instance"
-    raise ReadError(f"{arn!r} is neither a task ARN (':task/') nor a container-instance ARN "
-                    f"(':container-instance/'); ecs-state stores only those two")
+    raise ReadError(
+        f"{arn!r} is neither a task ARN (':task/') nor a container-instance ARN "
+        f"(':container-instance/'); ecs-state stores only those two"
+    )
 
 
 def cluster_arn(cluster: str, partition: str, region: str, account: str) -> str:
@@ -97,12 +101,20 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-TASK_COLUMNS = ("TASK", "LAST", "DESIRED", "VERSION", "TASK DEFINITION", "LAUNCH", "STARTED", "STOPPED",
-                "CONTAINER INSTANCE")
+TASK_COLUMNS = (
+    "TASK",
+    "LAST",
+    "DESIRED",
+    "VERSION",
+    "TASK DEFINITION",
+    "LAUNCH",
+    "STARTED",
+    "STOPPED",
+    "CONTAINER INSTANCE",
+)
 
 
-INSTANCE_COLUMNS = ("CONTAINER INSTANCE", "EC2 INSTANCE", "STATUS", "AGENT", "RUNNING", "PENDING", "VERSION",
-                    "UPDATED")
+INSTANCE_COLUMNS = ("CONTAINER INSTANCE", "EC2 INSTANCE", "STATUS", "AGENT", "RUNNING", "PENDING", "VERSION", "UPDATED")
 
 
 STOPPED_COLUMNS = ("STOPPED AT", "TASK", "GROUP", "STOP CODE", "REASON", "CONTAINERS (name:exit(reason))")
@@ -112,30 +124,57 @@ DEAD_LETTER_COLUMNS = ("SHARD", "SEQUENCE NUMBER", "CODE", "BYTES", "PARTITION K
 
 
 def task_row(item: dict[str, Any]) -> list[str]:
-    return [short(item.get("taskArn")), _text(item.get("lastStatus")), _text(item.get("desiredStatus")),
-            _text(item.get("version")), short(item.get("taskDefinitionArn")), _text(item.get("launchType")),
-            _text(item.get("startedAt")), _text(item.get("stoppedAt")), short(item.get("containerInstanceArn"))]
+    return [
+        short(item.get("taskArn")),
+        _text(item.get("lastStatus")),
+        _text(item.get("desiredStatus")),
+        _text(item.get("version")),
+        short(item.get("taskDefinitionArn")),
+        _text(item.get("launchType")),
+        _text(item.get("startedAt")),
+        _text(item.get("stoppedAt")),
+        short(item.get("containerInstanceArn")),
+    ]
 
 
 def stopped_row(item: dict[str, Any]) -> list[str]:
     from processor.ops.questions import containers_summary
 
-    return [_text(item.get("stoppedAt")), short(item.get("taskArn")), _text(item.get("group")),
-            _text(item.get("stopCode")), _text(item.get("stoppedReason"))[:60], containers_summary(item)]
+    return [
+        _text(item.get("stoppedAt")),
+        short(item.get("taskArn")),
+        _text(item.get("group")),
+        _text(item.get("stopCode")),
+        _text(item.get("stoppedReason"))[:60],
+        containers_summary(item),
+    ]
 
 
 def instance_row(item: dict[str, Any]) -> list[str]:
     connected = item.get("agentConnected")
     agent = "-" if connected is None else ("connected" if connected else "disconnected")
-    return [short(item.get("containerInstanceArn")), _text(item.get("ec2InstanceId")), _text(item.get("status")),
-            agent, _text(item.get("runningTasksCount")), _text(item.get("pendingTasksCount")),
-            _text(item.get("version")), _text(item.get("updatedAt"))]
+    return [
+        short(item.get("containerInstanceArn")),
+        _text(item.get("ec2InstanceId")),
+        _text(item.get("status")),
+        agent,
+        _text(item.get("runningTasksCount")),
+        _text(item.get("pendingTasksCount")),
+        _text(item.get("version")),
+        _text(item.get("updatedAt")),
+    ]
 
 
 def dead_letter_row(item: dict[str, Any]) -> list[str]:
-    return [_text(item.get("shardId")), _text(item.get("sequenceNumber")), _text(item.get("reasonCode")),
-            _text(item.get("dataLength")), _text(item.get("partitionKey")), _text(item.get("receivedAt")),
-            _text(item.get("reason"))[:80]]
+    return [
+        _text(item.get("shardId")),
+        _text(item.get("sequenceNumber")),
+        _text(item.get("reasonCode")),
+        _text(item.get("dataLength")),
+        _text(item.get("partitionKey")),
+        _text(item.get("receivedAt")),
+        _text(item.get("reason"))[:80],
+    ]
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -165,9 +204,12 @@ def render(kind: str, items: list[dict[str, Any]], output: str) -> str:
     """The printed result of a listing: a JSON array or a table (``kind``: task, stopped, instance, dead-letter)."""
     if output == "json":
         return to_json(items) + "\n"
-    columns, row = {"task": (TASK_COLUMNS, task_row), "instance": (INSTANCE_COLUMNS, instance_row),
-                    "dead-letter": (DEAD_LETTER_COLUMNS, dead_letter_row),
-                    "stopped": (STOPPED_COLUMNS, stopped_row)}[kind]
+    columns, row = {
+        "task": (TASK_COLUMNS, task_row),
+        "instance": (INSTANCE_COLUMNS, instance_row),
+        "dead-letter": (DEAD_LETTER_COLUMNS, dead_letter_row),
+        "stopped": (STOPPED_COLUMNS, stopped_row),
+    }[kind]
     return render_table(columns, (row(it) for it in items))
 
 

@@ -65,8 +65,9 @@ def as_event_detail(value: Any) -> Any:
     return value
 
 
-def repair_item(kind: str, description: Mapping[str, Any], now: datetime, task_retention_hours: int = 0,
-                cluster: str | None = None) -> Item:
+def repair_item(
+    kind: str, description: Mapping[str, Any], now: datetime, task_retention_hours: int = 0, cluster: str | None = None
+) -> Item:
     """The state item for an API description (raises ``Unstorable`` like the processor's path). ``cluster``
     fills ``clusterArn`` when the description has none (DescribeContainerInstances gives none; events do)."""
     detail = as_event_detail(dict(description))
@@ -92,12 +93,13 @@ def targets(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
 def describe(ecs: Any, kind: str, cluster: str, arns: Sequence[str]) -> dict[str, dict[str, Any]]:
     described: dict[str, dict[str, Any]] = {}
     for start in range(0, len(arns), DESCRIBE_LIMIT):
-        chunk = list(arns[start:start + DESCRIBE_LIMIT])
+        chunk = list(arns[start : start + DESCRIBE_LIMIT])
         if kind == TASK:
             found = ecs.describe_tasks(cluster=cluster, tasks=chunk).get("tasks", [])
         else:
-            found = ecs.describe_container_instances(cluster=cluster,
-                                                     containerInstances=chunk).get("containerInstances", [])
+            found = ecs.describe_container_instances(cluster=cluster, containerInstances=chunk).get(
+                "containerInstances", []
+            )
         described.update((r[KEYS[kind]], r) for r in found)
     return described
 
@@ -107,9 +109,13 @@ def put_conditionally(ddb: Any, table: str, item: Item) -> bool:
     from botocore.exceptions import ClientError
 
     try:
-        ddb.put_item(TableName=table, Item=item.attributes, ConditionExpression=CONDITION,
-                     ExpressionAttributeNames={"#k": item.key_name, "#v": "version"},
-                     ExpressionAttributeValues={":v": {"N": str(item.version)}})
+        ddb.put_item(
+            TableName=table,
+            Item=item.attributes,
+            ConditionExpression=CONDITION,
+            ExpressionAttributeNames={"#k": item.key_name, "#v": "version"},
+            ExpressionAttributeValues={":v": {"N": str(item.version)}},
+        )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
             return False
@@ -117,8 +123,15 @@ def put_conditionally(ddb: Any, table: str, item: Item) -> bool:
     return True
 
 
-def repair(ecs: Any, ddb: Any, tables: Mapping[str, str], cluster: str, findings: Sequence[Finding],
-           task_retention_hours: int = 0, now: datetime | None = None) -> list[Repair]:
+def repair(
+    ecs: Any,
+    ddb: Any,
+    tables: Mapping[str, str],
+    cluster: str,
+    findings: Sequence[Finding],
+    task_retention_hours: int = 0,
+    now: datetime | None = None,
+) -> list[Repair]:
     """Describe every repairable resource again and store what the API says; one Repair per target."""
     repairs: list[Repair] = []
     for kind, wanted in targets(findings).items():
@@ -132,14 +145,21 @@ def repair(ecs: Any, ddb: Any, tables: Mapping[str, str], cluster: str, findings
                 repairs.append(Repair(kind, f.arn, "unversioned", f.table_version, why="ECS gave no version"))
                 continue
             try:
-                item = repair_item(kind, description, now or datetime.now(timezone.utc), task_retention_hours,
-                                   cluster)
+                item = repair_item(kind, description, now or datetime.now(timezone.utc), task_retention_hours, cluster)
             except (Unstorable, ValueError, TypeError) as exc:
                 repairs.append(Repair(kind, f.arn, "unstorable", f.table_version, why=str(exc)))
                 continue
             stored = put_conditionally(ddb, tables[kind], item)
-            repairs.append(Repair(kind, f.arn, "repaired" if stored else "newer-in-table", f.table_version,
-                                  item.version, "" if stored else "an event stored this version or a newer one"))
+            repairs.append(
+                Repair(
+                    kind,
+                    f.arn,
+                    "repaired" if stored else "newer-in-table",
+                    f.table_version,
+                    item.version,
+                    "" if stored else "an event stored this version or a newer one",
+                )
+            )
     return sorted(repairs, key=lambda r: (r.kind, r.arn))
 
 

@@ -32,8 +32,17 @@ from processor.core.schema import OWN_TYPES, TASK, Index, index_attributes, kind
 from processor.errors import ConfigError
 
 WAIT_SECONDS = 3600.0
-_BACKFILL_INPUTS = ("taskArn", "clusterArn", "group", "lastStatus", "stoppedAt", "version",
-                    "cluster_part", "cluster_service", "stopped_day")
+_BACKFILL_INPUTS = (
+    "taskArn",
+    "clusterArn",
+    "group",
+    "lastStatus",
+    "stoppedAt",
+    "version",
+    "cluster_part",
+    "cluster_service",
+    "stopped_day",
+)
 
 
 def _wait_table(client: Any, name: str) -> None:
@@ -49,8 +58,14 @@ def index_status(client: Any, table: str, index: str) -> str | None:
     return None
 
 
-def wait_index(client: Any, table: str, index: str, wait_s: float = WAIT_SECONDS,
-               poll_s: float = 5.0, say: Callable[[str], None] = print) -> bool:
+def wait_index(
+    client: Any,
+    table: str,
+    index: str,
+    wait_s: float = WAIT_SECONDS,
+    poll_s: float = 5.0,
+    say: Callable[[str], None] = print,
+) -> bool:
     """Poll DescribeTable until ``index`` is ACTIVE (True) or ``wait_s`` passes (False)."""
     deadline = time.monotonic() + wait_s
     reported = ""
@@ -71,10 +86,12 @@ def add_index(client: Any, table: str, index: Index) -> None:
     (DynamoDB needs only the new keys; moto replaces the table's definitions with the ones given)."""
     have = client.describe_table(TableName=table)["Table"].get("AttributeDefinitions") or []
     names = {a["AttributeName"] for a in have}
-    definitions = have + [{"AttributeName": key, "AttributeType": OWN_TYPES[key]} for key in index.keys
-                          if key not in names]
-    client.update_table(TableName=table, AttributeDefinitions=definitions,
-                        GlobalSecondaryIndexUpdates=[{"Create": index.spec()}])
+    definitions = have + [
+        {"AttributeName": key, "AttributeType": OWN_TYPES[key]} for key in index.keys if key not in names
+    ]
+    client.update_table(
+        TableName=table, AttributeDefinitions=definitions, GlobalSecondaryIndexUpdates=[{"Create": index.spec()}]
+    )
 
 
 def backfill(client: Any, table: str) -> tuple[int, int]:
@@ -84,8 +101,9 @@ def backfill(client: Any, table: str) -> tuple[int, int]:
 
     names = {f"#a{i}": name for i, name in enumerate(_BACKFILL_INPUTS)}
     updated = skipped = 0
-    pages = client.get_paginator("scan").paginate(TableName=table, ProjectionExpression=", ".join(names),
-                                                  ExpressionAttributeNames=names)
+    pages = client.get_paginator("scan").paginate(
+        TableName=table, ProjectionExpression=", ".join(names), ExpressionAttributeNames=names
+    )
     for page in pages:
         for low in page.get("Items", []):
             item = plain(deserialize(low))
@@ -95,7 +113,8 @@ def backfill(client: Any, table: str) -> tuple[int, int]:
                 continue
             values: dict[str, Any] = {f":d{i}": {"S": value} for i, value in enumerate(changes.values())}
             request: dict[str, Any] = {
-                "TableName": table, "Key": {"taskArn": low["taskArn"]},
+                "TableName": table,
+                "Key": {"taskArn": low["taskArn"]},
                 "UpdateExpression": "SET " + ", ".join(f"#d{i} = :d{i}" for i in range(len(changes))),
                 "ExpressionAttributeNames": {f"#d{i}": name for i, name in enumerate(changes)} | {"#v": "version"},
             }
@@ -115,8 +134,13 @@ def backfill(client: Any, table: str) -> tuple[int, int]:
     return updated, skipped
 
 
-def ensure_tables(settings: Settings, client: Any | None = None, wait: bool = True, force_backfill: bool = False,
-                  say: Callable[[str], None] = lambda line: None) -> list[str]:
+def ensure_tables(
+    settings: Settings,
+    client: Any | None = None,
+    wait: bool = True,
+    force_backfill: bool = False,
+    say: Callable[[str], None] = lambda line: None,
+) -> list[str]:
     """Create any of our tables that does not exist and add what an existing one lacks; returns every change made,
     one line each. Safe to run again (a second run changes nothing)."""
     client = client or aws.client("dynamodb")
@@ -133,8 +157,10 @@ def ensure_tables(settings: Settings, client: Any | None = None, wait: bool = Tr
         try:
             client.create_table(**spec)
             created.append(spec["TableName"])
-            change(f"created table {spec['TableName']}"
-                   + "".join(f" with index {i['IndexName']}" for i in spec.get("GlobalSecondaryIndexes", [])))
+            change(
+                f"created table {spec['TableName']}"
+                + "".join(f" with index {i['IndexName']}" for i in spec.get("GlobalSecondaryIndexes", []))
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceInUseException":
                 raise
@@ -147,22 +173,28 @@ def ensure_tables(settings: Settings, client: Any | None = None, wait: bool = Tr
         if name in created or kind not in (TASK, "instance"):
             continue
         _wait_table(client, name)
-        have = {gsi["IndexName"] for gsi in client.describe_table(TableName=name)["Table"].get(
-            "GlobalSecondaryIndexes") or []}
+        have = {
+            gsi["IndexName"]
+            for gsi in client.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes") or []
+        }
         for index in (i for i in indexes if i.kind == kind and i.name not in have):
             try:
                 add_index(client, name, index)
             except ClientError as exc:
                 if exc.response["Error"]["Code"] not in ("LimitExceededException", "ResourceInUseException"):
                     raise
-                change(f"table {name}: index {index.name} not added yet: {exc.response['Error']['Message']}; "
-                       f"run `ecs-state setup` again once the index being built is ACTIVE")
+                change(
+                    f"table {name}: index {index.name} not added yet: {exc.response['Error']['Message']}; "
+                    f"run `ecs-state setup` again once the index being built is ACTIVE"
+                )
                 continue
             added_task_index |= kind == TASK
             change(f"table {name}: adding index {index.name} (for {index.serves})")
             if not wait:
-                change(f"table {name}: index {index.name} is building (--no-wait); the commands that query it work "
-                       f"once it is ACTIVE (aws dynamodb describe-table --table-name {name})")
+                change(
+                    f"table {name}: index {index.name} is building (--no-wait); the commands that query it work "
+                    f"once it is ACTIVE (aws dynamodb describe-table --table-name {name})"
+                )
             elif wait_index(client, name, index.name, say=say):
                 change(f"table {name}: index {index.name} is ACTIVE")
             else:
@@ -170,32 +202,45 @@ def ensure_tables(settings: Settings, client: Any | None = None, wait: bool = Tr
     if settings.task_retention_hours:
         ttl = client.describe_time_to_live(TableName=settings.task_table)["TimeToLiveDescription"]
         if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-            client.update_time_to_live(TableName=settings.task_table,
-                                       TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+            client.update_time_to_live(
+                TableName=settings.task_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+            )
             change(f"table {settings.task_table}: TTL on expires_at enabled")
         elif ttl.get("AttributeName") != "expires_at":
-            raise ConfigError(f"table {settings.task_table} has TTL on {ttl.get('AttributeName')}, not expires_at; "
-                              f"turn it off (update-time-to-live) before setting ecsState.taskRetentionHours")
+            raise ConfigError(
+                f"table {settings.task_table} has TTL on {ttl.get('AttributeName')}, not expires_at; "
+                f"turn it off (update-time-to-live) before setting ecsState.taskRetentionHours"
+            )
     if (added_task_index or force_backfill) and settings.task_table not in created:
         updated, skipped = backfill(client, settings.task_table)
         if updated or skipped:
-            change(f"table {settings.task_table}: derived index keys added to {updated} items written before "
-                   f"({skipped} rewritten by the processor meanwhile, which have them)")
+            change(
+                f"table {settings.task_table}: derived index keys added to {updated} items written before "
+                f"({skipped} rewritten by the processor meanwhile, which have them)"
+            )
     return changes
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "setup", help="create the tables, or add what existing ones lack (idempotent, online)",
+        "setup",
+        help="create the tables, or add what existing ones lack (idempotent, online)",
         description="Create the state and dead-letter tables; on existing tables (e.g. the documented Lambda's) "
-                    "add the missing read indexes one at a time (UpdateTable, online) and the TTL when configured. "
-                    "Never deletes or recreates a table.")
+        "add the missing read indexes one at a time (UpdateTable, online) and the TTL when configured. "
+        "Never deletes or recreates a table.",
+    )
     parser.add_argument("--properties", help="properties file with ecsState.* keys (default: defaults)")
-    parser.add_argument("--no-wait", action="store_true",
-                        help="do not wait until an added index is ACTIVE (then only one index is added per run)")
-    parser.add_argument("--backfill", action="store_true",
-                        help="add the derived index keys to every task item lacking them (done by itself when an "
-                             "index was added in this run)")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="do not wait until an added index is ACTIVE (then only one index is added per run)",
+    )
+    parser.add_argument(
+        "--backfill",
+        action="store_true",
+        help="add the derived index keys to every task item lacking them (done by itself when an "
+        "index was added in this run)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -209,6 +254,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     changes = ensure_tables(settings, wait=not args.no_wait, force_backfill=args.backfill, say=say)
     if not changes:
         say(f"tables up to date: {settings.task_table}, {settings.instance_table}, {settings.dead_letter_table}")
-    logs.log("setup", changes=changes, tables=[settings.task_table, settings.instance_table,
-                                                settings.dead_letter_table])
+    logs.log(
+        "setup", changes=changes, tables=[settings.task_table, settings.instance_table, settings.dead_letter_table]
+    )
     return 0

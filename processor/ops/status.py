@@ -44,8 +44,10 @@ def lease_settings(path: str | None) -> tuple[str, int]:
 
     path = path or os.environ.get(PROPERTIES_ENV)
     if not path:
-        raise ConfigError(f"status needs the workers' properties file (for applicationName): pass --properties or "
-                          f"set {PROPERTIES_ENV}")
+        raise ConfigError(
+            f"status needs the workers' properties file (for applicationName): pass --properties or "
+            f"set {PROPERTIES_ENV}"
+        )
     props = read_properties(path)
     application = props.get("applicationName", "").strip()
     if not application:
@@ -63,27 +65,40 @@ def lease_settings(path: str | None) -> tuple[str, int]:
 def read_leases(ddb: Any, table: str) -> dict[str, Lease]:
     try:
         pages = ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
-        return by_shard(lease_from_item(item) for page in pages for item in page.get("Items", [])
-                        if "leaseKey" in item)
+        return by_shard(lease_from_item(item) for page in pages for item in page.get("Items", []) if "leaseKey" in item)
     except ddb.exceptions.ResourceNotFoundException:
-        raise ReadError(f"lease table {table} does not exist: no worker with applicationName {table} has started "
-                        f"in this account and region") from None
+        raise ReadError(
+            f"lease table {table} does not exist: no worker with applicationName {table} has started "
+            f"in this account and region"
+        ) from None
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "status", help="KCL's leases: owner, checkpoint, parents per shard; --check for a liveness probe",
+        "status",
+        help="KCL's leases: owner, checkpoint, parents per shard; --check for a liveness probe",
         description="One row per shard from KCL's lease table (named by applicationName). --check reads it "
-                    "twice, failoverTimeMillis apart, and exits 1 when a shard had no live owner that long.")
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 when an unfinished shard's lease was not renewed or taken for "
-                             "failoverTimeMillis (takes that long)")
-    parser.add_argument("--liveness", action="store_true",
-                        help="the container health check of the worker on this host: exit 1 when its daemon or a "
-                             "shard processor is stuck (heartbeat files in $ECS_STATE_HEARTBEAT_DIR; no AWS call)")
+        "twice, failoverTimeMillis apart, and exits 1 when a shard had no live owner that long.",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when an unfinished shard's lease was not renewed or taken for "
+        "failoverTimeMillis (takes that long)",
+    )
+    parser.add_argument(
+        "--liveness",
+        action="store_true",
+        help="the container health check of the worker on this host: exit 1 when its daemon or a "
+        "shard processor is stuck (heartbeat files in $ECS_STATE_HEARTBEAT_DIR; no AWS call)",
+    )
     parser.add_argument("--output", choices=("json", "table"), default="table")
-    parser.add_argument("--properties", default=None, metavar="PATH",
-                        help="the workers' KCL properties file (default: $ECS_STATE_PROPERTIES)")
+    parser.add_argument(
+        "--properties",
+        default=None,
+        metavar="PATH",
+        help="the workers' KCL properties file (default: $ECS_STATE_PROPERTIES)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -113,6 +128,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except (ClientError, BotoCoreError) as exc:
         print(f"ecs-state status: {describe(exc)}", file=sys.stderr)
         return 2
-    out.write(to_json(to_dict(table, leases, verdicts)) + "\n" if args.output == "json"
-              else render_status(table, leases, verdicts))
+    out.write(
+        to_json(to_dict(table, leases, verdicts)) + "\n"
+        if args.output == "json"
+        else render_status(table, leases, verdicts)
+    )
     return 1 if verdicts is not None and problems(verdicts, leases, table) else 0

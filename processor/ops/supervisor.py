@@ -51,8 +51,15 @@ class Outcome:
 class Supervisor:
     """Runs the daemon, forwards signals to the Java process only, pumps its log."""
 
-    def __init__(self, command: list[str], env: Mapping[str, str], watch_level: str,
-                 daemon_log: IO[str] | None, out: IO[str], metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        env: Mapping[str, str],
+        watch_level: str,
+        daemon_log: IO[str] | None,
+        out: IO[str],
+        metrics: Metrics | None = None,
+    ) -> None:
         self.command = command
         self.env = dict(env)
         self.watch_level = watch_level
@@ -99,8 +106,13 @@ class Supervisor:
                 except OSError as exc:
                     if not self._beat_warned:
                         self._beat_warned = True
-                        log("heartbeat_failed", level="WARNING", path=str(self.heartbeats), error=str(exc),
-                            note="the container health check will report this worker unhealthy")
+                        log(
+                            "heartbeat_failed",
+                            level="WARNING",
+                            path=str(self.heartbeats),
+                            error=str(exc),
+                            note="the container health check will report this worker unhealthy",
+                        )
             now = time.time()
             if self.metrics is not None and int(now // 60) != minute:
                 minute = int(now // 60)
@@ -118,9 +130,15 @@ class Supervisor:
                 clear_shards(self.heartbeats)
             except OSError:
                 pass
-        self.proc = subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=die_with_parent())
+        self.proc = subprocess.Popen(
+            self.command,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
         log("daemon.started", pid=self.proc.pid)
         assert self.proc.stdout is not None
         pump = threading.Thread(target=self._pump, args=(self.proc.stdout, watch), name="daemon-log", daemon=True)
@@ -133,9 +151,16 @@ class Supervisor:
         return Outcome(code, watch, self.stopping.is_set(), time.monotonic() - started)
 
 
-def run_daemon(properties: Path, log_level: str = "INFO", restart_on_failure: bool = False,
-               daemon_log: Path | None = None, jars: str | None = None, jvm_args: Sequence[str] = (),
-               env: Mapping[str, str] | None = None, out: IO[str] | None = None) -> int:
+def run_daemon(
+    properties: Path,
+    log_level: str = "INFO",
+    restart_on_failure: bool = False,
+    daemon_log: Path | None = None,
+    jars: str | None = None,
+    jvm_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    out: IO[str] | None = None,
+) -> int:
     env = dict(os.environ if env is None else env)
     out = out or sys.stderr
     properties = properties.resolve()
@@ -147,9 +172,13 @@ def run_daemon(properties: Path, log_level: str = "INFO", restart_on_failure: bo
             print(f"ecs-state run: {line}", file=out)
         return LaunchError.exit_code
     if props.get("retrievalMode", "").upper() != "POLLING":
-        log("daemon.retrieval_mode", level="WARNING", retrievalMode=props.get("retrievalMode"),
+        log(
+            "daemon.retrieval_mode",
+            level="WARNING",
+            retrievalMode=props.get("retrievalMode"),
             note="unset or FANOUT uses enhanced fan-out (SubscribeToShard); set retrievalMode = POLLING "
-                 "unless that is wanted")
+            "unless that is wanted",
+        )
     command = java_command(java, jars_dir, properties, LOGBACK_XML, level, jvm_args)
     log_file = open(daemon_log, "a", encoding="utf-8") if daemon_log else None
     settings = load_settings(properties, env=child_env)  # preflight has checked it
@@ -163,9 +192,14 @@ def run_daemon(properties: Path, log_level: str = "INFO", restart_on_failure: bo
             outcome = supervisor.run_once()
             watch = outcome.watch
             problem = watch.diagnosis(outcome.code, outcome.signalled)
-            log("daemon.exited", code=outcome.code, seconds=round(outcome.seconds, 1),
-                processors_initialized=watch.processors_initialized, shards=watch.shards,
-                signalled=outcome.signalled)
+            log(
+                "daemon.exited",
+                code=outcome.code,
+                seconds=round(outcome.seconds, 1),
+                processors_initialized=watch.processors_initialized,
+                shards=watch.shards,
+                signalled=outcome.signalled,
+            )
             if problem:
                 print(f"ecs-state run: {problem}", file=out)
             code = 1 if (outcome.code == 0 and problem) else outcome.code
@@ -202,23 +236,40 @@ def die_with_parent() -> Callable[[], None] | None:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "run", help="run the KCL MultiLangDaemon with a properties file (the processors are ecs-state-processor)",
+        "run",
+        help="run the KCL MultiLangDaemon with a properties file (the processors are ecs-state-processor)",
         description="Start the KCL MultiLangDaemon (Java) for the given properties file and supervise it. "
-                    "SIGTERM / Ctrl-C start its graceful shutdown (a second one kills it). The exit code is the "
-                    "daemon's.")
+        "SIGTERM / Ctrl-C start its graceful shutdown (a second one kills it). The exit code is the "
+        "daemon's.",
+    )
     parser.add_argument("--properties", required=True, type=Path, help="KCL properties file")
-    parser.add_argument("--log-level", default="INFO", help="daemon log level: TRACE, DEBUG, INFO (default), "
-                                                            "WARN, ERROR")
-    parser.add_argument("--restart-on-failure", action="store_true",
-                        help="start the daemon again (backing off 1 s .. 30 s) when it exits with an error, "
-                             "e.g. after a record processor failed; it resumes from the last checkpoint")
+    parser.add_argument(
+        "--log-level", default="INFO", help="daemon log level: TRACE, DEBUG, INFO (default), WARN, ERROR"
+    )
+    parser.add_argument(
+        "--restart-on-failure",
+        action="store_true",
+        help="start the daemon again (backing off 1 s .. 30 s) when it exits with an error, "
+        "e.g. after a record processor failed; it resumes from the last checkpoint",
+    )
     parser.add_argument("--daemon-log", type=Path, help="append every line the daemon writes to this file")
     parser.add_argument("--jars", help=f"folder of the KCL jars (default: ${JARS_ENV} or amazon_kclpy/jars)")
-    parser.add_argument("--jvm-arg", action="append", default=[], metavar="ARG",
-                        help="extra JVM argument, e.g. --jvm-arg=-Xmx512m (repeatable)")
+    parser.add_argument(
+        "--jvm-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra JVM argument, e.g. --jvm-arg=-Xmx512m (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_daemon(args.properties, log_level=args.log_level, restart_on_failure=args.restart_on_failure,
-                      daemon_log=args.daemon_log, jars=args.jars, jvm_args=args.jvm_arg)
+    return run_daemon(
+        args.properties,
+        log_level=args.log_level,
+        restart_on_failure=args.restart_on_failure,
+        daemon_log=args.daemon_log,
+        jars=args.jars,
+        jvm_args=args.jvm_arg,
+    )

@@ -54,37 +54,32 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 import ssl
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 from urllib.parse import quote, urlsplit
 
 import botocore.session
 import orjson
-from botocore.config import Config
-from botocore.httpsession import ProxyConfiguration
-from botocore.utils import get_environ_proxies, normalize_url_path
+from botocore.utils import normalize_url_path
 
 from processor.errors import ConfigError, EcsStateError
+from processor.shard.dynamodb_endpoint import SERVICE, _proxy, resolve, resolve_ca_bundle, resolve_region
 from processor.shard.http_connection import (
     ConnectFailed,
     ConnectionPool,
     ConnectTimeout,
     HttpError,
     HttpReply,
-    Proxy,
     ReadTimeout,
     TlsFailed,
 )
 
-SERVICE = "dynamodb"
 CONTENT_TYPE = "application/x-amz-json-1.0"
 TARGET_PREFIX = "DynamoDB_20120810."
 ALGORITHM = "AWS4-HMAC-SHA256"
-_SCOPE = re.compile(r"Credential=[^/]*/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 
 class TransportError(EcsStateError):
@@ -176,108 +171,22 @@ def _hmac(key: bytes, text: str) -> bytes:
     return hmac.new(key, text.encode(), hashlib.sha256).digest()
 
 
-def resolve_region(session: botocore.session.Session, region: str | None = None) -> str:
-    """The argument, else ``AWS_REGION``, else botocore's (``AWS_DEFAULT_REGION``, the profile's region)."""
-    found = region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
-    if not found:
-        raise ConfigError("DynamoDB: no region; set AWS_REGION (or AWS_DEFAULT_REGION, or the profile's region)")
-    return str(found)
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """What botocore would do for a DynamoDB request: the URL it sends to, the region and service name it signs
-    with, and the proxy it goes through (None: direct)."""
-
-    url: str
-    signing_region: str
-    signing_name: str = SERVICE
-    proxy_url: str | None = None
-    proxy_headers: dict[str, str] = field(default_factory=dict)
-
-
-class _Captured(Exception):
-    def __init__(self, url: str, authorization: str) -> None:
-        super().__init__(url)
-        self.url, self.authorization = url, authorization
-
-
-def resolve(session: botocore.session.Session, region: str, endpoint_url: str | None = None) -> Resolved:
-    """Build a botocore DynamoDB client and capture the request it would send for a ``PutItem`` (module
-    docstring): its URL and signing scope, and the proxy botocore would take for it. Nothing is sent."""
-    how_to_fix = ("fix AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL / the profile's endpoint_url, AWS_REGION, "
-                  "AWS_USE_FIPS_ENDPOINT, AWS_USE_DUALSTACK_ENDPOINT, AWS_ACCOUNT_ID_ENDPOINT_MODE or unset them")
-    try:
-        client = session.create_client(SERVICE, region_name=region, endpoint_url=endpoint_url,
-                                       config=Config(retries={"total_max_attempts": 1}))
-    except Exception as exc:  # NoRegionError, an invalid endpoint URL, a bad setting
-        raise ConfigError(f"DynamoDB: botocore cannot build a client ({type(exc).__name__}: {exc}); "
-                          f"{how_to_fix}") from exc
-
-    def capture(request: Any, **_: Any) -> None:
-        authorization = request.headers.get("Authorization", "")
-        if isinstance(authorization, bytes):
-            authorization = authorization.decode("latin-1")
-        raise _Captured(request.url, str(authorization))
-
-    client.meta.events.register_first("before-send.dynamodb.PutItem", capture)
-    try:
-        client.put_item(TableName="ecs-state-endpoint-probe", Item={})
-    except _Captured as got:
-        captured = got
-    except Exception as exc:  # the ruleset refused the settings (e.g. an account ID required and none known)
-        raise ConfigError(f"DynamoDB: botocore cannot resolve the endpoint ({type(exc).__name__}: {exc}); "
-                          f"{how_to_fix}") from exc
-    else:  # pragma: no cover - botocore sent nothing and raised nothing
-        raise ConfigError("DynamoDB: botocore resolved no request to capture")
-    finally:
-        static_url = str(client.meta.endpoint_url)
-        client.close()
-    scope = _SCOPE.search(captured.authorization)
-    if scope is None:
-        raise ConfigError(f"DynamoDB: botocore signs without SigV4 here ({captured.authorization[:60]!r}); "
-                          f"{how_to_fix}")
-    # botocore decides the proxy from the client's static endpoint URL, and picks it by the request's scheme
-    proxies = ProxyConfiguration(proxies=get_environ_proxies(static_url))
-    proxy_url = proxies.proxy_url_for(captured.url)
-    headers = dict(proxies.proxy_headers_for(proxy_url)) if proxy_url else {}
-    return Resolved(captured.url, scope.group(1), scope.group(2), proxy_url or None, headers)
-
-
-def resolve_ca_bundle(session: botocore.session.Session, ca_bundle: str | None = None) -> str | None:
-    """The argument, else ``AWS_CA_BUNDLE`` / the profile's ``ca_bundle``, else certifi's (botocore's default)."""
-    found = ca_bundle or session.get_config_variable("ca_bundle")
-    if found:
-        return str(found)
-    try:
-        import certifi
-    except ImportError:  # the system store (ssl's default certificates)
-        return None
-    return str(certifi.where())
-
-
-def _proxy(proxy_url: str | None, headers: Mapping[str, str]) -> Proxy | None:
-    if not proxy_url:
-        return None
-    try:
-        url = urlsplit(proxy_url)
-        host, port = url.hostname or "", url.port or 80
-    except ValueError:
-        host, port = "", 0
-    if url.scheme != "http" or not host:
-        raise ConfigError(f"proxy {proxy_url!r} (HTTPS_PROXY / HTTP_PROXY) is not an http:// proxy URL; the "
-                          f"DynamoDB client tunnels TLS through a plain http proxy only: use http://host:port, "
-                          f"or list the endpoint in NO_PROXY")
-    return Proxy(host, port, dict(headers))
-
-
 class DynamoDBHttp:
     """A DynamoDB client for JSON requests; the module docstring states its rules. Build one per process with
     :meth:`from_environment` (construction resolves settings through botocore, ~0.1 s) and share it."""
 
-    def __init__(self, region: str, endpoint_url: str, *, session: botocore.session.Session | None = None,
-                 pool: int = 16, timeout_s: float = 10.0, ca_bundle: str | None = None,
-                 proxy_url: str | None = None, proxy_headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        region: str,
+        endpoint_url: str,
+        *,
+        session: botocore.session.Session | None = None,
+        pool: int = 16,
+        timeout_s: float = 10.0,
+        ca_bundle: str | None = None,
+        proxy_url: str | None = None,
+        proxy_headers: Mapping[str, str] | None = None,
+    ) -> None:
         """``region`` is the region requests are signed for; ``endpoint_url`` the URL they are sent to
         (:meth:`from_environment` takes both from botocore)."""
         self.region = region
@@ -287,8 +196,10 @@ class DynamoDBHttp:
         self.session = session or botocore.session.get_session()
         credentials = self.session.get_credentials()
         if credentials is None:
-            raise ConfigError("DynamoDB: no AWS credentials in the standard chain (environment, shared files, "
-                              "container or instance role, SSO...); give the worker credentials")
+            raise ConfigError(
+                "DynamoDB: no AWS credentials in the standard chain (environment, shared files, "
+                "container or instance role, SSO...); give the worker credentials"
+            )
         self._credentials = credentials
         try:
             url = urlsplit(endpoint_url)
@@ -296,8 +207,10 @@ class DynamoDBHttp:
         except ValueError:
             scheme, host, explicit_port = "", "", None
         if scheme not in ("http", "https") or not host:
-            raise ConfigError(f"DynamoDB endpoint {endpoint_url!r} is not an http(s) URL; fix "
-                              f"AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL or unset them")
+            raise ConfigError(
+                f"DynamoDB endpoint {endpoint_url!r} is not an http(s) URL; fix "
+                f"AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL or unset them"
+            )
         default_port = 443 if scheme == "https" else 80
         port = explicit_port or default_port
         shown = f"[{host}]" if ":" in host else host
@@ -308,26 +221,48 @@ class DynamoDBHttp:
         # through an http proxy, plain http goes in absolute form; https goes through a CONNECT tunnel
         absolute = proxy is not None and scheme == "http"
         target = f"http://{self._host_header}{request_path}" if absolute else request_path
-        extra = "".join(f"{k}: {v}\r\n" for k, v in proxy.headers.items()) + "Connection: close\r\n" \
-            if proxy and absolute else ""
+        extra = (
+            "".join(f"{k}: {v}\r\n" for k, v in proxy.headers.items()) + "Connection: close\r\n"
+            if proxy and absolute
+            else ""
+        )
         self.request_target = target  # what the request line names: the path, or the absolute URL via a proxy
         self._head = f"POST {target} HTTP/1.1\r\nAccept-Encoding: identity\r\n{extra}"
         self._scope_tail = f"/{region}/{SERVICE}/aws4_request"
         self._signing_key: _SigningKey | None = None
         if scheme == "https" and ca_bundle and not (os.path.isfile(ca_bundle) and os.access(ca_bundle, os.R_OK)):
-            raise ConfigError(f"CA bundle {ca_bundle!r} (AWS_CA_BUNDLE / the profile's ca_bundle) is missing or "
-                              f"unreadable; point it at a readable PEM file or unset it")
+            raise ConfigError(
+                f"CA bundle {ca_bundle!r} (AWS_CA_BUNDLE / the profile's ca_bundle) is missing or "
+                f"unreadable; point it at a readable PEM file or unset it"
+            )
         try:
-            self._http = ConnectionPool(scheme, host, port, timeout_s=timeout_s, maxsize=pool, ca_file=ca_bundle,
-                                        proxy=proxy, keep_alive=not absolute)
+            self._http = ConnectionPool(
+                scheme,
+                host,
+                port,
+                timeout_s=timeout_s,
+                maxsize=pool,
+                ca_file=ca_bundle,
+                proxy=proxy,
+                keep_alive=not absolute,
+            )
         except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(f"CA bundle {ca_bundle!r} (AWS_CA_BUNDLE / the profile's ca_bundle) cannot be "
-                              f"loaded ({exc}); point it at a readable PEM file or unset it") from exc
+            raise ConfigError(
+                f"CA bundle {ca_bundle!r} (AWS_CA_BUNDLE / the profile's ca_bundle) cannot be "
+                f"loaded ({exc}); point it at a readable PEM file or unset it"
+            ) from exc
 
     @classmethod
-    def from_environment(cls, *, region: str | None = None, endpoint_url: str | None = None,
-                         session: botocore.session.Session | None = None, ca_bundle: str | None = None,
-                         pool: int = 16, timeout_s: float = 10.0) -> DynamoDBHttp:
+    def from_environment(
+        cls,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        session: botocore.session.Session | None = None,
+        ca_bundle: str | None = None,
+        pool: int = 16,
+        timeout_s: float = 10.0,
+    ) -> DynamoDBHttp:
         """Region, endpoint, proxy and CA bundle resolved by botocore (see the module docstring)."""
         session = session or botocore.session.get_session()
         try:  # resolving the endpoint signs a probe: credentials that fail now are transient, not configuration
@@ -335,15 +270,25 @@ class DynamoDBHttp:
             if credentials is not None:
                 credentials.get_frozen_credentials()
         except Exception as exc:
-            raise TransportError("start", f"resolving AWS credentials failed: {type(exc).__name__}: {exc}",
-                                 maybe_applied=False) from exc
+            raise TransportError(
+                "start", f"resolving AWS credentials failed: {type(exc).__name__}: {exc}", maybe_applied=False
+            ) from exc
         if credentials is None:
-            raise ConfigError("DynamoDB: no AWS credentials in the standard chain (environment, shared files, "
-                              "container or instance role, SSO...); give the worker credentials")
+            raise ConfigError(
+                "DynamoDB: no AWS credentials in the standard chain (environment, shared files, "
+                "container or instance role, SSO...); give the worker credentials"
+            )
         found = resolve(session, resolve_region(session, region), endpoint_url)
-        return cls(found.signing_region, found.url, session=session, pool=pool, timeout_s=timeout_s,
-                   ca_bundle=resolve_ca_bundle(session, ca_bundle), proxy_url=found.proxy_url,
-                   proxy_headers=found.proxy_headers)
+        return cls(
+            found.signing_region,
+            found.url,
+            session=session,
+            pool=pool,
+            timeout_s=timeout_s,
+            ca_bundle=resolve_ca_bundle(session, ca_bundle),
+            proxy_url=found.proxy_url,
+            proxy_headers=found.proxy_headers,
+        )
 
     # -- operations -------------------------------------------------------------------------------------------
 
@@ -366,14 +311,15 @@ class DynamoDBHttp:
         try:
             reply = self._http.request(head.encode("latin-1"), body)
         except (ConnectTimeout, ReadTimeout) as exc:
-            raise TransportTimeout(operation, f"timed out ({exc})",
-                                   maybe_applied=isinstance(exc, ReadTimeout)) from exc
+            raise TransportTimeout(operation, f"timed out ({exc})", maybe_applied=isinstance(exc, ReadTimeout)) from exc
         except TlsFailed as exc:
-            raise TransportError(operation, f"TLS failure with {self.endpoint_url}: {exc}",
-                                 maybe_applied=False) from exc
+            raise TransportError(
+                operation, f"TLS failure with {self.endpoint_url}: {exc}", maybe_applied=False
+            ) from exc
         except ConnectFailed as exc:
-            raise TransportError(operation, f"cannot connect to {self.endpoint_url}: {exc}",
-                                 maybe_applied=False) from exc
+            raise TransportError(
+                operation, f"cannot connect to {self.endpoint_url}: {exc}", maybe_applied=False
+            ) from exc
         except HttpError as exc:
             raise TransportError(operation, f"{type(exc).__name__}: {exc}") from exc
         return self._response(operation, reply)
@@ -399,8 +345,11 @@ class DynamoDBHttp:
         try:
             creds = self._credentials.get_frozen_credentials()
         except Exception as exc:  # whatever the provider raises (ClientError, JSONDecodeError...): transient
-            raise TransportError(target.rsplit(".", 1)[-1], f"refreshing AWS credentials failed: "
-                                 f"{type(exc).__name__}: {exc}", maybe_applied=False) from exc
+            raise TransportError(
+                target.rsplit(".", 1)[-1],
+                f"refreshing AWS credentials failed: {type(exc).__name__}: {exc}",
+                maybe_applied=False,
+            ) from exc
         if amz_date is None:
             amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         date = amz_date[:8]
@@ -422,10 +371,14 @@ class DynamoDBHttp:
         scope = date + self._scope_tail
         to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         signature = hmac.new(cached.key, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers = {"Host": self._host_header, "Content-Type": CONTENT_TYPE, "X-Amz-Date": amz_date,
-                   "X-Amz-Target": target,
-                   "Authorization": f"{ALGORITHM} Credential={creds.access_key}/{scope}, SignedHeaders={signed}, "
-                                    f"Signature={signature}"}
+        headers = {
+            "Host": self._host_header,
+            "Content-Type": CONTENT_TYPE,
+            "X-Amz-Date": amz_date,
+            "X-Amz-Target": target,
+            "Authorization": f"{ALGORITHM} Credential={creds.access_key}/{scope}, SignedHeaders={signed}, "
+            f"Signature={signature}",
+        }
         if token:
             headers["X-Amz-Security-Token"] = token
         return headers
@@ -451,8 +404,7 @@ class DynamoDBHttp:
         if not isinstance(body, dict):
             if reply.status == 200:
                 raise TransportError(operation, f"HTTP 200 with a reply that is not a JSON object: {data[:200]!r}")
-            return Response(reply.status, f"HTTP{reply.status}", data[:500].decode("utf-8", "replace"), {},
-                            request_id)
+            return Response(reply.status, f"HTTP{reply.status}", data[:500].decode("utf-8", "replace"), {}, request_id)
         if reply.status == 200:
             return Response(200, "", "", body, request_id)
         raw = body.get("__type") or reply.headers.get("x-amzn-errortype", "") or f"HTTP{reply.status}"

@@ -30,16 +30,33 @@ from processor.shard.dynamodb_http import Response
 STALE, RECORD, TRANSIENT = "stale", "record", "transient"
 
 #: DynamoDB refused this item (a request we built from one record): the record's fault
-RECORD_CODES = frozenset({"ValidationException", "ValidationError", "SerializationException",
-                          "ItemCollectionSizeLimitExceededException", "InvalidParameterValue",
-                          "InvalidParameterCombination", "MissingParameter"})
+RECORD_CODES = frozenset(
+    {
+        "ValidationException",
+        "ValidationError",
+        "SerializationException",
+        "ItemCollectionSizeLimitExceededException",
+        "InvalidParameterValue",
+        "InvalidParameterCombination",
+        "MissingParameter",
+    }
+)
 #: transient like any other unknown code, and counted as throttling in the flush line
-THROTTLE_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
-                            "RequestLimitExceeded", "Throttling", "ThrottledException", "SlowDown"})
+THROTTLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottledException",
+        "SlowDown",
+    }
+)
 #: a table, permission or credential problem: transient after a successful start (an operator's fix, or AWS's,
 #: brings it back); the start-up check turns these codes into a configuration error
-CONFIG_CODES = frozenset({"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException",
-                          "InvalidSignatureException"})
+CONFIG_CODES = frozenset(
+    {"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException"}
+)
 
 
 @dataclass(frozen=True)

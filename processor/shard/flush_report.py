@@ -48,8 +48,11 @@ class FlushReport:
 
     def stats(self) -> dict[str, Any]:
         """The counters and timings only (what the metrics sink takes)."""
-        return {k: v for k, v in self.fields().items()
-                if k not in ("shard", "reason", "firstSequenceNumber", "lastSequenceNumber")}
+        return {
+            k: v
+            for k, v in self.fields().items()
+            if k not in ("shard", "reason", "firstSequenceNumber", "lastSequenceNumber")
+        }
 
     @classmethod
     def from_fields(cls, record: dict[str, Any]) -> FlushReport:

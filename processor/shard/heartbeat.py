@@ -84,9 +84,15 @@ class ShardHeartbeat:
             path.touch()
         except OSError as exc:
             self._broken = True
-            log_safely("heartbeat_failed", level="WARNING", shard=self.shard_id, path=str(path),
-                       error=f"{exc.strerror or exc}", note="no more heartbeats from this processor; the container "
-                                                            "health check will report the worker unhealthy")
+            log_safely(
+                "heartbeat_failed",
+                level="WARNING",
+                shard=self.shard_id,
+                path=str(path),
+                error=f"{exc.strerror or exc}",
+                note="no more heartbeats from this processor; the container "
+                "health check will report the worker unhealthy",
+            )
 
     def stop(self) -> None:
         """The processor gave the shard up: no file, so the probe does not wait for it."""
@@ -121,13 +127,18 @@ def judge(ages: Mapping[str, float | None], stale_s: float = DEFAULT_STALE_S) ->
     """Pure: ``ages`` maps file name -> seconds since it was touched (None: the worker file is missing)."""
     worker = ages.get(WORKER_FILE)
     if worker is None:
-        return Verdict(False, f"no {WORKER_FILE} heartbeat: ecs-state run is not running, or runs without "
-                              f"{HEARTBEAT_ENV}")
+        return Verdict(
+            False, f"no {WORKER_FILE} heartbeat: ecs-state run is not running, or runs without {HEARTBEAT_ENV}"
+        )
     if worker > stale_s:
-        return Verdict(False, f"the worker's heartbeat is {worker:.0f} s old (> {stale_s:.0f} s): its KCL daemon is "
-                              f"not running")
-    stale = sorted((name.removeprefix(SHARD_PREFIX), age) for name, age in ages.items()
-                   if name.startswith(SHARD_PREFIX) and age is not None and age > stale_s)
+        return Verdict(
+            False, f"the worker's heartbeat is {worker:.0f} s old (> {stale_s:.0f} s): its KCL daemon is not running"
+        )
+    stale = sorted(
+        (name.removeprefix(SHARD_PREFIX), age)
+        for name, age in ages.items()
+        if name.startswith(SHARD_PREFIX) and age is not None and age > stale_s
+    )
     if stale:
         shown = ", ".join(f"{shard} {age:.0f} s" for shard, age in stale[:5])
         return Verdict(False, f"{len(stale)} shard processor(s) silent for more than {stale_s:.0f} s: {shown}")

@@ -121,7 +121,7 @@ class _Connection:
         while True:
             end = self.buffer.find(marker)
             if end >= 0:
-                line, self.buffer = self.buffer[:end], self.buffer[end + len(marker):]
+                line, self.buffer = self.buffer[:end], self.buffer[end + len(marker) :]
                 return line
             if len(self.buffer) > limit:
                 raise ProtocolError(f"reply head longer than {limit} bytes")
@@ -161,8 +161,7 @@ class _Connection:
         """One reply head: (HTTP version, status, headers with lower-cased names)."""
         status_line, _, fields = self._read_until(b"\r\n\r\n", MAX_HEAD).decode("latin-1").partition("\r\n")
         parts = status_line.split(" ", 2)
-        if len(parts) < 2 or parts[0] not in ("HTTP/1.0", "HTTP/1.1") or len(parts[1]) != 3 \
-                or not _is_digits(parts[1]):
+        if len(parts) < 2 or parts[0] not in ("HTTP/1.0", "HTTP/1.1") or len(parts[1]) != 3 or not _is_digits(parts[1]):
             raise ProtocolError(f"not an HTTP reply: {status_line[:80]!r}")
         headers: dict[str, str] = {}
         for line in fields.split("\r\n") if fields else ():
@@ -197,8 +196,18 @@ class _Connection:
 class ConnectionPool:
     """Kept-alive connections to one host (see the module docstring)."""
 
-    def __init__(self, scheme: str, host: str, port: int, *, timeout_s: float, maxsize: int = 16,
-                 ca_file: str | None = None, proxy: Proxy | None = None, keep_alive: bool = True) -> None:
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        *,
+        timeout_s: float,
+        maxsize: int = 16,
+        ca_file: str | None = None,
+        proxy: Proxy | None = None,
+        keep_alive: bool = True,
+    ) -> None:
         self.host, self.port, self.timeout_s, self.maxsize = host, port, timeout_s, maxsize
         self.proxy, self.keep_alive = proxy, keep_alive
         self._tls: ssl.SSLContext | None = None
@@ -214,11 +223,11 @@ class ConnectionPool:
         try:
             sock = socket.create_connection(peer, timeout=self.timeout_s)
         except socket.timeout as exc:
-            raise ConnectTimeout(f"connecting to {peer[0]}:{peer[1]} timed out after {self.timeout_s} s{via}") \
-                from exc
+            raise ConnectTimeout(f"connecting to {peer[0]}:{peer[1]} timed out after {self.timeout_s} s{via}") from exc
         except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {peer[0]}:{peer[1]}{' (proxy)' if self.proxy else ''}: "
-                                f"{exc}") from exc
+            raise ConnectFailed(
+                f"cannot connect to {peer[0]}:{peer[1]}{' (proxy)' if self.proxy else ''}: {exc}"
+            ) from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

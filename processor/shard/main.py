@@ -56,15 +56,18 @@ class Process(kcl.KCLProcess):
 def make_writer(settings: Settings, shard_id: str = "?") -> Writer:
     """The writer on the thin DynamoDB client: region, endpoint, credentials and CA bundle from the environment
     (resolved through botocore once), one kept-alive connection per concurrent write."""
-    client = DynamoDBHttp.from_environment(pool=settings.write_concurrency,
-                                           timeout_s=settings.write_timeout_millis / 1000)
+    client = DynamoDBHttp.from_environment(
+        pool=settings.write_concurrency, timeout_s=settings.write_timeout_millis / 1000
+    )
     return Writer(settings, client, shard_id=shard_id)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ecs-state-processor",
-                                     description="KCL MultiLang record processor (started by the daemon; speaks "
-                                                 "the MultiLang protocol on stdin/stdout)")
+    parser = argparse.ArgumentParser(
+        prog="ecs-state-processor",
+        description="KCL MultiLang record processor (started by the daemon; speaks "
+        "the MultiLang protocol on stdin/stdout)",
+    )
     parser.add_argument("--properties", help="properties file (default: $ECS_STATE_PROPERTIES, else defaults)")
     args = parser.parse_args(argv)
     protocol_out = claim_stdout()
@@ -74,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         logs.log("config_error", level="ERROR", error=str(exc))
         return EXIT_CONFIG
     logs.configure(settings.log_level)
-    processor = ShardProcessor(settings, lambda shard_id: make_writer(settings, shard_id),
-                               startup=lambda writer: table_problems(settings, writer.client))
+    processor = ShardProcessor(
+        settings,
+        lambda shard_id: make_writer(settings, shard_id),
+        startup=lambda writer: table_problems(settings, writer.client),
+    )
     Process(processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
     return 0
 

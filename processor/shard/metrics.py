@@ -46,18 +46,21 @@ METRICS = {
 WORKER_HEARTBEAT = ("WorkerHeartbeat", "Count")
 
 
-def _document(application: str, values: dict[str, tuple[str, Any]], shard_id: str | None,
-              timestamp_ms: int | None) -> dict[str, Any]:
+def _document(
+    application: str, values: dict[str, tuple[str, Any]], shard_id: str | None, timestamp_ms: int | None
+) -> dict[str, Any]:
     """One EMF document: ``values`` maps metric name -> (unit, value) (pure)."""
     dimensions = [["Application"], ["Application", "ShardId"]] if shard_id is not None else [["Application"]]
     doc: dict[str, Any] = {
         "_aws": {
             "Timestamp": timestamp_ms if timestamp_ms is not None else int(time.time() * 1000),
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": dimensions,
-                "Metrics": [{"Name": name, "Unit": unit} for name, (unit, _) in values.items()],
-            }],
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": NAMESPACE,
+                    "Dimensions": dimensions,
+                    "Metrics": [{"Name": name, "Unit": unit} for name, (unit, _) in values.items()],
+                }
+            ],
         },
         "Application": application,
     }
@@ -67,11 +70,15 @@ def _document(application: str, values: dict[str, tuple[str, Any]], shard_id: st
     return doc
 
 
-def emf_record(shard_id: str, stats: dict[str, Any], timestamp_ms: int | None = None,
-               application: str = "ecs-state") -> dict[str, Any]:
+def emf_record(
+    shard_id: str, stats: dict[str, Any], timestamp_ms: int | None = None, application: str = "ecs-state"
+) -> dict[str, Any]:
     """The EMF document of one shard's ``stats`` (keys of ``METRICS``; others and None values left out) (pure)."""
-    present = {METRICS[key][0]: (METRICS[key][1], value) for key, value in stats.items()
-               if key in METRICS and value is not None}
+    present = {
+        METRICS[key][0]: (METRICS[key][1], value)
+        for key, value in stats.items()
+        if key in METRICS and value is not None
+    }
     return _document(application, present, shard_id, timestamp_ms)
 
 
@@ -96,8 +103,10 @@ class Metrics:
             with open(path, "a", encoding="utf-8"):
                 return None
         except OSError as exc:
-            return (f"ecsState.metrics = {self.target}: cannot open {path} for appending ({exc.strerror}); fix the "
-                    f"path or its permissions, or use stderr / none")
+            return (
+                f"ecsState.metrics = {self.target}: cannot open {path} for appending ({exc.strerror}); fix the "
+                f"path or its permissions, or use stderr / none"
+            )
 
     def emit(self, shard_id: str, stats: dict[str, Any]) -> None:
         """Write one shard's EMF line; a failure is counted and logged, never raised."""
@@ -120,6 +129,12 @@ class Metrics:
                     out.write(line)
         except Exception as exc:
             self.failures += 1
-            log_safely("metrics_failed", level="WARNING", shard=shard_id, target=self.target,
-                       error=f"{type(exc).__name__}: {exc}", failures=self.failures,
-                       note="processing went on; these metrics are lost")
+            log_safely(
+                "metrics_failed",
+                level="WARNING",
+                shard=shard_id,
+                target=self.target,
+                error=f"{type(exc).__name__}: {exc}",
+                failures=self.failures,
+                note="processing went on; these metrics are lost",
+            )

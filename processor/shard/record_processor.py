@@ -48,15 +48,15 @@ from processor.core.position import Position
 from processor.core.reducer import Batch, Reducer
 from processor.core.route import admit
 from processor.errors import EXIT_BUG, EXIT_WRITE_FAILED, ConfigError, EcsStateError, exit_code_for
+from processor.logs import log_safely
+from processor.retry import CHECKPOINT
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport
 from processor.shard.flush_schedule import FlushSchedule
 from processor.shard.flush_window import FlushWindow
 from processor.shard.freshness import freshness
-from processor.logs import log_safely
-from processor.retry import CHECKPOINT
-from processor.shard.metrics import Metrics
 from processor.shard.heartbeat import ShardHeartbeat, heartbeat_dir
+from processor.shard.metrics import Metrics
 from processor.shard.stored_versions import CatchUp
 from processor.shard.writer import Outcome, Writer
 
@@ -86,11 +86,18 @@ STOP_CHECKPOINTING = frozenset({"ShutdownException", "InvalidStateException"})
 class ShardProcessor(v3.RecordProcessorBase):
     """One shard's processor (the daemon starts one process per shard lease)."""
 
-    def __init__(self, settings: Settings, writer_factory: Callable[[str], Writer], *,
-                 metrics: Metrics | None = None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, wall_ms: Callable[[], float] = lambda: time.time() * 1000,
-                 startup: Callable[[Writer], list[str]] | None = None,
-                 heartbeat: ShardHeartbeat | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        writer_factory: Callable[[str], Writer],
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_ms: Callable[[], float] = lambda: time.time() * 1000,
+        startup: Callable[[Writer], list[str]] | None = None,
+        heartbeat: ShardHeartbeat | None = None,
+    ) -> None:
         self.settings = settings
         self._writer_factory = writer_factory
         self._startup = startup
@@ -101,8 +108,10 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._clock = clock
         self._sleep = sleep
         self.shard_id = "?"
-        self.window = FlushWindow(Reducer(settings.max_pending_arns, settings.max_pending_bytes),
-                                  FlushSchedule(settings.flush_interval_millis / 1000))
+        self.window = FlushWindow(
+            Reducer(settings.max_pending_arns, settings.max_pending_bytes),
+            FlushSchedule(settings.flush_interval_millis / 1000),
+        )
         self._last_flush = clock()
         self._checkpointing = True
         self._durable: Position | None = None  # flushed (durable) but not yet checkpointed
@@ -127,8 +136,12 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._last_flush = self._clock()
         self.catch_up.on_initialize(initialize_input.sequence_number)
         self.heartbeat.start(self.shard_id)
-        log_safely("initialize", shard=self.shard_id, sequenceNumber=initialize_input.sequence_number,
-                 subSequenceNumber=initialize_input.sub_sequence_number)
+        log_safely(
+            "initialize",
+            shard=self.shard_id,
+            sequenceNumber=initialize_input.sequence_number,
+            subSequenceNumber=initialize_input.sub_sequence_number,
+        )
 
     def process_records(self, process_records_input: Any) -> None:
         self._guarded(self._process_records, process_records_input)
@@ -147,16 +160,23 @@ class ShardProcessor(v3.RecordProcessorBase):
             records[index] = None  # its base64 text is freed once offered (module docstring)
             call_bytes += len(record.data) + RECORD_FRAMING_BYTES
             window.delivered(now, wall_ms, record.timestamp_millis, self.catch_up.active)
-            self.offer(record_data(record), record.sequence_number, record.sub_sequence_number or 0,
-                       record.partition_key, record.timestamp_millis)
+            self.offer(
+                record_data(record),
+                record.sequence_number,
+                record.sub_sequence_number or 0,
+                record.partition_key,
+                record.timestamp_millis,
+            )
             if window.reducer.full:
                 self.flush_and_checkpoint(checkpointer, "full")
         now = self._clock()
-        if window.schedule.due(now) or (self._durable is not None
-                                      and now - self._last_flush >= self.settings.flush_interval_millis / 1000):
+        if window.schedule.due(now) or (
+            self._durable is not None and now - self._last_flush >= self.settings.flush_interval_millis / 1000
+        ):
             self.flush_and_checkpoint(checkpointer, "interval")
-        elif window.reducer.pending_bytes and (window.reducer.pending_bytes + CALL_MEMORY_FACTOR * call_bytes
-                                               > self.settings.max_pending_bytes):
+        elif window.reducer.pending_bytes and (
+            window.reducer.pending_bytes + CALL_MEMORY_FACTOR * call_bytes > self.settings.max_pending_bytes
+        ):
             self.flush_and_checkpoint(checkpointer, "room")
         window.schedule.call_ended(self._clock())
         minute = int(self._wall_ms() // 60_000)
@@ -168,8 +188,12 @@ class ShardProcessor(v3.RecordProcessorBase):
         dropped = self.window.drop()
         self._checkpointing = False
         self.heartbeat.stop()
-        log_safely("lease_lost", shard=self.shard_id, dropped_pending_arns=dropped,
-                 note="pending state dropped; the new owner re-reads from the last checkpoint")
+        log_safely(
+            "lease_lost",
+            shard=self.shard_id,
+            dropped_pending_arns=dropped,
+            note="pending state dropped; the new owner re-reads from the last checkpoint",
+        )
 
     def shard_ended(self, shard_ended_input: Any) -> None:
         self._guarded(self._end, shard_ended_input.checkpointer, "shard_end")
@@ -189,16 +213,25 @@ class ShardProcessor(v3.RecordProcessorBase):
 
     # --- the pipeline ----------------------------------------------------------------------------------------
 
-    def offer(self, data: bytes, sequence_number: str, sub_sequence_number: int, partition_key: str,
-              arrival_ms: int | None) -> None:
+    def offer(
+        self, data: bytes, sequence_number: str, sub_sequence_number: int, partition_key: str, arrival_ms: int | None
+    ) -> None:
         position = Position(self.shard_id, sequence_number, sub_sequence_number)
         entry = admit(data, position, partition_key, arrival_ms, self.settings.task_retention_hours)
         if isinstance(entry, Ignored):
             self.window.reducer.offer_ignored(position)
         elif isinstance(entry, DeadLetter):
-            log_safely("dead_letter", level="WARNING", shard=self.shard_id, sequenceNumber=sequence_number,
-                     subSequenceNumber=sub_sequence_number, partitionKey=partition_key, reasonCode=entry.code,
-                     reason=entry.reason, table=self.settings.dead_letter_table)
+            log_safely(
+                "dead_letter",
+                level="WARNING",
+                shard=self.shard_id,
+                sequenceNumber=sequence_number,
+                subSequenceNumber=sub_sequence_number,
+                partitionKey=partition_key,
+                reasonCode=entry.code,
+                reason=entry.reason,
+                table=self.settings.dead_letter_table,
+            )
             self.window.reducer.offer_dead(entry)
         else:
             self.window.reducer.offer(entry, position)
@@ -217,16 +250,27 @@ class ShardProcessor(v3.RecordProcessorBase):
         fresh = freshness(taken.arrivals, self._wall_ms()) if outcome.ok else (None, None)
         self._report(batch, outcome, reason, fresh)
         if outcome.fallbacks:
-            log_safely("fallback", level="WARNING", shard=self.shard_id, resources=outcome.fallbacks,
-                       note="the newest version of these ARNs could not be stored (dead letters above); the newest "
-                            "storable version of the flush window was written instead")
+            log_safely(
+                "fallback",
+                level="WARNING",
+                shard=self.shard_id,
+                resources=outcome.fallbacks,
+                note="the newest version of these ARNs could not be stored (dead letters above); the newest "
+                "storable version of the flush window was written instead",
+            )
         if not outcome.ok:
             first = batch.resources[0][0].arn if batch.resources else None
-            log_safely("flush_failed", level="ERROR", shard=self.shard_id,
-                     lastSequenceNumber=batch.last.sequence_number if batch.last else None,
-                     failures=len(outcome.failed), examples=outcome.failed[:3], firstArn=first,
-                     action="not checkpointing; exiting so KCL re-reads this shard from its last checkpoint. "
-                            "Check DynamoDB availability, throttling and the worker's IAM permissions.")
+            log_safely(
+                "flush_failed",
+                level="ERROR",
+                shard=self.shard_id,
+                lastSequenceNumber=batch.last.sequence_number if batch.last else None,
+                failures=len(outcome.failed),
+                examples=outcome.failed[:3],
+                firstArn=first,
+                action="not checkpointing; exiting so KCL re-reads this shard from its last checkpoint. "
+                "Check DynamoDB availability, throttling and the worker's IAM permissions.",
+            )
             raise SystemExit(EXIT_WRITE_FAILED)
         self._durable = batch.last
         return batch.last
@@ -252,34 +296,65 @@ class ShardProcessor(v3.RecordProcessorBase):
                 error = exc.value
                 if error in RETRY_CHECKPOINT and attempt < self.settings.checkpoint_max_attempts:
                     delay = CHECKPOINT.delay(attempt)
-                    log_safely("checkpoint_retry", level="WARNING", shard=self.shard_id, sequenceNumber=seq,
-                             error=error, attempt=attempt, delay_s=round(delay, 3))
+                    log_safely(
+                        "checkpoint_retry",
+                        level="WARNING",
+                        shard=self.shard_id,
+                        sequenceNumber=seq,
+                        error=error,
+                        attempt=attempt,
+                        delay_s=round(delay, 3),
+                    )
                     self._sleep(delay)
                     continue
                 if error in STOP_CHECKPOINTING:
                     self._checkpointing = False
-                    log_safely("checkpoint_stopped", level="WARNING", shard=self.shard_id, sequenceNumber=seq,
-                             error=error, note="lease lost or shutting down; no further checkpoints from this "
-                                               "processor (data already written stays written)")
+                    log_safely(
+                        "checkpoint_stopped",
+                        level="WARNING",
+                        shard=self.shard_id,
+                        sequenceNumber=seq,
+                        error=error,
+                        note="lease lost or shutting down; no further checkpoints from this "
+                        "processor (data already written stays written)",
+                    )
                     return False
-                log_safely("checkpoint_failed", level="ERROR", shard=self.shard_id, sequenceNumber=seq,
-                         error=error, attempt=attempt,
-                         note="data is durable; the next flush checkpoints further")
+                log_safely(
+                    "checkpoint_failed",
+                    level="ERROR",
+                    shard=self.shard_id,
+                    sequenceNumber=seq,
+                    error=error,
+                    attempt=attempt,
+                    note="data is durable; the next flush checkpoints further",
+                )
                 return False
         return False
 
-    def _report(self, batch: Batch, outcome: Outcome, reason: str,
-                fresh: tuple[float | None, float | None]) -> None:
+    def _report(self, batch: Batch, outcome: Outcome, reason: str, fresh: tuple[float | None, float | None]) -> None:
         counts = batch.counts
         report = FlushReport(
-            shard=self.shard_id, reason=reason,
+            shard=self.shard_id,
+            reason=reason,
             first_sequence_number=batch.first.sequence_number if batch.first else None,
             last_sequence_number=batch.last.sequence_number if batch.last else None,
-            records=counts.records, distinct_arns=len(batch.resources), writes=outcome.written, stale=outcome.stale,
-            ignored=counts.ignored, dead_letters=outcome.dead_letters, duplicates=counts.duplicates,
-            superseded=counts.superseded, requests=outcome.requests, retries=outcome.retries,
-            throttled=outcome.throttled, flush_ms=round(outcome.millis, 1), millis_behind_latest=self._millis_behind,
-            freshness_p50_ms=fresh[0], freshness_p99_ms=fresh[1], skipped=outcome.skipped)
+            records=counts.records,
+            distinct_arns=len(batch.resources),
+            writes=outcome.written,
+            stale=outcome.stale,
+            ignored=counts.ignored,
+            dead_letters=outcome.dead_letters,
+            duplicates=counts.duplicates,
+            superseded=counts.superseded,
+            requests=outcome.requests,
+            retries=outcome.retries,
+            throttled=outcome.throttled,
+            flush_ms=round(outcome.millis, 1),
+            millis_behind_latest=self._millis_behind,
+            freshness_p50_ms=fresh[0],
+            freshness_p99_ms=fresh[1],
+            skipped=outcome.skipped,
+        )
         log_safely(FLUSH_EVENT, **report.fields())
         self.metrics.emit(self.shard_id, report.stats())  # never raises
         self._emitted_minute = int(self._wall_ms() // 60_000)
@@ -293,12 +368,21 @@ class ShardProcessor(v3.RecordProcessorBase):
             raise
         except EcsStateError as exc:  # a configuration error found at start, or a finite retry budget spent
             event = "config_error" if isinstance(exc, ConfigError) else "startup_failed"
-            log_safely(event, level="ERROR", shard=self.shard_id, error=str(exc),
-                       action="exiting before any record was processed; fix the named setting or table")
+            log_safely(
+                event,
+                level="ERROR",
+                shard=self.shard_id,
+                error=str(exc),
+                action="exiting before any record was processed; fix the named setting or table",
+            )
             raise SystemExit(exit_code_for(exc)) from exc
         except Exception as exc:
-            log_safely("processor_bug", level="ERROR", shard=self.shard_id, error=f"{type(exc).__name__}: {exc}",
-                     action="exiting without checkpoint; KCL re-reads from the last checkpoint")
+            log_safely(
+                "processor_bug",
+                level="ERROR",
+                shard=self.shard_id,
+                error=f"{type(exc).__name__}: {exc}",
+                action="exiting without checkpoint; KCL re-reads from the last checkpoint",
+            )
             traceback.print_exc(file=sys.stderr)
             raise SystemExit(EXIT_BUG) from exc
-

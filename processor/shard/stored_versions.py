@@ -145,16 +145,23 @@ class Prefetched:
     errors: list[str] = field(default_factory=list)
 
 
-def prefetch(client: DynamoDBTransport, items: Sequence[Item], tables: dict[str, str], *, pool: Executor | None = None,
-             sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-             max_attempts: int = PREFETCH_ATTEMPTS) -> Prefetched:
+def prefetch(
+    client: DynamoDBTransport,
+    items: Sequence[Item],
+    tables: dict[str, str],
+    *,
+    pool: Executor | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+    max_attempts: int = PREFETCH_ATTEMPTS,
+) -> Prefetched:
     """Read the stored ``version`` of each item's (table, ARN) in ``BatchGetItem`` requests of 100 keys, on
     ``pool`` when given; ``UnprocessedKeys`` are resent with backoff, up to ``max_attempts`` per chunk."""
     keys: dict[tuple[str, str], str] = {}
     for item in items:
         keys.setdefault((tables[item.kind], item.arn), item.key_name)
     wanted = list(keys.items())
-    chunks = [wanted[i:i + BATCH_GET_KEYS] for i in range(0, len(wanted), BATCH_GET_KEYS)]
+    chunks = [wanted[i : i + BATCH_GET_KEYS] for i in range(0, len(wanted), BATCH_GET_KEYS)]
     rng = rng or random.Random()
 
     def one(chunk: list[tuple[tuple[str, str], str]]) -> Prefetched:
@@ -173,14 +180,17 @@ def prefetch(client: DynamoDBTransport, items: Sequence[Item], tables: dict[str,
 def _request(chunk: Iterable[tuple[tuple[str, str], str]]) -> dict[str, Any]:
     by_table: dict[str, dict[str, Any]] = {}
     for (table, arn), key in chunk:
-        entry = by_table.setdefault(table, {"Keys": [], "ProjectionExpression": "#k, #v",
-                                            "ExpressionAttributeNames": {"#k": key, "#v": "version"}})
+        entry = by_table.setdefault(
+            table,
+            {"Keys": [], "ProjectionExpression": "#k, #v", "ExpressionAttributeNames": {"#k": key, "#v": "version"}},
+        )
         entry["Keys"].append({key: {"S": arn}})
     return {"RequestItems": by_table}
 
 
-def _read_reply(body: dict[str, Any], key_attr: dict[str, str], asked: set[tuple[str, str]]
-                ) -> tuple[dict[tuple[str, str], int], dict[str, Any]]:
+def _read_reply(
+    body: dict[str, Any], key_attr: dict[str, str], asked: set[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], int], dict[str, Any]]:
     """(stored versions found among the keys ``asked``, UnprocessedKeys) of a BatchGetItem reply; raises on a
     reply of another shape."""
     found: dict[tuple[str, str], int] = {}
@@ -191,14 +201,20 @@ def _read_reply(body: dict[str, Any], key_attr: dict[str, str], asked: set[tuple
             if version is not None and (table, arn) in asked:
                 found[(table, arn)] = version
     unprocessed = body.get("UnprocessedKeys") or {}
-    if not isinstance(unprocessed, dict) or not all(isinstance(e, dict) and isinstance(e.get("Keys", []), list)
-                                                    for e in unprocessed.values()):
+    if not isinstance(unprocessed, dict) or not all(
+        isinstance(e, dict) and isinstance(e.get("Keys", []), list) for e in unprocessed.values()
+    ):
         raise TypeError(f"UnprocessedKeys of another shape: {str(unprocessed)[:100]}")
     return found, unprocessed
 
 
-def _prefetch_chunk(client: DynamoDBTransport, chunk: list[tuple[tuple[str, str], str]], sleep: Callable[[float], None],
-                    rng: random.Random, max_attempts: int) -> Prefetched:
+def _prefetch_chunk(
+    client: DynamoDBTransport,
+    chunk: list[tuple[tuple[str, str], str]],
+    sleep: Callable[[float], None],
+    rng: random.Random,
+    max_attempts: int,
+) -> Prefetched:
     out = Prefetched()
     key_attr = {table: key for (table, _arn), key in chunk}
     asked = {table_arn for table_arn, _key in chunk}

@@ -38,8 +38,10 @@ def _show(keys: list[tuple[str, str, str]]) -> str:
 def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[str]:
     """Configuration errors of one described table against its spec (pure): key schema, index key types."""
     name = spec["TableName"]
-    fix = (f"point {property_key(setting)} at a table made by `ecs-state setup`, or create one with it "
-           f"(the processor never creates tables)")
+    fix = (
+        f"point {property_key(setting)} at a table made by `ecs-state setup`, or create one with it "
+        f"(the processor never creates tables)"
+    )
     want_types = {a["AttributeName"]: a["AttributeType"] for a in spec["AttributeDefinitions"]}
     have_types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
     problems = []
@@ -49,8 +51,10 @@ def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[s
     for index in [*(table.get("GlobalSecondaryIndexes") or []), *(table.get("LocalSecondaryIndexes") or [])]:
         for attr, _, typ in _keys(index["KeySchema"], have_types):
             if attr in OWN_TYPES and typ != OWN_TYPES[attr]:
-                problems.append(f"table {name} index {index['IndexName']} is keyed on {attr} of type {typ}, but the "
-                                f"processor writes {attr} as {OWN_TYPES[attr]}: every item would be refused; {fix}")
+                problems.append(
+                    f"table {name} index {index['IndexName']} is keyed on {attr} of type {typ}, but the "
+                    f"processor writes {attr} as {OWN_TYPES[attr]}: every item would be refused; {fix}"
+                )
     return problems
 
 
@@ -67,14 +71,23 @@ def missing_indexes(spec: dict[str, Any], table: dict[str, Any]) -> list[str]:
         if got is None:
             missing.append(f"{spec['TableName']} has no index {index['IndexName']}")
         elif _keys(got["KeySchema"], have_types) != want_index:
-            missing.append(f"{spec['TableName']} index {index['IndexName']} has keys "
-                           f"[{_show(_keys(got['KeySchema'], have_types))}], not [{_show(want_index)}]")
+            missing.append(
+                f"{spec['TableName']} index {index['IndexName']} has keys "
+                f"[{_show(_keys(got['KeySchema'], have_types))}], not [{_show(want_index)}]"
+            )
     return missing
 
 
-def describe(client: DynamoDBTransport, name: str, setting: str, settings: Settings, *,
-             sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-             rng: random.Random | None = None) -> dict[str, Any] | list[str]:
+def describe(
+    client: DynamoDBTransport,
+    name: str,
+    setting: str,
+    settings: Settings,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> dict[str, Any] | list[str]:
     """DescribeTable, retrying transient failures: the table's description, or its problems (configuration)."""
     started, attempt, retrying_log = clock(), 0, EveryMinute(clock=clock)
     budget_s = settings.write_retry_budget_millis / 1000
@@ -94,19 +107,33 @@ def describe(client: DynamoDBTransport, name: str, setting: str, settings: Setti
         verdict = classify(failure)
         code = verdict.code
         if code == "ResourceNotFoundException":
-            return [(f"table {name} does not exist; create it with `ecs-state setup --properties FILE`, or set "
-                     f"{property_key(setting)} to the right name")]
+            return [
+                (
+                    f"table {name} does not exist; create it with `ecs-state setup --properties FILE`, or set "
+                    f"{property_key(setting)} to the right name"
+                )
+            ]
         if code in CONFIG_CODES:
-            return [(f"table {name}: {verdict.text}; give the worker dynamodb:DescribeTable, PutItem on it "
-                     f"(deploy/ecs-state.yaml WorkerPolicy) and valid credentials")]
+            return [
+                (
+                    f"table {name}: {verdict.text}; give the worker dynamodb:DescribeTable, PutItem on it "
+                    f"(deploy/ecs-state.yaml WorkerPolicy) and valid credentials"
+                )
+            ]
         if verdict.kind != TRANSIENT:
             return [f"table {name}: DescribeTable failed: {verdict.text}"]
         if budget_s and clock() - started > budget_s:
             raise WriteFailed(f"DescribeTable {name}: still failing after {attempt} attempts ({verdict.text})")
         if retrying_log.due():
-            logs.log("startup_retrying", level="WARNING", table=name, cause=verdict.text, attempt=attempt,
-                     action="retrying the start-up check of the tables; check DynamoDB's endpoint and "
-                            "availability, proxies (HTTPS_PROXY / NO_PROXY) and the worker's credentials")
+            logs.log(
+                "startup_retrying",
+                level="WARNING",
+                table=name,
+                cause=verdict.text,
+                attempt=attempt,
+                action="retrying the start-up check of the tables; check DynamoDB's endpoint and "
+                "availability, proxies (HTTPS_PROXY / NO_PROXY) and the worker's credentials",
+            )
         sleep(DYNAMODB.delay(attempt, rng))
 
 
@@ -124,8 +151,12 @@ def table_problems(settings: Settings, client: DynamoDBTransport, **retry: Any) 
             problems += compare(spec, table, TABLE_SETTINGS[kind])
             missing += missing_indexes(spec, table)
     if missing and not problems:
-        logs.log("read_indexes_missing", level="WARNING", missing=missing,
-                 action="the processor writes as usual; the read commands that query these indexes fail until "
-                        "`ecs-state setup --properties FILE` adds them (online), or choose the indexes with "
-                        "ecsState.readIndexes")
+        logs.log(
+            "read_indexes_missing",
+            level="WARNING",
+            missing=missing,
+            action="the processor writes as usual; the read commands that query these indexes fail until "
+            "`ecs-state setup --properties FILE` adds them (online), or choose the indexes with "
+            "ecsState.readIndexes",
+        )
     return problems

@@ -104,9 +104,17 @@ class _Refused(Exception):
 
 
 class Writer:
-    def __init__(self, settings: Settings, client: DynamoDBTransport, *, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
-                 build_item: Builder = build, shard_id: str = "?") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: DynamoDBTransport,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        build_item: Builder = build,
+        shard_id: str = "?",
+    ) -> None:
         self.settings = settings
         self.client = client
         self.shard_id = shard_id
@@ -178,9 +186,14 @@ class Writer:
             self.stored.remember(table, arn, version)
         flush.add(requests=got.requests, prefetched=len(got.versions))
         if got.errors:
-            log_safely("prefetch_incomplete", level="WARNING", shard=self.shard_id, keys_not_read=got.given_up,
-                     examples=got.errors[:3], note="those resources are written without knowing their stored "
-                                                   "version (the conditional write decides)")
+            log_safely(
+                "prefetch_incomplete",
+                level="WARNING",
+                shard=self.shard_id,
+                keys_not_read=got.given_up,
+                examples=got.errors[:3],
+                note="those resources are written without knowing their stored version (the conditional write decides)",
+            )
 
     def _put_resource(self, versions: list[Candidate], flush: _Flush) -> None:
         """Store the newest candidate that can be stored; every newer one is a dead letter."""
@@ -214,8 +227,10 @@ class Writer:
             "ExpressionAttributeValues": {":v": {"N": str(item.version)}, ":n": {"S": "N"}},
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        what = f"{item.key_name} {item.arn} version {item.version} ({item.position.shard_id} " \
-               f"{item.position.dead_letter_key()}) in {table}"
+        what = (
+            f"{item.key_name} {item.arn} version {item.version} ({item.position.shard_id} "
+            f"{item.position.dead_letter_key()}) in {table}"
+        )
         verdict, reply = self._call(request, flush, what)
         if verdict is None:
             self.stored.remember(table, item.arn, item.version)
@@ -226,23 +241,30 @@ class Writer:
         raise _Refused(verdict)
 
     def _put_dead_letter(self, dead: DeadLetter, flush: _Flush) -> None:
-        what = f"dead letter {dead.position.shard_id} {dead.position.dead_letter_key()} in " \
-               f"{self.settings.dead_letter_table}"
+        what = (
+            f"dead letter {dead.position.shard_id} {dead.position.dead_letter_key()} in "
+            f"{self.settings.dead_letter_table}"
+        )
         for attributes in dead.items:
             request = {"TableName": self.settings.dead_letter_table, "Item": attributes}
             verdict, _ = self._call(request, flush, what)
             if verdict is not None:  # RECORD: our own dead-letter item was refused
                 # Keep the bytes at least, in the plainest form; if even that is refused, it is not about this
                 # record (retried as transient).
-                plain = {k: attributes[k] for k in ("shardId", "sequenceNumber", "data", "dataEncoding",
-                                                    "dataLength", "dataSha256") if k in attributes}
+                plain = {
+                    k: attributes[k]
+                    for k in ("shardId", "sequenceNumber", "data", "dataEncoding", "dataLength", "dataSha256")
+                    if k in attributes
+                }
                 plain["reasonCode"] = {"S": "dead-letter-refused"}
-                self._call({"TableName": self.settings.dead_letter_table, "Item": plain}, flush, what,
-                           record_is_transient=True)
+                self._call(
+                    {"TableName": self.settings.dead_letter_table, "Item": plain}, flush, what, record_is_transient=True
+                )
         flush.add(dead_letters=1)
 
-    def _call(self, request: dict[str, Any], flush: _Flush, what: str,
-              record_is_transient: bool = False) -> tuple[Verdict | None, Response | None]:
+    def _call(
+        self, request: dict[str, Any], flush: _Flush, what: str, record_is_transient: bool = False
+    ) -> tuple[Verdict | None, Response | None]:
         """PutItem with retries of transient failures: (None, reply) when it succeeded, else the STALE or RECORD
         verdict and DynamoDB's reply (None when the request could not be serialised); WriteFailed when a finite
         retry budget runs out. The body is serialised once; every retry resends the same bytes."""
@@ -273,9 +295,11 @@ class Writer:
             delay = DYNAMODB.delay(attempt, self._rng)
             waited = self._clock() - started
             if (max_attempts and attempt >= max_attempts) or (budget_s and waited + delay > budget_s):
-                raise WriteFailed(f"{what}: still failing after {attempt} attempts ({verdict.text}); DynamoDB "
-                                  f"unavailable or throttling beyond the retry budget "
-                                  f"({self.settings.write_retry_budget_millis} ms, {max_attempts} attempts)")
+                raise WriteFailed(
+                    f"{what}: still failing after {attempt} attempts ({verdict.text}); DynamoDB "
+                    f"unavailable or throttling beyond the retry budget "
+                    f"({self.settings.write_retry_budget_millis} ms, {max_attempts} attempts)"
+                )
             self._log_retrying(verdict, what, attempt, waited)
             self._sleep(delay)
 
@@ -284,14 +308,28 @@ class Writer:
         minute; a throttled flush logs once)."""
         if not self._retrying_log.due():
             return
-        log_safely("write_retrying", level="WARNING", shard=self.shard_id, cause=verdict.text, request=what,
-                 attempt=attempt, retrying_for_s=round(waited_s, 1),
-                 action="retrying while holding the lease; nothing is checkpointed past this write. Check "
-                        "DynamoDB availability and throttling, the table and the worker's IAM permissions.")
+        log_safely(
+            "write_retrying",
+            level="WARNING",
+            shard=self.shard_id,
+            cause=verdict.text,
+            request=what,
+            attempt=attempt,
+            retrying_for_s=round(waited_s, 1),
+            action="retrying while holding the lease; nothing is checkpointed past this write. Check "
+            "DynamoDB availability and throttling, the table and the worker's IAM permissions.",
+        )
         if self._metrics is not None:
             self._metrics.emit(self.shard_id, {"retrying_for_ms": round(waited_s * 1000)})
 
     def _log_refused(self, dead: DeadLetter) -> None:
-        log_safely("dead_letter", level="WARNING", shard=dead.position.shard_id,
-                 sequenceNumber=dead.position.sequence_number, subSequenceNumber=dead.position.sub_sequence_number,
-                 reasonCode=dead.code, reason=dead.reason, table=self.settings.dead_letter_table)
+        log_safely(
+            "dead_letter",
+            level="WARNING",
+            shard=dead.position.shard_id,
+            sequenceNumber=dead.position.sequence_number,
+            subSequenceNumber=dead.position.sub_sequence_number,
+            reasonCode=dead.code,
+            reason=dead.reason,
+            table=self.settings.dead_letter_table,
+        )

@@ -2,7 +2,8 @@
 embedded local stack (moto + kinesis-mock).
 
 - :class:`Feed` writes generated ECS events (:func:`processor.loadgen.fleet.generate`) to a stream with the producer's
-  :class:`~processor.loadgen.producer.KinesisWriter`, keeps the ground truth (:class:`~processor.loadgen.ground_truth.GroundTruth`) and
+  :class:`~processor.loadgen.producer.KinesisWriter`, keeps the ground truth
+  (:class:`~processor.loadgen.ground_truth.GroundTruth`) and
   remembers which shard and sequence number Kinesis gave every record (to know each shard's last record).
 - :class:`Launcher` is one ``ecs-state run`` process: its stderr carries the launcher's and the processors' JSON
   log lines (the launcher passes the processors' stderr through), ``--daemon-log`` the daemon's whole log.
@@ -34,12 +35,12 @@ from processor.loadgen.ground_truth import GroundTruth
 from processor.loadgen.producer import KinesisWriter, Pacer, produce
 from processor.loadgen.records import Options, Record
 from processor.loadgen.verify import read_tables
-from workshop.local.env import local_client
-from workshop.local.stack import LocalStack, wait_stream_active
 from processor.ops.setup_tables import ensure_tables
 from processor.ops.supervisor import die_with_parent
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport
+from workshop.local.env import local_client
+from workshop.local.stack import LocalStack, wait_stream_active
 
 T = TypeVar("T")
 
@@ -55,6 +56,7 @@ class E2EFailure(AssertionError):
 
 
 # ---- the producer side ----------------------------------------------------------------------------------------
+
 
 class RecordingKinesis:
     """A boto3 Kinesis client that remembers the shard and sequence number of every record PutRecords accepted
@@ -83,8 +85,14 @@ def producer_client(stack: LocalStack) -> Any:
     the producer's KinesisWriter retries only entries reported failed) and a long read timeout (kinesis-mock
     takes seconds per 500-record call once a shard holds thousands of records)."""
 
-    return local_client("kinesis", stack.kinesis_endpoint, stack.region, connect_timeout=10, read_timeout=300,
-                        retries={"mode": "standard", "total_max_attempts": 1})
+    return local_client(
+        "kinesis",
+        stack.kinesis_endpoint,
+        stack.region,
+        connect_timeout=10,
+        read_timeout=300,
+        retries={"mode": "standard", "total_max_attempts": 1},
+    )
 
 
 class Feed:
@@ -120,6 +128,7 @@ class Feed:
 
     def send_in_background(self, count: int, rate: float) -> threading.Thread:
         """``send`` on a thread (join it with :meth:`join`); an error is kept in ``errors``."""
+
         def run() -> None:
             try:
                 self.send(count, rate)
@@ -157,8 +166,9 @@ class Feed:
 
 # ---- the lease table --------------------------------------------------------------------------------------------
 
+
 def _plain(value: Mapping[str, Any]) -> Any:
-    (kind, raw), = value.items()
+    ((kind, raw),) = value.items()
     if kind == "N":
         return Decimal(raw)
     if kind in ("SS", "NS"):
@@ -172,8 +182,11 @@ def leases(dynamodb: Any, application: str) -> dict[str, dict[str, Any]]:
     table does not exist yet."""
     try:
         pages = dynamodb.get_paginator("scan").paginate(TableName=application, ConsistentRead=True)
-        return {item["leaseKey"]["S"]: {k: _plain(v) for k, v in item.items()}
-                for page in pages for item in page.get("Items", [])}
+        return {
+            item["leaseKey"]["S"]: {k: _plain(v) for k, v in item.items()}
+            for page in pages
+            for item in page.get("Items", [])
+        }
     except dynamodb.exceptions.ResourceNotFoundException:
         return {}
 
@@ -199,6 +212,7 @@ def owners(dynamodb: Any, application: str) -> dict[str, str | None]:
 
 
 # ---- one `ecs-state run` --------------------------------------------------------------------------------------
+
 
 @dataclass
 class Launcher:
@@ -227,8 +241,14 @@ class Launcher:
         if self.restart_on_failure:
             command.append("--restart-on-failure")
         with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(command, env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err, preexec_fn=die_with_parent())
+            self.proc = subprocess.Popen(
+                command,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=die_with_parent(),
+            )
         return self
 
     # -- what it logged
@@ -253,13 +273,15 @@ class Launcher:
         return self._lines
 
     def events(self, event: str, shard: str | None = None) -> list[dict[str, Any]]:
-        return [line for line in self.lines()
-                if line.get("event") == event and (shard is None or line.get("shard") == shard)]
+        return [
+            line
+            for line in self.lines()
+            if line.get("event") == event and (shard is None or line.get("shard") == shard)
+        ]
 
     def flushes(self, shard: str | None = None, since: float = 0.0) -> list[FlushReport]:
         """The processors' flush reports (``since``: wall-clock time, the line's ``ts``)."""
-        return [FlushReport.from_fields(line) for line in self.events(FLUSH_EVENT, shard)
-                if line.get("ts", 0) >= since]
+        return [FlushReport.from_fields(line) for line in self.events(FLUSH_EVENT, shard) if line.get("ts", 0) >= since]
 
     def initialized(self, since: float = 0.0) -> dict[str, list[dict[str, Any]]]:
         """shard id -> the processors' ``initialize`` lines for it."""
@@ -325,8 +347,7 @@ class Launcher:
     def diagnostics(self, daemon_lines: int = 60, processor_lines: int = 40) -> str:
         """The tail of the daemon log, the launcher's lines and the processors' non-INFO lines (plus the last
         flushes), for a failure message."""
-        parts = [f"==== {self.name}: exit code {self.proc.poll() if self.proc else None}, "
-                 f"{self.properties}"]
+        parts = [f"==== {self.name}: exit code {self.proc.poll() if self.proc else None}, {self.properties}"]
         # Stack frames dropped: the exception line above them says what happened, and the frames would push
         # everything else out of the tail.
         tail = [line for line in self.daemon_text().splitlines() if not line.startswith("\tat ")][-daemon_lines:]
@@ -334,8 +355,12 @@ class Launcher:
         parts.extend(tail)
         lines = self.lines()
         launcher = [line for line in lines if str(line.get("event", "")).startswith("daemon.")]
-        notable = [line for line in lines if line.get("level") not in ("INFO", None)
-                   or line.get("event") in ("initialize", "shutdown", "shard_end", "lease_lost")]
+        notable = [
+            line
+            for line in lines
+            if line.get("level") not in ("INFO", None)
+            or line.get("event") in ("initialize", "shutdown", "shard_end", "lease_lost")
+        ]
         flushes = [line for line in lines if line.get("event") == "flush"]
         parts.append(f"---- {self.name}: launcher lines")
         parts.extend(json.dumps(line) for line in launcher[-20:])
@@ -347,6 +372,7 @@ class Launcher:
 
 
 # ---- one test -------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Scenario:
@@ -366,8 +392,11 @@ class Scenario:
         self.kinesis = self.stack.client("kinesis")
         self.stream = f"{self.name}-events"
         self.application = f"{self.name}-app"
-        self.settings = Settings(task_table=f"{self.name}-tasks", instance_table=f"{self.name}-instances",
-                                 dead_letter_table=f"{self.name}-dead-letters")
+        self.settings = Settings(
+            task_table=f"{self.name}-tasks",
+            instance_table=f"{self.name}-instances",
+            dead_letter_table=f"{self.name}-dead-letters",
+        )
         ensure_tables(self.settings, self.dynamodb)
 
     def __enter__(self) -> Scenario:
@@ -391,8 +420,9 @@ class Scenario:
         self.feeds.append(feed)
         return feed
 
-    def properties(self, label: str, application: str | None = None, flush_interval_millis: int = 2000,
-                   **overrides: str) -> Path:
+    def properties(
+        self, label: str, application: str | None = None, flush_interval_millis: int = 2000, **overrides: str
+    ) -> Path:
         """A rendered local.properties for this scenario's stream and tables (own folder: the daemon puts it on
         its classpath). ``overrides`` are further KCL keys (e.g. ``workerId``, ``clientVersionConfig``)."""
         values = {
@@ -408,18 +438,26 @@ class Scenario:
         assert load_settings(path, env={}).task_table == self.settings.task_table
         return path
 
-    def launcher(self, label: str, properties: Path, env: Mapping[str, str] | None = None,
-                 restart_on_failure: bool = False) -> Launcher:
+    def launcher(
+        self, label: str, properties: Path, env: Mapping[str, str] | None = None, restart_on_failure: bool = False
+    ) -> Launcher:
         """Start ``ecs-state run`` (``env``: extra variables for it, the daemon and the processors)."""
-        launcher = Launcher(label, properties, {**self.stack.child_env(), **(env or {})}, self.workdir,
-                            restart_on_failure).start()
+        launcher = Launcher(
+            label, properties, {**self.stack.child_env(), **(env or {})}, self.workdir, restart_on_failure
+        ).start()
         self.launchers.append(launcher)
         return launcher
 
     # -- waiting
 
-    def wait(self, what: str, probe: Callable[[], T | None], timeout_s: float, interval_s: float = 1.0,
-             alive: list[Launcher] | None = None) -> T:
+    def wait(
+        self,
+        what: str,
+        probe: Callable[[], T | None],
+        timeout_s: float,
+        interval_s: float = 1.0,
+        alive: list[Launcher] | None = None,
+    ) -> T:
         """Call ``probe`` every ``interval_s`` until it returns something truthy (returned) or ``timeout_s``
         passes (E2EFailure naming ``what``). Fails at once when a launcher in ``alive`` has exited."""
         deadline = time.monotonic() + timeout_s
@@ -431,8 +469,10 @@ class Scenario:
                 return value
             for launcher in alive or ():
                 if not launcher.alive():
-                    raise E2EFailure(f"{launcher.name} exited ({launcher.proc.poll() if launcher.proc else None}) "
-                                     f"while waiting for: {what}")
+                    raise E2EFailure(
+                        f"{launcher.name} exited ({launcher.proc.poll() if launcher.proc else None}) "
+                        f"while waiting for: {what}"
+                    )
             if time.monotonic() >= deadline:
                 raise E2EFailure(f"not within {timeout_s:.0f}s: {what} (last probe: {value!r})")
             time.sleep(interval_s)
@@ -454,8 +494,9 @@ class Scenario:
         except E2EFailure as exc:
             raise E2EFailure(f"{exc}\n{last[0].render() if last else ''}") from None
 
-    def wait_checkpointed(self, feed: Feed, application: str | None = None, timeout_s: float = 120,
-                          alive: list[Launcher] | None = None) -> dict[str, str]:
+    def wait_checkpointed(
+        self, feed: Feed, application: str | None = None, timeout_s: float = 120, alive: list[Launcher] | None = None
+    ) -> dict[str, str]:
         """Poll the lease table until every shard written to is checkpointed at its last record."""
         application = application or self.application
 
@@ -464,18 +505,21 @@ class Scenario:
             have = checkpoints(self.dynamodb, application)
             return have if all(have.get(shard) == seq for shard, seq in want.items()) else None
 
-        return self.wait(f"{application} checkpointed at the last record of every shard", probe, timeout_s, 1.0,
-                         alive)
+        return self.wait(f"{application} checkpointed at the last record of every shard", probe, timeout_s, 1.0, alive)
 
-    def wait_flushed(self, launcher: Launcher, feed: Feed, shards: set[str] | None = None,
-                     timeout_s: float = 30) -> None:
+    def wait_flushed(
+        self, launcher: Launcher, feed: Feed, shards: set[str] | None = None, timeout_s: float = 30
+    ) -> None:
         """Poll ``launcher``'s log until its flush lines reach the last record of every shard written to (or of
         ``shards``). Needed before counting flush lines: a processor's line reaches the launcher's stderr through
         the daemon, possibly after the checkpoint that followed the flush is visible in the lease table."""
+
         def probe() -> bool:
             last = feed.last_sequence()
-            return all(any(f.last_sequence_number == last[shard] for f in launcher.flushes(shard))
-                       for shard in (shards if shards is not None else last))
+            return all(
+                any(f.last_sequence_number == last[shard] for f in launcher.flushes(shard))
+                for shard in (shards if shards is not None else last)
+            )
 
         self.wait(f"{launcher.name}'s flush lines reach the last record of each shard", probe, timeout_s, 0.5)
 
@@ -498,8 +542,9 @@ class Scenario:
         parts = [f"======== e2e scenario {self.name} (stream {self.stream}, workdir {self.workdir})"]
         parts.extend(self.notes)
         try:
-            parts.append(f"lease table {self.application}: "
-                         f"{json.dumps(leases(self.dynamodb, self.application), default=str)}")
+            parts.append(
+                f"lease table {self.application}: {json.dumps(leases(self.dynamodb, self.application), default=str)}"
+            )
         except Exception as exc:  # noqa: BLE001 - diagnostics must not hide the real failure
             parts.append(f"lease table {self.application}: unreadable ({exc})")
         for feed in self.feeds:

@@ -24,8 +24,9 @@ from processor.loadgen.records import Options  # noqa: E402
 from workshop.local.stack import LocalStack  # noqa: E402
 from workshop.testing.fault_proxy import FaultProxy, Rule  # noqa: E402
 
-MESSY = dict(clusters=2, instances=6, tasks=40, duplicate_rate=0.05, reorder_window=20, poison_rate=0.01,
-             ignored_rate=0.02)
+MESSY = dict(
+    clusters=2, instances=6, tasks=40, duplicate_rate=0.05, reorder_window=20, poison_rate=0.01, ignored_rate=0.02
+)
 
 
 def main() -> int:
@@ -33,8 +34,11 @@ def main() -> int:
     parser.add_argument("--outage-s", type=float, default=60.0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="outage-"))
-    with LocalStack(work / "stack") as stack, FaultProxy(stack.dynamodb_endpoint) as proxy, \
-            Scenario(stack, "outage", work / "scenario") as sc:
+    with (
+        LocalStack(work / "stack") as stack,
+        FaultProxy(stack.dynamodb_endpoint) as proxy,
+        Scenario(stack, "outage", work / "scenario") as sc,
+    ):
         sc.create_stream(2)
         feed = sc.feed(Options(seed=909, **MESSY))
         feed.send(300)
@@ -61,12 +65,16 @@ def main() -> int:
         sc.wait_checkpointed(feed, timeout_s=180, alive=[worker])
         report = sc.wait_exact(feed, 120, alive=[worker])
         result = {
-            "outage_s": args.outage_s, "records_sent": feed.sent, "injected_503": proxy.injected("unavailable"),
+            "outage_s": args.outage_s,
+            "records_sent": feed.sent,
+            "injected_503": proxy.injected("unavailable"),
             "checkpoints_unchanged_during_outage": during == before,
-            "worker_restarted": worker.java_pids() != pids, "worker_alive": worker.alive(),
+            "worker_restarted": worker.java_pids() != pids,
+            "worker_alive": worker.alive(),
             "processor_exits": [e for e in worker.events("flush_failed")],
             "write_retrying_lines": len(worker.events("write_retrying")),
-            "recovery_s_to_next_checkpoint": recovered, "exact": report is not None,
+            "recovery_s_to_next_checkpoint": recovered,
+            "exact": report is not None,
         }
         print(json.dumps(result, indent=1))
         worker.sigterm()

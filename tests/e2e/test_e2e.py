@@ -8,9 +8,10 @@ log lines (tests/e2e_support.py).
 Durations measured on 2 cores (KCL 3.1.3, kinesis-mock 0.6.2, moto 5.2.5; three runs on a quiet machine, one
 shared with benchmarks at load 5-9 in brackets): a 149-188 s [215 s] (its fixture; writing the 20,000 records to
 kinesis-mock alone takes 71-80 s [85-192 s]), d 112-125 s [149 s], b 62-78 s [100 s], c 60-70 s, e 72-79 s
-[95 s], f 72-87 s [77 s], g 64-81 s [92 s], h (merge, measured once) see docs/testing.md; i 72 s (status, one run); the whole file 11-11.5 min [13 min]. Each first start of a daemon
-costs 30-45 s (KCL waits 1-30 s at random while the lease table is empty), each restart ~30 s (the dead worker's
-leases expire after failoverTimeMillis, then the next lease-taking round picks them up).
+[95 s], f 72-87 s [77 s], g 64-81 s [92 s], h (merge, measured once) see docs/testing.md; i 72 s (status, one run);
+the whole file 11-11.5 min [13 min]. Each first start of a daemon costs 30-45 s (KCL waits 1-30 s at random while the
+lease table is empty), each restart ~30 s (the dead worker's leases expire after failoverTimeMillis, then the next
+lease-taking round picks them up).
 
 Every test runs KCL 3's default mode (``clientVersionConfig`` unset), as production does: the 2.x-compatible mode
 is a migration mode that turns itself into KCL 3's once every lease owner has written worker metrics for 10
@@ -32,17 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from e2e_support import (
-    ECS_STATE,
-    SHARD_END,
-    Feed,
-    Launcher,
-    Scenario,
-    checkpoints,
-    leader,
-    leases,
-    owners,
-)
+from e2e_support import ECS_STATE, SHARD_END, Feed, Launcher, Scenario, checkpoints, leader, leases, owners
 
 from processor.loadgen.records import Options
 from workshop.local.stack import LocalStack
@@ -54,8 +45,9 @@ pytestmark = pytest.mark.e2e
 #: that must first let the dead worker's leases expire.
 START_S = 150
 #: Realistic ECS traffic with everything the processor must survive.
-MESSY = dict(clusters=2, instances=6, tasks=40, duplicate_rate=0.05, reorder_window=20, poison_rate=0.01,
-             ignored_rate=0.02)
+MESSY = dict(
+    clusters=2, instances=6, tasks=40, duplicate_rate=0.05, reorder_window=20, poison_rate=0.01, ignored_rate=0.02
+)
 
 
 #: For the 20,000-record stream: fewer polls of kinesis-mock at the tip of a long shard (each one walks the shard).
@@ -74,6 +66,7 @@ def _scenario(stack: LocalStack, tmp_path: Path, name: str) -> Scenario:
 
 # ---- a. volume: duplicates, reordering, poison ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def bulk(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """20,000 messy events on 4 shards processed by one worker to the end (shared by tests a and d: the replay
@@ -86,8 +79,10 @@ def bulk(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # records either way; with the worker polling at the same time the writes took as long and the reading
         # still came after them (measured: 168 s + 101 s, against 85-192 s + 122 s one after the other).
         feed.send(20_000)
-        sc.note(f"produced {feed.sent} records in {time.monotonic() - began:.0f}s "
-                f"({feed.writer.putter.retried_records} retried)")
+        sc.note(
+            f"produced {feed.sent} records in {time.monotonic() - began:.0f}s "
+            f"({feed.writer.putter.retried_records} retried)"
+        )
         worker = sc.launcher("worker", sc.properties("worker", **BIG_STREAM))
         report = sc.wait_exact(feed, timeout_s=600, alive=[worker])
         final = sc.wait_checkpointed(feed, timeout_s=120, alive=[worker])
@@ -119,12 +114,14 @@ def test_a_twenty_thousand_messy_events_on_four_shards_end_exact(bulk: dict[str,
         assert seen >= feed.sent, f"processors saw {seen} of {feed.sent} records"
         assert sum(f.dead_letters for f in flushes) >= totals["poison"]
         assert {f.shard for f in flushes} == set(feed.last_sequence())
-        print(f"a: {feed.sent} records, {seen} processed, {len(flushes)} flushes, "
-              f"{sum(f.writes for f in flushes)} writes, {sum(f.stale for f in flushes)} stale; "
-              + "; ".join(sc.notes))
+        print(
+            f"a: {feed.sent} records, {seen} processed, {len(flushes)} flushes, "
+            f"{sum(f.writes for f in flushes)} writes, {sum(f.stale for f in flushes)} stale; " + "; ".join(sc.notes)
+        )
 
 
 # ---- d. replay into the same tables --------------------------------------------------------------------------
+
 
 def _versions(sc: Scenario) -> dict[tuple[str, str], dict[str, Any]]:
     """Every state item of the scenario's tables, keyed by (table, ARN)."""
@@ -150,17 +147,22 @@ def test_d_replay_by_a_second_application_changes_nothing(bulk: dict[str, Any]) 
         sc.wait_flushed(replayer, feed)
         after = _versions(sc)
         assert before.keys() == after.keys()
-        lower = [(key, before[key]["version"], after[key]["version"]) for key in before
-                 if int(after[key]["version"]["N"]) < int(before[key]["version"]["N"])]
+        lower = [
+            (key, before[key]["version"], after[key]["version"])
+            for key in before
+            if int(after[key]["version"]["N"]) < int(before[key]["version"]["N"])
+        ]
         assert not lower, f"versions went down: {lower[:5]}"
         changed = [key for key in before if before[key] != after[key]]
         flushes = replayer.flushes()
         writes = sum(f.writes for f in flushes)
         stale = sum(f.stale for f in flushes)
         seen = sum(f.records for f in flushes)
-        print(f"d: replay of {seen} records: {writes} writes accepted, {stale} rejected as stale or equal "
-              f"(accepted ratio {writes / max(1, writes + stale):.4f}); {len(changed)} items changed; "
-              + "; ".join(sc.notes))
+        print(
+            f"d: replay of {seen} records: {writes} writes accepted, {stale} rejected as stale or equal "
+            f"(accepted ratio {writes / max(1, writes + stale):.4f}); {len(changed)} items changed; "
+            + "; ".join(sc.notes)
+        )
         assert seen >= feed.sent
         assert stale > 0 and writes == 0, f"{writes} replayed writes were accepted"
         assert not changed, f"items changed by the replay: {changed[:5]}"
@@ -169,6 +171,7 @@ def test_d_replay_by_a_second_application_changes_nothing(bulk: dict[str, Any]) 
 
 
 # ---- b. two workers, one killed --------------------------------------------------------------------------------
+
 
 def test_b_second_worker_takes_over_the_leases_of_a_killed_one(stack: LocalStack, tmp_path: Path) -> None:
     """Two daemons (workers ``worker-a`` and ``worker-b``, one applicationName) share 4 shards; the one not holding
@@ -189,9 +192,12 @@ def test_b_second_worker_takes_over_the_leases_of_a_killed_one(stack: LocalStack
             return held if set(held) == shards and set(held.values()) == set(workers) else None
 
         sc.wait("both workers hold leases", both_hold_leases, START_S + 60, alive=everyone)
-        sc.wait("every shard checkpointed past TRIM_HORIZON",
-                lambda: all(c.isdigit() for c in checkpoints(sc.dynamodb, sc.application).values()), 60,
-                alive=everyone)
+        sc.wait(
+            "every shard checkpointed past TRIM_HORIZON",
+            lambda: all(c.isdigit() for c in checkpoints(sc.dynamodb, sc.application).values()),
+            60,
+            alive=everyone,
+        )
         chief = sc.wait("a leader", lambda: leader(sc.dynamodb, sc.application), 60, alive=everyone)
         name = next(n for n in workers if n != chief)
         a, b = workers[name], workers[chief]
@@ -205,10 +211,15 @@ def test_b_second_worker_takes_over_the_leases_of_a_killed_one(stack: LocalStack
         a.wait(60)
         at_kill = checkpoints(sc.dynamodb, sc.application)  # after the exit: no checkpoint of the killed one in flight
         assert victim, f"{name} held no lease when it was killed"
-        sc.note(f"killed {name} (not the leader) holding {victim} at {feed.sent} records sent; checkpoints then "
-                f"{at_kill}")
-        sc.wait(f"{chief} holds every lease",
-                lambda: set(owners(sc.dynamodb, sc.application).values()) == {chief}, 120, alive=[b])
+        sc.note(
+            f"killed {name} (not the leader) holding {victim} at {feed.sent} records sent; checkpoints then {at_kill}"
+        )
+        sc.wait(
+            f"{chief} holds every lease",
+            lambda: set(owners(sc.dynamodb, sc.application).values()) == {chief},
+            120,
+            alive=[b],
+        )
         feed.join()
         sc.wait_checkpointed(feed, timeout_s=120, alive=[b])
         sc.wait_exact(feed, 60, alive=[b])
@@ -224,6 +235,7 @@ def test_b_second_worker_takes_over_the_leases_of_a_killed_one(stack: LocalStack
 
 # ---- c. a shard split mid-stream -------------------------------------------------------------------------------
 
+
 def test_c_split_shard_mid_stream_parent_ends_children_processed(stack: LocalStack, tmp_path: Path) -> None:
     """kinesis-mock splits shard 0 of 2 while records are being written and read: the parent is read to its end
     and checkpointed at SHARD_END, its two children are processed (after the parent, as KCL orders them), and the
@@ -234,8 +246,12 @@ def test_c_split_shard_mid_stream_parent_ends_children_processed(stack: LocalSta
         feed = sc.feed(Options(seed=303, **MESSY))
         feed.send(400)
         worker = sc.launcher("worker", sc.properties("worker"))
-        sc.wait("the parent checkpointed past TRIM_HORIZON",
-                lambda: checkpoints(sc.dynamodb, sc.application).get(parent, "").isdigit(), START_S, alive=[worker])
+        sc.wait(
+            "the parent checkpointed past TRIM_HORIZON",
+            lambda: checkpoints(sc.dynamodb, sc.application).get(parent, "").isdigit(),
+            START_S,
+            alive=[worker],
+        )
         sent_before = feed.sent
         feed.send_in_background(800, rate=40)
         sc.wait("records flowing", lambda: feed.sent >= sent_before + 200, 60, alive=[worker])
@@ -255,8 +271,9 @@ def test_c_split_shard_mid_stream_parent_ends_children_processed(stack: LocalSta
             want = {**feed.last_sequence(), parent: SHARD_END}
             return have if all(have.get(s) == v for s, v in want.items()) else None
 
-        sc.wait("parent at SHARD_END, every other shard at its last record", ended_and_children_done, 180,
-                alive=[worker])
+        sc.wait(
+            "parent at SHARD_END, every other shard at its last record", ended_and_children_done, 180, alive=[worker]
+        )
         sc.wait_exact(feed, 60, alive=[worker])
         sc.wait_flushed(worker, feed)  # the parent's last record included
         sc.wait("the parent's processor logged shard_end", lambda: worker.events("shard_end", parent), 30)
@@ -268,8 +285,10 @@ def test_c_split_shard_mid_stream_parent_ends_children_processed(stack: LocalSta
 
 # ---- h. two shards merged mid-stream ----------------------------------------------------------------------------
 
-def test_h_merge_of_two_shards_mid_stream_parents_end_then_the_child_is_processed(stack: LocalStack,
-                                                                                  tmp_path: Path) -> None:
+
+def test_h_merge_of_two_shards_mid_stream_parents_end_then_the_child_is_processed(
+    stack: LocalStack, tmp_path: Path
+) -> None:
     """kinesis-mock merges the two shards of a stream while records are being written and read: both parents are
     read to their ends and checkpointed at SHARD_END, the child is initialised only after both parents' processors
     ended, it is processed to its last record, and the final state is exact."""
@@ -279,17 +298,23 @@ def test_h_merge_of_two_shards_mid_stream_parents_end_then_the_child_is_processe
         feed = sc.feed(Options(seed=808, **MESSY))
         feed.send(400)
         worker = sc.launcher("worker", sc.properties("worker"))
-        sc.wait("both parents checkpointed past TRIM_HORIZON",
-                lambda: all(checkpoints(sc.dynamodb, sc.application).get(p, "").isdigit() for p in parents),
-                START_S, alive=[worker])
+        sc.wait(
+            "both parents checkpointed past TRIM_HORIZON",
+            lambda: all(checkpoints(sc.dynamodb, sc.application).get(p, "").isdigit() for p in parents),
+            START_S,
+            alive=[worker],
+        )
         sent_before = feed.sent
         feed.send_in_background(800, rate=40)
         sc.wait("records flowing", lambda: feed.sent >= sent_before + 200, 60, alive=[worker])
         at_merge = checkpoints(sc.dynamodb, sc.application)
         sc.kinesis.merge_shards(StreamName=sc.stream, ShardToMerge=parents[0], AdjacentShardToMerge=parents[1])
         sc.wait_stream_active()
-        [child] = [s["ShardId"] for s in sc.shards()
-                   if {s.get("ParentShardId"), s.get("AdjacentParentShardId")} == set(parents)]
+        [child] = [
+            s["ShardId"]
+            for s in sc.shards()
+            if {s.get("ParentShardId"), s.get("AdjacentParentShardId")} == set(parents)
+        ]
         sc.note(f"merged {parents} into {child} at {feed.sent} records sent")
         feed.join()
         last = feed.last_sequence()
@@ -304,8 +329,11 @@ def test_h_merge_of_two_shards_mid_stream_parents_end_then_the_child_is_processe
         sc.wait("both parents at SHARD_END, the child at its last record", ended_and_child_done, 180, alive=[worker])
         sc.wait_exact(feed, 60, alive=[worker])
         sc.wait_flushed(worker, feed)  # the parents' last records included
-        ends = sc.wait("both parents' processors logged shard_end",
-                       lambda: [e for p in parents for e in worker.events("shard_end", p)] or None, 30)
+        ends = sc.wait(
+            "both parents' processors logged shard_end",
+            lambda: [e for p in parents for e in worker.events("shard_end", p)] or None,
+            30,
+        )
         assert {e["shard"] for e in ends} == set(parents)
         first_child_init = min(line["ts"] for line in worker.initialized()[child])
         assert first_child_init >= max(e["ts"] for e in ends), "the child started before a parent had ended"
@@ -315,6 +343,7 @@ def test_h_merge_of_two_shards_mid_stream_parents_end_then_the_child_is_processe
 
 
 # ---- e. SIGTERM: final flush and checkpoint; a restart resumes there ------------------------------------------
+
 
 def test_e_sigterm_flushes_and_checkpoints_and_restart_reprocesses_nothing(stack: LocalStack, tmp_path: Path) -> None:
     """SIGTERM to ``ecs-state run``: every processor flushes (flush line with reason "shutdown") and checkpoints,
@@ -332,9 +361,12 @@ def test_e_sigterm_flushes_and_checkpoints_and_restart_reprocesses_nothing(stack
         first = sc.launcher("first", sc.properties("first", flush_interval_millis=600_000))
         # The records were written before the start and fit into one GetRecords (maxRecords 1000): after a few
         # processRecords calls every shard has been given all of its records.
-        sc.wait("every shard initialised and given records",
-                lambda: set(first.initialized()) == shards and all(first.process_records_calls(s) >= 3
-                                                                   for s in shards), START_S, alive=[first])
+        sc.wait(
+            "every shard initialised and given records",
+            lambda: set(first.initialized()) == shards and all(first.process_records_calls(s) >= 3 for s in shards),
+            START_S,
+            alive=[first],
+        )
         first.sigterm()
         code = first.wait(120)
         assert code == 128 + signal.SIGTERM
@@ -363,6 +395,7 @@ def test_e_sigterm_flushes_and_checkpoints_and_restart_reprocesses_nothing(stack
 
 # ---- f. the daemon SIGKILLed and restarted (issue 5d) ----------------------------------------------------------
 
+
 def test_f_daemon_sigkilled_mid_stream_and_restarted_ends_exact(stack: LocalStack, tmp_path: Path) -> None:
     """The KCL daemon (Java and its processors) is SIGKILLed while records are flowing: whatever was flushed but
     not checkpointed, or delivered but not flushed, is read again by a new ``ecs-state run`` from the last
@@ -376,13 +409,23 @@ def test_f_daemon_sigkilled_mid_stream_and_restarted_ends_exact(stack: LocalStac
         feed.send(400)
         props = sc.properties("worker", workerId="worker-f")
         first = sc.launcher("first", props)
-        sc.wait("every shard checkpointed past TRIM_HORIZON",
-                lambda: all(c.isdigit() for c in checkpoints(sc.dynamodb, sc.application).values())
-                and set(checkpoints(sc.dynamodb, sc.application)) == shards, START_S, alive=[first])
+        sc.wait(
+            "every shard checkpointed past TRIM_HORIZON",
+            lambda: (
+                all(c.isdigit() for c in checkpoints(sc.dynamodb, sc.application).values())
+                and set(checkpoints(sc.dynamodb, sc.application)) == shards
+            ),
+            START_S,
+            alive=[first],
+        )
         sent_before = feed.sent
         feed.send_in_background(1200, rate=40)
-        sc.wait("new records flushed", lambda: bool(first.flushes(since=time.time() - 2))
-                and feed.sent > sent_before + 100, 60, alive=[first])
+        sc.wait(
+            "new records flushed",
+            lambda: bool(first.flushes(since=time.time() - 2)) and feed.sent > sent_before + 100,
+            60,
+            alive=[first],
+        )
         first.kill_daemon()
         code = first.wait(60)
         at_kill = checkpoints(sc.dynamodb, sc.application)  # after the exit: no checkpoint in flight
@@ -401,8 +444,10 @@ def test_f_daemon_sigkilled_mid_stream_and_restarted_ends_exact(stack: LocalStac
 
 # ---- g. DynamoDB unavailable beyond the retry budget (issue 5b) ------------------------------------------------
 
+
 def test_g_dynamodb_outage_exits_the_processor_and_the_restart_resumes_from_the_checkpoint(
-        stack: LocalStack, tmp_path: Path) -> None:
+    stack: LocalStack, tmp_path: Path
+) -> None:
     """The processors reach DynamoDB through the fault proxy (``AWS_ENDPOINT_URL_DYNAMODB``, which ``ecs-state
     run`` passes on; the daemon's own lease calls use ``dynamoDBEndpoint`` and go straight to moto). Every request
     fails with 503 for longer than the retry budget (3 s here): the processor exits 3 without checkpointing, the
@@ -419,8 +464,12 @@ def test_g_dynamodb_outage_exits_the_processor_and_the_restart_resumes_from_the_
         before = sc.wait_checkpointed(feed, timeout_s=START_S, alive=[worker])
         proxy.set_rules([Rule(kind="unavailable")])
         feed.send(300)
-        [exited] = sc.wait("the daemon exited after a processor gave up",
-                           lambda: [e for e in worker.events("daemon.exited") if e["code"] != 0], 120, alive=[worker])
+        [exited] = sc.wait(
+            "the daemon exited after a processor gave up",
+            lambda: [e for e in worker.events("daemon.exited") if e["code"] != 0],
+            120,
+            alive=[worker],
+        )
         proxy.clear()
         at_failure = checkpoints(sc.dynamodb, sc.application)
         sc.note(f"daemon exited {exited['code']} after {exited['seconds']}s; fault lifted")
@@ -441,14 +490,21 @@ def test_g_dynamodb_outage_exits_the_processor_and_the_restart_resumes_from_the_
 
 # ---- h. ecs-state status on the lease table the real daemon writes (issue 12) ----------------------------------
 
+
 def _status(sc: Scenario, properties: Path, *args: str) -> tuple[int, str]:
-    done = subprocess.run([str(ECS_STATE), "status", "--properties", str(properties), *args],
-                          env=sc.stack.child_env(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(ECS_STATE), "status", "--properties", str(properties), *args],
+        env=sc.stack.child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.returncode, done.stdout + done.stderr
 
 
-def test_i_status_shows_the_daemons_leases_and_check_fails_once_the_worker_is_dead(stack: LocalStack,
-                                                                                   tmp_path: Path) -> None:
+def test_i_status_shows_the_daemons_leases_and_check_fails_once_the_worker_is_dead(
+    stack: LocalStack, tmp_path: Path
+) -> None:
     """``ecs-state status`` reads the lease table KCL 3 created: a row per shard with the worker as owner and the
     checkpoint KCL stored; ``--check`` passes while the worker renews its leases and fails after the worker is
     SIGKILLed (its leases keep the dead owner, and their counters stop for failoverTimeMillis)."""
@@ -458,17 +514,23 @@ def test_i_status_shows_the_daemons_leases_and_check_fails_once_the_worker_is_de
         sc.feed(Options(seed=808, **MESSY)).send(100)
         props = sc.properties("worker", workerId="worker-h")
         worker = sc.launcher("worker", props)
-        sc.wait("both shards owned by worker-h and checkpointed",
-                lambda: set(owners(sc.dynamodb, sc.application).items()) == {(s, "worker-h") for s in shards}
-                and all(c.isdigit() for c in checkpoints(sc.dynamodb, sc.application).values()),
-                START_S, alive=[worker])
+        sc.wait(
+            "both shards owned by worker-h and checkpointed",
+            lambda: (
+                set(owners(sc.dynamodb, sc.application).items()) == {(s, "worker-h") for s in shards}
+                and all(c.isdigit() for c in checkpoints(sc.dynamodb, sc.application).values())
+            ),
+            START_S,
+            alive=[worker],
+        )
         code, out = _status(sc, props, "--output", "json")
         assert code == 0, out
         report = json.loads(out)
         stored = checkpoints(sc.dynamodb, sc.application)
         assert report["leaseTable"] == sc.application
-        assert {(r["shardId"], r["leaseOwner"], r["finished"], tuple(r["parentShardIds"])) for r in report["shards"]} \
-            == {(s, "worker-h", False, ()) for s in shards}
+        assert {
+            (r["shardId"], r["leaseOwner"], r["finished"], tuple(r["parentShardIds"])) for r in report["shards"]
+        } == {(s, "worker-h", False, ()) for s in shards}
         assert all(r["checkpoint"] == stored[r["shardId"]] or r["checkpoint"].isdigit() for r in report["shards"])
 
         code, out = _status(sc, props, "--check")

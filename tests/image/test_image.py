@@ -48,8 +48,15 @@ pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_rea
 
 
 def _run(*args: str, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), cwd=ROOT, env={**os.environ, "IMAGE": IMAGE, **(env or {})}, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    return subprocess.run(
+        list(args),
+        cwd=ROOT,
+        env={**os.environ, "IMAGE": IMAGE, **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +71,16 @@ def image() -> str:
 
 @pytest.fixture(scope="module")
 def config(image: str) -> dict:
-    return json.loads(subprocess.run(["podman", "image", "inspect", image], check=True, text=True,
-                                     stdout=subprocess.PIPE).stdout)[0]["Config"]
+    return json.loads(
+        subprocess.run(["podman", "image", "inspect", image], check=True, text=True, stdout=subprocess.PIPE).stdout
+    )[0]["Config"]
 
 
 @pytest.fixture
 def container(image: str) -> Iterator[str]:
-    ctr = subprocess.run(["buildah", "from", "--quiet", "--pull=never", image], check=True, text=True,
-                         stdout=subprocess.PIPE).stdout.strip()
+    ctr = subprocess.run(
+        ["buildah", "from", "--quiet", "--pull=never", image], check=True, text=True, stdout=subprocess.PIPE
+    ).stdout.strip()
     yield ctr
     subprocess.run(["buildah", "rm", ctr], stdout=subprocess.DEVNULL)
 
@@ -89,9 +98,26 @@ def _in_container(ctr: str, config: dict, *env: str, volume: Path | None = None)
     """The image's configured ENTRYPOINT + CMD, as a container runtime would start it."""
     mounts = ["--volume", f"{volume}:{volume}"] if volume else []
     env_args = [arg for pair in env for arg in ("--env", pair)]
-    return subprocess.run(["buildah", "run", "--isolation", "chroot", "--network", "host", *mounts, *env_args,
-                           ctr, "--", *config["Entrypoint"], *config["Cmd"]], text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, timeout=120)
+    return subprocess.run(
+        [
+            "buildah",
+            "run",
+            "--isolation",
+            "chroot",
+            "--network",
+            "host",
+            *mounts,
+            *env_args,
+            ctr,
+            "--",
+            *config["Entrypoint"],
+            *config["Cmd"],
+        ],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+    )
 
 
 def _closed_port() -> int:
@@ -107,24 +133,34 @@ def test_image_runs_ecs_state_run_as_a_non_root_user(config: dict, container: st
     assert "ECS_STATE_PROPERTIES=/etc/ecs-state/worker.properties" in config["Env"]
     # Without a properties file and without KCL_* variables `ecs-state run` stops in its preflight (exit 2),
     # naming the file it was given: the default, or the one ECS_STATE_PROPERTIES names.
-    for env, expected in (((), "/etc/ecs-state/worker.properties"),
-                          (("ECS_STATE_PROPERTIES=/mnt/other.properties",), "/mnt/other.properties")):
+    for env, expected in (
+        ((), "/etc/ecs-state/worker.properties"),
+        (("ECS_STATE_PROPERTIES=/mnt/other.properties",), "/mnt/other.properties"),
+    ):
         ran = _in_container(container, config, *env)
         assert ran.returncode == 2, ran.stdout
         assert f"properties file {expected} does not exist" in ran.stdout
 
 
 def test_kcl_variables_render_the_properties_and_java_and_the_jars_are_in_the_image(
-        config: dict, container: str, shared_dir: Path) -> None:
+    config: dict, container: str, shared_dir: Path
+) -> None:
     """No file mounted: the KCL_* variables fill the image's copy of properties/aws.properties. The endpoints
     point at a closed port, so the preflight stops right before Java; that its only complaints are the endpoints
     shows Java, the jars and ecs-state-processor are in the image."""
     rendered = shared_dir / "worker.properties"
     endpoint = f"http://127.0.0.1:{_closed_port()}"
-    ran = _in_container(container, config, "KCL_streamName=ecs-state-events", "KCL_applicationName=prod-ecs-state",
-                        "KCL_regionName=eu-west-1", f"KCL_kinesisEndpoint={endpoint}",
-                        f"KCL_dynamoDBEndpoint={endpoint}", f"ECS_STATE_RENDERED_PROPERTIES={rendered}",
-                        volume=shared_dir)
+    ran = _in_container(
+        container,
+        config,
+        "KCL_streamName=ecs-state-events",
+        "KCL_applicationName=prod-ecs-state",
+        "KCL_regionName=eu-west-1",
+        f"KCL_kinesisEndpoint={endpoint}",
+        f"KCL_dynamoDBEndpoint={endpoint}",
+        f"ECS_STATE_RENDERED_PROPERTIES={rendered}",
+        volume=shared_dir,
+    )
     assert ran.returncode == 2, ran.stdout
     problems = [line for line in ran.stdout.splitlines() if line.startswith("ecs-state run: ")]
     assert len(problems) == 2 and all("does not answer" in line for line in problems), ran.stdout
@@ -133,31 +169,48 @@ def test_kcl_variables_render_the_properties_and_java_and_the_jars_are_in_the_im
     props = parse_properties(rendered.read_text(encoding="utf-8"))
     template = parse_properties((ROOT / "properties" / "aws.properties").read_text(encoding="utf-8"))
     assert {k: props[k] for k in ("streamName", "applicationName", "regionName", "kinesisEndpoint")} == {
-        "streamName": "ecs-state-events", "applicationName": "prod-ecs-state", "regionName": "eu-west-1",
-        "kinesisEndpoint": endpoint}
+        "streamName": "ecs-state-events",
+        "applicationName": "prod-ecs-state",
+        "regionName": "eu-west-1",
+        "kinesisEndpoint": endpoint,
+    }
     untouched = set(template) - {"streamName", "applicationName", "regionName"}
     assert {k: props[k] for k in untouched} == {k: template[k] for k in untouched}
     # each overridden key appears once as a key: the template's line is commented out, not left to "last wins"
-    keys = [line.split("=", 1)[0].strip() for line in rendered.read_text(encoding="utf-8").splitlines()
-            if line and not line.startswith("#")]
+    keys = [
+        line.split("=", 1)[0].strip()
+        for line in rendered.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
     assert keys.count("streamName") == 1
 
 
-def test_the_health_check_is_in_the_image_and_judges_the_heartbeat_files(image: str, config: dict,
-                                                                         container: str) -> None:
+def test_the_health_check_is_in_the_image_and_judges_the_heartbeat_files(
+    image: str, config: dict, container: str
+) -> None:
     """Docker format keeps HEALTHCHECK (OCI would drop it); the probe runs as the image's user with its
     environment: no worker heartbeat -> 1, a fresh one -> 0, no AWS call either way."""
-    inspected = json.loads(subprocess.run(["podman", "image", "inspect", image], check=True, text=True,
-                                          stdout=subprocess.PIPE).stdout)[0]
+    inspected = json.loads(
+        subprocess.run(["podman", "image", "inspect", image], check=True, text=True, stdout=subprocess.PIPE).stdout
+    )[0]
     assert inspected["Healthcheck"]["Test"] == ["CMD", "python", "-m", "processor.ops.liveness"]  # podman: top level
     assert "ECS_STATE_HEARTBEAT_DIR=/tmp/ecs-state/heartbeat" in config["Env"]
-    probe = "python -m processor.ops.liveness; echo rc=$?; mkdir -p \"$ECS_STATE_HEARTBEAT_DIR\" && " \
-            "touch \"$ECS_STATE_HEARTBEAT_DIR/worker\" && python -m processor.ops.liveness; echo rc=$?"
-    ran = subprocess.run(["buildah", "run", "--isolation", "chroot", container, "--", "/bin/sh", "-c", probe],
-                         text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=False)
+    probe = (
+        "python -m processor.ops.liveness; echo rc=$?; mkdir -p \"$ECS_STATE_HEARTBEAT_DIR\" && "
+        "touch \"$ECS_STATE_HEARTBEAT_DIR/worker\" && python -m processor.ops.liveness; echo rc=$?"
+    )
+    ran = subprocess.run(
+        ["buildah", "run", "--isolation", "chroot", container, "--", "/bin/sh", "-c", probe],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+        check=False,
+    )
     lines = ran.stdout.splitlines()
-    assert lines.count("rc=1") == 1 and lines.count("rc=0") == 1 and lines.index("rc=1") < lines.index("rc=0"), \
+    assert lines.count("rc=1") == 1 and lines.count("rc=0") == 1 and lines.index("rc=1") < lines.index("rc=0"), (
         ran.stdout
+    )
     assert "no worker heartbeat" in ran.stdout and "healthy: worker alive" in ran.stdout
 
 
@@ -166,8 +219,19 @@ def test_push_makes_one_manifest_list_of_the_built_image(image: str, tmp_path: P
     host architecture's image, in Docker v2 schema 2 format (what ECR stores and Fargate pulls)."""
     arch = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
     out = tmp_path / "pushed"
-    pushed = _run("scripts/image", "push", "--repository", "localhost/ecs-state-worker", "--tag", "test",
-                  "--arch", arch, "--destination", f"dir:{out}", timeout=600)
+    pushed = _run(
+        "scripts/image",
+        "push",
+        "--repository",
+        "localhost/ecs-state-worker",
+        "--tag",
+        "test",
+        "--arch",
+        arch,
+        "--destination",
+        f"dir:{out}",
+        timeout=600,
+    )
     assert pushed.returncode == 0, pushed.stdout[-3000:]
     manifest_list = json.loads((out / "manifest.json").read_text())
     assert manifest_list["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -178,9 +242,22 @@ def test_demo_verifies_with_a_worker_from_the_image(image: str, shared_dir: Path
     """The worker's ``run`` goes through the image's entry point; KCL_maxRecords makes it render the demo's
     properties file, so the worker that verified read the rendered file."""
     rendered = shared_dir / "rendered.properties"
-    demo = _run(sys.executable, "-m", "workshop", "demo", "--events", "2000", "--shards", "2",
-                "--work-dir", str(shared_dir), "--worker-command", f"scripts/image worker --volume {shared_dir} --",
-                env={"KCL_maxRecords": "500", "ECS_STATE_RENDERED_PROPERTIES": str(rendered)}, timeout=900)
+    demo = _run(
+        sys.executable,
+        "-m",
+        "workshop",
+        "demo",
+        "--events",
+        "2000",
+        "--shards",
+        "2",
+        "--work-dir",
+        str(shared_dir),
+        "--worker-command",
+        f"scripts/image worker --volume {shared_dir} --",
+        env={"KCL_maxRecords": "500", "ECS_STATE_RENDERED_PROPERTIES": str(rendered)},
+        timeout=900,
+    )
     assert demo.returncode == 0, demo.stdout[-6000:]
     verified = [line for line in demo.stdout.splitlines() if line.startswith("verified: ")]
     assert verified, demo.stdout[-3000:]

@@ -53,8 +53,12 @@ def create_tables_from_template(suffix: str | None = None) -> dict[str, str]:
     for kind, logical_id in TABLE_RESOURCES.items():
         props = resources[logical_id]["Properties"]
         name = f"{logical_id}-{suffix}"
-        request = {"TableName": name, "BillingMode": props["BillingMode"], "KeySchema": props["KeySchema"],
-                   "AttributeDefinitions": props["AttributeDefinitions"]}
+        request = {
+            "TableName": name,
+            "BillingMode": props["BillingMode"],
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+        }
         if props.get("GlobalSecondaryIndexes"):
             request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
         ddb.create_table(**request)
@@ -71,9 +75,12 @@ def indexed(item: dict[str, Any]) -> dict[str, Any]:
 
 def properties_file(directory: Path, tables: dict[str, str]) -> Path:
     path = directory / "test.properties"
-    path.write_text(f"ecsState.taskTable = {tables['task']}\n"
-                    f"ecsState.instanceTable = {tables['instance']}\n"
-                    f"ecsState.deadLetterTable = {tables['dead_letter']}\n", encoding="utf-8")
+    path.write_text(
+        f"ecsState.taskTable = {tables['task']}\n"
+        f"ecsState.instanceTable = {tables['instance']}\n"
+        f"ecsState.deadLetterTable = {tables['dead_letter']}\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -81,9 +88,12 @@ def deploy(stack_name: str, parameters: dict[str, str], deadline_s: float = 60.0
     """create_stack in the moto server and poll until it settles; returns the stack description plus
     ``resources`` = {logical id: physical id}."""
     cf = client("cloudformation")
-    cf.create_stack(StackName=stack_name, TemplateBody=TEMPLATE.read_text(encoding="utf-8"),
-                    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-                    Capabilities=["CAPABILITY_IAM"])
+    cf.create_stack(
+        StackName=stack_name,
+        TemplateBody=TEMPLATE.read_text(encoding="utf-8"),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM"],
+    )
     end = time.monotonic() + deadline_s
     while True:
         stack = cf.describe_stacks(StackName=stack_name)["Stacks"][0]
@@ -95,9 +105,11 @@ def deploy(stack_name: str, parameters: dict[str, str], deadline_s: float = 60.0
     if stack["StackStatus"] != "CREATE_COMPLETE":
         raise AssertionError(f"stack {stack_name}: {stack['StackStatus']} {stack.get('StackStatusReason')}")
     summaries = cf.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
-    stack["resources"] = {r["LogicalResourceId"]: r.get("PhysicalResourceId") for r in summaries
-                          if r.get("LogicalResourceId")}
-    stack["resource_types"] = {r["LogicalResourceId"]: r.get("ResourceType") for r in summaries
-                               if r.get("LogicalResourceId")}
+    stack["resources"] = {
+        r["LogicalResourceId"]: r.get("PhysicalResourceId") for r in summaries if r.get("LogicalResourceId")
+    }
+    stack["resource_types"] = {
+        r["LogicalResourceId"]: r.get("ResourceType") for r in summaries if r.get("LogicalResourceId")
+    }
     stack["outputs"] = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     return stack

@@ -35,29 +35,40 @@ FLEET = Options(seed=9, clusters=2, instances=4, tasks=20, duplicate_rate=0.05, 
 
 def _props(tmp_path: Path, s: Settings) -> Path:
     path = tmp_path / "adopt.properties"
-    path.write_text(f"ecsState.taskTable = {s.task_table}\necsState.instanceTable = {s.instance_table}\n"
-                    f"ecsState.deadLetterTable = {s.dead_letter_table}\n", encoding="utf-8")
+    path.write_text(
+        f"ecsState.taskTable = {s.task_table}\necsState.instanceTable = {s.instance_table}\n"
+        f"ecsState.deadLetterTable = {s.dead_letter_table}\n",
+        encoding="utf-8",
+    )
     return path
 
 
 def _stored(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
     """Every item of a table (the test's own check of what is there, not a read path of the product)."""
-    items = [it for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
-             for it in page["Items"]]
+    items = [
+        it for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True) for it in page["Items"]
+    ]
     key = "taskArn" if "taskArn" in (items[0] if items else {}) else "containerInstanceArn"
     return {it[key]["S"]: it for it in items}
 
 
 def test_the_documented_lambdas_tables_are_taken_over_and_brought_up_to_date_without_losing_an_item(
-        moto_server: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    moto_server: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     n = random.randrange(10**6)
-    settings = Settings(task_table=f"ECSTaskState-{n}", instance_table=f"ECSCtrInstanceState-{n}",
-                        dead_letter_table=f"ECSEventDeadLetters-{n}")
+    settings = Settings(
+        task_table=f"ECSTaskState-{n}",
+        instance_table=f"ECSCtrInstanceState-{n}",
+        dead_letter_table=f"ECSEventDeadLetters-{n}",
+    )
     ddb = client("dynamodb")
     for name, key in ((settings.task_table, "taskArn"), (settings.instance_table, "containerInstanceArn")):
-        ddb.create_table(TableName=name, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                         BillingMode="PAY_PER_REQUEST")
+        ddb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
     records = [r for r in itertools.islice(generate(FLEET), 700) if r.kind in ("task", "instance")]
     lambda_part, ours = records[:450], records[450:]
 
@@ -89,8 +100,7 @@ def test_the_documented_lambdas_tables_are_taken_over_and_brought_up_to_date_wit
             newest[event.arn] = event
     after = {**_stored(ddb, settings.task_table), **_stored(ddb, settings.instance_table)}
     assert set(after) == set(newest) and set(before) <= set(after)  # no item lost
-    assert {arn: int(it["version"]["N"]) for arn, it in after.items()} == {
-        arn: e.version for arn, e in newest.items()}
+    assert {arn: int(it["version"]["N"]) for arn, it in after.items()} == {arn: e.version for arn, e in newest.items()}
     taken_over = [arn for arn in before if int(after[arn]["version"]["N"]) > int(before[arn]["version"]["N"])]
     assert taken_over and all("kinesis_sequence_number" in after[arn] for arn in taken_over)
 
@@ -109,8 +119,11 @@ def test_the_documented_lambdas_tables_are_taken_over_and_brought_up_to_date_wit
     assert {arn: it["version"] for arn, it in final.items()} == {arn: it["version"] for arn, it in after.items()}
 
     # 5. the read side now finds the Lambda's items too, from the indexes; the start-up check has nothing to say
-    stopped_by_lambda = [arn for arn in before if arn not in taken_over and "taskArn" in before[arn]
-                         and before[arn]["lastStatus"]["S"] == "STOPPED"]
+    stopped_by_lambda = [
+        arn
+        for arn in before
+        if arn not in taken_over and "taskArn" in before[arn] and before[arn]["lastStatus"]["S"] == "STOPPED"
+    ]
     assert stopped_by_lambda
     last = max(e.detail["stoppedAt"] for e in newest.values() if e.detail.get("stoppedAt"))
     for cluster in sorted({newest[arn].detail["clusterArn"] for arn in stopped_by_lambda}):

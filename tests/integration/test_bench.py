@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from processor.loadgen.records import Record
 from workshop.bench.chart import Panel, write_chart
 from workshop.bench.report import render_markdown
 from workshop.bench.runner import add_arguments, config_from_args, run_bench
@@ -26,7 +27,6 @@ from workshop.bench.stream import (
     flush_windows,
     shard_of,
 )
-from processor.loadgen.records import Record
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 def test_shard_of_splits_the_md5_hash_range_evenly_as_kinesis_does() -> None:
     # MD5("a") = 0cc175b9...: in the first of 4 shards, and in shard 0 of 16 (0x0c < 0x10)
     assert shard_of("a", 4) == 0 and shard_of("a", 16) == 0
-    assert shard_of("b", 4) == 2            # MD5("b") = 92eb5ffe... -> 0x92 * 4 // 256 = 2
+    assert shard_of("b", 4) == 2  # MD5("b") = 92eb5ffe... -> 0x92 * 4 // 256 = 2
     spread = Counter(shard_of(f"arn:aws:ecs:us-east-1:1:task/c/{i}", 4) for i in range(4000))
     assert set(spread) == {0, 1, 2, 3} and min(spread.values()) > 900
     assert all(shard_of(f"k{i}", 1) == 0 for i in range(100))
@@ -57,8 +57,12 @@ def test_flush_windows_cut_a_shard_by_arrival_time_and_the_floor_counts_distinct
     assert distinct_per_window(records, [indices], [windows]) == 4
     # two shards: each ARN lives in one shard, windows are per shard
     left, right = [0, 1, 4], [2, 3, 5]
-    assert distinct_per_window(records, [left, right], [flush_windows(left, arrivals, 5.0),
-                                                        flush_windows(right, arrivals, 5.0)]) == 4
+    assert (
+        distinct_per_window(
+            records, [left, right], [flush_windows(left, arrivals, 5.0), flush_windows(right, arrivals, 5.0)]
+        )
+        == 4
+    )
 
 
 def test_arrival_clock_follows_the_simulated_fleet_and_never_goes_back() -> None:
@@ -91,12 +95,16 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def test_the_chart_is_a_png_drawn_by_matplotlib(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    path = write_chart(tmp_path / "chart.png", "T", ["A", "B\nsecond line"],
-                       [Panel("X", [1.0, None], "{:.1f}", [("floor", 0.5)]), Panel("Y", [0.0, 2.0]),
-                        Panel("Z", [0.0, 0.0], "{:.0f}")], ["footer one", "footer two"])
+    path = write_chart(
+        tmp_path / "chart.png",
+        "T",
+        ["A", "B\nsecond line"],
+        [Panel("X", [1.0, None], "{:.1f}", [("floor", 0.5)]), Panel("Y", [0.0, 2.0]), Panel("Z", [0.0, 0.0], "{:.0f}")],
+        ["footer one", "footer two"],
+    )
     assert path == tmp_path / "chart.png"
     width, height = _png_size(path.read_bytes())
-    assert width == 1240 and height > 2 * 400   # two columns of 6.2 in at 100 dpi; two rows of panels
+    assert width == 1240 and height > 2 * 400  # two columns of 6.2 in at 100 dpi; two rows of panels
 
 
 def test_a_tiny_run_reports_every_contender_and_ours_leaves_nothing_stale(moto_server: Any, tmp_path: Path) -> None:
@@ -108,8 +116,16 @@ def test_a_tiny_run_reports_every_contender_and_ours_leaves_nothing_stale(moto_s
     floor = saved["floor"]
     assert 0 < floor["requests_per_event"] < 1 and floor["windows"] >= 2
     for name, result in saved["results"].items():
-        for key in ("requests", "requests_per_event", "cpu_us_per_event", "events_per_s", "wall_s", "tables",
-                    "label", "x_floor"):
+        for key in (
+            "requests",
+            "requests_per_event",
+            "cpu_us_per_event",
+            "events_per_s",
+            "wall_s",
+            "tables",
+            "label",
+            "x_floor",
+        ):
             assert key in result, (name, key)
         assert result["events"] == 600 and result["requests"] > 0
         assert result["tables"]["expected_arns"] == saved["stream"]["distinct_arns"]
@@ -124,7 +140,7 @@ def test_a_tiny_run_reports_every_contender_and_ours_leaves_nothing_stale(moto_s
     lam = saved["results"]["lambda"]
     state_events = saved["stream"]["task_events"] + saved["stream"]["instance_events"]
     failed = lam["outcomes"].get("failed", 0)
-    assert failed <= saved["stream"]["poison"], lam["errors"]   # only a poison record that decodes (a lone surrogate)
+    assert failed <= saved["stream"]["poison"], lam["errors"]  # only a poison record that decodes (a lone surrogate)
     decoded = lam["outcomes"]["put"] + lam["outcomes"]["older"] + failed
     assert state_events <= decoded <= state_events + saved["stream"]["poison"]
     assert lam["requests"] >= state_events + lam["outcomes"]["put"]
@@ -146,14 +162,16 @@ def test_the_lambda_contender_stores_a_container_instance_event_whose_resources_
     ddb = boto3.resource("dynamodb")
     tables = {"task": ddb.Table(settings.task_table), "instance": ddb.Table(settings.instance_table)}
     arn = instance_arn(7)
-    resources = [{"name": "CPU", "type": "INTEGER", "doubleValue": 0.0, "integerValue": 2048},
-                 {"name": "WEIGHT", "type": "DOUBLE", "doubleValue": 0.25}]
-    data = orjson.dumps(instance_event(arn, 3, remainingResources=resources))   # compact: decoded as floats
+    resources = [
+        {"name": "CPU", "type": "INTEGER", "doubleValue": 0.0, "integerValue": 2048},
+        {"name": "WEIGHT", "type": "DOUBLE", "doubleValue": 0.25},
+    ]
+    data = orjson.dumps(instance_event(arn, 3, remainingResources=resources))  # compact: decoded as floats
     assert lambda_handler(data, tables, full_get=False) == "put"
     stored = tables["instance"].get_item(Key={"containerInstanceArn": arn})["Item"]
     assert stored["version"] == 3 and stored["remainingResources"][1]["doubleValue"] == Decimal("0.25")
     assert lambda_handler(data, tables, full_get=False) == "older"
-    spaced = as_json(instance_event(arn, 4, remainingResources=resources))   # decoded as Decimal
+    spaced = as_json(instance_event(arn, 4, remainingResources=resources))  # decoded as Decimal
     assert lambda_handler(spaced, tables, full_get=False) == "put"
 
 
@@ -164,9 +182,24 @@ def test_a_tiny_volume_run_measures_every_pass_and_the_replay_changes_nothing(tm
     from workshop.bench.volume import VolumeConfig, run_volume
     from workshop.bench.volume_report import END, START, build_volume_report, write_volume_results
 
-    vcfg = VolumeConfig(bench=BenchConfig(events=800, shards=2, clusters=2, instances=6, tasks=60, poison_rate=0.01,
-                                          seed=4, contenders=("ours", "lambda")),
-                        batch=300, poll_ms=10, lambda_events=150, flush_interval_ms=500, steady_rate=60, steady_s=2)
+    vcfg = VolumeConfig(
+        bench=BenchConfig(
+            events=800,
+            shards=2,
+            clusters=2,
+            instances=6,
+            tasks=60,
+            poison_rate=0.01,
+            seed=4,
+            contenders=("ours", "lambda"),
+        ),
+        batch=300,
+        poll_ms=10,
+        lambda_events=150,
+        flush_interval_ms=500,
+        steady_rate=60,
+        steady_s=2,
+    )
     stream, results = run_volume(vcfg, tmp_path, lambda text: None)
     first, replay, lam = results["first"], results["replay"], results["lambda"]
     assert first["tables"]["stale"] == 0 and first["tables"]["dead_letters"]["ok"]
@@ -189,8 +222,9 @@ def test_a_tiny_volume_run_measures_every_pass_and_the_replay_changes_nothing(tm
     doc.parent.mkdir()
     doc.write_text(f"intro\n{START}\nold\n{END}\n", encoding="utf-8")
     report = build_volume_report(vcfg, stream, results, {"commit": "test"}, "test", tmp_path)
-    text = write_volume_results(json.loads(json.dumps(report, default=str)), tmp_path / "bench", "volume",
-                                chart=True, doc=doc)
+    text = write_volume_results(
+        json.loads(json.dumps(report, default=str)), tmp_path / "bench", "volume", chart=True, doc=doc
+    )
     assert "| ecs-state, first pass (backlog) |" in text and "replay" in text and "| ecs-state, steady 60 " in text
     assert "steady pass" in report["targets"]["freshness_p99_ms"]["target"]
     section = doc.read_text(encoding="utf-8")

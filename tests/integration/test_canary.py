@@ -16,13 +16,16 @@ from processor.ops import canary, cli
 
 
 @pytest.mark.parametrize("schema", [[("taskArn", "S", "HASH")], [("shardId", "S", "HASH"), ("seq", "N", "RANGE")]])
-def test_every_step_answers_as_expected_and_prints_its_verdict(moto_server: Any, schema: list[tuple[str, ...]],
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_step_answers_as_expected_and_prints_its_verdict(
+    moto_server: Any, schema: list[tuple[str, ...]], capsys: pytest.CaptureFixture[str]
+) -> None:
     name = f"canary-{uuid.uuid4().hex[:8]}"
     aws.client("dynamodb").create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": a, "KeyType": k} for a, _, k in schema],
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t, _ in schema])
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t, _ in schema],
+    )
     assert cli.main(["canary", "--table", name]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"endpoint {moto_server.endpoint}/ signed for us-east-1; proxy none")
@@ -35,8 +38,9 @@ def test_every_step_answers_as_expected_and_prints_its_verdict(moto_server: Any,
     assert aws.client("dynamodb").scan(TableName=name)["Count"] == 0  # the one item it wrote is gone
 
 
-def test_a_missing_table_or_a_dead_endpoint_fails_the_canary_with_the_verdict(moto_server: Any,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_table_or_a_dead_endpoint_fails_the_canary_with_the_verdict(
+    moto_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = io.StringIO()
     args = cli.build_parser().parse_args(["canary", "--table", f"missing-{uuid.uuid4().hex[:6]}"])
     assert canary.run(args, out) == 1

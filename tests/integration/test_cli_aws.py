@@ -41,8 +41,9 @@ def cli_env(moto: Any, tmp_path: Path, **extra: str | None) -> dict[str, str]:
 
 
 def ecs_state(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "processor", *argv], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "processor", *argv], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -58,8 +59,9 @@ def ops_profile(tmp_path: Path, region: str) -> None:
     """A profile ``ops`` with that region and moto's dummy keys (an explicit profile takes its own keys, not the
     environment's)."""
     (tmp_path / "aws-config").write_text(f"[profile ops]\nregion = {region}\n", encoding="utf-8")
-    (tmp_path / "aws-credentials").write_text("[ops]\naws_access_key_id = testing\n"
-                                              "aws_secret_access_key = testing\n", encoding="utf-8")
+    (tmp_path / "aws-credentials").write_text(
+        "[ops]\naws_access_key_id = testing\naws_secret_access_key = testing\n", encoding="utf-8"
+    )
 
 
 def properties_file(tmp_path: Path, **keys: str) -> str:
@@ -74,8 +76,11 @@ def table_names(moto: Any, region: str) -> set[str]:
 
 
 def tables(prefix: str) -> dict[str, str]:
-    return {"ecsState.taskTable": f"{prefix}-tasks", "ecsState.instanceTable": f"{prefix}-instances",
-            "ecsState.deadLetterTable": f"{prefix}-dead-letters"}
+    return {
+        "ecsState.taskTable": f"{prefix}-tasks",
+        "ecsState.instanceTable": f"{prefix}-instances",
+        "ecsState.deadLetterTable": f"{prefix}-dead-letters",
+    }
 
 
 def test_aws_region_alone_is_enough_for_tasks_as_for_the_aws_cli(moto_server: Any, tmp_path: Path) -> None:
@@ -91,8 +96,7 @@ def test_aws_region_alone_is_enough_for_tasks_as_for_the_aws_cli(moto_server: An
     assert json.loads(result.stdout) == []
 
 
-def test_the_region_is_taken_in_the_aws_cli_order_then_from_the_properties(moto_server: Any,
-                                                                          tmp_path: Path) -> None:
+def test_the_region_is_taken_in_the_aws_cli_order_then_from_the_properties(moto_server: Any, tmp_path: Path) -> None:
     ops_profile(tmp_path, "ap-south-1")
     cases = [  # (flag, AWS_REGION, AWS_DEFAULT_REGION, profile, regionName) -> where the tables land
         (("--region", "eu-north-1"), "eu-west-1", "eu-west-2", "ops", "sa-east-1", "eu-north-1"),
@@ -104,12 +108,16 @@ def test_the_region_is_taken_in_the_aws_cli_order_then_from_the_properties(moto_
     for flag, aws_region, default_region, profile, region_name, expected in cases:
         prefix = f"order-{uuid.uuid4().hex[:6]}"
         props = properties_file(tmp_path, regionName=region_name, **tables(prefix))
-        env = cli_env(moto_server, tmp_path, AWS_REGION=aws_region, AWS_DEFAULT_REGION=default_region,
-                      AWS_PROFILE=profile)
+        env = cli_env(
+            moto_server, tmp_path, AWS_REGION=aws_region, AWS_DEFAULT_REGION=default_region, AWS_PROFILE=profile
+        )
         result = ecs_state(env, "setup", "--properties", props, *flag)
         assert result.returncode == 0, (expected, result.stderr)
-        where = {region for region in ("eu-north-1", "eu-west-1", "eu-west-2", "ap-south-1", "sa-east-1")
-                 if f"{prefix}-tasks" in table_names(moto_server, region)}
+        where = {
+            region
+            for region in ("eu-north-1", "eu-west-1", "eu-west-2", "ap-south-1", "sa-east-1")
+            if f"{prefix}-tasks" in table_names(moto_server, region)
+        }
         assert where == {expected}, (flag, aws_region, default_region, profile, region_name)
 
 
@@ -135,14 +143,23 @@ def test_an_unreachable_endpoint_is_one_line_and_exit_2_not_a_traceback(moto_ser
 
 
 def test_a_missing_profile_is_one_line(moto_server: Any, tmp_path: Path) -> None:
-    line = one_line_error(ecs_state(cli_env(moto_server, tmp_path, AWS_REGION="eu-west-1"),
-                                    "tasks", "--cluster", "prod", "--profile", "nope"))
+    line = one_line_error(
+        ecs_state(
+            cli_env(moto_server, tmp_path, AWS_REGION="eu-west-1"), "tasks", "--cluster", "prod", "--profile", "nope"
+        )
+    )
     assert "'nope'" in line and "--profile" in line
 
 
 def test_no_credentials_is_one_line(moto_server: Any, tmp_path: Path) -> None:
-    env = cli_env(moto_server, tmp_path, AWS_REGION="eu-west-1", AWS_ACCESS_KEY_ID=None,
-                  AWS_SECRET_ACCESS_KEY=None, AWS_SESSION_TOKEN=None)
+    env = cli_env(
+        moto_server,
+        tmp_path,
+        AWS_REGION="eu-west-1",
+        AWS_ACCESS_KEY_ID=None,
+        AWS_SECRET_ACCESS_KEY=None,
+        AWS_SESSION_TOKEN=None,
+    )
     line = one_line_error(ecs_state(env, "setup"))
     assert "credentials" in line
 
@@ -150,11 +167,13 @@ def test_no_credentials_is_one_line(moto_server: Any, tmp_path: Path) -> None:
 def test_a_missing_table_is_one_line(moto_server: Any, tmp_path: Path) -> None:
     props = properties_file(tmp_path, **tables(f"absent-{uuid.uuid4().hex[:6]}"))
     env = cli_env(moto_server, tmp_path, AWS_REGION="eu-west-1")
-    line = one_line_error(ecs_state(env, "status", "--properties",
-                                    properties_file(tmp_path, applicationName="no-such-app")))
+    line = one_line_error(
+        ecs_state(env, "status", "--properties", properties_file(tmp_path, applicationName="no-such-app"))
+    )
     assert "no-such-app" in line
-    line = one_line_error(ecs_state(env, "redrive", "dead-letters", "--stream-name", "s", "--dry-run",
-                                    "--properties", props))
+    line = one_line_error(
+        ecs_state(env, "redrive", "dead-letters", "--stream-name", "s", "--dry-run", "--properties", props)
+    )
     assert "not found in eu-west-1" in line and "--properties" in line
 
 
@@ -165,7 +184,8 @@ def test_version_is_the_package_version(tmp_path: Path, moto_server: Any) -> Non
 
 
 def test_redrive_takes_the_stream_from_the_properties_and_the_shard_as_dead_letters_does(
-        moto_server: Any, tmp_path: Path) -> None:
+    moto_server: Any, tmp_path: Path
+) -> None:
     prefix = f"rd-{uuid.uuid4().hex[:6]}"
     stream = f"{prefix}-stream"
     env = cli_env(moto_server, tmp_path, AWS_REGION="eu-west-1")
@@ -174,14 +194,17 @@ def test_redrive_takes_the_stream_from_the_properties_and_the_shard_as_dead_lett
     props = properties_file(tmp_path, streamName=stream, **tables(prefix))
     assert ecs_state(env, "setup", "--properties", props).returncode == 0
     for shard_flag in ("--shard", "--shard-id"):
-        result = ecs_state(env, "redrive", "dead-letters", "--properties", props, shard_flag, "shardId-1",
-                           "--output", "json")
+        result = ecs_state(
+            env, "redrive", "dead-letters", "--properties", props, shard_flag, "shardId-1", "--output", "json"
+        )
         assert result.returncode == 0, result.stderr
-    arn_props = properties_file(tmp_path, streamArn=f"arn:aws:kinesis:eu-west-1:123456789012:stream/{stream}",
-                                **tables(prefix))
+    arn_props = properties_file(
+        tmp_path, streamArn=f"arn:aws:kinesis:eu-west-1:123456789012:stream/{stream}", **tables(prefix)
+    )
     assert ecs_state(env, "redrive", "dead-letters", "--properties", arn_props).returncode == 0
-    line = one_line_error(ecs_state(env, "redrive", "dead-letters", "--properties",
-                                    properties_file(tmp_path, **tables(prefix))))
+    line = one_line_error(
+        ecs_state(env, "redrive", "dead-letters", "--properties", properties_file(tmp_path, **tables(prefix)))
+    )
     assert "--stream-name" in line
 
 

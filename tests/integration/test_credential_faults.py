@@ -37,10 +37,20 @@ from workshop.testing.factories import as_json, task_arn, task_event
 
 SHARD = "shardId-000000000003"
 SHORT_S = 300  # inside botocore's 10-minute mandatory refresh window: every request refreshes
-CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                   "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                   "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-                   "AWS_ENDPOINT_URL_STS", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+CREDENTIAL_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 
 def _expiry(seconds: int) -> str:
@@ -82,18 +92,23 @@ class _CredentialServer(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # STS
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.server.faults.next_fails():  # type: ignore[attr-defined]
-            self._reply(400, b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender'
-                             b'</Type><Code>InvalidIdentityToken</Code><Message>Couldn\'t retrieve verification key '
-                             b'from your identity provider</Message></Error><RequestId>r</RequestId></ErrorResponse>',
-                        "text/xml")
+            self._reply(
+                400,
+                b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender'
+                b'</Type><Code>InvalidIdentityToken</Code><Message>Couldn\'t retrieve verification key '
+                b'from your identity provider</Message></Error><RequestId>r</RequestId></ErrorResponse>',
+                "text/xml",
+            )
             return
-        body = ('<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
-                '<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIAWEBIDENTITY</AccessKeyId>'
-                '<SecretAccessKey>secret</SecretAccessKey><SessionToken>token</SessionToken>'
-                f'<Expiration>{_expiry(SHORT_S)}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROA:s'
-                '</AssumedRoleId><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn></AssumedRoleUser>'
-                '<SubjectFromWebIdentityToken>s</SubjectFromWebIdentityToken></AssumeRoleWithWebIdentityResult>'
-                '<ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>')
+        body = (
+            '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            '<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIAWEBIDENTITY</AccessKeyId>'
+            '<SecretAccessKey>secret</SecretAccessKey><SessionToken>token</SessionToken>'
+            f'<Expiration>{_expiry(SHORT_S)}</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROA:s'
+            '</AssumedRoleId><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn></AssumedRoleUser>'
+            '<SubjectFromWebIdentityToken>s</SubjectFromWebIdentityToken></AssumeRoleWithWebIdentityResult>'
+            '<ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>'
+        )
         self._reply(200, body.encode(), "text/xml")
 
     def do_PUT(self) -> None:  # IMDSv2's session token
@@ -110,8 +125,13 @@ class _CredentialServer(http.server.BaseHTTPRequestHandler):
         if self.server.faults.next_fails():  # type: ignore[attr-defined]
             self._reply(500, b'{"message": "internal error"}', "application/json")
             return
-        body = {"AccessKeyId": "ASIACONTAINER", "SecretAccessKey": "secret", "Token": "token",
-                "Expiration": _expiry(SHORT_S), "RoleArn": "arn:aws:iam::123456789012:role/task"}
+        body = {
+            "AccessKeyId": "ASIACONTAINER",
+            "SecretAccessKey": "secret",
+            "Token": "token",
+            "Expiration": _expiry(SHORT_S),
+            "RoleArn": "arn:aws:iam::123456789012:role/task",
+        }
         self._reply(200, json.dumps(body).encode(), "application/json")
 
     def _imds(self) -> None:
@@ -125,8 +145,15 @@ class _CredentialServer(http.server.BaseHTTPRequestHandler):
             if self.server.faults.next_fails():  # type: ignore[attr-defined]
                 self._reply(500, b"", "text/plain")
                 return
-            body = {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAIMDS", "SecretAccessKey": "secret",
-                    "Token": "token", "Expiration": _expiry(SHORT_S), "LastUpdated": _expiry(0)}
+            body = {
+                "Code": "Success",
+                "Type": "AWS-HMAC",
+                "AccessKeyId": "ASIAIMDS",
+                "SecretAccessKey": "secret",
+                "Token": "token",
+                "Expiration": _expiry(SHORT_S),
+                "LastUpdated": _expiry(0),
+            }
             self._reply(200, json.dumps(body).encode(), "application/json")
         else:
             self._reply(404, b"", "text/plain")
@@ -187,8 +214,12 @@ class ProcessFaults:
 
 def _settings(moto_server: Any) -> Settings:
     suffix = uuid.uuid4().hex[:8]
-    settings = Settings(task_table=f"cred-tasks-{suffix}", instance_table=f"cred-inst-{suffix}",
-                        dead_letter_table=f"cred-dead-{suffix}", write_concurrency=1)
+    settings = Settings(
+        task_table=f"cred-tasks-{suffix}",
+        instance_table=f"cred-inst-{suffix}",
+        dead_letter_table=f"cred-dead-{suffix}",
+        write_concurrency=1,
+    )
     ensure_tables(settings)  # with the session's dummy credentials, before the faulty source takes over
     return settings
 
@@ -231,8 +262,14 @@ def _candidate(n: int, version: int, seq: int) -> Candidate:
 @pytest.mark.parametrize("phase", ["live", "catch-up"])
 @pytest.mark.parametrize("kind", ["process-garbage", "process-exit1", "web-identity", "container-500"])
 def test_a_credential_source_failing_for_a_while_loses_nothing_and_dead_letters_nothing(
-        moto_server: Any, credential_server: tuple[Faults, str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capfd: pytest.CaptureFixture[str], kind: str, phase: str) -> None:
+    moto_server: Any,
+    credential_server: tuple[Faults, str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    kind: str,
+    phase: str,
+) -> None:
     settings = _settings(moto_server)
     server_faults, endpoint, _ = credential_server
     faults = _source(kind, tmp_path, monkeypatch, endpoint) or server_faults
@@ -245,8 +282,9 @@ def test_a_credential_source_failing_for_a_while_loses_nothing_and_dead_letters_
     per_refresh = 3 if kind == "container-500" else 1
     faults.bad_left = per_refresh * (7 if phase == "catch-up" else 3)
     fresh = Writer(settings, client, sleep=lambda _: None, shard_id=SHARD) if phase == "catch-up" else writer
-    batch = Batch([[_candidate(n, 5, 10 + n), _candidate(n, 4, 20 + n)] for n in range(3)], [],
-                  Position(SHARD, "2"), Counts())
+    batch = Batch(
+        [[_candidate(n, 5, 10 + n), _candidate(n, 4, 20 + n)] for n in range(3)], [], Position(SHARD, "2"), Counts()
+    )
     out = fresh.write(batch, prefetch=phase == "catch-up")
     assert out.ok and out.dead_letters == 0 and out.written == 3 and out.fallbacks == 0
     assert faults.bad_left == 0  # the whole stretch of failures was met, and outlived
@@ -256,8 +294,13 @@ def test_a_credential_source_failing_for_a_while_loses_nothing_and_dead_letters_
     if phase == "catch-up":
         assert any(line.get("event") == "prefetch_incomplete" for line in logged)
     assert not any(line.get("event") == "dead_letter" for line in logged)
-    got = {n: client.call("GetItem", {"TableName": settings.task_table, "Key": {"taskArn": {"S": task_arn(n)}},
-                                      "ConsistentRead": True}).item for n in range(3)}
+    got = {
+        n: client.call(
+            "GetItem",
+            {"TableName": settings.task_table, "Key": {"taskArn": {"S": task_arn(n)}}, "ConsistentRead": True},
+        ).item
+        for n in range(3)
+    }
     assert {n: item["version"]["N"] if item else None for n, item in got.items()} == {0: "5", 1: "5", 2: "5"}
     for w in {writer, fresh}:
         w.close()
@@ -265,8 +308,12 @@ def test_a_credential_source_failing_for_a_while_loses_nothing_and_dead_letters_
 
 
 def test_credentials_from_imdsv2_are_refreshed_with_a_session_token_and_an_imds_outage_loses_nothing(
-        moto_server: Any, credential_server: tuple[Faults, str, list[tuple[str, str, str]]], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    moto_server: Any,
+    credential_server: tuple[Faults, str, list[tuple[str, str, str]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     """IMDSv2 (a local stand-in for the instance metadata service): a session token first, then the role's
     credentials with that token. botocore stretches IMDS credentials that expire soon (its static stability), so
     the test moves their expiry to now (time passing is what a local server cannot produce); the next request
@@ -299,7 +346,8 @@ def test_credentials_from_imdsv2_are_refreshed_with_a_session_token_and_an_imds_
 
 
 def test_a_credential_source_failing_at_start_is_transient_not_a_configuration_error(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, credential_server: tuple[Faults, str, Any]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, credential_server: tuple[Faults, str, Any]
+) -> None:
     """The daemon starts the processor again; exit 2 (configuration) would tell an operator to fix a setting."""
     faults = _source("process-garbage", tmp_path, monkeypatch, credential_server[1])
     faults.bad_left = 1

@@ -17,14 +17,11 @@ import pytest
 
 from processor.config import load_settings
 from processor.errors import EXIT_CONFIG, LaunchError
-from workshop.local.stack import LocalStack
-from processor.ops.launcher import (
-    find_jars,
-    find_java,
-)
+from processor.ops.launcher import find_jars, find_java
 from processor.ops.preflight import check_endpoints, check_executable
 from processor.ops.setup_tables import ensure_tables
 from processor.ops.supervisor import run_daemon
+from workshop.local.stack import LocalStack
 
 # ---- the command line ----------------------------------------------------------------------------------------
 
@@ -53,8 +50,7 @@ def test_endpoints_that_answer_pass_and_others_name_key_and_fix() -> None:
         with socket.socket() as closed:
             closed.bind(("127.0.0.1", 0))
             dead_port = closed.getsockname()[1]  # bound, never listening: connections are refused
-            props = {"kinesisEndpoint": f"http://127.0.0.1:{port}",
-                     "dynamoDBEndpoint": f"http://127.0.0.1:{dead_port}"}
+            props = {"kinesisEndpoint": f"http://127.0.0.1:{port}", "dynamoDBEndpoint": f"http://127.0.0.1:{dead_port}"}
             problems = check_endpoints(props, "f")
     assert len(problems) == 1
     assert problems[0].startswith(f"f: dynamoDBEndpoint = http://127.0.0.1:{dead_port} does not answer")
@@ -65,6 +61,7 @@ def test_endpoints_that_answer_pass_and_others_name_key_and_fix() -> None:
 
 
 # ---- finding Java and the jars -------------------------------------------------------------------------------
+
 
 def test_java_from_path_or_java_home(tmp_path: Path) -> None:
     assert os.path.basename(find_java(os.environ)) == "java"
@@ -94,8 +91,13 @@ def test_run_reports_every_problem_before_starting_java(tmp_path: Path) -> None:
     assert code == EXIT_CONFIG
     assert all(line.startswith("ecs-state run: ") for line in lines)
     text = out.getvalue()
-    for words in ("no KCL jars", "neither streamName nor streamArn", "applicationName is missing",
-                  "no-such-processor-here is not on PATH", "kinesisEndpoint = http://127.0.0.1:1 does not answer"):
+    for words in (
+        "no KCL jars",
+        "neither streamName nor streamArn",
+        "applicationName is missing",
+        "no-such-processor-here is not on PATH",
+        "kinesisEndpoint = http://127.0.0.1:1 does not answer",
+    ):
         assert words in text
 
 
@@ -109,6 +111,7 @@ def test_missing_properties_file(tmp_path: Path) -> None:
 # These lines have the daemon's real format and messages (copied from runs of KCL 3.1.3 with
 # processor/logback.xml). Synthetic input because the real daemon produces some of them only after 20 failed
 # initialisation attempts with random 1-30 s waits each; the e2e test below feeds the real ones.
+
 
 def _line(level: str, logger: str, message: str) -> str:
     return f"11:22:39.631 {level:<5} [ShardRecordProcessor-0000] {logger} - {message}"
@@ -176,9 +179,12 @@ def test_real_daemon_processes_records_and_shuts_down_gracefully_on_sigterm(tmp_
         # `ecs-state run` checks the processor's tables before Java starts (preflight), whatever the executable.
         ensure_tables(load_settings(props, env={}), stack.client("dynamodb"))
         env = {**stack.child_env(), "PROBE_LOG": str(probe_log)}
-        launcher = subprocess.Popen([sys.executable, "-m", "processor", "run", "--properties", str(props),
-                                     "--daemon-log", str(daemon_log)],
-                                    env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "run.err", "w"))
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "processor", "run", "--properties", str(props), "--daemon-log", str(daemon_log)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "run.err", "w"),
+        )
         try:
             # KCL waits a random 1-30 s on an empty lease table, then assigns leases: allow for it.
             deadline = time.monotonic() + 180
@@ -189,16 +195,20 @@ def test_real_daemon_processes_records_and_shuts_down_gracefully_on_sigterm(tmp_
                     break
                 time.sleep(0.5)
             events = _events(probe_log)
-            assert {e["shard"] for e in events if e["ev"] == "initialize"} == \
-                {"shardId-000000000000", "shardId-000000000001"}, (tmp_path / "run.err").read_text()[-3000:]
+            assert {e["shard"] for e in events if e["ev"] == "initialize"} == {
+                "shardId-000000000000",
+                "shardId-000000000001",
+            }, (tmp_path / "run.err").read_text()[-3000:]
             assert {d for e in events if e["ev"] == "records" for d in e["data"]} == sent
         finally:
             launcher.send_signal(signal.SIGTERM)
             code = launcher.wait(120)
     events = _events(probe_log)
     assert code == 128 + signal.SIGTERM  # the daemon's own exit code after a SIGTERM
-    assert {e["shard"] for e in events if e["ev"] == "shutdownCheckpointed"} == \
-        {"shardId-000000000000", "shardId-000000000001"}
+    assert {e["shard"] for e in events if e["ev"] == "shutdownCheckpointed"} == {
+        "shardId-000000000000",
+        "shardId-000000000001",
+    }
     run_err = (tmp_path / "run.err").read_text()
     assert '"event":"daemon.exited"' in run_err and '"processors_initialized":2' in run_err
     assert "Created new shardConsumer" in daemon_log.read_text()

@@ -27,10 +27,15 @@ CONDITION = "attribute_not_exists(#k) OR #v < :v"
 def table(moto_server: Any) -> Iterator[str]:
     name = f"thin-{uuid.uuid4().hex[:8]}"
     with DynamoDBHttp.from_environment(endpoint_url=moto_server.endpoint) as client:
-        created = client.call("CreateTable", {
-            "TableName": name, "BillingMode": "PAY_PER_REQUEST",
-            "KeySchema": [{"AttributeName": "taskArn", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "taskArn", "AttributeType": "S"}]})
+        created = client.call(
+            "CreateTable",
+            {
+                "TableName": name,
+                "BillingMode": "PAY_PER_REQUEST",
+                "KeySchema": [{"AttributeName": "taskArn", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "taskArn", "AttributeType": "S"}],
+            },
+        )
         assert created.ok, created
         yield name
         client.call("DeleteTable", {"TableName": name})
@@ -43,21 +48,34 @@ def client(moto_server: Any) -> Iterator[DynamoDBHttp]:
 
 
 def put(table: str, arn: str, version: int, **extra: Any) -> dict[str, Any]:
-    return {"TableName": table, "ConditionExpression": CONDITION,
-            "Item": {"taskArn": {"S": arn}, "version": {"N": str(version)}, "lastStatus": {"S": "RUNNING"},
-                     "containers": {"L": [{"M": {"name": {"S": "web"}, "cpu": {"N": "256"}}}]},
-                     "blob": {"B": b"\x00\x01zlib"}},
-            "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version"},
-            "ExpressionAttributeValues": {":v": {"N": str(version)}}, **extra}
+    return {
+        "TableName": table,
+        "ConditionExpression": CONDITION,
+        "Item": {
+            "taskArn": {"S": arn},
+            "version": {"N": str(version)},
+            "lastStatus": {"S": "RUNNING"},
+            "containers": {"L": [{"M": {"name": {"S": "web"}, "cpu": {"N": "256"}}}]},
+            "blob": {"B": b"\x00\x01zlib"},
+        },
+        "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version"},
+        "ExpressionAttributeValues": {":v": {"N": str(version)}},
+        **extra,
+    }
 
 
-def test_a_conditional_put_succeeds_then_a_stale_one_fails_with_the_stored_item(client: DynamoDBHttp,
-                                                                                 table: str) -> None:
+def test_a_conditional_put_succeeds_then_a_stale_one_fails_with_the_stored_item(
+    client: DynamoDBHttp, table: str
+) -> None:
     ok = client.put_item(put(table, "arn:task/1", 5))
     assert (ok.status, ok.code, ok.ok, ok.body) == (200, "", True, {})
     stale = client.put_item(put(table, "arn:task/1", 4, ReturnValuesOnConditionCheckFailure="ALL_OLD"))
     assert (stale.status, stale.code, stale.condition_failed, classify(stale).kind) == (
-        400, "ConditionalCheckFailedException", True, STALE)
+        400,
+        "ConditionalCheckFailedException",
+        True,
+        STALE,
+    )
     assert stale.item is not None and stale.item["version"] == {"N": "5"}
     assert stale.item["blob"] == {"B": "AAF6bGli"}  # base64 of the bytes sent
     assert client.put_item(serialise(put(table, "arn:task/1", 6))).ok  # a body serialised once, sent as bytes
@@ -69,13 +87,22 @@ def test_an_invalid_item_is_a_validation_response_not_an_exception(client: Dynam
     assert bad.message and "ValidationException" in bad.describe()
 
 
-def test_batch_get_reads_projected_versions_and_describe_table_reads_the_schema(client: DynamoDBHttp,
-                                                                                table: str) -> None:
+def test_batch_get_reads_projected_versions_and_describe_table_reads_the_schema(
+    client: DynamoDBHttp, table: str
+) -> None:
     for n in range(3):
         assert client.put_item(put(table, f"arn:task/b{n}", n + 1)).ok
-    got = client.batch_get_item({"RequestItems": {table: {
-        "Keys": [{"taskArn": {"S": f"arn:task/b{n}"}} for n in range(4)],
-        "ProjectionExpression": "#k, #v", "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version"}}}})
+    got = client.batch_get_item(
+        {
+            "RequestItems": {
+                table: {
+                    "Keys": [{"taskArn": {"S": f"arn:task/b{n}"}} for n in range(4)],
+                    "ProjectionExpression": "#k, #v",
+                    "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version"},
+                }
+            }
+        }
+    )
     assert got.ok
     items = sorted((i["taskArn"]["S"], i["version"]["N"]) for i in got.body["Responses"][table])
     assert items == [("arn:task/b0", "1"), ("arn:task/b1", "2"), ("arn:task/b2", "3")]
@@ -85,16 +112,22 @@ def test_batch_get_reads_projected_versions_and_describe_table_reads_the_schema(
     assert (missing.status, missing.code) == (400, "ResourceNotFoundException")
 
 
-@pytest.mark.parametrize("kind,status,code,throttled", [
-    ("throttle", 400, "ProvisionedThroughputExceededException", True),
-    ("throttling", 400, "ThrottlingException", True),
-    ("internal", 500, "InternalServerError", False),
-    ("unavailable", 503, "ServiceUnavailable", False)])
-def test_throttling_and_5xx_from_the_fault_proxy_are_transient_responses(moto_server: Any, table: str, kind: str,
-                                                                        status: int, code: str,
-                                                                        throttled: bool) -> None:
-    with FaultProxy(moto_server.endpoint, [Rule(kind, operations=frozenset({"PutItem"}), limit=1)]) as proxy, \
-            DynamoDBHttp.from_environment(endpoint_url=proxy.endpoint) as client:
+@pytest.mark.parametrize(
+    "kind,status,code,throttled",
+    [
+        ("throttle", 400, "ProvisionedThroughputExceededException", True),
+        ("throttling", 400, "ThrottlingException", True),
+        ("internal", 500, "InternalServerError", False),
+        ("unavailable", 503, "ServiceUnavailable", False),
+    ],
+)
+def test_throttling_and_5xx_from_the_fault_proxy_are_transient_responses(
+    moto_server: Any, table: str, kind: str, status: int, code: str, throttled: bool
+) -> None:
+    with (
+        FaultProxy(moto_server.endpoint, [Rule(kind, operations=frozenset({"PutItem"}), limit=1)]) as proxy,
+        DynamoDBHttp.from_environment(endpoint_url=proxy.endpoint) as client,
+    ):
         first = client.put_item(put(table, "arn:task/f", 1))
         verdict = classify(first)
         assert (first.status, first.code, verdict.kind, verdict.throttled) == (status, code, TRANSIENT, throttled)
@@ -102,11 +135,12 @@ def test_throttling_and_5xx_from_the_fault_proxy_are_transient_responses(moto_se
         assert client.connections_opened == 1
 
 
-def test_a_reset_and_a_silent_server_raise_transport_errors_that_may_have_applied(moto_server: Any,
-                                                                                  table: str) -> None:
+def test_a_reset_and_a_silent_server_raise_transport_errors_that_may_have_applied(moto_server: Any, table: str) -> None:
     rules = [Rule("reset", limit=1), Rule("slow", delay_s=3.0, forward=True, limit=1)]
-    with FaultProxy(moto_server.endpoint, rules) as proxy, \
-            DynamoDBHttp.from_environment(endpoint_url=proxy.endpoint, timeout_s=0.5) as client:
+    with (
+        FaultProxy(moto_server.endpoint, rules) as proxy,
+        DynamoDBHttp.from_environment(endpoint_url=proxy.endpoint, timeout_s=0.5) as client,
+    ):
         with pytest.raises(TransportError) as reset:
             client.put_item(put(table, "arn:task/r", 1))
         assert reset.value.maybe_applied and not isinstance(reset.value, TransportTimeout)

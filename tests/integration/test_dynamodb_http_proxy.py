@@ -37,8 +37,16 @@ from processor.shard.failures import TRANSIENT, classify
 from processor.shard.writer import Writer
 from workshop.testing.factories import as_json, task_arn, task_event
 
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY",
-              "all_proxy")
+PROXY_VARS = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
 
 
 def free_port() -> int:
@@ -61,13 +69,22 @@ class Tinyproxy:
         binary = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
         assert Path(binary).exists(), "tinyproxy is missing: run scripts/bootstrap (Debian: apt-get install tinyproxy)"
         conf = tmp_path / f"tinyproxy-{self.port}.conf"
-        lines = [f"Port {self.port}", "Listen 127.0.0.1", "Timeout 30", f'LogFile "{self.log}"', "LogLevel Info",
-                 "MaxClients 50", "Allow 127.0.0.1", "DisableViaHeader Yes"]
+        lines = [
+            f"Port {self.port}",
+            "Listen 127.0.0.1",
+            "Timeout 30",
+            f'LogFile "{self.log}"',
+            "LogLevel Info",
+            "MaxClients 50",
+            "Allow 127.0.0.1",
+            "DisableViaHeader Yes",
+        ]
         if basic_auth:
             lines.append(f"BasicAuth {basic_auth[0]} {basic_auth[1]}")
         conf.write_text("\n".join(lines) + "\n")
-        self.process = subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [binary, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while True:
             assert self.process.poll() is None, f"tinyproxy exited {self.process.returncode}: {self.log_text()}"
@@ -106,16 +123,22 @@ def tinyproxy(proxies: list[Tinyproxy], tmp_path: Path, port: int | None = None,
 
 def make_table(client: DynamoDBHttp) -> str:
     name = f"proxied-{uuid.uuid4().hex[:8]}"
-    created = client.call("CreateTable", {
-        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
-        "KeySchema": [{"AttributeName": "taskArn", "KeyType": "HASH"}],
-        "AttributeDefinitions": [{"AttributeName": "taskArn", "AttributeType": "S"}]})
+    created = client.call(
+        "CreateTable",
+        {
+            "TableName": name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "taskArn", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "taskArn", "AttributeType": "S"}],
+        },
+    )
     assert created.ok, created
     return name
 
 
 def test_an_http_endpoint_is_reached_through_http_proxy_in_absolute_form(
-        moto_server: Any, proxies: list[Tinyproxy], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    moto_server: Any, proxies: list[Tinyproxy], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     proxy = tinyproxy(proxies, tmp_path)
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     with DynamoDBHttp.from_environment(endpoint_url=moto_server.endpoint) as client:
@@ -127,8 +150,9 @@ def test_an_http_endpoint_is_reached_through_http_proxy_in_absolute_form(
     assert f"POST {moto_server.endpoint}/" in proxy.log_text()
 
 
-def test_no_proxy_sends_the_endpoint_direct(moto_server: Any, proxies: list[Tinyproxy], tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_proxy_sends_the_endpoint_direct(
+    moto_server: Any, proxies: list[Tinyproxy], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     proxy = tinyproxy(proxies, tmp_path)
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
@@ -142,16 +166,23 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -188,8 +219,8 @@ def tls_endpoint(tmp_path: Path) -> Iterator[tuple[Any, str, Path]]:
 
 
 def test_an_https_endpoint_is_reached_through_a_connect_tunnel_with_tls_verified_inside(
-        tls_endpoint: tuple[Any, str, Path], proxies: list[Tinyproxy], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tls_endpoint: tuple[Any, str, Path], proxies: list[Tinyproxy], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, endpoint, cert = tls_endpoint
     proxy = tinyproxy(proxies, tmp_path, basic_auth=("ecs", "s3cret"))
     monkeypatch.setenv("HTTPS_PROXY", f"http://ecs:s3cret@127.0.0.1:{proxy.port}")
@@ -210,15 +241,17 @@ def test_an_https_endpoint_is_reached_through_a_connect_tunnel_with_tls_verified
     assert classify(refused.value).kind == TRANSIENT
 
 
-def test_a_proxy_reached_over_tls_is_refused_at_start_naming_the_variable(proxies: list[Tinyproxy],
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_proxy_reached_over_tls_is_refused_at_start_naming_the_variable(
+    proxies: list[Tinyproxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example:3129")
     with pytest.raises(ConfigError, match="HTTPS_PROXY"):
         DynamoDBHttp.from_environment(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
 
 
 def test_a_proxy_that_is_down_is_transient_and_the_writer_goes_on_when_it_is_back(
-        moto_server: Any, proxies: list[Tinyproxy], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    moto_server: Any, proxies: list[Tinyproxy], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with DynamoDBHttp.from_environment(endpoint_url=moto_server.endpoint) as direct:
         settings = Settings(task_table=make_table(direct), write_concurrency=1)
     port = free_port()  # nothing listens there yet

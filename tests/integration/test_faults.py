@@ -15,12 +15,7 @@ from typing import Any, Iterator
 
 import boto3
 import pytest
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 
 from processor import aws
 from workshop.errors import FaultConfigError
@@ -34,8 +29,11 @@ TIMEOUT_S = 1.0  # the client's read timeout (roomy for a loaded machine); slow 
 def table(moto_server: Any) -> str:
     name = f"faults-{random.randrange(10**9)}"
     direct().create_table(
-        TableName=name, KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+        TableName=name,
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     return name
 
 
@@ -76,14 +74,18 @@ def test_client_reaches_the_proxy_through_the_standard_variable(proxy: FaultProx
     assert proxy.counts_by_operation() == {"PutItem": {"forwarded": 20}, "GetItem": {"forwarded": 1}}
 
 
-@pytest.mark.parametrize("kind,code,status", [
-    ("throttle", "ProvisionedThroughputExceededException", 400),
-    ("throttling", "ThrottlingException", 400),
-    ("internal", "InternalServerError", 500),
-    ("unavailable", "ServiceUnavailable", 503),
-])
-def test_error_replies_are_dynamodb_errors_and_keep_the_connection(proxy: FaultProxy, table: str, kind: str,
-                                                                   code: str, status: int) -> None:
+@pytest.mark.parametrize(
+    "kind,code,status",
+    [
+        ("throttle", "ProvisionedThroughputExceededException", 400),
+        ("throttling", "ThrottlingException", 400),
+        ("internal", "InternalServerError", 500),
+        ("unavailable", "ServiceUnavailable", 503),
+    ],
+)
+def test_error_replies_are_dynamodb_errors_and_keep_the_connection(
+    proxy: FaultProxy, table: str, kind: str, code: str, status: int
+) -> None:
     c = client()
     put(c, table, "before")
     proxy.set_rules([Rule(kind, operations=frozenset({"PutItem"}), limit=2)])
@@ -109,10 +111,10 @@ def test_reset_closes_without_a_reply_and_forwards_nothing(proxy: FaultProxy, ta
     assert proxy.counts()["reset"] == 1 and proxy.counts()["connections"] == 2
 
 
-@pytest.mark.parametrize("then,forward,applied", [("reply", True, True), ("drop", True, True),
-                                                  ("drop", False, False)])
-def test_slow_reply_times_the_client_out(proxy: FaultProxy, table: str, then: str, forward: bool,
-                                         applied: bool) -> None:
+@pytest.mark.parametrize("then,forward,applied", [("reply", True, True), ("drop", True, True), ("drop", False, False)])
+def test_slow_reply_times_the_client_out(
+    proxy: FaultProxy, table: str, then: str, forward: bool, applied: bool
+) -> None:
     c = client()
     proxy.set_rules([Rule("slow", delay_s=TIMEOUT_S * 3, then=then, forward=forward, limit=1)])
     started = time.monotonic()
@@ -131,8 +133,11 @@ def test_rules_select_operations(proxy: FaultProxy, table: str) -> None:
     c.describe_table(TableName=table)
     with pytest.raises(ClientError):
         put(c, table, "x")
-    assert proxy.counts_by_operation() == {"GetItem": {"forwarded": 1}, "DescribeTable": {"forwarded": 1},
-                                           "PutItem": {"throttle": 1}}
+    assert proxy.counts_by_operation() == {
+        "GetItem": {"forwarded": 1},
+        "DescribeTable": {"forwarded": 1},
+        "PutItem": {"throttle": 1},
+    }
 
 
 def _outcomes(moto: Any, table: str, monkeypatch: pytest.MonkeyPatch, seed: int) -> list[str]:
@@ -208,15 +213,18 @@ def test_control_api_changes_rules_and_reads_counters(proxy: FaultProxy, table: 
     assert info.value.code == 400 and b"meteor" in info.value.read()
 
 
-@pytest.mark.parametrize("raw,message", [
-    ({"kind": "meteor"}, "unknown"),
-    ({"kind": "throttle", "probability": 1.5}, "between 0 and 1"),
-    ({"kind": "throttle", "start_s": 2, "stop_s": 1}, "before start_s"),
-    ({"kind": "slow"}, "delay_s"),
-    ({"kind": "slow", "delay_s": 1, "then": "explode"}, "reply"),
-    ({"kind": "throttle", "probabilty": 0.5}, "unknown rule fields"),
-    ({"kind": "throttle", "operations": "PutItem"}, "list of names"),
-])
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"kind": "meteor"}, "unknown"),
+        ({"kind": "throttle", "probability": 1.5}, "between 0 and 1"),
+        ({"kind": "throttle", "start_s": 2, "stop_s": 1}, "before start_s"),
+        ({"kind": "slow"}, "delay_s"),
+        ({"kind": "slow", "delay_s": 1, "then": "explode"}, "reply"),
+        ({"kind": "throttle", "probabilty": 0.5}, "unknown rule fields"),
+        ({"kind": "throttle", "operations": "PutItem"}, "list of names"),
+    ],
+)
 def test_bad_rules_say_what_is_wrong(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(FaultConfigError, match=message):
         Rule.from_dict(raw)
@@ -243,8 +251,11 @@ def test_stop_closes_kept_alive_connections(moto_server: Any, table: str, monkey
 
 def test_command_line_proxy_runs_until_sigterm(moto_server: Any, table: str, monkeypatch: pytest.MonkeyPatch) -> None:
     rule = json.dumps({"kind": "throttling", "operations": ["PutItem"], "limit": 1})
-    proc = subprocess.Popen([sys.executable, "-m", "workshop", "faults", "--upstream", moto_server.endpoint,
-                             "--rule", rule], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workshop", "faults", "--upstream", moto_server.endpoint, "--rule", rule],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         started = json.loads(proc.stdout.readline())

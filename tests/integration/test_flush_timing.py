@@ -40,11 +40,21 @@ class Shard:
     def __init__(self, settings: Settings) -> None:
         self.now = 0.0
         self.checkpoints = Checkpoints()
-        self.processor = ShardProcessor(settings, lambda shard_id: make_writer(settings, shard_id),
-                                        clock=lambda: self.now, wall_ms=lambda: WALL0_MS + self.now * 1000,
-                                        sleep=lambda s: None)
-        InitializeInput({"shardId": "shardId-000000000000", "sequenceNumber": "LATEST",
-                         "subSequenceNumber": 0, "action": "initialize"}).dispatch(self.checkpoints, self.processor)
+        self.processor = ShardProcessor(
+            settings,
+            lambda shard_id: make_writer(settings, shard_id),
+            clock=lambda: self.now,
+            wall_ms=lambda: WALL0_MS + self.now * 1000,
+            sleep=lambda s: None,
+        )
+        InitializeInput(
+            {
+                "shardId": "shardId-000000000000",
+                "sequenceNumber": "LATEST",
+                "subSequenceNumber": 0,
+                "action": "initialize",
+            }
+        ).dispatch(self.checkpoints, self.processor)
         self.sequence = 0
 
     def call(self, at: float, arrived_s_before: float | None = None) -> None:
@@ -54,12 +64,21 @@ class Shard:
         if arrived_s_before is not None:
             self.sequence += 1
             data = as_json(task_event(task_arn(self.sequence), 1))
-            records.append(Record({"sequenceNumber": f"{self.sequence:056d}", "subSequenceNumber": 0,
-                                   "approximateArrivalTimestamp": WALL0_MS + (at - arrived_s_before) * 1000,
-                                   "partitionKey": task_arn(self.sequence), "action": "record",
-                                   "data": base64.b64encode(data).decode("ascii")}))
-        ProcessRecordsInput({"records": records, "millisBehindLatest": 0,
-                             "action": "processRecords"}).dispatch(self.checkpoints, self.processor)
+            records.append(
+                Record(
+                    {
+                        "sequenceNumber": f"{self.sequence:056d}",
+                        "subSequenceNumber": 0,
+                        "approximateArrivalTimestamp": WALL0_MS + (at - arrived_s_before) * 1000,
+                        "partitionKey": task_arn(self.sequence),
+                        "action": "record",
+                        "data": base64.b64encode(data).decode("ascii"),
+                    }
+                )
+            )
+        ProcessRecordsInput({"records": records, "millisBehindLatest": 0, "action": "processRecords"}).dispatch(
+            self.checkpoints, self.processor
+        )
 
     @property
     def checkpointed(self) -> str | None:
@@ -69,8 +88,12 @@ class Shard:
 @pytest.fixture()
 def shard(moto_server: Any, request: pytest.FixtureRequest) -> Iterator[Shard]:
     suffix = f"{request.node.name[:40]}-{random.randrange(10**6)}"
-    settings = Settings(task_table=f"tasks-{suffix}", instance_table=f"instances-{suffix}",
-                        dead_letter_table=f"dead-{suffix}", flush_interval_millis=int(INTERVAL_S * 1000))
+    settings = Settings(
+        task_table=f"tasks-{suffix}",
+        instance_table=f"instances-{suffix}",
+        dead_letter_table=f"dead-{suffix}",
+        flush_interval_millis=int(INTERVAL_S * 1000),
+    )
     ensure_tables(settings)
     yield Shard(settings)
 
@@ -107,10 +130,19 @@ def test_an_idle_shard_checkpoints_nothing_new(shard: Shard) -> None:
 
 def test_a_call_holds_none_of_its_records_once_they_are_offered(shard: Shard) -> None:
     """A 10,000-record call's ~45 MB of base64 text is freed record by record, not at the end of the call."""
-    records = [Record({"sequenceNumber": f"{k:056d}", "subSequenceNumber": 0, "approximateArrivalTimestamp": WALL0_MS,
-                       "partitionKey": task_arn(k), "action": "record",
-                       "data": base64.b64encode(as_json(task_event(task_arn(k), 1))).decode("ascii")})
-               for k in range(1, 4)]
+    records = [
+        Record(
+            {
+                "sequenceNumber": f"{k:056d}",
+                "subSequenceNumber": 0,
+                "approximateArrivalTimestamp": WALL0_MS,
+                "partitionKey": task_arn(k),
+                "action": "record",
+                "data": base64.b64encode(as_json(task_event(task_arn(k), 1))).decode("ascii"),
+            }
+        )
+        for k in range(1, 4)
+    ]
     call = ProcessRecordsInput({"records": records, "millisBehindLatest": 0, "action": "processRecords"})
     call.dispatch(shard.checkpoints, shard.processor)
     assert call.records == [None, None, None]

@@ -29,8 +29,7 @@ class Scripted:
     """Accepts connections; answers the n-th request (over all connections) with ``replies[n]`` (bytes), or
     closes the connection when that is ``None``. ``close_after`` closes a connection after that many replies."""
 
-    def __init__(self, replies: list[bytes | None], close_after: int = 0,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, replies: list[bytes | None], close_after: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.replies, self.close_after, self.tls = replies, close_after, tls
         self.requests: list[bytes] = []
         self.connections = 0
@@ -84,8 +83,9 @@ class Scripted:
             assert time.monotonic() < deadline, f"the server closed {self.closed} connections, not {n}"
             time.sleep(0.01)
 
-    def pool(self, scheme: str = "http", host: str = "127.0.0.1", timeout_s: float = 2.0,
-             ca_file: str | None = None) -> ConnectionPool:
+    def pool(
+        self, scheme: str = "http", host: str = "127.0.0.1", timeout_s: float = 2.0, ca_file: str | None = None
+    ) -> ConnectionPool:
         return ConnectionPool(scheme, host, self.port, timeout_s=timeout_s, ca_file=ca_file)
 
     def close(self) -> None:
@@ -101,8 +101,9 @@ def scripted() -> Iterator[list[Scripted]]:
 
 
 def ok(body: bytes, *extra: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\n" + b"".join(h + b"\r\n" for h in extra) + \
-        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    return (
+        b"HTTP/1.1 200 OK\r\n" + b"".join(h + b"\r\n" for h in extra) + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
 
 
 def test_a_kept_alive_connection_carries_many_requests_with_content_length_added(scripted: list[Scripted]) -> None:
@@ -117,9 +118,11 @@ def test_a_kept_alive_connection_carries_many_requests_with_content_length_added
 
 
 def test_a_chunked_reply_after_an_interim_100_is_read_whole(scripted: list[Scripted]) -> None:
-    chunked = (b"HTTP/1.1 100 Continue\r\n\r\n"
-               b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
-               b"4;ext=1\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\nTrailer: x\r\n\r\n")
+    chunked = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4;ext=1\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\nTrailer: x\r\n\r\n"
+    )
     server = Scripted([chunked, ok(b"{}")])
     scripted.append(server)
     pool = server.pool()
@@ -130,8 +133,9 @@ def test_a_chunked_reply_after_an_interim_100_is_read_whole(scripted: list[Scrip
 
 
 def test_connection_close_and_a_reply_framed_by_the_close_are_never_reused(scripted: list[Scripted]) -> None:
-    server = Scripted([ok(b"{}", b"Connection: close"), b"HTTP/1.1 200 OK\r\n\r\n{\"to\":\"close\"}",
-                       ok(b"{}")], close_after=1)
+    server = Scripted(
+        [ok(b"{}", b"Connection: close"), b"HTTP/1.1 200 OK\r\n\r\n{\"to\":\"close\"}", ok(b"{}")], close_after=1
+    )
     scripted.append(server)
     pool = server.pool()
     assert pool.request(HEAD, b"{}").data == b"{}"
@@ -140,8 +144,7 @@ def test_connection_close_and_a_reply_framed_by_the_close_are_never_reused(scrip
     assert pool.num_connections == 3
 
 
-def test_an_idle_connection_the_server_closed_is_replaced_without_a_failed_request(
-        scripted: list[Scripted]) -> None:
+def test_an_idle_connection_the_server_closed_is_replaced_without_a_failed_request(scripted: list[Scripted]) -> None:
     server = Scripted([ok(b"{}"), ok(b"{}")], close_after=1)  # the server closes each connection after a reply
     scripted.append(server)
     pool = server.pool()
@@ -151,8 +154,7 @@ def test_an_idle_connection_the_server_closed_is_replaced_without_a_failed_reque
     assert pool.num_connections == 2
 
 
-def test_a_connection_dropped_mid_request_or_a_silent_server_raise_and_are_not_reused(
-        scripted: list[Scripted]) -> None:
+def test_a_connection_dropped_mid_request_or_a_silent_server_raise_and_are_not_reused(scripted: list[Scripted]) -> None:
     server = Scripted([None, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", ok(b"{}")], close_after=1)
     scripted.append(server)
     pool = server.pool(timeout_s=0.5)
@@ -174,18 +176,21 @@ def test_a_reply_that_is_not_http_is_a_protocol_error(scripted: list[Scripted]) 
         server.pool().request(HEAD, b"{}")
 
 
-@pytest.mark.parametrize("reply", [
-    b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
-    b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n{}",
-    "HTTP/1.1 200 OK\r\nContent-Length: \u0662\r\n\r\n{}".encode(),  # an Arabic-Indic two: int() takes it
-    b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n{}",
-    "HTTP/1.1 \u00b200 OK\r\nContent-Length: 2\r\n\r\n{}".encode("latin-1"),  # isdigit(), but not int()
-    b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\n{}",
-    b"HTTP/1.1 OK\r\n\r\n",
-    b"HTTP/2 200\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n{}\r\n0\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n{}",
+        "HTTP/1.1 200 OK\r\nContent-Length: \u0662\r\n\r\n{}".encode(),  # an Arabic-Indic two: int() takes it
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n{}",
+        "HTTP/1.1 \u00b200 OK\r\nContent-Length: 2\r\n\r\n{}".encode("latin-1"),  # isdigit(), but not int()
+        b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 OK\r\n\r\n",
+        b"HTTP/2 200\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n{}\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n",
+    ],
+)
 def test_malformed_framing_is_a_protocol_error_and_nothing_else(scripted: list[Scripted], reply: bytes) -> None:
     """(before: ``Content-Length: -5`` read as a 200 ``{}``, and a bad status line raised ValueError)"""
     server = Scripted([reply])
@@ -220,16 +225,23 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 

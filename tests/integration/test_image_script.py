@@ -15,9 +15,16 @@ LOCAL = "containers-storage:localhost/ecs-state-worker:dev"  # IMAGE=ecs-state-w
 
 
 def _image(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["scripts/image", *args], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, timeout=60, check=False,
-                          env={"PATH": "/usr/bin:/bin", "IMAGE": "ecs-state-worker:dev"})
+    return subprocess.run(
+        ["scripts/image", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "IMAGE": "ecs-state-worker:dev"},
+    )
 
 
 def _commands(output: str) -> list[str]:
@@ -41,19 +48,23 @@ def test_a_push_to_ecr_logs_in_to_the_registrys_region_and_pushes_one_list_of_bo
 
 
 def test_another_destination_needs_no_ecr_login_and_one_architecture_can_be_chosen() -> None:
-    done = _image("push", "--dry-run", "--repository", ECR, "--tag", "t", "--arch", "arm64",
-                  "--destination", "dir:/tmp/out")
+    done = _image(
+        "push", "--dry-run", "--repository", ECR, "--tag", "t", "--arch", "arm64", "--destination", "dir:/tmp/out"
+    )
     commands = _commands(done.stdout)
     assert done.returncode == 0 and not any("ecr" in c and "login" in c for c in commands)
     assert [c for c in commands if " add " in c] == [
-        f"podman manifest add --arch arm64 --os linux {LIST}:t {LOCAL}-arm64"]
+        f"podman manifest add --arch arm64 --os linux {LIST}:t {LOCAL}-arm64"
+    ]
     assert commands[-2] == f"podman manifest push --all --format v2s2 {LIST}:t dir:/tmp/out"
 
 
 def test_wrong_arguments_are_one_line_and_exit_2() -> None:
-    for args, words in ((("push", "--dry-run", "--repository", ECR), "--tag"),
-                        (("push", "--dry-run", "--repository", "ecs-state-worker", "--tag", "1"), "REGISTRY/NAME"),
-                        (("build", "--arch", "s390x"), "unknown architecture s390x"),
-                        (("push", "--dry-run", "--bogus"), "unknown argument --bogus")):
+    for args, words in (
+        (("push", "--dry-run", "--repository", ECR), "--tag"),
+        (("push", "--dry-run", "--repository", "ecs-state-worker", "--tag", "1"), "REGISTRY/NAME"),
+        (("build", "--arch", "s390x"), "unknown architecture s390x"),
+        (("push", "--dry-run", "--bogus"), "unknown argument --bogus"),
+    ):
         done = _image(*args)
         assert done.returncode == 2 and words in done.stdout, (args, done.stdout)

@@ -40,35 +40,54 @@ class Checkpoints:
 
 
 def _probe(folder: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "processor.ops.liveness"],
-                          env={**os.environ, HEARTBEAT_ENV: str(folder)}, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "processor.ops.liveness"],
+        env={**os.environ, HEARTBEAT_ENV: str(folder)},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_a_shard_processor_beats_while_idle_reports_its_age_each_minute_and_leaves_no_file(
-        moto_server: Any, tmp_path: Path) -> None:
+    moto_server: Any, tmp_path: Path
+) -> None:
     suffix = random.randrange(10**6)
-    settings = Settings(task_table=f"tasks-live-{suffix}", instance_table=f"instances-live-{suffix}",
-                        dead_letter_table=f"dead-live-{suffix}", application="ecs-state-replay")
+    settings = Settings(
+        task_table=f"tasks-live-{suffix}",
+        instance_table=f"instances-live-{suffix}",
+        dead_letter_table=f"dead-live-{suffix}",
+        application="ecs-state-replay",
+    )
     ensure_tables(settings)
     emf = tmp_path / "emf.log"
     beats = tmp_path / "heartbeat"
     beats.mkdir()
     now = [0.0]
-    processor = ShardProcessor(settings, lambda shard_id: make_writer(settings, shard_id),
-                               metrics=Metrics(f"file:{emf}", settings.application),
-                               heartbeat=ShardHeartbeat(beats, clock=lambda: now[0]),
-                               clock=lambda: now[0], wall_ms=lambda: WALL0_MS + now[0] * 1000, sleep=lambda s: None)
+    processor = ShardProcessor(
+        settings,
+        lambda shard_id: make_writer(settings, shard_id),
+        metrics=Metrics(f"file:{emf}", settings.application),
+        heartbeat=ShardHeartbeat(beats, clock=lambda: now[0]),
+        clock=lambda: now[0],
+        wall_ms=lambda: WALL0_MS + now[0] * 1000,
+        sleep=lambda s: None,
+    )
     checkpoints = Checkpoints()
-    InitializeInput({"shardId": SHARD, "sequenceNumber": "LATEST", "subSequenceNumber": 0,
-                     "action": "initialize"}).dispatch(checkpoints, processor)
+    InitializeInput(
+        {"shardId": SHARD, "sequenceNumber": "LATEST", "subSequenceNumber": 0, "action": "initialize"}
+    ).dispatch(checkpoints, processor)
     shard_file = beats / f"shard-{SHARD}"
     assert shard_file.exists()
     for second in range(150):  # 2.5 idle minutes, one empty call a second (callProcessRecordsEven...)
         now[0] = float(second)
         if second == 100:
             os.utime(shard_file, (1, 1))
-        ProcessRecordsInput({"records": [], "millisBehindLatest": 1000 + second,
-                             "action": "processRecords"}).dispatch(checkpoints, processor)
+        ProcessRecordsInput({"records": [], "millisBehindLatest": 1000 + second, "action": "processRecords"}).dispatch(
+            checkpoints, processor
+        )
         if second == 100:
             assert shard_file.stat().st_mtime > 1  # touched by this call
     docs = [json.loads(line) for line in emf.read_text().splitlines()]
@@ -87,8 +106,14 @@ def test_the_supervisor_beats_while_its_daemon_runs_and_the_probe_follows(tmp_pa
     marker = tmp_path / "daemon-started"
     # stands in for the KCL daemon: says it started, then runs until it is killed
     daemon = [sys.executable, "-c", f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"]
-    supervisor = Supervisor(daemon, {**os.environ, HEARTBEAT_ENV: str(beats)}, "INFO", None, io.StringIO(),
-                            Metrics(f"file:{emf}", "ecs-state"))
+    supervisor = Supervisor(
+        daemon,
+        {**os.environ, HEARTBEAT_ENV: str(beats)},
+        "INFO",
+        None,
+        io.StringIO(),
+        Metrics(f"file:{emf}", "ecs-state"),
+    )
     assert _probe(beats).returncode == 1  # nothing runs yet
     outcome: list[Any] = []
     runner = threading.Thread(target=lambda: outcome.append(supervisor.run_once()))

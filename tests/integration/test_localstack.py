@@ -34,13 +34,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 # ---- pure ----------------------------------------------------------------------------------------------------
 
+
 def test_render_properties_replaces_every_uncommented_occurrence_and_appends_missing_keys() -> None:
-    text = ("# kinesisEndpoint = keep this comment\n"
-            "kinesisEndpoint = http://old:1\n"
-            "streamName: s\n"
-            "long = a \\\n"
-            "  kinesisEndpoint\n"
-            "kinesisEndpoint=http://old:2\n")
+    text = (
+        "# kinesisEndpoint = keep this comment\n"
+        "kinesisEndpoint = http://old:1\n"
+        "streamName: s\n"
+        "long = a \\\n"
+        "  kinesisEndpoint\n"
+        "kinesisEndpoint=http://old:2\n"
+    )
     out = render_properties(text, {"kinesisEndpoint": "http://127.0.0.1:9", "regionName": "eu-west-1"})
     assert "# kinesisEndpoint = keep this comment" in out
     assert "http://old" not in out
@@ -67,8 +70,9 @@ def test_missing_kinesis_mock_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp
 
 
 def test_child_env_drops_real_account_settings(stack: LocalStack) -> None:
-    env = stack.child_env({"AWS_PROFILE": "prod", "AWS_SESSION_TOKEN": "t", "AWS_ENDPOINT_URL": "http://x",
-                           "HOME": "/root"})
+    env = stack.child_env(
+        {"AWS_PROFILE": "prod", "AWS_SESSION_TOKEN": "t", "AWS_ENDPOINT_URL": "http://x", "HOME": "/root"}
+    )
     assert "AWS_PROFILE" not in env and "AWS_SESSION_TOKEN" not in env and "AWS_ENDPOINT_URL" not in env
     assert env["HOME"] == "/root"
     assert env["AWS_ENDPOINT_URL_KINESIS"] == stack.kinesis_endpoint
@@ -77,6 +81,7 @@ def test_child_env_drops_real_account_settings(stack: LocalStack) -> None:
 
 
 # ---- the preload that pins node servers to loopback ----------------------------------------------------------
+
 
 def test_loopback_preload_pins_every_listen_form(tmp_path: Path) -> None:
     preload = write_loopback_preload(tmp_path)
@@ -88,16 +93,20 @@ const forms = [s => s.listen(0), s => s.listen(0, '0.0.0.0'), s => s.listen({por
 let left = forms.length; const seen = [];
 for (const f of forms) {
   const s = net.createServer();
-  s.on('listening', () => { seen.push(s.address().address); s.close(); if (--left === 0) console.log(JSON.stringify(seen)); });
+  s.on('listening', () => {
+    seen.push(s.address().address); s.close(); if (--left === 0) console.log(JSON.stringify(seen));
+  });
   f(s);
 }
 """)
-    out = subprocess.run([find_node(), "-r", str(preload), str(script)], capture_output=True, text=True,
-                         timeout=30, check=True).stdout
+    out = subprocess.run(
+        [find_node(), "-r", str(preload), str(script)], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
     assert json.loads(out) == ["127.0.0.1"] * 5
 
 
 # ---- the running stack ---------------------------------------------------------------------------------------
+
 
 def test_servers_listen_on_loopback_only(stack: LocalStack) -> None:
     assert stack.moto is not None and stack.kinesis is not None
@@ -112,15 +121,17 @@ def test_put_and_get_a_record_through_kinesis_mock(stack: LocalStack) -> None:
     assert summary["OpenShardCount"] == 2
     kinesis = stack.client("kinesis")
     put = kinesis.put_record(StreamName="roundtrip", Data=b'{"hello": 1}', PartitionKey="arn:aws:ecs:task/1")
-    iterator = kinesis.get_shard_iterator(StreamName="roundtrip", ShardId=put["ShardId"],
-                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    iterator = kinesis.get_shard_iterator(
+        StreamName="roundtrip", ShardId=put["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
     deadline = time.monotonic() + 10
     records: list[dict[str, object]] = []
     while not records and time.monotonic() < deadline:
         response = kinesis.get_records(ShardIterator=iterator)
         records, iterator = response["Records"], response["NextShardIterator"]
-    assert [(r["Data"], r["PartitionKey"], r["SequenceNumber"]) for r in records] == \
-        [(b'{"hello": 1}', "arn:aws:ecs:task/1", put["SequenceNumber"])]
+    assert [(r["Data"], r["PartitionKey"], r["SequenceNumber"]) for r in records] == [
+        (b'{"hello": 1}', "arn:aws:ecs:task/1", put["SequenceNumber"])
+    ]
 
 
 def test_create_stream_keeps_an_existing_stream(stack: LocalStack) -> None:
@@ -131,9 +142,12 @@ def test_create_stream_keeps_an_existing_stream(stack: LocalStack) -> None:
 
 def test_dynamodb_is_moto(stack: LocalStack) -> None:
     dynamodb = stack.client("dynamodb")
-    dynamodb.create_table(TableName="t", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-                          AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-                          BillingMode="PAY_PER_REQUEST")
+    dynamodb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     dynamodb.put_item(TableName="t", Item={"k": {"S": "a"}, "v": {"N": "1"}})
     assert dynamodb.get_item(TableName="t", Key={"k": {"S": "a"}})["Item"]["v"] == {"N": "1"}
 
@@ -149,10 +163,14 @@ def test_render_properties_fills_in_the_ports(stack: LocalStack, tmp_path: Path)
 
 # ---- `ecs-state stack` ---------------------------------------------------------------------------------------
 
+
 def test_stack_command_writes_env_and_properties_then_stops_on_sigterm(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "workshop", "stack", "--dir", str(tmp_path),
-                             "--stream", "cmd-stream", "--shards", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workshop", "stack", "--dir", str(tmp_path), "--stream", "cmd-stream", "--shards", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     env_file = tmp_path / "stack.env"
     try:
         deadline = time.monotonic() + 90
@@ -177,8 +195,12 @@ def test_stack_command_writes_env_and_properties_then_stops_on_sigterm(tmp_path:
 def test_stack_command_without_stream_name_fails_clearly(tmp_path: Path) -> None:
     template = tmp_path / "no-stream.properties"
     template.write_text("applicationName = a\n")
-    result = subprocess.run([sys.executable, "-m", "workshop", "stack", "--dir", str(tmp_path / "d"),
-                             "--properties", str(template)], capture_output=True, text=True, timeout=60,
-                            env={**os.environ})
+    result = subprocess.run(
+        [sys.executable, "-m", "workshop", "stack", "--dir", str(tmp_path / "d"), "--properties", str(template)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
     assert result.returncode == 2
     assert "no streamName" in result.stderr and "--stream" in result.stderr

@@ -15,8 +15,12 @@ from processor.ops.setup_tables import ensure_tables
 
 def _props(tmp_path: Path, s: Settings, **extra: str) -> Path:
     path = tmp_path / "p.properties"
-    lines = [f"ecsState.taskTable = {s.task_table}", f"ecsState.instanceTable = {s.instance_table}",
-             f"ecsState.deadLetterTable = {s.dead_letter_table}", *(f"{k} = {v}" for k, v in extra.items())]
+    lines = [
+        f"ecsState.taskTable = {s.task_table}",
+        f"ecsState.instanceTable = {s.instance_table}",
+        f"ecsState.deadLetterTable = {s.dead_letter_table}",
+        *(f"{k} = {v}" for k, v in extra.items()),
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -43,8 +47,9 @@ def test_preflight_refuses_a_misspelled_key_and_an_unopenable_metrics_file(moto_
     ensure_tables(s)
     [problem] = check_processor(_props(tmp_path, s, **{"ecsState.flushIntervalMilis": "1"}), dict(os.environ))
     assert "did you mean ecsState.flushIntervalMillis" in problem
-    [problem] = check_processor(_props(tmp_path, s, **{"ecsState.metrics": f"file:{tmp_path}/none/x"}),
-                                dict(os.environ))
+    [problem] = check_processor(
+        _props(tmp_path, s, **{"ecsState.metrics": f"file:{tmp_path}/none/x"}), dict(os.environ)
+    )
     assert "ecsState.metrics" in problem
 
 

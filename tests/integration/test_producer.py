@@ -18,19 +18,12 @@ from botocore.stub import Stubber
 
 from processor import aws
 from processor.errors import ProduceError
-from processor.retry import Backoff
 from processor.loadgen.fleet import generate
 from processor.loadgen.ground_truth import GroundTruth, load_truth
-from processor.loadgen.producer import (
-    MAX_BATCH_BYTES,
-    MAX_BATCH_RECORDS,
-    KinesisWriter,
-    Pacer,
-    batches,
-    produce,
-)
+from processor.loadgen.producer import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, KinesisWriter, Pacer, batches, produce
 from processor.loadgen.records import Options, Record
 from processor.ops.cli import main as cli_main
+from processor.retry import Backoff
 
 
 def take(options: Options, n: int) -> list[Record]:
@@ -57,7 +50,7 @@ def test_pacer_keeps_the_average_rate() -> None:
     dues = [bursty.next_due() for _ in range(20_000)]
     assert 20_000 / dues[-1] == pytest.approx(200, rel=0.35)
     per_second = Counter(int(d) for d in dues)
-    assert max(per_second.values()) > 2.5 * min(per_second.values())   # bursts and lulls
+    assert max(per_second.values()) > 2.5 * min(per_second.values())  # bursts and lulls
     assert Pacer(0).next_due() == 0.0
 
 
@@ -75,10 +68,17 @@ def test_produce_sends_the_count_paces_and_feeds_truth_only_with_accepted_record
 
     truth = GroundTruth()
     with pytest.raises(ProduceError):
-        produce(generate(Options(seed=1)), sink, events=1000, pacer=Pacer(100), truth=truth,
-                clock=lambda: now[0], sleep=sleep)
+        produce(
+            generate(Options(seed=1)),
+            sink,
+            events=1000,
+            pacer=Pacer(100),
+            truth=truth,
+            clock=lambda: now[0],
+            sleep=sleep,
+        )
     assert truth.totals["records"] == sum(len(b) for b in sent) > 0
-    assert 0 < max(len(b) for b in sent) <= 10                 # ~50 ms of records per call at 100/s
+    assert 0 < max(len(b) for b in sent) <= 10  # ~50 ms of records per call at 100/s
 
     truth = produce(generate(Options(seed=1)), lambda batch: None, events=1234)
     assert truth.totals["records"] == 1234
@@ -90,9 +90,10 @@ def test_produce_stops_at_the_duration() -> None:
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    truth = produce(generate(Options(seed=1)), lambda batch: None, duration=2.0, pacer=Pacer(50),
-                    clock=lambda: now[0], sleep=sleep)
-    assert truth.totals["records"] == 100                     # due at 0.00, 0.02, ... 1.98 s
+    truth = produce(
+        generate(Options(seed=1)), lambda batch: None, duration=2.0, pacer=Pacer(50), clock=lambda: now[0], sleep=sleep
+    )
+    assert truth.totals["records"] == 100  # due at 0.00, 0.02, ... 1.98 s
 
 
 # ---------------------------------------------------------------------------------------------- kinesis
@@ -100,8 +101,12 @@ def test_produce_stops_at_the_duration() -> None:
 
 def _read_all(client: Any, stream: str, expected: int, deadline_s: float = 30.0) -> list[dict[str, Any]]:
     shards = client.list_shards(StreamName=stream)["Shards"]
-    iterators = [client.get_shard_iterator(StreamName=stream, ShardId=s["ShardId"],
-                                           ShardIteratorType="TRIM_HORIZON")["ShardIterator"] for s in shards]
+    iterators = [
+        client.get_shard_iterator(StreamName=stream, ShardId=s["ShardId"], ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        for s in shards
+    ]
     records: list[dict[str, Any]] = []
     end = time.monotonic() + deadline_s
     while len(records) < expected and time.monotonic() < end:
@@ -115,17 +120,48 @@ def _read_all(client: Any, stream: str, expected: int, deadline_s: float = 30.0)
 def test_produce_command_writes_every_record_to_kinesis(moto_server: Any, tmp_path: Path) -> None:
     stream = f"producer-{random.randrange(10**6)}"
     truth_path = tmp_path / "truth.json"
-    code = cli_main(["produce", "--stream", stream, "--create-shards", "3", "--events", "1500", "--seed", "4",
-                 "--poison-rate", "0.05", "--ignored-rate", "0.02", "--duplicate-rate", "0.05",
-                 "--reorder-window", "10", "--truth", str(truth_path), "--no-progress"])
+    code = cli_main(
+        [
+            "produce",
+            "--stream",
+            stream,
+            "--create-shards",
+            "3",
+            "--events",
+            "1500",
+            "--seed",
+            "4",
+            "--poison-rate",
+            "0.05",
+            "--ignored-rate",
+            "0.02",
+            "--duplicate-rate",
+            "0.05",
+            "--reorder-window",
+            "10",
+            "--truth",
+            str(truth_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     kinesis = aws.client("kinesis")
     got = _read_all(kinesis, stream, 1500)
-    expected = take(Options(seed=4, poison_rate=0.05, ignored_rate=0.02, duplicate_rate=0.05, reorder_window=10,
-                            region=kinesis.meta.region_name), 1500)
+    expected = take(
+        Options(
+            seed=4,
+            poison_rate=0.05,
+            ignored_rate=0.02,
+            duplicate_rate=0.05,
+            reorder_window=10,
+            region=kinesis.meta.region_name,
+        ),
+        1500,
+    )
     assert len(got) == 1500
-    assert Counter((r["PartitionKey"], bytes(r["Data"])) for r in got) == \
-        Counter((r.partition_key, r.data) for r in expected)
+    assert Counter((r["PartitionKey"], bytes(r["Data"])) for r in got) == Counter(
+        (r.partition_key, r.data) for r in expected
+    )
     for rec in expected:
         if rec.kind in ("task", "instance", "ignored"):
             assert rec.partition_key == json.loads(rec.data)["resources"][0]
@@ -138,30 +174,51 @@ def test_stream_name_comes_from_the_option_then_the_properties_file(tmp_path: Pa
     import argparse
 
     from processor.loadgen.producer import stream_name
+
     props = tmp_path / "kcl.properties"
     props.write_text("executableName = ecs-state-processor\nstreamName = from-file\n")
     assert stream_name(argparse.Namespace(stream="given", properties=str(props)), {}) == "given"
     assert stream_name(argparse.Namespace(stream=None, properties=str(props)), {}) == "from-file"
-    assert stream_name(argparse.Namespace(stream=None, properties=None), {"ECS_STATE_PROPERTIES": str(props)}) \
+    assert (
+        stream_name(argparse.Namespace(stream=None, properties=None), {"ECS_STATE_PROPERTIES": str(props)})
         == "from-file"
+    )
     assert stream_name(argparse.Namespace(stream=None, properties=None), {}) == "ecs-events"
 
 
 def test_produce_command_reports_a_missing_stream(moto_server: Any, tmp_path: Path) -> None:
-    assert cli_main(["produce", "--stream", "no-such-stream", "--events", "10", "--no-progress",
-                 "--truth", str(tmp_path / "t.json")]) == 1
+    assert (
+        cli_main(
+            [
+                "produce",
+                "--stream",
+                "no-such-stream",
+                "--events",
+                "10",
+                "--no-progress",
+                "--truth",
+                str(tmp_path / "t.json"),
+            ]
+        )
+        == 1
+    )
     assert load_truth(tmp_path / "t.json")["totals"]["records"] == 0
 
 
 def _offline_kinesis() -> Any:
-    return boto3.session.Session().client("kinesis", region_name="us-east-1", aws_access_key_id="x",
-                                          aws_secret_access_key="x")
+    return boto3.session.Session().client(
+        "kinesis", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
 
 
 def _put_response(codes: list[str | None]) -> dict[str, Any]:
-    records = [{"ErrorCode": c, "ErrorMessage": "Rate exceeded for shard"} if c else
-               {"SequenceNumber": str(10**20 + i), "ShardId": "shardId-000000000000"} for i, c in enumerate(codes)]
-    failed = sum(1 for c in codes if c)   # the botocore model wants FailedRecordCount >= 1 when present
+    records = [
+        {"ErrorCode": c, "ErrorMessage": "Rate exceeded for shard"}
+        if c
+        else {"SequenceNumber": str(10**20 + i), "ShardId": "shardId-000000000000"}
+        for i, c in enumerate(codes)
+    ]
+    failed = sum(1 for c in codes if c)  # the botocore model wants FailedRecordCount >= 1 when present
     return {"Records": records, **({"FailedRecordCount": failed} if failed else {})}
 
 
@@ -173,21 +230,30 @@ def test_partial_failure_retries_only_the_failed_entries() -> None:
     sleeps: list[float] = []
     writer = KinesisWriter(client, "s", sleep=sleeps.append, rng=random.Random(1), backoff=Backoff(0.1, 5.0))
     with Stubber(client) as stub:
-        stub.add_response("put_records", _put_response([None, "ProvisionedThroughputExceededException", None,
-                                                        "InternalFailure", None]),
-                          {"StreamName": "s", "Records": [{"Data": r.data, "PartitionKey": r.partition_key}
-                                                          for r in recs]})
-        stub.add_response("put_records", _put_response(["ProvisionedThroughputExceededException", None]),
-                          {"StreamName": "s", "Records": [{"Data": r.data, "PartitionKey": r.partition_key}
-                                                          for r in (recs[1], recs[3])]})
+        stub.add_response(
+            "put_records",
+            _put_response([None, "ProvisionedThroughputExceededException", None, "InternalFailure", None]),
+            {"StreamName": "s", "Records": [{"Data": r.data, "PartitionKey": r.partition_key} for r in recs]},
+        )
+        stub.add_response(
+            "put_records",
+            _put_response(["ProvisionedThroughputExceededException", None]),
+            {
+                "StreamName": "s",
+                "Records": [{"Data": r.data, "PartitionKey": r.partition_key} for r in (recs[1], recs[3])],
+            },
+        )
         stub.add_client_error("put_records", "ProvisionedThroughputExceededException", http_status_code=400)
-        stub.add_response("put_records", _put_response([None]),
-                          {"StreamName": "s", "Records": [{"Data": recs[1].data, "PartitionKey": "pk-1"}]})
+        stub.add_response(
+            "put_records",
+            _put_response([None]),
+            {"StreamName": "s", "Records": [{"Data": recs[1].data, "PartitionKey": "pk-1"}]},
+        )
         writer.put(recs)
         stub.assert_no_pending_responses()
     assert writer.putter.calls == 4 and writer.putter.retried_records == 3
     assert len(sleeps) == 3
-    assert all(0 <= s <= 0.1 * 2 ** (i + 1) for i, s in enumerate(sleeps))   # exponential cap, full jitter
+    assert all(0 <= s <= 0.1 * 2 ** (i + 1) for i, s in enumerate(sleeps))  # exponential cap, full jitter
 
 
 def test_retries_give_up_with_a_clear_error() -> None:
@@ -218,15 +284,22 @@ def test_a_connection_reset_is_retried_like_a_5xx(moto_server: Any) -> None:
     rule = Rule("reset", operations=frozenset({"PutRecords"}), limit=1)
     with FaultProxy(moto_server.endpoint, [rule]) as proxy:
         client = boto3.session.Session().client(
-            "kinesis", endpoint_url=proxy.endpoint, region_name="us-east-1", aws_access_key_id="test",
-            aws_secret_access_key="test", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+            "kinesis",
+            endpoint_url=proxy.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+        )
         writer = KinesisWriter(client, stream, sleep=lambda _: None)
         recs = [Record(f"pk-{i}", f"data-{i}".encode(), "task") for i in range(3)]
         writer.put(recs)
         assert proxy.injected("reset") == 1
     assert writer.putter.calls == 2
     shard = direct.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
-    iterator = direct.get_shard_iterator(StreamName=stream, ShardId=shard,
-                                         ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    assert sorted(r["Data"] for r in direct.get_records(ShardIterator=iterator)["Records"]) == \
-        sorted(r.data for r in recs)
+    iterator = direct.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+        "ShardIterator"
+    ]
+    assert sorted(r["Data"] for r in direct.get_records(ShardIterator=iterator)["Records"]) == sorted(
+        r.data for r in recs
+    )

@@ -89,11 +89,15 @@ def test_the_generated_lifecycles_have_what_the_questions_need(fleet: dict[str, 
 
 @pytest.mark.parametrize("status", [None, "RUNNING", "STOPPED", "PENDING"])
 def test_tasks_of_a_cluster_by_status_are_the_newest_versions_from_the_cluster_index(
-        fleet: dict[str, Any], ddb: Any, status: str | None) -> None:
+    fleet: dict[str, Any], ddb: Any, status: str | None
+) -> None:
     cluster, calls = _cluster(fleet), Calls(ddb)
     found = readside.find_tasks(ddb, fleet["names"]["task"], fleet["names"]["instance"], cluster, status=status)
-    want = {arn for arn, t in fleet["tasks"].items() if t["clusterArn"] == cluster
-            and (status is None or t["lastStatus"] == status)}
+    want = {
+        arn
+        for arn, t in fleet["tasks"].items()
+        if t["clusterArn"] == cluster and (status is None or t["lastStatus"] == status)
+    }
     assert set(_ids(found)) == want
     assert all(it["version"] == fleet["tasks"][it["taskArn"]]["version"] for it in found)
     assert "Scan" not in calls.names and "Query" in calls.names
@@ -101,71 +105,103 @@ def test_tasks_of_a_cluster_by_status_are_the_newest_versions_from_the_cluster_i
 
 def test_tasks_on_an_instance_by_ec2_id_and_by_container_instance_arn(fleet: dict[str, Any], ddb: Any) -> None:
     placed = [t for t in fleet["tasks"].values() if "containerInstanceArn" in t]
-    place = max({t["containerInstanceArn"] for t in placed},
-                key=lambda ci: sum(t.get("containerInstanceArn") == ci for t in placed))
+    place = max(
+        {t["containerInstanceArn"] for t in placed},
+        key=lambda ci: sum(t.get("containerInstanceArn") == ci for t in placed),
+    )
     instance = fleet["instances"][place]
     cluster, calls = instance["clusterArn"], Calls(ddb)
     for status in (None, "RUNNING", "STOPPED"):
-        want = {arn for arn, t in fleet["tasks"].items() if t.get("containerInstanceArn") == place
-                and (status is None or t["lastStatus"] == status)}
+        want = {
+            arn
+            for arn, t in fleet["tasks"].items()
+            if t.get("containerInstanceArn") == place and (status is None or t["lastStatus"] == status)
+        }
         for key in (instance["ec2InstanceId"], place):
-            found = readside.find_tasks(ddb, fleet["names"]["task"], fleet["names"]["instance"], cluster,
-                                        instance=key, status=status)
+            found = readside.find_tasks(
+                ddb, fleet["names"]["task"], fleet["names"]["instance"], cluster, instance=key, status=status
+            )
             assert set(_ids(found)) == want, (key, status)
     assert want and "Scan" not in calls.names
 
 
 def test_tasks_of_a_service_by_status(fleet: dict[str, Any], ddb: Any) -> None:
     cluster = _cluster(fleet)
-    groups = sorted({t["group"] for t in fleet["tasks"].values()
-                     if t["clusterArn"] == cluster and t["group"].startswith("service:")})
+    groups = sorted(
+        {
+            t["group"]
+            for t in fleet["tasks"].values()
+            if t["clusterArn"] == cluster and t["group"].startswith("service:")
+        }
+    )
     calls = Calls(ddb)
     for group in groups:
         for status in (None, "RUNNING"):
-            found = readside.find_tasks(ddb, fleet["names"]["task"], fleet["names"]["instance"], cluster,
-                                        service=group.split(":", 1)[1], status=status)
-            want = {arn for arn, t in fleet["tasks"].items() if t["clusterArn"] == cluster and t["group"] == group
-                    and (status is None or t["lastStatus"] == status)}
+            found = readside.find_tasks(
+                ddb,
+                fleet["names"]["task"],
+                fleet["names"]["instance"],
+                cluster,
+                service=group.split(":", 1)[1],
+                status=status,
+            )
+            want = {
+                arn
+                for arn, t in fleet["tasks"].items()
+                if t["clusterArn"] == cluster and t["group"] == group and (status is None or t["lastStatus"] == status)
+            }
             assert set(_ids(found)) == want, (group, status)
     assert groups and "Scan" not in calls.names
 
 
-def test_tasks_running_at_a_time_are_those_started_by_then_and_not_yet_stopped(
-        fleet: dict[str, Any], ddb: Any) -> None:
+def test_tasks_running_at_a_time_are_those_started_by_then_and_not_yet_stopped(fleet: dict[str, Any], ddb: Any) -> None:
     cluster = _cluster(fleet)
-    starts = sorted(t["startedAt"] for t in fleet["tasks"].values() if t.get("startedAt")
-                    and t["clusterArn"] == cluster)
+    starts = sorted(
+        t["startedAt"] for t in fleet["tasks"].values() if t.get("startedAt") and t["clusterArn"] == cluster
+    )
     calls = Calls(ddb)
     for at in (starts[len(starts) // 3], starts[len(starts) // 2], starts[-1]):
         found = readside.find_tasks(ddb, fleet["names"]["task"], fleet["names"]["instance"], cluster, at=at)
         moment = questions.parse_time(at)
-        want = {arn for arn, t in fleet["tasks"].items() if t["clusterArn"] == cluster
-                and questions.running_at(t, moment)}
+        want = {
+            arn for arn, t in fleet["tasks"].items() if t["clusterArn"] == cluster and questions.running_at(t, moment)
+        }
         assert set(_ids(found)) == want and want
     assert "Scan" not in calls.names
 
 
 def test_stopped_in_a_window_newest_first_by_cluster_and_service(fleet: dict[str, Any], ddb: Any) -> None:
     cluster = _cluster(fleet)
-    stopped = sorted((t for t in fleet["tasks"].values() if t["clusterArn"] == cluster
-                      and t["lastStatus"] == "STOPPED"), key=lambda t: t["stoppedAt"])
+    stopped = sorted(
+        (t for t in fleet["tasks"].values() if t["clusterArn"] == cluster and t["lastStatus"] == "STOPPED"),
+        key=lambda t: t["stoppedAt"],
+    )
     since, until = stopped[len(stopped) // 4]["stoppedAt"], stopped[-2]["stoppedAt"]
     now = questions.parse_time(stopped[-1]["stoppedAt"])
     calls = Calls(ddb)
     for service in (None, stopped[len(stopped) // 2]["group"].split(":", 1)[1]):
         found = readside.find_stopped(ddb, fleet["names"]["task"], cluster, since, until, service, now=now)
-        want = [t for t in reversed(stopped) if since <= t["stoppedAt"] <= until
-                and (service is None or t["group"] == f"service:{service}")]
+        want = [
+            t
+            for t in reversed(stopped)
+            if since <= t["stoppedAt"] <= until and (service is None or t["group"] == f"service:{service}")
+        ]
         assert _ids(found) == [t["taskArn"] for t in want]
         assert all("stopCode" in it for it in found)
     window = readside.find_stopped(ddb, fleet["names"]["task"], cluster, "2h", None, None, now=now)
-    assert _ids(window) == [t["taskArn"] for t in reversed(stopped)
-                            if questions.parse_time(t["stoppedAt"]) >= now - questions.parse_duration("2h")]
+    assert _ids(window) == [
+        t["taskArn"]
+        for t in reversed(stopped)
+        if questions.parse_time(t["stoppedAt"]) >= now - questions.parse_duration("2h")
+    ]
     end = stopped[len(stopped) // 2]["stoppedAt"]  # a DURATION counts back from --until
     before = readside.find_stopped(ddb, fleet["names"]["task"], cluster, "90m", end, None, now=now)
     start = questions.parse_time(end) - questions.parse_duration("90m")
-    assert _ids(before) == [t["taskArn"] for t in reversed(stopped)
-                            if t["stoppedAt"] <= end and questions.parse_time(t["stoppedAt"]) >= start]
+    assert _ids(before) == [
+        t["taskArn"]
+        for t in reversed(stopped)
+        if t["stoppedAt"] <= end and questions.parse_time(t["stoppedAt"]) >= start
+    ]
     assert "Scan" not in calls.names and "Query" in calls.names
 
 
@@ -178,8 +214,11 @@ def _cli(*argv: str) -> tuple[int, str]:
 
 
 def test_why_tells_the_story_of_a_stopped_task_by_id_and_json_gives_the_item(fleet: dict[str, Any]) -> None:
-    task = next(t for t in sorted(fleet["tasks"].values(), key=lambda t: t["taskArn"])
-                if t["lastStatus"] == "STOPPED" and t.get("containers"))
+    task = next(
+        t
+        for t in sorted(fleet["tasks"].values(), key=lambda t: t["taskArn"])
+        if t["lastStatus"] == "STOPPED" and t.get("containers")
+    )
     task_id = task["taskArn"].rsplit("/", 1)[1]
     code, out = _cli("why", task_id, "--cluster", task["clusterArn"], "--properties", fleet["properties"])
     assert code == 0
@@ -191,12 +230,13 @@ def test_why_tells_the_story_of_a_stopped_task_by_id_and_json_gives_the_item(fle
     assert doc["item"]["version"] == task["version"] and doc["item"]["containers"] == task["containers"]
 
 
-def test_every_listing_prints_a_table_by_default_and_a_json_array_of_items_on_request(
-        fleet: dict[str, Any]) -> None:
+def test_every_listing_prints_a_table_by_default_and_a_json_array_of_items_on_request(fleet: dict[str, Any]) -> None:
     cluster = _cluster(fleet)
     last = max(t["stoppedAt"] for t in fleet["tasks"].values() if t.get("stoppedAt"))
-    for argv in (("tasks", "--cluster", cluster, "--status", "STOPPED"),
-                 ("stopped", "--cluster", cluster, "--since", "2025-01-01T00:00:00Z", "--until", last)):
+    for argv in (
+        ("tasks", "--cluster", cluster, "--status", "STOPPED"),
+        ("stopped", "--cluster", cluster, "--since", "2025-01-01T00:00:00Z", "--until", last),
+    ):
         code, table = _cli(*argv, "--properties", fleet["properties"])
         assert code == 0 and table.splitlines()[0].split()[0] in ("TASK", "STOPPED")
         code, out = _cli(*argv, "--output", "json", "--properties", fleet["properties"])
@@ -209,5 +249,11 @@ def test_every_listing_prints_a_table_by_default_and_a_json_array_of_items_on_re
 
 def test_stopped_refuses_a_window_that_ends_before_it_starts(fleet: dict[str, Any], ddb: Any) -> None:
     with pytest.raises(Exception, match="is after --until"):
-        readside.find_stopped(ddb, fleet["names"]["task"], _cluster(fleet), "2026-01-02T00:00:00Z",
-                              "2026-01-01T00:00:00Z", now=datetime(2026, 1, 3, tzinfo=timezone.utc))
+        readside.find_stopped(
+            ddb,
+            fleet["names"]["task"],
+            _cluster(fleet),
+            "2026-01-02T00:00:00Z",
+            "2026-01-01T00:00:00Z",
+            now=datetime(2026, 1, 3, tzinfo=timezone.utc),
+        )

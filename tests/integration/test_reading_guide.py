@@ -34,21 +34,57 @@ def _task(task_id: str, status: str, cluster: str = CLUSTER, **detail: Any) -> E
 def _seed(settings: Settings) -> dict[str, str]:
     ddb = client("dynamodb")
     events = [
-        _task("0123456789abcdef0123456789abcdef", "RUNNING", group="service:web", containerInstanceArn=INSTANCE,
-              startedAt="2026-11-27T08:00:00.000Z"),
-        _task("b" * 32, "STOPPED", group="service:web", containerInstanceArn=INSTANCE,
-              startedAt="2026-11-27T07:00:00.000Z", stoppedAt="2026-11-27T09:07:00.000Z",
-              stopCode="EssentialContainerExited", stoppedReason="Essential container in task exited",
-              containers=[{"name": "web", "exitCode": 137, "reason": OOM}]),
+        _task(
+            "0123456789abcdef0123456789abcdef",
+            "RUNNING",
+            group="service:web",
+            containerInstanceArn=INSTANCE,
+            startedAt="2026-11-27T08:00:00.000Z",
+        ),
+        _task(
+            "b" * 32,
+            "STOPPED",
+            group="service:web",
+            containerInstanceArn=INSTANCE,
+            startedAt="2026-11-27T07:00:00.000Z",
+            stoppedAt="2026-11-27T09:07:00.000Z",
+            stopCode="EssentialContainerExited",
+            stoppedReason="Essential container in task exited",
+            containers=[{"name": "web", "exitCode": 137, "reason": OOM}],
+        ),
         _task("c" * 32, "RUNNING", group="family:batch", startedAt="2026-11-27T10:00:00.000Z"),
-        _task("d" * 32, "RUNNING", cluster=f"{PREFIX}:cluster/other", group="service:web",
-              startedAt="2026-11-27T08:00:00.000Z"),
-        _task("e" * 32, "STOPPED", group="service:web", startedAt="2026-11-26T07:00:00.000Z",
-              stoppedAt="2026-11-26T08:00:00.000Z", stopCode="UserInitiated"),
+        _task(
+            "d" * 32,
+            "RUNNING",
+            cluster=f"{PREFIX}:cluster/other",
+            group="service:web",
+            startedAt="2026-11-27T08:00:00.000Z",
+        ),
+        _task(
+            "e" * 32,
+            "STOPPED",
+            group="service:web",
+            startedAt="2026-11-26T07:00:00.000Z",
+            stoppedAt="2026-11-26T08:00:00.000Z",
+            stopCode="UserInitiated",
+        ),
     ]
-    instance = Event("instance", "containerInstanceArn", INSTANCE, 3,
-                     {"containerInstanceArn": INSTANCE, "clusterArn": CLUSTER, "ec2InstanceId": "i-0123456789abcdef0",
-                      "status": "ACTIVE", "version": 3}, "0", "id-ci", "2026-11-27T12:00:00Z")
+    instance = Event(
+        "instance",
+        "containerInstanceArn",
+        INSTANCE,
+        3,
+        {
+            "containerInstanceArn": INSTANCE,
+            "clusterArn": CLUSTER,
+            "ec2InstanceId": "i-0123456789abcdef0",
+            "status": "ACTIVE",
+            "version": 3,
+        },
+        "0",
+        "id-ci",
+        "2026-11-27T12:00:00Z",
+    )
     for n, event in enumerate([*events, instance]):
         table = settings.task_table if event.kind == "task" else settings.instance_table
         assert put_conditionally(ddb, table, build_item(event, Position("shardId-000000000000", str(n))))
@@ -70,11 +106,11 @@ def test_the_reader_guides_examples_run_and_answer_from_the_indexes_without_a_sc
     calls: list[str] = []
     for i, block in enumerate(blocks):
         code = block.replace('"ECSTaskState"', repr(settings.task_table)).replace(
-            '"ECSCtrInstanceState"', repr(settings.instance_table))
+            '"ECSCtrInstanceState"', repr(settings.instance_table)
+        )
         exec(compile(code, f"{GUIDE}:block{i}", "exec"), namespace)  # noqa: S102 (the guide's own examples)
         if i == 0:
-            namespace["ddb"].meta.events.register("before-call.dynamodb",
-                                                  lambda model, **_: calls.append(model.name))
+            namespace["ddb"].meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
 
     def ids(items: list[dict[str, Any]]) -> set[str]:
         return {item["taskArn"] for item in items}
@@ -84,7 +120,13 @@ def test_the_reader_guides_examples_run_and_answer_from_the_indexes_without_a_sc
     assert ids(namespace["on_instance"]) == {arn["0"], arn["b"]}
     assert ids(namespace["in_service"]) == {arn["0"], arn["b"], arn["e"]}
     assert [t["taskArn"] for t in namespace["stopped"]] == [arn["b"]]
-    assert namespace["reasons"] == [("2026-11-27T09:07:00.000Z", "EssentialContainerExited",
-                                     "Essential container in task exited", [("web", 137, OOM)])]
+    assert namespace["reasons"] == [
+        (
+            "2026-11-27T09:07:00.000Z",
+            "EssentialContainerExited",
+            "Essential container in task exited",
+            [("web", 137, OOM)],
+        )
+    ]
     assert ids(namespace["running_at"]) == {arn["0"], arn["b"]}
     assert calls and set(calls) <= {"GetItem", "BatchGetItem", "Query"}

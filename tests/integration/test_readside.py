@@ -35,24 +35,46 @@ def tables(moto_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     ddb = client("dynamodb")
 
     def task(cluster: str, task_id: str, status: str, version: int, **extra: dict[str, Any]) -> None:
-        item = {"taskArn": {"S": task_arn(cluster.rsplit("/", 1)[1], task_id)}, "clusterArn": {"S": cluster},
-                "lastStatus": {"S": status}, "desiredStatus": {"S": "RUNNING"}, "version": {"N": str(version)},
-                "taskDefinitionArn": {"S": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:1"}, **extra}
+        item = {
+            "taskArn": {"S": task_arn(cluster.rsplit("/", 1)[1], task_id)},
+            "clusterArn": {"S": cluster},
+            "lastStatus": {"S": status},
+            "desiredStatus": {"S": "RUNNING"},
+            "version": {"N": str(version)},
+            "taskDefinitionArn": {"S": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/web:1"},
+            **extra,
+        }
         ddb.put_item(TableName=names["task"], Item=indexed(item))
 
-    task(CLUSTER_A, "t1", "RUNNING", 3,
-         containers={"B": compress_value([{"name": "web", "lastStatus": "RUNNING"}])},
-         compressed_attributes={"SS": ["containers"]})
+    task(
+        CLUSTER_A,
+        "t1",
+        "RUNNING",
+        3,
+        containers={"B": compress_value([{"name": "web", "lastStatus": "RUNNING"}])},
+        compressed_attributes={"SS": ["containers"]},
+    )
     task(CLUSTER_A, "t2", "RUNNING", 5)
     task(CLUSTER_A, "t3", "PENDING", 1)
     task(CLUSTER_A, "t4", "STOPPED", 9)
     task(CLUSTER_A, "t6", "STOPPED", 4, expires_at={"N": "1000"})  # expired long ago, not yet deleted by TTL
     task(CLUSTER_B, "t5", "RUNNING", 2)
-    for cluster, ci, status in [(CLUSTER_A, "i1", "ACTIVE"), (CLUSTER_A, "i2", "DRAINING"), (CLUSTER_B, "i3", "ACTIVE")]:
-        ddb.put_item(TableName=names["instance"], Item={
-            "containerInstanceArn": {"S": instance_arn(cluster.rsplit("/", 1)[1], ci)}, "clusterArn": {"S": cluster},
-            "status": {"S": status}, "version": {"N": "4"}, "agentConnected": {"BOOL": True},
-            "ec2InstanceId": {"S": f"i-{ci}"}})
+    for cluster, ci, status in [
+        (CLUSTER_A, "i1", "ACTIVE"),
+        (CLUSTER_A, "i2", "DRAINING"),
+        (CLUSTER_B, "i3", "ACTIVE"),
+    ]:
+        ddb.put_item(
+            TableName=names["instance"],
+            Item={
+                "containerInstanceArn": {"S": instance_arn(cluster.rsplit("/", 1)[1], ci)},
+                "clusterArn": {"S": cluster},
+                "status": {"S": status},
+                "version": {"N": "4"},
+                "agentConnected": {"BOOL": True},
+                "ec2InstanceId": {"S": f"i-{ci}"},
+            },
+        )
     props = properties_file(tmp_path_factory.mktemp("readside"), names)
     return {"names": names, "properties": str(props)}
 
@@ -94,8 +116,9 @@ def test_get_missing_and_bad_arns(tables: dict[str, Any], capsys: pytest.Capture
 
 
 def test_tasks_with_status_queries_both_index_keys(tables: dict[str, Any]) -> None:
-    code, out = run("tasks", "--cluster", CLUSTER_A, "--status", "RUNNING", "--output", "json",
-                    "--properties", tables["properties"])
+    code, out = run(
+        "tasks", "--cluster", CLUSTER_A, "--status", "RUNNING", "--output", "json", "--properties", tables["properties"]
+    )
     assert code == 0
     items = json.loads(out)
     assert [it["taskArn"].rsplit("/", 1)[1] for it in items] == ["t1", "t2"]
@@ -106,12 +129,26 @@ def test_tasks_without_status_returns_every_status_of_the_cluster_only(tables: d
     code, out = run("tasks", "--cluster", CLUSTER_A, "--output", "json", "--properties", tables["properties"])
     assert code == 0
     assert sorted((it["taskArn"].rsplit("/", 1)[1], it["lastStatus"]) for it in json.loads(out)) == [
-        ("t1", "RUNNING"), ("t2", "RUNNING"), ("t3", "PENDING"), ("t4", "STOPPED")]
+        ("t1", "RUNNING"),
+        ("t2", "RUNNING"),
+        ("t3", "PENDING"),
+        ("t4", "STOPPED"),
+    ]
 
 
 def test_tasks_hides_expired_items_unless_asked(tables: dict[str, Any]) -> None:
-    code, out = run("tasks", "--cluster", CLUSTER_A, "--status", "STOPPED", "--include-expired", "--output", "json",
-                    "--properties", tables["properties"])
+    code, out = run(
+        "tasks",
+        "--cluster",
+        CLUSTER_A,
+        "--status",
+        "STOPPED",
+        "--include-expired",
+        "--output",
+        "json",
+        "--properties",
+        tables["properties"],
+    )
     assert code == 0
     assert [it["taskArn"].rsplit("/", 1)[1] for it in json.loads(out)] == ["t4", "t6"]
 
@@ -129,7 +166,9 @@ def test_instances_scans_with_a_cluster_filter(tables: dict[str, Any]) -> None:
     code, out = run("instances", "--cluster", CLUSTER_A, "--output", "json", "--properties", tables["properties"])
     assert code == 0
     assert [(it["containerInstanceArn"].rsplit("/", 1)[1], it["status"]) for it in json.loads(out)] == [
-        ("i1", "ACTIVE"), ("i2", "DRAINING")]
+        ("i1", "ACTIVE"),
+        ("i2", "DRAINING"),
+    ]
     code, out = run("instances", "--cluster", "beta", "--properties", tables["properties"])
     assert out.splitlines()[1].split()[:4] == ["i3", "i-i3", "ACTIVE", "connected"]
 
@@ -140,11 +179,28 @@ def test_tasks_reads_more_than_one_batch(moto_server: Any, tmp_path: Path) -> No
     ddb = client("dynamodb")
     cluster = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/big"
     for i in range(230):
-        ddb.put_item(TableName=names["task"], Item=indexed({"taskArn": {"S": task_arn("big", f"{i:04d}")},
-                                                           "clusterArn": {"S": cluster},
-                                                           "lastStatus": {"S": "RUNNING"}, "version": {"N": "1"}}))
-    code, out = run("tasks", "--cluster", cluster, "--status", "RUNNING", "--output", "json",
-                    "--properties", str(properties_file(tmp_path, names)))
+        ddb.put_item(
+            TableName=names["task"],
+            Item=indexed(
+                {
+                    "taskArn": {"S": task_arn("big", f"{i:04d}")},
+                    "clusterArn": {"S": cluster},
+                    "lastStatus": {"S": "RUNNING"},
+                    "version": {"N": "1"},
+                }
+            ),
+        )
+    code, out = run(
+        "tasks",
+        "--cluster",
+        cluster,
+        "--status",
+        "RUNNING",
+        "--output",
+        "json",
+        "--properties",
+        str(properties_file(tmp_path, names)),
+    )
     assert code == 0
     assert [it["taskArn"].rsplit("/", 1)[1] for it in json.loads(out)] == [f"{i:04d}" for i in range(230)]
 
@@ -153,9 +209,11 @@ def test_dead_letters_lists_and_returns_replayable_data(moto_server: Any, tmp_pa
     names = create_tables_from_template()
     ddb = client("dynamodb")
     big = random.Random(2).randbytes(800_000)
-    letters = [dead_letter(b"{not json", Position("shardId-000000000000", "100"), "pk-1", 1, "bad-json", "bad"),
-               dead_letter(big, Position("shardId-000000000000", "99", 2), "pk-2", 2, "too-large", "big"),
-               dead_letter(b"[]", Position("shardId-000000000003", "7"), "pk-3", 3, "not-object", "array")]
+    letters = [
+        dead_letter(b"{not json", Position("shardId-000000000000", "100"), "pk-1", 1, "bad-json", "bad"),
+        dead_letter(big, Position("shardId-000000000000", "99", 2), "pk-2", 2, "too-large", "big"),
+        dead_letter(b"[]", Position("shardId-000000000003", "7"), "pk-3", 3, "not-object", "array"),
+    ]
     for letter in letters:
         for item in letter.items:
             ddb.put_item(TableName=names["dead_letter"], Item=item)
@@ -165,11 +223,17 @@ def test_dead_letters_lists_and_returns_replayable_data(moto_server: Any, tmp_pa
     assert code == 0
     views = json.loads(out)
     assert [(v["shardId"][-1], v["sequenceNumber"], v["reasonCode"]) for v in views] == [
-        ("0", "99:2", "too-large"), ("0", "100", "bad-json"), ("3", "7", "not-object")]
+        ("0", "99:2", "too-large"),
+        ("0", "100", "bad-json"),
+        ("3", "7", "not-object"),
+    ]
     assert base64.b64decode(views[0]["dataBase64"]) == big
     assert views[1]["dataText"] == "{not json" and views[1]["partitionKey"] == "pk-1"
 
     code, out = run("dead-letters", "--shard", "shardId-000000000003", "--properties", props)
     header, row = out.splitlines()
     assert header.split()[:3] == ["SHARD", "SEQUENCE", "NUMBER"] and row.split()[:3] == [
-        "shardId-000000000003", "7", "not-object"]
+        "shardId-000000000003",
+        "7",
+        "not-object",
+    ]

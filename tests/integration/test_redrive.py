@@ -53,8 +53,9 @@ def stream_records(stream: str) -> list[tuple[str, bytes]]:
     kinesis = clients()["kinesis"]
     found: list[tuple[str, bytes]] = []
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
-                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
         while iterator:
             reply = kinesis.get_records(ShardIterator=iterator, Limit=1000)
             found.extend((r["PartitionKey"], bytes(r["Data"])) for r in reply["Records"])
@@ -105,11 +106,20 @@ def run(*argv: str) -> tuple[int, str]:
 
 
 def test_dead_letters_go_back_byte_identical_with_their_partition_keys_and_are_deleted(
-        poisoned: tuple[Settings, dict[str, tuple[bytes, str]]], tmp_path: Path) -> None:
+    poisoned: tuple[Settings, dict[str, tuple[bytes, str]]], tmp_path: Path
+) -> None:
     settings, poison = poisoned
     stream = make_stream()
-    code, out = run("redrive", "dead-letters", "--stream-name", stream, "--output", "json",
-                    "--properties", properties(tmp_path, settings))
+    code, out = run(
+        "redrive",
+        "dead-letters",
+        "--stream-name",
+        stream,
+        "--output",
+        "json",
+        "--properties",
+        properties(tmp_path, settings),
+    )
     assert code == 0, out
     report = json.loads(out)
     assert report["put"] == report["cleared"] == dict(Counter(c for _, c in poison.values()))
@@ -119,7 +129,8 @@ def test_dead_letters_go_back_byte_identical_with_their_partition_keys_and_are_d
 
 
 def test_reason_codes_and_dry_run_select_without_touching_the_rest(
-        poisoned: tuple[Settings, dict[str, tuple[bytes, str]]], tmp_path: Path) -> None:
+    poisoned: tuple[Settings, dict[str, tuple[bytes, str]]], tmp_path: Path
+) -> None:
     settings, poison = poisoned
     stream = make_stream()
     props = properties(tmp_path, settings)
@@ -128,8 +139,20 @@ def test_reason_codes_and_dry_run_select_without_touching_the_rest(
     assert code == 0 and f"dry run: {len(poison)} dead letters would be put back" in out, out
     assert stream_records(stream) == [] and len(dead_letter_items(settings)) == len(before)
 
-    code, out = run("redrive", "dead-letters", "--stream-name", stream, "--reason-code", "bad-utf8",
-                    "--reason-code", "too-deep", "--shard-id", SHARD, "--properties", props)
+    code, out = run(
+        "redrive",
+        "dead-letters",
+        "--stream-name",
+        stream,
+        "--reason-code",
+        "bad-utf8",
+        "--reason-code",
+        "too-deep",
+        "--shard-id",
+        SHARD,
+        "--properties",
+        props,
+    )
     assert code == 0, out
     wanted = {key: data for key, (data, c) in poison.items() if c in ("bad-utf8", "too-deep")}
     assert sorted(stream_records(stream)) == sorted(wanted.items())
@@ -139,12 +162,14 @@ def test_reason_codes_and_dry_run_select_without_touching_the_rest(
 
 
 def test_a_dead_letter_with_a_missing_part_is_reported_and_kept(
-        poisoned: tuple[Settings, dict[str, tuple[bytes, str]]], tmp_path: Path) -> None:
+    poisoned: tuple[Settings, dict[str, tuple[bytes, str]]], tmp_path: Path
+) -> None:
     settings, poison = poisoned
     ddb = clients()["dynamodb"]
     part = next(it for it in dead_letter_items(settings) if it["sequenceNumber"]["S"].endswith("#part2"))
-    ddb.delete_item(TableName=settings.dead_letter_table,
-                    Key={"shardId": part["shardId"], "sequenceNumber": part["sequenceNumber"]})
+    ddb.delete_item(
+        TableName=settings.dead_letter_table, Key={"shardId": part["shardId"], "sequenceNumber": part["sequenceNumber"]}
+    )
     stream = make_stream()
     code, out = run("redrive", "dead-letters", "--stream-name", stream, "--properties", properties(tmp_path, settings))
     assert code == 1
@@ -154,17 +179,19 @@ def test_a_dead_letter_with_a_missing_part_is_reported_and_kept(
 
 
 def test_a_missing_stream_is_an_error_that_deletes_nothing(
-        poisoned: tuple[Settings, dict[str, tuple[bytes, str]]], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    poisoned: tuple[Settings, dict[str, tuple[bytes, str]]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings, _ = poisoned
     before = dead_letter_items(settings)
-    code, _ = run("redrive", "dead-letters", "--stream-name", "no-such-stream",
-                  "--properties", properties(tmp_path, settings))
+    code, _ = run(
+        "redrive", "dead-letters", "--stream-name", "no-such-stream", "--properties", properties(tmp_path, settings)
+    )
     assert code == 2 and "does not exist" in capsys.readouterr().err
     assert len(dead_letter_items(settings)) == len(before)
 
 
 # ---- the EventBridge dead-letter queue ------------------------------------------------------------------------
+
 
 def visible_bodies(queue_url: str) -> list[str]:
     """Every message currently visible (received with a short visibility, then released)."""
@@ -173,8 +200,7 @@ def visible_bodies(queue_url: str) -> list[str]:
     handles: list[tuple[str, str]] = []
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                    VisibilityTimeout=30)
+        reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=30)
         fresh = [m for m in reply.get("Messages", []) if m["MessageId"] not in bodies]
         if not fresh:
             break
@@ -186,9 +212,13 @@ def visible_bodies(queue_url: str) -> list[str]:
 
 def sqs_release(queue_url: str, handles: list[tuple[str, str]]) -> None:
     for start in range(0, len(handles), 10):
-        clients()["sqs"].change_message_visibility_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
-            for i, (_, h) in enumerate(handles[start:start + 10])])
+        clients()["sqs"].change_message_visibility_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                for i, (_, h) in enumerate(handles[start : start + 10])
+            ],
+        )
 
 
 def test_queue_messages_move_into_the_stream_keyed_by_arn_and_the_rest_stay(moto_server: Any) -> None:
@@ -196,10 +226,12 @@ def test_queue_messages_move_into_the_stream_keyed_by_arn_and_the_rest_stay(moto
     queue_url = sqs.create_queue(QueueName=f"dlq-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     task = json.dumps(task_event(task_arn(77), 4))
     instance = json.dumps(instance_event(instance_arn(78), 9))
-    others = [json.dumps({**task_event(task_arn(79), 1), "source": "aws.ec2"}),
-              json.dumps({"source": "aws.ecs", "detail-type": "ECS Service Action", "detail": {}}),
-              json.dumps({**task_event(task_arn(80), 1), "detail": {"version": 1}}),
-              "not json at all"]
+    others = [
+        json.dumps({**task_event(task_arn(79), 1), "source": "aws.ec2"}),
+        json.dumps({"source": "aws.ecs", "detail-type": "ECS Service Action", "detail": {}}),
+        json.dumps({**task_event(task_arn(80), 1), "detail": {"version": 1}}),
+        "not json at all",
+    ]
     for body in [task, instance, *others]:
         sqs.send_message(QueueUrl=queue_url, MessageBody=body)
     stream = make_stream()
@@ -214,6 +246,7 @@ def test_queue_messages_move_into_the_stream_keyed_by_arn_and_the_rest_stay(moto
     report = json.loads(out)
     assert report["put"] == report["cleared"] == {"ECS Task State Change": 1, "ECS Container Instance State Change": 1}
     assert len(report["skipped"]) == 4
-    assert sorted(stream_records(stream)) == sorted([(task_arn(77), task.encode()), (instance_arn(78),
-                                                                                      instance.encode())])
+    assert sorted(stream_records(stream)) == sorted(
+        [(task_arn(77), task.encode()), (instance_arn(78), instance.encode())]
+    )
     assert visible_bodies(queue_url) == sorted(others), "the messages that are not ECS events stay, visible"

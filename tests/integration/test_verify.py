@@ -16,12 +16,12 @@ from processor.config import Settings
 from processor.core.dead_letters import DeadLetter
 from processor.core.items import Item
 from processor.core.position import Position
-from workshop.testing.factories import route
 from processor.loadgen.fleet import generate
 from processor.loadgen.ground_truth import GroundTruth
 from processor.loadgen.records import Options, Record
 from processor.loadgen.verify import register, verify
 from processor.ops.setup_tables import ensure_tables
+from workshop.testing.factories import route
 
 TASK = "arn:aws:ecs:us-east-1:123456789012:task/default/{:032x}"
 INSTANCE = "arn:aws:ecs:us-east-1:123456789012:container-instance/default/{:032x}"
@@ -32,8 +32,11 @@ INSTANCE = "arn:aws:ecs:us-east-1:123456789012:container-instance/default/{:032x
 
 def _settings() -> Settings:
     suffix = random.randrange(10**6)
-    return Settings(task_table=f"verify-tasks-{suffix}", instance_table=f"verify-instances-{suffix}",
-                    dead_letter_table=f"verify-dead-{suffix}")
+    return Settings(
+        task_table=f"verify-tasks-{suffix}",
+        instance_table=f"verify-instances-{suffix}",
+        dead_letter_table=f"verify-dead-{suffix}",
+    )
 
 
 def _store(client: Any, settings: Settings, records: list[Record]) -> None:
@@ -57,8 +60,14 @@ def test_verify_scans_real_tables(moto_server: Any, tmp_path: Path, capsys: pyte
     settings = _settings()
     client = aws.client("dynamodb")
     ensure_tables(settings, client)
-    records = list(itertools.islice(generate(Options(seed=3, tasks=8, duplicate_rate=0.1, reorder_window=6,
-                                                     poison_rate=0.08, ignored_rate=0.04)), 400))
+    records = list(
+        itertools.islice(
+            generate(
+                Options(seed=3, tasks=8, duplicate_rate=0.1, reorder_window=6, poison_rate=0.08, ignored_rate=0.04)
+            ),
+            400,
+        )
+    )
     truth = GroundTruth()
     for rec in records:
         truth.add(rec)
@@ -73,29 +82,37 @@ def test_verify_scans_real_tables(moto_server: Any, tmp_path: Path, capsys: pyte
 
     # break one task and remove one dead letter: the report and the command's exit code say so
     arn, (version, _status) = next(iter(truth.tasks.items()))
-    client.put_item(TableName=settings.task_table, Item={"taskArn": {"S": arn}, "version": {"N": str(version - 1)},
-                                                         "lastStatus": {"S": "PENDING"}})
+    client.put_item(
+        TableName=settings.task_table,
+        Item={"taskArn": {"S": arn}, "version": {"N": str(version - 1)}, "lastStatus": {"S": "PENDING"}},
+    )
     first = client.scan(TableName=settings.dead_letter_table, Limit=1)["Items"][0]
-    client.delete_item(TableName=settings.dead_letter_table,
-                       Key={"shardId": first["shardId"], "sequenceNumber": first["sequenceNumber"]})
+    client.delete_item(
+        TableName=settings.dead_letter_table,
+        Key={"shardId": first["shardId"], "sequenceNumber": first["sequenceNumber"]},
+    )
     started = time.monotonic()
     report = verify(settings, str(truth_path), client, wait_s=0.6, interval_s=0.2)
-    assert time.monotonic() - started >= 0.6                   # kept scanning until the deadline
+    assert time.monotonic() - started >= 0.6  # kept scanning until the deadline
     assert [r["arn"] for r in report.tasks.regressed] == [arn]
     assert [m["sha256"] for m in report.dead_letters.missing] == [first["dataSha256"]["S"]]
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     properties = tmp_path / "ecs-state.properties"
-    properties.write_text(f"ecsState.taskTable = {settings.task_table}\n"
-                          f"ecsState.instanceTable = {settings.instance_table}\n"
-                          f"ecsState.deadLetterTable = {settings.dead_letter_table}\n")
+    properties.write_text(
+        f"ecsState.taskTable = {settings.task_table}\n"
+        f"ecsState.instanceTable = {settings.instance_table}\n"
+        f"ecsState.deadLetterTable = {settings.dead_letter_table}\n"
+    )
     args = parser.parse_args(["verify", "--truth", str(truth_path), "--properties", str(properties)])
     assert args.func(args) == 1
     out = capsys.readouterr().out
     assert "MISMATCH" in out and arn in out
-    client.put_item(TableName=settings.task_table, Item={"taskArn": {"S": arn}, "version": {"N": str(version)},
-                                                         "lastStatus": {"S": _status}})
+    client.put_item(
+        TableName=settings.task_table,
+        Item={"taskArn": {"S": arn}, "version": {"N": str(version)}, "lastStatus": {"S": _status}},
+    )
     client.put_item(TableName=settings.dead_letter_table, Item=first)
     args = parser.parse_args(["verify", "--truth", str(truth_path), "--properties", str(properties), "--json"])
     assert args.func(args) == 0

@@ -28,8 +28,12 @@ POS = Position("shardId-000000000000", "1" * 56)
 @pytest.fixture()
 def settings(moto_server: Any, request: pytest.FixtureRequest) -> Iterator[Settings]:
     suffix = f"{request.node.name[:40]}-{random.randrange(10**6)}"
-    s = Settings(task_table=f"tasks-{suffix}", instance_table=f"instances-{suffix}",
-                 dead_letter_table=f"dead-{suffix}", write_retry_budget_millis=5000)
+    s = Settings(
+        task_table=f"tasks-{suffix}",
+        instance_table=f"instances-{suffix}",
+        dead_letter_table=f"dead-{suffix}",
+        write_retry_budget_millis=5000,
+    )
     ensure_tables(s)
     yield s
 
@@ -40,8 +44,9 @@ def _client() -> DynamoDBHttp:
 
 
 def _item(n: int, version: int, seq: int = 1, **detail: Any) -> Candidate:
-    got = admit(as_json(task_event(task_arn(n), version, **detail)), Position(POS.shard_id, f"{seq:056d}"),
-                task_arn(n), 7)
+    got = admit(
+        as_json(task_event(task_arn(n), version, **detail)), Position(POS.shard_id, f"{seq:056d}"), task_arn(n), 7
+    )
     assert isinstance(got, Candidate)
     return got
 
@@ -57,8 +62,10 @@ def _batch(items: list[Any], dead: list[Any] | None = None) -> Batch:
 
 
 def _dead(settings: Settings, seq: int) -> dict[str, Any] | None:
-    got = aws.client("dynamodb").get_item(TableName=settings.dead_letter_table,
-                                          Key={"shardId": {"S": POS.shard_id}, "sequenceNumber": {"S": f"{seq:056d}"}})
+    got = aws.client("dynamodb").get_item(
+        TableName=settings.dead_letter_table,
+        Key={"shardId": {"S": POS.shard_id}, "sequenceNumber": {"S": f"{seq:056d}"}},
+    )
     return got.get("Item")
 
 
@@ -90,8 +97,9 @@ def test_a_version_at_or_below_one_known_to_be_stored_is_stale_without_a_request
 def test_a_catching_up_writer_reads_unknown_stored_versions_in_batches_first(settings: Settings) -> None:
     Writer(settings, _client()).write(_batch([_item(n, 5) for n in range(150)]))
     replay = Writer(settings, _client())
-    out = replay.write(_batch([_item(n, 4) for n in range(150)] + [_item(n, 6) for n in range(150, 160)]),
-                       prefetch=True)
+    out = replay.write(
+        _batch([_item(n, 4) for n in range(150)] + [_item(n, 6) for n in range(150, 160)]), prefetch=True
+    )
     assert out.ok and (out.written, out.stale, out.skipped, out.prefetched) == (10, 150, 150, 150)
     assert out.requests == 2 + 10  # two BatchGetItem of at most 100 keys, then only the ten new items
     out = replay.write(_batch([_item(n, 7) for n in range(160)]), prefetch=True)  # all known now: no reads
@@ -103,14 +111,16 @@ def test_dead_letters_are_put(settings: Settings) -> None:
     dead = dead_letter(b"{bad", POS, "pk", 123, "bad-json", "not valid JSON")
     out = writer.write(_batch([], [dead]))
     assert out.ok and out.dead_letters == 1
-    got = aws.client("dynamodb").get_item(TableName=settings.dead_letter_table,
-                                          Key={"shardId": {"S": POS.shard_id}, "sequenceNumber": {"S": "1" * 56}})
+    got = aws.client("dynamodb").get_item(
+        TableName=settings.dead_letter_table, Key={"shardId": {"S": POS.shard_id}, "sequenceNumber": {"S": "1" * 56}}
+    )
     assert got["Item"]["reasonCode"] == {"S": "bad-json"} and got["Item"]["data"] == {"B": b"{bad"}
 
 
 def test_a_table_lost_mid_run_is_transient_and_fails_only_past_a_finite_budget(settings: Settings) -> None:
-    broken = Settings(task_table="no-such-table", dead_letter_table=settings.dead_letter_table,
-                      write_retry_budget_millis=1000)
+    broken = Settings(
+        task_table="no-such-table", dead_letter_table=settings.dead_letter_table, write_retry_budget_millis=1000
+    )
     out = Writer(broken, _client()).write(_batch([_item(1, 1)]))
     assert not out.ok and "no-such-table" in out.failed[0] and "ResourceNotFoundException" in out.failed[0]
     assert out.dead_letters == 0 and out.retries > 1  # not the record's fault: retried, no dead letter
@@ -143,8 +153,12 @@ def test_throttling_is_retried_with_backoff(settings: Settings) -> None:
 
 
 def test_retry_budget_exhausted_reports_failure(settings: Settings) -> None:
-    s = Settings(task_table=settings.task_table, instance_table=settings.instance_table,
-                 dead_letter_table=settings.dead_letter_table, write_max_attempts=3)
+    s = Settings(
+        task_table=settings.task_table,
+        instance_table=settings.instance_table,
+        dead_letter_table=settings.dead_letter_table,
+        write_max_attempts=3,
+    )
     out = Writer(s, Throttling(_client(), 100), sleep=lambda _: None).write(_batch([_item(8, 1)]))
     assert not out.ok and "after 3 attempts" in out.failed[0]
     assert _stored(settings, 8) is None
@@ -156,13 +170,21 @@ def _oversized(candidate: Candidate, hours: int) -> Item | DeadLetter:
     DynamoDB's the builder might not know)."""
     item = build(candidate, hours)
     if isinstance(item, Item) and item.version == 2:
-        return Item(item.kind, item.key_name, item.arn, item.version, {**item.attributes, "blob": {"S": "x" * 500_000}},
-                    item.size, item.position)
+        return Item(
+            item.kind,
+            item.key_name,
+            item.arn,
+            item.version,
+            {**item.attributes, "blob": {"S": "x" * 500_000}},
+            item.size,
+            item.position,
+        )
     return item
 
 
 def test_an_item_dynamodb_refuses_is_a_dead_letter_of_its_bytes_and_the_older_valid_version_is_written(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     older, newest = _item(9, 1, seq=1), _item(9, 2, seq=2)
     writer = Writer(settings, _client(), build_item=_oversized)
     out = writer.write(_batch([[newest, older]]))
@@ -180,19 +202,26 @@ def test_an_exception_while_sending_one_item_is_that_records_dead_letter(setting
     doc = task_event(task_arn(10), 3)
     doc["detail"]["weird"] = {b"k": 1}
     assert isinstance(admit(as_msgpack(doc), POS, task_arn(10), None), DeadLetter)
-    bad = Candidate("task", "taskArn", task_arn(10), 3, as_msgpack(doc), Position(POS.shard_id, f"{3:056d}"),
-                    task_arn(10), None)
+    bad = Candidate(
+        "task", "taskArn", task_arn(10), 3, as_msgpack(doc), Position(POS.shard_id, f"{3:056d}"), task_arn(10), None
+    )
 
     def lenient(candidate: Candidate, hours: int) -> Item | DeadLetter:
         item = build(_item(10, 2) if candidate is bad else candidate, hours)
         assert isinstance(item, Item)
         if candidate is bad:
-            return Item(item.kind, item.key_name, item.arn, 3, {**item.attributes, "weird": {"M": {b"k": {"N": "1"}}}},
-                        item.size, bad.position)
+            return Item(
+                item.kind,
+                item.key_name,
+                item.arn,
+                3,
+                {**item.attributes, "weird": {"M": {b"k": {"N": "1"}}}},
+                item.size,
+                bad.position,
+            )
         return item
 
-    out = Writer(settings, _client(), build_item=lenient).write(
-        _batch([[bad, _item(10, 1, seq=1)], _item(11, 1)]))
+    out = Writer(settings, _client(), build_item=lenient).write(_batch([[bad, _item(10, 1, seq=1)], _item(11, 1)]))
     assert out.ok and (out.written, out.dead_letters) == (2, 1)
     dead = _dead(settings, 3)
     assert dead is not None and "TypeError" in dead["reason"]["S"] and dead["data"]["B"] == bad.data
@@ -212,16 +241,21 @@ def test_a_stored_version_that_is_missing_or_not_a_number_is_older_than_any_vers
 
 
 def test_transient_failures_are_retried_for_ever_by_default(settings: Settings) -> None:
-    s = Settings(task_table=settings.task_table, instance_table=settings.instance_table,
-                 dead_letter_table=settings.dead_letter_table)
+    s = Settings(
+        task_table=settings.task_table,
+        instance_table=settings.instance_table,
+        dead_letter_table=settings.dead_letter_table,
+    )
     assert (s.write_retry_budget_millis, s.write_max_attempts) == (0, 0)
     out = Writer(s, Throttling(_client(), 300, code="ServiceUnavailable"), sleep=lambda _: None).write(
-        _batch([_item(14, 1)]))
+        _batch([_item(14, 1)])
+    )
     assert out.ok and out.retries == 300 and _stored(settings, 14) == 1
 
 
-@pytest.mark.parametrize("detail", [{"containerInstanceArn": ""}, {"containerInstanceArn": None},
-                                    {"stoppedAt": "x" * 1025}])
+@pytest.mark.parametrize(
+    "detail", [{"containerInstanceArn": ""}, {"containerInstanceArn": None}, {"stoppedAt": "x" * 1025}]
+)
 def test_the_builder_refuses_the_index_keys_dynamodb_refuses(settings: Settings, detail: dict[str, Any]) -> None:
     """Each rule checked against moto, which enforces these three: the item as it would be sent is refused, and
     our check refuses the record before anything is sent."""
@@ -232,12 +266,14 @@ def test_the_builder_refuses_the_index_keys_dynamodb_refuses(settings: Settings,
     assert isinstance(plain, Item)
     value = {"NULL": True} if next(iter(detail.values())) is None else {"S": next(iter(detail.values()))}
     with pytest.raises(ClientError, match="ValidationException"):
-        aws.client("dynamodb").put_item(TableName=settings.task_table,
-                                        Item={**plain.attributes, next(iter(detail)): value})
+        aws.client("dynamodb").put_item(
+            TableName=settings.task_table, Item={**plain.attributes, next(iter(detail)): value}
+        )
 
 
-def test_a_long_retry_reports_how_long_once_a_minute_and_beats_on_every_attempt(settings: Settings,
-                                                                                 tmp_path: Path) -> None:
+def test_a_long_retry_reports_how_long_once_a_minute_and_beats_on_every_attempt(
+    settings: Settings, tmp_path: Path
+) -> None:
     """The write-stall alarm's metric (WriteRetryingFor) and the liveness beat: a retrying flush is alive."""
     import json
 
@@ -248,10 +284,19 @@ def test_a_long_retry_reports_how_long_once_a_minute_and_beats_on_every_attempt(
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    s = Settings(task_table=settings.task_table, instance_table=settings.instance_table,
-                 dead_letter_table=settings.dead_letter_table)
-    writer = Writer(s, Throttling(_client(), 300, code="ServiceUnavailable"), sleep=sleep, clock=lambda: now[0],
-                    rng=random.Random(3), shard_id="shardId-000000000004")
+    s = Settings(
+        task_table=settings.task_table,
+        instance_table=settings.instance_table,
+        dead_letter_table=settings.dead_letter_table,
+    )
+    writer = Writer(
+        s,
+        Throttling(_client(), 300, code="ServiceUnavailable"),
+        sleep=sleep,
+        clock=lambda: now[0],
+        rng=random.Random(3),
+        shard_id="shardId-000000000004",
+    )
     beats: list[float] = []
     emf = tmp_path / "emf.log"
     writer.observe(Metrics(f"file:{emf}", application="app"), lambda: beats.append(now[0]))

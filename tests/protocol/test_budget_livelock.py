@@ -19,10 +19,15 @@ def test_a_big_flush_under_sustained_partial_throttling_makes_progress(moto_serv
     s = unique_settings("livelock")
     # One batch, 800 distinct ARNs: one flush of 800 PutItems (~2-3 s on moto), budget 1.5 s.
     records = records_from([(task_arn(n), as_json(task_event(task_arn(n), 1))) for n in range(800)])
-    with FaultProxy(moto_server.endpoint, [Rule("throttle", probability=0.3, operations=frozenset({"PutItem"}))],
-                    seed=1) as proxy:
-        env = env_for(s, AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint, ECS_STATE_WRITE_RETRY_BUDGET_MILLIS="1500",
-                      ECS_STATE_WRITE_MAX_ATTEMPTS="30")
+    with FaultProxy(
+        moto_server.endpoint, [Rule("throttle", probability=0.3, operations=frozenset({"PutItem"}))], seed=1
+    ) as proxy:
+        env = env_for(
+            s,
+            AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint,
+            ECS_STATE_WRITE_RETRY_BUDGET_MILLIS="1500",
+            ECS_STATE_WRITE_MAX_ATTEMPTS="30",
+        )
         daemon = ShardDaemon(records, env, tmp_path, batch_size=800, restart_batch_size=800, max_starts=4)
         daemon.run()  # used to fail: "processor started 4 times without finishing the shard; exit codes [3, 3, 3, 3]"
     assert stored_state(s)[0] == expected_state(records)[0]

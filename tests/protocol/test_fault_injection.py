@@ -18,13 +18,7 @@ from processor.config import Settings
 from workshop.testing.fault_scenarios import killed, outage, poison, throttled_stream
 from workshop.testing.multilang_driver import ProcessorProcess, records_from
 from workshop.testing.poison_cases import IGNORED, STORED, corpus_records, poison_corpus
-from workshop.testing.protocol_helpers import (
-    env_for,
-    expected_state,
-    make_stream,
-    stored_state,
-    unique_settings,
-)
+from workshop.testing.protocol_helpers import env_for, expected_state, make_stream, stored_state, unique_settings
 from workshop.testing.shard_daemon import ShardDaemon
 
 
@@ -41,6 +35,7 @@ def _merge(backoff: dict[int, dict[str, float]], streaks: range) -> float:
 
 
 # --- a ---------------------------------------------------------------------------------------------------------------
+
 
 def test_throttling_and_5xx_through_a_whole_stream(tables: Settings, moto_server: Any, tmp_path: Path) -> None:
     r = throttled_stream(tables, moto_server.endpoint, tmp_path, arns=140, versions=12, batch_size=500)
@@ -66,13 +61,25 @@ def test_throttling_and_5xx_through_a_whole_stream(tables: Settings, moto_server
 
 # --- b ---------------------------------------------------------------------------------------------------------------
 
+
 # slow: a 1 s client timeout (a request held 1.5 s), so two timeouts in a row run past a 1.5 s budget.
-@pytest.mark.parametrize(("kind", "fault_s", "budget_ms"), [("unavailable", 1.5, 500), ("reset", 1.5, 500),
-                                                             ("slow", 3.0, 1500)])
-def test_outage_longer_than_the_retry_budget(tables: Settings, moto_server: Any, tmp_path: Path, kind: str,
-                                             fault_s: float, budget_ms: int) -> None:
-    r = outage(tables, moto_server.endpoint, tmp_path, kind=kind, arns=30, versions=6, batch_size=50,
-               fault_s=fault_s, budget_ms=budget_ms)
+@pytest.mark.parametrize(
+    ("kind", "fault_s", "budget_ms"), [("unavailable", 1.5, 500), ("reset", 1.5, 500), ("slow", 3.0, 1500)]
+)
+def test_outage_longer_than_the_retry_budget(
+    tables: Settings, moto_server: Any, tmp_path: Path, kind: str, fault_s: float, budget_ms: int
+) -> None:
+    r = outage(
+        tables,
+        moto_server.endpoint,
+        tmp_path,
+        kind=kind,
+        arns=30,
+        versions=6,
+        batch_size=50,
+        fault_s=fault_s,
+        budget_ms=budget_ms,
+    )
     assert (r.lost, r.regressed) == (0, 0)
     assert r.injected.get(kind, 0) > 0
     assert r.exit_codes[-1] == 0 and r.exit_codes[:-1] and set(r.exit_codes[:-1]) == {3}, r.exit_codes
@@ -94,6 +101,7 @@ def test_outage_longer_than_the_retry_budget(tables: Settings, moto_server: Any,
 
 # --- c ---------------------------------------------------------------------------------------------------------------
 
+
 def test_sigkill_between_flush_and_checkpoint_is_reapplied_idempotently(tables: Settings, tmp_path: Path) -> None:
     r = killed(tables, tmp_path, arns=40, versions=8, kill_at=3, batch_size=100)
     assert (r.lost, r.regressed) == (0, 0)
@@ -110,8 +118,9 @@ def test_sigkill_between_flush_and_checkpoint_is_reapplied_idempotently(tables: 
 
 
 def test_sigkill_mid_flush(tables: Settings, moto_server: Any, tmp_path: Path) -> None:
-    r = killed(tables, tmp_path, arns=40, versions=8, kill_at=3, batch_size=100, upstream=moto_server.endpoint,
-               mid_flush=True)
+    r = killed(
+        tables, tmp_path, arns=40, versions=8, kill_at=3, batch_size=100, upstream=moto_server.endpoint, mid_flush=True
+    )
     assert (r.lost, r.regressed) == (0, 0)
     assert r.exit_codes == [-9, 0]
     daemon = r.daemon
@@ -127,6 +136,7 @@ def test_sigkill_mid_flush(tables: Settings, moto_server: Any, tmp_path: Path) -
 
 
 # --- e ---------------------------------------------------------------------------------------------------------------
+
 
 def _log(path: Path, event: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if f'"event":"{event}"' in line]
@@ -160,8 +170,11 @@ def test_checkpoint_throttling_backs_off_within_growing_caps(tables: Settings, t
 def test_checkpoint_given_up_after_max_attempts_is_taken_by_the_next_flush(tables: Settings, tmp_path: Path) -> None:
     records = records_from(make_stream(seed=22, arns=3, versions=4, poison_every=10**6))
     replies = iter(["ThrottlingException"] * 3)
-    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_CHECKPOINT_MAX_ATTEMPTS="3"),
-                            on_checkpoint=lambda cp: next(replies, None), stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env_for(tables, ECS_STATE_CHECKPOINT_MAX_ATTEMPTS="3"),
+        on_checkpoint=lambda cp: next(replies, None),
+        stderr_path=tmp_path / "err",
+    ).start()
     try:
         proc.initialize("shardId-000000000000")
         proc.process_records(records[:10])
@@ -180,6 +193,7 @@ def test_checkpoint_given_up_after_max_attempts_is_taken_by_the_next_flush(table
 
 
 # --- f ---------------------------------------------------------------------------------------------------------------
+
 
 def test_poison_corpus_through_the_processor(tables: Settings, tmp_path: Path) -> None:
     cases = poison_corpus()

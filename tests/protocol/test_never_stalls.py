@@ -26,9 +26,17 @@ from workshop.testing.multilang_driver import KinesisRecord, ProcessorProcess
 from workshop.testing.protocol_helpers import env_for, stored_state, unique_settings
 
 ACCOUNT = "arn:aws:ecs:us-east-1:123456789012"
-ARNS = {"taskArn": [f"{ACCOUNT}:task/prod/0123456789abcdef0123456789abcdef", f"{ACCOUNT}:task/c4a5-old-format",
-                    f"{ACCOUNT}:task/prod/ffff0000ffff0000ffff0000ffff0000"],
-        "containerInstanceArn": [f"{ACCOUNT}:container-instance/prod/89ab0123cdef4567", f"{ACCOUNT}:container-instance/ab12-old"]}
+ARNS = {
+    "taskArn": [
+        f"{ACCOUNT}:task/prod/0123456789abcdef0123456789abcdef",
+        f"{ACCOUNT}:task/c4a5-old-format",
+        f"{ACCOUNT}:task/prod/ffff0000ffff0000ffff0000ffff0000",
+    ],
+    "containerInstanceArn": [
+        f"{ACCOUNT}:container-instance/prod/89ab0123cdef4567",
+        f"{ACCOUNT}:container-instance/ab12-old",
+    ],
+}
 DETAIL_TYPES = {"taskArn": "ECS Task State Change", "containerInstanceArn": "ECS Container Instance State Change"}
 
 
@@ -44,17 +52,28 @@ class Raw:
 
 
 # ASCII, multi-byte, NUL and lone surrogates, plus anything at all
-text = st.text(st.sampled_from([*"aZ09:/-_ ", "\u00e9", "\u20ac", "\U0001f600", "\x00", "\ud800", "\udfff"]),
-               max_size=20) | st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
-numbers = st.one_of(st.integers(), st.integers(-(10**40), 10**40), st.floats(allow_nan=False, allow_infinity=False),
-                    st.sampled_from(["1e200", "1e-200", "1" + "0" * 45, "1." + "1" * 40, "-0.0", "9.9e125", "1E-130"])
-                    .map(Raw))
-leaves = st.one_of(st.none(), st.booleans(), numbers, text, st.binary(max_size=8),
-                   st.sampled_from(["x" * 300_000, "\u00e9" * 150_000]))
-keys = st.one_of(text, st.binary(max_size=4), st.sampled_from(["", "version", "event_id", "expires_at",
-                                                               "compressed_attributes", "clusterArn"]))
-values = st.recursive(leaves, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                      st.dictionaries(keys, inner, max_size=4)), max_leaves=12)
+text = st.text(
+    st.sampled_from([*"aZ09:/-_ ", "\u00e9", "\u20ac", "\U0001f600", "\x00", "\ud800", "\udfff"]), max_size=20
+) | st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
+numbers = st.one_of(
+    st.integers(),
+    st.integers(-(10**40), 10**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["1e200", "1e-200", "1" + "0" * 45, "1." + "1" * 40, "-0.0", "9.9e125", "1E-130"]).map(Raw),
+)
+leaves = st.one_of(
+    st.none(), st.booleans(), numbers, text, st.binary(max_size=8), st.sampled_from(["x" * 300_000, "\u00e9" * 150_000])
+)
+keys = st.one_of(
+    text,
+    st.binary(max_size=4),
+    st.sampled_from(["", "version", "event_id", "expires_at", "compressed_attributes", "clusterArn"]),
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)),
+    max_leaves=12,
+)
 deep = st.integers(25, 40).map(lambda n: _nest(n))
 
 
@@ -72,18 +91,23 @@ def ecs_event(draw: st.DrawFn) -> dict[Any, Any]:
     arn = draw(values if odd else st.sampled_from(ARNS[key]))
     version = draw(values if draw(ONE_IN_EIGHT) else st.integers(0, 6))
     extra = draw(st.dictionaries(keys, st.one_of(values, deep) if draw(st.booleans()) else text, max_size=4))
-    detail: dict[Any, Any] = {**extra, key: arn, "version": version} if not odd else {key: arn, "version": version,
-                                                                                      **extra}
+    detail: dict[Any, Any] = (
+        {**extra, key: arn, "version": version} if not odd else {key: arn, "version": version, **extra}
+    )
     for name in ("clusterArn", "lastStatus", "status"):
         if draw(st.booleans()):
             odd_index = draw(ONE_IN_EIGHT)
             detail[name] = draw(values if odd_index else st.sampled_from([f"{ACCOUNT}:cluster/prod", "RUNNING"]))
     envelope: dict[Any, Any] = {
-        "version": draw(values) if odd else "0", "id": draw(values) if odd else draw(st.uuids().map(str)),
-        "detail-type": draw(st.sampled_from([DETAIL_TYPES[key]] * 8 + ["ECS Service Action"]) | text) if odd
+        "version": draw(values) if odd else "0",
+        "id": draw(values) if odd else draw(st.uuids().map(str)),
+        "detail-type": draw(st.sampled_from([DETAIL_TYPES[key]] * 8 + ["ECS Service Action"]) | text)
+        if odd
         else DETAIL_TYPES[key],
         "source": draw(st.sampled_from(["aws.ecs"] * 6 + ["aws.ec2"])) if odd else "aws.ecs",
-        "time": draw(values) if odd else "2026-11-29T10:00:00Z", "detail": detail}
+        "time": draw(values) if odd else "2026-11-29T10:00:00Z",
+        "detail": detail,
+    }
     return envelope
 
 
@@ -123,8 +147,11 @@ def encoded(draw: st.DrawFn) -> tuple[bytes, str]:
         except (UnicodeEncodeError, OverflowError, TypeError, ValueError):
             data = None  # a lone surrogate or an integer msgpack cannot hold: JSON then
     if data is None:
-        data = _to_json(event).encode("utf-8", "surrogatepass") if draw(st.booleans()) else \
-            json.dumps(json.loads(_to_json(event))).encode()
+        data = (
+            _to_json(event).encode("utf-8", "surrogatepass")
+            if draw(st.booleans())
+            else json.dumps(json.loads(_to_json(event))).encode()
+        )
     arn = event["detail"].get("taskArn", event["detail"].get("containerInstanceArn"))
     partition_key = arn if isinstance(arn, str) and arn and draw(st.booleans()) else draw(text | st.just("pk"))
     return data[:1_000_000], partition_key[:256]
@@ -168,11 +195,16 @@ def _versions(s: Settings) -> dict[tuple[str, str], int]:
     return out
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 @given(st.lists(encoded(), min_size=3, max_size=12))
-def test_no_record_stalls_the_shard_loses_data_or_lowers_a_stored_version(shard: Shard,
-                                                                           batch: list[tuple[bytes, str]]) -> None:
+def test_no_record_stalls_the_shard_loses_data_or_lowers_a_stored_version(
+    shard: Shard, batch: list[tuple[bytes, str]]
+) -> None:
     records = shard.records(batch)
     shard.proc.process_records(records)  # ProcessExited if the processor died
     assert shard.proc.checkpoints[-1].sequence_number == records[-1].sequence_number

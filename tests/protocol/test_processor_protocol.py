@@ -19,20 +19,8 @@ from processor.logs import parse_line
 from processor.ops.setup_tables import ensure_tables
 from processor.shard.flush_report import FlushReport, flush_reports
 from workshop.testing.factories import as_json, task_arn, task_event
-from workshop.testing.multilang_driver import (
-    KinesisRecord,
-    ProcessExited,
-    ProcessorProcess,
-    records_from,
-    run_shard,
-)
-from workshop.testing.protocol_helpers import (
-    DurabilityCheck,
-    env_for,
-    expected_state,
-    make_stream,
-    stored_state,
-)
+from workshop.testing.multilang_driver import KinesisRecord, ProcessExited, ProcessorProcess, records_from, run_shard
+from workshop.testing.protocol_helpers import DurabilityCheck, env_for, expected_state, make_stream, stored_state
 
 
 @pytest.fixture()
@@ -52,8 +40,13 @@ def test_stream_ends_exact_and_every_checkpoint_follows_durable_data(tables: Set
     state, dead = stored_state(tables)
     assert state == best
     assert set(dead) == poison
-    assert {d["reasonCode"]["S"] for d in dead.values()} >= {"bad-json", "bad-utf8", "not-object", "wrong-source",
-                                                             "bad-version"}
+    assert {d["reasonCode"]["S"] for d in dead.values()} >= {
+        "bad-json",
+        "bad-utf8",
+        "not-object",
+        "wrong-source",
+        "bad-version",
+    }
     for seq, item in dead.items():
         raw = next(r.data for r in records if r.sequence_number == seq)
         assert item["dataSha256"]["S"] == hashlib.sha256(raw).hexdigest()
@@ -63,8 +56,9 @@ def test_stream_ends_exact_and_every_checkpoint_follows_durable_data(tables: Set
     assert sum(f.records for f in flushes) == len(records)
     assert sum(f.ignored for f in flushes) == 1
     raw = next(parse_line(line) for line in lines if (parse_line(line) or {}).get("event") == "flush")
-    assert set(FlushReport(shard="s", reason="r", first_sequence_number=None, last_sequence_number=None).fields()) \
-        <= set(raw or {})
+    assert set(
+        FlushReport(shard="s", reason="r", first_sequence_number=None, last_sequence_number=None).fields()
+    ) <= set(raw or {})
 
 
 def test_replay_after_a_restart_is_idempotent(tables: Settings, tmp_path: Path) -> None:
@@ -78,18 +72,22 @@ def test_replay_after_a_restart_is_idempotent(tables: Settings, tmp_path: Path) 
     assert sum(f.writes for f in second) == 0 and sum(f.stale for f in second) > 0
 
 
-def test_a_replay_far_behind_the_tip_reads_stored_versions_in_bulk_and_sends_no_write(tables: Settings,
-                                                                                       tmp_path: Path) -> None:
+def test_a_replay_far_behind_the_tip_reads_stored_versions_in_bulk_and_sends_no_write(
+    tables: Settings, tmp_path: Path
+) -> None:
     """Records delivered while catching up (millisBehindLatest past prefetchBehindMillis): their flush reads the
     stored versions with BatchGetItem (100 keys a request), even when it runs after a poll at the tip, and every
     stale write is skipped; the flush lines say how old the records were."""
     ten_minutes_ago = int(time.time() * 1000) - 600_000
-    records = [dataclasses.replace(r, arrival_ms=ten_minutes_ago)
-               for r in records_from(make_stream(seed=12, arns=250, versions=2, poison_every=10**6))]
+    records = [
+        dataclasses.replace(r, arrival_ms=ten_minutes_ago)
+        for r in records_from(make_stream(seed=12, arns=250, versions=2, poison_every=10**6))
+    ]
     proc = ProcessorProcess(env=env_for(tables), stderr_path=tmp_path / "first").start()
     assert run_shard(proc, "shardId-000000000012", records, batch_size=1000) == 0
-    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),
-                            stderr_path=tmp_path / "replay").start()
+    proc = ProcessorProcess(
+        env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"), stderr_path=tmp_path / "replay"
+    ).start()
     proc.initialize("shardId-000000000012")
     proc.process_records(records, millis_behind_latest=3_600_000)
     proc.process_records([], millis_behind_latest=0)  # at the tip now: the records were still delivered behind
@@ -107,8 +105,11 @@ def test_a_replay_far_behind_the_tip_reads_stored_versions_in_bulk_and_sends_no_
 
 def test_interval_not_reached_means_no_checkpoint_until_shutdown(tables: Settings, tmp_path: Path) -> None:
     records = records_from(make_stream(seed=3, arns=5, versions=3))
-    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),
-                            on_checkpoint=DurabilityCheck(tables, records), stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),
+        on_checkpoint=DurabilityCheck(tables, records),
+        stderr_path=tmp_path / "err",
+    ).start()
     proc.initialize("shardId-000000000002")
     proc.process_records(records)
     assert proc.checkpoints == []
@@ -121,9 +122,11 @@ def test_interval_not_reached_means_no_checkpoint_until_shutdown(tables: Setting
 
 def test_pending_limit_flushes_mid_batch(tables: Settings, tmp_path: Path) -> None:
     records = records_from(make_stream(seed=4, arns=30, versions=2, poison_every=10**6))
-    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000",
-                                        ECS_STATE_MAX_PENDING_ARNS="10"),
-                            on_checkpoint=DurabilityCheck(tables, records), stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000", ECS_STATE_MAX_PENDING_ARNS="10"),
+        on_checkpoint=DurabilityCheck(tables, records),
+        stderr_path=tmp_path / "err",
+    ).start()
     proc.initialize("shardId-000000000003")
     proc.process_records(records)
     assert len(proc.checkpoints) >= 3  # several flushes inside one processRecords call
@@ -132,16 +135,19 @@ def test_pending_limit_flushes_mid_batch(tables: Settings, tmp_path: Path) -> No
 
 
 def test_a_call_that_would_not_fit_beside_the_pending_window_flushes_it_at_the_end_of_the_call(
-        tables: Settings, tmp_path: Path) -> None:
+    tables: Settings, tmp_path: Path
+) -> None:
     """maxPendingBytes 1 MiB, no interval flush: a call of 10 records of ~8 KB leaves ~86 KB pending and room for
     another like it (twice its text); after a call of 40 (~350 KB pending, twice its ~440 KB of text beside it
     would pass 1 MiB) the window is flushed at the end of that call (reason ``room``), before the next call's
     line is read. Neither call fills the window itself."""
     payloads = [(task_arn(n), as_json(task_event(task_arn(n), 1, group="x" * 8000))) for n in range(50)]
     records = records_from(payloads)
-    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000",
-                                        ECS_STATE_MAX_PENDING_BYTES=str(1024 * 1024)),
-                            on_checkpoint=DurabilityCheck(tables, records), stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000", ECS_STATE_MAX_PENDING_BYTES=str(1024 * 1024)),
+        on_checkpoint=DurabilityCheck(tables, records),
+        stderr_path=tmp_path / "err",
+    ).start()
     proc.initialize("shardId-000000000013")
     proc.process_records(records[:10])
     assert proc.checkpoints == []
@@ -155,16 +161,20 @@ def test_a_call_that_would_not_fit_beside_the_pending_window_flushes_it_at_the_e
 
 def test_lease_lost_drops_pending_and_never_checkpoints(tables: Settings, tmp_path: Path) -> None:
     records = records_from(make_stream(seed=5, arns=5, versions=2))
-    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),
-                            stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"), stderr_path=tmp_path / "err"
+    ).start()
     assert run_shard(proc, "shardId-000000000004", records, end="lease_lost") == 0
     assert proc.checkpoints == [] and stored_state(tables)[0] == {}
 
 
 def test_shard_end_flushes_then_checkpoints_with_no_argument(tables: Settings, tmp_path: Path) -> None:
     records = records_from(make_stream(seed=6, arns=5, versions=2))
-    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),
-                            on_checkpoint=DurabilityCheck(tables, records), stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env_for(tables, ECS_STATE_FLUSH_INTERVAL_MILLIS="3600000"),
+        on_checkpoint=DurabilityCheck(tables, records),
+        stderr_path=tmp_path / "err",
+    ).start()
     assert run_shard(proc, "shardId-000000000005", records, end="shard_end") == 0
     assert [(c.sequence_number, c.sub_sequence_number) for c in proc.checkpoints] == [(None, None)]
 
@@ -172,8 +182,9 @@ def test_shard_end_flushes_then_checkpoints_with_no_argument(tables: Settings, t
 def test_checkpoint_throttling_is_retried(tables: Settings, tmp_path: Path) -> None:
     records = records_from(make_stream(seed=7, arns=3, versions=2))
     replies = iter(["ThrottlingException", "ThrottlingException"])
-    proc = ProcessorProcess(env=env_for(tables), on_checkpoint=lambda cp: next(replies, None),
-                            stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env_for(tables), on_checkpoint=lambda cp: next(replies, None), stderr_path=tmp_path / "err"
+    ).start()
     proc.initialize("shardId-000000000006")
     proc.process_records(records)
     assert [c.error for c in proc.checkpoints] == ["ThrottlingException", "ThrottlingException", None]
@@ -184,8 +195,9 @@ def test_checkpoint_throttling_is_retried(tables: Settings, tmp_path: Path) -> N
 
 def test_shutdown_exception_stops_checkpointing(tables: Settings, tmp_path: Path) -> None:
     records = records_from(make_stream(seed=8, arns=3, versions=4))
-    proc = ProcessorProcess(env=env_for(tables), on_checkpoint=lambda cp: "ShutdownException",
-                            stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env_for(tables), on_checkpoint=lambda cp: "ShutdownException", stderr_path=tmp_path / "err"
+    ).start()
     proc.initialize("shardId-000000000007")
     proc.process_records(records[:10])
     proc.process_records(records[10:])
@@ -196,21 +208,28 @@ def test_shutdown_exception_stops_checkpointing(tables: Settings, tmp_path: Path
 
 
 def test_a_missing_table_is_a_configuration_error_at_initialize(tables: Settings, tmp_path: Path) -> None:
-    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_TASK_TABLE="missing-table"),
-                            stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env_for(tables, ECS_STATE_TASK_TABLE="missing-table"), stderr_path=tmp_path / "err"
+    ).start()
     with pytest.raises(ProcessExited) as info:
         proc.initialize("shardId-000000000008")
     assert info.value.code == EXIT_CONFIG and proc.checkpoints == []
-    [line] = [r for r in map(parse_line, (tmp_path / "err").read_text().splitlines()) if r and r["event"] == "config_error"]
+    [line] = [
+        r for r in map(parse_line, (tmp_path / "err").read_text().splitlines()) if r and r["event"] == "config_error"
+    ]
     assert "table missing-table does not exist" in line["error"] and "ecs-state setup" in line["error"]
 
 
 def test_a_table_with_another_key_schema_is_a_configuration_error_not_a_dead_letter_per_event(
-        tables: Settings, tmp_path: Path) -> None:
+    tables: Settings, tmp_path: Path
+) -> None:
     other = f"other-{random.randrange(10**6)}"
-    aws.client("dynamodb").create_table(TableName=other, BillingMode="PAY_PER_REQUEST",
-                                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+    aws.client("dynamodb").create_table(
+        TableName=other,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    )
     proc = ProcessorProcess(env=env_for(tables, ECS_STATE_INSTANCE_TABLE=other), stderr_path=tmp_path / "err").start()
     with pytest.raises(ProcessExited) as info:
         proc.initialize("shardId-000000000008")
@@ -228,8 +247,9 @@ def test_a_misspelled_setting_stops_the_processor_before_any_protocol_message(ta
 
 
 def test_a_metrics_file_that_cannot_be_opened_is_found_at_initialize(tables: Settings, tmp_path: Path) -> None:
-    proc = ProcessorProcess(env=env_for(tables, ECS_STATE_METRICS=f"file:{tmp_path}/no/such/dir/emf.log"),
-                            stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env_for(tables, ECS_STATE_METRICS=f"file:{tmp_path}/no/such/dir/emf.log"), stderr_path=tmp_path / "err"
+    ).start()
     with pytest.raises(ProcessExited) as info:
         proc.initialize("shardId-000000000008")
     assert info.value.code == EXIT_CONFIG and "ecsState.metrics" in (tmp_path / "err").read_text()
@@ -240,8 +260,9 @@ def test_a_table_lost_mid_run_is_retried_holding_the_lease_until_it_is_back(tabl
     the data, and resumes by itself when the table is back."""
     records = records_from(make_stream(seed=9, arns=3, versions=2, poison_every=10**6))
     env = {k: v for k, v in env_for(tables).items() if k != "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS"}
-    proc = ProcessorProcess(env=env, on_checkpoint=DurabilityCheck(tables, records),
-                            stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        env=env, on_checkpoint=DurabilityCheck(tables, records), stderr_path=tmp_path / "err"
+    ).start()
     try:
         proc.initialize("shardId-000000000011")
         ddb = aws.client("dynamodb")
@@ -276,17 +297,22 @@ def test_stdout_is_guarded_against_stray_prints(tables: Settings, tmp_path: Path
     (preload / "sitecustomize.py").write_text("import atexit\natexit.register(lambda: print('noise from atexit'))\n")
     (preload / "noise.py").write_text("")
     records = records_from(make_stream(seed=10, arns=3, versions=2))
-    code = ("import os, processor.shard.record_processor as k, processor.shard.main as m, sys\n"
-            "orig = k.ShardProcessor.process_records\n"
-            "def noisy(self, i):\n"
-            "    print('print noise'); os.write(1, b'raw fd noise\\n'); os.system('echo child noise')\n"
-            "    return orig(self, i)\n"
-            "k.ShardProcessor.process_records = noisy\n"
-            "sys.exit(m.main())\n")
+    code = (
+        "import os, processor.shard.record_processor as k, processor.shard.main as m, sys\n"
+        "orig = k.ShardProcessor.process_records\n"
+        "def noisy(self, i):\n"
+        "    print('print noise'); os.write(1, b'raw fd noise\\n'); os.system('echo child noise')\n"
+        "    return orig(self, i)\n"
+        "k.ShardProcessor.process_records = noisy\n"
+        "sys.exit(m.main())\n"
+    )
     import sys
 
-    proc = ProcessorProcess(argv=[sys.executable, "-c", code], env={**env_for(tables), "PYTHONPATH":
-                            f"{preload}:{Path(__file__).resolve().parents[2]}"}, stderr_path=tmp_path / "err").start()
+    proc = ProcessorProcess(
+        argv=[sys.executable, "-c", code],
+        env={**env_for(tables), "PYTHONPATH": f"{preload}:{Path(__file__).resolve().parents[2]}"},
+        stderr_path=tmp_path / "err",
+    ).start()
     assert run_shard(proc, "shardId-000000000009", records) == 0  # ProtocolError if any noise reached stdout
     err = (tmp_path / "err").read_text()
     assert "print noise" in err and "raw fd noise" in err and "child noise" in err and "noise from atexit" in err

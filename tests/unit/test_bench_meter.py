@@ -1,5 +1,6 @@
 """The volume benchmark's pure parts: DynamoDB item sizes as the capacity meter prices them
-(workshop/bench/moto_keepalive.py), and the docs/benchmarks.md section the report regenerates (workshop/bench/volume_report.py)."""
+(workshop/bench/moto_keepalive.py), and the docs/benchmarks.md section the report regenerates
+(workshop/bench/volume_report.py)."""
 
 from __future__ import annotations
 

@@ -40,8 +40,7 @@ def test_run_refuses_a_region_other_than_the_properties_regionname() -> None:
 def test_botocore_errors_a_user_can_fix_are_one_line_and_exit_2() -> None:
     denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "Scan")
     expired = ClientError({"Error": {"Code": "ExpiredTokenException", "Message": "old"}}, "PutItem")
-    errors = [NoRegionError(), NoCredentialsError(), EndpointConnectionError(endpoint_url="https://x"), denied,
-              expired]
+    errors = [NoRegionError(), NoCredentialsError(), EndpointConnectionError(endpoint_url="https://x"), denied, expired]
     for exc in errors:
         assert exit_code_for(exc) == EXIT_CONFIG
         assert "\n" not in describe(exc)

@@ -60,14 +60,27 @@ EXCEPTIONS: list[Callable[[], BaseException]] = [
     lambda: ssl.SSLError("tls"),
     lambda: Surprise("nobody anticipated this"),
 ]
-GARBAGE_CODES = st.one_of(st.sampled_from(["", "InternalServerError", "ServiceUnavailable", "ThrottlingException",
-                                           "ProvisionedThroughputExceededException", "SomethingNew", "HTTP502",
-                                           "TransactionConflictException", "RequestLimitExceeded"]),
-                          st.text(max_size=30)).filter(
-    lambda c: c not in RECORD_CODES and c not in CONFIG_CODES and c != "ConditionalCheckFailedException")
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                    max_leaves=8)
+GARBAGE_CODES = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "InternalServerError",
+            "ServiceUnavailable",
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "SomethingNew",
+            "HTTP502",
+            "TransactionConflictException",
+            "RequestLimitExceeded",
+        ]
+    ),
+    st.text(max_size=30),
+).filter(lambda c: c not in RECORD_CODES and c not in CONFIG_CODES and c != "ConditionalCheckFailedException")
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @st.composite
@@ -95,6 +108,7 @@ def _fault(plan: dict[int, BaseException | Response]) -> Callable[[str, int], Ba
         if isinstance(got, Response) and got.status == 200 and operation == "PutItem":
             return Response(503, "", "garbage", got.body)  # a 200 to a put is DynamoDB saying it applied
         return got
+
     return fault
 
 
@@ -122,8 +136,9 @@ def batches(draw: st.DrawFn) -> tuple[Batch, dict[str, int], dict[str, int]]:
 
 
 def _fake(plan: dict[int, BaseException | Response], stored: dict[str, int]) -> FakeDynamoDB:
-    fake = FakeDynamoDB.for_settings(SETTINGS.task_table, SETTINGS.instance_table, SETTINGS.dead_letter_table,
-                                     fault=_fault(plan))
+    fake = FakeDynamoDB.for_settings(
+        SETTINGS.task_table, SETTINGS.instance_table, SETTINGS.dead_letter_table, fault=_fault(plan)
+    )
     for arn, version in stored.items():
         fake.items["tasks"][(arn,)] = {"taskArn": {"S": arn}, "version": {"N": str(version)}}
     return fake
@@ -132,8 +147,8 @@ def _fake(plan: dict[int, BaseException | Response], stored: dict[str, int]) -> 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches(), fault_plans(), st.booleans())
 def test_injected_exceptions_and_garbage_never_dead_letter_a_valid_record_and_an_ok_flush_is_durable(
-        drawn: tuple[Batch, dict[str, int], dict[str, int]], plan: dict[int, BaseException | Response],
-        prefetch: bool) -> None:
+    drawn: tuple[Batch, dict[str, int], dict[str, int]], plan: dict[int, BaseException | Response], prefetch: bool
+) -> None:
     batch, stored_before, newest = drawn
     fake = _fake(plan, stored_before)
     writer = Writer(SETTINGS, fake, sleep=lambda _: None, rng=random.Random(1), shard_id=SHARD)
@@ -148,18 +163,23 @@ def test_injected_exceptions_and_garbage_never_dead_letter_a_valid_record_and_an
 
 
 @settings(max_examples=60, deadline=None)
-@given(batches(), st.sampled_from(EXCEPTIONS + [lambda: Response(500, "InternalServerError", "m", {})]),
-       st.integers(1, 4), st.booleans())
+@given(
+    batches(),
+    st.sampled_from(EXCEPTIONS + [lambda: Response(500, "InternalServerError", "m", {})]),
+    st.integers(1, 4),
+    st.booleans(),
+)
 def test_a_fault_that_outlasts_a_finite_budget_fails_the_flush_and_still_dead_letters_nothing(
-        drawn: tuple[Batch, dict[str, int], dict[str, int]], make: Callable[[], Any], max_attempts: int,
-        prefetch: bool) -> None:
+    drawn: tuple[Batch, dict[str, int], dict[str, int]], make: Callable[[], Any], max_attempts: int, prefetch: bool
+) -> None:
     """Whatever keeps failing: the flush is not ok (the caller must not checkpoint) unless every resource is
     durable at its newest version; nothing becomes a dead letter."""
     batch, stored_before, newest = drawn
     fake = _fake({}, stored_before)
     fake.fault = lambda operation, n: make()
-    limited = Settings(task_table="tasks", instance_table="instances", dead_letter_table="dead",
-                       write_max_attempts=max_attempts)
+    limited = Settings(
+        task_table="tasks", instance_table="instances", dead_letter_table="dead", write_max_attempts=max_attempts
+    )
     writer = Writer(limited, fake, sleep=lambda _: None, shard_id=SHARD)
     try:
         out = writer.write(batch, prefetch=prefetch)
@@ -173,13 +193,15 @@ def test_a_fault_that_outlasts_a_finite_budget_fails_the_flush_and_still_dead_le
 @settings(max_examples=100, deadline=None)
 @given(fault_plans())
 def test_the_start_up_check_retries_any_exception_or_garbage_and_finds_no_problem_in_good_tables(
-        plan: dict[int, BaseException | Response]) -> None:
+    plan: dict[int, BaseException | Response],
+) -> None:
     fake = _fake(plan, {})
     assert table_problems(SETTINGS, fake, sleep=lambda _: None) == []
     assert len(fake.requests) >= 3
 
 
 # -- the writer's unit tests of the classifier's two sides -----------------------------------------------------
+
 
 def test_an_exception_from_the_client_is_retried_never_the_records_fault(capsys: Any) -> None:
     raised = iter([ValueError("garbage from a credential helper"), Surprise("?")])
@@ -202,8 +224,15 @@ def test_an_item_the_serialiser_refuses_is_that_records_dead_letter_and_the_olde
         item = build(c, hours)
         assert isinstance(item, Item)
         if c is newest:  # a binary map key: JSON cannot carry it, so building the request fails
-            return Item(item.kind, item.key_name, item.arn, item.version, {**item.attributes, "x": {"M": {b"k": 1}}},
-                        item.size, item.position)
+            return Item(
+                item.kind,
+                item.key_name,
+                item.arn,
+                item.version,
+                {**item.attributes, "x": {"M": {b"k": 1}}},
+                item.size,
+                item.position,
+            )
         return item
 
     fake = _fake({}, {})

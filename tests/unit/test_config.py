@@ -16,9 +16,11 @@ def test_defaults_with_no_file() -> None:
 
 def test_properties_file_then_environment(tmp_path: Path) -> None:
     props = tmp_path / "app.properties"
-    props.write_text("# KCL keys are ignored by us\nstreamName = s\nexecutableName=ecs-state-processor\n"
-                     "ecsState.taskTable = FileTasks\necsState.flushIntervalMillis: 2500\n"
-                     "ecsState.instanceTable  FileInstances\n")
+    props.write_text(
+        "# KCL keys are ignored by us\nstreamName = s\nexecutableName=ecs-state-processor\n"
+        "ecsState.taskTable = FileTasks\necsState.flushIntervalMillis: 2500\n"
+        "ecsState.instanceTable  FileInstances\n"
+    )
     s = load_settings(props, env={"ECS_STATE_TASK_TABLE": "EnvTasks"})
     assert (s.task_table, s.instance_table, s.flush_interval_millis) == ("EnvTasks", "FileInstances", 2500)
 
@@ -34,12 +36,15 @@ def test_parse_properties_continuations_and_comments() -> None:
     assert parse_properties(text) == {"a": "1 2", "b": "x=y", "c": "spaced value"}
 
 
-@pytest.mark.parametrize("env,needle", [
-    ({"ECS_STATE_WRITE_CONCURRENCY": "lots"}, "ECS_STATE_WRITE_CONCURRENCY"),
-    ({"ECS_STATE_WRITE_CONCURRENCY": "0"}, "ecsState.writeConcurrency"),
-    ({"ECS_STATE_METRICS": "cloud"}, "ecsState.metrics"),
-    ({"ECS_STATE_TASK_TABLE": ""}, "ECS_STATE_TASK_TABLE"),
-])
+@pytest.mark.parametrize(
+    "env,needle",
+    [
+        ({"ECS_STATE_WRITE_CONCURRENCY": "lots"}, "ECS_STATE_WRITE_CONCURRENCY"),
+        ({"ECS_STATE_WRITE_CONCURRENCY": "0"}, "ecsState.writeConcurrency"),
+        ({"ECS_STATE_METRICS": "cloud"}, "ecsState.metrics"),
+        ({"ECS_STATE_TASK_TABLE": ""}, "ECS_STATE_TASK_TABLE"),
+    ],
+)
 def test_bad_values_name_the_key(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         load_settings(None, env=env)
@@ -69,11 +74,14 @@ def test_transient_failures_are_retried_for_ever_by_default_and_a_finite_budget_
     assert s.write_retry_budget_millis == 3000
 
 
-@pytest.mark.parametrize("env,needle", [
-    ({"ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": "-1"}, "ecsState.writeRetryBudgetMillis must be >= 0"),
-    ({"ECS_STATE_WRITE_CONCURRENCY": "100000"}, "ecsState.writeConcurrency"),
-    ({"ECS_STATE_MAX_PENDING_BYTES": "1000"}, "ecsState.maxPendingBytes"),
-])
+@pytest.mark.parametrize(
+    "env,needle",
+    [
+        ({"ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": "-1"}, "ecsState.writeRetryBudgetMillis must be >= 0"),
+        ({"ECS_STATE_WRITE_CONCURRENCY": "100000"}, "ecsState.writeConcurrency"),
+        ({"ECS_STATE_MAX_PENDING_BYTES": "1000"}, "ecsState.maxPendingBytes"),
+    ],
+)
 def test_out_of_range_values_name_the_key(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         load_settings(None, env=env)

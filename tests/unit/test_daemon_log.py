@@ -9,31 +9,36 @@ import pytest
 from processor.errors import LaunchError
 from processor.ops import launcher as daemon
 from processor.ops.daemon_log import DaemonWatch
-from processor.ops.launcher import (
-    MAIN_CLASS,
-    daemon_env,
-    java_command,
-)
+from processor.ops.launcher import MAIN_CLASS, daemon_env, java_command
 from processor.ops.preflight import check_required
 from processor.ops.supervisor import restart_delay
 
-VALID = {"executableName": "ecs-state-processor", "streamName": "s", "applicationName": "a",
-         "AwsCredentialsProvider": "DefaultCredentialsProvider"}
+VALID = {
+    "executableName": "ecs-state-processor",
+    "streamName": "s",
+    "applicationName": "a",
+    "AwsCredentialsProvider": "DefaultCredentialsProvider",
+}
 
 
 def _line(level: str, logger: str, message: str) -> str:
     return f"11:22:39.631 {level:<5} [ShardRecordProcessor-0000] {logger} - {message}"
 
 
-INIT_RESPONSE = _line("INFO", "s.a.k.multilang.MultiLangProtocol",
-                      'Received response {"action":"status","responseFor":"initialize"} from subprocess while '
-                      'waiting for initialize while processing shard shardId-000000000000')
+INIT_RESPONSE = _line(
+    "INFO",
+    "s.a.k.multilang.MultiLangProtocol",
+    'Received response {"action":"status","responseFor":"initialize"} from subprocess while '
+    'waiting for initialize while processing shard shardId-000000000000',
+)
 
 
-CONSUMER = _line("INFO", "s.a.kinesis.coordinator.Scheduler",
-                 "Created new shardConsumer for : ShardInfo(streamIdentifierSerOpt=Optional.empty, "
-                 "shardId=shardId-000000000001, concurrencyToken=fe63, parentShardIds=[], checkpoint={})")
-
+CONSUMER = _line(
+    "INFO",
+    "s.a.kinesis.coordinator.Scheduler",
+    "Created new shardConsumer for : ShardInfo(streamIdentifierSerOpt=Optional.empty, "
+    "shardId=shardId-000000000001, concurrencyToken=fe63, parentShardIds=[], checkpoint={})",
+)
 
 
 def test_java_command_runs_the_multilang_daemon_with_our_logback(tmp_path: Path) -> None:
@@ -52,11 +57,14 @@ def test_java_command_runs_the_multilang_daemon_with_our_logback(tmp_path: Path)
     assert f"-Dlogback.configurationFile={logback}" in cmd
 
 
-@pytest.mark.parametrize("given, level, chatty, marker", [
-    ("DEBUG", "DEBUG", "DEBUG", "DEBUG"),
-    ("warning", "WARN", "WARN", "INFO"),  # markers stay readable above INFO
-    ("ERROR", "ERROR", "WARN", "INFO"),
-])
+@pytest.mark.parametrize(
+    "given, level, chatty, marker",
+    [
+        ("DEBUG", "DEBUG", "DEBUG", "DEBUG"),
+        ("warning", "WARN", "WARN", "INFO"),  # markers stay readable above INFO
+        ("ERROR", "ERROR", "WARN", "INFO"),
+    ],
+)
 def test_log_level_settings(given: str, level: str, chatty: str, marker: str) -> None:
     cmd = java_command("java", Path("/j"), Path("/p/x.properties"), log_level=given)
     assert f"-Decs.kcl.logLevel={level}" in cmd
@@ -79,12 +87,15 @@ def test_required_keys_present() -> None:
     assert check_required({**VALID, "streamName": "", "streamArn": "arn:aws:kinesis:r:1:stream/s"}, "f") == []
 
 
-@pytest.mark.parametrize("missing, words", [
-    ("executableName", "executableName is missing"),
-    ("streamName", "neither streamName nor streamArn"),
-    ("applicationName", "applicationName is missing"),
-    ("AwsCredentialsProvider", "AwsCredentialsProvider = DefaultCredentialsProvider"),
-])
+@pytest.mark.parametrize(
+    "missing, words",
+    [
+        ("executableName", "executableName is missing"),
+        ("streamName", "neither streamName nor streamArn"),
+        ("applicationName", "applicationName is missing"),
+        ("AwsCredentialsProvider", "AwsCredentialsProvider = DefaultCredentialsProvider"),
+    ],
+)
 def test_each_missing_required_key_is_one_line(missing: str, words: str) -> None:
     props = {k: v for k, v in VALID.items() if k != missing}
     problems = check_required(props, "conf/x.properties")
@@ -94,8 +105,11 @@ def test_each_missing_required_key_is_one_line(missing: str, words: str) -> None
 
 
 def test_daemon_env_points_processors_at_the_same_file_and_services(tmp_path: Path) -> None:
-    props = {"dynamoDBEndpoint": "http://127.0.0.1:1", "kinesisEndpoint": "http://127.0.0.1:2",
-             "regionName": "eu-west-1"}
+    props = {
+        "dynamoDBEndpoint": "http://127.0.0.1:1",
+        "kinesisEndpoint": "http://127.0.0.1:2",
+        "regionName": "eu-west-1",
+    }
     env = daemon_env(props, tmp_path / "x.properties", {"PATH": "/usr/bin:/venv/bin"}, Path("/venv/bin"))
     assert env["ECS_STATE_PROPERTIES"] == str(tmp_path / "x.properties")
     assert env["PATH"] == "/venv/bin:/usr/bin"
@@ -124,23 +138,27 @@ def test_watch_counts_initialised_processors_and_shards() -> None:
 
 def test_watch_explains_exit_0_without_a_processor() -> None:
     watch = DaemonWatch()
-    watch.feed(_line("ERROR", "s.a.kinesis.coordinator.Scheduler", "Caught exception when initializing "
-                     "LeaseCoordinator"))
+    watch.feed(
+        _line("ERROR", "s.a.kinesis.coordinator.Scheduler", "Caught exception when initializing LeaseCoordinator")
+    )
     watch.feed("software.amazon.awssdk.services.kinesis.model.ResourceNotFoundException: Stream x not found")
     assert "without ever initialising a record processor" in (watch.diagnosis(0, signalled=False) or "")
-    watch.feed(_line("ERROR", "s.a.kinesis.coordinator.Scheduler", "Unable to initialize after 20 attempts. "
-                     "Shutting down."))
+    watch.feed(
+        _line("ERROR", "s.a.kinesis.coordinator.Scheduler", "Unable to initialize after 20 attempts. Shutting down.")
+    )
     assert "KCL gave up initialising" in (watch.diagnosis(0, signalled=False) or "")
 
 
 def test_watch_explains_a_refused_configuration() -> None:
     watch = DaemonWatch()
-    for line in ("java.lang.IllegalArgumentException: No enum constant "
-                 "software.amazon.kinesis.common.InitialPositionInStream.BOGUS",
-                 "\tat java.base/java.lang.Enum.valueOf(Enum.java:273)",
-                 "No enum constant software.amazon.kinesis.common.InitialPositionInStream.BOGUS",
-                 "Usage: amazon-kinesis-client MultiLangDaemon [options]",
-                 "  Options:"):
+    for line in (
+        "java.lang.IllegalArgumentException: No enum constant "
+        "software.amazon.kinesis.common.InitialPositionInStream.BOGUS",
+        "\tat java.base/java.lang.Enum.valueOf(Enum.java:273)",
+        "No enum constant software.amazon.kinesis.common.InitialPositionInStream.BOGUS",
+        "Usage: amazon-kinesis-client MultiLangDaemon [options]",
+        "  Options:",
+    ):
         assert watch.feed(line).show == line
     problem = watch.diagnosis(1, signalled=False) or ""
     assert problem.startswith("the KCL daemon refused its configuration: No enum constant")
@@ -150,8 +168,9 @@ def test_watch_explains_a_refused_configuration() -> None:
 def test_watch_explains_a_failed_processor() -> None:
     watch = DaemonWatch()
     watch.feed(INIT_RESPONSE)
-    watch.feed(_line("ERROR", "s.a.k.m.MultiLangShardRecordProcessor",
-                     "Encountered an error while trying to process records"))
+    watch.feed(
+        _line("ERROR", "s.a.k.m.MultiLangShardRecordProcessor", "Encountered an error while trying to process records")
+    )
     problem = watch.diagnosis(1, signalled=False) or ""
     assert "exited 1" in problem and "record processor failed" in problem and "--restart-on-failure" in problem
 
@@ -175,16 +194,27 @@ def test_processor_stderr_is_shown_once_unwrapped() -> None:
     # The daemon logs a processor's stderr line and then prints the same line raw: show it once.
     watch = DaemonWatch(show_level="WARN")
     raw = '{"level":"INFO","event":"flushed","shard":"shardId-0"}'
-    logged = _line("ERROR", "s.a.k.multilang.DrainChildSTDERRTask",
-                   f"Received error line from subprocess [{raw}] for shard shardId-0")
+    logged = _line(
+        "ERROR",
+        "s.a.k.multilang.DrainChildSTDERRTask",
+        f"Received error line from subprocess [{raw}] for shard shardId-0",
+    )
     other = _line("INFO", "s.a.k.m.MultiLangDaemonConfig", "from another thread, between the two copies")
     assert watch.feed(logged) == (raw, True)
     assert watch.feed(other) == (None, True)
     assert watch.feed(raw) == (None, False)  # the raw copy: neither shown nor written to the log file
     assert watch.last_error is None  # a processor's log line is not a daemon error
     traceback = "Traceback (most recent call last):"
-    assert watch.feed(_line("ERROR", "s.a.k.multilang.DrainChildSTDERRTask",
-                            f"Received error line from subprocess [{traceback}] for shard shardId-0")).show == traceback
+    assert (
+        watch.feed(
+            _line(
+                "ERROR",
+                "s.a.k.multilang.DrainChildSTDERRTask",
+                f"Received error line from subprocess [{traceback}] for shard shardId-0",
+            )
+        ).show
+        == traceback
+    )
 
 
 def test_an_emf_line_of_a_processor_reaches_our_stderr_as_exactly_the_json_object() -> None:
@@ -194,11 +224,16 @@ def test_an_emf_line_of_a_processor_reaches_our_stderr_as_exactly_the_json_objec
 
     from processor.shard.metrics import emf_record
 
-    emf = json.dumps(emf_record("shardId-000000000007", {"records": 3, "writes": 2}, 1_800_000_000_000,
-                                application="ecs-state"), separators=(",", ":"))
+    emf = json.dumps(
+        emf_record("shardId-000000000007", {"records": 3, "writes": 2}, 1_800_000_000_000, application="ecs-state"),
+        separators=(",", ":"),
+    )
     assert "]" in emf  # the dimension sets: the unwrapping must not stop at the first bracket
     watch = DaemonWatch(show_level="WARN")
-    logged = _line("ERROR", "s.a.k.multilang.DrainChildSTDERRTask",
-                   f"Received error line from subprocess [{emf}] for shard shardId-000000000007")
+    logged = _line(
+        "ERROR",
+        "s.a.k.multilang.DrainChildSTDERRTask",
+        f"Received error line from subprocess [{emf}] for shard shardId-000000000007",
+    )
     assert watch.feed(logged).show == emf
     assert watch.feed(emf).show is None

@@ -23,23 +23,63 @@ from processor.shard import dynamodb_http as ddb
 
 SEED = 20261204
 CASES = 300
-REGIONS = ["us-east-1", "eu-west-1", "ap-southeast-2", "ca-central-1", "cn-north-1", "cn-northwest-1",
-           "us-gov-west-1", "us-gov-east-1", "us-iso-east-1", "us-isob-east-1", "eu-isoe-west-1",
-           "us-east-1-fips", "fips-us-east-1", "us-gov-west-1-fips", "fips-us-gov-west-1", "fips-ca-central-1",
-           "us-west-2-fips"]
-ENDPOINTS = [None, "https://vpce-0a1b2c3d-abcdefgh.dynamodb.us-east-1.vpce.amazonaws.com",
-             "https://ddb.internal.example:8443/prefix/ddb", "http://127.0.0.1:8000", "http://localhost:4566/",
-             "https://gateway.example/a%20b/v1/"]
-OPERATIONS = {"PutItem": {"TableName": "tasks", "Item": {"taskArn": {"S": "arn:aws:ecs:x:1:task/c/é"},
-                                                          "version": {"N": "7"}},
-                          "ConditionExpression": "attribute_not_exists(#k)",
-                          "ExpressionAttributeNames": {"#k": "taskArn"}},
-              "BatchGetItem": {"RequestItems": {"tasks": {"Keys": [{"taskArn": {"S": "arn:1"}}]}}},
-              "DescribeTable": {"TableName": "tasks"}}
-ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE",
-       "AWS_SESSION_TOKEN", "AWS_CA_BUNDLE", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
-       "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ACCOUNT_ID", "AWS_ACCOUNT_ID_ENDPOINT_MODE", "HTTP_PROXY",
-       "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy")
+REGIONS = [
+    "us-east-1",
+    "eu-west-1",
+    "ap-southeast-2",
+    "ca-central-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "us-gov-west-1",
+    "us-gov-east-1",
+    "us-iso-east-1",
+    "us-isob-east-1",
+    "eu-isoe-west-1",
+    "us-east-1-fips",
+    "fips-us-east-1",
+    "us-gov-west-1-fips",
+    "fips-us-gov-west-1",
+    "fips-ca-central-1",
+    "us-west-2-fips",
+]
+ENDPOINTS = [
+    None,
+    "https://vpce-0a1b2c3d-abcdefgh.dynamodb.us-east-1.vpce.amazonaws.com",
+    "https://ddb.internal.example:8443/prefix/ddb",
+    "http://127.0.0.1:8000",
+    "http://localhost:4566/",
+    "https://gateway.example/a%20b/v1/",
+]
+OPERATIONS = {
+    "PutItem": {
+        "TableName": "tasks",
+        "Item": {"taskArn": {"S": "arn:aws:ecs:x:1:task/c/é"}, "version": {"N": "7"}},
+        "ConditionExpression": "attribute_not_exists(#k)",
+        "ExpressionAttributeNames": {"#k": "taskArn"},
+    },
+    "BatchGetItem": {"RequestItems": {"tasks": {"Keys": [{"taskArn": {"S": "arn:1"}}]}}},
+    "DescribeTable": {"TableName": "tasks"},
+}
+ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_CA_BUNDLE",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_ACCOUNT_ID",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +93,11 @@ def settings() -> list[Setting]:
     rng = random.Random(SEED)
     out = []
     for _ in range(CASES):
-        env = {"AWS_DEFAULT_REGION": rng.choice(REGIONS), "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-               "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
+        env = {
+            "AWS_DEFAULT_REGION": rng.choice(REGIONS),
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        }
         if rng.random() < 0.5:
             env["AWS_SESSION_TOKEN"] = "FwoGZXIvYXdzEJr//////////wEaDH+token/with=chars"
         for name in ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT"):
@@ -108,8 +151,9 @@ def botocore_request(setting: Setting) -> Any:
     """The request a botocore DynamoDB client sends for the setting's operation (captured, not sent), or the
     exception botocore raises for these settings."""
     try:
-        client = session().create_client("dynamodb", endpoint_url=setting.endpoint_arg,
-                                       config=Config(retries={"total_max_attempts": 1}))
+        client = session().create_client(
+            "dynamodb", endpoint_url=setting.endpoint_arg, config=Config(retries={"total_max_attempts": 1})
+        )
     except Exception as exc:
         return exc
 
@@ -135,7 +179,8 @@ def _text(value: Any) -> str:
 
 @pytest.mark.parametrize("setting", settings(), ids=lambda s: f"{s.operation}-{s.env['AWS_DEFAULT_REGION']}")
 def test_host_path_and_signature_equal_botocores_for_the_same_operation_credentials_and_clock(
-        isolated: pytest.MonkeyPatch, setting: Setting) -> None:
+    isolated: pytest.MonkeyPatch, setting: Setting
+) -> None:
     for name, value in setting.env.items():
         isolated.setenv(name, value)
     expected = botocore_request(setting)
@@ -144,14 +189,16 @@ def test_host_path_and_signature_equal_botocores_for_the_same_operation_credenti
             ddb.DynamoDBHttp.from_environment(endpoint_url=setting.endpoint_arg, session=session())
         return
     client = ddb.DynamoDBHttp.from_environment(endpoint_url=setting.endpoint_arg, session=session())
-    ours = client.sign(ddb.TARGET_PREFIX + setting.operation, expected.body,
-                       amz_date=_text(expected.headers["X-Amz-Date"]))
+    ours = client.sign(
+        ddb.TARGET_PREFIX + setting.operation, expected.body, amz_date=_text(expected.headers["X-Amz-Date"])
+    )
     url = urlsplit(expected.url)
     assert ours["Host"] == _host_from_url(expected.url)
     assert client.request_target == url.path
     assert ours["Authorization"] == _text(expected.headers["Authorization"])
-    assert ours.get("X-Amz-Security-Token") == (_text(expected.headers["X-Amz-Security-Token"])
-                                                if "X-Amz-Security-Token" in expected.headers else None)
+    assert ours.get("X-Amz-Security-Token") == (
+        _text(expected.headers["X-Amz-Security-Token"]) if "X-Amz-Security-Token" in expected.headers else None
+    )
 
 
 def test_the_generated_settings_cover_every_kind_of_endpoint(isolated: pytest.MonkeyPatch) -> None:
@@ -168,7 +215,17 @@ def test_the_generated_settings_cover_every_kind_of_endpoint(isolated: pytest.Mo
         else:
             hosts.add(urlsplit(got.url).netloc + urlsplit(got.url).path)
     joined = " ".join(sorted(hosts))
-    for part in (".amazonaws.com.cn", "us-gov-west-1", "dynamodb-fips.", "c2s.ic.gov", "sc2s.sgov.gov", ".api.aws",
-                 "123456789012.ddb.", "vpce", "/prefix/ddb", "/a%20b/v1/"):
+    for part in (
+        ".amazonaws.com.cn",
+        "us-gov-west-1",
+        "dynamodb-fips.",
+        "c2s.ic.gov",
+        "sc2s.sgov.gov",
+        ".api.aws",
+        "123456789012.ddb.",
+        "vpce",
+        "/prefix/ddb",
+        "/a%20b/v1/",
+    ):
         assert part in joined, part
     assert refused > 5

@@ -22,8 +22,15 @@ TARGET = "DynamoDB_20120810.PutItem"
 
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION", "AWS_DEFAULT_REGION",
-                 "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CA_BUNDLE"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_CA_BUNDLE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -34,23 +41,38 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def put_body(arn: str = "arn:task/sig") -> bytes:
-    return ddb.serialise({"TableName": "tasks", "Item": {"taskArn": {"S": arn}, "version": {"N": "3"},
-                                                         "blob": {"B": b"\x00\x01"}},
-                          "ConditionExpression": "attribute_not_exists(#k) OR #v < :v"})
+    return ddb.serialise(
+        {
+            "TableName": "tasks",
+            "Item": {"taskArn": {"S": arn}, "version": {"N": "3"}, "blob": {"B": b"\x00\x01"}},
+            "ConditionExpression": "attribute_not_exists(#k) OR #v < :v",
+        }
+    )
 
 
 def botocore_headers(credentials: Any, endpoint: str, body: bytes, region: str) -> dict[str, str]:
-    request = AWSRequest("POST", endpoint.rstrip("/") + "/", data=body,
-                         headers={"Content-Type": ddb.CONTENT_TYPE, "X-Amz-Target": TARGET})
+    request = AWSRequest(
+        "POST",
+        endpoint.rstrip("/") + "/",
+        data=body,
+        headers={"Content-Type": ddb.CONTENT_TYPE, "X-Amz-Target": TARGET},
+    )
     SigV4Auth(credentials.get_frozen_credentials(), "dynamodb", region).add_auth(request)
     return dict(request.headers.items())
 
 
-@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8000", "https://dynamodb.eu-west-1.amazonaws.com",
-                                      "https://DynamoDB.eu-west-1.amazonaws.com:443/"])
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://127.0.0.1:8000",
+        "https://dynamodb.eu-west-1.amazonaws.com",
+        "https://DynamoDB.eu-west-1.amazonaws.com:443/",
+    ],
+)
 @pytest.mark.parametrize("token", [None, "FwoGZXIvYXdzEJr//////////wEaDH+token/with=chars"])
-def test_the_signature_is_the_one_botocore_computes_for_the_same_request_and_time(endpoint: str,
-                                                                                 token: str | None) -> None:
+def test_the_signature_is_the_one_botocore_computes_for_the_same_request_and_time(
+    endpoint: str, token: str | None
+) -> None:
     session = botocore.session.get_session()
     session._credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
     client = ddb.DynamoDBHttp("eu-west-1", endpoint, session=session)
@@ -67,7 +89,8 @@ def test_the_signature_is_the_one_botocore_computes_for_the_same_request_and_tim
 
 @pytest.mark.parametrize("region", ["cn-north-1", "us-gov-west-1", "eu-west-1"])
 def test_non_ascii_bodies_and_the_key_rotating_at_utc_midnight_sign_as_botocore_signs(
-        monkeypatch: pytest.MonkeyPatch, region: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, region: str
+) -> None:
     """botocore's clock frozen one second before and at UTC midnight: the signing key of each day is botocore's."""
     session = botocore.session.get_session()
     session._credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "token")
@@ -89,8 +112,12 @@ def test_refreshed_credentials_sign_the_next_request() -> None:
         n = len(issued)
         issued.append(f"ASIA{n}")
         expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
-        return {"access_key": f"ASIA{n}", "secret_key": f"secret{n}", "token": f"token{n}",
-                "expiry_time": expiry.isoformat()}
+        return {
+            "access_key": f"ASIA{n}",
+            "secret_key": f"secret{n}",
+            "token": f"token{n}",
+            "expiry_time": expiry.isoformat(),
+        }
 
     creds = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test-provider")
     session = botocore.session.get_session()
@@ -107,7 +134,8 @@ def test_refreshed_credentials_sign_the_next_request() -> None:
 
 
 def test_endpoint_comes_from_the_dynamodb_variable_then_the_global_one_then_the_region(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     client = ddb.DynamoDBHttp.from_environment()
     assert (client.region, client.endpoint_url) == ("us-east-1", "https://dynamodb.us-east-1.amazonaws.com/")
     assert client.ca_bundle  # certifi's bundle: TLS is verified
@@ -128,7 +156,8 @@ def test_the_ca_bundle_variable_is_the_trust_store(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_ca_bundle_that_is_missing_unreadable_or_not_pem_is_a_configuration_error(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     """(before: a missing AWS_CA_BUNDLE raised FileNotFoundError at the first request: exit 4 as a bug)"""
     https = "https://dynamodb.us-east-1.amazonaws.com"
     monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "missing.pem"))
@@ -146,15 +175,16 @@ def test_a_ca_bundle_that_is_missing_unreadable_or_not_pem_is_a_configuration_er
 
 def test_fips_pseudo_regions_sign_with_the_region_botocore_normalises_to(monkeypatch: pytest.MonkeyPatch) -> None:
     """(before: ``us-east-1-fips`` went into the credential scope as it was written)"""
-    for pseudo, region, host in [("us-east-1-fips", "us-east-1", "dynamodb-fips.us-east-1.amazonaws.com"),
-                                 ("fips-us-gov-west-1", "us-gov-west-1", "dynamodb.us-gov-west-1.amazonaws.com")]:
+    for pseudo, region, host in [
+        ("us-east-1-fips", "us-east-1", "dynamodb-fips.us-east-1.amazonaws.com"),
+        ("fips-us-gov-west-1", "us-gov-west-1", "dynamodb.us-gov-west-1.amazonaws.com"),
+    ]:
         client = ddb.DynamoDBHttp.from_environment(region=pseudo)
         assert (client.region, client.sign(TARGET, b"{}")["Host"]) == (region, host)
         assert f"/{region}/dynamodb/aws4_request" in client.sign(TARGET, b"{}")["Authorization"]
 
 
-def test_no_region_no_credentials_or_a_bad_endpoint_is_a_configuration_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_region_no_credentials_or_a_bad_endpoint_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="not an http"):
         ddb.DynamoDBHttp.from_environment(endpoint_url="ftp://127.0.0.1:1")
     monkeypatch.delenv("AWS_DEFAULT_REGION")

@@ -16,11 +16,11 @@ from processor.core.dead_letters import DeadLetter
 from processor.core.events import Ignored
 from processor.core.items import Item
 from processor.core.position import Position
-from workshop.testing.factories import route
 from processor.loadgen.catalog import FORMATS
 from processor.loadgen.fleet import generate
 from processor.loadgen.poison import poison_kinds
 from processor.loadgen.records import Options, Record, decode
+from workshop.testing.factories import route
 
 
 def take(options: Options, n: int) -> list[Record]:
@@ -32,22 +32,32 @@ def take(options: Options, n: int) -> list[Record]:
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_same_seed_gives_the_same_bytes_and_another_seed_does_not(fmt: str) -> None:
-    options = Options(seed=7, format=fmt, duplicate_rate=0.05, reorder_window=5, poison_rate=0.05,
-                      ignored_rate=0.02)
+    options = Options(seed=7, format=fmt, duplicate_rate=0.05, reorder_window=5, poison_rate=0.05, ignored_rate=0.02)
     first = [(r.partition_key, r.data, r.kind) for r in take(options, 2000)]
     again = [(r.partition_key, r.data, r.kind) for r in take(options, 2000)]
     other = [(r.partition_key, r.data, r.kind) for r in take(Options(**{**options.__dict__, "seed": 8}), 2000)]
     assert first == again
     assert first != other
-    assert hashlib.sha256(b"".join(d for _, d, _ in first)).digest() == \
-        hashlib.sha256(b"".join(d for _, d, _ in again)).digest()
+    assert (
+        hashlib.sha256(b"".join(d for _, d, _ in first)).digest()
+        == hashlib.sha256(b"".join(d for _, d, _ in again)).digest()
+    )
 
 
 def test_envelope_is_eventbridge_shaped_and_resource_arn_is_the_partition_key() -> None:
     for rec in take(Options(seed=1, ignored_rate=0.05), 1500):
         event = json.loads(rec.data)
-        assert list(event) == ["version", "id", "detail-type", "source", "account", "time", "region", "resources",
-                               "detail"]
+        assert list(event) == [
+            "version",
+            "id",
+            "detail-type",
+            "source",
+            "account",
+            "time",
+            "region",
+            "resources",
+            "detail",
+        ]
         assert event["version"] == "0" and event["source"] == "aws.ecs"
         assert event["resources"][0] == rec.partition_key
         assert len(event["id"]) == 36 and event["time"].endswith("Z")
@@ -60,8 +70,16 @@ def test_envelope_is_eventbridge_shaped_and_resource_arn_is_the_partition_key() 
 
 
 def test_task_life_cycle_and_timestamps() -> None:
-    order = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING",
-             "STOPPED"]
+    order = [
+        "PROVISIONING",
+        "PENDING",
+        "ACTIVATING",
+        "RUNNING",
+        "DEACTIVATING",
+        "STOPPING",
+        "DEPROVISIONING",
+        "STOPPED",
+    ]
     per_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in take(Options(seed=3, tasks=30), 6000):
         if rec.kind == "task":
@@ -73,7 +91,7 @@ def test_task_life_cycle_and_timestamps() -> None:
         statuses = [d["lastStatus"] for d in details]
         seen_statuses.update(statuses)
         positions = [order.index(s) for s in statuses]
-        assert positions == sorted(positions), statuses          # never backwards
+        assert positions == sorted(positions), statuses  # never backwards
         last = details[-1]
         launch_types[last["launchType"]] += 1
         stop_codes[last["stopCode"]] += 1
@@ -98,12 +116,13 @@ def test_task_life_cycle_and_timestamps() -> None:
 
 
 def test_container_instance_events() -> None:
-    details = [json.loads(r.data)["detail"] for r in take(Options(seed=4, tasks=20, instances=6), 8000)
-               if r.kind == "instance"]
+    details = [
+        json.loads(r.data)["detail"] for r in take(Options(seed=4, tasks=20, instances=6), 8000) if r.kind == "instance"
+    ]
     assert len(details) > 300
     assert {d["status"] for d in details} >= {"ACTIVE", "DRAINING"}
     assert {d["agentConnected"] for d in details} == {True, False}
-    assert max(d["version"] for d in details) > 1000          # long-lived instances start with large versions
+    assert max(d["version"] for d in details) > 1000  # long-lived instances start with large versions
     for d in details:
         assert d["ec2InstanceId"].startswith("i-") and d["attributes"] and d["versionInfo"]["agentVersion"]
         registered = {r["name"]: r for r in d["registeredResources"]}
@@ -126,9 +145,12 @@ def test_versions_grow_by_one_per_arn_apart_from_gaps_and_duplicates_repeat_byte
         assert decode(rec.data, fmt)["detail"]["version"] == rec.version
         if rec.duplicate:
             duplicates += 1
-            original = records[i - 1]          # no reordering: the second delivery follows the first
-            assert (original.data, original.partition_key, original.version) == \
-                (rec.data, rec.partition_key, rec.version)
+            original = records[i - 1]  # no reordering: the second delivery follows the first
+            assert (original.data, original.partition_key, original.version) == (
+                rec.data,
+                rec.partition_key,
+                rec.version,
+            )
             assert not original.duplicate
             continue
         previous = last.get(rec.arn)
@@ -141,7 +163,7 @@ def test_versions_grow_by_one_per_arn_apart_from_gaps_and_duplicates_repeat_byte
     assert 500 < duplicates < 1100
     assert set(steps) <= {1, 2, 3, 4}
     assert steps[1] / sum(steps.values()) > 0.9
-    assert steps[2] + steps[3] + steps[4] > 0                  # some gaps
+    assert steps[2] + steps[3] + steps[4] > 0  # some gaps
 
 
 def _identities(records: list[Record]) -> list[tuple[bytes, int]]:
@@ -163,7 +185,7 @@ def test_reordering_moves_no_record_by_window_or_more(window: int) -> None:
     where = {ident: i for i, ident in enumerate(straight)}
     moves = [abs(where[ident] - i) for i, ident in enumerate(shuffled)]
     assert max(moves) < window
-    assert sum(1 for m in moves if m) > n // 10                # it really reorders
+    assert sum(1 for m in moves if m) > n // 10  # it really reorders
     # same-ARN events do arrive out of version order sometimes (what the processor must handle)
     if window >= 8:
         seen: dict[str, int] = {}
@@ -184,10 +206,10 @@ def test_sizes_are_like_ecs() -> None:
             (one if len(detail["containers"]) == 1 else multi).append(len(rec.data))
         else:
             instance.append(len(rec.data))
-    assert 1_700 <= statistics.median(one) <= 3_000           # "about 2 KB for a one-container task event"
+    assert 1_700 <= statistics.median(one) <= 3_000  # "about 2 KB for a one-container task event"
     assert statistics.median(multi) > statistics.median(one) + 400
     assert min(one) > 1_000 and max(one + multi) < 20_000
-    assert max(one + multi) > 6_000                           # big overrides exist
+    assert max(one + multi) > 6_000  # big overrides exist
     assert 2_500 <= statistics.median(instance) <= 6_000
     msgpack_sizes = [len(r.data) for r in take(Options(seed=9, tasks=40, instances=6, format="msgpack"), 6000)]
     assert statistics.mean(msgpack_sizes) < statistics.mean([len(r.data) for r in records])
@@ -234,5 +256,5 @@ def test_options_are_checked() -> None:
         Options(tasks=0, instances=0)
     only_instances = take(Options(tasks=0, instances=3), 200)
     assert {r.kind for r in only_instances} == {"instance"}
-    all_poison = take(Options(poison_rate=1.0), 50)   # the first record is the event the poison is copied from
+    all_poison = take(Options(poison_rate=1.0), 50)  # the first record is the event the poison is copied from
     assert [r.kind for r in all_poison] == ["task"] + ["poison"] * 49

@@ -9,14 +9,7 @@ from hypothesis import strategies as st
 
 from processor.core.events import Bad, Event, Ignored, _parse_json, _parse_json_strictly, decode
 from processor.core.items import Unstorable, to_attribute
-from workshop.testing.factories import (
-    as_json,
-    as_msgpack,
-    instance_arn,
-    instance_event,
-    task_arn,
-    task_event,
-)
+from workshop.testing.factories import as_json, as_msgpack, instance_arn, instance_event, task_arn, task_event
 from workshop.testing.poison_corpus import POISON
 
 
@@ -51,10 +44,14 @@ def test_floats_keep_the_digits_written_whichever_parser_reads_them() -> None:
 
 
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
-    max_leaves=20)
+    max_leaves=20,
+)
 
 
 def _stored(parsed: object) -> object:
@@ -69,8 +66,9 @@ def _stored(parsed: object) -> object:
 
 @settings(max_examples=300, deadline=None)
 @given(value=_json_values, duplicate=st.booleans(), ascii_only=st.booleans())
-def test_the_fast_json_parse_always_means_what_the_strict_parser_reads(value: object, duplicate: bool,
-                                                                        ascii_only: bool) -> None:
+def test_the_fast_json_parse_always_means_what_the_strict_parser_reads(
+    value: object, duplicate: bool, ascii_only: bool
+) -> None:
     data = json.dumps({"detail": {"x": value, "version": 1}}, separators=(",", ":"), ensure_ascii=ascii_only)
     if duplicate:  # a key written twice: only the strict parser sees it
         data = data.replace('{"detail":{', '{"detail":{"version":0,', 1)

@@ -48,8 +48,12 @@ class FakeDynamoDB:
         table = self.tables.setdefault(request["TableName"], {})
         key = item["taskArn"]["S"] if "taskArn" in item else item["sequenceNumber"]["S"]
         stored = table.get(key)
-        if "ConditionExpression" in request and stored is not None and "N" in stored.get("version", {}) \
-                and int(stored["version"]["N"]) >= int(item["version"]["N"]):
+        if (
+            "ConditionExpression" in request
+            and stored is not None
+            and "N" in stored.get("version", {})
+            and int(stored["version"]["N"]) >= int(item["version"]["N"])
+        ):
             old = {"Item": stored} if request.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" else {}
             return Response(400, "ConditionalCheckFailedException", "no", old)
         table[key] = {k: {"B": base64.b64decode(v["B"])} if "B" in v else v for k, v in item.items()}  # as sent
@@ -60,8 +64,15 @@ def lenient(candidate: Candidate, hours: int) -> Item | DeadLetter:
     """The builder, except that a version marked ``raises`` gets a binary map key JSON cannot carry."""
     item = build(candidate, hours)
     if isinstance(item, Item) and "raises" in item.attributes:
-        return Item(item.kind, item.key_name, item.arn, item.version, {**item.attributes, "raises": {"M": {b"k": 1}}},
-                    item.size, item.position)
+        return Item(
+            item.kind,
+            item.key_name,
+            item.arn,
+            item.version,
+            {**item.attributes, "raises": {"M": {b"k": 1}}},
+            item.size,
+            item.position,
+        )
     return item
 
 
@@ -77,14 +88,17 @@ def _data(arn_no: int, version: int, kind: str) -> bytes:
     return as_json(task_event(task_arn(arn_no), version, **extra))
 
 
-records = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 8), st.sampled_from([OK, OK, BUILDER, REFUSED, RAISES]),
-                             st.booleans()), max_size=60)
+records = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(0, 8), st.sampled_from([OK, OK, BUILDER, REFUSED, RAISES]), st.booleans()),
+    max_size=60,
+)
 
 
 @settings(max_examples=150, deadline=None)
 @given(records, st.randoms(use_true_random=False))
 def test_what_is_written_is_the_highest_storable_version_and_nothing_is_lost(
-        stream: list[tuple[int, int, str, bool]], rng: random.Random) -> None:
+    stream: list[tuple[int, int, str, bool]], rng: random.Random
+) -> None:
     s = Settings(task_table="t", instance_table="i", dead_letter_table="d", write_concurrency=2)
     ddb = FakeDynamoDB()
     writer = Writer(s, ddb, sleep=lambda _: None, rng=random.Random(0), build_item=lenient)
@@ -128,8 +142,9 @@ def test_what_is_written_is_the_highest_storable_version_and_nothing_is_lost(
                 if v > top and v > stored_before:  # before: that one may be skipped as stale) is a dead letter
                     seq = firsts[(arn_no, v)]
                     assert seq in dead, (arn_no, v, k)
-                    assert read_dead_letter_data([{k2: next(iter(v2.values())) for k2, v2 in dead[seq].items()}]) \
-                        == _data(arn_no, v, k)
+                    assert read_dead_letter_data(
+                        [{k2: next(iter(v2.values())) for k2, v2 in dead[seq].items()}]
+                    ) == _data(arn_no, v, k)
     assert state == {task_arn(a): v for a, v in best.items()}  # the highest storable version of all, per ARN
     everything = [r for w in windows for r in w]
     dead_versions = {(a, v) for a, v, _, seq in everything if seq in dead}

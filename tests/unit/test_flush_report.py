@@ -19,10 +19,25 @@ from processor.errors import (
 )
 from processor.shard.flush_report import EVENT, FlushReport, flush_reports, total
 
-REPORT = FlushReport(shard="shardId-000000000001", reason="interval", first_sequence_number="1",
-                     last_sequence_number="9", records=9, distinct_arns=4, writes=3, stale=1, ignored=2,
-                     dead_letters=1, duplicates=1, superseded=1, requests=6, retries=1, throttled=1, flush_ms=12.5,
-                     millis_behind_latest=0)
+REPORT = FlushReport(
+    shard="shardId-000000000001",
+    reason="interval",
+    first_sequence_number="1",
+    last_sequence_number="9",
+    records=9,
+    distinct_arns=4,
+    writes=3,
+    stale=1,
+    ignored=2,
+    dead_letters=1,
+    duplicates=1,
+    superseded=1,
+    requests=6,
+    retries=1,
+    throttled=1,
+    flush_ms=12.5,
+    millis_behind_latest=0,
+)
 
 
 def logged(report: FlushReport) -> str:
@@ -42,13 +57,28 @@ def test_a_logged_report_reads_back_equal() -> None:
 def test_the_line_keeps_the_documented_keys() -> None:
     line = json.loads(logged(REPORT))
     assert line["event"] == "flush" and line["firstSequenceNumber"] == "1" and line["lastSequenceNumber"] == "9"
-    assert {"records", "distinct_arns", "writes", "stale", "ignored", "dead_letters", "requests", "retries",
-            "throttled", "flush_ms", "millis_behind_latest", "shard", "reason"} <= set(line)
+    assert {
+        "records",
+        "distinct_arns",
+        "writes",
+        "stale",
+        "ignored",
+        "dead_letters",
+        "requests",
+        "retries",
+        "throttled",
+        "flush_ms",
+        "millis_behind_latest",
+        "shard",
+        "reason",
+    } <= set(line)
 
 
 def test_the_daemons_wrapped_copy_is_read_and_other_lines_are_not() -> None:
-    wrapped = f"12:00:00.000 ERROR [t] DrainChildSTDERRTask - Received error line from subprocess [{logged(REPORT)}]" \
-              " for shard shardId-000000000001"
+    wrapped = (
+        f"12:00:00.000 ERROR [t] DrainChildSTDERRTask - Received error line from subprocess [{logged(REPORT)}]"
+        " for shard shardId-000000000001"
+    )
     other = '{"ts":1.0,"level":"INFO","event":"initialize","shard":"s"}'
     reports = flush_reports([wrapped, other, "not json {", ""])
     assert reports == [REPORT] and total(reports * 3, "writes") == 9
@@ -72,8 +102,15 @@ def test_every_error_class_has_one_exit_code() -> None:
 
 
 def test_the_flush_line_carries_freshness_and_reads_it_back() -> None:
-    report = FlushReport(shard="shardId-1", reason="interval", first_sequence_number="1", last_sequence_number="9",
-                         records=9, freshness_p50_ms=812.5, freshness_p99_ms=5120.0)
+    report = FlushReport(
+        shard="shardId-1",
+        reason="interval",
+        first_sequence_number="1",
+        last_sequence_number="9",
+        records=9,
+        freshness_p50_ms=812.5,
+        freshness_p99_ms=5120.0,
+    )
     line = logged(report)
     assert '"freshness_p50_ms":812.5' in line and '"freshness_p99_ms":5120.0' in line
     assert flush_reports([line]) == [report]

@@ -10,14 +10,7 @@ from pathlib import Path
 import pytest
 
 from processor.ops.liveness import probe
-from processor.shard.heartbeat import (
-    HEARTBEAT_ENV,
-    ShardHeartbeat,
-    clear_shards,
-    judge,
-    read_ages,
-    touch_worker,
-)
+from processor.shard.heartbeat import HEARTBEAT_ENV, ShardHeartbeat, clear_shards, judge, read_ages, touch_worker
 
 
 def test_a_live_worker_with_processing_or_idle_shards_is_healthy() -> None:
@@ -40,8 +33,7 @@ def test_a_silent_shard_processor_is_unhealthy_and_named() -> None:
     assert not verdict.healthy and "shardId-9 300 s" in verdict.reason and "shardId-0" not in verdict.reason
 
 
-def test_the_shard_file_is_touched_at_most_once_a_second_and_removed_when_the_shard_is_given_up(
-        tmp_path: Path) -> None:
+def test_the_shard_file_is_touched_at_most_once_a_second_and_removed_when_the_shard_is_given_up(tmp_path: Path) -> None:
     now = [100.0]
     beat = ShardHeartbeat(tmp_path, clock=lambda: now[0])
     beat.start("shardId-3")
@@ -95,8 +87,9 @@ def test_the_probe_reads_the_files_ages(tmp_path: Path, capsys: pytest.CaptureFi
     assert probe(env={}) == 2
 
 
-def test_ecs_state_status_liveness_is_the_same_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_ecs_state_status_liveness_is_the_same_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from processor.ops.cli import main
 
     monkeypatch.setenv(HEARTBEAT_ENV, str(tmp_path))

@@ -24,10 +24,9 @@ from processor.core.items import (
 )
 from processor.core.position import Position
 from processor.core.route import Candidate, admit
-from workshop.testing.factories import route
 from processor.loadgen.fleet import generate
 from processor.loadgen.records import Options
-from workshop.testing.factories import as_json, instance_arn, instance_event, task_arn, task_event
+from workshop.testing.factories import as_json, instance_arn, instance_event, route, task_arn, task_event
 
 POS = Position("shardId-000000000001", "49650000000000000000000000000000000000000000000000000001", 0)
 
@@ -62,7 +61,9 @@ def test_types() -> None:
     assert to_attribute("")[0] == {"S": ""}
 
 
-@pytest.mark.parametrize("value", [10**38 + 1, 10**126, Decimal("1e200"), Decimal("1." + "1" * 40), {"": 1}, {"a": "deep"}])
+@pytest.mark.parametrize(
+    "value", [10**38 + 1, 10**126, Decimal("1e200"), Decimal("1." + "1" * 40), {"": 1}, {"a": "deep"}]
+)
 def test_unstorable_values(value: object) -> None:
     if isinstance(value, dict) and "a" in value:
         deep: object = 1
@@ -75,8 +76,11 @@ def test_unstorable_values(value: object) -> None:
 
 def test_large_item_is_compressed_and_readers_can_undo_it() -> None:
     # ~600 KB of overrides in a compressible shape: over the limit raw, fits compressed.
-    overrides = {"containerOverrides": [{"name": f"c{i}", "environment": [{"name": "K", "value": "v" * 200}] * 10}
-                                        for i in range(250)]}
+    overrides = {
+        "containerOverrides": [
+            {"name": f"c{i}", "environment": [{"name": "K", "value": "v" * 200}] * 10} for i in range(250)
+        ]
+    }
     event = _event(overrides=overrides)
     item = build_item(event, POS)
     assert item.size < ITEM_LIMIT
@@ -152,15 +156,18 @@ def _msgpack_event(detail: dict[object, object]) -> Event:
     return event
 
 
-@pytest.mark.parametrize("detail,needle", [
-    ({b"bin": 1}, "attribute name b'bin'"),
-    ({"m": {b"bin": 1}}, "map key b'bin'"),
-    ({"n" * 70_000: 1}, "65535"),
-    ({"clusterArn": 5}, "index key clusterArn"),
-    ({"clusterArn": ""}, "index key clusterArn"),
-    ({"lastStatus": None}, "index key lastStatus"),
-    ({"lastStatus": "x" * 1025}, "1024-byte"),
-])
+@pytest.mark.parametrize(
+    "detail,needle",
+    [
+        ({b"bin": 1}, "attribute name b'bin'"),
+        ({"m": {b"bin": 1}}, "map key b'bin'"),
+        ({"n" * 70_000: 1}, "65535"),
+        ({"clusterArn": 5}, "index key clusterArn"),
+        ({"clusterArn": ""}, "index key clusterArn"),
+        ({"lastStatus": None}, "index key lastStatus"),
+        ({"lastStatus": "x" * 1025}, "1024-byte"),
+    ],
+)
 def test_what_dynamodb_would_refuse_is_unstorable_before_it_is_sent(detail: dict[object, object], needle: str) -> None:
     with pytest.raises(Unstorable, match=needle):
         build_item(_msgpack_event(detail), POS)
@@ -201,14 +208,44 @@ def test_index_keys_are_never_compressed() -> None:
     assert "clusterArn" not in item.attributes["compressed_attributes"]["SS"]
 
 
-_leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(st.characters(codec=None,
-                    exclude_categories=())), st.binary(max_size=4),
-                    st.decimals(allow_nan=True, allow_infinity=True),
-                    st.sampled_from([10**38, 10**39 + 1, 10**126, -(10**38), 0.0, -0.0, 100.0, 1e-07, 1.5e+20, 1e-130,
-                                     9.99e-131, 1e125, 9.99e125, 1e126, 5e-324, 1e-120, 1.0000000000000002e120,
-                                     1.7976931348623157e308]))
-_values = st.recursive(_leaves, lambda inner: st.lists(inner, max_size=3)
-                       | st.dictionaries(st.text(max_size=3) | st.binary(max_size=2), inner, max_size=3), max_leaves=20)
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(st.characters(codec=None, exclude_categories=())),
+    st.binary(max_size=4),
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.sampled_from(
+        [
+            10**38,
+            10**39 + 1,
+            10**126,
+            -(10**38),
+            0.0,
+            -0.0,
+            100.0,
+            1e-07,
+            1.5e20,
+            1e-130,
+            9.99e-131,
+            1e125,
+            9.99e125,
+            1e126,
+            5e-324,
+            1e-120,
+            1.0000000000000002e120,
+            1.7976931348623157e308,
+        ]
+    ),
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3) | st.binary(max_size=2), inner, max_size=3)
+    ),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=500, deadline=None)
@@ -228,8 +265,13 @@ def test_the_check_walk_and_the_build_walk_agree_on_size_and_refusal(value: obje
 @settings(max_examples=500, deadline=None)
 @given(_values, st.sampled_from([0, 24]), st.booleans())
 def test_a_checked_event_builds_the_same_item_without_its_checks(value: object, retention: int, big: bool) -> None:
-    detail = {"taskArn": task_arn(1), "version": 5, "x": value, "lastStatus": "STOPPED",
-              "pad": "p" * (COMPRESS_ABOVE if big else 10)}
+    detail = {
+        "taskArn": task_arn(1),
+        "version": 5,
+        "x": value,
+        "lastStatus": "STOPPED",
+        "pad": "p" * (COMPRESS_ABOVE if big else 10),
+    }
     event = Event("task", "taskArn", task_arn(1), 5, detail, "0", "id-1", "2026-11-29T10:00:00Z")
     try:
         checked = check_event(event, POS, retention)

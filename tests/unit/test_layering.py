@@ -21,8 +21,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ROOT / "processor"
 WORKSHOP = ROOT / "workshop"
-CORE_FORBIDDEN = ("boto3", "botocore", "amazon_kclpy", "threading", "socket", "subprocess", "concurrent",
-                  "http", "urllib", "urllib3", "asyncio", "multiprocessing", "os", "signal", "select")
+CORE_FORBIDDEN = (
+    "boto3",
+    "botocore",
+    "amazon_kclpy",
+    "threading",
+    "socket",
+    "subprocess",
+    "concurrent",
+    "http",
+    "urllib",
+    "urllib3",
+    "asyncio",
+    "multiprocessing",
+    "os",
+    "signal",
+    "select",
+)
 CORE_ALLOWED_THIRD_PARTY = ("msgpack", "orjson")
 
 
@@ -58,8 +73,9 @@ def test_the_core_imports_nothing_but_itself_the_pure_standard_library_msgpack_a
         else:
             assert not under(name, CORE_FORBIDDEN), f"{path.name} imports {name}: the core does no I/O"
             top = name.split(".")[0]
-            assert top == "__future__" or top in CORE_ALLOWED_THIRD_PARTY or top in sys.stdlib_module_names, \
+            assert top == "__future__" or top in CORE_ALLOWED_THIRD_PARTY or top in sys.stdlib_module_names, (
                 f"{path.name} imports the third-party {name}"
+            )
 
 
 @pytest.mark.parametrize("path", modules(PRODUCT / "shard"), ids=_id)
@@ -77,8 +93,10 @@ def test_the_product_never_imports_the_workshop(path: Path) -> None:
 def test_the_processor_entry_point_and_the_cli_load_no_workshop_module() -> None:
     """What the daemon starts for every shard, and the operator CLI, on the real import graph of a fresh
     interpreter."""
-    code = ("import sys, processor.shard.main, processor.ops.cli\n"
-            "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] in ('processor', 'workshop'))))")
+    code = (
+        "import sys, processor.shard.main, processor.ops.cli\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] in ('processor', 'workshop'))))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert "processor.shard.main" in loaded and not [m for m in loaded if under(m, ("workshop",))], loaded
 
@@ -90,8 +108,11 @@ def test_no_module_is_over_500_lines() -> None:
 
 def test_the_code_map_lists_every_module_by_its_path() -> None:
     code_map = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    missing = [_id(p) for p in modules(PRODUCT) + modules(WORKSHOP)
-               if p.name != "__init__.py" and f"`{_id(p)}`" not in code_map]
+    missing = [
+        _id(p)
+        for p in modules(PRODUCT) + modules(WORKSHOP)
+        if p.name != "__init__.py" and f"`{_id(p)}`" not in code_map
+    ]
     assert not missing, f"add these to the code map (docs/architecture.md): {missing}"
 
 

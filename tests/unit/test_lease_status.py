@@ -7,12 +7,23 @@ from typing import Any
 from processor.ops.lease_status import by_shard, judge, lease_from_item, problems, render_status, to_dict
 
 
-def item(shard: str, counter: int, owner: str | None = "worker-a", checkpoint: str = "4950000000001",
-         parents: list[str] | None = None, switches: int = 0, sub: int = 0) -> dict[str, Any]:
+def item(
+    shard: str,
+    counter: int,
+    owner: str | None = "worker-a",
+    checkpoint: str = "4950000000001",
+    parents: list[str] | None = None,
+    switches: int = 0,
+    sub: int = 0,
+) -> dict[str, Any]:
     """A lease item as KCL 3 writes it (low-level attribute values)."""
-    it: dict[str, Any] = {"leaseKey": {"S": shard}, "leaseCounter": {"N": str(counter)},
-                          "checkpoint": {"S": checkpoint}, "checkpointSubSequenceNumber": {"N": str(sub)},
-                          "ownerSwitchesSinceCheckpoint": {"N": str(switches)}}
+    it: dict[str, Any] = {
+        "leaseKey": {"S": shard},
+        "leaseCounter": {"N": str(counter)},
+        "checkpoint": {"S": checkpoint},
+        "checkpointSubSequenceNumber": {"N": str(sub)},
+        "ownerSwitchesSinceCheckpoint": {"N": str(switches)},
+    }
     if owner:
         it["leaseOwner"] = {"S": owner}
     if parents:
@@ -25,13 +36,24 @@ def table(*items: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_lease_item_becomes_a_row_with_owner_checkpoint_parents_switches_and_finished() -> None:
-    leases = table(item("shardId-1", 7, checkpoint="SHARD_END", switches=2),
-                   item("shardId-2", 3, owner=None, checkpoint="TRIM_HORIZON", parents=["shardId-1"]),
-                   item("shardId-3", 9, sub=4))
+    leases = table(
+        item("shardId-1", 7, checkpoint="SHARD_END", switches=2),
+        item("shardId-2", 3, owner=None, checkpoint="TRIM_HORIZON", parents=["shardId-1"]),
+        item("shardId-3", 9, sub=4),
+    )
     text = render_status("app", leases)
     lines = text.splitlines()
-    assert lines[0].split() == ["SHARD", "OWNER", "CHECKPOINT", "PARENTS", "OWNER", "SWITCHES", "LEASE", "COUNTER",
-                                "FINISHED"]
+    assert lines[0].split() == [
+        "SHARD",
+        "OWNER",
+        "CHECKPOINT",
+        "PARENTS",
+        "OWNER",
+        "SWITCHES",
+        "LEASE",
+        "COUNTER",
+        "FINISHED",
+    ]
     assert lines[1].split() == ["shardId-1", "worker-a", "SHARD_END", "-", "2", "7", "yes"]
     assert lines[2].split() == ["shardId-2", "-", "TRIM_HORIZON", "shardId-1", "0", "3", "no"]
     assert lines[3].split() == ["shardId-3", "worker-a", "4950000000001:4", "-", "0", "9", "no"]
@@ -50,7 +72,8 @@ def test_a_counter_that_stays_for_the_window_is_stalled_whether_or_not_an_owner_
     verdicts = judge(first, second, 10_000)
     assert [(v.state, v.why) for v in verdicts] == [
         ("stalled", "leaseCounter stayed 5 for 10000 ms (failoverTimeMillis): owner worker-a did not renew it"),
-        ("stalled", "leaseCounter stayed 2 for 10000 ms (failoverTimeMillis): it had no owner")]
+        ("stalled", "leaseCounter stayed 2 for 10000 ms (failoverTimeMillis): it had no owner"),
+    ]
     assert len(problems(verdicts, second, "app")) == 2
     assert to_dict("app", second, verdicts)["healthy"] is False
 
@@ -60,8 +83,11 @@ def test_finished_shards_and_children_waiting_for_their_parent_are_not_stalled()
     child = item("s-2", 1, owner=None, checkpoint="TRIM_HORIZON", parents=["s-1"])
     done = item("s-0", 4, checkpoint="SHARD_END")
     verdicts = judge(table(done, parent, child), table(done, item("s-1", 6), child), 10_000)
-    assert {v.shard_id: v.state for v in verdicts} == {"s-0": "finished", "s-1": "processing",
-                                                       "s-2": "waiting-for-parent"}
+    assert {v.shard_id: v.state for v in verdicts} == {
+        "s-0": "finished",
+        "s-1": "processing",
+        "s-2": "waiting-for-parent",
+    }
 
 
 def test_a_child_whose_parent_is_finished_or_gone_must_be_owned() -> None:

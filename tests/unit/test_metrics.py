@@ -8,8 +8,18 @@ import pytest
 
 from processor.shard.metrics import METRICS, Metrics, emf_record, worker_heartbeat
 
-STATS = {"records": 10, "distinct_arns": 4, "writes": 3, "stale": 1, "ignored": 2, "dead_letters": 1,
-         "retries": 0, "flush_ms": 12.5, "millis_behind_latest": None, "duplicates": 5}
+STATS = {
+    "records": 10,
+    "distinct_arns": 4,
+    "writes": 3,
+    "stale": 1,
+    "ignored": 2,
+    "dead_letters": 1,
+    "retries": 0,
+    "flush_ms": 12.5,
+    "millis_behind_latest": None,
+    "duplicates": 5,
+}
 
 
 def test_emf_document_declares_each_metric_it_carries() -> None:
@@ -19,8 +29,16 @@ def test_emf_document_declares_each_metric_it_carries() -> None:
     assert doc["_aws"]["Timestamp"] == 1000 and directive["Namespace"] == "ECSState"
     assert directive["Dimensions"] == [["Application"], ["Application", "ShardId"]]
     assert doc["ShardId"] == "shardId-000000000001" and doc["Application"] == "ecs-state"
-    assert names == ["Records", "DistinctArns", "Writes", "Stale", "Ignored", "DeadLetters", "WriteRetries",
-                     "FlushLatency"]  # None values and non-metric stats are left out
+    assert names == [
+        "Records",
+        "DistinctArns",
+        "Writes",
+        "Stale",
+        "Ignored",
+        "DeadLetters",
+        "WriteRetries",
+        "FlushLatency",
+    ]  # None values and non-metric stats are left out
     assert all(name in doc for name in names) and doc["FlushLatency"] == 12.5
     assert {m["Unit"] for m in directive["Metrics"] if m["Name"] == "FlushLatency"} == {"Milliseconds"}
 
@@ -96,7 +114,8 @@ def test_the_worker_heartbeat_is_one_count_per_document_without_a_shard() -> Non
 
 
 def test_the_application_comes_from_metrics_and_each_line_is_exactly_one_json_object(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     metrics = Metrics("stderr", application="ecs-state-replay")
     metrics.emit("shardId-0", STATS)
     metrics.heartbeat()

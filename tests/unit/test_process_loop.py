@@ -59,15 +59,33 @@ class Watching(v3.RecordProcessorBase):
 
 
 def test_the_line_of_a_call_is_no_longer_referenced_while_its_action_runs_and_every_action_is_answered() -> None:
-    record = {"action": "record", "data": "e30=", "partitionKey": "k", "sequenceNumber": "1",
-              "subSequenceNumber": 0, "approximateArrivalTimestamp": 0}
-    stdin = Lines([json.dumps({"action": "initialize", "shardId": "shardId-0", "sequenceNumber": "TRIM_HORIZON",
-                               "subSequenceNumber": 0}),
-                   json.dumps({"action": "processRecords", "millisBehindLatest": 0, "records": [record]})])
+    record = {
+        "action": "record",
+        "data": "e30=",
+        "partitionKey": "k",
+        "sequenceNumber": "1",
+        "subSequenceNumber": 0,
+        "approximateArrivalTimestamp": 0,
+    }
+    stdin = Lines(
+        [
+            json.dumps(
+                {
+                    "action": "initialize",
+                    "shardId": "shardId-0",
+                    "sequenceNumber": "TRIM_HORIZON",
+                    "subSequenceNumber": 0,
+                }
+            ),
+            json.dumps({"action": "processRecords", "millisBehindLatest": 0, "records": [record]}),
+        ]
+    )
     out = io.StringIO()
     processor = Watching(stdin)
     Process(processor, input_file=stdin, output_file=out, error_file=io.StringIO()).run()
     assert processor.alive_during == [False, False]
     replies = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
-    assert replies == [{"action": "status", "responseFor": "initialize"},
-                       {"action": "status", "responseFor": "processRecords"}]
+    assert replies == [
+        {"action": "status", "responseFor": "initialize"},
+        {"action": "status", "responseFor": "processRecords"},
+    ]

@@ -44,8 +44,10 @@ def test_a_window_covers_its_utc_days_newest_first_and_stopped_tasks_sort_newest
     since, until = q.parse_time("2026-11-25T23:00:00Z"), q.parse_time("2026-11-27T01:00:00Z")
     assert q.days_between(since, until) == ["2026-11-27", "2026-11-26", "2026-11-25"]
     assert q.days_between(until, since) == []
-    items = [{"taskArn": "a", "stoppedAt": "2026-11-26T00:00:00.000Z"},
-             {"taskArn": "b", "stoppedAt": "2026-11-26T05:00:00.000Z"}]
+    items = [
+        {"taskArn": "a", "stoppedAt": "2026-11-26T00:00:00.000Z"},
+        {"taskArn": "b", "stoppedAt": "2026-11-26T05:00:00.000Z"},
+    ]
     assert [it["taskArn"] for it in q.newest_stopped_first(items)] == ["b", "a"]
     assert q.stopped_between(items[0], since, until) and not q.stopped_between({"stoppedAt": None}, since, until)
 
@@ -60,14 +62,28 @@ def test_a_task_id_becomes_an_arn_with_its_cluster() -> None:
 
 
 def test_the_story_of_an_oom_kill_names_the_container_the_exit_code_and_the_stop_code_in_plain_words() -> None:
-    item = {"taskArn": "arn:aws:ecs:us-east-1:1:task/prod/abc", "clusterArn": "arn:aws:ecs:us-east-1:1:cluster/prod",
-            "group": "service:web", "containerInstanceArn": "arn:aws:ecs:us-east-1:1:container-instance/prod/ci",
-            "startedAt": "2026-11-27T08:00:00.000Z", "stoppedAt": "2026-11-27T09:30:00.000Z",
-            "lastStatus": "STOPPED", "desiredStatus": "STOPPED", "version": 7,
-            "stopCode": "EssentialContainerExited", "stoppedReason": "Essential container in task exited",
-            "containers": [{"name": "web", "lastStatus": "STOPPED", "exitCode": 137,
-                            "reason": "OutOfMemoryError: Container killed due to memory usage"},
-                           {"name": "envoy", "lastStatus": "STOPPED", "exitCode": 0}]}
+    item = {
+        "taskArn": "arn:aws:ecs:us-east-1:1:task/prod/abc",
+        "clusterArn": "arn:aws:ecs:us-east-1:1:cluster/prod",
+        "group": "service:web",
+        "containerInstanceArn": "arn:aws:ecs:us-east-1:1:container-instance/prod/ci",
+        "startedAt": "2026-11-27T08:00:00.000Z",
+        "stoppedAt": "2026-11-27T09:30:00.000Z",
+        "lastStatus": "STOPPED",
+        "desiredStatus": "STOPPED",
+        "version": 7,
+        "stopCode": "EssentialContainerExited",
+        "stoppedReason": "Essential container in task exited",
+        "containers": [
+            {
+                "name": "web",
+                "lastStatus": "STOPPED",
+                "exitCode": 137,
+                "reason": "OutOfMemoryError: Container killed due to memory usage",
+            },
+            {"name": "envoy", "lastStatus": "STOPPED", "exitCode": 0},
+        ],
+    }
     told = dict(q.story(item).lines)
     assert told["ran on"] == "container instance arn:aws:ecs:us-east-1:1:container-instance/prod/ci"
     assert told["ran for"] == "1:30:00"
@@ -75,15 +91,20 @@ def test_the_story_of_an_oom_kill_names_the_container_the_exit_code_and_the_stop
     assert "out of memory" in told["container web"] and "exit 137" in told["container web"]
     assert told["container envoy"].endswith("exited normally (0)")
     assert "container web" in q.render_story(q.story(item))
-    assert q.containers_summary(item) == ("web:137(OutOfMemoryError: Container killed due to memory usage) "
-                                          "envoy:0")
+    assert q.containers_summary(item) == ("web:137(OutOfMemoryError: Container killed due to memory usage) envoy:0")
 
 
-@pytest.mark.parametrize(("code", "words"), [
-    ("TaskFailedToStart", "never reached RUNNING"), ("UserInitiated", "StopTask"),
-    ("ServiceSchedulerInitiated", "service scheduler"), ("SpotInterruption", "Spot capacity"),
-    ("TerminationNotice", "retired or terminated"), ("SomethingNew", "not one of the common ones"),
-])
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("TaskFailedToStart", "never reached RUNNING"),
+        ("UserInitiated", "StopTask"),
+        ("ServiceSchedulerInitiated", "service scheduler"),
+        ("SpotInterruption", "Spot capacity"),
+        ("TerminationNotice", "retired or terminated"),
+        ("SomethingNew", "not one of the common ones"),
+    ],
+)
 def test_each_common_stop_code_has_plain_words(code: str, words: str) -> None:
     assert words in q.reading_of_stop_code(code)
 

@@ -15,8 +15,16 @@ from processor.shard.record_processor import record_data
 
 
 def kcl_record(data: str) -> Record:
-    return Record({"sequenceNumber": "1", "subSequenceNumber": 0, "approximateArrivalTimestamp": 0,
-                   "partitionKey": "k", "action": "record", "data": data})
+    return Record(
+        {
+            "sequenceNumber": "1",
+            "subSequenceNumber": 0,
+            "approximateArrivalTimestamp": 0,
+            "partitionKey": "k",
+            "action": "record",
+            "data": data,
+        }
+    )
 
 
 @given(st.binary(max_size=5000))

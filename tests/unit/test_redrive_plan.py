@@ -67,15 +67,18 @@ def test_an_ecs_event_body_is_keyed_by_its_resource_arn_and_put_unchanged() -> N
     got = [queue_entry(body, "receipt", "m") for body in (task, instance)]
     assert [(e.partition_key, e.data, e.label) for e in got if isinstance(e, Entry)] == [
         (task_arn(1), task.encode(), "ECS Task State Change"),
-        (instance_arn(2), instance.encode(), "ECS Container Instance State Change")]
+        (instance_arn(2), instance.encode(), "ECS Container Instance State Change"),
+    ]
 
 
 def test_bodies_that_are_not_ecs_state_changes_or_lack_the_arn_stay_in_the_queue() -> None:
-    bodies = {"not json": "body is not JSON",
-              json.dumps({**task_event(task_arn(1), 1), "source": "aws.ec2"}): "not an aws.ecs event",
-              json.dumps({"source": "aws.ecs", "detail-type": "ECS Service Action"}): "is neither of",
-              json.dumps({**task_event(task_arn(1), 1), "detail": {"version": 1}}): "no detail.taskArn",
-              json.dumps({**task_event(task_arn(1), 1), "detail": []}): "no detail.taskArn"}
+    bodies = {
+        "not json": "body is not JSON",
+        json.dumps({**task_event(task_arn(1), 1), "source": "aws.ec2"}): "not an aws.ecs event",
+        json.dumps({"source": "aws.ecs", "detail-type": "ECS Service Action"}): "is neither of",
+        json.dumps({**task_event(task_arn(1), 1), "detail": {"version": 1}}): "no detail.taskArn",
+        json.dumps({**task_event(task_arn(1), 1), "detail": []}): "no detail.taskArn",
+    }
     for body, why in bodies.items():
         got = queue_entry(body, "receipt", "m-1")
         assert isinstance(got, Skipped) and why in got.why and got.why.endswith("left in the queue"), (body, got)

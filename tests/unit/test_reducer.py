@@ -10,8 +10,16 @@ from processor.core.route import CANDIDATE_OVERHEAD, Candidate
 
 def item(arn: str, version: int, tag: str = "", size: int = 0, kind: str = "task") -> Candidate:
     """A candidate whose bytes are ``tag`` padded to ``size`` counted bytes (Candidate.size adds its overhead)."""
-    return Candidate(kind, "taskArn", arn, version, tag.encode().ljust(max(0, size - CANDIDATE_OVERHEAD), b"."),
-                     Position("shard-1", "0"), arn, None)
+    return Candidate(
+        kind,
+        "taskArn",
+        arn,
+        version,
+        tag.encode().ljust(max(0, size - CANDIDATE_OVERHEAD), b"."),
+        Position("shard-1", "0"),
+        arn,
+        None,
+    )
 
 
 def pos(n: int) -> Position:
@@ -26,8 +34,9 @@ def test_outcomes() -> None:
     assert r.offer(item("a", 3, "other"), pos(4)) == DUPLICATE  # the same version, other bytes: kept second
     assert r.offer(item("a", 1), pos(5)) == OLDER
     batch = r.drain()
-    assert [[(c.version, c.data) for c in versions] for versions in batch.resources] == \
-        [[(3, b""), (3, b"other"), (2, b""), (1, b"")]]  # newest first, arrival order among equal versions
+    assert [[(c.version, c.data) for c in versions] for versions in batch.resources] == [
+        [(3, b""), (3, b"other"), (2, b""), (1, b"")]
+    ]  # newest first, arrival order among equal versions
     assert batch.first == pos(1) and batch.last == pos(5)
     assert (batch.counts.records, batch.counts.duplicates, batch.counts.superseded) == (5, 2, 2)
     assert not r.has_pending and r.drain().empty
@@ -84,8 +93,9 @@ def conditional_put(table: dict[str, int], history: list[tuple[str, int]], versi
         history.append((it.arn, it.version))
 
 
-def assert_highest_and_never_lowered(stream: list[tuple[int, int, bool]], table: dict[str, int],
-                                     history: list[tuple[str, int]]) -> None:
+def assert_highest_and_never_lowered(
+    stream: list[tuple[int, int, bool]], table: dict[str, int], history: list[tuple[str, int]]
+) -> None:
     """The table holds the highest version offered per ARN, and every stored version was higher than the last."""
     expected: dict[str, int] = {}
     for arn_no, version, _ in stream:
@@ -117,11 +127,12 @@ def test_flushes_leave_the_highest_version_per_arn_and_never_lower_one(stream: l
 
 @settings(max_examples=300, deadline=None)
 @given(offers, offers, st.lists(st.booleans(), max_size=400), st.integers(0, 200))
-def test_two_processors_sharing_tables_overlap_safely(a: list[tuple[int, int, bool]], b: list[tuple[int, int, bool]],
-                                                       schedule: list[bool], overlap: int) -> None:
+def test_two_processors_sharing_tables_overlap_safely(
+    a: list[tuple[int, int, bool]], b: list[tuple[int, int, bool]], schedule: list[bool], overlap: int
+) -> None:
     """A split shard's parent and child (or two workers around a lease hand-over) reprocess overlapping records
     into the same table, interleaved arbitrarily. Final state = highest version per ARN; nothing goes down."""
-    b = a[len(a) - min(overlap, len(a)):] + b  # the second processor re-reads the tail of the first one's records
+    b = a[len(a) - min(overlap, len(a)) :] + b  # the second processor re-reads the tail of the first one's records
     reducers = [Reducer(max_arns=3), Reducer(max_arns=3)]
     streams = [list(a), list(b)]
     table: dict[str, int] = {}

@@ -15,8 +15,11 @@ NOW = datetime(2026, 11, 29, 10, 0, 0, 123000, tzinfo=timezone.utc)
 
 def test_a_task_description_becomes_the_item_an_event_would_give_with_timestamps_as_events_carry_them() -> None:
     started = datetime(2026, 11, 29, 9, 58, 1, 500000, tzinfo=timezone(timedelta(hours=1)))
-    description = {**task_event(task_arn(1), 7)["detail"], "startedAt": started,
-                   "containers": [{"name": "web", "lastStatus": "RUNNING", "createdAt": started}]}
+    description = {
+        **task_event(task_arn(1), 7)["detail"],
+        "startedAt": started,
+        "containers": [{"name": "web", "lastStatus": "RUNNING", "createdAt": started}],
+    }
     item = repair_item(TASK, description, NOW)
     attrs = item.attributes
     assert (item.key_name, item.arn, item.version) == ("taskArn", task_arn(1), 7)
@@ -34,20 +37,31 @@ def test_the_marker_attribute_collides_with_no_detail_field_nor_the_processors_m
 
 
 def test_a_stopped_task_from_the_api_gets_its_expiry_like_an_event_would() -> None:
-    description = {**task_event(task_arn(2), 9, status="STOPPED")["detail"],
-                   "stoppedAt": datetime(2026, 11, 29, 9, 0, tzinfo=timezone.utc)}
+    description = {
+        **task_event(task_arn(2), 9, status="STOPPED")["detail"],
+        "stoppedAt": datetime(2026, 11, 29, 9, 0, tzinfo=timezone.utc),
+    }
     item = repair_item(TASK, description, NOW, task_retention_hours=2)
-    assert item.attributes["expires_at"] == {"N": str(int(datetime(2026, 11, 29, 11, 0, tzinfo=timezone.utc)
-                                                          .timestamp()))}
+    assert item.attributes["expires_at"] == {
+        "N": str(int(datetime(2026, 11, 29, 11, 0, tzinfo=timezone.utc).timestamp()))
+    }
 
 
 def test_only_missing_and_behind_resources_with_an_ecs_version_are_repaired_and_count_as_resolved() -> None:
-    findings = [Finding(TASK, "a", "missing", 3, None), Finding(TASK, "b", "behind", 3, 2),
-                Finding(TASK, "c", "ahead", 3, 4), Finding(INSTANCE, "d", "status-differs"),
-                Finding(INSTANCE, "e", "behind", 5, 1), Finding(TASK, "f", "ok", 1, 1)]
+    findings = [
+        Finding(TASK, "a", "missing", 3, None),
+        Finding(TASK, "b", "behind", 3, 2),
+        Finding(TASK, "c", "ahead", 3, 4),
+        Finding(INSTANCE, "d", "status-differs"),
+        Finding(INSTANCE, "e", "behind", 5, 1),
+        Finding(TASK, "f", "ok", 1, 1),
+    ]
     assert {k: [f.arn for f in v] for k, v in targets(findings).items()} == {TASK: ["a", "b"], INSTANCE: ["e"]}
-    repairs = [Repair(TASK, "a", "repaired", None, 3), Repair(TASK, "b", "newer-in-table", 2, 3),
-               Repair(INSTANCE, "e", "unstorable", 1)]
+    repairs = [
+        Repair(TASK, "a", "repaired", None, 3),
+        Repair(TASK, "b", "newer-in-table", 2, 3),
+        Repair(INSTANCE, "e", "unstorable", 1),
+    ]
     assert [f.arn for f in unresolved(findings, repairs)] == ["c", "d", "e"]
 
 

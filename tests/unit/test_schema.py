@@ -37,20 +37,40 @@ def _event(**detail: object) -> Event:
 
 
 def test_a_stopped_service_task_gets_all_three_derived_index_keys() -> None:
-    derived = index_attributes(TASK, {"taskArn": ARN, "clusterArn": CLUSTER, "group": "service:web",
-                                      "lastStatus": "STOPPED", "stoppedAt": "2026-11-27T09:07:00.000Z"})
-    assert derived == {"cluster_part": cluster_part(CLUSTER, ARN), "cluster_service": f"{CLUSTER}#service:web",
-                       "stopped_day": f"{CLUSTER}#2026-11-27"}
+    derived = index_attributes(
+        TASK,
+        {
+            "taskArn": ARN,
+            "clusterArn": CLUSTER,
+            "group": "service:web",
+            "lastStatus": "STOPPED",
+            "stoppedAt": "2026-11-27T09:07:00.000Z",
+        },
+    )
+    assert derived == {
+        "cluster_part": cluster_part(CLUSTER, ARN),
+        "cluster_service": f"{CLUSTER}#service:web",
+        "stopped_day": f"{CLUSTER}#2026-11-27",
+    }
     assert derived["cluster_part"] in cluster_parts(CLUSTER) and len(cluster_parts(CLUSTER)) == CLUSTER_PARTS
 
 
 def test_derived_keys_are_left_out_when_their_inputs_are_absent_or_not_strings() -> None:
     assert index_attributes(TASK, {"taskArn": ARN, "lastStatus": "RUNNING"}) == {}
-    running = index_attributes(TASK, {"taskArn": ARN, "clusterArn": CLUSTER, "lastStatus": "RUNNING",
-                                      "group": 5, "stoppedAt": "2026-11-27T09:07:00.000Z"})
+    running = index_attributes(
+        TASK,
+        {
+            "taskArn": ARN,
+            "clusterArn": CLUSTER,
+            "lastStatus": "RUNNING",
+            "group": 5,
+            "stoppedAt": "2026-11-27T09:07:00.000Z",
+        },
+    )
     assert set(running) == {"cluster_part"}
-    assert "stopped_day" not in index_attributes(TASK, {"taskArn": ARN, "clusterArn": CLUSTER,
-                                                        "lastStatus": "STOPPED", "stoppedAt": "soon"})
+    assert "stopped_day" not in index_attributes(
+        TASK, {"taskArn": ARN, "clusterArn": CLUSTER, "lastStatus": "STOPPED", "stoppedAt": "soon"}
+    )
     assert index_attributes(TASK, {"taskArn": ARN, "clusterArn": "x" * 3000}) == {}  # over the key limit
 
 
@@ -62,8 +82,9 @@ def test_the_item_builder_writes_the_derived_keys_and_counts_their_bytes() -> No
     assert checked.attributes == walked.attributes and checked.size == walked.size
     assert walked.attributes["stopped_day"] == {"S": f"{CLUSTER}#2026-11-27"}
     without = build_item(_event(lastStatus="STOPPED", stoppedAt="2026-11-27T09:07:00.000Z"), position)
-    assert walked.size - without.size == len("cluster_service") + len(f"{CLUSTER}#service:web") + len(
-        "group") + len("service:web")
+    assert walked.size - without.size == len("cluster_service") + len(f"{CLUSTER}#service:web") + len("group") + len(
+        "service:web"
+    )
 
 
 def test_a_detail_field_named_like_a_derived_key_is_left_out() -> None:
@@ -101,8 +122,12 @@ def test_an_index_is_charged_a_put_to_enter_a_delete_to_leave_two_for_a_key_chan
     assert cost.writes == 0
     charge(STOPPED_INDEX, {"taskArn": 1}, {"stopped_day": "d", "stoppedAt": "t", "group": "g"}, cost)
     assert (cost.writes, cost.puts) == (1, 1)
-    charge(STOPPED_INDEX, {"stopped_day": "d", "stoppedAt": "t", "group": "g"},
-           {"stopped_day": "d", "stoppedAt": "t", "group": "h", "other": 1}, cost)
+    charge(
+        STOPPED_INDEX,
+        {"stopped_day": "d", "stoppedAt": "t", "group": "g"},
+        {"stopped_day": "d", "stoppedAt": "t", "group": "h", "other": 1},
+        cost,
+    )
     assert (cost.writes, cost.updates) == (2, 1)
     charge(STOPPED_INDEX, {"stopped_day": "d", "stoppedAt": "t"}, {"stopped_day": "d", "stoppedAt": "u"}, cost)
     assert cost.writes == 4

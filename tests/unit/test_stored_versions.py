@@ -14,8 +14,9 @@ TABLES = {"task": "tasks", "instance": "instances"}
 
 def item(arn: str, version: int, kind: str = "task") -> Item:
     key = "taskArn" if kind == "task" else "containerInstanceArn"
-    return Item(kind, key, arn, version, {key: {"S": arn}, "version": {"N": str(version)}}, 100,
-                Position("shardId-0", "1"))
+    return Item(
+        kind, key, arn, version, {key: {"S": arn}, "version": {"N": str(version)}}, 100, Position("shardId-0", "1")
+    )
 
 
 def test_an_item_at_or_below_the_remembered_version_is_skipped_and_a_newer_or_unknown_one_is_sent() -> None:
@@ -60,8 +61,7 @@ def test_the_memory_is_bounded_and_forgets_the_least_recently_used_first() -> No
 def test_unknown_lists_what_a_prefetch_should_read() -> None:
     memory = StoredVersions()
     memory.remember("tasks", "a", 1)
-    assert [i.arn for i in memory.unknown([item("a", 2), item("b", 2), item("a", 1, "instance")], TABLES)] == \
-        ["b", "a"]
+    assert [i.arn for i in memory.unknown([item("a", 2), item("b", 2), item("a", 1, "instance")], TABLES)] == ["b", "a"]
 
 
 def test_a_shard_started_from_trim_horizon_catches_up_until_a_delivery_is_near_the_tip() -> None:

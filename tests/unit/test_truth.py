@@ -19,13 +19,12 @@ def take(options: Options, n: int) -> list[Record]:
 
 
 def test_truth_is_the_highest_version_per_arn_with_its_status(tmp_path: Path) -> None:
-    records = take(Options(seed=21, duplicate_rate=0.1, reorder_window=20, poison_rate=0.05, ignored_rate=0.03),
-                   5000)
+    records = take(Options(seed=21, duplicate_rate=0.1, reorder_window=20, poison_rate=0.05, ignored_rate=0.03), 5000)
     truth = GroundTruth()
     for rec in records:
         truth.add(rec)
     expected: dict[str, dict[str, tuple[int, str]]] = {"task": {}, "instance": {}}
-    for rec in records:   # recomputed from the bytes, not from the Record metadata
+    for rec in records:  # recomputed from the bytes, not from the Record metadata
         if rec.kind in ("task", "instance"):
             detail = json.loads(rec.data)["detail"]
             arn = detail["taskArn" if rec.kind == "task" else "containerInstanceArn"]

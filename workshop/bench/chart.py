@@ -35,8 +35,9 @@ class Panel:
     references: list[tuple[str, float]] = field(default_factory=list)
 
 
-def write_chart(path: str | Path, title: str, labels: list[str], panels: list[Panel],
-                footer: list[str] | None = None) -> Path:
+def write_chart(
+    path: str | Path, title: str, labels: list[str], panels: list[Panel], footer: list[str] | None = None
+) -> Path:
     """A grid of bar panels sharing the contender ``labels`` (one color each), written to ``path`` as PNG."""
     import matplotlib
 
@@ -46,23 +47,38 @@ def write_chart(path: str | Path, title: str, labels: list[str], panels: list[Pa
 
     footer = footer or []
     rows = max(1, (len(panels) + COLUMNS - 1) // COLUMNS)
-    bottom_in = 0.25 + FOOTER_LINE_H_IN * len(footer) + 0.5   # footer lines + the contender labels' room
+    bottom_in = 0.25 + FOOTER_LINE_H_IN * len(footer) + 0.5  # footer lines + the contender labels' room
     height = TITLE_H_IN + rows * PANEL_H_IN + bottom_in
     fig = Figure(figsize=(COLUMNS * PANEL_W_IN, height), dpi=DPI)
     fig.suptitle(title, x=0.02, y=1 - 0.2 / height, ha="left", va="top", fontsize=15, fontweight="bold")
-    grid = fig.add_gridspec(rows, COLUMNS, left=0.07, right=0.98, top=1 - TITLE_H_IN / height,
-                            bottom=bottom_in / height, hspace=0.55, wspace=0.22)
+    grid = fig.add_gridspec(
+        rows,
+        COLUMNS,
+        left=0.07,
+        right=0.98,
+        top=1 - TITLE_H_IN / height,
+        bottom=bottom_in / height,
+        hspace=0.55,
+        wspace=0.22,
+    )
     for index in range(rows * COLUMNS):
         ax = fig.add_subplot(grid[index // COLUMNS, index % COLUMNS])
         if index < len(panels):
             _draw_panel(ax, panels[index], labels)
             if all(float(v).is_integer() for v in panels[index].values if v is not None):
-                ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # counts: no fractional ticks
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no fractional ticks
         else:
             ax.set_axis_off()
     for k, line in enumerate(footer):
-        fig.text(0.02, (0.2 + FOOTER_LINE_H_IN * (len(footer) - 1 - k)) / height, line, ha="left", va="bottom",
-                 fontsize=10, family="monospace")
+        fig.text(
+            0.02,
+            (0.2 + FOOTER_LINE_H_IN * (len(footer) - 1 - k)) / height,
+            line,
+            ha="left",
+            va="bottom",
+            fontsize=10,
+            family="monospace",
+        )
     target = Path(path)
     fig.savefig(target, format="png", dpi=DPI, facecolor="white")
     fig.clear()
@@ -72,7 +88,7 @@ def write_chart(path: str | Path, title: str, labels: list[str], panels: list[Pa
 def _draw_panel(ax: Axes, panel: Panel, labels: list[str]) -> None:
     positions = list(range(len(labels)))
     colors = [PALETTE[i % len(PALETTE)] for i in positions]
-    values = list(panel.values[:len(labels)])
+    values = list(panel.values[: len(labels)])
     values += [None] * (len(labels) - len(values))
     measured = [v for v in values if v is not None] + [v for _, v in panel.references]
     top = max(measured, default=0.0)
@@ -81,11 +97,20 @@ def _draw_panel(ax: Axes, panel: Panel, labels: list[str]) -> None:
     ax.bar(positions, heights, width=0.6, color=colors, zorder=2)
     for x, value in zip(positions, values):
         text = "n/a" if value is None else panel.fmt.format(value)
-        ax.text(x, (value or 0.0) + ymax * 0.015, text, ha="center", va="bottom", fontsize=11,
-                color="grey" if value is None else "black", zorder=3)
+        ax.text(
+            x,
+            (value or 0.0) + ymax * 0.015,
+            text,
+            ha="center",
+            va="bottom",
+            fontsize=11,
+            color="grey" if value is None else "black",
+            zorder=3,
+        )
     for label, value in panel.references:
-        ax.axhline(value, color="black", linestyle="--", linewidth=1.5, zorder=3,
-                   label=f"{label} {panel.fmt.format(value)}")
+        ax.axhline(
+            value, color="black", linestyle="--", linewidth=1.5, zorder=3, label=f"{label} {panel.fmt.format(value)}"
+        )
     if panel.references:
         ax.legend(loc="best", fontsize=10, frameon=False)
     ax.set_title(panel.title, fontsize=12, fontweight="bold")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from processor.errors import ConfigError
 from workshop.bench.report import render_markdown
 from workshop.bench.runner import (
     add_arguments,
@@ -20,15 +21,17 @@ from workshop.bench.runner import (
     volume_config_from_args,
 )
 from workshop.bench.volume_report import write_volume_results
-from processor.errors import ConfigError
 from workshop.local.paths import project_dir
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("bench", help="ecs-state vs the per-event Lambda on one stream; figures + chart",
-                                   description="Benchmark: ecs-state's processor vs the per-event Lambda on one "
-                                               "stream and one moto DynamoDB. Prints a markdown table and writes "
-                                               "bench/NAME.json, .md and .png.")
+    parser = subparsers.add_parser(
+        "bench",
+        help="ecs-state vs the per-event Lambda on one stream; figures + chart",
+        description="Benchmark: ecs-state's processor vs the per-event Lambda on one "
+        "stream and one moto DynamoDB. Prints a markdown table and writes "
+        "bench/NAME.json, .md and .png.",
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -43,14 +46,23 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     command = shlex.join(["./scripts/bench", *sys.argv[2:]])
     start = time.perf_counter()
-    report = run_bench(cfg, Path(args.out), args.name, profile=args.profile, command=command,
-                       chart=not args.no_chart, progress=lambda text: print(text, file=sys.stderr, flush=True))
+    report = run_bench(
+        cfg,
+        Path(args.out),
+        args.name,
+        profile=args.profile,
+        command=command,
+        chart=not args.no_chart,
+        progress=lambda text: print(text, file=sys.stderr, flush=True),
+    )
     text = render_markdown(report)
     (Path(args.out) / f"{args.name}.md").write_text(text + "\n", encoding="utf-8")
     print(text)
-    print(f"\nWrote {Path(args.out) / (args.name + '.md')}, {Path(args.out) / (args.name + '.json')}"
-          + ("" if args.no_chart else f" and {Path(args.out) / (args.name + '.png')}")
-          + f" in {time.perf_counter() - start:.0f} s.")
+    print(
+        f"\nWrote {Path(args.out) / (args.name + '.md')}, {Path(args.out) / (args.name + '.json')}"
+        + ("" if args.no_chart else f" and {Path(args.out) / (args.name + '.png')}")
+        + f" in {time.perf_counter() - start:.0f} s."
+    )
     return 0
 
 
@@ -71,10 +83,14 @@ def run_volume_command(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     command = shlex.join(["./scripts/bench", *sys.argv[2:]])
     start = time.perf_counter()
-    text = run_volume_profile(vcfg, out, name, command, not args.no_chart, doc,
-                              lambda line: print(line, file=sys.stderr, flush=True))
+    text = run_volume_profile(
+        vcfg, out, name, command, not args.no_chart, doc, lambda line: print(line, file=sys.stderr, flush=True)
+    )
     print(text)
-    print(f"\nWrote {out / (name + '.json')}, .md" + ("" if args.no_chart else ", .png")
-          + (" and the volume section of docs/benchmarks.md" if doc else "")
-          + f" in {time.perf_counter() - start:.0f} s.")
+    print(
+        f"\nWrote {out / (name + '.json')}, .md"
+        + ("" if args.no_chart else ", .png")
+        + (" and the volume section of docs/benchmarks.md" if doc else "")
+        + f" in {time.perf_counter() - start:.0f} s."
+    )
     return 0

@@ -20,8 +20,16 @@ from processor.core.route import admit, build
 from processor.loadgen.fleet import generate
 from processor.loadgen.records import Options
 
-FLEET = Options(seed=7, clusters=2, instances=6, tasks=40, duplicate_rate=0.05, reorder_window=20, poison_rate=0.01,
-                ignored_rate=0.02)
+FLEET = Options(
+    seed=7,
+    clusters=2,
+    instances=6,
+    tasks=40,
+    duplicate_rate=0.05,
+    reorder_window=20,
+    poison_rate=0.01,
+    ignored_rate=0.02,
+)
 
 
 def records(n: int) -> list[tuple[str, bytes]]:
@@ -59,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stream = records(args.records)
     best = min(one_round(stream, args.window) for _ in range(3))
-    print(f"{len(stream)} records, window {args.window}: {best[0]:.1f} us/record CPU (best of 3), "
-          f"{best[1]} items built")
+    print(
+        f"{len(stream)} records, window {args.window}: {best[0]:.1f} us/record CPU (best of 3), {best[1]} items built"
+    )
     return 0
 
 

@@ -27,8 +27,9 @@ def fresh_tables(client: Any, contender: str, run_id: str) -> Settings:
     from processor.ops.setup_tables import ensure_tables
 
     name = f"bench-{run_id}-{contender}"
-    settings = Settings(task_table=f"{name}-tasks", instance_table=f"{name}-instances",
-                        dead_letter_table=f"{name}-dead-letters")
+    settings = Settings(
+        task_table=f"{name}-tasks", instance_table=f"{name}-instances", dead_letter_table=f"{name}-dead-letters"
+    )
     ensure_tables(settings, client)
     return settings
 
@@ -39,8 +40,15 @@ def check_tables(client: Any, settings: Settings, truth: dict[str, Any], dead_le
 
     tasks, instances, dead = read_tables(settings, client)
     report = compare(truth, tasks, instances, dead)
-    out: dict[str, Any] = {"matched": 0, "stale": 0, "missing": 0, "regressed": 0, "unexpected": 0,
-                           "status_mismatch": 0, "stale_examples": []}
+    out: dict[str, Any] = {
+        "matched": 0,
+        "stale": 0,
+        "missing": 0,
+        "regressed": 0,
+        "unexpected": 0,
+        "status_mismatch": 0,
+        "stale_examples": [],
+    }
     for diff in (report.tasks, report.instances):
         out["matched"] += diff.matched
         out["missing"] += len(diff.missing)
@@ -52,6 +60,11 @@ def check_tables(client: Any, settings: Settings, truth: dict[str, Any], dead_le
     out["expected_arns"] = report.tasks.expected + report.instances.expected
     if dead_letters:
         dl = report.dead_letters
-        out["dead_letters"] = {"ok": dl.ok, "expected": dl.expected, "stored": dl.stored, "missing": len(dl.missing),
-                               "unexpected": len(dl.unexpected)}
+        out["dead_letters"] = {
+            "ok": dl.ok,
+            "expected": dl.expected,
+            "stored": dl.stored,
+            "missing": len(dl.missing),
+            "unexpected": len(dl.unexpected),
+        }
     return out

@@ -39,18 +39,29 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from e2e_support import COMPATIBLE_WITH_2X, Launcher, Scenario, checkpoints, leader, owners
+from e2e_support import COMPATIBLE_WITH_2X, Launcher, Scenario, checkpoints, leader, owners  # noqa: E402 (after sys.path names tests/e2e)
 
-from processor.loadgen.producer import KinesisWriter
-from processor.loadgen.records import Options
-from processor.shard.freshness import percentile
-from workshop.local.stack import LocalStack
+from processor.loadgen.producer import KinesisWriter  # noqa: E402 (after sys.path names tests/e2e)
+from processor.loadgen.records import Options  # noqa: E402 (after sys.path names tests/e2e)
+from processor.shard.freshness import percentile  # noqa: E402 (after sys.path names tests/e2e)
+from workshop.local.stack import LocalStack  # noqa: E402 (after sys.path names tests/e2e)
 
-MESSY = {"clusters": 2, "instances": 6, "tasks": 40, "duplicate_rate": 0.05, "reorder_window": 20,
-         "poison_rate": 0.01, "ignored_rate": 0.02}
+MESSY = {
+    "clusters": 2,
+    "instances": 6,
+    "tasks": 40,
+    "duplicate_rate": 0.05,
+    "reorder_window": 20,
+    "poison_rate": 0.01,
+    "ignored_rate": 0.02,
+}
 #: The lease and retrieval timings of properties/aws.properties (production), over local.properties' short ones.
-PRODUCTION_TIMINGS = {"failoverTimeMillis": "10000", "leaseAssignmentIntervalMillis": "5000",
-                      "shutdownGraceMillis": "25000", "idleTimeBetweenReadsInMillis": "1000"}
+PRODUCTION_TIMINGS = {
+    "failoverTimeMillis": "10000",
+    "leaseAssignmentIntervalMillis": "5000",
+    "shutdownGraceMillis": "25000",
+    "idleTimeBetweenReadsInMillis": "1000",
+}
 SHARDS = 4
 #: The baseline ends this long before the kill: a record put just before it waits for the failover.
 BEFORE_KILL_S = 15.0
@@ -68,8 +79,9 @@ class TimedKinesis:
         response = self._client.put_records(**kwargs)
         now = time.time()
         with self._lock:
-            self.puts.extend((r["ShardId"], int(r["SequenceNumber"]), now) for r in response["Records"]
-                             if "SequenceNumber" in r)
+            self.puts.extend(
+                (r["ShardId"], int(r["SequenceNumber"]), now) for r in response["Records"] if "SequenceNumber" in r
+            )
         return response
 
     def __getattr__(self, name: str) -> Any:
@@ -105,8 +117,9 @@ class Watcher:
         self._thread.join(10)
 
 
-def durable_times(puts: list[tuple[str, int, float]], samples: list[tuple[float, dict[str, int]]]
-                  ) -> list[tuple[float, float | None, str]]:
+def durable_times(
+    puts: list[tuple[str, int, float]], samples: list[tuple[float, dict[str, int]]]
+) -> list[tuple[float, float | None, str]]:
     """(put instant, durable instant or None, shard) per record: the first poll whose checkpoint covers it."""
     out = []
     for shard, seq, put in puts:
@@ -115,8 +128,12 @@ def durable_times(puts: list[tuple[str, int, float]], samples: list[tuple[float,
     return out
 
 
-def phase_figures(records: list[tuple[float, float | None, str]], samples: list[tuple[float, dict[str, int]]],
-                  start: float, end: float) -> dict[str, Any]:
+def phase_figures(
+    records: list[tuple[float, float | None, str]],
+    samples: list[tuple[float, dict[str, int]]],
+    start: float,
+    end: float,
+) -> dict[str, Any]:
     """Freshness of the records put in [start, end) and, per shard, the longest stretch in [start, end) during
     which its checkpoint did not move while one of its records was waiting."""
     ages = sorted(d - p for p, d, _ in records if start <= p < end and d is not None)
@@ -124,8 +141,11 @@ def phase_figures(records: list[tuple[float, float | None, str]], samples: list[
     gaps: dict[str, float] = {}
     for shard in sorted({shard for _, _, shard in records}):
         puts = sorted(p for p, _, s in records if s == shard)
-        moves = [start] + [t for (t, cps), (_, prev) in zip(samples[1:], samples)
-                           if start < t <= end and cps.get(shard) != prev.get(shard)]
+        moves = [start] + [
+            t
+            for (t, cps), (_, prev) in zip(samples[1:], samples)
+            if start < t <= end and cps.get(shard) != prev.get(shard)
+        ]
         longest = 0.0
         for before, after in itertools.pairwise(moves):
             if any(before < p < after for p in puts):  # records of the shard waited across this stretch
@@ -135,13 +155,18 @@ def phase_figures(records: list[tuple[float, float | None, str]], samples: list[
     def pct(q: float) -> float | None:
         return round(percentile(ages, q), 1) if ages else None
 
-    return {"records": len(ages), "not_durable": lost, "freshness_s": {"p50": pct(0.5), "p99": pct(0.99),
-            "max": round(ages[-1], 1) if ages else None}, "longest_gap_s_per_shard": gaps,
-            "longest_gap_s": max(gaps.values(), default=None)}
+    return {
+        "records": len(ages),
+        "not_durable": lost,
+        "freshness_s": {"p50": pct(0.5), "p99": pct(0.99), "max": round(ages[-1], 1) if ages else None},
+        "longest_gap_s_per_shard": gaps,
+        "longest_gap_s": max(gaps.values(), default=None),
+    }
 
 
-def first_advance_after(samples: list[tuple[float, dict[str, int]]], at: float, shards: set[str]
-                        ) -> dict[str, float | None]:
+def first_advance_after(
+    samples: list[tuple[float, dict[str, int]]], at: float, shards: set[str]
+) -> dict[str, float | None]:
     """Per shard, seconds from ``at`` to the first poll whose checkpoint differs from the last one before ``at``."""
     before = next((cps for t, cps in reversed(samples) if t < at), {})
     out: dict[str, float | None] = {}
@@ -178,17 +203,25 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, say: Any) -> dict[
         feed.send(200)
 
         def worker(name: str) -> Launcher:
-            return sc.launcher(name, sc.properties(name, workerId=name, flush_interval_millis=5000,
-                                                   **PRODUCTION_TIMINGS, **extra))
+            return sc.launcher(
+                name, sc.properties(name, workerId=name, flush_interval_millis=5000, **PRODUCTION_TIMINGS, **extra)
+            )
 
         t0 = time.time()
         a, b = worker("a"), worker("b")
-        sc.wait("every shard checkpointed past TRIM_HORIZON", lambda: set(checkpoints(sc.dynamodb, sc.application))
-                == shards and all(c.isdigit() for c in checkpoints(sc.dynamodb, sc.application).values()),
-                300, alive=[a, b])
+        sc.wait(
+            "every shard checkpointed past TRIM_HORIZON",
+            lambda: (
+                set(checkpoints(sc.dynamodb, sc.application)) == shards
+                and all(c.isdigit() for c in checkpoints(sc.dynamodb, sc.application).values())
+            ),
+            300,
+            alive=[a, b],
+        )
         started_s = round(time.time() - t0, 1)
-        say(f"  [{mode}] two workers processing {started_s} s after start; owners "
-            f"{owners(sc.dynamodb, sc.application)}")
+        say(
+            f"  [{mode}] two workers processing {started_s} s after start; owners {owners(sc.dynamodb, sc.application)}"
+        )
         total = int(args.rate * (args.settle_s * 2 + args.replace_delay_s + 200))
         feed.send_in_background(total, rate=args.rate)
         result: dict[str, Any] = {"mode": mode, "start_s": started_s, "rate": args.rate}
@@ -206,13 +239,20 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, say: Any) -> dict[
             victim.wait(60)
             time.sleep(args.replace_delay_s)  # ECS notices the stopped task and starts a replacement
             c = worker("c")
-            sc.wait("every shard checkpointing again after the kill",
-                    lambda: all(v is not None for v in first_advance_after(watch.samples, killed, shards).values())
-                    or None, 600, alive=[survivor, c])
+            sc.wait(
+                "every shard checkpointing again after the kill",
+                lambda: all(v is not None for v in first_advance_after(watch.samples, killed, shards).values()) or None,
+                600,
+                alive=[survivor, c],
+            )
             kill_advance = first_advance_after(watch.samples, killed, shards)
             say(f"  [{mode}] after the kill, first checkpoint per shard (s): {kill_advance}")
-            sc.wait("the replacement holds a lease",
-                    lambda: "c" in set(owners(sc.dynamodb, sc.application).values()), 600, alive=[survivor, c])
+            sc.wait(
+                "the replacement holds a lease",
+                lambda: "c" in set(owners(sc.dynamodb, sc.application).values()),
+                600,
+                alive=[survivor, c],
+            )
             c_lease_s = round(time.time() - killed, 1)
             time.sleep(args.settle_s)  # steady again before the deploy (a measurement window)
             kill_end = time.time()
@@ -242,8 +282,12 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, say: Any) -> dict[
                     out[shard] = None if took is None else round(since + took - deploy, 1)
                 return out
 
-            sc.wait("every shard checkpointed by a new worker after the deploy",
-                    lambda: all(v is not None for v in resumed().values()) or None, 600, alive=[d, e])
+            sc.wait(
+                "every shard checkpointed by a new worker after the deploy",
+                lambda: all(v is not None for v in resumed().values()) or None,
+                600,
+                alive=[d, e],
+            )
             deploy_advance = resumed()
             say(f"  [{mode}] after the SIGTERMs, first checkpoint by a new worker per shard (s): {deploy_advance}")
             feed.join()
@@ -252,17 +296,31 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, say: Any) -> dict[
             time.sleep(1)
         report = sc.wait_exact(feed, 120, alive=[d, e])
         records = durable_times(timed.puts, watch.samples)
-        result.update({
-            "leader_killed": chief == victim.name, "killed": victim.name, "killed_held": held,
-            "baseline": phase_figures(records, watch.samples, t0 + started_s, base_end - BEFORE_KILL_S),
-            "kill": {**phase_figures(records, watch.samples, base_end, kill_end),
-                     "first_checkpoint_s": kill_advance, "replacement_first_lease_s": c_lease_s,
-                     "replace_delay_s": args.replace_delay_s},
-            "deploy": {**phase_figures(records, watch.samples, kill_end, end), "first_checkpoint_s": deploy_advance,
-                       "leader_before": chief_before_deploy,
-                       "old_worker_exits": exits, "start_s": args.start_s, "stop_timeout_s": args.stop_timeout_s},
-            "records_sent": feed.sent, "exact": report.ok, "notes": sc.notes,
-        })
+        result.update(
+            {
+                "leader_killed": chief == victim.name,
+                "killed": victim.name,
+                "killed_held": held,
+                "baseline": phase_figures(records, watch.samples, t0 + started_s, base_end - BEFORE_KILL_S),
+                "kill": {
+                    **phase_figures(records, watch.samples, base_end, kill_end),
+                    "first_checkpoint_s": kill_advance,
+                    "replacement_first_lease_s": c_lease_s,
+                    "replace_delay_s": args.replace_delay_s,
+                },
+                "deploy": {
+                    **phase_figures(records, watch.samples, kill_end, end),
+                    "first_checkpoint_s": deploy_advance,
+                    "leader_before": chief_before_deploy,
+                    "old_worker_exits": exits,
+                    "start_s": args.start_s,
+                    "stop_timeout_s": args.stop_timeout_s,
+                },
+                "records_sent": feed.sent,
+                "exact": report.ok,
+                "notes": sc.notes,
+            }
+        )
         for w in (d, e):
             w.sigterm()
         for w in (d, e):
@@ -271,14 +329,21 @@ def run_mode(mode: str, args: argparse.Namespace, work: Path, say: Any) -> dict[
 
 
 def render(results: dict[str, Any]) -> str:
-    lines = ["### Failover and a rolling deploy, real KCL 3.1.3 daemon, local stack", "",
-             ("4 shards, records at a steady rate, lease timings of properties/aws.properties (failoverTimeMillis "
-              "10 s, leaseAssignmentIntervalMillis 5 s, shutdownGraceMillis 25 s), flush interval 5 s. Freshness = "
-              "put -> the lease-table poll (0.5 s) whose checkpoint covers the record; gap = the longest time a "
-              "shard's checkpoint did not move while its records waited. Command: "
-              "`python -m workshop.bench.failover`."), "",
-             "| mode | phase | freshness p50 / p99 / max s | longest gap s | all shards checkpointing again after s | notes |",
-             "|---|---|---:|---:|---:|---|"]
+    lines = [
+        "### Failover and a rolling deploy, real KCL 3.1.3 daemon, local stack",
+        "",
+        (
+            "4 shards, records at a steady rate, lease timings of properties/aws.properties (failoverTimeMillis "
+            "10 s, leaseAssignmentIntervalMillis 5 s, shutdownGraceMillis 25 s), flush interval 5 s. Freshness = "
+            "put -> the lease-table poll (0.5 s) whose checkpoint covers the record; gap = the longest time a "
+            "shard's checkpoint did not move while its records waited. Command: "
+            "`python -m workshop.bench.failover`."
+        ),
+        "",
+        "| mode | phase | freshness p50 / p99 / max s | longest gap s | all shards checkpointing again after s "
+        "| notes |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for mode, r in sorted(results.items()):
         for phase in ("baseline", "kill", "deploy"):
             f = r[phase]
@@ -286,28 +351,44 @@ def render(results: dict[str, Any]) -> str:
             again = max((v for v in f.get("first_checkpoint_s", {}).values() if v is not None), default=None)
             note = ""
             if phase == "kill":
-                note = (f"SIGKILL {r['killed']} ({'leader' if r['leader_killed'] else 'not the leader'}); "
-                        f"replacement started {f['replace_delay_s']} s later, first lease after "
-                        f"{f['replacement_first_lease_s']} s")
+                note = (
+                    f"SIGKILL {r['killed']} ({'leader' if r['leader_killed'] else 'not the leader'}); "
+                    f"replacement started {f['replace_delay_s']} s later, first lease after "
+                    f"{f['replacement_first_lease_s']} s"
+                )
             elif phase == "deploy":
-                note = (f"new workers {f['start_s']} s before SIGTERM to both old ones; exits "
-                        + ", ".join(f"{k} {v['exit_s']} s{' (SIGKILL)' if v['killed'] else ''}"
-                                    for k, v in f["old_worker_exits"].items())
-                        + f" (stop timeout {f['stop_timeout_s']} s)")
+                note = (
+                    f"new workers {f['start_s']} s before SIGTERM to both old ones; exits "
+                    + ", ".join(
+                        f"{k} {v['exit_s']} s{' (SIGKILL)' if v['killed'] else ''}"
+                        for k, v in f["old_worker_exits"].items()
+                    )
+                    + f" (stop timeout {f['stop_timeout_s']} s)"
+                )
             elif phase == "baseline":
                 note = f"first start: every shard checkpointed {r['start_s']} s after start"
-            lines.append(f"| {mode} | {phase} | {fr['p50']} / {fr['p99']} / {fr['max']} | {f['longest_gap_s']} | "
-                         f"{again if again is not None else ''} | {note} |")
-    lines += ["", "Exact at the end: " + ", ".join(f"{m} {r['exact']} ({r['records_sent']} records)"
-                                                  for m, r in sorted(results.items())) + "."]
+            lines.append(
+                f"| {mode} | {phase} | {fr['p50']} / {fr['p99']} / {fr['max']} | {f['longest_gap_s']} | "
+                f"{again if again is not None else ''} | {note} |"
+            )
+    lines += [
+        "",
+        "Exact at the end: "
+        + ", ".join(f"{m} {r['exact']} ({r['records_sent']} records)" for m, r in sorted(results.items()))
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", action="append", choices=("3x", "2x"))
-    parser.add_argument("--kill", choices=("leader", "other"), default="leader",
-                        help="SIGKILL the worker holding the KCL 3 leader lock (the worst case) or the other one")
+    parser.add_argument(
+        "--kill",
+        choices=("leader", "other"),
+        default="leader",
+        help="SIGKILL the worker holding the KCL 3 leader lock (the worst case) or the other one",
+    )
     parser.add_argument("--label", default="", help="saved under MODE-LABEL (default: MODE)")
     parser.add_argument("--rate", type=float, default=10.0, help="records/s into the stream")
     parser.add_argument("--settle-s", type=float, default=40.0)

@@ -34,8 +34,7 @@ from processor.loadgen.fleet import generate
 from processor.loadgen.records import Options, Record
 
 #: the stream measured: the demo's fleet shape, with EventBridge's duplicates and reordering
-FLEET = Options(seed=11, clusters=3, instances=12, tasks=150, duplicate_rate=0.05, reorder_window=20,
-                step_ms=10_000)
+FLEET = Options(seed=11, clusters=3, instances=12, tasks=150, duplicate_rate=0.05, reorder_window=20, step_ms=10_000)
 EVENTS = 50_000
 #: designs measured for comparison, not created: the index of earlier versions (keyed on the cluster alone, a hot
 #: partition) and the cluster listing with ``lastStatus`` as a range key instead of projected
@@ -67,8 +66,7 @@ def _view(index: Index, attributes: dict[str, Any]) -> tuple[tuple[Any, ...], tu
     """The index entry of an item (keys, projected attributes), ``None`` when the item is not in the index."""
     if any(key not in attributes for key in index.keys):
         return None
-    return (tuple(repr(attributes[k]) for k in index.keys),
-            tuple(repr(attributes.get(name)) for name in index.include))
+    return (tuple(repr(attributes[k]) for k in index.keys), tuple(repr(attributes.get(name)) for name in index.include))
 
 
 def charge(index: Index, before: dict[str, Any] | None, after: dict[str, Any], cost: Cost) -> None:
@@ -119,39 +117,73 @@ def index_cost(records: Iterable[Record], indexes: tuple[Index, ...] = INDEXES) 
 
 def report(result: Result, options: Options) -> dict[str, Any]:
     per_event = max(1, result.events)
-    rows = {name: {"units": cost.writes, "per_event": round(cost.writes / per_event, 4),
-                   "per_table_put": round(cost.writes / max(1, result.table_puts), 4),
-                   "vs_table_units_pct": round(100 * cost.writes / max(1, result.table_units), 1),
-                   "puts": cost.puts, "deletes": cost.deletes, "updates": cost.updates}
-            for name, cost in result.indexes.items()}
+    rows = {
+        name: {
+            "units": cost.writes,
+            "per_event": round(cost.writes / per_event, 4),
+            "per_table_put": round(cost.writes / max(1, result.table_puts), 4),
+            "vs_table_units_pct": round(100 * cost.writes / max(1, result.table_units), 1),
+            "puts": cost.puts,
+            "deletes": cost.deletes,
+            "updates": cost.updates,
+        }
+        for name, cost in result.indexes.items()
+    }
     total = sum(cost.writes for name, cost in result.indexes.items() if name in {i.name for i in INDEXES})
-    return {"events": result.events, "table_puts": result.table_puts, "table_units": result.table_units,
-            "table_units_per_event": round(result.table_units / per_event, 4),
-            "indexes": rows, "all_indexes_per_event": round(total / per_event, 4),
-            "all_indexes_vs_table_pct": round(100 * total / max(1, result.table_units), 1),
-            "fleet": {"seed": options.seed, "clusters": options.clusters, "instances": options.instances,
-                      "tasks": options.tasks, "duplicate_rate": options.duplicate_rate,
-                      "reorder_window": options.reorder_window}}
+    return {
+        "events": result.events,
+        "table_puts": result.table_puts,
+        "table_units": result.table_units,
+        "table_units_per_event": round(result.table_units / per_event, 4),
+        "indexes": rows,
+        "all_indexes_per_event": round(total / per_event, 4),
+        "all_indexes_vs_table_pct": round(100 * total / max(1, result.table_units), 1),
+        "fleet": {
+            "seed": options.seed,
+            "clusters": options.clusters,
+            "instances": options.instances,
+            "tasks": options.tasks,
+            "duplicate_rate": options.duplicate_rate,
+            "reorder_window": options.reorder_window,
+        },
+    }
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
-    lines = [f"# Index write cost ({doc['events']} versioned events of the synthetic fleet)", "",
-             (f"Table: {doc['table_puts']} puts that raised a version, {doc['table_units']} write units "
-             f"({doc['table_units_per_event']} per event)."), "",
-             "| index | write units | per event | per table put | vs table units | puts | deletes | updates |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Index write cost ({doc['events']} versioned events of the synthetic fleet)",
+        "",
+        (
+            f"Table: {doc['table_puts']} puts that raised a version, {doc['table_units']} write units "
+            f"({doc['table_units_per_event']} per event)."
+        ),
+        "",
+        "| index | write units | per event | per table put | vs table units | puts | deletes | updates |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, row in doc["indexes"].items():
-        lines.append(f"| {name} | {row['units']} | {row['per_event']} | {row['per_table_put']} | "
-                     f"{row['vs_table_units_pct']} % | {row['puts']} | {row['deletes']} | {row['updates']} |")
-    lines += ["", (f"All indexes `ecs-state setup` creates: {doc['all_indexes_per_event']} write units per event, "
-                  f"{doc['all_indexes_vs_table_pct']} % of the table's own. Rows in parentheses are designs measured "
-                  f"for comparison, not created. Leave an index out with `ecsState.readIndexes`."), ""]
+        lines.append(
+            f"| {name} | {row['units']} | {row['per_event']} | {row['per_table_put']} | "
+            f"{row['vs_table_units_pct']} % | {row['puts']} | {row['deletes']} | {row['updates']} |"
+        )
+    lines += [
+        "",
+        (
+            f"All indexes `ecs-state setup` creates: {doc['all_indexes_per_event']} write units per event, "
+            f"{doc['all_indexes_vs_table_pct']} % of the table's own. Rows in parentheses are designs measured "
+            f"for comparison, not created. Leave an index out with `ecsState.readIndexes`."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("index-cost", help="write units each read index adds per event (pure model)",
-                                   description=__doc__.split("\n\n")[0])
+    parser = subparsers.add_parser(
+        "index-cost",
+        help="write units each read index adds per event (pure model)",
+        description=__doc__.split("\n\n")[0],
+    )
     parser.add_argument("--events", type=int, default=EVENTS)
     parser.add_argument("--out", type=Path, default=Path("bench"), help="folder for index-cost.json / .md")
     parser.set_defaults(func=run)

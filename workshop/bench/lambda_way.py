@@ -4,7 +4,8 @@
   ``cw_version`` when there is no item or the stored version is lower; boto3's resource API, as the documented
   Lambda. It decodes with the processor's own decoder (same events accepted, same JSON decoding cost), then
   turns the detail's floats into ``Decimal`` (:func:`floats_as_decimals`, what the usual
-  ``json.loads(json.dumps(detail), parse_float=Decimal)`` does): boto3 refuses floats, so the documented code as written fails on every container-instance event (their
+  ``json.loads(json.dumps(detail), parse_float=Decimal)`` does): boto3 refuses floats, so the documented code as
+  written fails on every container-instance event (their
   resources carry ``"doubleValue": 0.0``) and a contender that fails a fifth of its events cheaply is no
   measure of a working Lambda. By
   default ``get_item`` fetches only ``version`` (cheaper for the Lambda than the documented whole-item read, and
@@ -31,25 +32,35 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from processor.config import Settings
+from processor.loadgen.fleet import Options, generate
 from workshop.bench.cpu import self_cpu
 from workshop.bench.emulator import child_env
 from workshop.bench.stream import BenchConfig
-from processor.config import Settings
 from workshop.errors import BenchError
-from processor.loadgen.fleet import Options, generate
 
 
 def run_lambda(cfg: BenchConfig, workers: int, settings: Settings, endpoint: str, work: Path) -> dict[str, Any]:
     """The per-event Lambda logic in a child process (it regenerates the same stream from the same options)."""
-    spec = {"options": asdict(cfg.options()), "events": cfg.events, "workers": workers,
-            "tables": {"task": settings.task_table, "instance": settings.instance_table},
-            "full_get": cfg.lambda_full_get, "out": str(work / f"lambda-{workers}.json")}
+    spec = {
+        "options": asdict(cfg.options()),
+        "events": cfg.events,
+        "workers": workers,
+        "tables": {"task": settings.task_table, "instance": settings.instance_table},
+        "full_get": cfg.lambda_full_get,
+        "out": str(work / f"lambda-{workers}.json"),
+    }
     spec_path = work / f"lambda-{workers}-spec.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     log_path = work / f"lambda-{workers}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.run([sys.executable, "-m", "workshop.bench.lambda_child", str(spec_path)],
-                              env=child_env(endpoint), stdout=log, stderr=subprocess.STDOUT, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "workshop.bench.lambda_child", str(spec_path)],
+            env=child_env(endpoint),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     if proc.returncode != 0:
         raise BenchError(f"the Lambda contender ({workers} workers) exited with {proc.returncode}; see {log_path}")
     result: dict[str, Any] = json.loads(Path(str(spec["out"])).read_text(encoding="utf-8"))
@@ -71,7 +82,7 @@ def lambda_handler(data: bytes, tables: dict[str, Any], full_get: bool) -> str:
     stored = table.get_item(**request).get("Item")
     if stored is not None and stored["version"] >= event.version:
         return "older"
-    detail = floats_as_decimals(event.detail)   # boto3 refuses floats
+    detail = floats_as_decimals(event.detail)  # boto3 refuses floats
     table.put_item(Item={"cw_version": event.envelope_version, **detail})
     return "put"
 
@@ -99,12 +110,14 @@ def lambda_child(spec_path: str) -> int:
     outcomes: list[dict[str, int]] = [{} for _ in range(workers)]
     errors: list[str] = []
     tables = []
-    for w in range(workers):   # one client per worker, as every concurrent Lambda environment has its own
-        ddb = boto3.session.Session().resource("dynamodb", config=Config(
-            retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=2))
+    for w in range(workers):  # one client per worker, as every concurrent Lambda environment has its own
+        ddb = boto3.session.Session().resource(
+            "dynamodb", config=Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=2)
+        )
 
         def count(w: int = w, **_: Any) -> None:
             http[w] += 1
+
         ddb.meta.client.meta.events.register("before-send.dynamodb", count)
         tables.append({"task": ddb.Table(spec["tables"]["task"]), "instance": ddb.Table(spec["tables"]["instance"])})
     feed = iter(records)
@@ -118,7 +131,7 @@ def lambda_child(spec_path: str) -> int:
                 return
             try:
                 outcome = lambda_handler(rec.data, tables[w], spec["full_get"])
-            except Exception as exc:   # a real Lambda would fail the invocation (and EventBridge retry it)
+            except Exception as exc:  # a real Lambda would fail the invocation (and EventBridge retry it)
                 outcome = "failed"
                 if len(errors) < 5:
                     errors.append(brief_error(exc))
@@ -139,10 +152,20 @@ def lambda_child(spec_path: str) -> int:
         for key, value in o.items():
             totals[key] = totals.get(key, 0) + value
     n = len(records)
-    result = {"events": n, "requests": sum(http), "requests_per_event": sum(http) / n, "cpu_s": round(cpu, 3),
-              "cpu_us_per_event": cpu / n * 1e6, "wall_s": round(wall, 3), "events_per_s": n / wall,
-              "workers": workers, "outcomes": totals, "get_item": sum(v for k, v in totals.items() if k != "skipped"),
-              "errors": errors, "full_get": spec["full_get"]}
+    result = {
+        "events": n,
+        "requests": sum(http),
+        "requests_per_event": sum(http) / n,
+        "cpu_s": round(cpu, 3),
+        "cpu_us_per_event": cpu / n * 1e6,
+        "wall_s": round(wall, 3),
+        "events_per_s": n / wall,
+        "workers": workers,
+        "outcomes": totals,
+        "get_item": sum(v for k, v in totals.items() if k != "skipped"),
+        "errors": errors,
+        "full_get": spec["full_get"],
+    }
     Path(spec["out"]).write_text(json.dumps(result), encoding="utf-8")
     return 0
 

@@ -39,7 +39,7 @@ READ_UNITS_PER_WRITE_UNIT = 5  # the issue's price: 5 read units cost what 1 wri
 
 def value_size(value: dict[str, Any]) -> int:
     """DynamoDB's size of one attribute value (DynamoDB JSON)."""
-    (kind, v), = value.items()
+    ((kind, v),) = value.items()
     if kind == "S":
         return len(v.encode("utf-8"))
     if kind == "N":
@@ -132,9 +132,13 @@ class Meter:
             ops = {op: dict(row) for op, row in self.counts.items()}
         write = sum(r["write_units"] for r in ops.values())
         read = sum(r["read_units"] for r in ops.values())
-        return {"operations": ops, "requests": sum(int(r["requests"]) for r in ops.values()),
-                "write_units": write, "read_units": read,
-                "write_unit_equivalents": write + read / READ_UNITS_PER_WRITE_UNIT}
+        return {
+            "operations": ops,
+            "requests": sum(int(r["requests"]) for r in ops.values()),
+            "write_units": write,
+            "read_units": read,
+            "write_unit_equivalents": write + read / READ_UNITS_PER_WRITE_UNIT,
+        }
 
     def _control(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         counts = self.snapshot()
@@ -148,13 +152,18 @@ class Meter:
 
 def start(log_path: Path | None = None) -> Server:
     """This server as a child process on a free loopback port, once it answers (``Server.stop()`` ends it)."""
-    from workshop.local.stack import free_port
     from processor.ops.supervisor import die_with_parent
+    from workshop.local.stack import free_port
 
     port = free_port()
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "workshop.bench.moto_keepalive", str(port)], stdout=out,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workshop.bench.moto_keepalive", str(port)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),
+    )
     if not isinstance(out, int):
         out.close()
     return Server("moto (waitress, keep-alive)", proc, port, log_path, {"ready_path": "/moto-api/"}).wait_ready(60)
@@ -174,8 +183,7 @@ def main(argv: list[str]) -> int:
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     app = Meter(DomainDispatcherApplication(create_backend_app))
-    serve(app, host="127.0.0.1", port=int(argv[0]), threads=8, connection_limit=400, channel_timeout=300,
-          ident="moto")
+    serve(app, host="127.0.0.1", port=int(argv[0]), threads=8, connection_limit=400, channel_timeout=300, ident="moto")
     return 0
 
 

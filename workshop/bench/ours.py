@@ -21,17 +21,28 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from processor.config import Settings
+from processor.logs import parse_line
+from processor.shard.flush_report import flush_reports, total
 from workshop.bench.cpu import children_cpu, proc_cpu
 from workshop.bench.emulator import child_env
 from workshop.bench.stream import BenchConfig, Stream
-from processor.config import Settings
 from workshop.errors import BenchError
-from processor.logs import parse_line
-from processor.shard.flush_report import flush_reports, total
 
 PROBLEM_EVENTS = ("flush_failed", "processor_bug", "config_error")
-SUMMED = ("records", "distinct_arns", "writes", "stale", "dead_letters", "requests", "retries", "throttled",
-          "duplicates", "superseded", "ignored")
+SUMMED = (
+    "records",
+    "distinct_arns",
+    "writes",
+    "stale",
+    "dead_letters",
+    "requests",
+    "retries",
+    "throttled",
+    "duplicates",
+    "superseded",
+    "ignored",
+)
 
 
 def parse_processor_log(path: Path) -> tuple[dict[str, int], list[str]]:
@@ -48,20 +59,37 @@ def run_ours(stream: Stream, cfg: BenchConfig, settings: Settings, endpoint: str
     """One processor per shard, concurrently, each flush window one processRecords call (flush interval 0)."""
     from workshop.testing.multilang_driver import KinesisRecord, ProcessorProcess
 
-    env = child_env(endpoint, {
-        "ECS_STATE_TASK_TABLE": settings.task_table, "ECS_STATE_INSTANCE_TABLE": settings.instance_table,
-        "ECS_STATE_DEAD_LETTER_TABLE": settings.dead_letter_table, "ECS_STATE_FLUSH_INTERVAL_MILLIS": "0",
-        "ECS_STATE_LOG_LEVEL": "INFO", "ECS_STATE_METRICS": "none"})
+    env = child_env(
+        endpoint,
+        {
+            "ECS_STATE_TASK_TABLE": settings.task_table,
+            "ECS_STATE_INSTANCE_TABLE": settings.instance_table,
+            "ECS_STATE_DEAD_LETTER_TABLE": settings.dead_letter_table,
+            "ECS_STATE_FLUSH_INTERVAL_MILLIS": "0",
+            "ECS_STATE_LOG_LEVEL": "INFO",
+            "ECS_STATE_METRICS": "none",
+        },
+    )
     start_ms = cfg.options().start_ms
-    per_shard = [[KinesisRecord(stream.records[i].data, stream.records[i].partition_key, f"{k + 1:056d}", 0,
-                                start_ms + int(stream.arrivals[i] * 1000)) for k, i in enumerate(indices)]
-                 for indices in stream.shard_indices]
+    per_shard = [
+        [
+            KinesisRecord(
+                stream.records[i].data,
+                stream.records[i].partition_key,
+                f"{k + 1:056d}",
+                0,
+                start_ms + int(stream.arrivals[i] * 1000),
+            )
+            for k, i in enumerate(indices)
+        ]
+        for indices in stream.shard_indices
+    ]
 
     checkpoints = [0] * cfg.shards
-    startup: list[float | None] = [None] * cfg.shards   # CPU of each process when `initialize` was answered
-    finish: list[float | None] = [None] * cfg.shards    # ... and when `shutdownRequested` (final flush) was
+    startup: list[float | None] = [None] * cfg.shards  # CPU of each process when `initialize` was answered
+    finish: list[float | None] = [None] * cfg.shards  # ... and when `shutdownRequested` (final flush) was
     logs = [work / f"ours-shard{s}.log" for s in range(cfg.shards)]
-    for path in logs:   # the driver appends; a previous run's lines must not be counted
+    for path in logs:  # the driver appends; a previous run's lines must not be counted
         path.unlink(missing_ok=True)
 
     def one(s: int) -> int:
@@ -102,9 +130,19 @@ def run_ours(stream: Stream, cfg: BenchConfig, settings: Settings, endpoint: str
     # and interpreter exit are once per process, not per event); without /proc, the gross figure
     net_cpu = sum(f - b for b, f in zip(startup, finish)) if windowed else cpu  # type: ignore[operator]
     startup_cpu = sum(startup) if windowed else 0.0  # type: ignore[arg-type]
-    return {"events": n, "requests": sums.get("requests", 0), "requests_per_event": sums.get("requests", 0) / n,
-            "cpu_s": round(net_cpu, 3), "cpu_us_per_event": net_cpu / n * 1e6,
-            "cpu_gross_s": round(cpu, 3), "cpu_gross_us_per_event": cpu / n * 1e6,
-            "startup_cpu_s": round(startup_cpu, 3), "cpu_windowed": windowed,
-            "wall_s": round(wall, 3), "events_per_s": n / wall,
-            "flush_log": sums, "checkpoints": sum(checkpoints), "processes": cfg.shards}
+    return {
+        "events": n,
+        "requests": sums.get("requests", 0),
+        "requests_per_event": sums.get("requests", 0) / n,
+        "cpu_s": round(net_cpu, 3),
+        "cpu_us_per_event": net_cpu / n * 1e6,
+        "cpu_gross_s": round(cpu, 3),
+        "cpu_gross_us_per_event": cpu / n * 1e6,
+        "startup_cpu_s": round(startup_cpu, 3),
+        "cpu_windowed": windowed,
+        "wall_s": round(wall, 3),
+        "events_per_s": n / wall,
+        "flush_log": sums,
+        "checkpoints": sum(checkpoints),
+        "processes": cfg.shards,
+    }

@@ -17,8 +17,8 @@ import pstats
 import time
 from typing import Any
 
-from workshop.bench.stream import Stream
 from processor.config import Settings
+from workshop.bench.stream import Stream
 from workshop.local.paths import project_dir
 
 BENCH_FRAMES = "workshop/bench/"
@@ -49,18 +49,22 @@ def profile_core(stream: Stream, top: int = 18) -> dict[str, Any]:
     return {"core_us_per_event": round(us, 1), "hot_spots": hot[:top]}
 
 
-def profile_put(endpoint: str, stream: Stream, settings: Settings, count: int = 300, top: int = 18
-                ) -> dict[str, Any]:
+def profile_put(endpoint: str, stream: Stream, settings: Settings, count: int = 300, top: int = 18) -> dict[str, Any]:
     """The client side of the processor's conditional PutItem (the request the writer builds, on a client
     configured as the processor's: no parameter validation), in this process."""
     from processor.core.items import Item
     from processor.core.position import Position
-    from workshop.testing.factories import route
-    from workshop.local.env import local_client
     from processor.shard.writer import CONDITION
+    from workshop.local.env import local_client
+    from workshop.testing.factories import route
 
-    client = local_client("dynamodb", endpoint, parameter_validation=False, tcp_keepalive=True,
-                          retries={"mode": "standard", "total_max_attempts": 1})
+    client = local_client(
+        "dynamodb",
+        endpoint,
+        parameter_validation=False,
+        tcp_keepalive=True,
+        retries={"mode": "standard", "total_max_attempts": 1},
+    )
 
     items = []
     for k, rec in enumerate(stream.records):
@@ -74,9 +78,13 @@ def profile_put(endpoint: str, stream: Stream, settings: Settings, count: int = 
     def run() -> None:
         for item in items:
             try:
-                client.put_item(TableName=tables[item.kind], Item=item.attributes, ConditionExpression=CONDITION,
-                                ExpressionAttributeNames={"#k": item.key_name, "#v": "version"},
-                                ExpressionAttributeValues={":v": {"N": str(item.version)}})
+                client.put_item(
+                    TableName=tables[item.kind],
+                    Item=item.attributes,
+                    ConditionExpression=CONDITION,
+                    ExpressionAttributeNames={"#k": item.key_name, "#v": "version"},
+                    ExpressionAttributeValues={":v": {"N": str(item.version)}},
+                )
             except client.exceptions.ConditionalCheckFailedException:
                 pass
 
@@ -85,18 +93,29 @@ def profile_put(endpoint: str, stream: Stream, settings: Settings, count: int = 
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     profiler = cProfile.Profile()
     profiler.runcall(run)
-    return {"puts": len(items), "client_cpu_us_per_put": round(cpu / max(1, len(items)) * 1e6, 1),
-            "wall_ms_per_put": round(wall / max(1, len(items)) * 1000, 2), "hot_spots": _top(profiler, top)}
+    return {
+        "puts": len(items),
+        "client_cpu_us_per_put": round(cpu / max(1, len(items)) * 1e6, 1),
+        "wall_ms_per_put": round(wall / max(1, len(items)) * 1000, 2),
+        "hot_spots": _top(profiler, top),
+    }
 
 
 def _top(profiler: cProfile.Profile, top: int) -> list[dict[str, Any]]:
     stats = pstats.Stats(profiler, stream=io.StringIO())
     rows = []
     root = str(project_dir()) + "/"
-    total = sum(v[2] for v in stats.stats.values()) or 1.0   # type: ignore[attr-defined]
-    for (filename, line, name), (cc, nc, tt, ct, _callers) in stats.stats.items():   # type: ignore[attr-defined]
-        rows.append({"function": f"{_short(filename, root)}:{line}({name})", "calls": nc, "tottime_s": round(tt, 4),
-                     "cumtime_s": round(ct, 4), "tottime_share": round(tt / total, 4)})
+    total = sum(v[2] for v in stats.stats.values()) or 1.0  # type: ignore[attr-defined]
+    for (filename, line, name), (cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "function": f"{_short(filename, root)}:{line}({name})",
+                "calls": nc,
+                "tottime_s": round(tt, 4),
+                "cumtime_s": round(ct, 4),
+                "tottime_share": round(tt / total, 4),
+            }
+        )
     rows.sort(key=lambda r: r["tottime_s"], reverse=True)
     return rows[:top]
 

@@ -31,17 +31,30 @@ def code_version() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10,
-                                  check=False).stdout.rstrip()   # not strip: porcelain lines start with a space
+            return subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+            ).stdout.rstrip()  # not strip: porcelain lines start with a space
         except (OSError, subprocess.SubprocessError):
             return ""
-    modified = [line[3:] for line in git("status", "--porcelain", "--", "processor").splitlines()
-                if line[:2].strip() and not line.startswith("??")]
+
+    modified = [
+        line[3:]
+        for line in git("status", "--porcelain", "--", "processor").splitlines()
+        if line[:2].strip() and not line.startswith("??")
+    ]
     return {"commit": git("rev-parse", "--short", "HEAD") or None, "modified": modified}
 
 
-def build_report(cfg: BenchConfig, stream: Stream, floor: dict[str, Any], results: dict[str, Any],
-                 profiles: dict[str, Any], code: dict[str, Any], command: str, logs: Path) -> dict[str, Any]:
+def build_report(
+    cfg: BenchConfig,
+    stream: Stream,
+    floor: dict[str, Any],
+    results: dict[str, Any],
+    profiles: dict[str, Any],
+    code: dict[str, Any],
+    command: str,
+    logs: Path,
+) -> dict[str, Any]:
     """One run as the results JSON (what ``<name>.json`` holds and :func:`render_markdown` reads)."""
     totals = stream.truth["totals"]
     return {
@@ -49,16 +62,26 @@ def build_report(cfg: BenchConfig, stream: Stream, floor: dict[str, Any], result
         "logs": str(logs),
         "config": {**asdict(cfg), "contenders": list(cfg.contenders)},
         "code": code,
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_avg_1m_at_end": os.getloadavg()[0],
-                    "emulator": "moto server (DynamoDB), 127.0.0.1"},
-        "stream": {"events": len(stream.records), "task_events": totals["task_events"],
-                   "instance_events": totals["instance_events"], "duplicates": totals["duplicates"],
-                   "poison": totals["poison"], "ignored": totals["ignored"], "distinct_arns": totals["tasks"] +
-                   totals["instances"], "mean_bytes": round(totals["bytes"] / max(1, totals["records"])),
-                   "simulated_seconds": round(stream.duration_s, 1),
-                   "arrival_rate_per_s": round(len(stream.records) / stream.duration_s, 2) if stream.duration_s else None,
-                   "clock": f"{cfg.rate} events/s" if cfg.rate > 0 else "the simulated fleet's own clock",
-                   "generate_s": round(stream.generate_s, 2)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "load_avg_1m_at_end": os.getloadavg()[0],
+            "emulator": "moto server (DynamoDB), 127.0.0.1",
+        },
+        "stream": {
+            "events": len(stream.records),
+            "task_events": totals["task_events"],
+            "instance_events": totals["instance_events"],
+            "duplicates": totals["duplicates"],
+            "poison": totals["poison"],
+            "ignored": totals["ignored"],
+            "distinct_arns": totals["tasks"] + totals["instances"],
+            "mean_bytes": round(totals["bytes"] / max(1, totals["records"])),
+            "simulated_seconds": round(stream.duration_s, 1),
+            "arrival_rate_per_s": round(len(stream.records) / stream.duration_s, 2) if stream.duration_s else None,
+            "clock": f"{cfg.rate} events/s" if cfg.rate > 0 else "the simulated fleet's own clock",
+            "generate_s": round(stream.generate_s, 2),
+        },
         "floor": floor,
         "floor_sweep": floor_sweep(stream),
         "results": results,
@@ -81,16 +104,22 @@ def targets(results: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
     if not ours:
         return out
     if floor["requests_per_event"]:
-        out["ours_requests_vs_floor"] = {"value": round(ours["requests_per_event"] / floor["requests_per_event"], 3),
-                                         "target": "<= 1.2"}
+        out["ours_requests_vs_floor"] = {
+            "value": round(ours["requests_per_event"] / floor["requests_per_event"], 3),
+            "target": "<= 1.2",
+        }
     for name in ("lambda", "lambda-8"):
         other = results.get(name)
         if other and other["requests_per_event"]:
             out[f"ours_requests_vs_{name}"] = {
-                "value": round(ours["requests_per_event"] / other["requests_per_event"], 4), "target": "<= 1/6 (0.1667)"}
+                "value": round(ours["requests_per_event"] / other["requests_per_event"], 4),
+                "target": "<= 1/6 (0.1667)",
+            }
         if other and other["cpu_us_per_event"]:
-            out[f"ours_cpu_vs_{name}"] = {"value": round(ours["cpu_us_per_event"] / other["cpu_us_per_event"], 4),
-                                          "target": "<= 1/4 (0.25)"}
+            out[f"ours_cpu_vs_{name}"] = {
+                "value": round(ours["cpu_us_per_event"] / other["cpu_us_per_event"], 4),
+                "target": "<= 1/4 (0.25)",
+            }
     out["ours_stale_arns"] = {"value": ours["tables"]["stale"], "target": "0"}
     for item in out.values():
         item["met"] = _met(item["value"], item["target"])
@@ -114,8 +143,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Stream: `ecs_sim.generate` seed {cfg['seed']}, fleet {cfg['clusters']} clusters / {cfg['instances']} "
         f"container instances / {cfg['tasks']} concurrent tasks; {stream['task_events']:,} task + "
-        f"{stream['instance_events']:,} instance events ({stream['duplicates']:,} duplicates), {stream['poison']} poison, "
-        f"{stream['ignored']} ignored; reorder window {cfg['reorder_window']}; {stream['distinct_arns']:,} distinct ARNs; "
+        f"{stream['instance_events']:,} instance events ({stream['duplicates']:,} duplicates), "
+        f"{stream['poison']} poison, {stream['ignored']} ignored; reorder window {cfg['reorder_window']}; "
+        f"{stream['distinct_arns']:,} distinct ARNs; "
         f"mean record {stream['mean_bytes']:,} bytes.",
         f"Flush window: {cfg['flush_ms']} ms of {stream['clock']} ({rate:.1f} events/s, "
         f"{rate / cfg['shards']:.1f} per shard over {cfg['shards']} shards): each `processRecords` call is one window, "
@@ -132,55 +162,82 @@ def render_markdown(report: dict[str, Any]) -> str:
         t = r["tables"]
         if t["unexpected"] or t["status_mismatch"]:
             extra = f" (+{t['unexpected']} unexpected, {t['status_mismatch']} status mismatch)"
-        lines.append(f"| {r['label']} | {r['requests']:,} | {r['requests_per_event']:.3f} | "
-                     f"{r['x_floor'] or 0:.2f} | {r['cpu_us_per_event']:,.0f} | {r['events_per_s']:,.1f} | "
-                     f"{t['stale']}{extra} |")
+        lines.append(
+            f"| {r['label']} | {r['requests']:,} | {r['requests_per_event']:.3f} | "
+            f"{r['x_floor'] or 0:.2f} | {r['cpu_us_per_event']:,.0f} | {r['events_per_s']:,.1f} | "
+            f"{t['stale']}{extra} |"
+        )
     lines.append("")
     ours = results.get("ours")
     if ours:
         fl = ours["flush_log"]
-        lines.append(f"ecs-state: {fl.get('flushes', 0):,} flushes, {fl.get('writes', 0):,} writes, "
-                     f"{fl.get('stale', 0):,} conditional-check rejections, {fl.get('dead_letters', 0)} dead letters "
-                     f"(floor incl. one dead-letter put per poison record: {floor['with_dead_letters_per_event']:.3f}/event), "
-                     f"{fl.get('retries', 0)} retries; CPU {ours['cpu_s']} s between `initialize` and `shutdownRequested` "
-                     f"summed over the {ours['processes']} processes (start-up {ours['startup_cpu_s']} s; with "
-                     f"start-up and exit {ours['cpu_gross_us_per_event']:.0f} µs/event); "
-                     f"dead letters exact: {ours['tables'].get('dead_letters', {}).get('ok')}.")
+        lines.append(
+            f"ecs-state: {fl.get('flushes', 0):,} flushes, {fl.get('writes', 0):,} writes, "
+            f"{fl.get('stale', 0):,} conditional-check rejections, {fl.get('dead_letters', 0)} dead letters "
+            f"(floor incl. one dead-letter put per poison record: {floor['with_dead_letters_per_event']:.3f}/event), "
+            f"{fl.get('retries', 0)} retries; CPU {ours['cpu_s']} s between `initialize` and `shutdownRequested` "
+            f"summed over the {ours['processes']} processes (start-up {ours['startup_cpu_s']} s; with "
+            f"start-up and exit {ours['cpu_gross_us_per_event']:.0f} µs/event); "
+            f"dead letters exact: {ours['tables'].get('dead_letters', {}).get('ok')}."
+        )
     for name in ("lambda", "lambda-8"):
         r = results.get(name)
         if r:
-            lines.append(f"{r['label']}: outcomes {r['outcomes']}; get_item "
-                         f"{'whole item' if r['full_get'] else 'projected to version'}"
-                         + (f"; {r['outcomes'].get('failed', 0)} failed, e.g. `{_brief_text(r['errors'][0])}` (moto "
-                            f"cannot store a string with a lone surrogate: the lone-surrogate poison records, which "
-                            f"the processor dead-letters)" if r["errors"] else "") + ".")
+            lines.append(
+                f"{r['label']}: outcomes {r['outcomes']}; get_item "
+                f"{'whole item' if r['full_get'] else 'projected to version'}"
+                + (
+                    f"; {r['outcomes'].get('failed', 0)} failed, e.g. `{_brief_text(r['errors'][0])}` (moto "
+                    f"cannot store a string with a lone surrogate: the lone-surrogate poison records, which "
+                    f"the processor dead-letters)"
+                    if r["errors"]
+                    else ""
+                )
+                + "."
+            )
     if report["targets"]:
         lines += ["", "Targets (figures, not assertions):"]
         for key, t in report["targets"].items():
-            lines.append(f"- {key.replace('_', ' ')}: {t['value']} (target {t['target']}) "
-                         f"{'met' if t['met'] else 'NOT met'}")
-    lines += ["", "Floor for other flush intervals (same stream and clock): " + ", ".join(
-        f"{s['flush_ms'] / 1000:g} s -> {s['floor_requests_per_event']:.3f} (K~{s['mean_records_per_call']})"
-        for s in report["floor_sweep"])]
+            lines.append(
+                f"- {key.replace('_', ' ')}: {t['value']} (target {t['target']}) {'met' if t['met'] else 'NOT met'}"
+            )
+    lines += [
+        "",
+        "Floor for other flush intervals (same stream and clock): "
+        + ", ".join(
+            f"{s['flush_ms'] / 1000:g} s -> {s['floor_requests_per_event']:.3f} (K~{s['mean_records_per_call']})"
+            for s in report["floor_sweep"]
+        ),
+    ]
     if report["profiles"]:
         core, put = report["profiles"].get("core"), report["profiles"].get("put")
         if core:
-            lines += ["", f"Core per-record path (decode + item + reduce, in-process): {core['core_us_per_event']} µs/event. "
-                          "Hot spots (tottime):"]
+            lines += [
+                "",
+                f"Core per-record path (decode + item + reduce, in-process): {core['core_us_per_event']} µs/event. "
+                "Hot spots (tottime):",
+            ]
             lines += [f"- {h['function']}: {h['tottime_s']} s, {h['calls']:,} calls" for h in core["hot_spots"][:8]]
         if put:
-            lines += ["", f"Client side of one conditional PutItem (botocore, validation off): "
-                          f"{put['client_cpu_us_per_put']} µs CPU, {put['wall_ms_per_put']} ms wall against moto "
-                          f"(sequential, one thread). "
-                          "Hot spots (tottime):"]
+            lines += [
+                "",
+                f"Client side of one conditional PutItem (botocore, validation off): "
+                f"{put['client_cpu_us_per_put']} µs CPU, {put['wall_ms_per_put']} ms wall against moto "
+                f"(sequential, one thread). "
+                "Hot spots (tottime):",
+            ]
             lines += [f"- {h['function']}: {h['tottime_s']} s, {h['calls']:,} calls" for h in put["hot_spots"][:8]]
     code = report.get("code") or {}
-    lines += ["", f"Code: commit {code.get('commit')}"
-              + (f" with local changes in {', '.join(code['modified'])}" if code.get("modified") else "") + ".",
-              f"Machine: {report['machine']['cpus']} CPUs, Python {report['machine']['python']}, load average "
-                  f"{report['machine']['load_avg_1m_at_end']:.1f} at the end (other work shares the cores: wall figures "
-                  f"are moto-bound and load-dependent).",
-              f"Command: `{report['command']}`"]
+    lines += [
+        "",
+        f"Code: commit {code.get('commit')}"
+        + (f" with local changes in {', '.join(code['modified'])}" if code.get("modified") else "")
+        + ".",
+        f"Machine: {report['machine']['cpus']} CPUs, Python {report['machine']['python']}, load average "
+        f"{report['machine']['load_avg_1m_at_end']:.1f} at the end (other work shares the cores: wall figures "
+        f"are moto-bound and load-dependent).",
+        f"Command: `{report['command']}`",
+    ]
     return "\n".join(lines)
 
 
@@ -193,20 +250,29 @@ def write_png(report: dict[str, Any], path: Path) -> Path:
 
     results = report["results"]
     names = list(results)
-    labels = [{"ours": "ecs-state", "lambda": "Lambda\nsequential",
-               "lambda-8": f"Lambda\n{report['config']['workers']} workers"}[n] for n in names]
+    labels = [
+        {
+            "ours": "ecs-state",
+            "lambda": "Lambda\nsequential",
+            "lambda-8": f"Lambda\n{report['config']['workers']} workers",
+        }[n]
+        for n in names
+    ]
     floor = report["floor"]["requests_per_event"]
     panels = [
-        Panel("DynamoDB requests / event", [results[n]["requests_per_event"] for n in names], "{:.3f}",
-              [("floor", floor)]),
+        Panel(
+            "DynamoDB requests / event", [results[n]["requests_per_event"] for n in names], "{:.3f}", [("floor", floor)]
+        ),
         Panel("CPU µs / event", [results[n]["cpu_us_per_event"] for n in names], "{:,.0f}"),
         Panel("events / s (wall, moto-bound)", [results[n]["events_per_s"] for n in names], "{:,.0f}"),
         Panel("ARNs left stale", [float(results[n]["tables"]["stale"]) for n in names], "{:.0f}"),
     ]
     s, c = report["stream"], report["config"]
-    footer = [f"{s['events']:,} events, {s['distinct_arns']:,} ARNs, {s['duplicates']:,} duplicates, "
-              f"{s['poison']} poison, reorder window {c['reorder_window']}",
-              f"{c['shards']} shards, flush window {c['flush_ms']} ms at {s['arrival_rate_per_s']} events/s: "
-              f"K = {report['floor']['records_per_call']['mean']} records per call",
-              f"command: {report['command']}"[:140]]
+    footer = [
+        f"{s['events']:,} events, {s['distinct_arns']:,} ARNs, {s['duplicates']:,} duplicates, "
+        f"{s['poison']} poison, reorder window {c['reorder_window']}",
+        f"{c['shards']} shards, flush window {c['flush_ms']} ms at {s['arrival_rate_per_s']} events/s: "
+        f"K = {report['floor']['records_per_call']['mean']} records per call",
+        f"command: {report['command']}"[:140],
+    ]
     return write_chart(path, f"ecs-state vs the per-event Lambda, {s['events']:,} events", labels, panels, footer)

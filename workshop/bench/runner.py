@@ -38,16 +38,23 @@ from workshop.bench.volume import VolumeConfig
 from workshop.local.paths import project_dir
 
 
-def run_bench(cfg: BenchConfig, out_dir: Path, name: str = "results", endpoint: str | None = None,
-              profile: bool = False, command: str = "", chart: bool = True,
-              progress: Callable[[str], Any] | None = None) -> dict[str, Any]:
+def run_bench(
+    cfg: BenchConfig,
+    out_dir: Path,
+    name: str = "results",
+    endpoint: str | None = None,
+    profile: bool = False,
+    command: str = "",
+    chart: bool = True,
+    progress: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
     """Run the contenders of ``cfg`` on one stream; writes ``<name>.json`` (and ``<name>.png``) in ``out_dir``."""
     from workshop.local.stack import aws_client, start_moto
 
     say: Callable[[str], Any] = progress or (lambda text: None)
-    code = code_version()   # before running: the code the processes load
+    code = code_version()  # before running: the code the processes load
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"ecs-state-bench-{name}-"))   # logs of moto, processors, Lambda
+    work = Path(tempfile.mkdtemp(prefix=f"ecs-state-bench-{name}-"))  # logs of moto, processors, Lambda
     say(f"logs in {work}")
     server = None
     if endpoint is None:
@@ -71,11 +78,14 @@ def run_bench(cfg: BenchConfig, out_dir: Path, name: str = "results", endpoint: 
                 raise ValueError(f"unknown contender {contender!r}; choose from {', '.join(CONTENDERS)}")
             result["tables"] = check_tables(client, settings, stream.truth, dead_letters=contender == "ours")
             result["label"] = cfg.label(contender)
-            result["x_floor"] = (result["requests_per_event"] / floor["requests_per_event"]
-                                 if floor["requests_per_event"] else None)
+            result["x_floor"] = (
+                result["requests_per_event"] / floor["requests_per_event"] if floor["requests_per_event"] else None
+            )
             results[contender] = result
-            say(f"  {result['requests_per_event']:.3f} requests/event, {result['cpu_us_per_event']:.0f} µs CPU/event, "
-                f"{result['events_per_s']:.0f} events/s, {result['tables']['stale']} stale ARNs")
+            say(
+                f"  {result['requests_per_event']:.3f} requests/event, {result['cpu_us_per_event']:.0f} µs CPU/event, "
+                f"{result['events_per_s']:.0f} events/s, {result['tables']['stale']} stale ARNs"
+            )
         profiles: dict[str, Any] = {}
         if profile:
             from workshop.bench.profiling import profile_core, profile_put
@@ -94,16 +104,27 @@ def run_bench(cfg: BenchConfig, out_dir: Path, name: str = "results", endpoint: 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = BenchConfig()
     v = VolumeConfig()
-    p.add_argument("--events", type=int, default=None,
-                   help=f"records in the stream (default {d.events}; --profile-volume: {v.bench.events})")
+    p.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help=f"records in the stream (default {d.events}; --profile-volume: {v.bench.events})",
+    )
     p.add_argument("--shards", type=int, default=None, help=f"default {d.shards} (--profile-volume: {v.bench.shards})")
     p.add_argument("--flush-ms", type=int, default=d.flush_ms, help="flush window in ms of the arrival clock")
-    p.add_argument("--rate", type=float, default=d.rate,
-                   help="arrival rate in events/s (default 0: the simulated fleet's own clock)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=d.rate,
+        help="arrival rate in events/s (default 0: the simulated fleet's own clock)",
+    )
     p.add_argument("--workers", type=int, default=d.workers, help="threads of the concurrent Lambda contender")
-    p.add_argument("--clusters", type=int, default=None, help=f"default {d.clusters} (--profile-volume: {v.bench.clusters})")
-    p.add_argument("--instances", type=int, default=None,
-                   help=f"default {d.instances} (--profile-volume: {v.bench.instances})")
+    p.add_argument(
+        "--clusters", type=int, default=None, help=f"default {d.clusters} (--profile-volume: {v.bench.clusters})"
+    )
+    p.add_argument(
+        "--instances", type=int, default=None, help=f"default {d.instances} (--profile-volume: {v.bench.instances})"
+    )
     p.add_argument("--tasks", type=int, default=None, help=f"default {d.tasks} (--profile-volume: {v.bench.tasks})")
     p.add_argument("--duplicate-rate", type=float, default=d.duplicate_rate)
     p.add_argument("--reorder-window", type=int, default=d.reorder_window)
@@ -111,50 +132,93 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ignored-rate", type=float, default=d.ignored_rate)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--contenders", default=",".join(d.contenders), help=f"comma list of {', '.join(CONTENDERS)}")
-    p.add_argument("--lambda-full-get", action="store_true",
-                   help="the Lambda fetches the whole item (default: only `version`, cheaper for the Lambda)")
+    p.add_argument(
+        "--lambda-full-get",
+        action="store_true",
+        help="the Lambda fetches the whole item (default: only `version`, cheaper for the Lambda)",
+    )
     p.add_argument("--out", default=str(project_dir() / "bench"), help="output directory (default: bench/)")
     p.add_argument("--name", default="results", help="file name stem of the JSON and PNG (default: results)")
     p.add_argument("--profile", action="store_true", help="also profile the core per-record path and a put")
     p.add_argument("--no-chart", action="store_true")
     g = p.add_argument_group("high-volume profile (issue 11)")
-    g.add_argument("--profile-volume", action="store_true",
-                   help="the high-volume profile: large fleet, 10,000-record batches in real time, default processor "
-                        "settings, moto with keep-alive, a replay pass, the Lambda on a prefix (bench/volume.*, docs/benchmarks.md)")
+    g.add_argument(
+        "--profile-volume",
+        action="store_true",
+        help="the high-volume profile: large fleet, 10,000-record batches in real time, default processor "
+        "settings, moto with keep-alive, a replay pass, the Lambda on a prefix (bench/volume.*, docs/benchmarks.md)",
+    )
     g.add_argument("--batch", type=int, default=v.batch, help=f"records per processRecords call (default {v.batch})")
     g.add_argument("--poll-ms", type=int, default=v.poll_ms, help=f"pause between calls (default {v.poll_ms})")
-    g.add_argument("--lambda-events", type=int, default=v.lambda_events,
-                   help=f"records the per-event Lambda is measured on (default {v.lambda_events}; 0: none)")
+    g.add_argument(
+        "--lambda-events",
+        type=int,
+        default=v.lambda_events,
+        help=f"records the per-event Lambda is measured on (default {v.lambda_events}; 0: none)",
+    )
     g.add_argument("--no-replay", action="store_true", help="skip the replay pass")
-    g.add_argument("--steady-rate", type=int, default=v.steady_rate,
-                   help=f"records/s per shard of the steady (freshness) pass (default {v.steady_rate}; 0: none)")
-    g.add_argument("--steady-seconds", type=int, default=v.steady_s,
-                   help=f"how long the steady pass delivers (default {v.steady_s})")
-    g.add_argument("--render-only", action="store_true",
-                   help="re-render bench/NAME.md, .png and the docs/benchmarks.md section from the saved bench/NAME.json")
+    g.add_argument(
+        "--steady-rate",
+        type=int,
+        default=v.steady_rate,
+        help=f"records/s per shard of the steady (freshness) pass (default {v.steady_rate}; 0: none)",
+    )
+    g.add_argument(
+        "--steady-seconds",
+        type=int,
+        default=v.steady_s,
+        help=f"how long the steady pass delivers (default {v.steady_s})",
+    )
+    g.add_argument(
+        "--render-only",
+        action="store_true",
+        help="re-render bench/NAME.md, .png and the docs/benchmarks.md section from the saved bench/NAME.json",
+    )
 
 
 def _given(args: argparse.Namespace, defaults: BenchConfig) -> dict[str, int]:
     """The fleet and size options: as given, else the profile's defaults."""
-    return {name: getattr(defaults, name) if getattr(args, name) is None else getattr(args, name)
-            for name in ("events", "shards", "clusters", "instances", "tasks")}
+    return {
+        name: getattr(defaults, name) if getattr(args, name) is None else getattr(args, name)
+        for name in ("events", "shards", "clusters", "instances", "tasks")
+    }
 
 
 def volume_config_from_args(args: argparse.Namespace) -> VolumeConfig:
     d = VolumeConfig()
     if args.batch < 1 or min(args.poll_ms, args.lambda_events, args.steady_rate, args.steady_seconds) < 0:
         raise ValueError("--batch must be >= 1, --poll-ms, --lambda-events, --steady-rate and --steady-seconds >= 0")
-    bench = dataclasses.replace(d.bench, **_given(args, d.bench), seed=args.seed, duplicate_rate=args.duplicate_rate,
-                                reorder_window=args.reorder_window, poison_rate=args.poison_rate,
-                                ignored_rate=args.ignored_rate)
+    bench = dataclasses.replace(
+        d.bench,
+        **_given(args, d.bench),
+        seed=args.seed,
+        duplicate_rate=args.duplicate_rate,
+        reorder_window=args.reorder_window,
+        poison_rate=args.poison_rate,
+        ignored_rate=args.ignored_rate,
+    )
     if bench.events < 1 or bench.shards < 1:
         raise ValueError("--events and --shards must be >= 1")
-    return VolumeConfig(bench=bench, batch=args.batch, poll_ms=args.poll_ms, lambda_events=args.lambda_events,
-                        replay=not args.no_replay, steady_rate=args.steady_rate, steady_s=args.steady_seconds)
+    return VolumeConfig(
+        bench=bench,
+        batch=args.batch,
+        poll_ms=args.poll_ms,
+        lambda_events=args.lambda_events,
+        replay=not args.no_replay,
+        steady_rate=args.steady_rate,
+        steady_s=args.steady_seconds,
+    )
 
 
-def run_volume_profile(vcfg: VolumeConfig, out_dir: Path, name: str, command: str, chart: bool, doc: Path | None,
-                       progress: Callable[[str], Any]) -> str:
+def run_volume_profile(
+    vcfg: VolumeConfig,
+    out_dir: Path,
+    name: str,
+    command: str,
+    chart: bool,
+    doc: Path | None,
+    progress: Callable[[str], Any],
+) -> str:
     """The high-volume profile (:mod:`workshop.bench.volume`): runs it, writes ``<name>.json/.md/.png`` in
     ``out_dir`` and the generated section of ``doc`` (docs/benchmarks.md); returns the markdown."""
     from workshop.bench.volume import run_volume
@@ -176,7 +240,16 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise ValueError(f"--contenders: unknown {unknown}; choose from {', '.join(CONTENDERS)}")
     if sizes["events"] < 1 or sizes["shards"] < 1 or args.flush_ms < 1 or args.workers < 1:
         raise ValueError("--events, --shards, --flush-ms and --workers must be >= 1")
-    return BenchConfig(**sizes, flush_ms=args.flush_ms, rate=args.rate, workers=args.workers,
-                       duplicate_rate=args.duplicate_rate, reorder_window=args.reorder_window,
-                       poison_rate=args.poison_rate, ignored_rate=args.ignored_rate, seed=args.seed,
-                       contenders=contenders, lambda_full_get=args.lambda_full_get)
+    return BenchConfig(
+        **sizes,
+        flush_ms=args.flush_ms,
+        rate=args.rate,
+        workers=args.workers,
+        duplicate_rate=args.duplicate_rate,
+        reorder_window=args.reorder_window,
+        poison_rate=args.poison_rate,
+        ignored_rate=args.ignored_rate,
+        seed=args.seed,
+        contenders=contenders,
+        lambda_full_get=args.lambda_full_get,
+    )

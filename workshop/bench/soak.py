@@ -43,8 +43,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SOAK = BenchConfig(events=149_170, shards=1, clusters=10, instances=750, tasks=12_400, contenders=("ours",))
 
 
-def run_soak(bench: BenchConfig, batch: int, poll_ms: int, interval_ms: int, runs: dict[str, dict[str, str]],
-             work: Path, say: Any, done: Any = None) -> dict[str, dict[str, Any]]:
+def run_soak(
+    bench: BenchConfig,
+    batch: int,
+    poll_ms: int,
+    interval_ms: int,
+    runs: dict[str, dict[str, str]],
+    work: Path,
+    say: Any,
+    done: Any = None,
+) -> dict[str, dict[str, Any]]:
     """Every run of ``runs`` on one stream and one moto server; ``done(label, result)`` after each (to save it)."""
     from workshop.bench import moto_keepalive
     from workshop.bench.emulator import check_tables, fresh_tables
@@ -58,8 +66,15 @@ def run_soak(bench: BenchConfig, batch: int, poll_ms: int, interval_ms: int, run
         say(f"generating {bench.events:,} records (fleet {bench.tasks} tasks, {bench.instances} instances) ...")
         stream = build_stream(bench)
         arns = {(r.kind, r.arn) for r in stream.records if r.kind in ("task", "instance")}
-        vcfg = VolumeConfig(bench=bench, batch=batch, poll_ms=poll_ms, replay=False, steady_rate=0,
-                            lambda_events=0, flush_interval_ms=interval_ms)
+        vcfg = VolumeConfig(
+            bench=bench,
+            batch=batch,
+            poll_ms=poll_ms,
+            replay=False,
+            steady_rate=0,
+            lambda_events=0,
+            flush_interval_ms=interval_ms,
+        )
         results: dict[str, dict[str, Any]] = {}
         for label, env in runs.items():
             settings = fresh_tables(client, f"soak{len(results)}", f"{int(time.time()) % 100000}")
@@ -80,8 +95,10 @@ def run_soak(bench: BenchConfig, batch: int, poll_ms: int, interval_ms: int, run
             results[label] = result
             if done:
                 done(label, result)
-            say(f"  peak RSS {result['peak_rss_mb']} MB; flushes {result['flush_reasons']}; "
-                f"writes {result['flush_log'].get('writes')}")
+            say(
+                f"  peak RSS {result['peak_rss_mb']} MB; flushes {result['flush_reasons']}; "
+                f"writes {result['flush_log'].get('writes')}"
+            )
         return results
     finally:
         server.stop()
@@ -99,15 +116,22 @@ def _flush_lines(path: Path) -> list[dict[str, Any]]:
 def render(runs: dict[str, Any]) -> str:
     lines = ["### Memory soak: one shard process, a long stream of a large fleet", ""]
     first = next(iter(runs.values()))
-    lines.append(f"{first['events']:,} events, {first['distinct_arns']:,} distinct ARNs, mean record "
-                 f"{first['mean_record_bytes']:,} bytes, one shard, flush interval {first['flush_interval_ms']:,} ms "
-                 f"(only the pending limits flush); peak RSS = `VmHWM` of the processor process. "
-                 f"Writes = the flushes' conditional PutItems (each flush writes every ARN it holds once, so fewer, "
-                 f"larger windows write less); the ratio is against the first row. "
-                 f"Command: `python -m workshop.bench.soak`.")
-    lines += ["", ("| run | settings | calls of | peak RSS MB | flushes (reasons) | largest flush: records / ARNs | "
-                   "writes | writes vs first row | WU eq. | CPU µs/event | wall s |"),
-              "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines.append(
+        f"{first['events']:,} events, {first['distinct_arns']:,} distinct ARNs, mean record "
+        f"{first['mean_record_bytes']:,} bytes, one shard, flush interval {first['flush_interval_ms']:,} ms "
+        f"(only the pending limits flush); peak RSS = `VmHWM` of the processor process. "
+        f"Writes = the flushes' conditional PutItems (each flush writes every ARN it holds once, so fewer, "
+        f"larger windows write less); the ratio is against the first row. "
+        f"Command: `python -m workshop.bench.soak`."
+    )
+    lines += [
+        "",
+        (
+            "| run | settings | calls of | peak RSS MB | flushes (reasons) | largest flush: records / ARNs | "
+            "writes | writes vs first row | WU eq. | CPU µs/event | wall s |"
+        ),
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
     floor = first["flush_log"].get("writes", 0)
     for label, r in runs.items():
         big = max(r["flush_lines"], key=lambda f: f["records"] or 0) if r["flush_lines"] else {}
@@ -118,7 +142,8 @@ def render(runs: dict[str, Any]) -> str:
             f"**{r['peak_rss_mb']}** | {r['flushes']} ({reasons}) | "
             f"{big.get('records', 0):,} / {big.get('distinct_arns', 0):,} | {writes:,} | "
             f"{writes / floor if floor else 0:.3f} | {r['capacity'].get('write_unit_equivalents', 0):,.0f} | "
-            f"{r['cpu_us_per_event'] or 0:.0f} | {r['wall_s']:.0f} |")
+            f"{r['cpu_us_per_event'] or 0:.0f} | {r['wall_s']:.0f} |"
+        )
     lines += ["", f"Code: commit {first.get('commit', '?')}; {os.cpu_count()} CPUs, {platform.python_version()}."]
     return "\n".join(lines) + "\n"
 
@@ -131,8 +156,12 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--poll-ms", type=int, default=250)
     parser.add_argument("--flush-interval-ms", type=int, default=60_000)
-    parser.add_argument("--run", action="append", default=[],
-                        help='"LABEL KEY=VALUE ..." (ECS_STATE_KEY for the processor); default: one run "default"')
+    parser.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        help='"LABEL KEY=VALUE ..." (ECS_STATE_KEY for the processor); default: one run "default"',
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench")
     args = parser.parse_args()
     runs: dict[str, dict[str, str]] = {}
@@ -141,19 +170,22 @@ def main() -> int:
         runs[label] = {f"ECS_STATE_{k.upper()}": v for k, v in (pair.split("=", 1) for pair in pairs)}
     bench = replace(SOAK, events=args.events, tasks=args.tasks, instances=args.instances)
     work = Path(tempfile.mkdtemp(prefix="soak-"))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                            check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
     saved = args.out / "soak.json"
 
     def save(label: str, result: dict[str, Any]) -> None:
         everything = json.loads(saved.read_text()) if saved.exists() else {}
-        everything[label] = {**result, "commit": commit, "defaults": {"max_pending_arns": MAX_PENDING_ARNS,
-                                                                      "max_pending_bytes": MAX_PENDING_BYTES}}
+        everything[label] = {
+            **result,
+            "commit": commit,
+            "defaults": {"max_pending_arns": MAX_PENDING_ARNS, "max_pending_bytes": MAX_PENDING_BYTES},
+        }
         saved.write_text(json.dumps(everything, indent=1) + "\n")
         (args.out / "soak.md").write_text(render(everything))
 
-    run_soak(bench, args.batch, args.poll_ms, args.flush_interval_ms, runs, work, lambda s: print(s, flush=True),
-             save)
+    run_soak(bench, args.batch, args.poll_ms, args.flush_interval_ms, runs, work, lambda s: print(s, flush=True), save)
     everything = json.loads(saved.read_text())
     print(f"logs in {work}")
     print(render(everything))

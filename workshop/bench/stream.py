@@ -30,8 +30,11 @@ from processor.loadgen.fleet import Options, Record, generate
 from processor.loadgen.ground_truth import GroundTruth
 
 CONTENDERS = ("ours", "lambda", "lambda-8")
-LABELS = {"ours": "ecs-state (MultiLang, {shards} shards)", "lambda": "Lambda get+put, sequential",
-          "lambda-8": "Lambda get+put, {workers} workers"}
+LABELS = {
+    "ours": "ecs-state (MultiLang, {shards} shards)",
+    "lambda": "Lambda get+put, sequential",
+    "lambda-8": "Lambda get+put, {workers} workers",
+}
 STATE_KINDS = ("task", "instance")
 _TIME = re.compile(rb'"time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"')
 
@@ -41,9 +44,9 @@ class BenchConfig:
     events: int = 50_000
     shards: int = 4
     flush_ms: int = 5000
-    rate: float = 0.0            # events/s on the whole stream; 0 = the simulated fleet's own clock
-    workers: int = 8             # threads of the concurrent Lambda contender
-    clusters: int = 2            # fleet: the producer's defaults
+    rate: float = 0.0  # events/s on the whole stream; 0 = the simulated fleet's own clock
+    workers: int = 8  # threads of the concurrent Lambda contender
+    clusters: int = 2  # fleet: the producer's defaults
     instances: int = 4
     tasks: int = 20
     duplicate_rate: float = 0.05
@@ -52,12 +55,19 @@ class BenchConfig:
     ignored_rate: float = 0.01
     seed: int = 1
     contenders: tuple[str, ...] = CONTENDERS
-    lambda_full_get: bool = False   # fetch the whole item (as the documented Lambda) instead of only `version`
+    lambda_full_get: bool = False  # fetch the whole item (as the documented Lambda) instead of only `version`
 
     def options(self) -> Options:
-        return Options(clusters=self.clusters, instances=self.instances, tasks=self.tasks,
-                       duplicate_rate=self.duplicate_rate, reorder_window=self.reorder_window,
-                       poison_rate=self.poison_rate, ignored_rate=self.ignored_rate, seed=self.seed)
+        return Options(
+            clusters=self.clusters,
+            instances=self.instances,
+            tasks=self.tasks,
+            duplicate_rate=self.duplicate_rate,
+            reorder_window=self.reorder_window,
+            poison_rate=self.poison_rate,
+            ignored_rate=self.ignored_rate,
+            seed=self.seed,
+        )
 
     def label(self, contender: str) -> str:
         return LABELS[contender].format(shards=self.shards, workers=self.workers)
@@ -106,8 +116,9 @@ def flush_windows(indices: Sequence[int], arrivals: Sequence[float], flush_s: fl
     return out
 
 
-def distinct_per_window(records: Sequence[Record], shard_indices: Sequence[Sequence[int]],
-                        windows: Sequence[Sequence[tuple[int, int]]]) -> int:
+def distinct_per_window(
+    records: Sequence[Record], shard_indices: Sequence[Sequence[int]], windows: Sequence[Sequence[tuple[int, int]]]
+) -> int:
     """Sum over every shard's flush windows of the distinct (kind, ARN) state events in the window."""
     total = 0
     for indices, cuts in zip(shard_indices, windows):
@@ -152,21 +163,34 @@ def floor_figures(stream: Stream) -> dict[str, Any]:
     distinct = distinct_per_window(stream.records, stream.shard_indices, stream.windows)
     poison = sum(r.kind == "poison" for r in stream.records)
     sizes = [b - a for cuts in stream.windows for a, b in cuts]
-    return {"distinct_arns_per_window_sum": distinct, "requests_per_event": distinct / n if n else 0.0,
-            "poison_records": poison, "with_dead_letters_per_event": (distinct + poison) / n if n else 0.0,
-            "windows": len(sizes), "records_per_call": {
-                "mean": round(statistics.mean(sizes), 1) if sizes else 0, "median": statistics.median(sizes) if sizes
-                else 0, "max": max(sizes, default=0)}}
+    return {
+        "distinct_arns_per_window_sum": distinct,
+        "requests_per_event": distinct / n if n else 0.0,
+        "poison_records": poison,
+        "with_dead_letters_per_event": (distinct + poison) / n if n else 0.0,
+        "windows": len(sizes),
+        "records_per_call": {
+            "mean": round(statistics.mean(sizes), 1) if sizes else 0,
+            "median": statistics.median(sizes) if sizes else 0,
+            "max": max(sizes, default=0),
+        },
+    }
 
 
-def floor_sweep(stream: Stream, flush_ms_values: Iterable[int] = (1000, 2000, 5000, 10_000, 30_000, 60_000)
-                ) -> list[dict[str, Any]]:
+def floor_sweep(
+    stream: Stream, flush_ms_values: Iterable[int] = (1000, 2000, 5000, 10_000, 30_000, 60_000)
+) -> list[dict[str, Any]]:
     """The floor for other flush intervals (same stream and arrival clock); pure, cheap."""
     n = len(stream.records)
     out = []
     for ms in flush_ms_values:
         windows = [flush_windows(ix, stream.arrivals, ms / 1000) for ix in stream.shard_indices]
         distinct = distinct_per_window(stream.records, stream.shard_indices, windows)
-        out.append({"flush_ms": ms, "floor_requests_per_event": round(distinct / n, 4) if n else 0.0,
-                    "mean_records_per_call": round(n / max(1, sum(len(w) for w in windows)), 1)})
+        out.append(
+            {
+                "flush_ms": ms,
+                "floor_requests_per_event": round(distinct / n, 4) if n else 0.0,
+                "mean_records_per_call": round(n / max(1, sum(len(w) for w in windows)), 1),
+            }
+        )
     return out

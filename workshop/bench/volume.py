@@ -41,22 +41,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from processor.config import Settings
+from processor.shard.flush_report import flush_reports
+from processor.shard.freshness import percentile
 from workshop.bench.cpu import proc_cpu
 from workshop.bench.emulator import child_env
 from workshop.bench.ours import parse_processor_log
 from workshop.bench.stream import BenchConfig, Stream
-from processor.config import Settings
 from workshop.errors import BenchError
-from processor.shard.flush_report import flush_reports
-from processor.shard.freshness import percentile
 
 
 @dataclass(frozen=True)
 class VolumeConfig:
     """The volume profile: the stream (``bench``) and how it is delivered."""
 
-    bench: BenchConfig = field(default_factory=lambda: BenchConfig(
-        events=100_000, shards=2, clusters=10, instances=300, tasks=5000, contenders=("ours", "lambda")))
+    bench: BenchConfig = field(
+        default_factory=lambda: BenchConfig(
+            events=100_000, shards=2, clusters=10, instances=300, tasks=5000, contenders=("ours", "lambda")
+        )
+    )
     batch: int = 10_000
     poll_ms: int = 250
     lambda_events: int = 20_000
@@ -82,8 +85,11 @@ def _pct(values: list[float]) -> dict[str, float | None]:
     ordered = sorted(values)
     if not ordered:
         return {"p50": None, "p99": None, "max": None}
-    return {"p50": round(percentile(ordered, 0.5), 1), "p99": round(percentile(ordered, 0.99), 1),
-            "max": round(ordered[-1], 1)}
+    return {
+        "p50": round(percentile(ordered, 0.5), 1),
+        "p99": round(percentile(ordered, 0.99), 1),
+        "max": round(ordered[-1], 1),
+    }
 
 
 def rss_mb(pid: int) -> tuple[float, float] | None:
@@ -99,9 +105,18 @@ def rss_mb(pid: int) -> tuple[float, float] | None:
     return (found["VmRSS"], found["VmHWM"]) if len(found) == 2 else None
 
 
-def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: str, work: Path, name: str,
-             arrivals_ms: list[int] | None = None, rate: float = 0, extra_env: dict[str, str] | None = None,
-             trace_rss: bool = False) -> dict[str, Any]:
+def run_pass(
+    stream: Stream,
+    vcfg: VolumeConfig,
+    settings: Settings,
+    endpoint: str,
+    work: Path,
+    name: str,
+    arrivals_ms: list[int] | None = None,
+    rate: float = 0,
+    extra_env: dict[str, str] | None = None,
+    trace_rss: bool = False,
+) -> dict[str, Any]:
     """One pass of every shard's records through one processor per shard; returns the pass's figures and, in
     ``arrival_ms``, each record's arrival timestamp (for a replay to reuse). ``rate`` > 0: each shard's records
     arrive at that many per second (record k at start + k / rate, its arrival timestamp), and every call hands
@@ -110,11 +125,18 @@ def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: s
     result's ``rss_after_call_mb`` lists (call, VmRSS, VmHWM) of each processor after each non-empty call."""
     from workshop.testing.multilang_driver import Checkpoint, KinesisRecord, ProcessorProcess
 
-    env = child_env(endpoint, {"ECS_STATE_TASK_TABLE": settings.task_table,
-                               "ECS_STATE_INSTANCE_TABLE": settings.instance_table,
-                               "ECS_STATE_DEAD_LETTER_TABLE": settings.dead_letter_table,
-                               "ECS_STATE_FLUSH_INTERVAL_MILLIS": str(vcfg.flush_interval_ms),
-                               "ECS_STATE_LOG_LEVEL": "INFO", "ECS_STATE_METRICS": "none", **(extra_env or {})})
+    env = child_env(
+        endpoint,
+        {
+            "ECS_STATE_TASK_TABLE": settings.task_table,
+            "ECS_STATE_INSTANCE_TABLE": settings.instance_table,
+            "ECS_STATE_DEAD_LETTER_TABLE": settings.dead_letter_table,
+            "ECS_STATE_FLUSH_INTERVAL_MILLIS": str(vcfg.flush_interval_ms),
+            "ECS_STATE_LOG_LEVEL": "INFO",
+            "ECS_STATE_METRICS": "none",
+            **(extra_env or {}),
+        },
+    )
     n = len(stream.records)
     arrival = list(arrivals_ms) if arrivals_ms else [0] * n
     shards = len(stream.shard_indices)
@@ -147,8 +169,12 @@ def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: s
                 chunk = indices[a:b]
                 for k, i in enumerate(chunk):
                     arrival[i] = arrival[i] or (int(t0 + (a + k) * 1000 / rate) if rate else now)
-                records = [KinesisRecord(stream.records[i].data, stream.records[i].partition_key, f"{a + k + 1:056d}",
-                                         0, arrival[i]) for k, i in enumerate(chunk)]
+                records = [
+                    KinesisRecord(
+                        stream.records[i].data, stream.records[i].partition_key, f"{a + k + 1:056d}", 0, arrival[i]
+                    )
+                    for k, i in enumerate(chunk)
+                ]
                 process.process_records(records, millis_behind_latest=max(0, now - arrival[chunk[-1]]) if chunk else 0)
                 calls[s] += 1
                 a = b
@@ -203,19 +229,29 @@ def run_pass(stream: Stream, vcfg: VolumeConfig, settings: Settings, endpoint: s
     if ages:
         ordered = sorted(ages)
         p50, p99 = round(percentile(ordered, 0.5), 1), round(percentile(ordered, 0.99), 1)
-    return {"events": n, "processes": shards, "calls": sum(calls), "wall_s": round(wall, 2),
-            "cpu_s": round(net, 3) if net is not None else None,
-            "cpu_us_per_event": net / n * 1e6 if net is not None else None,
-            "peak_rss_mb": max((r for r in rss if r is not None), default=None), "peak_rss_mb_per_process": rss,
-            "flush_log": sums, "flushes": len(reports),
-            "flush_ms": _pct([r.flush_ms for r in reports]),
-            "flush_reasons": {r: sum(1 for x in reports if x.reason == r) for r in {x.reason for x in reports}},
-            "records_per_flush": _pct([float(r.records) for r in reports]),
-            "freshness_ms": {"p50": p50, "p99": p99, "records": len(ages), "not_checkpointed": uncovered},
-            "freshness_in_flush_lines": any(r.freshness_p99_ms is not None for r in reports),
-            "requests": sums.get("requests", 0), "requests_per_event": sums.get("requests", 0) / n,
-            "floor_requests": floor, "x_floor": sums.get("requests", 0) / floor if floor else None,
-            "arrival_ms": arrival, **({"rss_after_call_mb": traces} if trace_rss else {})}
+    return {
+        "events": n,
+        "processes": shards,
+        "calls": sum(calls),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(net, 3) if net is not None else None,
+        "cpu_us_per_event": net / n * 1e6 if net is not None else None,
+        "peak_rss_mb": max((r for r in rss if r is not None), default=None),
+        "peak_rss_mb_per_process": rss,
+        "flush_log": sums,
+        "flushes": len(reports),
+        "flush_ms": _pct([r.flush_ms for r in reports]),
+        "flush_reasons": {r: sum(1 for x in reports if x.reason == r) for r in {x.reason for x in reports}},
+        "records_per_flush": _pct([float(r.records) for r in reports]),
+        "freshness_ms": {"p50": p50, "p99": p99, "records": len(ages), "not_checkpointed": uncovered},
+        "freshness_in_flush_lines": any(r.freshness_p99_ms is not None for r in reports),
+        "requests": sums.get("requests", 0),
+        "requests_per_event": sums.get("requests", 0) / n,
+        "floor_requests": floor,
+        "x_floor": sums.get("requests", 0) / floor if floor else None,
+        "arrival_ms": arrival,
+        **({"rss_after_call_mb": traces} if trace_rss else {}),
+    }
 
 
 def cpu_split(stream: Stream, sample: int = 20_000, batch: int = 10_000) -> dict[str, float]:
@@ -231,17 +267,35 @@ def cpu_split(stream: Stream, sample: int = 20_000, batch: int = 10_000) -> dict
     from processor.shard.record_processor import record_data
 
     records = stream.records[:sample]
-    lines = [json.dumps({"action": "processRecords", "millisBehindLatest": 0, "records": [
-        {"action": "record", "data": base64.b64encode(r.data).decode(), "partitionKey": r.partition_key,
-         "sequenceNumber": str(k), "subSequenceNumber": 0, "approximateArrivalTimestamp": 0}
-        for k, r in enumerate(records[a:a + batch])]}) for a in range(0, len(records), batch)]
+    lines = [
+        json.dumps(
+            {
+                "action": "processRecords",
+                "millisBehindLatest": 0,
+                "records": [
+                    {
+                        "action": "record",
+                        "data": base64.b64encode(r.data).decode(),
+                        "partitionKey": r.partition_key,
+                        "sequenceNumber": str(k),
+                        "subSequenceNumber": 0,
+                        "approximateArrivalTimestamp": 0,
+                    }
+                    for k, r in enumerate(records[a : a + batch])
+                ],
+            }
+        )
+        for a in range(0, len(records), batch)
+    ]
     t0 = time.process_time()
     for line in lines:
         for message in json.loads(line, object_hook=dispatch.message_decode).records:
             record_data(message)
     t1 = time.process_time()
-    entries = [(admit(r.data, Position("shardId-0", f"{k + 1:056d}"), r.partition_key, None, 0), k)
-               for k, r in enumerate(records)]
+    entries = [
+        (admit(r.data, Position("shardId-0", f"{k + 1:056d}"), r.partition_key, None, 0), k)
+        for k, r in enumerate(records)
+    ]
     t2 = time.process_time()
     reducer = Reducer()
     for entry, k in entries:
@@ -251,16 +305,21 @@ def cpu_split(stream: Stream, sample: int = 20_000, batch: int = 10_000) -> dict
             reducer.offer(entry, entry.position)
     t3 = time.process_time()
     per = 1e6 / max(1, len(records))
-    return {"protocol": round((t1 - t0) * per, 1), "decode": round((t2 - t1) * per, 1),
-            "reduce": round((t3 - t2) * per, 1), "sample": len(records)}
+    return {
+        "protocol": round((t1 - t0) * per, 1),
+        "decode": round((t2 - t1) * per, 1),
+        "reduce": round((t3 - t2) * per, 1),
+        "sample": len(records),
+    }
 
 
 def stored_versions(client: Any, settings: Settings) -> dict[tuple[str, str], int]:
     """Every stored (table, key) -> version of the two state tables (a scan)."""
     out: dict[tuple[str, str], int] = {}
     for table, key in ((settings.task_table, "taskArn"), (settings.instance_table, "containerInstanceArn")):
-        for page in client.get_paginator("scan").paginate(TableName=table, ProjectionExpression="#k, #v",
-                                                          ExpressionAttributeNames={"#k": key, "#v": "version"}):
+        for page in client.get_paginator("scan").paginate(
+            TableName=table, ProjectionExpression="#k, #v", ExpressionAttributeNames={"#k": key, "#v": "version"}
+        ):
             for item in page["Items"]:
                 out[(table, item[key]["S"])] = int(item["version"]["N"])
     return out
@@ -278,8 +337,10 @@ def run_volume(vcfg: VolumeConfig, work: Path, say: Any) -> tuple[Stream, dict[s
     try:
         endpoint = server.endpoint
         client = aws_client("dynamodb", endpoint)
-        say(f"generating {vcfg.bench.events:,} records (fleet {vcfg.bench.tasks} tasks, {vcfg.bench.instances} "
-            f"instances) ...")
+        say(
+            f"generating {vcfg.bench.events:,} records (fleet {vcfg.bench.tasks} tasks, {vcfg.bench.instances} "
+            f"instances) ..."
+        )
         stream = build_stream(vcfg.bench)
         run_id = f"{int(time.time()) % 100000}"
         settings = fresh_tables(client, "volume", run_id)
@@ -293,8 +354,10 @@ def run_volume(vcfg: VolumeConfig, work: Path, say: Any) -> tuple[Stream, dict[s
             raise BenchError(f"first pass left the tables wrong: {first['tables']}; logs in {work}")
         arrivals = first.pop("arrival_ms")
         results["first"] = first
-        say(f"  {first['cpu_us_per_event']:.0f} µs/event, {first['requests_per_event']:.3f} requests/event, "
-            f"peak RSS {first['peak_rss_mb']} MB, freshness p99 {first['freshness_ms']['p99']} ms")
+        say(
+            f"  {first['cpu_us_per_event']:.0f} µs/event, {first['requests_per_event']:.3f} requests/event, "
+            f"peak RSS {first['peak_rss_mb']} MB, freshness p99 {first['freshness_ms']['p99']} ms"
+        )
         if vcfg.replay:
             say("replay: new processors from TRIM_HORIZON into the same tables ...")
             before = stored_versions(client, settings)
@@ -304,8 +367,9 @@ def run_volume(vcfg: VolumeConfig, work: Path, say: Any) -> tuple[Stream, dict[s
             replay.pop("arrival_ms")
             after = stored_versions(client, settings)
             replay["versions_changed"] = sum(1 for k, v in after.items() if before.get(k) != v)
-            replay["cost_ratio"] = (replay["capacity"]["write_unit_equivalents"]
-                                    / max(1e-9, first["capacity"]["write_unit_equivalents"]))
+            replay["cost_ratio"] = replay["capacity"]["write_unit_equivalents"] / max(
+                1e-9, first["capacity"]["write_unit_equivalents"]
+            )
             results["replay"] = replay
             say(f"  cost ratio {replay['cost_ratio']:.3f}, {replay['versions_changed']} versions changed")
         if vcfg.steady_rate and vcfg.steady_s:
@@ -322,8 +386,10 @@ def run_volume(vcfg: VolumeConfig, work: Path, say: Any) -> tuple[Stream, dict[s
             steady.pop("arrival_ms")
             steady["rate_per_shard"] = vcfg.steady_rate
             results["steady"] = steady
-            say(f"  freshness p50/p99 {steady['freshness_ms']['p50']} / {steady['freshness_ms']['p99']} ms, "
-                f"{steady['cpu_us_per_event']:.0f} µs/event")
+            say(
+                f"  freshness p50/p99 {steady['freshness_ms']['p50']} / {steady['freshness_ms']['p99']} ms, "
+                f"{steady['cpu_us_per_event']:.0f} µs/event"
+            )
         if vcfg.lambda_events:
             lam_cfg = dataclasses.replace(vcfg.bench, events=min(vcfg.lambda_events, vcfg.bench.events))
             say(f"per-event Lambda on the first {lam_cfg.events:,} records ...")

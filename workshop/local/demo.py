@@ -28,9 +28,9 @@ from typing import Any, Iterable
 
 from processor.config import load_settings
 from processor.loadgen.verify import verify
-from workshop.local.stack import LocalStack
 from processor.ops.setup_tables import ensure_tables
 from processor.shard.flush_report import flush_reports, total
+from workshop.local.stack import LocalStack
 
 STREAM = "ecs-events"
 APPLICATION = "ecs-state-demo"
@@ -67,23 +67,40 @@ def try_commands(env: dict[str, str], task: dict[str, Any], ec2_instance_id: str
     from processor.ops.questions import ecs_time, parse_time
 
     lines = ["# the local stack stays up until Ctrl-C; in another shell:"]
-    lines += [f"export {name}={shlex.quote(env[name])}" for name in
-              ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION",
-               "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ECS_STATE_PROPERTIES") if name in env]
+    lines += [
+        f"export {name}={shlex.quote(env[name])}"
+        for name in (
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            "AWS_ENDPOINT_URL_STS",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "ECS_STATE_PROPERTIES",
+        )
+        if name in env
+    ]
     lines.append(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH")
     cluster = str(task["clusterArn"])
     name = cluster.rsplit("/", 1)[-1]
     task_id = str(task["taskArn"]).rsplit("/", 1)[-1]
     stopped = parse_time(str(task["stoppedAt"]))
-    lines += ["# try:", f"ecs-state why {task_id} --cluster {name}",
-              (f"ecs-state stopped --cluster {name} --since {ecs_time(stopped - timedelta(hours=1))} "
-              f"--until {ecs_time(stopped + timedelta(minutes=10))}")]
+    lines += [
+        "# try:",
+        f"ecs-state why {task_id} --cluster {name}",
+        (
+            f"ecs-state stopped --cluster {name} --since {ecs_time(stopped - timedelta(hours=1))} "
+            f"--until {ecs_time(stopped + timedelta(minutes=10))}"
+        ),
+    ]
     group = str(task.get("group", ""))
     if group.startswith("service:"):
         service = group.split(":", 1)[1]
         lines.append(f"ecs-state tasks --cluster {name} --service {service} --status RUNNING")
-        lines.append(f"ecs-state stopped --cluster {name} --service {service} --since 7d --until "
-                     f"{ecs_time(stopped + timedelta(hours=12))} --output json")
+        lines.append(
+            f"ecs-state stopped --cluster {name} --service {service} --since 7d --until "
+            f"{ecs_time(stopped + timedelta(hours=12))} --output json"
+        )
     if ec2_instance_id:
         lines.append(f"ecs-state tasks --cluster {name} --instance {ec2_instance_id}")
     moment = task.get("startedAt") or task["stoppedAt"]
@@ -108,8 +125,9 @@ def _stopped_example(client: Any, settings: Any, truth: dict[str, Any]) -> tuple
             continue
         place = item.get("containerInstanceArn")
         if place and str(item.get("group", "")).startswith("service:"):
-            inst = client.get_item(TableName=settings.instance_table,
-                                   Key={"containerInstanceArn": {"S": place}}).get("Item")
+            inst = client.get_item(TableName=settings.instance_table, Key={"containerInstanceArn": {"S": place}}).get(
+                "Item"
+            )
             return item, (inst or {}).get("ec2InstanceId", {}).get("S")
         fallback = fallback or (item, None)
     return fallback
@@ -153,8 +171,17 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
             proc.wait()
 
 
-def run_demo(events: int, shards: int, workers: int, work_dir: Path, seed: int, deadline_s: float,
-             fmt: str, worker_command: str = "", keep: bool = False) -> int:
+def run_demo(
+    events: int,
+    shards: int,
+    workers: int,
+    work_dir: Path,
+    seed: int,
+    deadline_s: float,
+    fmt: str,
+    worker_command: str = "",
+    keep: bool = False,
+) -> int:
     bin_dir = Path(sys.executable).parent
     ecs_state = str(bin_dir / "ecs-state")
     worker = shlex.split(worker_command) or [ecs_state]
@@ -167,25 +194,60 @@ def run_demo(events: int, shards: int, workers: int, work_dir: Path, seed: int, 
         settings = load_settings(properties, env={})
         ensure_tables(settings, stack.client("dynamodb"))
         logs = [work_dir / f"worker-{i}.log" for i in range(workers)]
-        daemons = [subprocess.Popen([*worker, "run", "--properties", str(properties), "--log-level", "WARN",
-                                     "--daemon-log", str(log)], env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-                   for log in logs]
+        daemons = [
+            subprocess.Popen(
+                [*worker, "run", "--properties", str(properties), "--log-level", "WARN", "--daemon-log", str(log)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for log in logs
+        ]
         try:
             truth = work_dir / "truth.json"
             print(f"demo: {workers} KCL worker(s) on {shards} shard(s); producing {events} events", file=sys.stderr)
             started = time.monotonic()
             produced = subprocess.run(
-                [ecs_state, "produce", "--stream", STREAM, "--events", str(events), "--duplicate-rate", "0.05",
-                 "--reorder-window", "20", "--poison-rate", "0.002", "--ignored-rate", "0.01", "--format", fmt,
-                 "--seed", str(seed), "--truth", str(truth), "--clusters", "3", "--instances", "12",
-                 "--tasks", "150", "--step-ms", str(STEP_MS)], env=env)
+                [
+                    ecs_state,
+                    "produce",
+                    "--stream",
+                    STREAM,
+                    "--events",
+                    str(events),
+                    "--duplicate-rate",
+                    "0.05",
+                    "--reorder-window",
+                    "20",
+                    "--poison-rate",
+                    "0.002",
+                    "--ignored-rate",
+                    "0.01",
+                    "--format",
+                    fmt,
+                    "--seed",
+                    str(seed),
+                    "--truth",
+                    str(truth),
+                    "--clusters",
+                    "3",
+                    "--instances",
+                    "12",
+                    "--tasks",
+                    "150",
+                    "--step-ms",
+                    str(STEP_MS),
+                ],
+                env=env,
+            )
             if produced.returncode != 0:
                 print(f"demo: the producer failed (exit {produced.returncode})", file=sys.stderr)
                 return 1
             produced_at = time.monotonic()
-            print("demo: waiting for the workers to catch up (KCL takes 15-60 s to take its first leases)",
-                  file=sys.stderr)
+            print(
+                "demo: waiting for the workers to catch up (KCL takes 15-60 s to take its first leases)",
+                file=sys.stderr,
+            )
             client = stack.client("dynamodb")
             report = verify(settings, str(truth), client=client, wait_s=deadline_s, interval_s=2.0)
             caught_up = time.monotonic()
@@ -202,24 +264,32 @@ def run_demo(events: int, shards: int, workers: int, work_dir: Path, seed: int, 
             print(f"demo: NOT verified after waiting {deadline_s:.0f} s; logs in {work_dir}")
             return 1
         elapsed = caught_up - started
-        print(f"events {events}, distinct ARNs {arns}, writes {totals.writes}, stale {totals.stale}, "
-              f"dead letters {report.dead_letters.stored}, ignored {totals.ignored}, "
-              f"DynamoDB requests/event {totals.requests / max(1, events):.3f}, "
-              f"events/s {events / max(elapsed, 1e-9):.0f} end to end, "
-              f"catch-up {caught_up - produced_at:.1f} s after the last event was sent")
+        print(
+            f"events {events}, distinct ARNs {arns}, writes {totals.writes}, stale {totals.stale}, "
+            f"dead letters {report.dead_letters.stored}, ignored {totals.ignored}, "
+            f"DynamoDB requests/event {totals.requests / max(1, events):.3f}, "
+            f"events/s {events / max(elapsed, 1e-9):.0f} end to end, "
+            f"catch-up {caught_up - produced_at:.1f} s after the last event was sent"
+        )
         print(f"verified: {arns} ARNs at their newest version, {report.dead_letters.stored} dead letters as sent")
         if keep:
             example = _stopped_example(stack.client("dynamodb"), settings, truth_doc)
-            shell_env = {**env, "AWS_ENDPOINT_URL_STS": env["AWS_ENDPOINT_URL_DYNAMODB"],
-                         "ECS_STATE_PROPERTIES": str(properties)}
+            shell_env = {
+                **env,
+                "AWS_ENDPOINT_URL_STS": env["AWS_ENDPOINT_URL_DYNAMODB"],
+                "ECS_STATE_PROPERTIES": str(properties),
+            }
             lines = try_commands(shell_env, *example) if example else ["# (no stopped task to show)"]
             _keep_up(lines)
         return 0
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("demo", help="the whole pipeline on 127.0.0.1, verified exactly (./scripts/demo)",
-                                   description=__doc__.split("\n\n")[0])
+    parser = subparsers.add_parser(
+        "demo",
+        help="the whole pipeline on 127.0.0.1, verified exactly (./scripts/demo)",
+        description=__doc__.split("\n\n")[0],
+    )
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="KCL daemons sharing one application name")
@@ -227,12 +297,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--deadline", type=float, default=300, help="seconds to wait for the tables to match")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep logs here (default: a temp folder)")
-    parser.add_argument("--worker-command", default="",
-                        help="what starts a worker in place of this venv's ecs-state (shell words; the demo "
-                             "appends 'run --properties ...'), e.g. 'scripts/image worker --volume DIR --'")
-    parser.add_argument("--keep", action="store_true",
-                        help="after verified, keep the local stack up until Ctrl-C and print the environment and "
-                             "read commands to try")
+    parser.add_argument(
+        "--worker-command",
+        default="",
+        help="what starts a worker in place of this venv's ecs-state (shell words; the demo "
+        "appends 'run --properties ...'), e.g. 'scripts/image worker --volume DIR --'",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="after verified, keep the local stack up until Ctrl-C and print the environment and read commands to try",
+    )
     parser.set_defaults(func=run, parser=parser)
 
 
@@ -241,5 +316,14 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error("--events, --shards and --workers must be at least 1")
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="ecs-state-demo-"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    return run_demo(args.events, args.shards, args.workers, work_dir, args.seed, args.deadline, args.format,
-                    args.worker_command, args.keep)
+    return run_demo(
+        args.events,
+        args.shards,
+        args.workers,
+        work_dir,
+        args.seed,
+        args.deadline,
+        args.format,
+        args.worker_command,
+        args.keep,
+    )

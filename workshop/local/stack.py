@@ -12,16 +12,13 @@ credentials, region). ``ecs-state stack`` runs it in the foreground for the demo
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping
 
+from processor.ops.supervisor import die_with_parent
 from workshop.errors import StackError
 from workshop.local.env import REGION, local_client, local_env
 from workshop.local.paths import project_dir
-from processor.logs import log
-from processor.ops.supervisor import die_with_parent
 
 HOST = "127.0.0.1"
 NODE_PREFIX = project_dir() / ".local" / "node"
@@ -154,9 +150,14 @@ def spawn_moto(port: int | None = None, log_path: Path | None = None) -> Server:
     """Start the moto server process without waiting for it (see ``Server.wait_ready``)."""
     port = port or free_port()
     out = _log_target(log_path)
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
-                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ}, preexec_fn=die_with_parent())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ},
+        preexec_fn=die_with_parent(),
+    )
     if not isinstance(out, int):
         out.close()
     return Server("moto", proc, port, log_path, {"ready_path": "/moto-api/"})
@@ -171,8 +172,9 @@ def find_node(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     node = shutil.which("node", path=env.get("PATH"))
     if not node:
-        raise StackError("node not found on PATH: install Node.js 18+ (Debian: apt-get install nodejs), "
-                         "then run scripts/bootstrap")
+        raise StackError(
+            "node not found on PATH: install Node.js 18+ (Debian: apt-get install nodejs), then run scripts/bootstrap"
+        )
     return node
 
 
@@ -185,11 +187,15 @@ def find_kinesis_mock(env: Mapping[str, str] | None = None) -> Path:
         main = main / "main.js"
     if not main.is_file():
         where = f"${KINESIS_MOCK_MAIN_ENV}={configured}" if configured else str(main)
-        raise StackError(f"kinesis-mock not found at {where}: run scripts/bootstrap (it installs the npm "
-                         f"package kinesis-local into {NODE_PREFIX})")
+        raise StackError(
+            f"kinesis-mock not found at {where}: run scripts/bootstrap (it installs the npm "
+            f"package kinesis-local into {NODE_PREFIX})"
+        )
     if not (main.parent / "server.json").is_file():
-        raise StackError(f"{main.parent / 'server.json'} is missing (kinesis-mock crashes without its "
-                         f"certificate file): reinstall with scripts/bootstrap")
+        raise StackError(
+            f"{main.parent / 'server.json'} is missing (kinesis-mock crashes without its "
+            f"certificate file): reinstall with scripts/bootstrap"
+        )
     return main
 
 
@@ -199,19 +205,31 @@ def write_loopback_preload(directory: Path) -> Path:
     return path
 
 
-def kinesis_mock_env(plain_port: int, tls_port: int, cert_path: Path, region: str = REGION,
-                     base: Mapping[str, str] | None = None) -> dict[str, str]:
+def kinesis_mock_env(
+    plain_port: int, tls_port: int, cert_path: Path, region: str = REGION, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Environment for the kinesis-mock process (pure)."""
     env = dict(os.environ if base is None else base)
     env.update(KINESIS_MOCK_SETTINGS)
-    env.update({"KINESIS_MOCK_PLAIN_PORT": str(plain_port), "KINESIS_MOCK_TLS_PORT": str(tls_port),
-                "KINESIS_MOCK_CERT_PATH": str(cert_path), "AWS_REGION": region})
+    env.update(
+        {
+            "KINESIS_MOCK_PLAIN_PORT": str(plain_port),
+            "KINESIS_MOCK_TLS_PORT": str(tls_port),
+            "KINESIS_MOCK_CERT_PATH": str(cert_path),
+            "AWS_REGION": region,
+        }
+    )
     env.pop("INITIALIZE_STREAMS", None)
     return env
 
 
-def spawn_kinesis_mock(port: int | None = None, tls_port: int | None = None, log_path: Path | None = None,
-                       work_dir: Path | None = None, region: str = REGION) -> Server:
+def spawn_kinesis_mock(
+    port: int | None = None,
+    tls_port: int | None = None,
+    log_path: Path | None = None,
+    work_dir: Path | None = None,
+    region: str = REGION,
+) -> Server:
     """Start the kinesis-mock process without waiting for it (see ``Server.wait_ready``)."""
     node = find_node()
     main = find_kinesis_mock()
@@ -221,20 +239,37 @@ def spawn_kinesis_mock(port: int | None = None, tls_port: int | None = None, log
     work_dir.mkdir(parents=True, exist_ok=True)
     preload = write_loopback_preload(work_dir)
     out = _log_target(log_path)
-    proc = subprocess.Popen([node, "-r", str(preload), str(main)], cwd=work_dir, stdout=out,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=kinesis_mock_env(port, tls_port, main.parent / "server.json", region),
-                            preexec_fn=die_with_parent())
+    proc = subprocess.Popen(
+        [node, "-r", str(preload), str(main)],
+        cwd=work_dir,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=kinesis_mock_env(port, tls_port, main.parent / "server.json", region),
+        preexec_fn=die_with_parent(),
+    )
     if not isinstance(out, int):
         out.close()
     # kinesis-mock keeps running after SIGTERM while a client holds a keep-alive connection (seen: 10 s and
     # more); it persists nothing here, so it gets one second.
-    return Server("kinesis-mock", proc, port, log_path,
-                  {"tls_port": str(tls_port), "preload": str(preload), "ready_path": "/"}, stop_grace_s=1.0)
+    return Server(
+        "kinesis-mock",
+        proc,
+        port,
+        log_path,
+        {"tls_port": str(tls_port), "preload": str(preload), "ready_path": "/"},
+        stop_grace_s=1.0,
+    )
 
 
-def start_kinesis_mock(port: int | None = None, tls_port: int | None = None, log_path: Path | None = None,
-                       work_dir: Path | None = None, region: str = REGION, deadline_s: float = 60.0) -> Server:
+def start_kinesis_mock(
+    port: int | None = None,
+    tls_port: int | None = None,
+    log_path: Path | None = None,
+    work_dir: Path | None = None,
+    region: str = REGION,
+    deadline_s: float = 60.0,
+) -> Server:
     """Start kinesis-mock on 127.0.0.1; ``Server.endpoint`` is its plain-HTTP endpoint (the one for KCL: the
     daemon rejects the TLS port's self-signed certificate). ``extra`` holds ``tls_port`` and ``preload``.
     Its simulated delays are short (``KINESIS_MOCK_SETTINGS``); ``work_dir`` is its working directory."""
@@ -309,8 +344,13 @@ class LocalStack:
     ...     subprocess.run(cmd, env=stack.child_env())
     """
 
-    def __init__(self, work_dir: Path | str | None = None, region: str = REGION,
-                 moto_port: int | None = None, kinesis_port: int | None = None) -> None:
+    def __init__(
+        self,
+        work_dir: Path | str | None = None,
+        region: str = REGION,
+        moto_port: int | None = None,
+        kinesis_port: int | None = None,
+    ) -> None:
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ecs-state-stack-"))
         self.region = region
         self._ports = (moto_port, kinesis_port)
@@ -328,8 +368,12 @@ class LocalStack:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         # Both take a second or two to come up: spawn both, then wait for each.
         try:
-            self.kinesis = spawn_kinesis_mock(self._ports[1], log_path=self.work_dir / "kinesis-mock.log",
-                                              work_dir=self.work_dir / "kinesis-mock", region=self.region)
+            self.kinesis = spawn_kinesis_mock(
+                self._ports[1],
+                log_path=self.work_dir / "kinesis-mock.log",
+                work_dir=self.work_dir / "kinesis-mock",
+                region=self.region,
+            )
             self.moto = spawn_moto(self._ports[0], log_path=self.work_dir / "moto.log")
             self.kinesis.wait_ready(60)
             self.moto.wait_ready(60)
@@ -376,11 +420,15 @@ class LocalStack:
         return create_stream(self.client("kinesis"), name, shards, deadline_s)
 
     def properties_values(self) -> dict[str, str]:
-        return {"kinesisEndpoint": self.kinesis_endpoint, "dynamoDBEndpoint": self.dynamodb_endpoint,
-                "regionName": self.region}
+        return {
+            "kinesisEndpoint": self.kinesis_endpoint,
+            "dynamoDBEndpoint": self.dynamodb_endpoint,
+            "regionName": self.region,
+        }
 
-    def render_properties(self, template: Path | str = LOCAL_PROPERTIES, dest: Path | str | None = None,
-                          **overrides: str) -> Path:
+    def render_properties(
+        self, template: Path | str = LOCAL_PROPERTIES, dest: Path | str | None = None, **overrides: str
+    ) -> Path:
         """Write a copy of ``template`` with this stack's endpoints and region (and ``overrides``) filled in;
         default destination ``<work_dir>/properties/<template name>``. The daemon puts the file's folder on
         its classpath, so it gets a folder of its own."""
@@ -413,69 +461,6 @@ def listening_addresses(port: int) -> set[str]:
             if width == 8:
                 found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
             else:
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
                 found.add(socket.inet_ntop(socket.AF_INET6, words))
     return found
-
-
-# ---- `ecs-state stack` -------------------------------------------------------------------------------------
-
-def env_file_text(env: Mapping[str, str]) -> str:
-    return "".join(f"export {key}={value}\n" for key, value in env.items())
-
-
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "stack", help="run the embedded local stack (moto + kinesis-mock on 127.0.0.1) until stopped",
-        description="Start moto (DynamoDB) and kinesis-mock (Kinesis) on 127.0.0.1, create the stream, write "
-                    "DIR/stack.env (export lines for boto3 / the Java SDK) and DIR/properties/<template> with "
-                    "the ports filled in, then wait for SIGTERM or Ctrl-C. stack.env appears last: once it "
-                    "exists, the stack is ready.")
-    parser.add_argument("--dir", required=True, type=Path, help="folder for stack.env, properties and logs")
-    parser.add_argument("--properties", type=Path, default=LOCAL_PROPERTIES,
-                        help="properties template to render (default: %(default)s)")
-    parser.add_argument("--stream", help="stream name (default: streamName of the template)")
-    parser.add_argument("--shards", type=int, default=2, help="shard count of the stream (default: 2)")
-    parser.add_argument("--moto-port", type=int, help="fixed moto port (default: a free one)")
-    parser.add_argument("--kinesis-port", type=int, help="fixed kinesis-mock plain-HTTP port (default: a free one)")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from processor.config import read_properties
-
-    directory: Path = args.dir.resolve()
-    stream = args.stream or read_properties(args.properties).get("streamName")
-    if not stream:
-        print(f"ecs-state stack: {args.properties} has no streamName; pass --stream NAME", file=sys.stderr)
-        return 2
-    env_file = directory / "stack.env"
-    env_file.unlink(missing_ok=True)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        with LocalStack(directory, moto_port=args.moto_port, kinesis_port=args.kinesis_port) as stack:
-            stack.create_stream(stream, args.shards)
-            props = stack.render_properties(args.properties, streamName=stream)
-            env = {**stack.env, "ECS_STATE_PROPERTIES": str(props)}
-            tmp = env_file.with_suffix(".tmp")
-            tmp.write_text(env_file_text(env), encoding="utf-8")
-            tmp.replace(env_file)
-            log("stack.ready", dynamodb=stack.dynamodb_endpoint, kinesis=stack.kinesis_endpoint, stream=stream,
-                shards=args.shards, properties=str(props), env_file=str(env_file))
-            while not stop.wait(0.5):
-                for server in (stack.moto, stack.kinesis):
-                    if server is not None and server.proc.poll() is not None:
-                        log("stack.server_died", level="ERROR", server=server.name, code=server.proc.returncode,
-                            log=str(server.log_path))
-                        return 1
-            log("stack.stopping")
-    except (StackError, TimeoutError, RuntimeError) as exc:
-        print(f"ecs-state stack: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        env_file.unlink(missing_ok=True)
-    return 0
-
-

@@ -26,22 +26,47 @@ def instance_arn(n: int) -> str:
 
 def task_event(arn: str, version: int, status: str = "RUNNING", **detail: Any) -> dict[str, Any]:
     return {
-        "version": "0", "id": f"id-{arn[-6:]}-{version}", "detail-type": "ECS Task State Change",
-        "source": "aws.ecs", "account": "123456789012", "time": "2026-11-29T10:00:00Z", "region": "us-east-1",
+        "version": "0",
+        "id": f"id-{arn[-6:]}-{version}",
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": "123456789012",
+        "time": "2026-11-29T10:00:00Z",
+        "region": "us-east-1",
         "resources": [arn],
-        "detail": {"taskArn": arn, "clusterArn": CLUSTER, "lastStatus": status, "desiredStatus": "RUNNING",
-                   "version": version, "containers": [{"name": "web", "lastStatus": status}], "cpu": "256",
-                   "memory": "512", **detail},
+        "detail": {
+            "taskArn": arn,
+            "clusterArn": CLUSTER,
+            "lastStatus": status,
+            "desiredStatus": "RUNNING",
+            "version": version,
+            "containers": [{"name": "web", "lastStatus": status}],
+            "cpu": "256",
+            "memory": "512",
+            **detail,
+        },
     }
 
 
 def instance_event(arn: str, version: int, status: str = "ACTIVE", **detail: Any) -> dict[str, Any]:
     return {
-        "version": "0", "id": f"id-{arn[-6:]}-{version}", "detail-type": "ECS Container Instance State Change",
-        "source": "aws.ecs", "account": "123456789012", "time": "2026-11-29T10:00:00Z", "region": "us-east-1",
+        "version": "0",
+        "id": f"id-{arn[-6:]}-{version}",
+        "detail-type": "ECS Container Instance State Change",
+        "source": "aws.ecs",
+        "account": "123456789012",
+        "time": "2026-11-29T10:00:00Z",
+        "region": "us-east-1",
         "resources": [arn],
-        "detail": {"containerInstanceArn": arn, "clusterArn": CLUSTER, "status": status, "version": version,
-                   "agentConnected": True, "runningTasksCount": 3, **detail},
+        "detail": {
+            "containerInstanceArn": arn,
+            "clusterArn": CLUSTER,
+            "status": status,
+            "version": version,
+            "agentConnected": True,
+            "runningTasksCount": 3,
+            **detail,
+        },
     }
 
 
@@ -68,8 +93,9 @@ def instance_arn_in(cluster: str, instance_id: str) -> str:
     return f"arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/{cluster}/{instance_id}"
 
 
-def route(data: bytes, position: Position, partition_key: str, arrival_ms: int | None,
-          task_retention_hours: int = 0) -> Item | DeadLetter | Ignored:
+def route(
+    data: bytes, position: Position, partition_key: str, arrival_ms: int | None, task_retention_hours: int = 0
+) -> Item | DeadLetter | Ignored:
     """One record -> the state item it yields, the dead letter it becomes, or ``Ignored`` (``admit`` then ``build``
     at once, as the processor does across a flush window): for tests and tools that want one record's item."""
     admitted = admit(data, position, partition_key, arrival_ms, task_retention_hours)

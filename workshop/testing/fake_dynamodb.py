@@ -34,8 +34,9 @@ def _no_fault(operation: str, n: int) -> None:
 class FakeDynamoDB:
     """See the module docstring. ``tables`` maps table names to their key attributes (hash, then range)."""
 
-    def __init__(self, tables: Mapping[str, tuple[str, ...]], fault: Fault = _no_fault,
-                 specs: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, tables: Mapping[str, tuple[str, ...]], fault: Fault = _no_fault, specs: list[dict[str, Any]] | None = None
+    ) -> None:
         self.keys = dict(tables)
         self.items: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {name: {} for name in tables}
         self.specs = {spec["TableName"]: spec for spec in specs or []}
@@ -45,11 +46,13 @@ class FakeDynamoDB:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_settings(cls, task_table: str, instance_table: str, dead_letter_table: str,
-                     fault: Fault = _no_fault) -> FakeDynamoDB:
+    def for_settings(
+        cls, task_table: str, instance_table: str, dead_letter_table: str, fault: Fault = _no_fault
+    ) -> FakeDynamoDB:
         specs = table_specs(task_table, instance_table, dead_letter_table)
-        return cls({spec["TableName"]: tuple(k["AttributeName"] for k in spec["KeySchema"]) for spec in specs},
-                   fault, specs)
+        return cls(
+            {spec["TableName"]: tuple(k["AttributeName"] for k in spec["KeySchema"]) for spec in specs}, fault, specs
+        )
 
     def _key(self, table: str, item: Mapping[str, Any]) -> tuple[str, ...]:
         return tuple(str(next(iter(item[name].values()))) for name in self.keys[table])
@@ -89,8 +92,9 @@ class FakeDynamoDB:
 
     @staticmethod
     def _error(code: str, message: str, **extra: Any) -> Response:
-        return Response(400, code, message, {"__type": f"com.amazonaws.dynamodb.v20120810#{code}",
-                                             "message": message, **extra})
+        return Response(
+            400, code, message, {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message, **extra}
+        )
 
     def _PutItem(self, body: dict[str, Any]) -> Response:
         table, item = body["TableName"], body["Item"]

@@ -30,13 +30,11 @@ Standard library only: ``http.server.ThreadingHTTPServer`` (HTTP/1.1, one thread
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import http.client
 import json
 import random
-import signal
 import socket
 import struct
 import threading
@@ -58,17 +56,34 @@ _CORAL = "com.amazon.coral.availability#"
 
 #: kind -> (HTTP status, DynamoDB ``__type``, message) for the faults that are error replies.
 ERROR_REPLIES: dict[str, tuple[int, str, str]] = {
-    "throttle": (400, _DDB + "ProvisionedThroughputExceededException",
-                 "The level of configured provisioned throughput for the table was exceeded. "
-                 "(injected by the fault proxy)"),
-    "throttling": (400, _CORAL + "ThrottlingException", "Rate of requests exceeds the allowed throughput. "
-                                                         "(injected by the fault proxy)"),
+    "throttle": (
+        400,
+        _DDB + "ProvisionedThroughputExceededException",
+        "The level of configured provisioned throughput for the table was exceeded. (injected by the fault proxy)",
+    ),
+    "throttling": (
+        400,
+        _CORAL + "ThrottlingException",
+        "Rate of requests exceeds the allowed throughput. (injected by the fault proxy)",
+    ),
     "internal": (500, _DDB + "InternalServerError", "Internal server error (injected by the fault proxy)"),
     "unavailable": (503, _DDB + "ServiceUnavailable", "Service unavailable (injected by the fault proxy)"),
 }
 KINDS = (*ERROR_REPLIES, "reset", "slow")
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-                         "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding", "upgrade"})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 
 
 @dataclass
@@ -147,8 +162,17 @@ def error_body(kind: str) -> tuple[int, bytes]:
 class FaultProxy:
     """The proxy; ``start()`` serves it on a thread, ``stop()`` (or the context manager) ends it."""
 
-    def __init__(self, upstream: str, rules: Iterable[Rule] = (), *, seed: int = 0, host: str = HOST,
-                 port: int = 0, record: bool = False, upstream_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        rules: Iterable[Rule] = (),
+        *,
+        seed: int = 0,
+        host: str = HOST,
+        port: int = 0,
+        record: bool = False,
+        upstream_timeout_s: float = 60.0,
+    ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise FaultConfigError(f"upstream {upstream!r} must be an http://host:port URL (the emulator)")
@@ -175,8 +199,9 @@ class FaultProxy:
         return f"http://{host!s}:{port}"
 
     def start(self) -> FaultProxy:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="fault-proxy", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -261,8 +286,11 @@ class FaultProxy:
                 self.history.append(Exchange(started, operation, hashlib.sha256(body).hexdigest(), outcome))
 
     def snapshot(self) -> dict[str, Any]:
-        return {"counts": self.counts(), "by_operation": self.counts_by_operation(),
-                "rules": [r.to_dict() for r in self.rules]}
+        return {
+            "counts": self.counts(),
+            "by_operation": self.counts_by_operation(),
+            "rules": [r.to_dict() for r in self.rules],
+        }
 
 
 class _Server(ThreadingHTTPServer):
@@ -330,8 +358,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         reason = self.responses.get(status, ("",))[0]
         lines = [f"HTTP/1.1 {status} {reason}"]
-        lines += [f"{name}: {value}" for name, value in headers
-                  if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length"]
+        lines += [
+            f"{name}: {value}"
+            for name, value in headers
+            if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length"
+        ]
         lines.append(f"Content-Length: {len(body)}")
         try:
             # One write for head and body: two small writes would meet Nagle + delayed ACK (40 ms each).
@@ -354,8 +385,9 @@ class _Handler(BaseHTTPRequestHandler):
         for attempt in (1, 2):
             reused = self._upstream is not None
             if self._upstream is None:
-                self._upstream = http.client.HTTPConnection(*self.server.proxy.upstream,
-                                                            timeout=self.server.proxy.upstream_timeout_s)
+                self._upstream = http.client.HTTPConnection(
+                    *self.server.proxy.upstream, timeout=self.server.proxy.upstream_timeout_s
+                )
             conn = self._upstream
             try:
                 conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -403,9 +435,15 @@ class _Handler(BaseHTTPRequestHandler):
         proxy._note(operation, rule.kind, started, body)
         if rule.kind in ERROR_REPLIES:
             code, payload = error_body(rule.kind)
-            self._reply(code, [("Content-Type", "application/x-amz-json-1.0"),
-                               ("x-amzn-RequestId", str(uuid.uuid4())),
-                               ("x-amz-crc32", str(zlib.crc32(payload)))], payload)
+            self._reply(
+                code,
+                [
+                    ("Content-Type", "application/x-amz-json-1.0"),
+                    ("x-amzn-RequestId", str(uuid.uuid4())),
+                    ("x-amz-crc32", str(zlib.crc32(payload))),
+                ],
+                payload,
+            )
         elif rule.kind == "reset":
             self._reset()
         else:  # slow
@@ -432,49 +470,11 @@ class _Handler(BaseHTTPRequestHandler):
                 proxy.clear()
                 result = proxy.snapshot()
             else:
-                raise FaultConfigError(f"{self.command} {self.path}: use GET {CONTROL_PATH}, "
-                                       f"PUT {CONTROL_PATH}/rules or DELETE {CONTROL_PATH}/rules")
+                raise FaultConfigError(
+                    f"{self.command} {self.path}: use GET {CONTROL_PATH}, "
+                    f"PUT {CONTROL_PATH}/rules or DELETE {CONTROL_PATH}/rules"
+                )
         except (ValueError, TypeError) as exc:
             self._reply(400, [("Content-Type", "text/plain")], f"{exc}\n".encode())
             return
         self._reply(200, [("Content-Type", "application/json")], json.dumps(result).encode())
-
-
-# --- command line ----------------------------------------------------------------------------------------------
-
-def _rule_arg(text: str) -> Rule:
-    try:
-        return Rule.from_dict(json.loads(text))
-    except (ValueError, TypeError) as exc:
-        raise argparse.ArgumentTypeError(f"--rule {text!r}: {exc}") from exc
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--upstream", required=True, help="the emulator's URL, e.g. http://127.0.0.1:5000")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
-    parser.add_argument("--rule", type=_rule_arg, action="append", default=[],
-                        help='a rule as JSON, e.g. \'{"kind":"throttle","probability":0.3,"operations":["PutItem"]}\''
-                             " (repeatable; change them later with PUT /__faults__/rules)")
-
-
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("faults", help="run the DynamoDB fault-injection proxy (for tests and demos)")
-    add_arguments(parser)
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    proxy = FaultProxy(args.upstream, args.rule, seed=args.seed, port=args.port).start()
-    print(json.dumps({"event": "fault_proxy", "endpoint": proxy.endpoint, "upstream": args.upstream,
-                      "control": proxy.endpoint + CONTROL_PATH, "rules": [r.to_dict() for r in proxy.rules]}),
-          flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
-    proxy.stop()
-    print(json.dumps({"event": "fault_proxy_stopped", **proxy.snapshot()}), flush=True)
-    return 0
-
-

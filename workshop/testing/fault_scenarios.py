@@ -24,13 +24,7 @@ from processor.config import Settings
 from workshop.testing.fault_proxy import FaultProxy, Rule
 from workshop.testing.multilang_driver import CheckpointHook, KinesisRecord, records_from
 from workshop.testing.poison_cases import IGNORED, STORED, corpus_records, observed_outcomes, poison_corpus
-from workshop.testing.protocol_helpers import (
-    DurabilityCheck,
-    env_for,
-    expected_state,
-    make_stream,
-    stored_state,
-)
+from workshop.testing.protocol_helpers import DurabilityCheck, env_for, expected_state, make_stream, stored_state
 from workshop.testing.shard_daemon import ShardDaemon
 from workshop.testing.watches import CorpusCheck, OnCheckpoint, VersionWatch
 
@@ -46,6 +40,7 @@ def shares(*pairs: tuple[str, float], operations: frozenset[str] = frozenset({"P
 
 
 # --- results -------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Result:
@@ -84,36 +79,77 @@ def lost_against_ground_truth(s: Settings, records: list[KinesisRecord]) -> int:
     return sum(1 for arn, v in best.items() if state.get(arn, -1) != v) + len(poison - set(dead))
 
 
-def _result(fault: str, s: Settings, daemon: ShardDaemon, watch: VersionWatch, check: DurabilityCheck,
-            started: float, recover_s: float | None, proxy: FaultProxy | None) -> Result:
+def _result(
+    fault: str,
+    s: Settings,
+    daemon: ShardDaemon,
+    watch: VersionWatch,
+    check: DurabilityCheck,
+    started: float,
+    recover_s: float | None,
+    proxy: FaultProxy | None,
+) -> Result:
     watch.observe()  # the final state counts too
     _, dead = stored_state(s)
-    injected = {k: v for k, v in (proxy.counts() if proxy else {}).items()
-                if k not in ("connections", "requests", "forwarded")}
-    return Result(fault=fault, events=len(daemon.records), delivered=daemon.delivered,
-                  lost=lost_against_ground_truth(s, daemon.records), regressed=len(watch.regressions),
-                  dead_letters=len(dead), starts=len(daemon.starts),
-                  exit_codes=[st.exit_code for st in daemon.starts], writes=daemon.total("writes"),
-                  stale=daemon.total("stale"), skipped=daemon.total("skipped"), retries=daemon.total("retries"),
-                  throttled=daemon.total("throttled"), injected=injected,
-                  run_s=round(time.monotonic() - started, 2),
-                  recover_s=None if recover_s is None else round(recover_s, 2), checkpoints_checked=check.checked,
-                  daemon=daemon, proxy=proxy, watch=watch)
+    injected = {
+        k: v for k, v in (proxy.counts() if proxy else {}).items() if k not in ("connections", "requests", "forwarded")
+    }
+    return Result(
+        fault=fault,
+        events=len(daemon.records),
+        delivered=daemon.delivered,
+        lost=lost_against_ground_truth(s, daemon.records),
+        regressed=len(watch.regressions),
+        dead_letters=len(dead),
+        starts=len(daemon.starts),
+        exit_codes=[st.exit_code for st in daemon.starts],
+        writes=daemon.total("writes"),
+        stale=daemon.total("stale"),
+        skipped=daemon.total("skipped"),
+        retries=daemon.total("retries"),
+        throttled=daemon.total("throttled"),
+        injected=injected,
+        run_s=round(time.monotonic() - started, 2),
+        recover_s=None if recover_s is None else round(recover_s, 2),
+        checkpoints_checked=check.checked,
+        daemon=daemon,
+        proxy=proxy,
+        watch=watch,
+    )
 
 
 # --- a. throttling and 5xx through a whole stream ---------------------------------------------------------------
 
-def throttled_stream(s: Settings, upstream: str, workdir: Path, *, arns: int = 200, versions: int = 12,
-                     seed: int = 11, throttle: float = 0.3, errors: float = 0.05, batch_size: int = 250) -> Result:
+
+def throttled_stream(
+    s: Settings,
+    upstream: str,
+    workdir: Path,
+    *,
+    arns: int = 200,
+    versions: int = 12,
+    seed: int = 11,
+    throttle: float = 0.3,
+    errors: float = 0.05,
+    batch_size: int = 250,
+) -> Result:
     """``throttle`` of all PutItems throttled (2/3 ProvisionedThroughputExceeded, 1/3 ThrottlingException) and
     ``errors`` answered 500 / 503, for the whole stream."""
     records = records_from(make_stream(seed, arns=arns, versions=versions))
-    rules = shares(("throttle", throttle * 2 / 3), ("throttling", throttle / 3), ("internal", errors / 2),
-                   ("unavailable", errors / 2))
+    rules = shares(
+        ("throttle", throttle * 2 / 3),
+        ("throttling", throttle / 3),
+        ("internal", errors / 2),
+        ("unavailable", errors / 2),
+    )
     started = time.monotonic()
     with FaultProxy(upstream, rules, seed=seed, record=True) as proxy:
-        env = env_for(s, AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint, ECS_STATE_WRITE_MAX_ATTEMPTS="30",
-                      ECS_STATE_WRITE_RETRY_BUDGET_MILLIS="120000")
+        env = env_for(
+            s,
+            AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint,
+            ECS_STATE_WRITE_MAX_ATTEMPTS="30",
+            ECS_STATE_WRITE_RETRY_BUDGET_MILLIS="120000",
+        )
         check, watch = DurabilityCheck(s, records), VersionWatch(s)
         daemon = ShardDaemon(records, env, workdir, hooks=[check, watch], batch_size=batch_size).run()
     result = _result("a. 30% PutItem throttled + 5% 5xx, whole stream", s, daemon, watch, check, started, None, proxy)
@@ -139,9 +175,22 @@ def backoff_by_streak(proxy: FaultProxy) -> dict[int, dict[str, float]]:
 
 # --- b. DynamoDB unavailable longer than the retry budget --------------------------------------------------------
 
-def outage(s: Settings, upstream: str, workdir: Path, *, kind: str = "unavailable", arns: int = 60,
-           versions: int = 8, seed: int = 12, fault_at_checkpoint: int = 2, fault_s: float = 2.5,
-           budget_ms: int = 800, batch_size: int = 100, slow_timeout_ms: int = 1000) -> Result:
+
+def outage(
+    s: Settings,
+    upstream: str,
+    workdir: Path,
+    *,
+    kind: str = "unavailable",
+    arns: int = 60,
+    versions: int = 8,
+    seed: int = 12,
+    fault_at_checkpoint: int = 2,
+    fault_s: float = 2.5,
+    budget_ms: int = 800,
+    batch_size: int = 100,
+    slow_timeout_ms: int = 1000,
+) -> Result:
     """From the ``fault_at_checkpoint``-th checkpoint on, every DynamoDB request fails (``kind``: unavailable =
     503, internal = 500, reset, or slow = no reply before the client's timeout) for ``fault_s`` seconds, longer
     than the processor's retry budget: it must exit 3 without checkpointing, and its replacements (restarted at the
@@ -156,32 +205,54 @@ def outage(s: Settings, upstream: str, workdir: Path, *, kind: str = "unavailabl
     started = time.monotonic()
     with FaultProxy(upstream, seed=seed) as proxy:
         timeout = {"ECS_STATE_WRITE_TIMEOUT_MILLIS": str(slow_timeout_ms)} if kind == "slow" else {}
-        env = env_for(s, AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint, ECS_STATE_WRITE_RETRY_BUDGET_MILLIS=str(budget_ms),
-                      **timeout)
+        env = env_for(
+            s, AWS_ENDPOINT_URL_DYNAMODB=proxy.endpoint, ECS_STATE_WRITE_RETRY_BUDGET_MILLIS=str(budget_ms), **timeout
+        )
         check, watch = DurabilityCheck(s, records), VersionWatch(s)
         fault = OnCheckpoint(fault_at_checkpoint, lambda: proxy.set_rules([rule]))
         daemon = ShardDaemon(records, env, workdir, hooks=[check, watch, fault], batch_size=batch_size).run()
     assert fault.at is not None, "the stream ended before the fault was switched on: use more events"
     assert daemon.starts[0].ended > fault.at, (
         f"the first processor exited ({daemon.starts[0].exit_code}) before the fault was switched on: its own "
-        f"requests failed past the {budget_ms} ms retry budget; see {daemon.starts[0].stderr}")
+        f"requests failed past the {budget_ms} ms retry budget; see {daemon.starts[0].stderr}"
+    )
     fault_end = fault.at + fault_s
     # Recovered: the first checkpoint request after the fault ended (the processor asks only once its flush is
     # durable; the request time leaves out the driver's own checks before it answers).
     after = [t for t, _ in daemon.requests if t > fault_end]
-    assert after and daemon.starts[0].exit_code == 3, \
+    assert after and daemon.starts[0].exit_code == 3, (
         "the stream ended before the fault hit a flush: use more events or smaller batches"
+    )
     recover = after[0] - fault_end
-    result = _result(f"b. DynamoDB {kind} for {fault_s:g} s > retry budget {budget_ms} ms", s, daemon, watch,
-                     check, started, recover, proxy)
+    result = _result(
+        f"b. DynamoDB {kind} for {fault_s:g} s > retry budget {budget_ms} ms",
+        s,
+        daemon,
+        watch,
+        check,
+        started,
+        recover,
+        proxy,
+    )
     result.extra.update(fault_start=fault.at, fault_end=fault_end)
     return result
 
 
 # --- c. the processor killed between a flush and its checkpoint --------------------------------------------------
 
-def killed(s: Settings, workdir: Path, *, arns: int = 60, versions: int = 8, seed: int = 13, kill_at: int = 3,
-           batch_size: int = 100, upstream: str | None = None, mid_flush: bool = False) -> Result:
+
+def killed(
+    s: Settings,
+    workdir: Path,
+    *,
+    arns: int = 60,
+    versions: int = 8,
+    seed: int = 13,
+    kill_at: int = 3,
+    batch_size: int = 100,
+    upstream: str | None = None,
+    mid_flush: bool = False,
+) -> Result:
     """SIGKILL the processor at the ``kill_at``-th checkpoint request, after its flush and before the answer.
 
     With ``mid_flush`` (needs ``upstream``, the proxy goes in front of it): at the ``kill_at - 1``-th checkpoint
@@ -200,8 +271,9 @@ def killed(s: Settings, workdir: Path, *, arns: int = 60, versions: int = 8, see
         if mid_flush:
             assert proxy, "mid_flush needs the proxy (upstream)"
             hooks.append(OnCheckpoint(kill_at - 1, lambda: proxy.set_rules([hold])))
-        daemon = ShardDaemon(records, env, workdir, hooks=hooks, kill_at=() if mid_flush else (kill_at,),
-                             batch_size=batch_size)
+        daemon = ShardDaemon(
+            records, env, workdir, hooks=hooks, kill_at=() if mid_flush else (kill_at,), batch_size=batch_size
+        )
         done = threading.Event()
 
         def kill_when_held() -> None:
@@ -224,17 +296,25 @@ def killed(s: Settings, workdir: Path, *, arns: int = 60, versions: int = 8, see
     kill_time = daemon.kills[0]
     before = [pos for t, pos in daemon.acks if t < kill_time]
     # Recovered: the first checkpoint request after the kill that goes past the last one acknowledged before it.
-    later = [t for t, cp in daemon.requests if t > kill_time and cp.sequence_number is not None
-             and (not before or (cp.sequence_number, cp.sub_sequence_number or 0) > before[-1])]
+    later = [
+        t
+        for t, cp in daemon.requests
+        if t > kill_time
+        and cp.sequence_number is not None
+        and (not before or (cp.sequence_number, cp.sub_sequence_number or 0) > before[-1])
+    ]
     what = "mid-flush" if mid_flush else "between flush and checkpoint"
-    return _result(f"c. SIGKILL {what}", s, daemon, watch, check, started, (later[0] - kill_time) if later else None,
-                   proxy)
+    return _result(
+        f"c. SIGKILL {what}", s, daemon, watch, check, started, (later[0] - kill_time) if later else None, proxy
+    )
 
 
 # --- f. the poison corpus ------------------------------------------------------------------------------------------
 
-def poison(s: Settings, workdir: Path, *, batch_size: int = 16, repeat: int = 1,
-           watch_every_checkpoint: bool = True) -> Result:
+
+def poison(
+    s: Settings, workdir: Path, *, batch_size: int = 16, repeat: int = 1, watch_every_checkpoint: bool = True
+) -> Result:
     """The corpus (``repeat`` times) through the processor process. The corpus holds multi-megabyte items, so
     scanning at every checkpoint for version regressions is optional (the final state is always scanned)."""
     cases = poison_corpus() * repeat
@@ -247,13 +327,25 @@ def poison(s: Settings, workdir: Path, *, batch_size: int = 16, repeat: int = 1,
     watch.observe()
     _, dead = stored_state(s)
     wrong = [r for r in rows if r["observed"] != r["expected"] or not r["follower_applied"]]
-    result = Result(fault=f"f. poison corpus ({len(poison_corpus())} kinds)", events=len(records),
-                    delivered=daemon.delivered, lost=len(wrong), regressed=len(watch.regressions),
-                    dead_letters=sum(1 for r in rows if r["observed"] not in (STORED, IGNORED)),
-                    starts=len(daemon.starts),
-                    exit_codes=[st.exit_code for st in daemon.starts], writes=daemon.total("writes"),
-                    stale=daemon.total("stale"), retries=daemon.total("retries"), throttled=daemon.total("throttled"),
-                    injected={}, run_s=round(time.monotonic() - started, 2), recover_s=None,
-                    checkpoints_checked=check.checked, daemon=daemon, watch=watch)
+    result = Result(
+        fault=f"f. poison corpus ({len(poison_corpus())} kinds)",
+        events=len(records),
+        delivered=daemon.delivered,
+        lost=len(wrong),
+        regressed=len(watch.regressions),
+        dead_letters=sum(1 for r in rows if r["observed"] not in (STORED, IGNORED)),
+        starts=len(daemon.starts),
+        exit_codes=[st.exit_code for st in daemon.starts],
+        writes=daemon.total("writes"),
+        stale=daemon.total("stale"),
+        retries=daemon.total("retries"),
+        throttled=daemon.total("throttled"),
+        injected={},
+        run_s=round(time.monotonic() - started, 2),
+        recover_s=None,
+        checkpoints_checked=check.checked,
+        daemon=daemon,
+        watch=watch,
+    )
     result.extra.update(rows=rows, ignored_logged=daemon.total("ignored"), dead_letter_items=len(dead))
     return result

@@ -31,10 +31,14 @@ class KinesisRecord:
     arrival_ms: int = 0
 
     def to_message(self) -> dict[str, object]:
-        return {"action": "record", "data": base64.b64encode(self.data).decode("ascii"),
-                "partitionKey": self.partition_key, "sequenceNumber": self.sequence_number,
-                "subSequenceNumber": self.sub_sequence_number,
-                "approximateArrivalTimestamp": self.arrival_ms or int(time.time() * 1000)}
+        return {
+            "action": "record",
+            "data": base64.b64encode(self.data).decode("ascii"),
+            "partitionKey": self.partition_key,
+            "sequenceNumber": self.sequence_number,
+            "subSequenceNumber": self.sub_sequence_number,
+            "approximateArrivalTimestamp": self.arrival_ms or int(time.time() * 1000),
+        }
 
 
 @dataclass
@@ -61,8 +65,9 @@ class ProcessorProcess:
 
     def start(self) -> "ProcessorProcess":
         err = open(self.stderr_path, "ab") if self.stderr_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                     env={**os.environ, **(self.env or {})})
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env={**os.environ, **(self.env or {})}
+        )
         return self
 
     # --- protocol ---------------------------------------------------------------------------------------------
@@ -111,12 +116,18 @@ class ProcessorProcess:
             self._send({"action": "checkpoint", "sequenceNumber": seq, "subSequenceNumber": sub, "error": cp.error})
 
     def initialize(self, shard_id: str, sequence_number: str = "TRIM_HORIZON") -> None:
-        self._exchange({"action": "initialize", "shardId": shard_id, "sequenceNumber": sequence_number,
-                        "subSequenceNumber": 0})
+        self._exchange(
+            {"action": "initialize", "shardId": shard_id, "sequenceNumber": sequence_number, "subSequenceNumber": 0}
+        )
 
     def process_records(self, records: Iterable[KinesisRecord], millis_behind_latest: int = 0) -> None:
-        self._exchange({"action": "processRecords", "millisBehindLatest": millis_behind_latest,
-                        "records": [r.to_message() for r in records]})
+        self._exchange(
+            {
+                "action": "processRecords",
+                "millisBehindLatest": millis_behind_latest,
+                "records": [r.to_message() for r in records],
+            }
+        )
 
     def shard_ended(self) -> None:
         self._exchange({"action": "shardEnded"})
@@ -161,12 +172,13 @@ def records_from(payloads: Iterable[tuple[str, bytes]], start: int = 1) -> list[
     return [KinesisRecord(data, key, f"{start + i:056d}") for i, (key, data) in enumerate(payloads)]
 
 
-def run_shard(process: ProcessorProcess, shard_id: str, records: list[KinesisRecord], batch_size: int = 500,
-              end: str = "shutdown") -> int:
+def run_shard(
+    process: ProcessorProcess, shard_id: str, records: list[KinesisRecord], batch_size: int = 500, end: str = "shutdown"
+) -> int:
     """Feed ``records`` in batches of ``batch_size``, then end the shard (``shutdown``, ``shard_end``,
     ``lease_lost``) and return the exit code."""
     process.initialize(shard_id)
     for i in range(0, len(records), batch_size):
-        process.process_records(records[i:i + batch_size])
+        process.process_records(records[i : i + batch_size])
     {"shutdown": process.shutdown_requested, "shard_end": process.shard_ended, "lease_lost": process.lease_lost}[end]()
     return process.close()

@@ -22,13 +22,7 @@ from processor.config import Settings
 from processor.core.dead_letters import read_dead_letter_data
 from processor.core.events import Event, decode
 from processor.core.items import decompress_value
-from workshop.testing.factories import (
-    as_json,
-    as_msgpack,
-    instance_event,
-    task_arn,
-    task_event,
-)
+from workshop.testing.factories import as_json, as_msgpack, instance_event, task_arn, task_event
 from workshop.testing.multilang_driver import KinesisRecord, records_from
 from workshop.testing.poison_corpus import POISON
 from workshop.testing.protocol_helpers import stored_state
@@ -62,51 +56,84 @@ def poison_corpus() -> list[Case]:
     stored cases are unique (task numbers 90000+)."""
     cases = [Case(f"decoder: {name}", data, code) for name, (data, code) in sorted(POISON.items())]
     random_hex = os.urandom(480_000).hex()  # hex of random bytes: zlib halves it, not more
-    overrides = {"containerOverrides": [{"name": "web", "environment": [
-        {"name": f"VAR_{i}", "value": "x" * 100} for i in range(4500)]}]}
+    overrides = {
+        "containerOverrides": [
+            {"name": "web", "environment": [{"name": f"VAR_{i}", "value": "x" * 100} for i in range(4500)]}
+        ]
+    }
     metadata_clash = _task(90007)
     metadata_clash["detail"]["event_id"] = "from-detail"
     cases += [
-        Case("item over 400 KB that compresses", as_json(_task(90001, overrides=overrides)), STORED,
-             task_arn(90001), "stored with compressed_attributes = {overrides}"),
+        Case(
+            "item over 400 KB that compresses",
+            as_json(_task(90001, overrides=overrides)),
+            STORED,
+            task_arn(90001),
+            "stored with compressed_attributes = {overrides}",
+        ),
         Case("1 MB record that compresses", as_json(_task(90002, blob="y" * 1_000_000)), STORED, task_arn(90002)),
         Case("item over 400 KB that does not compress", as_json(_task(1, blob=random_hex)), "too-large"),
         Case("1 MB of garbage", b"{" + os.urandom(1_000_000), "bad-utf8", note="dead letter split into parts"),
         Case("number above 9.9E+125", as_json(_task(1)).replace(b'"cpu": "256"', b'"cpu": 1e200'), "unstorable"),
         Case("number below 1E-130", as_json(_task(1)).replace(b'"cpu": "256"', b'"cpu": 1e-200'), "unstorable"),
         Case("integer of 40 significant digits", as_json(_task(1, big=10**39 + 1)), "unstorable"),
-        Case("decimal of 39 significant digits",
-             as_json(_task(1)).replace(b'"cpu": "256"', b'"cpu": 1.23456789012345678901234567890123456789'),
-             "unstorable"),
+        Case(
+            "decimal of 39 significant digits",
+            as_json(_task(1)).replace(b'"cpu": "256"', b'"cpu": 1.23456789012345678901234567890123456789'),
+            "unstorable",
+        ),
         Case("detail nested deeper than 32", as_json(_task(1, nest=_deep(40))), "unstorable"),
         Case("empty attribute name", as_json(_task(1, **{"": 1})), "unstorable"),
         Case("empty map key inside detail", as_json(_task(1, m={"": 1})), "unstorable"),
-        Case("lone UTF-16 surrogate in a string",
-             b'{"source":"aws.ecs","detail-type":"ECS Task State Change","detail":{"taskArn":"x","version":1,'
-             b'"s":"\\ud800"}}', "unstorable"),
-        Case("ARN over DynamoDB's 2048-byte key limit", as_json(task_event("arn:" + "a" * 3000, 1)), "no-arn",
-             note="rejected before any write; the raw record is kept"),
-        Case("version as JSON exponent 1e3", as_json(_task(1)).replace(b'"version": 1', b'"version": 1e3'),
-             "bad-version"),
+        Case(
+            "lone UTF-16 surrogate in a string",
+            b'{"source":"aws.ecs","detail-type":"ECS Task State Change","detail":{"taskArn":"x","version":1,'
+            b'"s":"\\ud800"}}',
+            "unstorable",
+        ),
+        Case(
+            "ARN over DynamoDB's 2048-byte key limit",
+            as_json(task_event("arn:" + "a" * 3000, 1)),
+            "no-arn",
+            note="rejected before any write; the raw record is kept",
+        ),
+        Case(
+            "version as JSON exponent 1e3", as_json(_task(1)).replace(b'"version": 1', b'"version": 1e3'), "bad-version"
+        ),
         Case("version 2**63", as_json(task_event(task_arn(1), 2**63)), "bad-version"),
         Case("JSON with trailing garbage", as_json(_task(1)) + b" trailing", "bad-json"),
         Case("msgpack map with integer keys", msgpack.packb({1: 2}), "bad-msgpack"),
-        Case("msgpack ext type at top level", msgpack.packb(msgpack.ExtType(5, b"xx")), "not-object",
-             note="a msgpack ext value, not a map"),
+        Case(
+            "msgpack ext type at top level",
+            msgpack.packb(msgpack.ExtType(5, b"xx")),
+            "not-object",
+            note="a msgpack ext value, not a map",
+        ),
         Case("instance event with empty ARN", as_json(instance_event("", 1)), "no-arn"),
         Case("no detail-type", b'{"source":"aws.ecs","detail":{}}', "no-detail-type"),
-        Case("unknown detail-type", as_json({**_task(1), "detail-type": "ECS Service Deployment State Change"}),
-             IGNORED),
+        Case(
+            "unknown detail-type", as_json({**_task(1), "detail-type": "ECS Service Deployment State Change"}), IGNORED
+        ),
         Case("ECS Service Action", b'{"source":"aws.ecs","detail-type":"ECS Service Action","detail":{}}', IGNORED),
         Case("version 2**63-1", as_json(task_event(task_arn(90003), 2**63 - 1)), STORED, task_arn(90003)),
         Case("msgpack with binary field", as_msgpack(_task(90004, raw=b"\x00\xff")), STORED, task_arn(90004)),
         Case("NUL inside strings", as_json(_task(90005, note="a\x00b")), STORED, task_arn(90005)),
-        Case("empty string and empty list fields", as_json(_task(90006, empty="", nothing=[])), STORED,
-             task_arn(90006)),
-        Case("detail field named like metadata (event_id)", as_json(metadata_clash), STORED, task_arn(90007),
-             "the envelope's id wins"),
-        Case("unknown fields everywhere", as_json({**_task(90008, future={"x": [1, 2.5, None]}), "extra": 1}),
-             STORED, task_arn(90008)),
+        Case(
+            "empty string and empty list fields", as_json(_task(90006, empty="", nothing=[])), STORED, task_arn(90006)
+        ),
+        Case(
+            "detail field named like metadata (event_id)",
+            as_json(metadata_clash),
+            STORED,
+            task_arn(90007),
+            "the envelope's id wins",
+        ),
+        Case(
+            "unknown fields everywhere",
+            as_json({**_task(90008, future={"x": [1, 2.5, None]}), "extra": 1}),
+            STORED,
+            task_arn(90008),
+        ),
     ]
     return cases
 
@@ -128,23 +155,34 @@ def observed_outcomes(s: Settings, cases: list[Case], records: list[KinesisRecor
     rows = []
     for i, case in enumerate(cases):
         record = records[2 * i]
-        row: dict[str, Any] = {"case": case.name, "bytes": len(case.data), "expected": case.expected,
-                               "follower_applied": state.get(task_arn(80000 + i)) == 1, "note": case.note}
+        row: dict[str, Any] = {
+            "case": case.name,
+            "bytes": len(case.data),
+            "expected": case.expected,
+            "follower_applied": state.get(task_arn(80000 + i)) == 1,
+            "note": case.note,
+        }
         item = dead.get(record.sequence_number)
         if item is not None:
             parts = [d for key, d in dead.items() if key.startswith(record.sequence_number + "#part")]
-            row.update(observed=item["reasonCode"]["S"], reason=item["reason"]["S"],
-                       dead_letter_items=1 + len(parts), data_encoding=item["dataEncoding"]["S"])
+            row.update(
+                observed=item["reasonCode"]["S"],
+                reason=item["reason"]["S"],
+                dead_letter_items=1 + len(parts),
+                data_encoding=item["dataEncoding"]["S"],
+            )
             raw = read_dead_letter_data(_plain([item, *parts]))
-            row["raw_bytes_kept"] = (raw == case.data
-                                     and item["dataSha256"]["S"] == hashlib.sha256(case.data).hexdigest())
+            row["raw_bytes_kept"] = (
+                raw == case.data and item["dataSha256"]["S"] == hashlib.sha256(case.data).hexdigest()
+            )
         elif case.arn and case.arn in state:
             got = ddb.get_item(TableName=s.task_table, Key={"taskArn": {"S": case.arn}})["Item"]
             row.update(observed=STORED, compressed=sorted(got.get("compressed_attributes", {}).get("SS", [])))
             event = decode(case.data)
             assert isinstance(event, Event)
-            row["round_trip"] = all(decompress_value(got[name]["B"]) == _plain_value(event.detail[name])
-                                    for name in row["compressed"])
+            row["round_trip"] = all(
+                decompress_value(got[name]["B"]) == _plain_value(event.detail[name]) for name in row["compressed"]
+            )
             row["event_id"] = got["event_id"]["S"]
         else:
             row["observed"] = IGNORED  # neither stored nor dead-lettered; the flush logs' ignored count confirms
@@ -159,8 +197,9 @@ def _plain(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _plain_value(value: Any) -> Any:
     """The decoded detail value as compress_value stores it (Decimal -> int/float)."""
-    return msgpack.unpackb(msgpack.packb(value, default=lambda d: int(d) if d == d.to_integral_value() else float(d)),
-                           raw=False)
+    return msgpack.unpackb(
+        msgpack.packb(value, default=lambda d: int(d) if d == d.to_integral_value() else float(d)), raw=False
+    )
 
 
 def poison_table_markdown(rows: list[dict[str, Any]]) -> str:

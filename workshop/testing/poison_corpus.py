@@ -44,8 +44,10 @@ POISON = {
     "msgpack truncated": (as_msgpack(task_event(task_arn(1), 1))[:-3], "bad-msgpack"),
     "msgpack trailing data": (as_msgpack(task_event(task_arn(1), 1)) + b"\x01", "bad-msgpack"),
     "msgpack array": (msgpack.packb([1, 2]), "not-object"),
-    "msgpack version float": (as_msgpack({**task_event(task_arn(1), 1),
-                                          "detail": {"taskArn": task_arn(1), "version": 1.0}}), "bad-version"),
+    "msgpack version float": (
+        as_msgpack({**task_event(task_arn(1), 1), "detail": {"taskArn": task_arn(1), "version": 1.0}}),
+        "bad-version",
+    ),
 }
 
 POISON["arn over 2048 bytes"] = (as_json(task_event("arn:" + "x" * 2100, 1)), "no-arn")

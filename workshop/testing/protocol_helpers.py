@@ -14,18 +14,17 @@ from processor import aws
 from processor.config import Settings
 from processor.core.events import Event, decode
 from processor.ops.setup_tables import ensure_tables
-from workshop.testing.factories import (
-    as_json,
-    as_msgpack,
-    instance_arn,
-    instance_event,
-    task_arn,
-    task_event,
-)
+from workshop.testing.factories import as_json, as_msgpack, instance_arn, instance_event, task_arn, task_event
 from workshop.testing.multilang_driver import Checkpoint, KinesisRecord
 
-POISON = [b"{truncated", b"\xff\xfe", b"[]", b"null", b'{"source":"aws.ec2"}',
-          b'{"source":"aws.ecs","detail-type":"ECS Task State Change","detail":{"taskArn":"x","version":"1"}}']
+POISON = [
+    b"{truncated",
+    b"\xff\xfe",
+    b"[]",
+    b"null",
+    b'{"source":"aws.ec2"}',
+    b'{"source":"aws.ecs","detail-type":"ECS Task State Change","detail":{"taskArn":"x","version":"1"}}',
+]
 
 
 def unique_settings(prefix: str) -> Settings:
@@ -37,9 +36,14 @@ def unique_settings(prefix: str) -> Settings:
 
 
 def env_for(s: Settings, **extra: str) -> dict[str, str]:
-    return {"ECS_STATE_TASK_TABLE": s.task_table, "ECS_STATE_INSTANCE_TABLE": s.instance_table,
-            "ECS_STATE_DEAD_LETTER_TABLE": s.dead_letter_table, "ECS_STATE_FLUSH_INTERVAL_MILLIS": "0",
-            "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": "3000", **extra}
+    return {
+        "ECS_STATE_TASK_TABLE": s.task_table,
+        "ECS_STATE_INSTANCE_TABLE": s.instance_table,
+        "ECS_STATE_DEAD_LETTER_TABLE": s.dead_letter_table,
+        "ECS_STATE_FLUSH_INTERVAL_MILLIS": "0",
+        "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": "3000",
+        **extra,
+    }
 
 
 def make_stream(seed: int, arns: int = 40, versions: int = 12, poison_every: int = 37) -> list[tuple[str, bytes]]:
@@ -57,9 +61,9 @@ def make_stream(seed: int, arns: int = 40, versions: int = 12, poison_every: int
                 out.append((arn, data))  # duplicate delivery
     window = 25
     for start in range(0, len(out), window):
-        chunk = out[start:start + window]
+        chunk = out[start : start + window]
         rng.shuffle(chunk)
-        out[start:start + window] = chunk
+        out[start : start + window] = chunk
     for i in range(poison_every, len(out), poison_every):
         out.insert(i, ("poison", POISON[i % len(POISON)]))
     out.insert(5, ("svc", b'{"source":"aws.ecs","detail-type":"ECS Service Action","detail":{}}'))
@@ -105,8 +109,11 @@ class DurabilityCheck:
         self.s, self.records, self.checked = s, records, 0
 
     def __call__(self, cp: Checkpoint) -> str | None:
-        covered = self.records if cp.sequence_number is None else \
-            [r for r in self.records if r.sequence_number <= cp.sequence_number]
+        covered = (
+            self.records
+            if cp.sequence_number is None
+            else [r for r in self.records if r.sequence_number <= cp.sequence_number]
+        )
         best, poison = expected_state(covered)
         state, dead = stored_state(self.s)
         behind = {arn: v for arn, v in best.items() if state.get(arn, -1) < v}

@@ -19,13 +19,7 @@ from typing import Any, Iterable
 from processor import logs
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport, total
-from workshop.testing.multilang_driver import (
-    Checkpoint,
-    CheckpointHook,
-    KinesisRecord,
-    ProcessExited,
-    ProcessorProcess,
-)
+from workshop.testing.multilang_driver import Checkpoint, CheckpointHook, KinesisRecord, ProcessExited, ProcessorProcess
 
 SHARD_ID = "shardId-000000000000"
 Position = tuple[str, int]  # (sequence number, sub-sequence number)
@@ -62,9 +56,18 @@ class ShardDaemon:
     differently after a restart: a replayed batch then holds only part of what was flushed, so for some ARNs an
     older version than the one stored, which only the conditional write keeps from going down."""
 
-    def __init__(self, records: list[KinesisRecord], env: dict[str, str], workdir: Path, *,
-                 hooks: Iterable[CheckpointHook] = (), batch_size: int = 250, restart_batch_size: int | None = None,
-                 max_starts: int = 20, kill_at: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        records: list[KinesisRecord],
+        env: dict[str, str],
+        workdir: Path,
+        *,
+        hooks: Iterable[CheckpointHook] = (),
+        batch_size: int = 250,
+        restart_batch_size: int | None = None,
+        max_starts: int = 20,
+        kill_at: Iterable[int] = (),
+    ) -> None:
         self.records = records
         self.env = env
         self.workdir = workdir
@@ -115,8 +118,10 @@ class ShardDaemon:
         try:
             while True:
                 if len(self.starts) >= self.max_starts:
-                    raise AssertionError(f"processor started {self.max_starts} times without finishing the shard; "
-                                         f"exit codes {[s.exit_code for s in self.starts]}")
+                    raise AssertionError(
+                        f"processor started {self.max_starts} times without finishing the shard; "
+                        f"exit codes {[s.exit_code for s in self.starts]}"
+                    )
                 if self._run_once():
                     return self
         finally:
@@ -125,18 +130,20 @@ class ShardDaemon:
 
     def _run_once(self) -> bool:
         """One processor process; True when it reached the end of the shard and exited cleanly."""
-        start = Start(len(self.starts), self.acknowledged, self.workdir / f"processor-{len(self.starts)}.stderr",
-                      time.monotonic())
+        start = Start(
+            len(self.starts), self.acknowledged, self.workdir / f"processor-{len(self.starts)}.stderr", time.monotonic()
+        )
         self.starts.append(start)
         records = self.remaining()
-        process = ProcessorProcess(env=self.env, on_checkpoint=self._on_checkpoint, stderr_path=start.stderr,
-                                   checkpoints=start.checkpoints)
+        process = ProcessorProcess(
+            env=self.env, on_checkpoint=self._on_checkpoint, stderr_path=start.stderr, checkpoints=start.checkpoints
+        )
         self.current = process.start()
         try:
             process.initialize(SHARD_ID, self.acknowledged[0] if self.acknowledged else "TRIM_HORIZON")
             size = self.batch_size if start.index == 0 else self.restart_batch_size
             for i in range(0, len(records), size):
-                batch = records[i:i + size]
+                batch = records[i : i + size]
                 self.delivered += len(batch)
                 process.process_records(batch)
             process.shutdown_requested()
@@ -155,13 +162,20 @@ class ShardDaemon:
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
         """Every stderr JSON log line with ``"event": event``, each tagged with ``start`` (process index)."""
-        return [{**record, "start": start.index} for start in self.starts
-                for record in logs.read_lines(start.stderr) if record.get("event") == event]
+        return [
+            {**record, "start": start.index}
+            for start in self.starts
+            for record in logs.read_lines(start.stderr)
+            if record.get("event") == event
+        ]
 
     def flushes(self, start: int | None = None) -> list[FlushReport]:
         """The flush reports of every process started (``start``: only that one, by index)."""
-        return [FlushReport.from_fields(record) for record in self.log_events(FLUSH_EVENT)
-                if start is None or record["start"] == start]
+        return [
+            FlushReport.from_fields(record)
+            for record in self.log_events(FLUSH_EVENT)
+            if start is None or record["start"] == start
+        ]
 
     def total(self, key: str) -> int:
         return total(self.flushes(), key)

@@ -58,6 +58,7 @@ class OnCheckpoint:
             self.action()
         return None
 
+
 class CorpusCheck:
     """Checkpoint hook: at a checkpoint, every case and follower at or before it has its expected durable outcome
     (the corpus's own ground truth: expected_state() would count unstorable events as state)."""
@@ -77,10 +78,12 @@ class CorpusCheck:
             if case.expected == STORED:
                 assert case.arn in state, f"checkpoint {cp.sequence_number} before {case.name} was stored"
             elif case.expected != IGNORED:
-                assert record.sequence_number in dead, \
+                assert record.sequence_number in dead, (
                     f"checkpoint {cp.sequence_number} before {case.name}'s dead letter was durable"
+                )
             if covered(follower):
-                assert task_arn(80000 + i) in state, \
+                assert task_arn(80000 + i) in state, (
                     f"checkpoint {cp.sequence_number} before the event after {case.name} was stored"
+                )
         self.checked += 1
         return None
