@@ -96,7 +96,7 @@ def check_endpoints(props: Mapping[str, str], source: str, timeout_s: float = 2.
             reason = exc.strerror or type(exc).__name__
             problems.append(
                 f"{source}: {key} = {url} does not answer ({reason}); start the local stack "
-                f"(ecs-state stack --dir DIR, then run with DIR/properties/local.properties) "
+                f"(python -m workshop stack --dir DIR, then run with DIR/properties/local.properties) "
                 f"or fix the endpoint"
             )
     return problems
@@ -163,7 +163,7 @@ def preflight(
     if not properties.is_file():
         problems.append(
             f"properties file {properties} does not exist; pass --properties FILE "
-            f"(properties/local.properties rendered by ecs-state stack, or properties/aws.properties)"
+            f"(properties/local.properties rendered by `python -m workshop stack`, or properties/aws.properties)"
         )
         raise LaunchError("\n".join(problems))
     props = read_properties(properties)

@@ -54,7 +54,7 @@ def test_endpoints_that_answer_pass_and_others_name_key_and_fix() -> None:
             problems = check_endpoints(props, "f")
     assert len(problems) == 1
     assert problems[0].startswith(f"f: dynamoDBEndpoint = http://127.0.0.1:{dead_port} does not answer")
-    assert "ecs-state stack" in problems[0]
+    assert "python -m workshop stack" in problems[0]
     assert check_endpoints({}, "f") == []  # no endpoints: real AWS, nothing probed
     [bad] = check_endpoints({"kinesisEndpoint": "127.0.0.1:4568"}, "f")
     assert "not an http:// or https:// URL" in bad

@@ -1,4 +1,4 @@
-"""``ecs-state bench``: the benchmark's command (``./scripts/bench``); the work is in ``workshop.bench.runner``
+"""``python -m workshop bench``: the benchmark's command (``./scripts/bench``); the work is in ``workshop.bench.runner``
 (orchestration) and the modules beside it; the report is rendered by ``workshop.bench.report``."""
 
 from __future__ import annotations

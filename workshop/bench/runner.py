@@ -15,7 +15,7 @@
 * The results go to ``<name>.json`` (and ``<name>.png``) in ``out_dir`` (:mod:`workshop.bench.report`); CPU
   readings are Linux only (:mod:`workshop.bench.cpu`); ``--profile`` adds :mod:`workshop.bench.profiling`.
 
-:func:`add_arguments` and :func:`config_from_args` are the command line of ``ecs-state bench``
+:func:`add_arguments` and :func:`config_from_args` are the command line of ``python -m workshop bench``
 (:mod:`workshop.bench.command`): options map one to one onto :class:`~workshop.bench.stream.BenchConfig`, and
 bad values raise ``ValueError``.
 """

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     directory: Path = args.dir.resolve()
     stream = args.stream or read_properties(args.properties).get("streamName")
     if not stream:
-        print(f"ecs-state stack: {args.properties} has no streamName; pass --stream NAME", file=sys.stderr)
+        print(f"workshop stack: {args.properties} has no streamName; pass --stream NAME", file=sys.stderr)
         return 2
     env_file = directory / "stack.env"
     env_file.unlink(missing_ok=True)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                         return 1
             log("stack.stopping")
     except (StackError, TimeoutError, RuntimeError) as exc:
-        print(f"ecs-state stack: {exc}", file=sys.stderr)
+        print(f"workshop stack: {exc}", file=sys.stderr)
         return 1
     finally:
         env_file.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ all), inside its window (``start_s`` .. ``stop_s`` seconds after it was installe
 most ``limit`` times. Rules are tried in order; each one that matches draws from one seeded RNG. Counters per
 kind and per operation are readable in-process (``FaultProxy.counts()``) or over HTTP (``GET /__faults__``);
 ``PUT /__faults__/rules`` (a JSON list of rules) and ``DELETE /__faults__/rules`` change the rules of a proxy
-running in another process (``python -m workshop.testing.fault_proxy --upstream URL``, or ``ecs-state faults``).
+running in another process (``python -m workshop faults --upstream URL``, or ``python -m workshop faults``).
 
 Standard library only: ``http.server.ThreadingHTTPServer`` (HTTP/1.1, one thread per client connection) and one
 ``http.client`` upstream connection per client connection.

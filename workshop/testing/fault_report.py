@@ -5,9 +5,9 @@ restarting the processor from the last acknowledged checkpoint when it dies), wi
 server) behind the fault proxy, checks durability at every checkpoint, watches stored versions at every
 checkpoint, and compares the final tables with the ground truth computed from the records.
 
-    ecs-state fault-scenarios                       # everything; writes bench/faults.json
-    ecs-state fault-scenarios --only a --scale 0.5  # one scenario, smaller
-    ecs-state fault-scenarios --poison-table /tmp/poison-table.md
+    python -m workshop fault-scenarios                       # everything; writes bench/faults.json
+    python -m workshop fault-scenarios --only a --scale 0.5  # one scenario, smaller
+    python -m workshop fault-scenarios --poison-table /tmp/poison-table.md
 
 Exit status 1 when any scenario lost an event or let a stored version go down. A benchmark, not a test:
 the times are measurements on this machine, not assertions.
@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _command(key: str, args: argparse.Namespace) -> str:
-    return f"ecs-state fault-scenarios --only {key} --scale {args.scale:g} --seed {args.seed}"
+    return f"python -m workshop fault-scenarios --only {key} --scale {args.scale:g} --seed {args.seed}"
 
 
 def _poison_header(args: argparse.Namespace) -> str:
