@@ -1,5 +1,8 @@
 """deploy/ecs-state.yaml: cfn-lint clean, and deployed into moto's CloudFormation (real moto server over HTTP) it
-creates the stream, the rules with their targets, the tables, the roles and policies.
+creates the stream, the rules with their targets, the tables, the roles and policies. With StateTables=existing it
+adopts state tables that exist already (made as AWS's documented Lambda makes them) and creates none: every policy,
+output and the task environment name those tables, and ``ecs-state setup`` under the SetupPolicy brings them to the
+schema.
 
 moto's CloudFormation does not do everything the template asks. Each gap has its own test below that (a) shows the
 gap on the deployed stack, so the test fails the day moto learns the feature (then check the deployed resource
@@ -21,6 +24,7 @@ the EventBridge -> Kinesis hop itself is not exercised here.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import urllib.parse
 import uuid
@@ -32,9 +36,10 @@ from cfn_template import TEMPLATE, deploy, load_template
 from cfnlint.api import ManualArgs, lint_file
 
 from processor.aws import client
-from processor.config import env_key, load_settings, parse_properties, property_key
+from processor.config import Settings, env_key, load_settings, parse_properties, property_key
 from processor.core.schema import cluster_part, cluster_parts, table_specs
 from processor.ops.preflight import check_required
+from processor.ops.setup_tables import ensure_tables
 
 PROPERTIES_OUTPUTS = {"StreamName", "StreamArn", "TaskTable", "InstanceTable", "DeadLetterTable",
                       "ApplicationName", "RegionName", "WorkerPolicyArn"}
@@ -691,3 +696,149 @@ def test_max_leases_for_worker_reaches_the_task_and_both_outputs(stack: dict[str
     default = parse_properties(stack["outputs"]["WorkerProperties"])
     assert default["maxLeasesForWorker"] == "2147483647"  # 0: KCL's own default, no limit
     assert _env_lines(fargate_stack["outputs"]["WorkerEnvironment"])["KCL_maxLeasesForWorker"] == "4"
+
+
+# ------------------------------------------------------------------ adopting existing state tables
+STATE_TABLE_RESOURCES = ("TaskTable", "InstanceTable")
+POLICIES = ("WorkerPolicyArn", "OperatorPolicyArn", "ReaderPolicyArn", "SetupPolicyArn")
+
+
+def _lambda_tables(params: dict[str, str]) -> None:
+    """The two tables as AWS's documented Lambda has them made: hash key only, no index, no TTL."""
+    ddb = client("dynamodb")
+    for name, key in ((params["TaskTableName"], "taskArn"), (params["InstanceTableName"], "containerInstanceArn")):
+        ddb.create_table(TableName=name, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+
+
+@pytest.fixture(scope="module")
+def existing_stack(moto_server: Any) -> dict[str, Any]:
+    """StateTables=existing over the documented Lambda's two tables, with the Fargate workers (their environment
+    names the tables too)."""
+    suffix = uuid.uuid4().hex[:8]
+    params = _params(suffix, StateTables="existing", **FARGATE_PARAMS)
+    _lambda_tables(params)
+    result = deploy(f"ecs-state-{suffix}", params)
+    result["params"] = params
+    return result
+
+
+def _named(document: dict[str, Any], stack: dict[str, Any]) -> str:
+    """A policy document with the stack's own names (tables, stream, application, queues) replaced by
+    placeholders, so that the documents of two stacks compare."""
+    text = json.dumps(document, sort_keys=True)
+    params = stack["params"]
+    queues = [stack["resources"][q].rsplit("/", 1)[1] for q in ("TaskEventsDeadLetterQueue",
+                                                                 "InstanceEventsDeadLetterQueue")]
+    names = {params["TaskTableName"]: "<tasks>", params["InstanceTableName"]: "<instances>",
+             params["DeadLetterTableName"]: "<dead>", params["StreamName"]: "<stream>",
+             params["ApplicationName"]: "<app>", queues[0]: "<task-queue>", queues[1]: "<instance-queue>"}
+    for name in sorted(names, key=len, reverse=True):
+        text = text.replace(name, names[name])
+    return text
+
+
+def test_the_default_is_to_create_the_state_tables(stack: dict[str, Any]) -> None:
+    assert load_template()["Parameters"]["StateTables"]["Default"] == "create"
+    assert stack["resource_types"]["TaskTable"] == stack["resource_types"]["InstanceTable"] == "AWS::DynamoDB::Table"
+
+
+def test_with_existing_tables_the_stack_creates_no_state_table_and_leaves_them_as_they_were(
+        existing_stack: dict[str, Any]) -> None:
+    types = existing_stack["resource_types"]
+    assert not set(STATE_TABLE_RESOURCES) & set(types)
+    assert [k for k, t in types.items() if t == "AWS::DynamoDB::Table"] == ["DeadLetterTable"]
+    ddb, params = client("dynamodb"), existing_stack["params"]
+    for name in (params["TaskTableName"], params["InstanceTableName"]):  # (before the setup test below runs)
+        described = ddb.describe_table(TableName=name)["Table"]
+        assert not described.get("GlobalSecondaryIndexes") and len(described["AttributeDefinitions"]) == 1, name
+    template = load_template()
+    assert all(template["Resources"][r]["Condition"] == "CreateStateTables" for r in STATE_TABLE_RESOURCES)
+    assert "Condition" not in template["Resources"]["DeadLetterTable"]
+
+
+def test_with_existing_tables_every_policy_names_the_existing_tables_and_their_indexes(
+        stack: dict[str, Any], existing_stack: dict[str, Any]) -> None:
+    """Each policy grants on the adopted tables exactly what it grants on tables the stack creates."""
+    for output in POLICIES:
+        created = _named(_policy_document(stack["outputs"][output]), stack)
+        adopted = _named(_policy_document(existing_stack["outputs"][output]), existing_stack)
+        assert adopted == created, output
+    table_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/{}".format
+    params = existing_stack["params"]
+    tasks, instances = table_arn(params["TaskTableName"]), table_arn(params["InstanceTableName"])
+    (reader,) = _policy_document(existing_stack["outputs"]["ReaderPolicyArn"])["Statement"]
+    assert sorted(reader["Resource"]) == sorted([tasks, tasks + "/index/*", instances, instances + "/index/*"])
+    worker = _worker_statements(existing_stack)
+    assert {tasks, instances} <= set(worker["WriteStateAndDeadLetters"]["Resource"])
+    assert sorted(worker["QueryTaskIndex"]["Resource"]) == [instances + "/index/*", tasks + "/index/*"]
+    operator = _statements(_policy_document(existing_stack["outputs"]["OperatorPolicyArn"]))
+    assert {tasks, tasks + "/index/*", instances, instances + "/index/*"} <= set(operator["ReadTables"]["Resource"])
+    assert sorted(operator["RepairFromEcsApi"]["Resource"]) == sorted([tasks, instances])
+
+
+def test_the_policy_comparison_can_fail(stack: dict[str, Any], existing_stack: dict[str, Any]) -> None:
+    document = _policy_document(existing_stack["outputs"]["ReaderPolicyArn"])
+    document["Statement"][0]["Resource"] = document["Statement"][0]["Resource"][:2]  # the instance table dropped
+    assert _named(document, existing_stack) != _named(_policy_document(stack["outputs"]["ReaderPolicyArn"]), stack)
+
+
+def test_with_existing_tables_the_outputs_and_the_workers_name_them(existing_stack: dict[str, Any]) -> None:
+    outputs, params = existing_stack["outputs"], existing_stack["params"]
+    names = (params["TaskTableName"], params["InstanceTableName"], params["DeadLetterTableName"])
+    assert (outputs["TaskTable"], outputs["InstanceTable"], outputs["DeadLetterTable"]) == names
+    settings = load_settings(None, env=_env_lines(outputs["WorkerEnvironment"]))
+    assert (settings.task_table, settings.instance_table, settings.dead_letter_table) == names
+    props = parse_properties(outputs["WorkerProperties"])
+    assert (props["ecsState.taskTable"], props["ecsState.instanceTable"]) == names[:2]
+    (container,) = _task_definition(existing_stack)["containerDefinitions"]
+    assert {e["name"]: e["value"] for e in container["environment"]} == _env_lines(outputs["WorkerEnvironment"])
+
+
+def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bool:
+    return any(s["Effect"] == "Allow" and action in _as_list(s["Action"])
+               and any(fnmatch.fnmatchcase(resource, pattern) for pattern in _as_list(s["Resource"]))
+               for s in statements)
+
+
+def test_setup_on_the_adopted_tables_brings_them_to_the_schema_under_the_setup_policy(
+        existing_stack: dict[str, Any]) -> None:
+    """The migration order (deploy with StateTables=existing, then `ecs-state setup`): setup finds the stack's
+    dead-letter table there, adds the read indexes and the TTL, and makes only calls the SetupPolicy grants (each
+    call recorded as botocore sends it to the moto server, which itself enforces no IAM)."""
+    outputs, params = existing_stack["outputs"], existing_stack["params"]
+    settings = Settings(task_table=params["TaskTableName"], instance_table=params["InstanceTableName"],
+                        dead_letter_table=params["DeadLetterTableName"], task_retention_hours=72)
+    ddb = client("dynamodb")
+    calls: list[tuple[str, str]] = []
+    ddb.meta.events.register("before-call.dynamodb.*", lambda model, params, **_: calls.append(
+        (f"dynamodb:{model.name}", json.loads(params["body"] or "{}").get("TableName", ""))))
+    changes = ensure_tables(settings, client=ddb)
+    assert any("adding index cluster-index" in c for c in changes) and any("TTL" in c for c in changes)
+    assert not any("created table" in c for c in changes)
+    for spec in table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table):
+        described = client("dynamodb").describe_table(TableName=spec["TableName"])["Table"]
+        assert _comparable(described) == _comparable(spec), spec["TableName"]
+
+    statements = _policy_document(outputs["SetupPolicyArn"])["Statement"]
+    table_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/{}".format
+    assert {action for action, _ in calls} >= {"dynamodb:CreateTable", "dynamodb:UpdateTable",
+                                               "dynamodb:UpdateTimeToLive"}
+    refused = sorted({(a, t) for a, t in calls if not _allowed(statements, a, table_arn(t))})
+    assert not refused, f"setup calls the SetupPolicy does not grant: {refused}"
+    assert not _allowed(statements, "dynamodb:DeleteTable", table_arn(settings.task_table))
+    assert not _allowed(statements, "dynamodb:UpdateTable", table_arn("some-other-table"))
+    assert ensure_tables(settings, client=client("dynamodb")) == []  # a second run changes nothing
+
+
+def test_moto_ignores_the_expiry_rule_so_the_template_is_checked_instead(moto_server: Any) -> None:
+    """TaskExpiry=true cannot reach a table the stack does not create: the template refuses the pair."""
+    suffix = uuid.uuid4().hex[:8]
+    params = _params(suffix, StateTables="existing", TaskExpiry="true")
+    _lambda_tables(params)
+    assert deploy(f"ecs-state-{suffix}", params)["StackStatus"] == "CREATE_COMPLETE", \
+        "moto now evaluates Rules: expect a refusal here"
+    rule = load_template()["Rules"]["ExpiryNeedsOwnTables"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "StateTables"}, "existing"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "TaskExpiry"}, "false"]}

@@ -109,19 +109,50 @@ def test_table_names_agree_in_the_template_the_code_and_both_properties_files(te
         assert AWS_PROPERTIES[property_key(field)] == LOCAL_PROPERTIES[property_key(field)] == name
 
 
-def test_aws_properties_does_not_send_users_to_ecs_state_setup() -> None:
-    comments = " ".join(line for line in text(ROOT / "properties" / "aws.properties").splitlines()
-                        if line.startswith("#"))
-    assert "setup creates" not in comments and "do not run ecs-state setup" in comments
+#: the rule from when the stack always created the state tables; no file may state it any more
+OLD_SETUP_RULE = re.compile(r"do not run `?ecs-state setup`? against", re.IGNORECASE)
+#: the files that tell a user on AWS when to run ``ecs-state setup``
+SETUP_RULE_FILES = ("README.md", "docs/deploy.md", "docs/cli.md", "docs/migration.md", "properties/aws.properties")
+
+
+def prose(path: Path) -> str:
+    """The file's words with line breaks, indentation and comment marks folded, so a sentence is found whole."""
+    lines = text(path).splitlines()
+    if path.suffix == ".properties":
+        lines = [line.lstrip("# ") for line in lines if line.startswith("#")]
+    return " ".join(" ".join(lines).split())
+
+
+def test_the_files_state_one_rule_for_ecs_state_setup_on_aws(template: dict[str, Any]) -> None:
+    """On AWS, `ecs-state setup` runs on tables the stack adopted (StateTables=existing), under the SetupPolicy, and
+    never deletes or recreates a table; no file still says never to run it there."""
+    values = template["Parameters"]["StateTables"]["AllowedValues"]
+    assert template["Resources"]["SetupPolicy"]["Type"] == "AWS::IAM::ManagedPolicy"
+    for name in SETUP_RULE_FILES:
+        body = prose(ROOT / name)
+        assert not OLD_SETUP_RULE.search(body), f"{name} still says not to run ecs-state setup on AWS"
+        for phrase in ("StateTables=existing", "SetupPolicy", "never deletes or recreates"):
+            assert phrase in body, f"{name} states the rule for ecs-state setup on AWS without {phrase!r}"
+    for path in [*DOCS, ROOT / "properties" / "aws.properties"]:
+        for value in re.findall(r"StateTables=(\w+)", prose(path)):
+            assert value in values, f"{rel(path)} names StateTables={value}; the template allows {values}"
+
+
+def test_the_setup_rule_check_finds_the_old_rule() -> None:
+    old = "# The stack creates these tables; do not run ecs-state setup against the account (it is for the local stack)."
+    assert OLD_SETUP_RULE.search(" ".join(old.lstrip("# ").split()))
+    assert OLD_SETUP_RULE.search("The stack owns the tables: do not run `ecs-state setup` against the account")
 
 
 # ---- policies ---------------------------------------------------------------------------------------------------
 
 def test_every_policy_the_docs_name_is_in_the_template_and_each_is_documented(template: dict[str, Any]) -> None:
     policies = {name for name, r in template["Resources"].items() if r["Type"] == "AWS::IAM::ManagedPolicy"}
+    # the AWS managed policies the template attaches (arn:...:iam::aws:policy/...), which docs may name too
+    aws_managed = set(re.findall(r"iam::aws:policy/(?:[\w-]+/)*(\w+Policy)\b", text(ROOT / "deploy" / "ecs-state.yaml")))
     for path in DOCS:
         for found in set(re.findall(r"`(\w+Policy)`", text(path))):
-            assert found in policies, f"{rel(path)} names {found}; the template's policies are {policies}"
+            assert found in policies | aws_managed, f"{rel(path)} names {found}; the template's policies are {policies}"
     deploy = text(ROOT / "docs" / "deploy.md")
     assert all(f"`{name}`" in deploy for name in policies), "docs/deploy.md describes every policy"
 
