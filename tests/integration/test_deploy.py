@@ -41,15 +41,28 @@ from processor.core.schema import cluster_part, cluster_parts, table_specs
 from processor.ops.preflight import check_required
 from processor.ops.setup_tables import ensure_tables
 
-PROPERTIES_OUTPUTS = {"StreamName", "StreamArn", "TaskTable", "InstanceTable", "DeadLetterTable",
-                      "ApplicationName", "RegionName", "WorkerPolicyArn"}
+PROPERTIES_OUTPUTS = {
+    "StreamName",
+    "StreamArn",
+    "TaskTable",
+    "InstanceTable",
+    "DeadLetterTable",
+    "ApplicationName",
+    "RegionName",
+    "WorkerPolicyArn",
+}
 
 
 def _params(suffix: str, **extra: str) -> dict[str, str]:
     """Unique names: the moto server is shared by the whole test session."""
-    return {"StreamName": f"events-{suffix}", "TaskTableName": f"tasks-{suffix}",
-            "InstanceTableName": f"instances-{suffix}", "DeadLetterTableName": f"dead-{suffix}",
-            "ApplicationName": f"app-{suffix}", **extra}
+    return {
+        "StreamName": f"events-{suffix}",
+        "TaskTableName": f"tasks-{suffix}",
+        "InstanceTableName": f"instances-{suffix}",
+        "DeadLetterTableName": f"dead-{suffix}",
+        "ApplicationName": f"app-{suffix}",
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +77,36 @@ def stack(moto_server: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def provisioned_stack(moto_server: Any) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
-    params = _params(suffix, StreamMode="PROVISIONED", ShardCount="3", StreamRetentionHours="48",
-                     RetrievalMode="FANOUT", TaskExpiry="true")
+    params = _params(
+        suffix,
+        StreamMode="PROVISIONED",
+        ShardCount="3",
+        StreamRetentionHours="48",
+        RetrievalMode="FANOUT",
+        TaskExpiry="true",
+    )
     result = deploy(f"ecs-state-{suffix}", params)
     result["params"] = params
     return result
 
 
 WORKER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ecs-state-worker:1"
-FARGATE_PARAMS = {"WorkerImage": WORKER_IMAGE, "WorkerSubnetIds": "subnet-0123abcd,subnet-4567abcd",
-                  "WorkerSecurityGroupIds": "sg-0123abcd", "WorkerCount": "3", "WorkerAssignPublicIp": "ENABLED",
-                  "MaxLeasesForWorker": "4"}
-ECS_PARTS = {"WorkerLogGroup", "WorkerExecutionRole", "WorkerTaskRole", "WorkerTaskDefinition", "WorkerCluster",
-             "WorkerService"}
+FARGATE_PARAMS = {
+    "WorkerImage": WORKER_IMAGE,
+    "WorkerSubnetIds": "subnet-0123abcd,subnet-4567abcd",
+    "WorkerSecurityGroupIds": "sg-0123abcd",
+    "WorkerCount": "3",
+    "WorkerAssignPublicIp": "ENABLED",
+    "MaxLeasesForWorker": "4",
+}
+ECS_PARTS = {
+    "WorkerLogGroup",
+    "WorkerExecutionRole",
+    "WorkerTaskRole",
+    "WorkerTaskDefinition",
+    "WorkerCluster",
+    "WorkerService",
+}
 AWS_PROPERTIES = Path(__file__).resolve().parents[2] / "properties" / "aws.properties"
 
 
@@ -95,8 +125,9 @@ def _env_lines(text: str) -> dict[str, str]:
 
 
 def _task_definition(stack: dict[str, Any]) -> dict[str, Any]:
-    return client("ecs").describe_task_definition(
-        taskDefinition=stack["outputs"]["WorkerTaskDefinitionArn"])["taskDefinition"]
+    return client("ecs").describe_task_definition(taskDefinition=stack["outputs"]["WorkerTaskDefinitionArn"])[
+        "taskDefinition"
+    ]
 
 
 def _policy_document(policy_arn: str) -> dict[str, Any]:
@@ -127,15 +158,17 @@ def _as_list(value: Any) -> list[Any]:
 
 # ---------------------------------------------------------------------------------------------- lint
 def test_cfn_lint_passes_including_informational_checks() -> None:
-    matches = lint_file(TEMPLATE, config=ManualArgs(include_checks=["I"],
-                                                    regions=["us-east-1", "eu-west-1", "ap-southeast-2"]))
+    matches = lint_file(
+        TEMPLATE, config=ManualArgs(include_checks=["I"], regions=["us-east-1", "eu-west-1", "ap-southeast-2"])
+    )
     assert not matches, "\n".join(str(m) for m in matches)
 
 
 def test_cfn_lint_does_catch_a_broken_template(tmp_path: Path) -> None:
     """The lint test can fail: drop the task table's cluster_part attribute definition the index needs."""
     broken = TEMPLATE.read_text(encoding="utf-8").replace(
-        "        - {AttributeName: cluster_part, AttributeType: S}\n", "", 1)
+        "        - {AttributeName: cluster_part, AttributeType: S}\n", "", 1
+    )
     assert broken != TEMPLATE.read_text(encoding="utf-8")
     path = tmp_path / "broken.yaml"
     path.write_text(broken, encoding="utf-8")
@@ -164,20 +197,29 @@ def test_stream_exists(stack: dict[str, Any], provisioned_stack: dict[str, Any])
     assert summary["StreamStatus"] == "ACTIVE"
     assert summary["StreamARN"] == stack["outputs"]["StreamArn"]
     assert summary["RetentionPeriodHours"] == 24
-    provisioned = kinesis.describe_stream_summary(
-        StreamName=provisioned_stack["outputs"]["StreamName"])["StreamDescriptionSummary"]
+    provisioned = kinesis.describe_stream_summary(StreamName=provisioned_stack["outputs"]["StreamName"])[
+        "StreamDescriptionSummary"
+    ]
     assert provisioned["OpenShardCount"] == 3
     assert provisioned["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
     assert provisioned["RetentionPeriodHours"] == 48
 
 
-@pytest.mark.parametrize("logical_id, detail_type, key_path, queue", [
-    ("TaskStateRule", "ECS Task State Change", "$.detail.taskArn", "TaskEventsDeadLetterQueue"),
-    ("InstanceStateRule", "ECS Container Instance State Change", "$.detail.containerInstanceArn",
-     "InstanceEventsDeadLetterQueue"),
-])
-def test_rule_sends_its_detail_type_to_the_stream_keyed_by_arn(stack: dict[str, Any], logical_id: str,
-                                                               detail_type: str, key_path: str, queue: str) -> None:
+@pytest.mark.parametrize(
+    "logical_id, detail_type, key_path, queue",
+    [
+        ("TaskStateRule", "ECS Task State Change", "$.detail.taskArn", "TaskEventsDeadLetterQueue"),
+        (
+            "InstanceStateRule",
+            "ECS Container Instance State Change",
+            "$.detail.containerInstanceArn",
+            "InstanceEventsDeadLetterQueue",
+        ),
+    ],
+)
+def test_rule_sends_its_detail_type_to_the_stream_keyed_by_arn(
+    stack: dict[str, Any], logical_id: str, detail_type: str, key_path: str, queue: str
+) -> None:
     events, sqs, iam = client("events"), client("sqs"), client("iam")
     name = stack["resources"][logical_id]
     rule = events.describe_rule(Name=name)
@@ -210,11 +252,14 @@ def test_eventbridge_role_may_only_put_into_the_stream(stack: dict[str, Any]) ->
 
 def _comparable(table: dict[str, Any]) -> dict[str, Any]:
     """Keys, attribute types and indexes of a CreateTable spec or a described table, order-free."""
-    return {"KeySchema": table["KeySchema"],
-            "AttributeDefinitions": sorted((a["AttributeName"], a["AttributeType"])
-                                           for a in table["AttributeDefinitions"]),
-            "GlobalSecondaryIndexes": sorted((i["IndexName"], repr(i["KeySchema"]), repr(i["Projection"]))
-                                             for i in table.get("GlobalSecondaryIndexes") or [])}
+    return {
+        "KeySchema": table["KeySchema"],
+        "AttributeDefinitions": sorted((a["AttributeName"], a["AttributeType"]) for a in table["AttributeDefinitions"]),
+        "GlobalSecondaryIndexes": sorted(
+            (i["IndexName"], repr(i["KeySchema"]), repr(i["Projection"]))
+            for i in table.get("GlobalSecondaryIndexes") or []
+        ),
+    }
 
 
 def test_the_template_tables_are_the_schema_of_core_schema_py() -> None:
@@ -243,13 +288,27 @@ def test_the_gsi_answers_the_readside_query(stack: dict[str, Any]) -> None:
     cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/gsi"
     for i, status in enumerate(["RUNNING", "RUNNING", "STOPPED"]):
         arn = f"arn:aws:ecs:us-east-1:123456789012:task/gsi/{i}"
-        ddb.put_item(TableName=table, Item={"taskArn": {"S": arn}, "clusterArn": {"S": cluster},
-                                            "lastStatus": {"S": status}, "version": {"N": "1"},
-                                            "cluster_part": {"S": cluster_part(cluster, arn)}})
-    running = [it for part in cluster_parts(cluster) for it in ddb.query(
-        TableName=table, IndexName="cluster-index", KeyConditionExpression="cluster_part = :c",
-        FilterExpression="lastStatus = :s", ExpressionAttributeValues={":c": {"S": part}, ":s": {"S": "RUNNING"}}
-    )["Items"]]
+        ddb.put_item(
+            TableName=table,
+            Item={
+                "taskArn": {"S": arn},
+                "clusterArn": {"S": cluster},
+                "lastStatus": {"S": status},
+                "version": {"N": "1"},
+                "cluster_part": {"S": cluster_part(cluster, arn)},
+            },
+        )
+    running = [
+        it
+        for part in cluster_parts(cluster)
+        for it in ddb.query(
+            TableName=table,
+            IndexName="cluster-index",
+            KeyConditionExpression="cluster_part = :c",
+            FilterExpression="lastStatus = :s",
+            ExpressionAttributeValues={":c": {"S": part}, ":s": {"S": "RUNNING"}},
+        )["Items"]
+    ]
     assert sorted(it["taskArn"]["S"].rsplit("/", 1)[1] for it in running) == ["0", "1"]
     assert set(running[0]) == {"taskArn", "cluster_part", "lastStatus"}  # keys and the projected status
 
@@ -261,8 +320,13 @@ def test_reader_policy_allows_point_reads_and_queries_of_the_state_tables_only(s
     assert statement["Effect"] == "Allow"
     assert sorted(statement["Action"]) == ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"]
     assert sorted(statement["Resource"]) == sorted(
-        [table_arn(outputs["TaskTable"]), table_arn(outputs["TaskTable"]) + "/index/*",
-         table_arn(outputs["InstanceTable"]), table_arn(outputs["InstanceTable"]) + "/index/*"])
+        [
+            table_arn(outputs["TaskTable"]),
+            table_arn(outputs["TaskTable"]) + "/index/*",
+            table_arn(outputs["InstanceTable"]),
+            table_arn(outputs["InstanceTable"]) + "/index/*",
+        ]
+    )
 
 
 def _worker_statements(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -276,24 +340,41 @@ def test_worker_policy_grants_kcl_and_our_tables_and_nothing_wider(stack: dict[s
 
     read = statements["ReadStream"]
     assert read["Effect"] == "Allow" and read["Resource"] == outputs["StreamArn"]
-    assert set(read["Action"]) == {"kinesis:DescribeStreamSummary", "kinesis:ListShards",
-                                   "kinesis:GetShardIterator", "kinesis:GetRecords"}
+    assert set(read["Action"]) == {
+        "kinesis:DescribeStreamSummary",
+        "kinesis:ListShards",
+        "kinesis:GetShardIterator",
+        "kinesis:GetRecords",
+    }
 
     kcl = statements["KclTables"]
     assert sorted(_as_list(kcl["Resource"])) == [table_arn(app), table_arn(app + "-*")]
-    assert {"dynamodb:CreateTable", "dynamodb:DescribeTable", "dynamodb:UpdateTable", "dynamodb:GetItem",
-            "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"} <= set(kcl["Action"])
+    assert {
+        "dynamodb:CreateTable",
+        "dynamodb:DescribeTable",
+        "dynamodb:UpdateTable",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Scan",
+    } <= set(kcl["Action"])
     assert "dynamodb:DeleteTable" not in kcl["Action"]
     assert sorted(_as_list(statements["KclTableIndexes"]["Resource"])) == [
-        table_arn(app + "-*/index/*"), table_arn(app + "/index/*")]
+        table_arn(app + "-*/index/*"),
+        table_arn(app + "/index/*"),
+    ]
 
     ours = statements["WriteStateAndDeadLetters"]
-    assert sorted(ours["Resource"]) == sorted(table_arn(outputs[k]) for k in ("TaskTable", "InstanceTable",
-                                                                               "DeadLetterTable"))
+    assert sorted(ours["Resource"]) == sorted(
+        table_arn(outputs[k]) for k in ("TaskTable", "InstanceTable", "DeadLetterTable")
+    )
     assert "dynamodb:PutItem" in ours["Action"]
     assert not {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:CreateTable"} & set(ours["Action"])
-    assert sorted(statements["QueryTaskIndex"]["Resource"]) == [table_arn(outputs["InstanceTable"]) + "/index/*",
-                                                                table_arn(outputs["TaskTable"]) + "/index/*"]
+    assert sorted(statements["QueryTaskIndex"]["Resource"]) == [
+        table_arn(outputs["InstanceTable"]) + "/index/*",
+        table_arn(outputs["TaskTable"]) + "/index/*",
+    ]
 
     metrics = statements["KclMetrics"]
     assert metrics["Action"] == "cloudwatch:PutMetricData"
@@ -311,17 +392,22 @@ def test_fan_out_is_allowed_only_when_chosen(stack: dict[str, Any], provisioned_
         assert polling[sid]["Effect"] == "Deny"
         assert fanout[sid]["Effect"] == "Allow"
     assert fanout["FanOutReadConsumer"]["Resource"] == provisioned_stack["outputs"]["StreamArn"] + "/consumer/*"
-    assert set(fanout["FanOutReadConsumer"]["Action"]) == {"kinesis:DescribeStreamConsumer",
-                                                           "kinesis:SubscribeToShard"}
+    assert set(fanout["FanOutReadConsumer"]["Action"]) == {"kinesis:DescribeStreamConsumer", "kinesis:SubscribeToShard"}
 
 
 def test_operator_policy_reads_tables_and_ecs(stack: dict[str, Any]) -> None:
     statements = _statements(_policy_document(stack["outputs"]["OperatorPolicyArn"]))
     assert {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem"} <= set(
-        statements["ReadTables"]["Action"])
+        statements["ReadTables"]["Action"]
+    )
     assert not [a for a in statements["ReadTables"]["Action"] if "Put" in a or "Delete" in a or "Update" in a]
-    assert set(statements["ReadEcs"]["Action"]) == {"ecs:DescribeClusters", "ecs:ListTasks", "ecs:DescribeTasks",
-                                                    "ecs:ListContainerInstances", "ecs:DescribeContainerInstances"}
+    assert set(statements["ReadEcs"]["Action"]) == {
+        "ecs:DescribeClusters",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "ecs:ListContainerInstances",
+        "ecs:DescribeContainerInstances",
+    }
     clear = statements["ClearReplayedDeadLetters"]
     assert clear["Action"] == "dynamodb:DeleteItem"
     assert clear["Resource"] == f"arn:aws:dynamodb:us-east-1:123456789012:table/{stack['outputs']['DeadLetterTable']}"
@@ -329,21 +415,29 @@ def test_operator_policy_reads_tables_and_ecs(stack: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- worker settings, Fargate
 def test_worker_properties_output_appended_to_the_template_is_a_complete_properties_file(
-        stack: dict[str, Any], tmp_path: Path) -> None:
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
     """docs/deploy.md's step: a copy of properties/aws.properties with the WorkerProperties output appended; the last
     value of a key wins (as for Java's Properties), so the stack's names replace the template's."""
     outputs = stack["outputs"]
     path = tmp_path / "my.properties"
-    path.write_text(AWS_PROPERTIES.read_text(encoding="utf-8") + "\n" + outputs["WorkerProperties"] + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        AWS_PROPERTIES.read_text(encoding="utf-8") + "\n" + outputs["WorkerProperties"] + "\n", encoding="utf-8"
+    )
     props = parse_properties(path.read_text(encoding="utf-8"))
     assert {k: props[k] for k in ("streamName", "applicationName", "regionName", "retrievalMode")} == {
-        "streamName": outputs["StreamName"], "applicationName": outputs["ApplicationName"],
-        "regionName": outputs["RegionName"], "retrievalMode": outputs["RetrievalMode"]}
+        "streamName": outputs["StreamName"],
+        "applicationName": outputs["ApplicationName"],
+        "regionName": outputs["RegionName"],
+        "retrievalMode": outputs["RetrievalMode"],
+    }
     assert check_required(props, str(path)) == []
     settings = load_settings(path, env={})
     assert (settings.task_table, settings.instance_table, settings.dead_letter_table) == (
-        outputs["TaskTable"], outputs["InstanceTable"], outputs["DeadLetterTable"])
+        outputs["TaskTable"],
+        outputs["InstanceTable"],
+        outputs["DeadLetterTable"],
+    )
 
 
 def test_worker_environment_output_says_the_same_as_the_properties_output(stack: dict[str, Any]) -> None:
@@ -365,8 +459,9 @@ def test_without_a_worker_image_the_stack_has_no_ecs_parts(stack: dict[str, Any]
     assert not {"WorkerServiceArn", "WorkerTaskDefinitionArn", "WorkerLogGroupName"} & set(stack["outputs"])
 
 
-def test_fargate_task_definition_runs_the_image_with_the_stacks_settings(fargate_stack: dict[str, Any],
-                                                                          tmp_path: Path) -> None:
+def test_fargate_task_definition_runs_the_image_with_the_stacks_settings(
+    fargate_stack: dict[str, Any], tmp_path: Path
+) -> None:
     outputs = fargate_stack["outputs"]
     assert ECS_PARTS <= set(fargate_stack["resources"])
     (container,) = _task_definition(fargate_stack)["containerDefinitions"]
@@ -377,11 +472,13 @@ def test_fargate_task_definition_runs_the_image_with_the_stacks_settings(fargate
     template = parse_properties(AWS_PROPERTIES.read_text(encoding="utf-8"))
     rendered = {**template, **{k.removeprefix("KCL_"): v for k, v in env.items() if k.startswith("KCL_")}}
     assert check_required(rendered, "rendered") == []
-    assert rendered["streamName"] == outputs["StreamName"] and rendered["applicationName"] == outputs[
-        "ApplicationName"]
+    assert rendered["streamName"] == outputs["StreamName"] and rendered["applicationName"] == outputs["ApplicationName"]
     settings = load_settings(None, env=env)
     assert (settings.task_table, settings.instance_table, settings.dead_letter_table) == (
-        outputs["TaskTable"], outputs["InstanceTable"], outputs["DeadLetterTable"])
+        outputs["TaskTable"],
+        outputs["InstanceTable"],
+        outputs["DeadLetterTable"],
+    )
     # SIGTERM reaches ecs-state run through an init, and the stop timeout leaves room for shutdownGraceMillis
     assert container["linuxParameters"]["initProcessEnabled"] is True
     assert container["stopTimeout"] * 1000 > int(template["shutdownGraceMillis"])
@@ -394,8 +491,9 @@ def test_fargate_task_definition_runs_the_image_with_the_stacks_settings(fargate
 
 def test_fargate_service_runs_the_desired_count_in_its_own_cluster(fargate_stack: dict[str, Any]) -> None:
     outputs = fargate_stack["outputs"]
-    (service,) = client("ecs").describe_services(cluster=outputs["WorkerClusterName"],
-                                                 services=[outputs["WorkerServiceArn"]])["services"]
+    (service,) = client("ecs").describe_services(
+        cluster=outputs["WorkerClusterName"], services=[outputs["WorkerServiceArn"]]
+    )["services"]
     assert service["desiredCount"] == 3
     assert service["taskDefinition"] == outputs["WorkerTaskDefinitionArn"]
     assert service["clusterArn"].endswith(f":cluster/{outputs['WorkerClusterName']}")
@@ -413,14 +511,17 @@ def test_worker_roles_are_for_ecs_tasks_of_this_account(fargate_stack: dict[str,
 # ------------------------------------------------------------------------------------------ moto's gaps
 def test_moto_drops_the_fargate_parts_so_the_template_is_checked_instead(fargate_stack: dict[str, Any]) -> None:
     task_definition = _task_definition(fargate_stack)
-    assert task_definition["compatibilities"] == ["EC2"] and task_definition["networkMode"] == "bridge", \
+    assert task_definition["compatibilities"] == ["EC2"] and task_definition["networkMode"] == "bridge", (
         "moto now keeps RequiresCompatibilities / NetworkMode: check FARGATE / awsvpc, Cpu and the roles here"
+    )
     assert "taskRoleArn" not in task_definition, "moto now keeps TaskRoleArn: check it is WorkerTaskRole's ARN"
     outputs = fargate_stack["outputs"]
-    (service,) = client("ecs").describe_services(cluster=outputs["WorkerClusterName"],
-                                                 services=[outputs["WorkerServiceArn"]])["services"]
-    assert service["launchType"] == "EC2" and service["networkConfiguration"] == {}, \
+    (service,) = client("ecs").describe_services(
+        cluster=outputs["WorkerClusterName"], services=[outputs["WorkerServiceArn"]]
+    )["services"]
+    assert service["launchType"] == "EC2" and service["networkConfiguration"] == {}, (
         "moto now keeps LaunchType / NetworkConfiguration: check FARGATE and the subnets here"
+    )
 
     resources = load_template()["Resources"]
     td = resources["WorkerTaskDefinition"]["Properties"]
@@ -432,24 +533,31 @@ def test_moto_drops_the_fargate_parts_so_the_template_is_checked_instead(fargate
     assert svc["LaunchType"] == "FARGATE"
     network = svc["NetworkConfiguration"]["AwsvpcConfiguration"]
     assert network["Subnets"] == {"Fn::Split": [",", {"Ref": "WorkerSubnetIds"}]}
-    assert network["SecurityGroups"] == {"Fn::If": ["WorkerSecurityGroupsGiven",
-                                                    {"Fn::Split": [",", {"Ref": "WorkerSecurityGroupIds"}]},
-                                                    {"Ref": "AWS::NoValue"}]}
+    assert network["SecurityGroups"] == {
+        "Fn::If": [
+            "WorkerSecurityGroupsGiven",
+            {"Fn::Split": [",", {"Ref": "WorkerSecurityGroupIds"}]},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
     assert network["AssignPublicIp"] == {"Ref": "WorkerAssignPublicIp"}
     assert svc["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100
     assert all(resources[r]["Condition"] == "Workers" for r in ECS_PARTS)
 
 
 def test_moto_drops_the_roles_managed_policies_so_the_template_is_checked_instead(
-        fargate_stack: dict[str, Any]) -> None:
+    fargate_stack: dict[str, Any],
+) -> None:
     iam, resources = client("iam"), fargate_stack["resources"]
     for logical_id in ("WorkerTaskRole", "WorkerExecutionRole"):
-        assert not iam.list_attached_role_policies(RoleName=resources[logical_id])["AttachedPolicies"], \
+        assert not iam.list_attached_role_policies(RoleName=resources[logical_id])["AttachedPolicies"], (
             "moto now attaches ManagedPolicyArns: check the worker policy / the execution role policy here"
+        )
     template = load_template()["Resources"]
     assert template["WorkerTaskRole"]["Properties"]["ManagedPolicyArns"] == [{"Ref": "WorkerPolicy"}]
     assert template["WorkerExecutionRole"]["Properties"]["ManagedPolicyArns"] == [
-        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}]
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}
+    ]
 
 
 def test_moto_ignores_the_rules_so_the_template_is_checked_instead(moto_server: Any) -> None:
@@ -472,22 +580,30 @@ def test_moto_skips_the_queue_policy_so_the_template_is_checked_instead(stack: d
 
     policy = load_template()["Resources"]["DeadLetterQueuePolicy"]
     assert policy["Type"] == "AWS::SQS::QueuePolicy"
-    assert policy["Properties"]["Queues"] == [{"Ref": "TaskEventsDeadLetterQueue"},
-                                              {"Ref": "InstanceEventsDeadLetterQueue"}]
-    grants = {(s["Resource"]["Fn::GetAtt"][0], s["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0])
-              for s in policy["Properties"]["PolicyDocument"]["Statement"]
-              if s["Effect"] == "Allow" and s["Action"] == "sqs:SendMessage"
-              and s["Principal"] == {"Service": "events.amazonaws.com"}}
-    assert grants == {("TaskEventsDeadLetterQueue", "TaskStateRule"),
-                      ("InstanceEventsDeadLetterQueue", "InstanceStateRule")}
+    assert policy["Properties"]["Queues"] == [
+        {"Ref": "TaskEventsDeadLetterQueue"},
+        {"Ref": "InstanceEventsDeadLetterQueue"},
+    ]
+    grants = {
+        (s["Resource"]["Fn::GetAtt"][0], s["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0])
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow"
+        and s["Action"] == "sqs:SendMessage"
+        and s["Principal"] == {"Service": "events.amazonaws.com"}
+    }
+    assert grants == {
+        ("TaskEventsDeadLetterQueue", "TaskStateRule"),
+        ("InstanceEventsDeadLetterQueue", "InstanceStateRule"),
+    }
 
 
 def test_moto_ignores_pitr_and_ttl_so_the_template_is_checked_instead(provisioned_stack: dict[str, Any]) -> None:
     ddb, outputs = client("dynamodb"), provisioned_stack["outputs"]
     for key in ("TaskTable", "InstanceTable", "DeadLetterTable"):
         backups = ddb.describe_continuous_backups(TableName=outputs[key])["ContinuousBackupsDescription"]
-        assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "DISABLED", \
+        assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "DISABLED", (
             "moto now applies PointInTimeRecoverySpecification: check ENABLED here"
+        )
     ttl = ddb.describe_time_to_live(TableName=outputs["TaskTable"])["TimeToLiveDescription"]
     assert ttl["TimeToLiveStatus"] == "DISABLED", "moto now applies TimeToLiveSpecification: check it here"
 
@@ -495,19 +611,23 @@ def test_moto_ignores_pitr_and_ttl_so_the_template_is_checked_instead(provisione
     resources = template["Resources"]
     for logical_id in ("TaskTable", "InstanceTable", "DeadLetterTable"):
         assert resources[logical_id]["Properties"]["PointInTimeRecoverySpecification"] == {
-            "PointInTimeRecoveryEnabled": True}
+            "PointInTimeRecoveryEnabled": True
+        }
         assert resources[logical_id]["DeletionPolicy"] == "Retain"
     assert template["Conditions"]["ExpiryOn"] == {"Fn::Equals": [{"Ref": "TaskExpiry"}, "true"]}
     assert resources["TaskTable"]["Properties"]["TimeToLiveSpecification"] == {
-        "Fn::If": ["ExpiryOn", {"AttributeName": "expires_at", "Enabled": True}, {"Ref": "AWS::NoValue"}]}
+        "Fn::If": ["ExpiryOn", {"AttributeName": "expires_at", "Enabled": True}, {"Ref": "AWS::NoValue"}]
+    }
     assert template["Parameters"]["TaskExpiry"]["Default"] == "false"
 
 
 def test_moto_ignores_stream_mode_and_encryption_so_the_template_is_checked_instead(stack: dict[str, Any]) -> None:
-    summary = client("kinesis").describe_stream_summary(
-        StreamName=stack["outputs"]["StreamName"])["StreamDescriptionSummary"]
-    assert summary["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}, \
+    summary = client("kinesis").describe_stream_summary(StreamName=stack["outputs"]["StreamName"])[
+        "StreamDescriptionSummary"
+    ]
+    assert summary["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}, (
         "moto now applies StreamModeDetails: check ON_DEMAND here"
+    )
     assert summary["EncryptionType"] == "NONE", "moto now applies StreamEncryption: check KMS here"
 
     template = load_template()
@@ -532,15 +652,20 @@ def test_setup_creates_the_same_tables_as_the_template() -> None:
     from processor.core.schema import table_specs
 
     resources = load_template()["Resources"]
-    specs = {spec["TableName"]: spec for spec in table_specs(Settings().task_table, Settings().instance_table, Settings().dead_letter_table)}
-    for logical_id, name in (("TaskTable", "ECSTaskState"), ("InstanceTable", "ECSCtrInstanceState"),
-                             ("DeadLetterTable", "ECSEventDeadLetters")):
+    specs = {
+        spec["TableName"]: spec
+        for spec in table_specs(Settings().task_table, Settings().instance_table, Settings().dead_letter_table)
+    }
+    for logical_id, name in (
+        ("TaskTable", "ECSTaskState"),
+        ("InstanceTable", "ECSCtrInstanceState"),
+        ("DeadLetterTable", "ECSEventDeadLetters"),
+    ):
         props, spec = resources[logical_id]["Properties"], specs[name]
         assert spec["KeySchema"] == props["KeySchema"], logical_id
         assert sorted(spec["AttributeDefinitions"], key=str) == sorted(props["AttributeDefinitions"], key=str)
         assert spec["BillingMode"] == props["BillingMode"]
         assert spec.get("GlobalSecondaryIndexes", []) == props.get("GlobalSecondaryIndexes", []), logical_id
-
 
 
 # ---------------------------------------------------------------------------------- monitoring, image
@@ -621,10 +746,22 @@ def test_the_alarm_check_can_fail() -> None:
 
 
 def test_the_alarms_cover_what_must_page_someone() -> None:
-    watched = {name for r in load_template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
-               for _, name, _ in _alarm_metrics(r["Properties"])}
-    assert {"GetRecords.IteratorAgeMilliseconds", "DeadLetters", "FailedInvocations", "InvocationsFailedToBeSentToDlq",
-            "ApproximateNumberOfMessagesVisible", "WriteRetries", "WriteRetryingFor", "WorkerHeartbeat"} <= watched
+    watched = {
+        name
+        for r in load_template()["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        for _, name, _ in _alarm_metrics(r["Properties"])
+    }
+    assert {
+        "GetRecords.IteratorAgeMilliseconds",
+        "DeadLetters",
+        "FailedInvocations",
+        "InvocationsFailedToBeSentToDlq",
+        "ApproximateNumberOfMessagesVisible",
+        "WriteRetries",
+        "WriteRetryingFor",
+        "WorkerHeartbeat",
+    } <= watched
 
 
 def _dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, set[str]]]:
@@ -638,8 +775,9 @@ def _dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, set[str]]]:
     return found
 
 
-def test_the_deployed_dashboard_is_json_naming_only_metrics_that_exist(stack: dict[str, Any],
-                                                                      provisioned_stack: dict[str, Any]) -> None:
+def test_the_deployed_dashboard_is_json_naming_only_metrics_that_exist(
+    stack: dict[str, Any], provisioned_stack: dict[str, Any]
+) -> None:
     for deployed in (stack, provisioned_stack):  # POLLING and FANOUT
         outputs = deployed["outputs"]
         body = json.loads(client("cloudwatch").get_dashboard(DashboardName=outputs["DashboardName"])["DashboardBody"])
@@ -650,20 +788,30 @@ def test_the_deployed_dashboard_is_json_naming_only_metrics_that_exist(stack: di
         assert outputs["StreamName"] in text and f'"Application", "{outputs["ApplicationName"]}"' in text
         assert "${" not in text  # every substitution resolved
         (alarms,) = [w["properties"]["alarms"] for w in body["widgets"] if w["type"] == "alarm"]
-        names = {r["Properties"]["AlarmName"]["Fn::Sub"] for r in load_template()["Resources"].values()
-                 if r["Type"] == "AWS::CloudWatch::Alarm"}
+        names = {
+            r["Properties"]["AlarmName"]["Fn::Sub"]
+            for r in load_template()["Resources"].values()
+            if r["Type"] == "AWS::CloudWatch::Alarm"
+        }
         assert {a.rsplit(":alarm:", 1)[1] for a in alarms} == {
-            n.replace("${ApplicationName}", outputs["ApplicationName"]) for n in names}
+            n.replace("${ApplicationName}", outputs["ApplicationName"]) for n in names
+        }
         assert {"FreshnessP99", "MillisBehindLatest", "WorkerHeartbeat"} <= {name for _, name, _ in metrics}
-    fanout = json.dumps(json.loads(client("cloudwatch").get_dashboard(
-        DashboardName=provisioned_stack["outputs"]["DashboardName"])["DashboardBody"]))
+    fanout = json.dumps(
+        json.loads(
+            client("cloudwatch").get_dashboard(DashboardName=provisioned_stack["outputs"]["DashboardName"])[
+                "DashboardBody"
+            ]
+        )
+    )
     assert "SubscribeToShardEvent.MillisBehindLatest" in fanout and "GetRecords.IteratorAgeMilliseconds" not in fanout
 
 
 def test_moto_skips_the_alarms_so_the_template_is_checked_instead(stack: dict[str, Any]) -> None:
     app = stack["outputs"]["ApplicationName"]
-    assert client("cloudwatch").describe_alarms(AlarmNamePrefix=app)["MetricAlarms"] == [], \
+    assert client("cloudwatch").describe_alarms(AlarmNamePrefix=app)["MetricAlarms"] == [], (
         "moto now creates AWS::CloudWatch::Alarm: check the deployed alarms' metrics here"
+    )
 
 
 def test_the_task_health_check_is_the_images_and_costs_no_aws_call() -> None:
@@ -689,8 +837,9 @@ def test_cpu_architecture_is_the_task_platform_and_an_architecture_the_build_kno
     assert "case $arch in amd64|arm64)" in script
 
 
-def test_max_leases_for_worker_reaches_the_task_and_both_outputs(stack: dict[str, Any],
-                                                                 fargate_stack: dict[str, Any]) -> None:
+def test_max_leases_for_worker_reaches_the_task_and_both_outputs(
+    stack: dict[str, Any], fargate_stack: dict[str, Any]
+) -> None:
     (container,) = _task_definition(fargate_stack)["containerDefinitions"]
     assert {e["name"]: e["value"] for e in container["environment"]}["KCL_maxLeasesForWorker"] == "4"
     default = parse_properties(stack["outputs"]["WorkerProperties"])
@@ -707,9 +856,12 @@ def _lambda_tables(params: dict[str, str]) -> None:
     """The two tables as AWS's documented Lambda has them made: hash key only, no index, no TTL."""
     ddb = client("dynamodb")
     for name, key in ((params["TaskTableName"], "taskArn"), (params["InstanceTableName"], "containerInstanceArn")):
-        ddb.create_table(TableName=name, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                         AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                         BillingMode="PAY_PER_REQUEST")
+        ddb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -729,11 +881,18 @@ def _named(document: dict[str, Any], stack: dict[str, Any]) -> str:
     placeholders, so that the documents of two stacks compare."""
     text = json.dumps(document, sort_keys=True)
     params = stack["params"]
-    queues = [stack["resources"][q].rsplit("/", 1)[1] for q in ("TaskEventsDeadLetterQueue",
-                                                                 "InstanceEventsDeadLetterQueue")]
-    names = {params["TaskTableName"]: "<tasks>", params["InstanceTableName"]: "<instances>",
-             params["DeadLetterTableName"]: "<dead>", params["StreamName"]: "<stream>",
-             params["ApplicationName"]: "<app>", queues[0]: "<task-queue>", queues[1]: "<instance-queue>"}
+    queues = [
+        stack["resources"][q].rsplit("/", 1)[1] for q in ("TaskEventsDeadLetterQueue", "InstanceEventsDeadLetterQueue")
+    ]
+    names = {
+        params["TaskTableName"]: "<tasks>",
+        params["InstanceTableName"]: "<instances>",
+        params["DeadLetterTableName"]: "<dead>",
+        params["StreamName"]: "<stream>",
+        params["ApplicationName"]: "<app>",
+        queues[0]: "<task-queue>",
+        queues[1]: "<instance-queue>",
+    }
     for name in sorted(names, key=len, reverse=True):
         text = text.replace(name, names[name])
     return text
@@ -745,7 +904,8 @@ def test_the_default_is_to_create_the_state_tables(stack: dict[str, Any]) -> Non
 
 
 def test_with_existing_tables_the_stack_creates_no_state_table_and_leaves_them_as_they_were(
-        existing_stack: dict[str, Any]) -> None:
+    existing_stack: dict[str, Any],
+) -> None:
     types = existing_stack["resource_types"]
     assert not set(STATE_TABLE_RESOURCES) & set(types)
     assert [k for k, t in types.items() if t == "AWS::DynamoDB::Table"] == ["DeadLetterTable"]
@@ -759,7 +919,8 @@ def test_with_existing_tables_the_stack_creates_no_state_table_and_leaves_them_a
 
 
 def test_with_existing_tables_every_policy_names_the_existing_tables_and_their_indexes(
-        stack: dict[str, Any], existing_stack: dict[str, Any]) -> None:
+    stack: dict[str, Any], existing_stack: dict[str, Any]
+) -> None:
     """Each policy grants on the adopted tables exactly what it grants on tables the stack creates."""
     for output in POLICIES:
         created = _named(_policy_document(stack["outputs"][output]), stack)
@@ -797,23 +958,35 @@ def test_with_existing_tables_the_outputs_and_the_workers_name_them(existing_sta
 
 
 def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bool:
-    return any(s["Effect"] == "Allow" and action in _as_list(s["Action"])
-               and any(fnmatch.fnmatchcase(resource, pattern) for pattern in _as_list(s["Resource"]))
-               for s in statements)
+    return any(
+        s["Effect"] == "Allow"
+        and action in _as_list(s["Action"])
+        and any(fnmatch.fnmatchcase(resource, pattern) for pattern in _as_list(s["Resource"]))
+        for s in statements
+    )
 
 
 def test_setup_on_the_adopted_tables_brings_them_to_the_schema_under_the_setup_policy(
-        existing_stack: dict[str, Any]) -> None:
+    existing_stack: dict[str, Any],
+) -> None:
     """The migration order (deploy with StateTables=existing, then `ecs-state setup`): setup finds the stack's
     dead-letter table there, adds the read indexes and the TTL, and makes only calls the SetupPolicy grants (each
     call recorded as botocore sends it to the moto server, which itself enforces no IAM)."""
     outputs, params = existing_stack["outputs"], existing_stack["params"]
-    settings = Settings(task_table=params["TaskTableName"], instance_table=params["InstanceTableName"],
-                        dead_letter_table=params["DeadLetterTableName"], task_retention_hours=72)
+    settings = Settings(
+        task_table=params["TaskTableName"],
+        instance_table=params["InstanceTableName"],
+        dead_letter_table=params["DeadLetterTableName"],
+        task_retention_hours=72,
+    )
     ddb = client("dynamodb")
     calls: list[tuple[str, str]] = []
-    ddb.meta.events.register("before-call.dynamodb.*", lambda model, params, **_: calls.append(
-        (f"dynamodb:{model.name}", json.loads(params["body"] or "{}").get("TableName", ""))))
+    ddb.meta.events.register(
+        "before-call.dynamodb.*",
+        lambda model, params, **_: calls.append(
+            (f"dynamodb:{model.name}", json.loads(params["body"] or "{}").get("TableName", ""))
+        ),
+    )
     changes = ensure_tables(settings, client=ddb)
     assert any("adding index cluster-index" in c for c in changes) and any("TTL" in c for c in changes)
     assert not any("created table" in c for c in changes)
@@ -823,8 +996,11 @@ def test_setup_on_the_adopted_tables_brings_them_to_the_schema_under_the_setup_p
 
     statements = _policy_document(outputs["SetupPolicyArn"])["Statement"]
     table_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/{}".format
-    assert {action for action, _ in calls} >= {"dynamodb:CreateTable", "dynamodb:UpdateTable",
-                                               "dynamodb:UpdateTimeToLive"}
+    assert {action for action, _ in calls} >= {
+        "dynamodb:CreateTable",
+        "dynamodb:UpdateTable",
+        "dynamodb:UpdateTimeToLive",
+    }
     refused = sorted({(a, t) for a, t in calls if not _allowed(statements, a, table_arn(t))})
     assert not refused, f"setup calls the SetupPolicy does not grant: {refused}"
     assert not _allowed(statements, "dynamodb:DeleteTable", table_arn(settings.task_table))
@@ -837,8 +1013,9 @@ def test_moto_ignores_the_expiry_rule_so_the_template_is_checked_instead(moto_se
     suffix = uuid.uuid4().hex[:8]
     params = _params(suffix, StateTables="existing", TaskExpiry="true")
     _lambda_tables(params)
-    assert deploy(f"ecs-state-{suffix}", params)["StackStatus"] == "CREATE_COMPLETE", \
+    assert deploy(f"ecs-state-{suffix}", params)["StackStatus"] == "CREATE_COMPLETE", (
         "moto now evaluates Rules: expect a refusal here"
+    )
     rule = load_template()["Rules"]["ExpiryNeedsOwnTables"]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "StateTables"}, "existing"]}
     assert rule["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "TaskExpiry"}, "false"]}

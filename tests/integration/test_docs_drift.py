@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cfn_template import load_template
 
-from processor.config import Settings, parse_properties, property_key
+from processor.config import KCL_KEYS, Settings, parse_properties, property_key
 from processor.core.events import VERSIONED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,12 +22,10 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 AWS_PROPERTIES = parse_properties((ROOT / "properties" / "aws.properties").read_text(encoding="utf-8"))
 LOCAL_PROPERTIES = parse_properties((ROOT / "properties" / "local.properties").read_text(encoding="utf-8"))
 CONFIGURATION = ROOT / "docs" / "configuration.md"
+
+
 #: docs other branches of this round write, linked from here before they are merged; the lead removes this list
 #: once they are in (a name is allowed only while its file is missing)
-WRITTEN_BY_OTHER_BRANCHES = {"docs/reading.md", "docs/migration.md", "docs/connectivity.md", "docs/monitoring.md",
-                             "docs/image.md", "docs/sizing.md"}
-
-
 def text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
@@ -62,7 +60,9 @@ def markdown_tables(path: Path) -> list[list[dict[str, str]]]:
             if header is None:
                 header = cells
             elif not all(set(c) <= set("-: ") for c in cells):
-                current.append({name or str(i): cell for i, (name, cell) in enumerate(zip(header, cells, strict=False))})
+                current.append(
+                    {name or str(i): cell for i, (name, cell) in enumerate(zip(header, cells, strict=False))}
+                )
         elif header is not None:
             tables.append(current)
             current, header = [], None
@@ -77,6 +77,7 @@ def first_code(cell: str) -> str | None:
 
 # ---- partition keys, streams, tables ------------------------------------------------------------------------
 
+
 def test_the_rules_partition_by_the_arn_the_processor_and_redrive_read(template: dict[str, Any]) -> None:
     assert rules(template) == {dt: f"$.detail.{key}" for dt, (_, key) in VERSIONED.items()}
 
@@ -89,8 +90,7 @@ def test_every_partition_key_path_the_docs_and_properties_name_is_the_templates(
             assert found.rstrip(".") in paths, f"{rel(path)} names PartitionKeyPath {found}; the template uses {paths}"
 
 
-def test_the_stream_name_is_the_templates_default_on_aws_and_the_local_stacks_locally(
-        template: dict[str, Any]) -> None:
+def test_the_stream_name_is_the_templates_default_on_aws_and_the_local_stacks_locally(template: dict[str, Any]) -> None:
     aws_stream = template["Parameters"]["StreamName"]["Default"]
     assert AWS_PROPERTIES["streamName"] == aws_stream
     local_stream = LOCAL_PROPERTIES["streamName"]
@@ -102,8 +102,11 @@ def test_the_stream_name_is_the_templates_default_on_aws_and_the_local_stacks_lo
 
 def test_table_names_agree_in_the_template_the_code_and_both_properties_files(template: dict[str, Any]) -> None:
     parameters, settings = template["Parameters"], Settings()
-    for parameter, field in (("TaskTableName", "task_table"), ("InstanceTableName", "instance_table"),
-                             ("DeadLetterTableName", "dead_letter_table")):
+    for parameter, field in (
+        ("TaskTableName", "task_table"),
+        ("InstanceTableName", "instance_table"),
+        ("DeadLetterTableName", "dead_letter_table"),
+    ):
         name = getattr(settings, field)
         assert parameters[parameter]["Default"] == name
         assert AWS_PROPERTIES[property_key(field)] == LOCAL_PROPERTIES[property_key(field)] == name
@@ -139,17 +142,22 @@ def test_the_files_state_one_rule_for_ecs_state_setup_on_aws(template: dict[str,
 
 
 def test_the_setup_rule_check_finds_the_old_rule() -> None:
-    old = "# The stack creates these tables; do not run ecs-state setup against the account (it is for the local stack)."
+    old = (
+        "# The stack creates these tables; do not run ecs-state setup against the account (it is for the local stack)."
+    )
     assert OLD_SETUP_RULE.search(" ".join(old.lstrip("# ").split()))
     assert OLD_SETUP_RULE.search("The stack owns the tables: do not run `ecs-state setup` against the account")
 
 
 # ---- policies ---------------------------------------------------------------------------------------------------
 
+
 def test_every_policy_the_docs_name_is_in_the_template_and_each_is_documented(template: dict[str, Any]) -> None:
     policies = {name for name, r in template["Resources"].items() if r["Type"] == "AWS::IAM::ManagedPolicy"}
     # the AWS managed policies the template attaches (arn:...:iam::aws:policy/...), which docs may name too
-    aws_managed = set(re.findall(r"iam::aws:policy/(?:[\w-]+/)*(\w+Policy)\b", text(ROOT / "deploy" / "ecs-state.yaml")))
+    aws_managed = set(
+        re.findall(r"iam::aws:policy/(?:[\w-]+/)*(\w+Policy)\b", text(ROOT / "deploy" / "ecs-state.yaml"))
+    )
     for path in DOCS:
         for found in set(re.findall(r"`(\w+Policy)`", text(path))):
             assert found in policies | aws_managed, f"{rel(path)} names {found}; the template's policies are {policies}"
@@ -159,17 +167,21 @@ def test_every_policy_the_docs_name_is_in_the_template_and_each_is_documented(te
 
 def test_the_operator_policy_grants_what_status_needs_as_the_docs_say(template: dict[str, Any]) -> None:
     statements = template["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    lease_table = [s for s in statements if "${ApplicationName}" in str(s["Resource"])
-                   and "dynamodb:Scan" in s["Action"]]
+    lease_table = [
+        s for s in statements if "${ApplicationName}" in str(s["Resource"]) and "dynamodb:Scan" in s["Action"]
+    ]
     assert lease_table, "status scans the lease table: the OperatorPolicy must grant dynamodb:Scan on it"
     operations = text(ROOT / "docs" / "operations.md")
-    assert "needs `dynamodb:DescribeTable` and `dynamodb:Scan` on the lease table;\nthe `OperatorPolicy` grants both" \
+    assert (
+        "needs `dynamodb:DescribeTable` and `dynamodb:Scan` on the lease table;\nthe `OperatorPolicy` grants both"
         in operations
+    )
     for path in DOCS:
         assert "does not\nyet grant" not in text(path) and "does not yet grant" not in text(path), rel(path)
 
 
 # ---- settings -----------------------------------------------------------------------------------------------
+
 
 def setting_rows(path: Path) -> dict[str, dict[str, str]]:
     """Rows of the tables of ``path`` whose first cell is an `ecsState.*` key, by key."""
@@ -184,7 +196,7 @@ def setting_rows(path: Path) -> dict[str, dict[str, str]]:
 
 def test_configuration_md_lists_every_setting_with_the_codes_default_and_aws_properties_value() -> None:
     rows = setting_rows(CONFIGURATION)
-    defaults = {property_key(f.name): str(f.default) for f in fields(Settings)}
+    defaults = {property_key(f.name): str(f.default) for f in fields(Settings) if f.name not in KCL_KEYS}
     assert set(rows) == set(defaults), "docs/configuration.md has a row per setting, no more"
     for key, row in rows.items():
         assert first_code(row["default"]) == defaults[key], f"{key}: the code's default is {defaults[key]}"
@@ -217,6 +229,7 @@ def test_the_kcl_keys_table_says_what_the_properties_files_set() -> None:
 
 # ---- links --------------------------------------------------------------------------------------------------
 
+
 def anchors(path: Path) -> set[str]:
     """GitHub's anchors of a markdown file's headings."""
     found = set()
@@ -235,18 +248,11 @@ def test_every_relative_link_of_the_docs_resolves() -> None:
                 continue  # https:, mailto:
             file_part, _, anchor = target.partition("#")
             resolved = (path.parent / file_part).resolve() if file_part else path
-            name = rel(resolved) if resolved.is_relative_to(ROOT) else str(resolved)
             if not resolved.exists():
-                if name not in WRITTEN_BY_OTHER_BRANCHES:
-                    missing.append(f"{rel(path)} -> {target}")
+                missing.append(f"{rel(path)} -> {target}")
             elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
                 missing.append(f"{rel(path)} -> {target} (no such heading)")
     assert not missing, missing
-
-
-def test_the_allowance_for_other_branches_lists_only_files_still_missing() -> None:
-    present = sorted(name for name in WRITTEN_BY_OTHER_BRANCHES if (ROOT / name).exists())
-    assert not present, f"merged: remove {present} from WRITTEN_BY_OTHER_BRANCHES"
 
 
 #: a short commit hash as people write one: 7-10 hex digits with a letter and a digit, standing alone (not inside an
@@ -260,8 +266,18 @@ def test_the_readme_keeps_the_two_commands_ci_runs_and_stays_short() -> None:
     assert len(readme.splitlines()) <= 300
 
 
-@pytest.mark.parametrize("name", ["README.md", "docs/deploy.md", "docs/operations.md", "docs/configuration.md",
-                                  "docs/cli.md", "docs/design.md", "docs/upgrading.md"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "README.md",
+        "docs/deploy.md",
+        "docs/operations.md",
+        "docs/configuration.md",
+        "docs/cli.md",
+        "docs/design.md",
+        "docs/upgrading.md",
+    ],
+)
 def test_user_docs_carry_no_issue_numbers_or_commit_hashes(name: str) -> None:
     body = text(ROOT / name)
     assert not re.search(r"\bissue \d+", body, re.IGNORECASE), name

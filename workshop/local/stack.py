@@ -6,8 +6,9 @@
   preload that makes every ``listen`` bind 127.0.0.1.
 
 ``LocalStack`` starts both and hands out the environment for child processes (``AWS_ENDPOINT_URL_*``, dummy
-credentials, region). ``python -m workshop stack`` (``stack_command.py``) runs it in the foreground for the demo and for manual runs: it writes
-``stack.env`` and a ``local.properties`` with the real ports filled in, then waits for SIGTERM / SIGINT.
+credentials, region). ``python -m workshop stack`` (``stack_command.py``) runs it in the foreground for the demo
+and for manual runs: it writes ``stack.env`` and a ``local.properties`` with the real ports filled in, then waits
+for SIGTERM / SIGINT.
 """
 
 from __future__ import annotations
