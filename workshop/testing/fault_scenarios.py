@@ -4,12 +4,12 @@ protocol, with DynamoDB (moto) behind the fault proxy; each returns a ``Result``
 a. throttling and 5xx through a whole stream; b. DynamoDB unavailable longer than the retry budget; c. the
 processor SIGKILLed between a flush and its checkpoint, or mid-flush; f. the poison corpus (poison_cases.py).
 
-Shared by tests/protocol/test_fault_injection.py (small volumes, many assertions) and
-``python -m workshop fault-scenarios`` (fault_report.py: bigger volumes, one table). Every scenario checks durability at every checkpoint
-(``protocol_helpers.DurabilityCheck`` or ``watches.CorpusCheck``), watches stored versions (``watches.VersionWatch``)
-and compares the final tables with the ground truth computed from the records: ``Result.lost`` and
-``Result.regressed`` must be 0. A scenario that did not happen as described (the fault never hit a flush, the
-processor was never killed) raises AssertionError rather than report a vacuous pass.
+Shared by tests/protocol/test_fault_injection.py (small volumes, many assertions) and ``python -m workshop
+fault-scenarios`` (fault_report.py: bigger volumes, one table). Every scenario checks durability at every checkpoint
+(``protocol_helpers.DurabilityCheck`` or ``watches.CorpusCheck``), watches stored versions
+(``watches.VersionWatch``) and compares the final tables with the ground truth computed from the records:
+``Result.lost`` and ``Result.regressed`` must be 0. A scenario that did not happen as described (the fault never hit
+a flush, the processor was never killed) raises AssertionError rather than report a vacuous pass.
 """
 
 from __future__ import annotations
