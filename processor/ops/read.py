@@ -46,7 +46,7 @@ from processor.core.schema import (
     cluster_service,
     stopped_day,
 )
-from processor.errors import ReadError
+from processor.errors import ReadError, describe
 from processor.ops import questions
 from processor.ops.batch_get import batch_get
 from processor.ops.render import (
@@ -464,5 +464,5 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"ecs-state {args.readside}: {exc}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError) as exc:
-        print(f"ecs-state {args.readside}: AWS call failed: {exc}", file=sys.stderr)
+        print(f"ecs-state {args.readside}: {describe(exc)}", file=sys.stderr)
         return 2
