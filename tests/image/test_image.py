@@ -214,6 +214,25 @@ def test_the_health_check_is_in_the_image_and_judges_the_heartbeat_files(
     assert "no worker heartbeat" in ran.stdout and "healthy: worker alive" in ran.stdout
 
 
+def test_the_image_holds_the_product_and_no_workshop(container: str) -> None:
+    """The worker image installs the wheel: every product package imports, and no workshop module or test is in
+    it (the layering test keeps the product from importing them; this keeps them out of what ships)."""
+    check = (
+        "import importlib.util, processor.shard.main, processor.ops.cli; "
+        "print('workshop', importlib.util.find_spec('workshop')); print('tests', importlib.util.find_spec('tests'))"
+    )
+    ran = subprocess.run(
+        ["buildah", "run", "--isolation", "chroot", container, "--", "python", "-c", check],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout
+    assert "workshop None" in ran.stdout and "tests None" in ran.stdout, ran.stdout
+
+
 def test_push_makes_one_manifest_list_of_the_built_image(image: str, tmp_path: Path) -> None:
     """scripts/image push to a dir: destination (no registry is reachable here): the manifest list holds the
     host architecture's image, in Docker v2 schema 2 format (what ECR stores and Fargate pulls)."""
