@@ -120,6 +120,18 @@ def _in_container(ctr: str, config: dict, *env: str, volume: Path | None = None)
     )
 
 
+def _command_in(ctr: str, *command: str) -> subprocess.CompletedProcess[str]:
+    """``command`` in the container as the image's user, stdout and stderr together."""
+    return subprocess.run(
+        ["buildah", "run", "--isolation", "chroot", ctr, "--", *command],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+        check=False,
+    )
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -199,14 +211,7 @@ def test_the_health_check_is_in_the_image_and_judges_the_heartbeat_files(
         "python -m processor.ops.liveness; echo rc=$?; mkdir -p \"$ECS_STATE_HEARTBEAT_DIR\" && "
         "touch \"$ECS_STATE_HEARTBEAT_DIR/worker\" && python -m processor.ops.liveness; echo rc=$?"
     )
-    ran = subprocess.run(
-        ["buildah", "run", "--isolation", "chroot", container, "--", "/bin/sh", "-c", probe],
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=120,
-        check=False,
-    )
+    ran = _command_in(container, "/bin/sh", "-c", probe)
     lines = ran.stdout.splitlines()
     assert lines.count("rc=1") == 1 and lines.count("rc=0") == 1 and lines.index("rc=1") < lines.index("rc=0"), (
         ran.stdout
@@ -221,14 +226,7 @@ def test_the_image_holds_the_product_and_no_workshop(container: str) -> None:
         "import importlib.util, processor.shard.main, processor.ops.cli; "
         "print('workshop', importlib.util.find_spec('workshop')); print('tests', importlib.util.find_spec('tests'))"
     )
-    ran = subprocess.run(
-        ["buildah", "run", "--isolation", "chroot", container, "--", "python", "-c", check],
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        timeout=120,
-        check=False,
-    )
+    ran = _command_in(container, "python", "-c", check)
     assert ran.returncode == 0, ran.stdout
     assert "workshop None" in ran.stdout and "tests None" in ran.stdout, ran.stdout
 

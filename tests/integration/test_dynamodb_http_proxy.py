@@ -7,7 +7,6 @@ https endpoint is a small TLS server made here with a self-signed certificate (m
 
 from __future__ import annotations
 
-import datetime
 import http.server
 import json
 import shutil
@@ -22,10 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from processor.config import Settings
 from processor.core.position import Position
@@ -36,6 +31,7 @@ from processor.shard.dynamodb_http import DynamoDBHttp, TransportError
 from processor.shard.failures import TRANSIENT, classify
 from processor.shard.writer import Writer
 from workshop.testing.factories import as_json, task_arn, task_event
+from workshop.testing.tls import self_signed
 
 PROXY_VARS = (
     "HTTP_PROXY",
@@ -162,30 +158,6 @@ def test_no_proxy_sends_the_endpoint_direct(
     assert "POST" not in proxy.log_text()
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 class _Table(http.server.BaseHTTPRequestHandler):
     """A TLS endpoint answering DescribeTable as DynamoDB would (moto speaks plain http only)."""
 
@@ -206,7 +178,7 @@ class _Table(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def tls_endpoint(tmp_path: Path) -> Iterator[tuple[Any, str, Path]]:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Table)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

@@ -5,7 +5,6 @@ certificate made here."""
 
 from __future__ import annotations
 
-import datetime
 import resource
 import socket
 import ssl
@@ -15,12 +14,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from processor.shard.http_connection import ConnectionPool, ProtocolError, ReadTimeout, TlsFailed
+from workshop.testing.tls import self_signed
 
 HEAD = b"POST / HTTP/1.1\r\nHost: test\r\n"
 
@@ -221,32 +217,8 @@ def test_idle_connections_are_checked_with_poll_past_descriptor_1024(scripted: l
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 def test_tls_verifies_the_certificate_and_the_host_name(scripted: list[Scripted], tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server = Scripted([ok(b'{"tls":1}'), ok(b"{}")], tls=context)
