@@ -45,6 +45,31 @@ def code_version() -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short", "HEAD") or None, "modified": modified}
 
 
+def machine(emulator: str) -> dict[str, Any]:
+    """The report's ``machine`` block: where the figures were measured."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "load_avg_1m_at_end": os.getloadavg()[0],
+        "emulator": emulator,
+    }
+
+
+def stream_facts(stream: Stream) -> dict[str, Any]:
+    """What the reports say of the stream every contender was fed (from its ground truth)."""
+    totals = stream.truth["totals"]
+    return {
+        "events": len(stream.records),
+        "task_events": totals["task_events"],
+        "instance_events": totals["instance_events"],
+        "duplicates": totals["duplicates"],
+        "poison": totals["poison"],
+        "ignored": totals["ignored"],
+        "distinct_arns": totals["tasks"] + totals["instances"],
+        "mean_bytes": round(totals["bytes"] / max(1, totals["records"])),
+    }
+
+
 def build_report(
     cfg: BenchConfig,
     stream: Stream,
@@ -56,27 +81,14 @@ def build_report(
     logs: Path,
 ) -> dict[str, Any]:
     """One run as the results JSON (what ``<name>.json`` holds and :func:`render_markdown` reads)."""
-    totals = stream.truth["totals"]
     return {
         "command": command,
         "logs": str(logs),
         "config": {**asdict(cfg), "contenders": list(cfg.contenders)},
         "code": code,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "load_avg_1m_at_end": os.getloadavg()[0],
-            "emulator": "moto server (DynamoDB), 127.0.0.1",
-        },
+        "machine": machine("moto server (DynamoDB), 127.0.0.1"),
         "stream": {
-            "events": len(stream.records),
-            "task_events": totals["task_events"],
-            "instance_events": totals["instance_events"],
-            "duplicates": totals["duplicates"],
-            "poison": totals["poison"],
-            "ignored": totals["ignored"],
-            "distinct_arns": totals["tasks"] + totals["instances"],
-            "mean_bytes": round(totals["bytes"] / max(1, totals["records"])),
+            **stream_facts(stream),
             "simulated_seconds": round(stream.duration_s, 1),
             "arrival_rate_per_s": round(len(stream.records) / stream.duration_s, 2) if stream.duration_s else None,
             "clock": f"{cfg.rate} events/s" if cfg.rate > 0 else "the simulated fleet's own clock",
