@@ -76,7 +76,7 @@ ENV HOME=/home/ecs \
 # heartbeat file, no AWS call (~50 ms of CPU). The task definition restates it (ECS ignores an image's).
 # Docker image format only (scripts/image builds with --format docker; OCI has no HEALTHCHECK).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
-  CMD ["python", "-m", "processor.ops.liveness"]
+  CMD ["python", "-m", "processor.worker.liveness"]
 
 ENTRYPOINT ["/usr/local/bin/ecs-state-worker"]
 CMD ["--restart-on-failure"]

@@ -21,7 +21,8 @@ from types import ModuleType
 from processor import __version__, aws
 from processor.errors import EXIT_BUG, EXIT_INTERRUPTED, describe, exit_code_for
 from processor.loadgen import producer, verify
-from processor.ops import canary, read, reconcile, redrive, setup_tables, status, supervisor
+from processor.ops import canary, read, reconcile, redrive, setup_tables, status
+from processor.worker import supervisor
 
 #: what an operator runs in production
 OPERATOR_COMMANDS: tuple[ModuleType, ...] = (setup_tables, supervisor, read, reconcile, status, redrive, canary)

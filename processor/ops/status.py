@@ -105,7 +105,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if args.liveness:
-        from processor.ops.liveness import probe
+        from processor.worker.liveness import probe
 
         return probe(out=out)
     from botocore.exceptions import BotoCoreError, ClientError

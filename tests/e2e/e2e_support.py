@@ -36,9 +36,9 @@ from processor.loadgen.producer import KinesisWriter, Pacer, produce
 from processor.loadgen.records import Options, Record
 from processor.loadgen.verify import read_tables
 from processor.ops.setup_tables import ensure_tables
-from processor.ops.supervisor import die_with_parent
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport
+from processor.worker.supervisor import die_with_parent
 from workshop.local.env import local_client
 from workshop.local.stack import LocalStack, wait_stream_active
 

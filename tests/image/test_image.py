@@ -205,11 +205,11 @@ def test_the_health_check_is_in_the_image_and_judges_the_heartbeat_files(
     inspected = json.loads(
         subprocess.run(["podman", "image", "inspect", image], check=True, text=True, stdout=subprocess.PIPE).stdout
     )[0]
-    assert inspected["Healthcheck"]["Test"] == ["CMD", "python", "-m", "processor.ops.liveness"]  # podman: top level
+    assert inspected["Healthcheck"]["Test"] == ["CMD", "python", "-m", "processor.worker.liveness"]  # podman: top level
     assert "ECS_STATE_HEARTBEAT_DIR=/tmp/ecs-state/heartbeat" in config["Env"]
     probe = (
-        "python -m processor.ops.liveness; echo rc=$?; mkdir -p \"$ECS_STATE_HEARTBEAT_DIR\" && "
-        "touch \"$ECS_STATE_HEARTBEAT_DIR/worker\" && python -m processor.ops.liveness; echo rc=$?"
+        "python -m processor.worker.liveness; echo rc=$?; mkdir -p \"$ECS_STATE_HEARTBEAT_DIR\" && "
+        "touch \"$ECS_STATE_HEARTBEAT_DIR/worker\" && python -m processor.worker.liveness; echo rc=$?"
     )
     ran = _command_in(container, "/bin/sh", "-c", probe)
     lines = ran.stdout.splitlines()

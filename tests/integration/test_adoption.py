@@ -25,9 +25,9 @@ from processor.core.schema import INDEXES, dead_letter_table_spec
 from processor.loadgen.fleet import generate
 from processor.loadgen.records import Options
 from processor.ops import read as readside
-from processor.ops.preflight import check_processor
 from processor.ops.repair import put_conditionally
 from processor.ops.setup_tables import ensure_tables
+from processor.worker.preflight import check_processor
 from workshop.bench.lambda_way import lambda_handler
 
 FLEET = Options(seed=9, clusters=2, instances=4, tasks=20, duplicate_rate=0.05, reorder_window=10, step_ms=60_000)

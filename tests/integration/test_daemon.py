@@ -17,10 +17,10 @@ import pytest
 
 from processor.config import load_settings
 from processor.errors import EXIT_CONFIG, LaunchError
-from processor.ops.launcher import find_jars, find_java
-from processor.ops.preflight import check_endpoints, check_executable
 from processor.ops.setup_tables import ensure_tables
-from processor.ops.supervisor import run_daemon
+from processor.worker.launcher import find_jars, find_java
+from processor.worker.preflight import check_endpoints, check_executable
+from processor.worker.supervisor import run_daemon
 from workshop.local.stack import LocalStack
 
 # ---- the command line ----------------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def test_real_daemon_processes_records_and_shuts_down_gracefully_on_sigterm(tmp_
 
 
 def test_a_daemon_killed_by_a_signal_is_reported_as_such() -> None:
-    from processor.ops.daemon_log import DaemonWatch
+    from processor.worker.daemon_log import DaemonWatch
 
     problem = DaemonWatch(show_level="INFO").diagnosis(-9, signalled=False)
     assert problem is not None and "killed by SIGKILL" in problem

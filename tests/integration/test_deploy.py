@@ -38,8 +38,8 @@ from cfnlint.api import ManualArgs, lint_file
 from processor.aws import client
 from processor.config import Settings, env_key, load_settings, parse_properties, property_key
 from processor.core.schema import cluster_part, cluster_parts, table_specs
-from processor.ops.preflight import check_required
 from processor.ops.setup_tables import ensure_tables
+from processor.worker.preflight import check_required
 
 PROPERTIES_OUTPUTS = {
     "StreamName",
@@ -822,7 +822,7 @@ def test_the_task_health_check_is_the_images_and_costs_no_aws_call() -> None:
     assert json.loads(line.split(" CMD ", 1)[1]) == check["Command"][1:] and check["Command"][0] == "CMD"
     assert f"--interval={check['Interval']}s" in line and f"--retries={check['Retries']}" in line
     assert f"--start-period={check['StartPeriod']}s" in line and f"--timeout={check['Timeout']}s" in line
-    assert check["Command"][1:] == ["python", "-m", "processor.ops.liveness"]
+    assert check["Command"][1:] == ["python", "-m", "processor.worker.liveness"]
     assert "ECS_STATE_HEARTBEAT_DIR=" in dockerfile  # where the probe and ecs-state run meet
 
 

@@ -4,7 +4,7 @@ removes it when it gives the shard up, and reports its age (MillisBehindLatest) 
 even with nothing to flush; ``ecs-state run``'s supervisor, around a real child process standing in for the KCL
 daemon (a Python sleeping process: the daemon would need a stream), touches the worker file while the child runs,
 clears stale shard files before it starts one, and writes one WorkerHeartbeat EMF line a minute. The probe
-(``python -m processor.ops.liveness``) then judges those files in a process of its own, as ECS would run it.
+(``python -m processor.worker.liveness``) then judges those files in a process of its own, as ECS would run it.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from amazon_kclpy.messages import InitializeInput, ProcessRecordsInput, Shutdown
 
 from processor.config import Settings
 from processor.ops.setup_tables import ensure_tables
-from processor.ops.supervisor import Supervisor
 from processor.shard.heartbeat import HEARTBEAT_ENV, ShardHeartbeat
 from processor.shard.main import make_writer
 from processor.shard.metrics import Metrics
 from processor.shard.record_processor import ShardProcessor
+from processor.worker.supervisor import Supervisor
 
 WALL0_MS = 1_800_000_000_000
 SHARD = "shardId-000000000002"
@@ -41,7 +41,7 @@ class Checkpoints:
 
 def _probe(folder: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "processor.ops.liveness"],
+        [sys.executable, "-m", "processor.worker.liveness"],
         env={**os.environ, HEARTBEAT_ENV: str(folder)},
         text=True,
         stdout=subprocess.PIPE,

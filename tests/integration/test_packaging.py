@@ -24,4 +24,4 @@ def test_the_wheel_holds_the_product_and_no_workshop_module(tmp_path: Path) -> N
     product = {str(p.relative_to(ROOT)) for p in (ROOT / "processor").rglob("*.py")}
     assert product <= shipped, f"missing from the wheel: {sorted(product - shipped)}"
     assert not [n for n in names if n.startswith(("workshop/", "tests/"))], [n for n in names if "workshop" in n]
-    assert "processor/ops/logback.xml" in names
+    assert "processor/worker/logback.xml" in names

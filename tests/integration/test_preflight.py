@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from processor.config import Settings
-from processor.ops.preflight import check_processor
 from processor.ops.setup_tables import ensure_tables
+from processor.worker.preflight import check_processor
 
 
 def _props(tmp_path: Path, s: Settings, **extra: str) -> Path:

@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from processor.aws import region_from
 from processor.errors import EXIT_CONFIG, describe, exit_code_for
 from processor.ops.cli import _leaf_parsers, build_parser
-from processor.ops.preflight import check_region
+from processor.worker.preflight import check_region
 
 
 def test_the_region_comes_from_the_flag_then_aws_region_then_aws_default_region_then_profile_then_properties() -> None:

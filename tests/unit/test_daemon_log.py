@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from processor.errors import LaunchError
-from processor.ops import launcher as daemon
-from processor.ops.daemon_log import DaemonWatch
-from processor.ops.launcher import MAIN_CLASS, daemon_env, java_command
-from processor.ops.preflight import check_required
-from processor.ops.supervisor import restart_delay
+from processor.worker import launcher as daemon
+from processor.worker.daemon_log import DaemonWatch
+from processor.worker.launcher import MAIN_CLASS, daemon_env, java_command
+from processor.worker.preflight import check_required
+from processor.worker.supervisor import restart_delay
 
 VALID = {
     "executableName": "ecs-state-processor",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from processor.ops.liveness import probe
 from processor.shard.heartbeat import HEARTBEAT_ENV, ShardHeartbeat, clear_shards, judge, read_ages, touch_worker
+from processor.worker.liveness import probe
 
 
 def test_a_live_worker_with_processing_or_idle_shards_is_healthy() -> None:

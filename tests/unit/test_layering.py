@@ -3,7 +3,10 @@
 - ``processor.core`` is pure: it imports only itself, the standard library's pure modules and two pure parsers
   (msgpack, orjson); no boto3, botocore, amazon_kclpy, threads, sockets, subprocesses, HTTP or the rest of the
   package.
-- ``processor.shard`` (the shard runtime) never imports ``processor.ops`` (the operator CLI).
+- ``processor.shard`` (the shard runtime) never imports ``processor.ops`` (the operator CLI) nor
+  ``processor.worker`` (the worker runtime that starts the daemon).
+- ``processor.worker`` (supervisor, launcher, preflight, daemon log, liveness) never imports ``processor.ops``: the
+  worker runs without the operator's commands.
 - The product (everything under ``processor``) never imports the workshop (``workshop``: local stack, benchmark,
   fault proxy, protocol driver), so the wheel and the worker image run without it.
 Imports are read from the source (every ``import``, also inside functions), not from what happens to be loaded.
@@ -80,8 +83,14 @@ def test_the_core_imports_nothing_but_itself_the_pure_standard_library_msgpack_a
 
 @pytest.mark.parametrize("path", modules(PRODUCT / "shard"), ids=_id)
 def test_the_shard_runtime_never_imports_the_operator_cli(path: Path) -> None:
-    bad = [name for name in imports_of(path) if under(name, ("processor.ops",))]
+    bad = [name for name in imports_of(path) if under(name, ("processor.ops", "processor.worker"))]
     assert not bad, f"{_id(path)} imports {bad}: move what both need into processor.core or the top level"
+
+
+@pytest.mark.parametrize("path", modules(PRODUCT / "worker"), ids=_id)
+def test_the_worker_runtime_never_imports_the_operator_cli(path: Path) -> None:
+    bad = [name for name in imports_of(path) if under(name, ("processor.ops",))]
+    assert not bad, f"{_id(path)} imports {bad}: the worker runs without the operator's commands"
 
 
 @pytest.mark.parametrize("path", modules(PRODUCT), ids=_id)

@@ -152,7 +152,7 @@ class Meter:
 
 def start(log_path: Path | None = None) -> Server:
     """This server as a child process on a free loopback port, once it answers (``Server.stop()`` ends it)."""
-    from processor.ops.supervisor import die_with_parent
+    from processor.worker.supervisor import die_with_parent
     from workshop.local.stack import free_port
 
     port = free_port()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping
 
-from processor.ops.supervisor import die_with_parent
+from processor.worker.supervisor import die_with_parent
 from workshop.errors import StackError
 from workshop.local.env import REGION, local_client, local_env
 from workshop.local.paths import project_dir

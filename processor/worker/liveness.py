@@ -1,4 +1,4 @@
-"""The container health check: ``python -m processor.ops.liveness`` (the image's HEALTHCHECK and the template's
+"""The container health check: ``python -m processor.worker.liveness`` (the image's HEALTHCHECK and the template's
 task health check) or ``ecs-state status --liveness``: exit 0 when this container's worker is processing or idle
 with nothing to do, 1 when it is not, 2 when ``ECS_STATE_HEARTBEAT_DIR`` is unset.
 
@@ -34,7 +34,7 @@ def probe(stale_s: float = DEFAULT_STALE_S, env: Mapping[str, str] | None = None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m processor.ops.liveness",
+        prog="python -m processor.worker.liveness",
         description="container health check of an ecs-state worker (no AWS call)",
     )
     parser.add_argument(

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 from processor.config import load_settings, read_properties
 from processor.errors import ConfigError, LaunchError, WriteFailed
-from processor.ops.launcher import daemon_env, find_jars, find_java
 from processor.shard.dynamodb_http import DynamoDBHttp
 from processor.shard.metrics import Metrics
 from processor.shard.table_check import table_problems
+from processor.worker.launcher import daemon_env, find_jars, find_java
 
 ENDPOINT_KEYS = ("kinesisEndpoint", "dynamoDBEndpoint")
 

@@ -3,7 +3,7 @@
 ``ecs-state run`` starts::
 
     java -cp "<amazon_kclpy>/jars/*:<dir of FILE>" software.amazon.kinesis.multilang.MultiLangDaemon \\
-         --properties-file FILE --log-configuration processor/ops/logback.xml
+         --properties-file FILE --log-configuration processor/worker/logback.xml
 
 (``preflight`` checks first, ``supervisor`` runs it, ``daemon_log`` reads what it says). Building the command
 and the environment is pure; finding Java and the jars reads the file system only.
@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 from processor.config import PROPERTIES_ENV
 from processor.errors import LaunchError
-from processor.ops.daemon_log import level_rank, normalize_level
+from processor.worker.daemon_log import level_rank, normalize_level
 
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 LOGBACK_XML = Path(__file__).with_name("logback.xml")

@@ -28,11 +28,11 @@ from typing import IO, Any, Callable, Mapping, Sequence
 from processor.config import load_settings
 from processor.errors import LaunchError
 from processor.logs import log
-from processor.ops.daemon_log import DaemonWatch, normalize_level
-from processor.ops.launcher import JARS_ENV, LOGBACK_XML, java_command, kclpy_version
-from processor.ops.preflight import preflight
 from processor.shard.heartbeat import WORKER_BEAT_S, clear_shards, heartbeat_dir, touch_worker
 from processor.shard.metrics import Metrics
+from processor.worker.daemon_log import DaemonWatch, normalize_level
+from processor.worker.launcher import JARS_ENV, LOGBACK_XML, java_command, kclpy_version
+from processor.worker.preflight import preflight
 
 
 def restart_delay(failures_in_a_row: int) -> float:
