@@ -21,11 +21,14 @@ from typing import Any, Mapping
 from amazon_kclpy.messages import InitializeInput, ProcessRecordsInput, Record
 
 from processor.config import Settings
+from processor.core.position import Position
+from processor.core.route import Candidate
 from processor.shard.dynamodb_http import Response
 from processor.shard.flush_report import flush_reports
 from processor.shard.heartbeat import DEFAULT_STALE_S, ShardHeartbeat
 from processor.shard.metrics import Metrics
 from processor.shard.record_processor import ShardProcessor
+from processor.shard.stored_versions import prefetch
 from processor.shard.writer import Writer
 from workshop.testing.factories import as_json, task_arn, task_event
 from workshop.testing.fake_dynamodb import FakeDynamoDB
@@ -119,3 +122,27 @@ def test_a_prefetch_longer_than_the_liveness_window_keeps_the_shard_heartbeat_fr
     assert flush.reason == "full" and flush.writes == TASKS and checkpoints.sequence_numbers == [f"{TASKS:056d}"]
     assert len(slow.ages) == TASKS // 100 and slow.now > DEFAULT_STALE_S  # the prefetch outlasted the window
     assert max(slow.ages) < DEFAULT_STALE_S, f"the heartbeat went {max(slow.ages):.0f} s without a beat"
+
+
+def test_the_prefetch_beats_before_every_read_retries_included() -> None:
+    """Each of the two chunks is throttled twice before it is served: 6 reads, each one after a beat."""
+
+    def throttle(operation: str, n: int) -> Response | None:
+        if operation == "BatchGetItem" and n in (1, 2, 4, 5):
+            return Response(400, "ThrottlingException", "Rate exceeded", {"__type": "x#ThrottlingException"})
+        return None
+
+    fake = FakeDynamoDB.for_settings("tasks", "instances", "dead", fault=throttle)
+    items = [
+        Candidate("task", "taskArn", task_arn(n), 1, b"{}", Position(SHARD, str(n)), "pk", None) for n in range(150)
+    ]
+    reads_at_beats: list[int] = []
+    got = prefetch(
+        fake,
+        items,
+        {"task": "tasks", "instance": "instances"},
+        sleep=lambda s: None,
+        beat=lambda: reads_at_beats.append(fake.requests.count("BatchGetItem")),
+    )
+    assert got.requests == 6 and got.given_up == 0 and len(got.errors) == 4
+    assert reads_at_beats == list(range(6))  # a beat before each read: none of the 6 went without one

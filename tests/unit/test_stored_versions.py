@@ -1,5 +1,5 @@
 """The pure part of skipping known-stale writes (processor/shard/stored_versions.py): what the bounded memory of
-stored versions remembers, which items it lets through, and when the shard counts as catching up."""
+stored versions remembers, and which items it lets through (when the shard catches up: tests/unit/test_machine.py)."""
 
 from __future__ import annotations
 
