@@ -35,12 +35,14 @@ ENV VIRTUAL_ENV=/opt/ecs-state \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The runtime dependencies, read from setup.cfg's install_requires (one list) in a stage of its own: the layer
-# that downloads boto3 and the ~80 KCL jars is then reused until that list or requirements.lock changes.
+# The runtime dependencies, read from setup.cfg's install_requires and its worker extra (amazon-kclpy: the daemon's
+# jars) in a stage of its own: the layer that downloads boto3 and the ~80 KCL jars is then reused until those
+# lists or requirements.lock change.
 FROM runtime AS requirements
 COPY setup.cfg /tmp/setup.cfg
 RUN python3 -c 'import configparser; c = configparser.ConfigParser(); c.read("/tmp/setup.cfg"); \
-print(c["options"]["install_requires"].strip())' > /tmp/requirements.txt
+print(c["options"]["install_requires"].strip()); print(c["options.extras_require"]["worker"].strip())' \
+    > /tmp/requirements.txt
 
 FROM runtime
 # /run/build-ca.crt: a CA bundle the build may mount (scripts/image mounts the host's, for machines whose
