@@ -4,7 +4,8 @@ stdout belongs to the MultiLang protocol: it is claimed at the file-descriptor l
 everything else that writes to fd 1 (print, libraries, child processes) lands on stderr. Settings are loaded once;
 a configuration error is one JSON log line and exit 2, before any protocol message (amazon-kclpy missing, i.e.
 the ``worker`` extra not installed, is one too: this module imports it only once that is checked). The tables and
-the metrics target are checked in ``initialize`` (``shard/table_check.py``, on the writer's thin client), before any record."""
+the metrics target are checked in ``initialize`` (``shard/table_check.py``, on the writer's thin client), before
+any record."""
 
 from __future__ import annotations
 
