@@ -1,6 +1,8 @@
 # ecs-state worker: the KCL MultiLangDaemon (Java 17) running our Python record processor, as user 10001.
 # Build:  scripts/image build   (on a machine without a registry it builds the Debian base first; see there)
+#   or:   scripts/image docker-push --repository REGISTRY/NAME --tag TAG   (Docker buildx, both architectures)
 #   or:   podman build --build-arg BASE=<a Debian bookworm image> -t ecs-state-worker:dev .
+# The CLI: docker run --entrypoint ecs-state IMAGE COMMAND ... (docs/image.md).
 # Run:    the entry point is ecs-state-worker (deploy/image/ecs-state-worker): `ecs-state run` on the properties
 #         file mounted at /etc/ecs-state/worker.properties (or named by ECS_STATE_PROPERTIES), rendered at start
 #         with every KCL_<key> variable (KCL_streamName, ...) as <key>; without a file, KCL_* variables fill the
@@ -47,8 +49,8 @@ print(c["options"]["install_requires"].strip()); print(c["options.extras_require
 FROM runtime
 # /run/build-ca.crt: a CA bundle the build may mount (scripts/image mounts the host's, for machines whose
 # HTTPS goes through an intercepting proxy); used only by these RUN steps, never part of the image.
-# requirements.lock is a constraint file here: install_requires and what they pull in, at the locked versions
-# (the test and bench extras in it are not installed).
+# requirements.lock is a constraint file here: install_requires, the worker extra and what they pull in, at the
+# locked versions (the test and bench extras in it are not installed).
 COPY --from=requirements /tmp/requirements.txt /tmp/build/requirements.txt
 COPY requirements.lock /tmp/build/requirements.lock
 RUN if [ -s /run/build-ca.crt ]; then export PIP_CERT=/run/build-ca.crt SSL_CERT_FILE=/run/build-ca.crt; fi \
