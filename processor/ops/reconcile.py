@@ -108,11 +108,11 @@ def live_instances(ecs: Any, cluster: str, arns: Sequence[str] | None = None) ->
     return seen_from_ecs(described, "containerInstanceArn", "status")
 
 
-_TASK_PROJECTION = {
+_TASK_PROJECTION: dict[str, Any] = {
     "ProjectionExpression": "#k, #v, #s",
     "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version", "#s": "lastStatus"},
 }
-_INSTANCE_PROJECTION = {
+_INSTANCE_PROJECTION: dict[str, Any] = {
     "ProjectionExpression": "#k, #v, #s",
     "ExpressionAttributeNames": {"#k": "containerInstanceArn", "#v": "version", "#s": "status"},
 }

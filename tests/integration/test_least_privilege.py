@@ -3,8 +3,8 @@ tables so that every call happens, are exactly what the template's policy for th
 
 - Recorded: every boto3 call (botocore's ``before-parameter-build`` event, with the call's parameters,
   registered on each client the product builds through ``processor.aws.client``) and every call of the worker's
-  thin DynamoDB client (``DynamoDBHttp.call``, whose operation is the ``X-Amz-Target`` header it signs). Both are
-  observers: the calls go to moto unchanged.
+  thin DynamoDB client (the ``X-Amz-Target`` header and the body of each request it signs, ``DynamoDBHttp.sign``).
+  Both are observers: the calls go to moto unchanged.
 - Each call is an (IAM action, resource) pair; a resource is what the policies name: ``task`` / ``instance`` /
   ``dead_letter`` (the tables), ``<table>/index`` (a Query of an index), ``lease`` (KCL's lease table, the
   applicationName), ``stream``, ``queue``, ``ecs``.
@@ -111,18 +111,14 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
         boto_client.meta.events.register("before-parameter-build", rec.before_call)
         return boto_client
 
-    def recorded_call(self: Any, operation: str, request: Any) -> Any:
-        body = json.loads(request) if isinstance(request, bytes) else dict(request)
-        rec.note(f"dynamodb:{operation}", body)
-        return real_call(self, operation, request)
+    def recorded_sign(self: Any, target: str, body: bytes, amz_date: str | None = None) -> dict[str, str]:
+        rec.note(f"dynamodb:{target.rpartition('.')[2]}", json.loads(body))
+        return real_sign(self, target, body, amz_date)
 
-    real_call = dynamodb_http.DynamoDBHttp.call
+    real_sign = dynamodb_http.DynamoDBHttp.sign
     monkeypatch.setattr(processor.aws, "client", recorded_client)
-    for module in ("read", "reconcile", "redrive", "status", "setup_tables"):
-        target = __import__(f"processor.ops.{module}", fromlist=["client"])
-        if hasattr(target, "client"):
-            monkeypatch.setattr(target, "client", recorded_client)
-    monkeypatch.setattr(dynamodb_http.DynamoDBHttp, "call", recorded_call)
+    # (the commands import processor.aws.client when they run, or call aws.client: both see the recording one)
+    monkeypatch.setattr(dynamodb_http.DynamoDBHttp, "sign", recorded_sign)
     yield rec
 
 
