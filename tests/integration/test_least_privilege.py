@@ -41,8 +41,8 @@ Call = tuple[str, str]  # (IAM action, resource kind)
 
 #: the IAM prefix of a botocore service whose signing name differs from it
 IAM_PREFIX = {"monitoring": "cloudwatch"}
-#: batch operations IAM authorises with the single operation's action (SQS: "DeleteMessageBatch ... the same
-#: permission as DeleteMessage", the SQS API reference's batch actions)
+#: batch operations IAM authorises with the single operation's action (Amazon SQS Developer Guide, "Amazon SQS
+#: batch actions": setting permissions for DeleteMessage sets them for DeleteMessageBatch; docs/field-notes.md)
 BATCH_ACTION = {
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
