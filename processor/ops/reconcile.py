@@ -25,6 +25,10 @@ unverified match for a verified one.
 Events reach the table seconds after ECS changes state, so a single look can show drift that is only in flight:
 ``--wait SECONDS`` re-checks the drifting resources (only those) until they agree or the time is up.
 
+The cluster may be in any account and region: ``--cluster`` is resolved against the cluster catalogue
+(``ops/catalog.py``), and ECS is read in the cluster's region, through the member account's read-only role when
+it is another account (``ops/member.py``); the tables read and repaired are always the central ones.
+
 ``--repair`` then stores the API's description of every ``missing`` / ``behind`` resource ECS describes with a
 version, with the processor's conditional write (``ops/repair.py``), and reports each repair; the exit code is
 then 1 only for drift the repair did not resolve.
@@ -71,11 +75,12 @@ def _chunks(values: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 
 
 def resolve_cluster(ecs: Any, cluster: str) -> str:
+    """The cluster's ARN as ECS (in the cluster's account and region) knows it; ``ReadError`` when it does not."""
     reply = ecs.describe_clusters(clusters=[cluster])
     found = reply.get("clusters", [])
     if not found:
         reasons = "; ".join(f"{f.get('arn')}: {f.get('reason')}" for f in reply.get("failures", []))
-        raise ReadError(f"ECS does not know cluster {cluster!r} in this account and region ({reasons or 'no reply'})")
+        raise ReadError(f"ECS does not know cluster {cluster!r} in that account and region ({reasons or 'no reply'})")
     return str(found[0]["clusterArn"])
 
 
@@ -225,7 +230,12 @@ def register(subparsers: Any) -> None:
         description="List the cluster's tasks and container instances in ECS, compare each one's version with "
         "the stored item's, report drift. Exit 0: no drift; 1: drift; 2: error.",
     )
-    parser.add_argument("--cluster", required=True, help="cluster name or ARN")
+    parser.add_argument(
+        "--cluster",
+        required=True,
+        help="cluster: its name, ACCOUNT/REGION/NAME (or a unique part of it) or ARN; another account's cluster "
+        "is read through that account's read-only role (ecsState.memberReadRole)",
+    )
     parser.add_argument(
         "--wait",
         type=float,
@@ -252,35 +262,30 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    """Errors are raised (``cli.main`` maps them to exit codes); drift is exit 1."""
     from processor.aws import client
     from processor.config import load_settings
-    from processor.errors import ConfigError, describe
+    from processor.ops.catalog import resolve_cluster as from_catalog
+    from processor.ops.member import ecs_for_cluster
     from processor.ops.repair import repair, repairs_json, repairs_table, unresolved
 
     out = out or sys.stdout
     repairs = None
-    try:
-        settings = load_settings(getattr(args, "properties", None))
-        ecs, ddb = client("ecs"), client("dynamodb")
-        cluster = resolve_cluster(ecs, args.cluster)
-        findings = reconcile(ecs, ddb, settings.task_table, settings.instance_table, cluster, args.wait)
-        if getattr(args, "repair", False):
-            repairs = repair(
-                ecs,
-                ddb,
-                {TASK: settings.task_table, INSTANCE: settings.instance_table},
-                cluster,
-                findings,
-                settings.task_retention_hours,
-            )
-    except (ReadError, ConfigError) as exc:
-        print(f"ecs-state reconcile: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"ecs-state reconcile: {describe(exc)}", file=sys.stderr)
-        return 2
+    settings = load_settings(getattr(args, "properties", None))
+    ddb = client("dynamodb")
+    named = from_catalog(ddb, settings.catalog_table, args.cluster)
+    ecs, _ = ecs_for_cluster(named, settings.member_read_role)
+    cluster = resolve_cluster(ecs, named)
+    findings = reconcile(ecs, ddb, settings.task_table, settings.instance_table, cluster, args.wait)
+    if getattr(args, "repair", False):
+        repairs = repair(
+            ecs,
+            ddb,
+            {TASK: settings.task_table, INSTANCE: settings.instance_table},
+            cluster,
+            findings,
+            settings.task_retention_hours,
+        )
     left = [f for f in findings if f.drift] if repairs is None else unresolved(findings, repairs)
     if args.output == "json":
         report = json.loads(report_json(cluster, findings, args.all))

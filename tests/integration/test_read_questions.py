@@ -235,7 +235,7 @@ def test_every_listing_prints_a_table_by_default_and_a_json_array_of_items_on_re
     last = max(t["stoppedAt"] for t in fleet["tasks"].values() if t.get("stoppedAt"))
     for argv in (
         ("tasks", "--cluster", cluster, "--status", "STOPPED"),
-        ("stopped", "--cluster", cluster, "--since", "2025-01-01T00:00:00Z", "--until", last),
+        ("stopped", "--cluster", cluster, "--since", "2025-01-01T00:00:00Z", "--until", last, "--max-days", "0"),
     ):
         code, table = _cli(*argv, "--properties", fleet["properties"])
         assert code == 0 and table.splitlines()[0].split()[0] in ("TASK", "STOPPED")

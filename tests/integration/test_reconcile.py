@@ -23,6 +23,7 @@ import pytest
 from cfn_template import create_tables_from_template, indexed, properties_file
 
 from processor.aws import client
+from processor.errors import ReadError
 from processor.ops import reconcile
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/c/1"
@@ -193,11 +194,21 @@ def test_reconcile_without_drift_exits_zero(frozen_tasks: None, tables: dict[str
 def test_unknown_cluster_is_an_error(
     frozen_tasks: None, tables: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out = run(
-        "reconcile", "--cluster", f"nope-{uuid.uuid4().hex}", "--properties", str(properties_file(tmp_path, tables))
-    )
-    assert (code, out) == (2, "")
-    assert "does not know cluster" in capsys.readouterr().err
+    """The command raises; ``cli.main``, the one place mapping errors to exit codes, makes it one line and 2."""
+    from processor.ops import cli
+
+    argv = [
+        "reconcile",
+        "--cluster",
+        f"nope-{uuid.uuid4().hex}",
+        "--properties",
+        str(properties_file(tmp_path, tables)),
+    ]
+    with pytest.raises(ReadError, match="does not know cluster"):
+        run(*argv)
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "does not know cluster" in captured.err and len(captured.err.splitlines()) == 1
 
 
 class VersionedEcs:
