@@ -116,7 +116,7 @@ _TASK_PROJECTION = {
     "ProjectionExpression": "#k, #v, #s",
     "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version", "#s": "lastStatus"},
 }
-_INSTANCE_PROJECTION = {
+_INSTANCE_PROJECTION: dict[str, Any] = {
     "ProjectionExpression": "#k, #v, #s",
     "ExpressionAttributeNames": {"#k": "containerInstanceArn", "#v": "version", "#s": "status"},
 }
