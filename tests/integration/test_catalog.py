@@ -150,7 +150,7 @@ class FailingCatalogue:
     def put_item(self, body: bytes) -> Response:
         if self.left > 0 and f'"{self.table}"'.encode() in body:
             self.left -= 1
-            status = 400 if "Throughput" in self.code else 500
+            status = 500 if self.code.startswith("InternalServer") else 400
             return Response(status, self.code, "slow down", {})
         return self.real.put_item(body)
 
@@ -167,6 +167,27 @@ def test_a_failing_catalogue_write_is_retried_and_never_a_dead_letter(settings: 
     out = writer.write(_batch([_task(WEB_A, 1, 1, "2026-11-29T10:00:05Z")]))
     assert out.ok and out.written == 1 and out.dead_letters == 0 and out.retries == 3
     assert _catalogue(settings)[WEB_A]["newestEvent"] == "2026-11-29T10:00:05Z"
+
+
+def test_a_refused_catalogue_write_is_logged_once_and_never_a_dead_letter(
+    settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """DynamoDB refusing the catalogue item (a ValidationException, which moto would not answer to this item) is
+    about the catalogue, not the record: the state item is stored, no dead letter, one WARNING line."""
+    real = DynamoDBHttp.from_environment(pool=4, timeout_s=5.0)
+    writer = Writer(
+        settings,
+        FailingCatalogue(real, settings.catalog_table, 1, "ValidationException"),
+        sleep=lambda _: None,
+        catalog=Catalog(settings.catalog_table, shard_id=SHARD),
+    )
+    capfd.readouterr()
+    out = writer.write(_batch([_task(WEB_A, 1, 1, "2026-11-29T10:00:05Z")]))
+    assert out.ok and out.written == 1 and out.dead_letters == 0 and out.retries == 0
+    assert _catalogue(settings) == {}
+    assert aws.client("dynamodb").scan(TableName=settings.dead_letter_table)["Items"] == []
+    [line] = [line for line in capfd.readouterr().err.splitlines() if "catalog_refused" in line]
+    assert json.loads(line)["level"] == "WARNING" and WEB_A in json.loads(line)["request"]
 
 
 def test_catalogue_writes_per_event_are_bounded_by_clusters_per_minute(settings: Settings) -> None:
