@@ -26,6 +26,10 @@ unverified match for a verified one.
 Events reach the table seconds after ECS changes state, so a single look can show drift that is only in flight:
 ``--wait SECONDS`` re-checks the drifting resources (only those) until they agree or the time is up.
 
+The cluster may be in any account and region: ``--cluster`` is resolved against the cluster catalogue
+(``ops/catalog.py``), and ECS is read in the cluster's region, through the member account's read-only role when
+it is another account (``ops/member.py``); the tables read and repaired are always the central ones.
+
 ``--repair`` then stores the API's description of every ``missing`` / ``behind`` resource ECS describes with a
 version, with the processor's conditional write (``ops/repair.py``), and reports each repair; the exit code is
 then 1 only for drift the repair did not resolve.
@@ -72,11 +76,12 @@ def _chunks(values: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 
 
 def resolve_cluster(ecs: Any, cluster: str) -> str:
+    """The cluster's ARN as ECS (in the cluster's account and region) knows it; ``ReadError`` when it does not."""
     reply = ecs.describe_clusters(clusters=[cluster])
     found = reply.get("clusters", [])
     if not found:
         reasons = "; ".join(f"{f.get('arn')}: {f.get('reason')}" for f in reply.get("failures", []))
-        raise ReadError(f"ECS does not know cluster {cluster!r} in this account and region ({reasons or 'no reply'})")
+        raise ReadError(f"ECS does not know cluster {cluster!r} in that account and region ({reasons or 'no reply'})")
     return str(found[0]["clusterArn"])
 
 
@@ -227,12 +232,16 @@ def register(subparsers: Any) -> None:
         "the stored item's, report drift. Exit 0: no drift; 1: drift; 2: error.",
     )
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--cluster", help="cluster name or ARN")
+    which.add_argument(
+        "--cluster",
+        help="cluster: its name, ACCOUNT/REGION/NAME (or a unique part of it) or ARN; another account's cluster "
+        "is read through that account's read-only role (ecsState.memberReadRole)",
+    )
     which.add_argument(
         "--all-clusters",
         action="store_true",
-        help="every cluster of the account in this region (ListClusters), one after the other: with --repair, "
-        "seeds new tables with what already runs",
+        help="every cluster of the caller's account in this region (ListClusters), one after the other: with "
+        "--repair, seeds new tables with what already runs",
     )
     parser.add_argument(
         "--wait",
@@ -265,54 +274,53 @@ def list_clusters(ecs: Any) -> list[str]:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """One cluster (``--cluster``) or each of the account's (``--all-clusters``): the report (and the repairs) of
-    each, one after the other; exit 1 when any cluster has drift left, 2 on an error (what was done stays done)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    """One cluster (``--cluster``, of any account) or each of the caller's account's (``--all-clusters``): the
+    report (and the repairs) of each, one after the other; drift left anywhere is exit 1. Errors are raised
+    (``cli.main`` maps them to exit codes); what was done before one stays done."""
     from processor.aws import client
     from processor.config import load_settings
-    from processor.errors import ConfigError, describe
+    from processor.ops.catalog import resolve_cluster as from_catalog
+    from processor.ops.member import ecs_for_cluster
     from processor.ops.repair import repair, repairs_json, repairs_table, unresolved
 
     out = out or sys.stdout
     reports: list[dict[str, Any]] = []
     drift_left = False
-    try:
-        settings = load_settings(getattr(args, "properties", None))
-        ecs, ddb = client("ecs"), client("dynamodb")
-        clusters = list_clusters(ecs) if getattr(args, "all_clusters", False) else [resolve_cluster(ecs, args.cluster)]
-        for cluster in clusters:
-            repairs = None
-            findings = reconcile(ecs, ddb, settings.task_table, settings.instance_table, cluster, args.wait)
-            if getattr(args, "repair", False):
-                repairs = repair(
-                    ecs,
-                    ddb,
-                    {TASK: settings.task_table, INSTANCE: settings.instance_table},
-                    cluster,
-                    findings,
-                    settings.task_retention_hours,
-                )
-            left = [f for f in findings if f.drift] if repairs is None else unresolved(findings, repairs)
-            drift_left = drift_left or bool(left)
-            if args.output == "json":
-                report = json.loads(report_json(cluster, findings, args.all))
-                if repairs is not None:
-                    report.update(repairs=repairs_json(repairs), unresolved=len(left))
-                reports.append(report)
-            else:
-                out.write(report_table(cluster, findings, args.all))
-                if repairs is not None:
-                    out.write(repairs_table(repairs, len(left)))
-    except (ReadError, ConfigError) as exc:
-        print(f"ecs-state reconcile: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"ecs-state reconcile: {describe(exc)}", file=sys.stderr)
-        return 2
+    settings = load_settings(getattr(args, "properties", None))
+    ddb = client("dynamodb")
+    if getattr(args, "all_clusters", False):
+        own = client("ecs")
+        targets: list[tuple[Any, str]] = [(own, arn) for arn in list_clusters(own)]
+    else:
+        named = from_catalog(ddb, settings.catalog_table, args.cluster)
+        ecs, _ = ecs_for_cluster(named, settings.member_read_role)
+        targets = [(ecs, resolve_cluster(ecs, named))]
+    for ecs, cluster in targets:
+        repairs = None
+        findings = reconcile(ecs, ddb, settings.task_table, settings.instance_table, cluster, args.wait)
+        if getattr(args, "repair", False):
+            repairs = repair(
+                ecs,
+                ddb,
+                {TASK: settings.task_table, INSTANCE: settings.instance_table},
+                cluster,
+                findings,
+                settings.task_retention_hours,
+            )
+        left = [f for f in findings if f.drift] if repairs is None else unresolved(findings, repairs)
+        drift_left = drift_left or bool(left)
+        if args.output == "json":
+            report = json.loads(report_json(cluster, findings, args.all))
+            if repairs is not None:
+                report.update(repairs=repairs_json(repairs), unresolved=len(left))
+            reports.append(report)
+        else:
+            out.write(report_table(cluster, findings, args.all))
+            if repairs is not None:
+                out.write(repairs_table(repairs, len(left)))
     if args.output == "json":
         document: Any = {"clusters": reports} if getattr(args, "all_clusters", False) else reports[0]
         out.write(json.dumps(document, indent=2) + "\n")
-    elif getattr(args, "all_clusters", False) and not clusters:
+    elif getattr(args, "all_clusters", False) and not targets:
         out.write("no cluster in this account and region\n")
     return 1 if drift_left else 0

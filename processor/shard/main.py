@@ -17,6 +17,7 @@ from typing import TextIO
 from processor import logs
 from processor.config import Settings, load_settings
 from processor.errors import EXIT_CONFIG, ConfigError, worker_extra_missing
+from processor.shard.catalog import Catalog
 from processor.shard.dynamodb_http import DynamoDBHttp
 from processor.shard.table_check import table_problems
 from processor.shard.writer import Writer
@@ -37,7 +38,7 @@ def make_writer(settings: Settings, shard_id: str = "?") -> Writer:
     client = DynamoDBHttp.from_environment(
         pool=settings.write_concurrency, timeout_s=settings.write_timeout_millis / 1000
     )
-    return Writer(settings, client, shard_id=shard_id)
+    return Writer(settings, client, shard_id=shard_id, catalog=Catalog(settings.catalog_table, shard_id=shard_id))
 
 
 def main(argv: list[str] | None = None) -> int:

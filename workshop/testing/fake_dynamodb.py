@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
-from processor.core.schema import table_specs
+from processor.core.schema import catalog_table_spec, table_specs
 from processor.shard.dynamodb_http import Response
 
 Fault = Callable[[str, int], "BaseException | Response | None"]
@@ -47,9 +47,16 @@ class FakeDynamoDB:
 
     @classmethod
     def for_settings(
-        cls, task_table: str, instance_table: str, dead_letter_table: str, fault: Fault = _no_fault
+        cls,
+        task_table: str,
+        instance_table: str,
+        dead_letter_table: str,
+        fault: Fault = _no_fault,
+        catalog_table: str = "ECSClusterCatalog",
     ) -> FakeDynamoDB:
-        specs = table_specs(task_table, instance_table, dead_letter_table)
+        """The tables ``Settings.tables`` names: the three of ``table_specs`` and the cluster catalogue (which the
+        fake only describes: the writers under test here have no catalogue)."""
+        specs = [*table_specs(task_table, instance_table, dead_letter_table), catalog_table_spec(catalog_table)]
         return cls(
             {spec["TableName"]: tuple(k["AttributeName"] for k in spec["KeySchema"]) for spec in specs}, fault, specs
         )
