@@ -257,7 +257,7 @@ class DynamoDBHttp:
         """Any DynamoDB operation by name (``PutItem``, ``BatchGetItem``...), signed with the current credentials."""
         body = request if isinstance(request, bytes) else serialise(request)
         headers = self.sign(TARGET_PREFIX + operation, body)
-        head = self._head + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        head = self._head + "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
         try:
             reply = self._http.request(head.encode("latin-1"), body)
         except (ConnectTimeout, ReadTimeout) as exc:
@@ -300,10 +300,12 @@ class DynamoDBHttp:
         crc = reply.headers.get("x-amz-crc32")
         if crc is not None and crc.isascii() and crc.isdigit() and zlib.crc32(reply.data) != int(crc):
             raise TransportError(operation, f"reply of {len(reply.data)} bytes failed its CRC32 check (garbled)")
-        try:
-            data = decoded(reply)  # sent although we asked for identity: decode, never mistake it
-        except ProtocolError as exc:
-            raise TransportError(operation, str(exc)) from exc
+        data = reply.data
+        if "content-encoding" in reply.headers:  # sent although we asked for identity: decode, never mistake it
+            try:
+                data = decoded(reply)
+            except ProtocolError as exc:
+                raise TransportError(operation, str(exc)) from exc
         request_id = reply.headers.get("x-amzn-requestid", "")
         try:
             body = orjson.loads(data) if data else {}

@@ -17,7 +17,8 @@ Rules:
   server closed (or that sent something unasked) is dropped and another taken or opened, so a server's idle
   timeout never costs a failed request.
 - Proxies are owned here: :meth:`Proxy.from_url` parses the proxy URL botocore chose (``HTTP(S)_PROXY``); one
-  that is not ``http://host[:port]`` is a ``ConfigError`` naming the variable, never a traceback. Its user and
+  that is not ``http://[user:password@]host[:port][/]`` (another scheme, which botocore turns into
+  ``http://socks5://...``, a bad port, a path) is a ``ConfigError`` naming the variable, never a traceback. Its user and
   password go as ``Proxy-Authorization: Basic`` and are never shown: :func:`redact_url` hides the user-info of
   any URL in what is logged, raised or printed. Connections go to the proxy; for ``https`` each is a
   ``CONNECT host:port`` tunnel (TLS inside it, verified against the target's name, kept alive like a direct
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from processor.errors import ConfigError
-from processor.shard.http_framing import NEED_DATA, HttpError, ProtocolError, Reply, ReplyReader
+from processor.shard.http_framing import HttpError, ProtocolError, Reply, ReplyReader
 
 __all__ = [
     "ConnectFailed",
@@ -106,7 +107,7 @@ class Proxy:
                 f"proxy {redact_url(url)!r} ({variable}) is not a valid URL ({redact_url(str(exc))}); "
                 f"use http://host:port, or list the endpoint in NO_PROXY"
             ) from None
-        if parts.scheme != "http" or not host:
+        if parts.scheme != "http" or not host or parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ConfigError(
                 f"proxy {redact_url(url)!r} ({variable}) is not an http:// proxy URL; the DynamoDB client "
                 f"tunnels TLS through a plain http proxy only: use http://host:port, or list the endpoint in NO_PROXY"
@@ -141,12 +142,10 @@ class _Connection:
         self.sock.sendall(request)
         reader = ReplyReader(body=body)
         while True:
-            reply = reader.next_reply()
-            if reply is not NEED_DATA:
-                break
             reader.feed(self.sock.recv(_CHUNK))
-        assert isinstance(reply, Reply)
-        return reply, reader.extra
+            reply = reader.next_reply()
+            if isinstance(reply, Reply):
+                return reply, reader.extra
 
 
 class ConnectionPool:

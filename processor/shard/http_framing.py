@@ -26,8 +26,8 @@ Rules:
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 MAX_HEAD = 64 * 1024
 
@@ -47,9 +47,9 @@ class _Need(Enum):
 NEED_DATA = _Need.NEED_DATA
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One reply: the status, the headers (lower-cased names), the body as it came on the wire (not decoded)."""
+class Reply(NamedTuple):
+    """One reply: the status, the headers (lower-cased names), the body as it came on the wire (not decoded). A
+    named tuple: the cheapest immutable record to build, once per request."""
 
     status: int
     headers: dict[str, str]
@@ -57,14 +57,8 @@ class Reply:
     keep_alive: bool = True
 
 
-class _State(Enum):
-    HEAD = 1
-    LENGTH = 2
-    CHUNK_SIZE = 3
-    CHUNK_DATA = 4
-    TRAILERS = 5
-    TO_CLOSE = 6
-    DONE = 7
+# the reader's states (plain ints: compared on every reply, and an Enum member lookup costs more)
+_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _TRAILERS, _TO_CLOSE, _DONE = range(7)
 
 
 def _is_digits(text: str) -> bool:
@@ -77,17 +71,31 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 class ReplyReader:
     """Reads one HTTP/1.1 reply from bytes fed to it (see the module docstring)."""
 
+    __slots__ = (
+        "_body",
+        "_buffer",
+        "_closed",
+        "_state",
+        "_scanned",
+        "_status",
+        "_headers",
+        "_keep_alive",
+        "_remaining",
+        "_parts",
+        "_reply",
+    )
+
     def __init__(self, *, body: bool = True) -> None:
         self._body = body
         self._buffer = b""
         self._closed = False
-        self._state = _State.HEAD
+        self._state = _HEAD
         self._scanned = 0  # how far the buffer was searched for the end of the head
         self._status = 0
         self._headers: dict[str, str] = {}
         self._keep_alive = True
         self._remaining = 0
-        self._parts: list[bytes] = []
+        self._parts: list[bytes] = []  # a chunked body's chunks
         self._reply: Reply | None = None
 
     def feed(self, data: bytes) -> None:
@@ -107,10 +115,10 @@ class ReplyReader:
         try:
             return self._advance()
         except ProtocolError:
-            self._state, self._buffer = _State.DONE, b""
+            self._state, self._buffer = _DONE, b""
             raise
         except Exception as exc:  # never anything but the protocol error, whatever the bytes
-            self._state, self._buffer = _State.DONE, b""
+            self._state, self._buffer = _DONE, b""
             raise ProtocolError(f"unreadable reply: {type(exc).__name__}: {exc}") from exc
 
     # -- the state machine ------------------------------------------------------------------------------------
@@ -118,19 +126,19 @@ class ReplyReader:
     def _advance(self) -> Reply | _Need:
         while True:
             state = self._state
-            if state is _State.DONE:
-                if self._reply is None:
-                    raise ProtocolError("the reader is spent")
-                return self._reply
-            if state is _State.HEAD:
+            if state == _HEAD:
                 if not self._read_head():
                     return self._need()
-            elif state is _State.LENGTH:
+            elif state == _LENGTH:
                 if len(self._buffer) < self._remaining:
                     return self._need(f"{self._remaining - len(self._buffer)} bytes before the end of the body")
                 self._finish(self._buffer[: self._remaining])
                 self._buffer = self._buffer[self._remaining :]
-            elif state is _State.CHUNK_SIZE:
+            elif state == _DONE:
+                if self._reply is None:
+                    raise ProtocolError("the reader is spent")
+                return self._reply
+            elif state == _CHUNK_SIZE:
                 line = self._line()
                 if line is None:
                     return self._need()
@@ -138,16 +146,16 @@ class ReplyReader:
                 if not digits or not _HEX.issuperset(digits):
                     raise ProtocolError(f"bad chunk size {line[:40]!r}")
                 self._remaining = int(digits, 16)
-                self._state = _State.CHUNK_DATA if self._remaining else _State.TRAILERS
-            elif state is _State.CHUNK_DATA:
+                self._state = _CHUNK_DATA if self._remaining else _TRAILERS
+            elif state == _CHUNK_DATA:
                 if len(self._buffer) < self._remaining + 2:
                     return self._need()
                 if self._buffer[self._remaining : self._remaining + 2] != b"\r\n":
                     raise ProtocolError("chunk not followed by CRLF")
                 self._parts.append(self._buffer[: self._remaining])
                 self._buffer = self._buffer[self._remaining + 2 :]
-                self._state = _State.CHUNK_SIZE
-            elif state is _State.TRAILERS:
+                self._state = _CHUNK_SIZE
+            elif state == _TRAILERS:
                 line = self._line()
                 if line is None:
                     return self._need()
@@ -176,7 +184,8 @@ class ReplyReader:
         return line
 
     def _read_head(self) -> bool:
-        end = self._buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        scanned = self._scanned
+        end = self._buffer.find(b"\r\n\r\n", scanned - 3 if scanned > 3 else 0)
         if end < 0:
             self._scanned = len(self._buffer)
             if len(self._buffer) > MAX_HEAD:
@@ -188,7 +197,12 @@ class ReplyReader:
         self._scanned = 0
         status_line, _, fields = head.partition("\r\n")
         parts = status_line.split(" ", 2)
-        if len(parts) < 2 or parts[0] not in ("HTTP/1.0", "HTTP/1.1") or len(parts[1]) != 3 or not _is_digits(parts[1]):
+        if (
+            len(parts) < 2
+            or parts[0] not in ("HTTP/1.0", "HTTP/1.1")
+            or len(parts[1]) != 3
+            or not (parts[1].isascii() and parts[1].isdigit())
+        ):
             raise ProtocolError(f"not an HTTP reply: {status_line[:80]!r}")
         headers: dict[str, str] = {}
         for line in fields.split("\r\n") if fields else ():
@@ -205,20 +219,19 @@ class ReplyReader:
         if not self._body:
             self._finish(b"")
         elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self._state = _State.CHUNK_SIZE
+            self._state = _CHUNK_SIZE
         elif "content-length" in headers:
             if not _is_digits(headers["content-length"]):
                 raise ProtocolError(f"bad Content-Length {headers['content-length'][:40]!r}")
-            self._remaining, self._state = int(headers["content-length"]), _State.LENGTH
+            self._remaining, self._state = int(headers["content-length"]), _LENGTH
         elif status in (204, 304):
             self._finish(b"")
         else:
-            self._state = _State.TO_CLOSE
+            self._state = _TO_CLOSE
         return True
 
     def _finish(self, data: bytes) -> None:
-        self._state = _State.DONE
-        self._parts = []
+        self._state = _DONE
         self._reply = Reply(self._status, self._headers, data, self._keep_alive)
 
 

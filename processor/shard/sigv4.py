@@ -12,8 +12,8 @@ Rules:
 - The signing key is derived once per (secret key, UTC day) and cached: new credentials or a new day derive it
   again, so rotated credentials sign the very next request. Replacing the cache is one assignment: safe to share
   between threads (two threads may both derive the same key once).
-- No sockets, no clock but ``time.gmtime`` when no date is given, no credential lookup: the caller passes the
-  credentials current at that moment.
+- No sockets, no clock but ``time.time`` when no date is given (formatted once per second), no credential lookup:
+  the caller passes the credentials current at that moment.
 """
 
 from __future__ import annotations
@@ -64,6 +64,15 @@ class SigV4Signer:
         self._path = canonical_path
         self._scope_tail = f"/{region}/{service}/aws4_request"
         self._day_key: _DayKey | None = None
+        self._stamp: tuple[int, str] = (-1, "")
+
+    def _now(self) -> str:
+        """``YYYYMMDDTHHMMSSZ`` of this second, formatted once per second (one tuple swap: thread-safe)."""
+        second = int(time.time())
+        stamp = self._stamp
+        if stamp[0] != second:
+            self._stamp = stamp = (second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
+        return stamp[1]
 
     def day_key(self, secret_key: str, date: str) -> bytes:
         """The signing key of a UTC day (``YYYYMMDD``), derived once per secret and day."""
@@ -81,7 +90,7 @@ class SigV4Signer:
         """The headers of a request to ``target`` (``DynamoDB_20120810.PutItem``...) with ``body``; ``amz_date``
         (``YYYYMMDDTHHMMSSZ``) defaults to now."""
         if amz_date is None:
-            amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            amz_date = self._now()
         date = amz_date[:8]
         key = self.day_key(credentials.secret_key, date)
         token = credentials.token
@@ -95,7 +104,7 @@ class SigV4Signer:
         canonical = f"POST\n{self._path}\n\n{canonical_headers}\n{signed}\n{hashlib.sha256(body).hexdigest()}"
         scope = date + self._scope_tail
         to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = hmac.digest(key, to_sign.encode(), "sha256").hex()  # the one-shot digest: no HMAC object
         headers = {
             "Host": self.host_header,
             "Content-Type": CONTENT_TYPE,

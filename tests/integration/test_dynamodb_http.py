@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from processor.errors import EcsStateError
+from processor.errors import ConfigError, EcsStateError
 from processor.shard.dynamodb_http import DynamoDBHttp, TransportError, TransportTimeout, serialise
 from processor.shard.failures import STALE, TRANSIENT, classify
 from workshop.testing.fault_proxy import FaultProxy, Rule
@@ -216,3 +216,17 @@ def test_identity_encoding_is_asked_for_and_a_gzip_reply_is_still_read_as_the_ap
     server.reply = (200, {"Content-Encoding": "br"}, b"\x0b\x02\x80{}\x03")
     with pytest.raises(TransportError, match="encoding"):
         client.call("PutItem", {"TableName": "t", "Item": {}})
+
+
+def test_user_info_in_the_endpoint_url_is_never_shown_in_settings_or_errors() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    client = DynamoDBHttp.from_environment(endpoint_url=f"http://ecs:s3cret@127.0.0.1:{port}")
+    assert client.endpoint_url == f"http://***@127.0.0.1:{port}/" and "s3cret" not in client.describe()
+    with pytest.raises(TransportError) as down:
+        client.call("DescribeTable", {"TableName": "t"})
+    assert "cannot connect" in str(down.value) and "s3cret" not in str(down.value)
+    with pytest.raises(ConfigError) as refused:
+        DynamoDBHttp.from_environment(endpoint_url="ftp://ecs:s3cret@127.0.0.1:1")
+    assert "s3cret" not in str(refused.value)
