@@ -227,7 +227,8 @@ class DynamoDBHttp:
             if credentials is not None:
                 credentials.get_frozen_credentials()
         except Exception as exc:
-            raise TransportError("start", f"resolving AWS credentials failed: {type(exc).__name__}: {exc}") from exc
+            reason = f"resolving AWS credentials failed: {type(exc).__name__}: {redact_url(str(exc))}"
+            raise TransportError("start", reason) from exc
         if credentials is None:
             raise ConfigError(
                 "DynamoDB: no AWS credentials in the standard chain (environment, shared files, "
@@ -292,7 +293,8 @@ class DynamoDBHttp:
             creds = self._credentials.get_frozen_credentials()
         except Exception as exc:  # whatever the provider raises (ClientError, JSONDecodeError...): transient
             raise TransportError(
-                target.rsplit(".", 1)[-1], f"refreshing AWS credentials failed: {type(exc).__name__}: {exc}"
+                target.rsplit(".", 1)[-1],
+                f"refreshing AWS credentials failed: {type(exc).__name__}: {redact_url(str(exc))}",
             ) from exc
         return self.signer.sign(target, body, creds, amz_date)
 

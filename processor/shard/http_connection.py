@@ -121,6 +121,7 @@ _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP 
 class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self._poller: select.poll | None = None  # made at the first idle check, then kept
 
     def close(self) -> None:
         try:
@@ -131,9 +132,10 @@ class _Connection:
     def dropped(self) -> bool:
         """True when the server closed this idle connection (or sent something unasked)."""
         try:
-            poller = select.poll()
-            poller.register(self.sock, _POLL_EVENTS)
-            return bool(poller.poll(0))
+            if self._poller is None:
+                self._poller = select.poll()
+                self._poller.register(self.sock, _POLL_EVENTS)
+            return bool(self._poller.poll(0))
         except (OSError, ValueError):
             return True
 

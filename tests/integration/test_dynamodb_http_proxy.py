@@ -255,6 +255,21 @@ def test_a_malformed_proxy_url_is_one_configuration_line_naming_the_variable_and
     assert "s3cret" not in captured.out + captured.err
 
 
+def test_credentials_fetched_through_a_proxy_that_fails_never_show_its_password(
+    proxies: list[Tinyproxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No credentials in the environment: botocore asks the instance metadata service, through the proxy, which is
+    down; its error quotes the proxy URL (before: password and all, in the start-up error)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("HTTP_PROXY", f"http://ecs:s3cret@127.0.0.1:{free_port()}")  # nothing listens there
+    with pytest.raises((TransportError, ConfigError)) as failed:
+        DynamoDBHttp.from_environment(endpoint_url="http://127.0.0.1:8000")
+    assert "s3cret" not in str(failed.value)
+
+
 def test_the_canary_goes_through_a_proxy_with_a_password_and_never_prints_the_password(
     moto_server: Any,
     proxies: list[Tinyproxy],
