@@ -59,6 +59,12 @@ def test_a_chunked_reply_after_an_interim_100_is_read_whole_with_extensions_and_
     assert (reply.status, reply.data, reply.headers["x-amzn-requestid"]) == (400, b'{"a":1}', "r1")
 
 
+def test_chunk_sizes_are_hexadecimal_whatever_their_digits() -> None:
+    sixteen = b"0123456789abcdef"
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n" + sixteen + b"\r\n0\r\n\r\n"
+    assert read(raw).data == sixteen
+
+
 def test_a_reply_without_length_is_framed_by_the_close_and_ends_the_connection() -> None:
     reader = ReplyReader()
     reader.feed(b'HTTP/1.1 200 OK\r\n\r\n{"to":')
