@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -81,7 +81,7 @@ class Resolved:
 
     url: str
     signing_region: str
-    proxy: Proxy | None = field(default=None)
+    proxy: Proxy | None = None
 
 
 class _Captured(Exception):
