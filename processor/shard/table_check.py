@@ -96,7 +96,7 @@ def describe(
         attempt += 1
         failure: Failure
         try:
-            reply = client.describe_table(name)
+            reply = client.call("DescribeTable", {"TableName": name})
             if reply.ok:
                 table = reply.body.get("Table")
                 if not isinstance(table, dict):

@@ -296,7 +296,7 @@ class Writer:
             flush.add(requests=1)
             reply: Response | None = None
             try:
-                reply = self.client.put_item(body)
+                reply = self.client.call("PutItem", body)
             except Exception as exc:  # whatever the type (credentials, network, the reply): never the record's
                 verdict = classify(exc)
             else:

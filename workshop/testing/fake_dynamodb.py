@@ -1,5 +1,6 @@
 """An in-memory DynamoDB behind the ``DynamoDBTransport`` seam, with faults injected at the seam: the fake the
-writer's unit tests and the generative tests at the client seam use (never the product's).
+writer's unit tests and the generative tests at the client seam use (never the product's). It is a handler of
+the seam's one method, ``call(operation, request)``, as the real client is.
 
 Rules:
 - It implements what the shard runtime sends and nothing more: ``PutItem`` (unconditional, or with the writer's
@@ -71,15 +72,6 @@ class FakeDynamoDB:
 
     # -- DynamoDBTransport ------------------------------------------------------------------------------------
 
-    def put_item(self, request: Mapping[str, Any] | bytes) -> Response:
-        return self.call("PutItem", request)
-
-    def batch_get_item(self, request: Mapping[str, Any] | bytes) -> Response:
-        return self.call("BatchGetItem", request)
-
-    def describe_table(self, name: str) -> Response:
-        return self.call("DescribeTable", {"TableName": name})
-
     def call(self, operation: str, request: Mapping[str, Any] | bytes) -> Response:
         body = orjson.loads(request) if isinstance(request, (bytes, bytearray)) else dict(request)
         with self._lock:
@@ -92,8 +84,11 @@ class FakeDynamoDB:
             raise injected
         if isinstance(injected, Response):
             return injected
+        handler = self._HANDLERS.get(operation)
+        if handler is None:
+            return self._error("UnknownOperationException", f"the fake does not implement {operation}")
         with self._lock:
-            return getattr(self, f"_{operation}")(body)
+            return handler(self, body)
 
     # -- operations, under the lock -----------------------------------------------------------------------------
 
@@ -134,3 +129,9 @@ class FakeDynamoDB:
         if spec is None:
             return self._error("ResourceNotFoundException", f"Table {body['TableName']} not found")
         return Response(200, "", "", {"Table": {**spec, "TableStatus": "ACTIVE"}})
+
+    _HANDLERS: dict[str, Callable[[FakeDynamoDB, dict[str, Any]], Response]] = {
+        "PutItem": _PutItem,
+        "BatchGetItem": _BatchGetItem,
+        "DescribeTable": _DescribeTable,
+    }
