@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,14 @@ def test_cfn_lint_passes_including_informational_checks(template: Path) -> None:
         template, config=ManualArgs(include_checks=["I"], regions=["us-east-1", "eu-west-1", "ap-southeast-2"])
     )
     assert not matches, "\n".join(str(m) for m in matches)
+
+
+def test_deploy_md_documents_every_parameter_of_every_template() -> None:
+    rows = [r for r in (TEMPLATE.parents[1] / "docs" / "deploy.md").read_text(encoding="utf-8").splitlines()]
+    documented = {name for r in rows if r.startswith("| `") for name in re.findall(r"`(\w+)`", r.split(" | ")[0])}
+    for template in TEMPLATES:
+        missing = set(load_template(template)["Parameters"]) - documented
+        assert not missing, f"docs/deploy.md does not document {template.name}'s {sorted(missing)}"
 
 
 def test_cfn_lint_does_catch_a_broken_template(tmp_path: Path) -> None:
