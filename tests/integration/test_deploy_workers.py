@@ -346,6 +346,8 @@ def test_moto_skips_alarms_topic_policy_and_subscription_so_the_template_is_chec
         "moto now creates AWS::SNS::Subscription: check the AlarmEmail subscription here"
     )
     resources = load_template(WORKERS_TEMPLATE)["Resources"]
+    # a topic under the AWS managed key (alias/aws/sns) takes no alarm action: its key policy refuses CloudWatch
+    assert "KmsMasterKeyId" not in resources["AlarmTopic"]["Properties"]
     mail = resources["AlarmMail"]
     assert mail["Condition"] == "MailOwnTopic"
     assert mail["Properties"] == {
