@@ -1,4 +1,5 @@
-"""``ecs-state reconcile --cluster C``: compare what ECS reports now with what the tables hold; exit 1 on drift.
+"""``ecs-state reconcile --cluster C`` (or ``--all-clusters``: each cluster ListClusters gives, one after the other):
+compare what ECS reports now with what the tables hold; exit 1 on drift.
 
 ECS side: ListTasks for each desired status (RUNNING, PENDING, STOPPED; ECS keeps stopped tasks listable for about
 an hour) + DescribeTasks, and ListContainerInstances for each status + DescribeContainerInstances. Table side: the
@@ -107,11 +108,11 @@ def live_instances(ecs: Any, cluster: str, arns: Sequence[str] | None = None) ->
     return seen_from_ecs(described, "containerInstanceArn", "status")
 
 
-_TASK_PROJECTION = {
+_TASK_PROJECTION: dict[str, Any] = {
     "ProjectionExpression": "#k, #v, #s",
     "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version", "#s": "lastStatus"},
 }
-_INSTANCE_PROJECTION = {
+_INSTANCE_PROJECTION: dict[str, Any] = {
     "ProjectionExpression": "#k, #v, #s",
     "ExpressionAttributeNames": {"#k": "containerInstanceArn", "#v": "version", "#s": "status"},
 }
@@ -225,7 +226,14 @@ def register(subparsers: Any) -> None:
         description="List the cluster's tasks and container instances in ECS, compare each one's version with "
         "the stored item's, report drift. Exit 0: no drift; 1: drift; 2: error.",
     )
-    parser.add_argument("--cluster", required=True, help="cluster name or ARN")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cluster", help="cluster name or ARN")
+    which.add_argument(
+        "--all-clusters",
+        action="store_true",
+        help="every cluster of the account in this region (ListClusters), one after the other: with --repair, "
+        "seeds new tables with what already runs",
+    )
     parser.add_argument(
         "--wait",
         type=float,
@@ -251,7 +259,14 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def list_clusters(ecs: Any) -> list[str]:
+    """Every cluster ARN of the account in the client's region (ListClusters, all pages)."""
+    return sorted(arn for page in ecs.get_paginator("list_clusters").paginate() for arn in page.get("clusterArns", []))
+
+
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """One cluster (``--cluster``) or each of the account's (``--all-clusters``): the report (and the repairs) of
+    each, one after the other; exit 1 when any cluster has drift left, 2 on an error (what was done stays done)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from processor.aws import client
@@ -260,35 +275,44 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from processor.ops.repair import repair, repairs_json, repairs_table, unresolved
 
     out = out or sys.stdout
-    repairs = None
+    reports: list[dict[str, Any]] = []
+    drift_left = False
     try:
         settings = load_settings(getattr(args, "properties", None))
         ecs, ddb = client("ecs"), client("dynamodb")
-        cluster = resolve_cluster(ecs, args.cluster)
-        findings = reconcile(ecs, ddb, settings.task_table, settings.instance_table, cluster, args.wait)
-        if getattr(args, "repair", False):
-            repairs = repair(
-                ecs,
-                ddb,
-                {TASK: settings.task_table, INSTANCE: settings.instance_table},
-                cluster,
-                findings,
-                settings.task_retention_hours,
-            )
+        clusters = list_clusters(ecs) if getattr(args, "all_clusters", False) else [resolve_cluster(ecs, args.cluster)]
+        for cluster in clusters:
+            repairs = None
+            findings = reconcile(ecs, ddb, settings.task_table, settings.instance_table, cluster, args.wait)
+            if getattr(args, "repair", False):
+                repairs = repair(
+                    ecs,
+                    ddb,
+                    {TASK: settings.task_table, INSTANCE: settings.instance_table},
+                    cluster,
+                    findings,
+                    settings.task_retention_hours,
+                )
+            left = [f for f in findings if f.drift] if repairs is None else unresolved(findings, repairs)
+            drift_left = drift_left or bool(left)
+            if args.output == "json":
+                report = json.loads(report_json(cluster, findings, args.all))
+                if repairs is not None:
+                    report.update(repairs=repairs_json(repairs), unresolved=len(left))
+                reports.append(report)
+            else:
+                out.write(report_table(cluster, findings, args.all))
+                if repairs is not None:
+                    out.write(repairs_table(repairs, len(left)))
     except (ReadError, ConfigError) as exc:
         print(f"ecs-state reconcile: {exc}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError) as exc:
         print(f"ecs-state reconcile: {describe(exc)}", file=sys.stderr)
         return 2
-    left = [f for f in findings if f.drift] if repairs is None else unresolved(findings, repairs)
     if args.output == "json":
-        report = json.loads(report_json(cluster, findings, args.all))
-        if repairs is not None:
-            report.update(repairs=repairs_json(repairs), unresolved=len(left))
-        out.write(json.dumps(report, indent=2) + "\n")
-    else:
-        out.write(report_table(cluster, findings, args.all))
-        if repairs is not None:
-            out.write(repairs_table(repairs, len(left)))
-    return 1 if left else 0
+        document: Any = {"clusters": reports} if getattr(args, "all_clusters", False) else reports[0]
+        out.write(json.dumps(document, indent=2) + "\n")
+    elif getattr(args, "all_clusters", False) and not clusters:
+        out.write("no cluster in this account and region\n")
+    return 1 if drift_left else 0

@@ -131,7 +131,8 @@ class Writer:
 
     def observe(self, metrics: Metrics, beat: Callable[[], None]) -> None:
         """Where the retry loop reports: ``WriteRetryingFor`` (with its once-a-minute log line) and the liveness
-        ``beat`` on every request, retries included (``shard/heartbeat.py``: a retrying flush is alive)."""
+        ``beat`` on every request, retries and the prefetch's reads included (``shard/heartbeat.py``: a retrying
+        flush is alive)."""
         self._metrics = metrics
         self._beat = beat
 
@@ -181,7 +182,9 @@ class Writer:
         unknown = self.stored.unknown([versions[0] for versions in batch.resources], self.tables)
         if not unknown:
             return
-        got = read_stored_versions(self.client, unknown, self.tables, pool=self._pool, rng=self._rng)
+        got = read_stored_versions(
+            self.client, unknown, self.tables, pool=self._pool, sleep=self._sleep, rng=self._rng, beat=self._beat
+        )
         for (table, arn), version in got.versions.items():
             self.stored.remember(table, arn, version)
         flush.add(requests=got.requests, prefetched=len(got.versions))

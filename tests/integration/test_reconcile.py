@@ -10,6 +10,7 @@ manager is told otherwise (the ``frozen_tasks`` fixture). Without versions the c
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import io
 import json
@@ -352,3 +353,46 @@ def test_repair_without_versions_repairs_nothing_and_says_so(
     report = json.loads(out)
     assert code == 1 and report["unresolved"] == 2 and report["repairs"] == []
     assert dynamodb().get_item(TableName=tables["task"], Key={"taskArn": {"S": cluster.tasks[0]}}).get("Item") is None
+
+
+class EveryTaskVersioned(VersionedEcs):
+    """``VersionedEcs`` for every resource of the account (other tests' clusters too, which ListClusters also
+    returns): the versions given, else 1. moto cannot produce a version (test_moto_reports_no_version)."""
+
+    def __init__(self, versions: dict[str, int]) -> None:
+        super().__init__(collections.defaultdict(lambda: 1, versions))
+
+
+def test_all_clusters_with_repair_seeds_empty_tables_with_every_cluster_of_the_account(
+    frozen_tasks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seeding the tables of a new deploy with what already runs: one command over every cluster ListClusters
+    gives (through the command line, with moto's real clusters and descriptions; only the versions are added)."""
+    import processor.aws
+
+    first, second = Cluster(tasks=2), Cluster(tasks=1)
+    fresh = create_tables_from_template()
+    made = processor.aws.client
+    ecs = EveryTaskVersioned({arn: 7 for arn in [*first.tasks, *second.tasks, first.instance, second.instance]})
+    monkeypatch.setattr(processor.aws, "client", lambda service, **kw: ecs if service == "ecs" else made(service, **kw))
+    properties = properties_file(tmp_path, fresh)
+    code, out = run("reconcile", "--all-clusters", "--repair", "--properties", str(properties), "--output", "json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert {first.arn, second.arn} <= {c["cluster"] for c in report["clusters"]}
+    for cluster in (first, second):
+        for arn in cluster.tasks:
+            item = dynamodb().get_item(TableName=fresh["task"], Key={"taskArn": {"S": arn}}, ConsistentRead=True)
+            assert item["Item"]["version"] == {"N": "7"} and item["Item"]["item_source"] == {"S": "ecs-api"}
+        key = {"containerInstanceArn": {"S": cluster.instance}}
+        assert dynamodb().get_item(TableName=fresh["instance"], Key=key)["Item"]["version"] == {"N": "7"}
+    code, out = run("reconcile", "--all-clusters", "--properties", str(properties))
+    assert code == 0, "after the seeding nothing drifts"
+
+
+def test_cluster_and_all_clusters_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["reconcile"], ["reconcile", "--cluster", "c", "--all-clusters"]):
+        with pytest.raises(SystemExit) as exited:
+            run(*argv)
+        assert exited.value.code == 2
+    assert "--all-clusters" in capsys.readouterr().err
