@@ -125,7 +125,8 @@ def _expression(text: str, inputs: dict[str, float | None]) -> float | None:
                 return ev(node.args[1]) if condition else ev(node.args[2])
         raise ValueError(f"metric math this evaluator does not know: {ast.dump(node)}")
 
-    return ev(ast.parse(text, mode="eval"))  # type: ignore[no-any-return]
+    result: float | None = ev(ast.parse(text, mode="eval"))
+    return result
 
 
 def series(alarm: dict[str, Any], samples: Samples, end: float) -> tuple[int, list[float | None]]:
