@@ -23,7 +23,12 @@ TEMPLATE = DEPLOY / "ecs-state.yaml"
 WORKERS_TEMPLATE = DEPLOY / "ecs-state-workers.yaml"
 MEMBER_TEMPLATE = DEPLOY / "ecs-state-member.yaml"
 TEMPLATES = (TEMPLATE, WORKERS_TEMPLATE, MEMBER_TEMPLATE)
-TABLE_RESOURCES = {"task": "TaskTable", "instance": "InstanceTable", "dead_letter": "DeadLetterTable"}
+TABLE_RESOURCES = {
+    "task": "TaskTable",
+    "instance": "InstanceTable",
+    "dead_letter": "DeadLetterTable",
+    "catalogue": "CatalogTable",
+}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -64,8 +69,8 @@ def in_account(service: str, account_id: str) -> Any:
 
 
 def create_tables_from_template(suffix: str | None = None) -> dict[str, str]:
-    """Create the template's three tables (same keys, index, billing) under unique names in the moto server;
-    returns {"task": name, "instance": name, "dead_letter": name}."""
+    """Create the template's four tables (same keys, index, billing) under unique names in the moto server;
+    returns {"task": name, "instance": name, "dead_letter": name, "catalogue": name}."""
     suffix = suffix or uuid.uuid4().hex[:8]
     resources = load_template()["Resources"]
     ddb = client("dynamodb")
@@ -98,7 +103,8 @@ def properties_file(directory: Path, tables: dict[str, str]) -> Path:
     path.write_text(
         f"ecsState.taskTable = {tables['task']}\n"
         f"ecsState.instanceTable = {tables['instance']}\n"
-        f"ecsState.deadLetterTable = {tables['dead_letter']}\n",
+        f"ecsState.deadLetterTable = {tables['dead_letter']}\n"
+        + (f"ecsState.catalogTable = {tables['catalogue']}\n" if "catalogue" in tables else ""),
         encoding="utf-8",
     )
     return path

@@ -281,9 +281,9 @@ def test_the_cluster_catalogue_is_created_in_both_modes_and_each_policy_grants_w
     assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}"
     wanted = {
-        "WorkerPolicyArn": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"},
-        "ReaderPolicyArn": {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query"},
-        "OperatorPolicyArn": {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query"},
+        "WorkerPolicyArn": {"dynamodb:PutItem", "dynamodb:DescribeTable"},
+        "ReaderPolicyArn": {"dynamodb:Scan"},
+        "OperatorPolicyArn": {"dynamodb:Scan"},
         "SetupPolicyArn": {"dynamodb:DescribeTable", "dynamodb:CreateTable"},
     }
     for output, actions in wanted.items():
@@ -625,6 +625,7 @@ def test_setup_on_the_adopted_tables_brings_them_to_the_schema_under_the_setup_p
         task_table=params["TaskTableName"],
         instance_table=params["InstanceTableName"],
         dead_letter_table=params["DeadLetterTableName"],
+        catalog_table=params["CatalogTableName"],
         task_retention_hours=72,
     )
     ddb = client("dynamodb")

@@ -52,7 +52,10 @@ BATCH_ACTION = {
 ALWAYS_ALLOWED = {("sts:GetCallerIdentity", "*")}
 #: grants whose calls cannot be triggered here, each with the reason
 NOT_TRIGGERED: dict[str, dict[Call, str]] = {
-    "OperatorPolicy": {},
+    "OperatorPolicy": {
+        ("sts:AssumeRole", "*"): "only reconcile of another account's cluster assumes its read role; moto's STS "
+        "assumes any role, so that path runs in test_reconcile.py's member-account test instead",
+    },
     "ReaderPolicy": {
         ("dynamodb:BatchGetItem", "instance"): "other code that reads the state (docs/reading.md) batch-reads "
         "container instances by ARN; the read commands do not",
@@ -111,8 +114,23 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
         rec.note(f"dynamodb:{target.rpartition('.')[2]}", json.loads(body))
         return real_sign(self, target, body, amz_date)
 
+    def recorded_session() -> Any:
+        # reconcile makes its ECS client from a session, in the cluster's own region (ops/member.py)
+        session = made_session()
+        make = session.client
+
+        def session_client(*args: Any, **kwargs: Any) -> Any:
+            boto_client = make(*args, **kwargs)
+            boto_client.meta.events.register("before-parameter-build", rec.before_call)
+            return boto_client
+
+        session.client = session_client
+        return session
+
+    made_session = processor.aws.session
     real_sign = dynamodb_http.DynamoDBHttp.sign
     monkeypatch.setattr(processor.aws, "client", recorded_client)
+    monkeypatch.setattr(processor.aws, "session", recorded_session)
     # (the commands import processor.aws.client when they run, or call aws.client: both see the recording one)
     monkeypatch.setattr(dynamodb_http.DynamoDBHttp, "sign", recorded_sign)
     yield rec
@@ -121,10 +139,12 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
 def test_the_recorder_sees_boto3_and_thin_client_calls(moto_server: Any, recorder: Recorder) -> None:
     tables = create_tables_from_template()
     recorder.kinds = {name: kind for kind, name in tables.items()}
+    recorder.clear()
     processor.aws.client("dynamodb").describe_table(TableName=tables["task"])
     with dynamodb_http.DynamoDBHttp.from_environment(endpoint_url=moto_server.endpoint) as thin:
-        thin.put_item(
-            {"TableName": tables["dead_letter"], "Item": {"shardId": {"S": "s"}, "sequenceNumber": {"S": "1"}}}
+        thin.call(
+            "PutItem",
+            {"TableName": tables["dead_letter"], "Item": {"shardId": {"S": "s"}, "sequenceNumber": {"S": "1"}}},
         )
     assert recorder.clear() == {("dynamodb:DescribeTable", "task"), ("dynamodb:PutItem", "dead_letter")}
 
@@ -158,7 +178,7 @@ def resource_kind(resource: Any) -> str:
         ("TaskTableName", "task"),
         ("InstanceTableName", "instance"),
         ("DeadLetterTable", "dead_letter"),
-        ("CatalogueTable", "catalogue"),
+        ("CatalogTable", "catalogue"),
         ("EventStream", "stream"),
         ("EventsDeadLetterQueue", "queue"),
         (":ecs:", "ecs"),
@@ -261,6 +281,7 @@ def filled(moto_server: Any, tmp_path: Path) -> dict[str, Any]:
         task_table=tables["task"],
         instance_table=tables["instance"],
         dead_letter_table=tables["dead_letter"],
+        catalog_table=tables["catalogue"],
         flush_interval_millis=0,
         write_retry_budget_millis=3000,
     )
@@ -316,7 +337,7 @@ def operated(filled: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     properties.write_text(
         f"applicationName = {application}\nstreamName = {stream}\n"
         f"ecsState.taskTable = {tables['task']}\necsState.instanceTable = {tables['instance']}\n"
-        f"ecsState.deadLetterTable = {tables['dead_letter']}\n",
+        f"ecsState.deadLetterTable = {tables['dead_letter']}\necsState.catalogTable = {tables['catalogue']}\n",
         encoding="utf-8",
     )
     kinds = {name: kind for kind, name in tables.items()}
@@ -352,12 +373,14 @@ READ_COMMANDS = ("tasks", "stopped", "why", "instances", "get")
 def read_commands(o: dict[str, Any]) -> list[list[str]]:
     return [
         ["tasks", "--cluster", o["cluster"]],
-        ["tasks", "--cluster", o["cluster"], "--at", "2027-01-01T00:00:00Z"],
+        ["tasks", "--cluster", o["cluster"], "--at", "2026-01-01T00:00:00Z"],
         ["stopped", "--cluster", o["cluster"], "--since", "30d"],
         ["why", task_arn(1)],
         ["instances", "--cluster", o["cluster"]],
         ["get", task_arn(1)],
         ["get", instance_arn(1)],
+        ["clusters"],
+        ["sources"],
     ]
 
 
@@ -425,7 +448,12 @@ def test_the_setup_policy_grants_exactly_what_setup_calls_on_adopted_tables(
     """Tables as AWS's documented Lambda makes them (hash key only, no index, no TTL), with items written before:
     ``ecs-state setup --backfill`` adds the indexes, the TTL and the derived keys."""
     n = uuid.uuid4().hex[:8]
-    names = {"task": f"lp-tasks-{n}", "instance": f"lp-instances-{n}", "dead_letter": f"lp-dead-{n}"}
+    names = {
+        "task": f"lp-tasks-{n}",
+        "instance": f"lp-instances-{n}",
+        "dead_letter": f"lp-dead-{n}",
+        "catalogue": f"lp-catalogue-{n}",
+    }
     ddb = processor.aws.client("dynamodb")
     for kind, key in (("task", "taskArn"), ("instance", "containerInstanceArn")):
         ddb.create_table(
@@ -438,7 +466,8 @@ def test_the_setup_policy_grants_exactly_what_setup_calls_on_adopted_tables(
     properties = tmp_path / "setup.properties"
     properties.write_text(
         f"ecsState.taskTable = {names['task']}\necsState.instanceTable = {names['instance']}\n"
-        f"ecsState.deadLetterTable = {names['dead_letter']}\necsState.taskRetentionHours = 24\n",
+        f"ecsState.deadLetterTable = {names['dead_letter']}\necsState.catalogTable = {names['catalogue']}\n"
+        "ecsState.taskRetentionHours = 24\n",
         encoding="utf-8",
     )
     recorder.kinds = {name: kind for kind, name in names.items()}
