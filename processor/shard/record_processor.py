@@ -48,7 +48,7 @@ from processor.core.position import Position
 from processor.core.reducer import Batch, Reducer
 from processor.core.route import admit
 from processor.errors import EXIT_BUG, EXIT_WRITE_FAILED, ConfigError, EcsStateError, exit_code_for
-from processor.logs import log_safely
+from processor.logs import log_dead_letter, log_safely
 from processor.retry import CHECKPOINT
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport
@@ -221,17 +221,7 @@ class ShardProcessor(v3.RecordProcessorBase):
         if isinstance(entry, Ignored):
             self.window.reducer.offer_ignored(position)
         elif isinstance(entry, DeadLetter):
-            log_safely(
-                "dead_letter",
-                level="WARNING",
-                shard=self.shard_id,
-                sequenceNumber=sequence_number,
-                subSequenceNumber=sub_sequence_number,
-                partitionKey=partition_key,
-                reasonCode=entry.code,
-                reason=entry.reason,
-                table=self.settings.dead_letter_table,
-            )
+            log_dead_letter(entry, self.settings.dead_letter_table)
             self.window.reducer.offer_dead(entry)
         else:
             self.window.reducer.offer(entry, position)

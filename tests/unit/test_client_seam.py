@@ -217,7 +217,7 @@ def test_an_exception_from_the_client_is_retried_never_the_records_fault(capsys:
     assert len(retrying) == 1 and "ValueError" in retrying[0]["cause"]  # once a minute, naming the cause
 
 
-def test_an_item_the_serialiser_refuses_is_that_records_dead_letter_and_the_older_version_is_written() -> None:
+def test_an_item_the_serialiser_refuses_is_a_bug_that_fails_the_flush_and_dead_letters_nothing() -> None:
     newest, older = candidate(2, 5, 2), candidate(2, 4, 1)
 
     def lenient(c: Candidate, hours: int) -> Item | DeadLetter:
@@ -239,5 +239,5 @@ def test_an_item_the_serialiser_refuses_is_that_records_dead_letter_and_the_olde
     writer = Writer(SETTINGS, fake, sleep=lambda _: None, build_item=lenient, shard_id=SHARD)
     out = writer.write(Batch([[newest, older]], [], Position(SHARD, "1" * 56), Counts()))
     writer.close()
-    assert out.ok and (out.written, out.dead_letters, out.fallbacks) == (1, 1, 1)
-    assert fake.version("tasks", task_arn(2)) == 4 and len(fake.items["dead"]) == 1
+    assert not out.ok and (out.written, out.dead_letters) == (0, 0) and "TypeError" in out.failed[0]
+    assert fake.version("tasks", task_arn(2)) is None and fake.items["dead"] == {}
