@@ -5,6 +5,7 @@ dead-letters that record with its bytes and the older valid version is written."
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from typing import Any, Iterator
@@ -144,3 +145,75 @@ def test_every_item_our_builder_makes_for_a_valid_task_passes_dynamodbs_rules(se
     for n, detail in enumerate([{}, {"cpu": "256", "memory": "512"}, {"group": "service:web", "blob": "y" * 300_000}]):
         item = build(_candidate(n, 1, n + 1, **detail))
         assert isinstance(item, Item) and refusal(table, item.attributes) is None
+
+
+# -- through the real ShardProcessor (in-process, the KCL messages as amazon_kclpy dispatches them) ----------------
+
+
+class Checkpoints:
+    """KCL's checkpointer as the processor sees it: every sequence number it was asked to checkpoint."""
+
+    def __init__(self) -> None:
+        self.sequence_numbers: list[str | None] = []
+
+    def checkpoint(self, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None:
+        self.sequence_numbers.append(sequence_number)
+
+
+def _run_shard(settings: Settings, client: StrictDynamoDB, records: list[bytes]) -> tuple[Checkpoints, int | None]:
+    """Initialize, one processRecords call with ``records``, shutdownRequested (flush, then checkpoint): the
+    checkpoints asked for and the exit code, if the processor exited."""
+    from amazon_kclpy.messages import InitializeInput, ProcessRecordsInput, Record, ShutdownRequestedInput
+
+    from processor.shard.record_processor import ShardProcessor
+
+    checkpoints = Checkpoints()
+    processor = ShardProcessor(
+        settings, lambda shard_id: Writer(settings, client, sleep=lambda _: None, shard_id=shard_id)
+    )
+    kcl_records = [
+        Record(
+            {
+                "sequenceNumber": f"{n + 1:056d}",
+                "subSequenceNumber": 0,
+                "approximateArrivalTimestamp": 1_800_000_000_000,
+                "partitionKey": "pk",
+                "action": "record",
+                "data": base64.b64encode(data).decode("ascii"),
+            }
+        )
+        for n, data in enumerate(records)
+    ]
+    try:
+        InitializeInput(
+            {"shardId": POS.shard_id, "sequenceNumber": "LATEST", "subSequenceNumber": 0, "action": "initialize"}
+        ).dispatch(checkpoints, processor)
+        ProcessRecordsInput({"records": kcl_records, "millisBehindLatest": 0, "action": "processRecords"}).dispatch(
+            checkpoints, processor
+        )
+        ShutdownRequestedInput({"action": "shutdownRequested"}).dispatch(checkpoints, processor)
+    except SystemExit as exc:
+        return checkpoints, int(exc.code or 0)
+    return checkpoints, None
+
+
+def test_through_the_processor_a_teams_index_of_another_type_stops_the_shard_without_checkpoint(
+    settings: Settings,
+) -> None:
+    client = _strict(settings, Index("by-cpu", (("cpu", "N"),)))
+    data = as_json(task_event(task_arn(1), 1, cpu="256"))
+    checkpoints, exit_code = _run_shard(settings, client, [data])
+    assert exit_code == 3 and checkpoints.sequence_numbers == []  # write budget spent: exit, nothing checkpointed
+    assert _dead_letters(settings) == [] and _stored(settings, 1) is None
+
+
+def test_through_the_processor_an_item_dynamodb_refuses_is_a_durable_dead_letter_and_the_shard_moves_on(
+    settings: Settings,
+) -> None:
+    client = _strict(settings, Index("by-group", (("group", "S"),)))
+    refused_data = as_json(task_event(task_arn(1), 1, group=""))
+    checkpoints, exit_code = _run_shard(settings, client, [refused_data, as_json(task_event(task_arn(2), 1))])
+    assert exit_code is None and checkpoints.sequence_numbers[-1] == f"{2:056d}"
+    (dead,) = _dead_letters(settings)
+    assert read_dead_letter_data([{k: next(iter(v.values())) for k, v in dead.items()}]) == refused_data
+    assert _stored(settings, 1) is None and _stored(settings, 2) == 1
