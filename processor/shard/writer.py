@@ -122,7 +122,7 @@ class Writer:
         self.settings = settings
         self.client = client
         self.shard_id = shard_id
-        self.tables = {TASK: settings.task_table, INSTANCE: settings.instance_table}
+        self.tables: dict[str, str] = {TASK: settings.task_table, INSTANCE: settings.instance_table}
         self.stored = StoredVersions(settings.stored_versions_capacity)
         self._sleep = sleep
         self._clock = clock
