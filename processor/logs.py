@@ -12,7 +12,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, TextIO
+
+if TYPE_CHECKING:
+    from processor.core.dead_letters import DeadLetter
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 _threshold = 20
@@ -49,6 +52,21 @@ def log_safely(event: str, level: str = "INFO", **fields: Any) -> bool:
         return True
     except Exception:
         return False
+
+
+def log_dead_letter(dead: DeadLetter, table: str) -> bool:
+    """The one ``dead_letter`` line: where the record was, why it is a dead letter, and the table that keeps it."""
+    return log_safely(
+        "dead_letter",
+        level="WARNING",
+        shard=dead.position.shard_id,
+        sequenceNumber=dead.position.sequence_number,
+        subSequenceNumber=dead.position.sub_sequence_number,
+        partitionKey=dead.partition_key,
+        reasonCode=dead.code,
+        reason=dead.reason,
+        table=table,
+    )
 
 
 def parse_line(line: str) -> dict[str, Any] | None:

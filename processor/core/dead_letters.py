@@ -37,6 +37,7 @@ class DeadLetter:
     position: Position
     items: tuple[dict[str, AttributeValue], ...]
     size: int
+    partition_key: str = ""
 
 
 def dead_letter(
@@ -78,7 +79,7 @@ def dead_letter(
         {"shardId": {"S": position.shard_id}, "sequenceNumber": {"S": f"{key}#part{i}"}, "data": {"B": chunk}}
         for i, chunk in enumerate(chunks[1:], start=1)
     ]
-    return DeadLetter(code, reason, position, tuple(items), len(payload) + 512)
+    return DeadLetter(code, reason, position, tuple(items), len(payload) + 512, partition_key)
 
 
 def read_dead_letter_data(items: list[dict[str, Any]]) -> bytes:

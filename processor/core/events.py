@@ -15,7 +15,12 @@ Rules (docs/design.md's reason-code table documents the same):
 - ``ECS Task State Change`` / ``ECS Container Instance State Change`` need an object ``detail`` with a non-empty
   string ARN (``taskArn`` / ``containerInstanceArn``) and an integer ``version`` in 0..2**63-1 (a JSON integer,
   not a float, string or bool).
+- The envelope's ``version``, ``id`` and ``time`` are strings when present (EventBridge writes strings); any other
+  shape is ``Bad`` (``bad-envelope``): nothing from the record is turned into text beyond what a reason shows.
 - Any other detail-type of a valid aws.ecs event is ``Ignored`` (it has no per-resource version).
+- ``decode`` never raises for any bytes: every refusal of the parsers is a ``Bad`` naming it, and validation only
+  looks at types and bounded excerpts (a property-based test in tests/unit/test_events_fuzz.py holds it). Only a
+  ``MemoryError`` goes up: running out of memory is the process's condition, never proven about one record.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ _MSGPACK_CONTAINER_FIRST_BYTES = frozenset(
     [*range(0x80, 0xA0), 0xC7, 0xC8, 0xC9, *range(0xD4, 0xD9), 0xDC, 0xDD, 0xDE, 0xDF]
 )
 _JSON_WHITESPACE = b" \t\r\n"
+#: the envelope fields an Event keeps, each a string when present
+ENVELOPE_FIELDS = ("version", "id", "time")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +104,11 @@ def _parse_json(data: bytes) -> Any | Bad:
     except orjson.JSONDecodeError:
         pass
     else:
-        if orjson.dumps(fast) == data:
-            return fast
+        try:
+            if orjson.dumps(fast) == data:
+                return fast
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes: the strict parser decides
+            pass
     return _parse_json_strictly(data)
 
 
@@ -144,6 +154,8 @@ def decode(data: bytes) -> Event | Ignored | Bad:
     """Decode and validate one record's data. Never raises for any input."""
     try:
         value = parse(data)
+    except MemoryError:
+        raise
     except Exception as exc:  # defensive: the decoder promises never to raise
         return Bad("bad-data", f"could not parse: {type(exc).__name__}: {exc}")
     if isinstance(value, Bad):
@@ -158,7 +170,8 @@ def _json_type(value: Any) -> str:
         return "a boolean"
     if isinstance(value, (int, float, Decimal)):
         return "a number"
-    return {list: "an array", str: "a string", bytes: "binary data"}.get(type(value), f"a {type(value).__name__}")
+    names: dict[type, str] = {list: "an array", dict: "an object", str: "a string", bytes: "binary data"}
+    return names.get(type(value), f"a {type(value).__name__}")
 
 
 def _show(value: Any) -> str:
@@ -167,10 +180,12 @@ def _show(value: Any) -> str:
         return f"the non-integer number {value}"
     if isinstance(value, float):
         return f"the non-integer number {value!r}"
-    if isinstance(value, (str, int)) or value is None or isinstance(value, bool):
-        text = json.dumps(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return "an integer of more than 77 digits"
+    if isinstance(value, str) or isinstance(value, int) or value is None:
+        text = json.dumps(value[:81] if isinstance(value, str) else value)
         return text if len(text) <= 80 else text[:77] + "..."
-    return f"a {type(value).__name__}"
+    return _json_type(value)
 
 
 def validate(obj: Any) -> Event | Ignored | Bad:
@@ -199,14 +214,21 @@ def validate(obj: Any) -> Event | Ignored | Bad:
     if isinstance(version, bool) or not isinstance(version, int):
         return Bad("bad-version", f"detail.version is {_show(version)}, expected an integer")
     if not 0 <= version <= MAX_VERSION:
-        return Bad("bad-version", f"detail.version {version} is outside 0..2**63-1")
+        return Bad("bad-version", f"detail.version {_show(version)} is outside 0..2**63-1")
+    envelope: list[str] = []
+    for field in ENVELOPE_FIELDS:
+        value = obj.get(field, "")
+        if not isinstance(value, str):
+            return Bad("bad-envelope", f"{field} is {_show(value)}, expected a string")
+        envelope.append(value)
+    envelope_version, event_id, time = envelope
     return Event(
         kind=kind,
         key_name=key,
         arn=arn,
         version=version,
         detail=detail,
-        envelope_version=str(obj.get("version", "")),
-        event_id=str(obj.get("id", "")),
-        time=str(obj.get("time", "")),
+        envelope_version=envelope_version,
+        event_id=event_id,
+        time=time,
     )

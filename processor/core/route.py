@@ -1,6 +1,7 @@
 """Routing one record: bytes -> a candidate version of a resource, the dead letter it becomes, or Ignored. Pure.
 
-This is the only place that decides a record's fate, in two steps that never raise, whatever the bytes:
+This is the only place that decides a record's fate, in two steps that never raise, whatever the bytes (a
+property-based test holds it: tests/unit/test_events_fuzz.py):
 - ``admit`` (every record, when it is read): decode, validate, and check that DynamoDB could hold its item
   (``items.check_event``: the builder's rules, walking the value without building anything). A storable
   versioned event becomes a ``Candidate``: what the reducer needs (kind, ARN, version) and the original bytes,
@@ -9,6 +10,9 @@ This is the only place that decides a record's fate, in two steps that never rai
 - ``build`` (only for the version a flush is about to write): decode again and build the DynamoDB item; should
   the builder still refuse it, or DynamoDB (``refused``), it becomes a dead letter holding its original bytes and
   the writer falls back to the next older candidate of the same ARN.
+Only the core's own verdicts (``Bad``, ``Unstorable``) make a dead letter here. Any other exception (a bug in the
+builder, a ``MemoryError``) is never the record's fault: it goes up, the flush or the call fails, and nothing is
+checkpointed past the record.
 """
 
 from __future__ import annotations
@@ -49,15 +53,13 @@ class Candidate:
 def admit(
     data: bytes, position: Position, partition_key: str, arrival_ms: int | None, task_retention_hours: int = 0
 ) -> Candidate | DeadLetter | Ignored:
-    """One record -> a ``Candidate``, ``Ignored`` or the dead letter it becomes. Never raises."""
+    """One record -> a ``Candidate``, ``Ignored`` or the dead letter it becomes. Never raises for any bytes."""
     decoded = decode(data)
     if isinstance(decoded, Event):
         try:
             checked_size = check_event(decoded, position, task_retention_hours)
         except Unstorable as exc:
             return dead_letter(data, position, partition_key, arrival_ms, exc.code, str(exc))
-        except Exception as exc:  # defensive: a record must never stop the shard
-            return dead_letter(data, position, partition_key, arrival_ms, "unstorable", f"{type(exc).__name__}: {exc}")
         return Candidate(
             decoded.kind,
             decoded.key_name,
@@ -80,13 +82,12 @@ def refused(candidate: Candidate, code: str, reason: str) -> DeadLetter:
 
 
 def build(candidate: Candidate, task_retention_hours: int = 0) -> Item | DeadLetter:
-    """The item to write for ``candidate``, or its dead letter when DynamoDB could not hold it. Never raises."""
+    """The item to write for ``candidate``, or its dead letter when DynamoDB could not hold it. Raises only on a
+    bug (never for the record's content): the caller fails the flush."""
+    event = decode(candidate.data)
+    if not isinstance(event, Event):  # cannot happen: admit decoded the same bytes
+        raise RuntimeError(f"{candidate.position.dead_letter_key()} decoded differently the second time: {event}")
     try:
-        event = decode(candidate.data)
-        if not isinstance(event, Event):  # cannot happen: admit decoded the same bytes
-            return refused(candidate, "bad-data", f"decoded differently the second time: {event}")
         return build_item(event, candidate.position, task_retention_hours, candidate.checked_size)
     except Unstorable as exc:
         return refused(candidate, exc.code, str(exc))
-    except Exception as exc:  # defensive: a record must never stop the shard
-        return refused(candidate, "unstorable", f"{type(exc).__name__}: {exc}")

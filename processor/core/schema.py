@@ -27,22 +27,33 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Mapping
 
-TASK = "task"
-INSTANCE = "instance"
-DEAD_LETTER = "dead-letter"
-CATALOG = "catalog"
+
+class Kind(str, Enum):
+    """What a table holds. A ``str`` so that it compares, hashes, formats and serialises as its value."""
+
+    TASK = "task"
+    INSTANCE = "instance"
+    DEAD_LETTER = "dead-letter"
+    CATALOG = "catalog"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TASK, INSTANCE, DEAD_LETTER, CATALOG = Kind.TASK, Kind.INSTANCE, Kind.DEAD_LETTER, Kind.CATALOG
 
 #: detail-type -> (kind, key attribute). Only these carry a per-resource ``version``.
-VERSIONED: dict[str, tuple[str, str]] = {
+VERSIONED: dict[str, tuple[Kind, str]] = {
     "ECS Task State Change": (TASK, "taskArn"),
     "ECS Container Instance State Change": (INSTANCE, "containerInstanceArn"),
 }
 #: kind -> its table's hash key
-TABLE_KEYS = {TASK: "taskArn", INSTANCE: "containerInstanceArn"}
+TABLE_KEYS: dict[str, str] = {TASK: "taskArn", INSTANCE: "containerInstanceArn"}
 #: kind -> the settings field naming its table
-TABLE_SETTINGS = {
+TABLE_SETTINGS: dict[str, str] = {
     TASK: "task_table",
     INSTANCE: "instance_table",
     DEAD_LETTER: "dead_letter_table",

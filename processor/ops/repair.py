@@ -34,7 +34,7 @@ from processor.ops.render import render_table
 
 SOURCE_ATTRIBUTE = "item_source"
 SOURCE = "ecs-api"
-KEYS = {TASK: "taskArn", INSTANCE: "containerInstanceArn"}
+KEYS: dict[str, str] = {TASK: "taskArn", INSTANCE: "containerInstanceArn"}
 REPAIRABLE = ("missing", "behind")
 CONDITION = "attribute_not_exists(#k) OR #v < :v"
 DESCRIBE_LIMIT = 100

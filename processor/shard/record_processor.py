@@ -39,7 +39,7 @@ from processor.core.position import Position
 from processor.core.reducer import Batch
 from processor.core.route import Candidate, admit
 from processor.errors import EXIT_BUG, EXIT_WRITE_FAILED, ConfigError, EcsStateError, exit_code_for
-from processor.logs import log_safely
+from processor.logs import log_dead_letter, log_safely
 from processor.retry import CHECKPOINT
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport
@@ -173,17 +173,7 @@ class ShardProcessor(v3.RecordProcessorBase):
     ) -> Candidate | DeadLetter | Ignored:
         entry = admit(data, position, partition_key, arrival_ms, self.settings.task_retention_hours)
         if isinstance(entry, DeadLetter):
-            log_safely(
-                "dead_letter",
-                level="WARNING",
-                shard=self.shard_id,
-                sequenceNumber=position.sequence_number,
-                subSequenceNumber=position.sub_sequence_number,
-                partitionKey=partition_key,
-                reasonCode=entry.code,
-                reason=entry.reason,
-                table=self.settings.dead_letter_table,
-            )
+            log_dead_letter(entry, self.settings.dead_letter_table)
         return entry
 
     # --- the machine's actions, performed --------------------------------------------------------------------

@@ -121,7 +121,7 @@ def describe(
                     f"(deploy/ecs-state.yaml WorkerPolicy) and valid credentials"
                 )
             ]
-        if verdict.kind != TRANSIENT:
+        if verdict.kind != TRANSIENT or code == "ValidationException":  # e.g. a table name DynamoDB refuses
             return [f"table {name}: DescribeTable failed: {verdict.text}"]
         if budget_s and clock() - started > budget_s:
             raise WriteFailed(f"DescribeTable {name}: still failing after {attempt} attempts ({verdict.text})")

@@ -9,7 +9,12 @@ Dead letters are plain puts keyed by (shardId, sequenceNumber), so a replay rewr
 
 Each resource of the batch comes with its candidate versions, newest first; the item is built here, at flush
 time, for the first candidate only, and the next is tried when the builder or DynamoDB refuses one (each refused
-candidate is a dead letter with its original bytes): a valid version is never displaced by an invalid one.
+candidate is a dead letter with its original bytes): a valid version is never displaced by an invalid one. Only
+the closed list of ``shard/failures.py`` refuses a candidate; an exception while building or serialising an item
+(a bug, a ``MemoryError``) fails the flush, so nothing is checkpointed past it and no valid record is dead-lettered.
+
+A dead letter counts only once it is durable: its items are stored, or, when DynamoDB refuses one of them, a plain
+copy holding the original bytes is; failing both, the flush fails (``Outcome.failed``) and nothing is checkpointed.
 
 The client is the thin ``DynamoDBHttp`` (``shard/dynamodb_http.py``): a request's body is serialised once and the
 same bytes are resent on every retry; a conditional put asks for ``ReturnValuesOnConditionCheckFailure=ALL_OLD``.
@@ -22,8 +27,8 @@ in ``requests``). A miss costs one write, never correctness: every item sent kee
 
 Every failure is classified once (``shard/failures.py``): record-level -> dead letter; transient -> retried with
 the one backoff policy (``processor/retry.py``: exponential, full jitter, capped) while the lease is held, the
-cause logged once a minute (``write_retrying``); an exception from the client, whatever its type, is transient
-(only serialising the item we built is the item's fault); with ``write_retry_budget_millis`` /
+cause logged once a minute (``write_retrying``, with the fix when the classifier knows one); an exception from the
+client, whatever its type, is transient; with ``write_retry_budget_millis`` /
 ``write_max_attempts`` set (> 0), a request still failing past them ends in ``Outcome.failed``, and the caller
 must not checkpoint.
 
@@ -49,17 +54,16 @@ from processor.core.items import Item
 from processor.core.reducer import Batch
 from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
-from processor.logs import log_safely
+from processor.logs import log_dead_letter, log_safely
 from processor.retry import DYNAMODB, EveryMinute
 from processor.shard.catalog import Catalog
 from processor.shard.dynamodb_http import DynamoDBTransport, Response, serialise
-from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, building, classify
+from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, classify
 from processor.shard.metrics import Metrics
 from processor.shard.stored_versions import StoredVersions
 from processor.shard.stored_versions import prefetch as read_stored_versions
 
 CONDITION = "attribute_not_exists(#k) OR NOT attribute_type(#v, :n) OR #v < :v"
-WRITTEN = "written"
 
 Builder = Callable[[Candidate, int], "Item | DeadLetter"]
 
@@ -125,7 +129,7 @@ class Writer:
         self.catalog = catalog  # the cluster catalogue (``shard/catalog.py``), written after the state writes
         self.client = client
         self.shard_id = shard_id
-        self.tables = {TASK: settings.task_table, INSTANCE: settings.instance_table}
+        self.tables: dict[str, str] = {TASK: settings.task_table, INSTANCE: settings.instance_table}
         self.stored = StoredVersions(settings.stored_versions_capacity)
         self._sleep = sleep
         self._clock = clock
@@ -213,25 +217,26 @@ class Writer:
             if self.stored.is_stale(self.tables[candidate.kind], candidate.arn, candidate.version):
                 flush.add(stale=1, skipped=1)  # an equal or newer version is stored: the condition would fail
                 return
-            built = self._build(candidate, self.settings.task_retention_hours)
+            built = self._build(candidate, self.settings.task_retention_hours)  # raises only on a bug: flush fails
             if isinstance(built, DeadLetter):
                 self._log_refused(built)
                 self._put_dead_letter(built, flush)
                 continue
             try:
-                verdict = self._put_state(built, flush)
+                written = self._put_state(built, flush)
             except _Refused as exc:
                 dead = refused(candidate, "refused", f"DynamoDB refused the item: {exc.verdict.text}")
                 self._log_refused(dead)
                 self._put_dead_letter(dead, flush)
                 continue
-            flush.add(**{verdict: 1}, fallbacks=int(n > 0))
+            flush.add(written=int(written), stale=int(not written), fallbacks=int(n > 0))
             if self.catalog is not None:
                 self.catalog.note(built.attributes)
             return
 
-    def _put_state(self, item: Item, flush: _Flush) -> str:
-        """WRITTEN or STALE; raises _Refused when DynamoDB refuses the item, WriteFailed past a finite budget."""
+    def _put_state(self, item: Item, flush: _Flush) -> bool:
+        """True when written, False when stale; raises _Refused when DynamoDB refuses the item for what it holds
+        (``failures.ITEM_REFUSALS``), WriteFailed past a finite budget."""
         table = self.tables[item.kind]
         request = {
             "TableName": table,
@@ -248,13 +253,14 @@ class Writer:
         verdict, reply = self._call(request, flush, what)
         if verdict is None:
             self.stored.remember(table, item.arn, item.version)
-            return WRITTEN
+            return True
         if verdict.kind == STALE:
             self.stored.remember_stored_item(table, item.arn, reply.item if reply is not None else None)
-            return STALE
+            return False
         raise _Refused(verdict)
 
     def _put_dead_letter(self, dead: DeadLetter, flush: _Flush) -> None:
+        """Make ``dead`` durable, or raise WriteFailed (the flush fails): it is counted only once stored."""
         what = (
             f"dead letter {dead.position.shard_id} {dead.position.dead_letter_key()} in "
             f"{self.settings.dead_letter_table}"
@@ -265,27 +271,26 @@ class Writer:
             if verdict is not None:  # RECORD: our own dead-letter item was refused
                 # Keep the bytes at least, in the plainest form; if even that is refused, it is not about this
                 # record (retried as transient).
-                plain = {
+                plain: dict[str, Any] = {
                     k: attributes[k]
                     for k in ("shardId", "sequenceNumber", "data", "dataEncoding", "dataLength", "dataSha256")
                     if k in attributes
                 }
                 plain["reasonCode"] = {"S": "dead-letter-refused"}
-                self._call(
-                    {"TableName": self.settings.dead_letter_table, "Item": plain}, flush, what, record_is_transient=True
-                )
+                request = {"TableName": self.settings.dead_letter_table, "Item": plain}
+                fallback, _ = self._call(request, flush, what, record_is_transient=True)
+                if fallback is not None:  # neither form stored: the record is not durable, so no checkpoint
+                    raise WriteFailed(f"{what}: not stored ({verdict.text}), nor its plain copy ({fallback.text})")
         flush.add(dead_letters=1)
 
     def _call(
         self, request: dict[str, Any], flush: _Flush, what: str, record_is_transient: bool = False
     ) -> tuple[Verdict | None, Response | None]:
         """PutItem with retries of transient failures: (None, reply) when it succeeded, else the STALE or RECORD
-        verdict and DynamoDB's reply (None when the request could not be serialised); WriteFailed when a finite
-        retry budget runs out. The body is serialised once; every retry resends the same bytes."""
-        try:
-            body = serialise(request)
-        except Exception as exc:  # a value JSON cannot carry (a binary map key...): building the item failed
-            return building(exc), None
+        verdict and DynamoDB's reply; WriteFailed when a finite retry budget runs out. The body is serialised once;
+        every retry resends the same bytes. A body that cannot be serialised is a bug (the core checked every
+        value): its exception goes up and fails the flush."""
+        body = serialise(request)
         attempt = 0
         budget_s = self.settings.write_retry_budget_millis / 1000
         max_attempts = self.settings.write_max_attempts
@@ -330,20 +335,15 @@ class Writer:
             request=what,
             attempt=attempt,
             retrying_for_s=round(waited_s, 1),
-            action="retrying while holding the lease; nothing is checkpointed past this write. Check "
-            "DynamoDB availability and throttling, the table and the worker's IAM permissions.",
+            action="retrying while holding the lease; nothing is checkpointed past this write. "
+            + (
+                f"Fix: {verdict.fix}."
+                if verdict.fix
+                else "Check DynamoDB availability and throttling, the table and the worker's IAM permissions."
+            ),
         )
         if self._metrics is not None:
             self._metrics.emit(self.shard_id, {"retrying_for_ms": round(waited_s * 1000)})
 
     def _log_refused(self, dead: DeadLetter) -> None:
-        log_safely(
-            "dead_letter",
-            level="WARNING",
-            shard=dead.position.shard_id,
-            sequenceNumber=dead.position.sequence_number,
-            subSequenceNumber=dead.position.sub_sequence_number,
-            reasonCode=dead.code,
-            reason=dead.reason,
-            table=self.settings.dead_letter_table,
-        )
+        log_dead_letter(dead, self.settings.dead_letter_table)

@@ -54,7 +54,7 @@ ALWAYS_ALLOWED = {("sts:GetCallerIdentity", "*")}
 NOT_TRIGGERED: dict[str, dict[Call, str]] = {
     "OperatorPolicy": {
         ("sts:AssumeRole", "*"): "only reconcile of another account's cluster assumes its read role; moto's STS "
-        "assumes any role, so that path runs in test_reconcile.py's member-account test instead",
+        "assumes any role, so that path runs in test_reconcile.py's member-account test instead"
     },
     "ReaderPolicy": {
         ("dynamodb:BatchGetItem", "instance"): "other code that reads the state (docs/reading.md) batch-reads "

@@ -195,9 +195,10 @@ def test_an_item_dynamodb_refuses_is_a_dead_letter_of_its_bytes_and_the_older_va
     assert _stored(settings, 9) == 1
 
 
-def test_an_exception_while_sending_one_item_is_that_records_dead_letter(settings: Settings) -> None:
+def test_an_item_that_cannot_be_serialised_fails_the_flush_and_is_no_dead_letter(settings: Settings) -> None:
     """A msgpack binary map key past a lenient builder: the request's serialisation raises TypeError (JSON keys
-    are text). The record is dead-lettered with its bytes; the shard moves on. (``admit``
+    are text). That is a bug, not the record's fault: the flush fails (the caller does not checkpoint) and nothing
+    is dead-lettered; the other resource is written all the same. (``admit``
     refuses such a record when it is read; the candidate is made by hand to test the writer's own backstop.)"""
     doc = task_event(task_arn(10), 3)
     doc["detail"]["weird"] = {b"k": 1}
@@ -222,10 +223,9 @@ def test_an_exception_while_sending_one_item_is_that_records_dead_letter(setting
         return item
 
     out = Writer(settings, _client(), build_item=lenient).write(_batch([[bad, _item(10, 1, seq=1)], _item(11, 1)]))
-    assert out.ok and (out.written, out.dead_letters) == (2, 1)
-    dead = _dead(settings, 3)
-    assert dead is not None and "TypeError" in dead["reason"]["S"] and dead["data"]["B"] == bad.data
-    assert (_stored(settings, 10), _stored(settings, 11)) == (1, 1)
+    assert not out.ok and (out.written, out.dead_letters) == (1, 0) and "TypeError" in out.failed[0]
+    assert _dead(settings, 3) is None and _dead(settings, 1) is None
+    assert (_stored(settings, 10), _stored(settings, 11)) == (None, 1)
 
 
 def test_a_stored_version_that_is_missing_or_not_a_number_is_older_than_any_version(settings: Settings) -> None:

@@ -8,12 +8,14 @@ serialiser refuses in the item we built is the record's."""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import ssl
 from typing import Any, Callable
 
 import orjson
+import pytest
 from botocore.exceptions import ClientError, CredentialRetrievalError, NoCredentialsError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -217,7 +219,7 @@ def test_an_exception_from_the_client_is_retried_never_the_records_fault(capsys:
     assert len(retrying) == 1 and "ValueError" in retrying[0]["cause"]  # once a minute, naming the cause
 
 
-def test_an_item_the_serialiser_refuses_is_that_records_dead_letter_and_the_older_version_is_written() -> None:
+def test_an_item_the_serialiser_refuses_is_a_bug_that_fails_the_flush_and_dead_letters_nothing() -> None:
     newest, older = candidate(2, 5, 2), candidate(2, 4, 1)
 
     def lenient(c: Candidate, hours: int) -> Item | DeadLetter:
@@ -239,5 +241,74 @@ def test_an_item_the_serialiser_refuses_is_that_records_dead_letter_and_the_olde
     writer = Writer(SETTINGS, fake, sleep=lambda _: None, build_item=lenient, shard_id=SHARD)
     out = writer.write(Batch([[newest, older]], [], Position(SHARD, "1" * 56), Counts()))
     writer.close()
-    assert out.ok and (out.written, out.dead_letters, out.fallbacks) == (1, 1, 1)
-    assert fake.version("tasks", task_arn(2)) == 4 and len(fake.items["dead"]) == 1
+    assert not out.ok and (out.written, out.dead_letters) == (0, 0) and "TypeError" in out.failed[0]
+    assert fake.version("tasks", task_arn(2)) is None and fake.items["dead"] == {}
+
+
+# -- nothing but a proven refusal is the record's fault; a dead letter counts once durable ---------------------
+
+
+@pytest.mark.parametrize("bug", [KeyError("containers"), MemoryError(), Surprise("nobody anticipated this")])
+def test_an_exception_from_the_item_builder_fails_the_flush_and_dead_letters_nothing(bug: BaseException) -> None:
+    """The builder is the writer's seam (``build_item=``); one that raises stands in for a bug or an exhausted
+    process, which no real input produces on purpose."""
+
+    def broken(c: Candidate, hours: int) -> Item | DeadLetter:
+        raise bug
+
+    fake = _fake({}, {})
+    writer = Writer(SETTINGS, fake, sleep=lambda _: None, build_item=broken, shard_id=SHARD)
+    out = writer.write(Batch([[candidate(1, 2, 2), candidate(1, 1, 1)]], [], Position(SHARD, "2" * 56), Counts()))
+    writer.close()
+    assert not out.ok and type(bug).__name__ in out.failed[0]
+    assert out.dead_letters == 0 and fake.items["dead"] == {} and fake.items["tasks"] == {}
+
+
+def test_a_dead_letter_neither_stored_nor_kept_in_its_plain_form_fails_the_flush() -> None:
+    """Both puts to the dead-letter table get an answer the writer does not expect for a plain put (a failed
+    condition: real DynamoDB cannot send it for a put without a condition, hence the fake). The dead letter is not
+    durable, so the flush must fail; it used to be counted as stored and checkpointed past."""
+    fake = _fake({}, {})
+    condition_failed = Response(400, "ConditionalCheckFailedException", "The conditional request failed", {})
+    fake.fault = lambda operation, n: condition_failed if fake.tables_written[n - 1] == "dead" else None  # all puts
+    bad = admit(b"{not json", Position(SHARD, "3" * 56), "pk", None)
+    assert isinstance(bad, DeadLetter)
+    writer = Writer(SETTINGS, fake, sleep=lambda _: None, shard_id=SHARD)
+    out = writer.write(Batch([[candidate(1, 2, 2)]], [bad], Position(SHARD, "3" * 56), Counts()))
+    writer.close()
+    assert not out.ok and out.dead_letters == 0 and "nor its plain copy" in out.failed[0]
+    assert fake.tables_written.count("dead") == 2 and fake.items["dead"] == {}
+    assert fake.version("tasks", task_arn(1)) == 2  # the rest of the flush is written all the same
+
+
+def test_a_dead_letter_refused_by_dynamodb_is_kept_in_its_plain_form_with_the_bytes() -> None:
+    fake = _fake({}, {})
+    too_large = Response(400, "ValidationException", "Item size has exceeded the maximum allowed size", {})
+    fake.fault = lambda operation, n: too_large if n == 1 else None
+    bad = admit(b"{not json", Position(SHARD, "3" * 56), "pk", None)
+    assert isinstance(bad, DeadLetter)
+    writer = Writer(SETTINGS, fake, sleep=lambda _: None, shard_id=SHARD)
+    out = writer.write(Batch([], [bad], Position(SHARD, "3" * 56), Counts()))
+    writer.close()
+    (kept,) = fake.items["dead"].values()
+    assert out.ok and out.dead_letters == 1 and kept["reasonCode"] == {"S": "dead-letter-refused"}
+    assert base64.b64decode(kept["data"]["B"]) == b"{not json"  # the fake keeps what was sent: base64
+
+
+def test_a_builder_bug_inside_the_core_goes_up_instead_of_becoming_a_dead_letter(monkeypatch: Any) -> None:
+    """The item builder is replaced by one that raises: a stand-in for a bug, which no input can produce."""
+    import processor.core.route as route
+
+    def buggy(*args: Any, **kwargs: Any) -> Item:
+        raise KeyError("lastStatus")
+
+    monkeypatch.setattr(route, "build_item", buggy)
+    monkeypatch.setattr(route, "check_event", buggy)
+    data = as_json(task_event(task_arn(1), 1))
+    with pytest.raises(KeyError):
+        admit(data, Position(SHARD, "1" * 56), "pk", None)
+    monkeypatch.undo()
+    good = candidate(1, 1, 1)
+    monkeypatch.setattr(route, "build_item", buggy)
+    with pytest.raises(KeyError):
+        build(good)

@@ -1,6 +1,7 @@
 """The one classifier of DynamoDB failures, and the comparison of a described table with what we write (pure): the
 thin client's error replies (``Response``), and any exception on the way to DynamoDB (transient whatever its type:
-unknown is never the record's fault); only building the item (``building``) or DynamoDB's refusal is the record's."""
+unknown is never the record's fault); only DynamoDB's refusal of one item, by its message from a closed list, is the
+record's: a ValidationException about the table never is."""
 
 from __future__ import annotations
 
@@ -12,20 +13,21 @@ from botocore.exceptions import ClientError, CredentialRetrievalError
 from processor.config import Settings
 from processor.core.schema import table_specs
 from processor.shard.dynamodb_http import Response, TransportError, TransportTimeout
-from processor.shard.failures import RECORD, STALE, TRANSIENT, building, classify
+from processor.shard.failures import RECORD, STALE, TRANSIENT, classify
 from processor.shard.table_check import compare, missing_indexes
 
 
-def _reply(code: str, status: int = 400) -> Response:
-    return Response(status, code or f"HTTP{status}", "m", {})
+def _reply(code: str, status: int = 400, message: str = "m") -> Response:
+    return Response(status, code or f"HTTP{status}", message, {})
 
 
 @pytest.mark.parametrize(
     "failure,kind",
     [
         (_reply("ConditionalCheckFailedException"), STALE),
-        (_reply("ValidationException"), RECORD),
-        (_reply("SerializationException"), RECORD),
+        (_reply("ValidationException"), TRANSIENT),  # a message not on the closed list: not proven the record's
+        (_reply("SerializationException"), TRANSIENT),  # our request's shape: a bug, never one record's fault
+        (_reply("ItemCollectionSizeLimitExceededException"), TRANSIENT),
         (_reply("ProvisionedThroughputExceededException"), TRANSIENT),
         (_reply("ResourceNotFoundException"), TRANSIENT),
         (_reply("AccessDeniedException"), TRANSIENT),
@@ -55,11 +57,49 @@ def test_each_failure_has_one_class(failure: Exception, kind: str) -> None:
     assert classify(failure).kind == kind
 
 
-@pytest.mark.parametrize(
-    "exc", [TypeError("keys must be str"), UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")]
-)
-def test_a_failure_while_building_the_item_is_the_records_fault(exc: Exception) -> None:
-    assert building(exc).kind == RECORD
+#: DynamoDB's refusals of one item, as it words them (sources in docs/field-notes.md, "DynamoDB refusals")
+ITEM_REFUSED = [
+    "Item size has exceeded the maximum allowed size",
+    "Number overflow. Attempting to store a number with magnitude larger than supported range",
+    "Number underflow. Attempting to store a number with magnitude smaller than supported range",
+    "Attempting to store more than 38 significant digits in a Number",
+    "The parameter cannot be converted to a numeric value",
+    "One or more parameter values were invalid: An AttributeValue may not contain an empty string",
+    "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The "
+    "AttributeValue for a key attribute cannot contain an empty string value. IndexName: by-group, IndexKey: group",
+    "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes",
+    "One or more parameter values were invalid: Aggregated size of all range keys has exceeded the size limit of "
+    "1024 bytes",
+    "1 validation error detected: One or more parameter values were invalid: An string set  may not be empty",
+    "Nested levels have exceeded supported limits",
+]
+#: DynamoDB's ValidationExceptions about the table: every item would get them, so none is the record's fault
+TABLE_REFUSED = [
+    "One or more parameter values were invalid: Type mismatch for Index Key cpu Expected: N Actual: S IndexName: "
+    "by-cpu",
+    "One or more parameter values were invalid: Type mismatch for key taskArn expected: N actual: S",
+    "One or more parameter values were invalid: Missing the key id in the item",
+    "The provided key element does not match the schema",
+    "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes",
+    "something DynamoDB may say one day",
+]
+
+
+@pytest.mark.parametrize("message", ITEM_REFUSED)
+def test_dynamodb_refusing_one_item_for_what_it_holds_is_the_records_fault(message: str) -> None:
+    assert classify(_reply("ValidationException", message=message)).kind == RECORD
+
+
+@pytest.mark.parametrize("message", TABLE_REFUSED)
+def test_a_validation_exception_about_the_table_is_transient_and_names_a_fix(message: str) -> None:
+    verdict = classify(_reply("ValidationException", message=message))
+    assert verdict.kind == TRANSIENT and verdict.fix and not verdict.throttled
+
+
+def test_an_index_type_mismatch_names_the_index_fix_and_a_key_mismatch_the_key_schema_fix() -> None:
+    index = classify(_reply("ValidationException", message=TABLE_REFUSED[0])).fix
+    key = classify(_reply("ValidationException", message=TABLE_REFUSED[1])).fix
+    assert "index" in index and "key schema" in key
 
 
 def test_throttling_is_marked_as_such_and_a_page_without_a_code_is_named_by_its_status() -> None:

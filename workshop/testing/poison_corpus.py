@@ -52,3 +52,17 @@ POISON = {
 
 POISON["arn over 2048 bytes"] = (as_json(task_event("arn:" + "x" * 2100, 1)), "no-arn")
 POISON["msgpack ext at top level"] = (msgpack.packb(msgpack.ExtType(5, b"xx")), "not-object")
+
+
+def _msgpack_envelope_with_deep(field: str, depth: int) -> bytes:
+    """A valid task event in msgpack whose envelope ``field`` is an array nested ``depth`` deep (msgpack unpacks up to
+    1024 levels; turning 1000 of them into text exhausted the interpreter's stack)."""
+    event = task_event(task_arn(1), 1)
+    event[field] = "\x00deep\x00"
+    return as_msgpack(event).replace(msgpack.packb("\x00deep\x00"), b"\x91" * depth + b"\xc0")
+
+
+POISON["envelope version nested 1000 deep"] = (_msgpack_envelope_with_deep("version", 1000), "bad-envelope")
+POISON["envelope time nested 1010 deep"] = (_msgpack_envelope_with_deep("time", 1010), "bad-envelope")
+POISON["envelope id an object"] = (as_json({**task_event(task_arn(1), 1), "id": {"a": [1, 2]}}), "bad-envelope")
+POISON["envelope version a number"] = (as_json({**task_event(task_arn(1), 1), "version": 0}), "bad-envelope")
