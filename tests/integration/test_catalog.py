@@ -141,8 +141,8 @@ class FailingCatalogue:
     """Answers the catalogue's first ``n`` puts with ``code`` (throttling or a 500, which moto cannot be made to
     produce on demand); every other request goes to moto unchanged."""
 
-    def __init__(self, real: DynamoDBHttp, table: str, n: int, code: str) -> None:
-        self.real, self.table, self.left, self.code = real, table, n, code
+    def __init__(self, real: DynamoDBHttp, table: str, n: int, code: str, message: str = "slow down") -> None:
+        self.real, self.table, self.left, self.code, self.message = real, table, n, code, message
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
@@ -151,11 +151,15 @@ class FailingCatalogue:
         if operation == "PutItem" and self.left > 0 and f'"{self.table}"'.encode() in body:
             self.left -= 1
             status = 500 if self.code.startswith("InternalServer") else 400
-            return Response(status, self.code, "slow down", {})
+            return Response(status, self.code, self.message, {})
         return self.real.call(operation, body)
 
 
-@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "InternalServerError"])
+@pytest.mark.parametrize(
+    "code",
+    # a ValidationException whose message is not one of DynamoDB's per-item refusals is about the table: transient
+    ["ProvisionedThroughputExceededException", "InternalServerError", "ValidationException"],
+)
 def test_a_failing_catalogue_write_is_retried_and_never_a_dead_letter(settings: Settings, code: str) -> None:
     real = DynamoDBHttp.from_environment(pool=4, timeout_s=5.0)
     writer = Writer(
@@ -172,12 +176,15 @@ def test_a_failing_catalogue_write_is_retried_and_never_a_dead_letter(settings: 
 def test_a_refused_catalogue_write_is_logged_once_and_never_a_dead_letter(
     settings: Settings, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """DynamoDB refusing the catalogue item (a ValidationException, which moto would not answer to this item) is
-    about the catalogue, not the record: the state item is stored, no dead letter, one WARNING line."""
+    """DynamoDB refusing the catalogue item for what it holds (a ValidationException with a per-item message, which
+    moto would not answer to this item) is about the catalogue, not the record: the state item is stored, no dead
+    letter, one WARNING line."""
     real = DynamoDBHttp.from_environment(pool=4, timeout_s=5.0)
     writer = Writer(
         settings,
-        FailingCatalogue(real, settings.catalog_table, 1, "ValidationException"),
+        FailingCatalogue(
+            real, settings.catalog_table, 1, "ValidationException", "Item size has exceeded the maximum allowed size"
+        ),
         sleep=lambda _: None,
         catalog=Catalog(settings.catalog_table, shard_id=SHARD),
     )
