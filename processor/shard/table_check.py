@@ -127,9 +127,12 @@ def describe(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
+    gate: EveryMinute | None = None,
+    on_retry: Callable[[], None] = lambda: None,
 ) -> dict[str, Any] | list[str]:
-    """DescribeTable, retrying transient failures: the table's description, or its problems (configuration)."""
-    started, attempt, retrying_log = clock(), 0, EveryMinute(clock=clock)
+    """DescribeTable, retrying transient failures: the table's description, or its problems (configuration).
+    ``gate`` lets a caller share its once-a-minute log line; ``on_retry`` runs before each wait (a heartbeat)."""
+    started, attempt, retrying_log = clock(), 0, gate or EveryMinute(clock=clock)
     budget_s = settings.write_retry_budget_millis / 1000
     while True:
         attempt += 1
@@ -174,6 +177,7 @@ def describe(
                 action="retrying the start-up check of the tables; check DynamoDB's endpoint and "
                 "availability, proxies (HTTPS_PROXY / NO_PROXY) and the worker's credentials",
             )
+        on_retry()
         sleep(DYNAMODB.delay(attempt, rng))
 
 
