@@ -997,10 +997,11 @@ def test_setup_on_the_adopted_tables_brings_them_to_the_schema_under_the_setup_p
     statements = _policy_document(outputs["SetupPolicyArn"])["Statement"]
     table_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/{}".format
     assert {action for action, _ in calls} >= {
-        "dynamodb:CreateTable",
+        "dynamodb:DescribeTable",
         "dynamodb:UpdateTable",
         "dynamodb:UpdateTimeToLive",
     }
+    assert "dynamodb:CreateTable" not in {action for action, _ in calls}  # setup reads first: all three exist
     refused = sorted({(a, t) for a, t in calls if not _allowed(statements, a, table_arn(t))})
     assert not refused, f"setup calls the SetupPolicy does not grant: {refused}"
     assert not _allowed(statements, "dynamodb:DeleteTable", table_arn(settings.task_table))
