@@ -177,6 +177,15 @@ def _describe(client: Any, name: str) -> dict[str, Any] | None:
         raise ConfigError(f"table {name}: DescribeTable failed: {describe_error(exc)}") from exc
 
 
+def _ttl(client: Any, table: str) -> str | None:
+    """The attribute the table's TTL is on (enabled or enabling), None when it is off."""
+    try:
+        ttl = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    except ClientError as exc:
+        raise ConfigError(f"table {table}: DescribeTimeToLive failed: {describe_error(exc)}") from exc
+    return str(ttl.get("AttributeName")) if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") else None
+
+
 def plan(settings: Settings, client: Any, index_capacity: tuple[int, int] | None = None) -> Plan:
     """Read every table and decide (module docstring); changes nothing."""
     indexes = settings.indexes()
@@ -189,6 +198,12 @@ def plan(settings: Settings, client: Any, index_capacity: tuple[int, int] | None
             result.create.append(spec)
             continue
         result.problems += compare(spec, table, TABLE_SETTINGS[kind])
+        ttl_on = _ttl(client, name) if kind == TASK and settings.task_retention_hours else None
+        if ttl_on not in (None, "expires_at"):
+            result.problems.append(
+                f"table {name} has TTL on {ttl_on}, not expires_at; turn it off (aws dynamodb update-time-to-live) "
+                f"before setting ecsState.taskRetentionHours"
+            )
         have = {gsi["IndexName"] for gsi in table.get("GlobalSecondaryIndexes") or []}
         new = [i for i in indexes if i.kind == kind and i.name not in have]
         own = provisioned_throughput(table)
@@ -284,20 +299,24 @@ def ensure_tables(
             change(f"table {name}: index {index.name} is ACTIVE")
         else:
             change(f"table {name}: index {index.name} is still building after {WAIT_SECONDS:.0f}s")
-    if settings.task_retention_hours:
-        ttl = client.describe_time_to_live(TableName=settings.task_table)["TimeToLiveDescription"]
-        if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+    if settings.task_retention_hours and _ttl(client, settings.task_table) is None:
+        try:
             client.update_time_to_live(
                 TableName=settings.task_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
             )
-            change(f"table {settings.task_table}: TTL on expires_at enabled")
-        elif ttl.get("AttributeName") != "expires_at":
+        except ClientError as exc:
             raise ConfigError(
-                f"table {settings.task_table} has TTL on {ttl.get('AttributeName')}, not expires_at; "
-                f"turn it off (update-time-to-live) before setting ecsState.taskRetentionHours" + _done(changes)
-            )
+                f"table {settings.task_table}: turning the TTL on failed: {describe_error(exc)}" + _done(changes)
+            ) from exc
+        change(f"table {settings.task_table}: TTL on expires_at enabled")
     if (added_task_index or force_backfill) and settings.task_table not in created:
-        updated, skipped = backfill(client, settings.task_table)
+        try:
+            updated, skipped = backfill(client, settings.task_table)
+        except ClientError as exc:
+            raise ConfigError(
+                f"table {settings.task_table}: adding the derived index keys failed: {describe_error(exc)}; "
+                f"run `ecs-state setup --backfill` again once this is fixed" + _done(changes)
+            ) from exc
         if updated or skipped:
             change(
                 f"table {settings.task_table}: derived index keys added to {updated} items written before "

@@ -25,13 +25,13 @@ def strict(moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Strict
         yield proxy
 
 
-def _properties(tmp_path: Any, task_table: str, n: int = 0) -> str:
+def _properties(tmp_path: Any, task_table: str, n: int = 0, extra: str = "") -> str:
     """A properties file naming ``task_table`` and instance / dead-letter tables ``setup-i-N`` / ``setup-d-N``."""
     n = n or random.randrange(10**9)
     path = tmp_path / "setup.properties"
     path.write_text(
         f"ecsState.taskTable = {task_table}\necsState.instanceTable = setup-i-{n}\n"
-        f"ecsState.deadLetterTable = setup-d-{n}\n",
+        f"ecsState.deadLetterTable = setup-d-{n}\n{extra}",
         encoding="utf-8",
     )
     return str(path)
@@ -128,3 +128,15 @@ def test_index_capacity_chooses_the_new_indexes_throughput_and_a_malformed_value
     added = _indexes(ddb, name).values()
     assert added and all(i["ProvisionedThroughput"]["ReadCapacityUnits"] == 2 for i in added)
     assert all(i["ProvisionedThroughput"]["WriteCapacityUnits"] == 3 for i in added)
+
+
+def test_a_ttl_on_another_attribute_is_refused_before_any_index_is_added(
+    moto_server: Any, strict: StrictTables, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ddb, name = _ddb(moto_server), f"setup-ttl-{random.randrange(10**9)}"
+    _provisioned(ddb, name)
+    ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "purge_at"})
+    properties = _properties(tmp_path, name, extra="ecsState.taskRetentionHours = 72\n")
+    assert main(["setup", "--properties", properties]) == 2
+    assert f"table {name} has TTL on purge_at, not expires_at" in capsys.readouterr().err
+    assert _indexes(ddb, name) == {}
