@@ -129,9 +129,11 @@ def describe(
     rng: random.Random | None = None,
     gate: EveryMinute | None = None,
     on_retry: Callable[[], None] = lambda: None,
+    deadline: float | None = None,
 ) -> dict[str, Any] | list[str]:
     """DescribeTable, retrying transient failures: the table's description, or its problems (configuration).
-    ``gate`` lets a caller share its once-a-minute log line; ``on_retry`` runs before each wait (a heartbeat)."""
+    ``gate`` lets a caller share its once-a-minute log line; ``on_retry`` runs before each wait (a heartbeat);
+    ``deadline`` (on ``clock``) ends the retries like ``writeRetryBudgetMillis`` does."""
     started, attempt, retrying_log = clock(), 0, gate or EveryMinute(clock=clock)
     budget_s = settings.write_retry_budget_millis / 1000
     while True:
@@ -165,7 +167,7 @@ def describe(
             ]
         if verdict.kind != TRANSIENT:
             return [f"table {name}: DescribeTable failed: {verdict.text}"]
-        if budget_s and clock() - started > budget_s:
+        if (budget_s and clock() - started > budget_s) or (deadline is not None and clock() > deadline):
             raise WriteFailed(f"DescribeTable {name}: still failing after {attempt} attempts ({verdict.text})")
         if retrying_log.due():
             logs.log(

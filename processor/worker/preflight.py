@@ -208,12 +208,11 @@ def check_processor(
 
     while True:
         attempt += 1
-        budget_ms = max(1, int((deadline - clock()) * 1000))
         try:
-            probe = load_settings(properties, env={**child_env, "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": str(budget_ms)})
+            probe = load_settings(properties, env={**child_env, "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": "0"})
             with DynamoDBHttp.from_environment(region=region, endpoint_url=endpoint, pool=1, timeout_s=5.0) as client:
                 return problems + table_problems(
-                    probe, client, sleep=sleep, clock=clock, rng=rng, gate=gate, on_retry=beat
+                    probe, client, sleep=sleep, clock=clock, rng=rng, gate=gate, on_retry=beat, deadline=deadline
                 )
         except WriteFailed as exc:
             cause = str(exc)
