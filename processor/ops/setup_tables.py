@@ -238,7 +238,7 @@ def ensure_tables(
     client = client or aws.client("dynamodb")
     planned = plan(settings, client, index_capacity)
     if planned.problems:
-        raise ConfigError("\n".join(planned.problems) + "\n(nothing was changed)")
+        raise ConfigError("\n".join(planned.problems) + " (nothing was changed)")
     changes: list[str] = []
     created: list[str] = []
 
