@@ -16,12 +16,21 @@ safe, because every record at or before it is in the batch (or superseded by som
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from processor.core.dead_letters import DeadLetter
 from processor.core.position import Position
 from processor.core.route import Candidate
 
-NEW, NEWER, DUPLICATE, OLDER = "new", "newer", "duplicate", "older"
+
+class Offered(Enum):
+    """What became of a candidate offered to the reducer, relative to the versions it holds of that resource."""
+
+    NEW = "new"  # the first version of the resource in this window
+    NEWER = "newer"  # newer than every version held: now the newest
+    DUPLICATE = "duplicate"  # the same version and the same bytes as one held: dropped
+    SAME_VERSION = "same-version"  # the same version as one held, other bytes: kept after it as a fallback
+    OLDER = "older"  # older than the newest held: kept as a fallback
 
 
 @dataclass
@@ -57,7 +66,7 @@ MAX_PENDING_BYTES = 96 * 1024 * 1024
 
 @dataclass
 class Reducer:
-    max_arns: int = MAX_PENDING_ARNS
+    max_entries: int = MAX_PENDING_ARNS  # resources and dead letters together (``maxPendingArns``)
     max_bytes: int = MAX_PENDING_BYTES
     _pending: dict[tuple[str, str], list[Candidate]] = field(default_factory=dict)
     _dead: list[DeadLetter] = field(default_factory=list)
@@ -66,9 +75,9 @@ class Reducer:
     _bytes: int = 0
     _counts: Counts = field(default_factory=Counts)
 
-    def offer(self, candidate: Candidate, position: Position) -> str:
-        """Offer a candidate version; returns NEW, NEWER, DUPLICATE or OLDER (relative to the newest held; "stale" is
-        the writer's word for a version DynamoDB already holds or passed)."""
+    def offer(self, candidate: Candidate, position: Position) -> Offered:
+        """Offer a candidate version; what became of it, relative to the versions held ("stale" is the writer's
+        word for a version DynamoDB already holds or passed)."""
         self._advance(position)
         self._counts.events += 1
         slot = (candidate.kind, candidate.arn)
@@ -76,17 +85,17 @@ class Reducer:
         if held is None:
             self._pending[slot] = [candidate]
             self._bytes += candidate.size
-            return NEW
+            return Offered.NEW
         if candidate.version > held[0].version:
             held.insert(0, candidate)
             self._bytes += candidate.size
             self._counts.superseded += 1
-            return NEWER
+            return Offered.NEWER
         index = len(held)
         for i, c in enumerate(held):
             if c.version == candidate.version and c.data == candidate.data:
                 self._counts.duplicates += 1
-                return DUPLICATE
+                return Offered.DUPLICATE
             if c.version < candidate.version:
                 index = i
                 break
@@ -94,9 +103,9 @@ class Reducer:
         self._bytes += candidate.size
         if held[0].version == candidate.version:
             self._counts.duplicates += 1  # same version, other bytes: kept in case the first cannot be stored
-            return DUPLICATE
+            return Offered.SAME_VERSION
         self._counts.superseded += 1
-        return OLDER
+        return Offered.OLDER
 
     def offer_dead(self, dead: DeadLetter) -> None:
         self._advance(dead.position)
@@ -117,7 +126,7 @@ class Reducer:
     @property
     def full(self) -> bool:
         """True when the pending state passed a limit and should be flushed now."""
-        return len(self._pending) + len(self._dead) >= self.max_arns or self._bytes >= self.max_bytes
+        return len(self._pending) + len(self._dead) >= self.max_entries or self._bytes >= self.max_bytes
 
     @property
     def pending_arns(self) -> int:

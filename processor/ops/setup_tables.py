@@ -1,5 +1,5 @@
-"""``ecs-state setup``: create the state and dead-letter tables, or bring existing ones up to date, idempotently.
-The processor never creates tables.
+"""``ecs-state setup``: create the state, dead-letter and cluster-catalogue tables, or bring existing ones up to
+date, idempotently. The processor never creates tables.
 
 Rules:
 - A missing table is created with the schema (``core/schema.py``), the read indexes ``ecsState.readIndexes``
@@ -35,7 +35,7 @@ from botocore.exceptions import ClientError
 
 from processor import aws, logs
 from processor.config import Settings, load_settings
-from processor.core.schema import OWN_TYPES, TABLE_SETTINGS, TASK, Index, index_attributes, kinds, table_specs
+from processor.core.schema import OWN_TYPES, TABLE_SETTINGS, TASK, Index, index_attributes
 from processor.errors import ConfigError
 from processor.errors import describe as describe_error
 from processor.shard.table_check import compare
@@ -190,8 +190,7 @@ def plan(settings: Settings, client: Any, index_capacity: tuple[int, int] | None
     """Read every table and decide (module docstring); changes nothing."""
     indexes = settings.indexes()
     result = Plan()
-    specs = table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table, indexes)
-    for kind, spec in zip(kinds(), specs):
+    for kind, spec in settings.tables():
         name = spec["TableName"]
         table = _describe(client, name)
         if table is None:
@@ -344,9 +343,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "setup",
         help="create the tables, or add what existing ones lack (idempotent, online)",
-        description="Create the state and dead-letter tables; on existing tables (e.g. the documented Lambda's) "
-        "add the missing read indexes one at a time (UpdateTable, online) and the TTL when configured. "
-        "Never deletes or recreates a table.",
+        description="Create the state, dead-letter and cluster-catalogue tables; on existing tables (e.g. the "
+        "documented Lambda's) add the missing read indexes one at a time (UpdateTable, online) and the TTL "
+        "when configured. Never deletes or recreates a table.",
     )
     parser.add_argument("--properties", help="properties file with ecsState.* keys (default: defaults)")
     parser.add_argument(
@@ -380,9 +379,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     changes = ensure_tables(
         settings, wait=not args.no_wait, force_backfill=args.backfill, say=say, index_capacity=args.index_capacity
     )
+    names = [str(spec["TableName"]) for _, spec in settings.tables()]
     if not changes:
-        say(f"tables up to date: {settings.task_table}, {settings.instance_table}, {settings.dead_letter_table}")
-    logs.log(
-        "setup", changes=changes, tables=[settings.task_table, settings.instance_table, settings.dead_letter_table]
-    )
+        say(f"tables up to date: {', '.join(names)}")
+    logs.log("setup", changes=changes, tables=names)
     return 0

@@ -22,7 +22,7 @@ _ATTRS = {attr: key for key, attr in _KEYS.items()}
 @dataclass(frozen=True)
 class FlushReport:
     shard: str
-    reason: str  # full, interval, shard_end, shutdown
+    reason: str  # why the flush happened: full, interval, room, shutdown, shard_end (shard/machine.py, Reason)
     first_sequence_number: str | None
     last_sequence_number: str | None
     records: int = 0  # records the flush covers (every record between first and last)

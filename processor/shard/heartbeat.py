@@ -8,8 +8,10 @@ nothing to probe. In it:
   files are cleared whenever it (re)starts the daemon, so a killed processor leaves nothing behind.
 - ``shard-<shardId>``: touched by that shard's processor at most once every ``SHARD_BEAT_S``: on every
   ``processRecords`` call (KCL calls it every ``idleTimeBetweenReadsInMillis`` even with no records, with
-  ``callProcessRecordsEvenForEmptyRecordList = true``) and on every DynamoDB request of a flush, retries included;
-  removed when the processor gives the shard up (lease lost, shard end, shutdown).
+  ``callProcessRecordsEvenForEmptyRecordList = true``), on every DynamoDB request of a flush (the writes and the
+  stored-versions prefetch, retries included) and on every checkpoint attempt, so no phase of a call goes longer
+  than one request (``writeTimeoutMillis``) or one backoff without a beat; removed when the processor gives the
+  shard up (lease lost, shard end, shutdown).
 
 ``judge`` (the probe): healthy when the ``worker`` file is younger than ``stale_s`` and so is every shard file.
 No shard file is a worker holding no lease (a standby, or idle before its first lease): healthy. A flush that

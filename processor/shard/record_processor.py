@@ -1,31 +1,22 @@
 """The KCL adapter: an amazon_kclpy v3 record processor for one shard (started by ``shard/main.py``).
 
-It decides *when* to flush and *where* to checkpoint, and holds no business rule of its own:
+It turns the daemon's calls into events of the shard's state machine (``shard/machine.py``: every rule about
+when to flush and where to checkpoint lives there) and performs the actions the machine answers, with no decision
+of its own:
 - ``initialize`` runs the start-up checks (``startup``: the tables, the metrics target) before any record; a
   configuration problem is one ``config_error`` line and exit 2 (``errors.exit_code_for``);
-- every record goes through ``route.admit`` into the shard's ``Reducer`` (items are built at flush time); its
-  base64 text is decoded by :func:`record_data` and the record is dropped from the call's list as soon as it is
-  offered, so a 10,000-record call does not hold its ~45 MB of base64 text until its last record;
-- a flush happens when the reducer is full (mid-batch if need be); at the end of a ``processRecords`` call when
-  the window has no room left for another call like this one (reason ``room``: reading and parsing a call's line
-  takes about twice its text, ``CALL_MEMORY_FACTOR``, and the pending bytes plus that stay within
-  ``maxPendingBytes``: docs/sizing.md); and at the end of a call when ``shard/flush_schedule.py`` says it is
-  due: early enough that the window's oldest record is durable about ``flushIntervalMillis`` after its arrival
-  in Kinesis (KCL must call us on idle shards too: ``callProcessRecordsEvenForEmptyRecordList = true``); a
-  checkpoint that failed after a flush is tried again at the end of a call once the interval has passed since
-  that flush, with or without new records;
-- the checkpoint goes to the last record the flush covered, and only after ``Writer.write`` reported every item
-  and dead letter durable. Transient DynamoDB failures are retried inside the flush, holding the lease, for as
-  long as they last (the default); only with a finite ``writeRetryBudgetMillis`` does a flush that still fails
-  exit the process (code 3) without checkpointing: the daemon then stops, and the shard is read again from its
-  last checkpoint.
-- a flush covering a record delivered while the shard was catching up (``stored_versions.CatchUp``: started at
-  TRIM_HORIZON / AT_TIMESTAMP until near the tip, or ``millisBehindLatest`` >= ``prefetchBehindMillis``) first
-  reads the stored versions it does not remember (``Writer.write(..., prefetch=True)``): the decision follows the
-  records' delivery, not the empty poll at the tip that may trigger the interval flush;
-- every flush line carries the freshness of the records it covers (``shard/freshness.py``: arrival in Kinesis ->
-  durable, p50 / p99); the arrivals are collected as records are offered and dropped with the pending state on a
-  lease loss;
+- every record's base64 text is decoded by :func:`record_data`, routed by ``route.admit`` (a dead letter is
+  logged here) and delivered to the machine; the record is dropped from the call's list as soon as it is
+  delivered, so a 10,000-record call does not hold its ~45 MB of base64 text until its last record;
+- a ``Flush`` is ``Writer.write`` (transient DynamoDB failures are retried inside it, holding the lease, for as
+  long as they last by default), then the flush log line (``shard/flush_report.py``, with the freshness of the
+  records it covers: ``shard/freshness.py``) and its metrics; a flush that still fails past a finite
+  ``writeRetryBudgetMillis`` ends in the machine's ``Stop``: the ``flush_failed`` line and exit 3, without
+  checkpointing (the daemon then stops, and the shard is read again from its last checkpoint);
+- a ``Checkpoint`` is ``checkpointer.checkpoint``, retried here while KCL reports throttling; its result goes
+  back to the machine (ok, failed, or stopped: the lease is gone or the worker shuts down);
+- the shard's heartbeat (``shard/heartbeat.py``) beats on every call, every DynamoDB request of a flush (the
+  writer's, the prefetch's included) and every checkpoint attempt;
 - metrics and log lines are side effects: a failure to write them is counted, never raised into the flush.
 """
 
@@ -45,19 +36,17 @@ from processor.config import Settings
 from processor.core.dead_letters import DeadLetter
 from processor.core.events import Ignored
 from processor.core.position import Position
-from processor.core.reducer import Batch, Reducer
-from processor.core.route import admit
+from processor.core.reducer import Batch
+from processor.core.route import Candidate, admit
 from processor.errors import EXIT_BUG, EXIT_WRITE_FAILED, ConfigError, EcsStateError, exit_code_for
 from processor.logs import log_safely
 from processor.retry import CHECKPOINT
 from processor.shard.flush_report import EVENT as FLUSH_EVENT
 from processor.shard.flush_report import FlushReport
-from processor.shard.flush_schedule import FlushSchedule
-from processor.shard.flush_window import FlushWindow
 from processor.shard.freshness import freshness
 from processor.shard.heartbeat import ShardHeartbeat, heartbeat_dir
+from processor.shard.machine import Action, Checkpoint, CheckpointResult, Flush, ShardMachine, Stop
 from processor.shard.metrics import Metrics
-from processor.shard.stored_versions import CatchUp
 from processor.shard.writer import Outcome, Writer
 
 
@@ -72,12 +61,6 @@ def record_data(record: Any) -> bytes:
     except ValueError:  # binascii.Error, or text that is not ASCII
         return base64.b64decode(data)
 
-
-#: Reading a call's line takes about twice its text (the line, and the pieces it is joined from), then the line
-#: and its parsed records live together: the memory a call needs, per byte of its records' base64 text.
-CALL_MEMORY_FACTOR = 2
-#: A record's JSON framing in the call's line beside its base64 data (keys, partition key, sequence number).
-RECORD_FRAMING_BYTES = 200
 
 RETRY_CHECKPOINT = frozenset({"ThrottlingException", "KinesisClientLibDependencyException"})
 STOP_CHECKPOINTING = frozenset({"ShutdownException", "InvalidStateException"})
@@ -108,18 +91,15 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._clock = clock
         self._sleep = sleep
         self.shard_id = "?"
-        self.window = FlushWindow(
-            Reducer(settings.max_pending_arns, settings.max_pending_bytes),
-            FlushSchedule(settings.flush_interval_millis / 1000),
+        self.machine = ShardMachine(
+            settings.max_pending_arns,
+            settings.max_pending_bytes,
+            settings.flush_interval_millis / 1000,
+            settings.prefetch_behind_millis,
         )
-        self._last_flush = clock()
-        self._checkpointing = True
-        self._durable: Position | None = None  # flushed (durable) but not yet checkpointed
-        self._millis_behind: int | None = None
-        self.catch_up = CatchUp(settings.prefetch_behind_millis)
         self._wall_ms = wall_ms
 
-    # --- lifecycle -------------------------------------------------------------------------------------------
+    # --- the daemon's calls -> the machine's events ----------------------------------------------------------
 
     def initialize(self, initialize_input: Any) -> None:
         self.shard_id = initialize_input.shard_id
@@ -133,8 +113,7 @@ class ShardProcessor(v3.RecordProcessorBase):
         problems += [problem] if problem else []
         if problems:
             raise ConfigError("; ".join(problems))
-        self._last_flush = self._clock()
-        self.catch_up.on_initialize(initialize_input.sequence_number)
+        self.machine.initialized(self._clock(), initialize_input.sequence_number)
         self.heartbeat.start(self.shard_id)
         log_safely(
             "initialize",
@@ -148,45 +127,26 @@ class ShardProcessor(v3.RecordProcessorBase):
 
     def _process_records(self, process_records_input: Any) -> None:
         self.heartbeat.beat()
-        self._millis_behind = process_records_input.millis_behind_latest
-        self.catch_up.on_records(self._millis_behind)
+        machine = self.machine
         checkpointer = process_records_input.checkpointer
         now, wall_ms = self._clock(), self._wall_ms()
-        window = self.window
-        window.schedule.call_started(now)
+        machine.call_started(now, process_records_input.millis_behind_latest)
         records = process_records_input.records
-        call_bytes = 0
         for index, record in enumerate(records):
-            records[index] = None  # its base64 text is freed once offered (module docstring)
-            call_bytes += len(record.data) + RECORD_FRAMING_BYTES
-            window.delivered(now, wall_ms, record.timestamp_millis, self.catch_up.active)
-            self.offer(
-                record_data(record),
-                record.sequence_number,
-                record.sub_sequence_number or 0,
-                record.partition_key,
-                record.timestamp_millis,
-            )
-            if window.reducer.full:
-                self.flush_and_checkpoint(checkpointer, "full")
-        now = self._clock()
-        if window.schedule.due(now) or (
-            self._durable is not None and now - self._last_flush >= self.settings.flush_interval_millis / 1000
-        ):
-            self.flush_and_checkpoint(checkpointer, "interval")
-        elif window.reducer.pending_bytes and (
-            window.reducer.pending_bytes + CALL_MEMORY_FACTOR * call_bytes > self.settings.max_pending_bytes
-        ):
-            self.flush_and_checkpoint(checkpointer, "room")
-        window.schedule.call_ended(self._clock())
+            records[index] = None  # its base64 text is freed once delivered (module docstring)
+            position = Position(self.shard_id, record.sequence_number, record.sub_sequence_number or 0)
+            entry = self._route(record_data(record), position, record.partition_key, record.timestamp_millis)
+            delivered = machine.delivered(entry, position, now, wall_ms, record.timestamp_millis, len(record.data))
+            self._perform(checkpointer, delivered)
+        self._perform(checkpointer, machine.call_ended(self._clock()))
+        machine.returned(self._clock())
         minute = int(self._wall_ms() // 60_000)
         if minute != self._emitted_minute:  # nothing flushed this minute: the shard's age alone
             self._emitted_minute = minute
-            self.metrics.emit(self.shard_id, {"millis_behind_latest": self._millis_behind})
+            self.metrics.emit(self.shard_id, {"millis_behind_latest": machine.millis_behind_latest})
 
     def lease_lost(self, lease_lost_input: Any) -> None:
-        dropped = self.window.drop()
-        self._checkpointing = False
+        dropped = self.machine.lease_lost()
         self.heartbeat.stop()
         log_safely(
             "lease_lost",
@@ -202,53 +162,54 @@ class ShardProcessor(v3.RecordProcessorBase):
         self._guarded(self._end, shutdown_requested_input.checkpointer, "shutdown")
 
     def _end(self, checkpointer: Any, reason: str) -> None:
-        self.flush(reason)
-        if reason == "shard_end":
-            # No argument: checkpoint at SHARD_END, which lets KCL start the child shards.
-            self.checkpoint(checkpointer, None, force=True)
-        elif self._durable is not None:
-            self.checkpoint(checkpointer, self._durable)
+        now = self._clock()
+        ending = self.machine.shard_ended(now) if reason == "shard_end" else self.machine.shutdown_requested(now)
+        self._perform(checkpointer, ending)
         self.heartbeat.stop()
         log_safely(reason, shard=self.shard_id)
 
-    # --- the pipeline ----------------------------------------------------------------------------------------
-
-    def offer(
-        self, data: bytes, sequence_number: str, sub_sequence_number: int, partition_key: str, arrival_ms: int | None
-    ) -> None:
-        position = Position(self.shard_id, sequence_number, sub_sequence_number)
+    def _route(
+        self, data: bytes, position: Position, partition_key: str, arrival_ms: int | None
+    ) -> Candidate | DeadLetter | Ignored:
         entry = admit(data, position, partition_key, arrival_ms, self.settings.task_retention_hours)
-        if isinstance(entry, Ignored):
-            self.window.reducer.offer_ignored(position)
-        elif isinstance(entry, DeadLetter):
+        if isinstance(entry, DeadLetter):
             log_safely(
                 "dead_letter",
                 level="WARNING",
                 shard=self.shard_id,
-                sequenceNumber=sequence_number,
-                subSequenceNumber=sub_sequence_number,
+                sequenceNumber=position.sequence_number,
+                subSequenceNumber=position.sub_sequence_number,
                 partitionKey=partition_key,
                 reasonCode=entry.code,
                 reason=entry.reason,
                 table=self.settings.dead_letter_table,
             )
-            self.window.reducer.offer_dead(entry)
-        else:
-            self.window.reducer.offer(entry, position)
+        return entry
 
-    def flush(self, reason: str) -> Position | None:
-        """Write everything pending; returns the position now safe to checkpoint (None if nothing was pending).
-        Exits the process without checkpointing when the writes fail past a finite retry budget."""
-        started = self._last_flush = self._clock()
-        if not self.window.reducer.has_pending:
-            return None
-        taken = self.window.take(self.catch_up.active)
-        batch = taken.batch
+    # --- the machine's actions, performed --------------------------------------------------------------------
+
+    def _perform(self, checkpointer: Any, action: Action | None) -> None:
+        """Perform ``action`` and whatever the machine answers to its outcome, until it answers nothing."""
+        while action is not None:
+            if isinstance(action, Flush):
+                action = self._flush(action)
+            elif isinstance(action, Checkpoint):
+                result = self._checkpoint(checkpointer, action.position)
+                self.machine.checkpointed(action.position, result)
+                action = None
+            else:
+                raise AssertionError(f"no action {action!r} outside a flush")
+
+    def _flush(self, flush: Flush) -> Checkpoint | None:
+        """Write the flush's batch and report it; exits the process without checkpointing when the machine says
+        ``Stop`` (the writes failed past a finite retry budget)."""
+        batch = flush.batch
         assert self._writer is not None, "flush before initialize"
-        outcome = self._writer.write(batch, prefetch=taken.prefetch)
-        self.window.schedule.flushed(started, self._clock())
-        fresh = freshness(taken.arrivals, self._wall_ms()) if outcome.ok else (None, None)
-        self._report(batch, outcome, reason, fresh)
+        started = self._clock()
+        outcome = self._writer.write(batch, prefetch=flush.prefetch)
+        answer = self.machine.flushed(outcome.ok, started, self._clock())
+        fresh = freshness(flush.arrivals, self._wall_ms()) if outcome.ok else (None, None)
+        self._report(batch, outcome, flush.reason.value, fresh)
         if outcome.fallbacks:
             log_safely(
                 "fallback",
@@ -258,7 +219,7 @@ class ShardProcessor(v3.RecordProcessorBase):
                 note="the newest version of these ARNs could not be stored (dead letters above); the newest "
                 "storable version of the flush window was written instead",
             )
-        if not outcome.ok:
+        if isinstance(answer, Stop):
             first = batch.resources[0][0].arn if batch.resources else None
             log_safely(
                 "flush_failed",
@@ -272,26 +233,17 @@ class ShardProcessor(v3.RecordProcessorBase):
                 "Check DynamoDB availability, throttling and the worker's IAM permissions.",
             )
             raise SystemExit(EXIT_WRITE_FAILED)
-        self._durable = batch.last
-        return batch.last
+        return answer
 
-    def flush_and_checkpoint(self, checkpointer: Any, reason: str) -> None:
-        self.flush(reason)
-        if self._durable is not None:
-            self.checkpoint(checkpointer, self._durable)
-
-    def checkpoint(self, checkpointer: Any, position: Position | None, force: bool = False) -> bool:
-        """Checkpoint at ``position`` (None: at the end of what was delivered / SHARD_END), retrying throttling."""
-        if not self._checkpointing and not force:
-            return False
+    def _checkpoint(self, checkpointer: Any, position: Position | None) -> CheckpointResult:
+        """Checkpoint at ``position`` (None: SHARD_END), retrying while KCL reports throttling."""
         seq = position.sequence_number if position else None
         sub = position.sub_sequence_number if position else None
         for attempt in range(1, self.settings.checkpoint_max_attempts + 1):
+            self.heartbeat.beat()
             try:
                 checkpointer.checkpoint(seq, sub)
-                if position == self._durable:
-                    self._durable = None
-                return True
+                return CheckpointResult.OK
             except CheckpointError as exc:
                 error = exc.value
                 if error in RETRY_CHECKPOINT and attempt < self.settings.checkpoint_max_attempts:
@@ -308,7 +260,6 @@ class ShardProcessor(v3.RecordProcessorBase):
                     self._sleep(delay)
                     continue
                 if error in STOP_CHECKPOINTING:
-                    self._checkpointing = False
                     log_safely(
                         "checkpoint_stopped",
                         level="WARNING",
@@ -318,7 +269,7 @@ class ShardProcessor(v3.RecordProcessorBase):
                         note="lease lost or shutting down; no further checkpoints from this "
                         "processor (data already written stays written)",
                     )
-                    return False
+                    return CheckpointResult.STOPPED
                 log_safely(
                     "checkpoint_failed",
                     level="ERROR",
@@ -328,8 +279,8 @@ class ShardProcessor(v3.RecordProcessorBase):
                     attempt=attempt,
                     note="data is durable; the next flush checkpoints further",
                 )
-                return False
-        return False
+                return CheckpointResult.FAILED
+        return CheckpointResult.FAILED
 
     def _report(self, batch: Batch, outcome: Outcome, reason: str, fresh: tuple[float | None, float | None]) -> None:
         counts = batch.counts
@@ -350,7 +301,7 @@ class ShardProcessor(v3.RecordProcessorBase):
             retries=outcome.retries,
             throttled=outcome.throttled,
             flush_ms=round(outcome.millis, 1),
-            millis_behind_latest=self._millis_behind,
+            millis_behind_latest=self.machine.millis_behind_latest,
             freshness_p50_ms=fresh[0],
             freshness_p99_ms=fresh[1],
             skipped=outcome.skipped,

@@ -2,8 +2,8 @@
 
 A conditional ``PutItem`` that fails costs a write unit per KB like one that succeeds. A replay (a new KCL
 application from TRIM_HORIZON into the same tables) or a catch-up after a long stop sends mostly such writes.
-Before a flush the writer can ask :meth:`StoredVersions.split` which items are worth sending; the rest are
-skipped (counted as ``stale``, as the failed condition would have been).
+Before each put the writer asks :meth:`StoredVersions.is_stale`; an item known to be stale is skipped (counted
+as ``stale``, as the failed condition would have been).
 
 Rules:
 - Stored versions only grow (the conditional write never lowers one), so a remembered version is a lower bound
@@ -27,10 +27,10 @@ Rules:
   (``CONFIG_CODES``) is not (the writes will say so). Nothing it raises escapes, and only keys it asked for are
   taken from a reply.
   Reads cost a read unit per 4 KB of each *whole* item (the projection does not lower it), about 1/5 to 1/15 of
-  the failed write it saves, and a wasted read when the write would have succeeded: prefetch only while
-  :class:`CatchUp` says the shard is catching up.
-- :class:`CatchUp` is pure: catching up after ``initialize`` at TRIM_HORIZON / AT_TIMESTAMP until a delivery is
-  less than ``behind_ms`` behind the tip, and whenever ``millisBehindLatest`` >= ``behind_ms``.
+  the failed write it saves, and a wasted read when the write would have succeeded: the shard's state machine
+  (``shard/machine.py``, ``CatchUp``) asks for a prefetch only while the shard is catching up.
+- A prefetch of 10,000 keys, retried, can outlast the liveness window (``shard/heartbeat.py``): it calls ``beat``
+  before every request, retries included, as the writes do.
 """
 
 from __future__ import annotations
@@ -41,16 +41,25 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
-from processor.core.items import Item
 from processor.retry import DYNAMODB
 from processor.shard.dynamodb_http import DynamoDBTransport
 from processor.shard.failures import CONFIG_CODES, TRANSIENT, classify
 
 BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
 PREFETCH_ATTEMPTS = 5
-FROM_THE_START = ("TRIM_HORIZON", "AT_TIMESTAMP")
+
+
+class Keyed(Protocol):
+    """What the prefetch needs of a resource: an ``Item`` or a ``Candidate`` (the writer has candidates)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def key_name(self) -> str: ...
+    @property
+    def arn(self) -> str: ...
 
 
 class StoredVersions:
@@ -98,7 +107,7 @@ class StoredVersions:
             self._known.move_to_end((table, arn))
         return held >= version
 
-    def unknown(self, items: Iterable[Item], tables: dict[str, str]) -> list[Item]:
+    def unknown(self, items: Iterable[Keyed], tables: dict[str, str]) -> list[Keyed]:
         """The items whose stored version is not remembered (what a prefetch should read)."""
         with self._lock:
             return [item for item in items if (tables[item.kind], item.arn) not in self._known]
@@ -109,29 +118,6 @@ def _version_of(item: dict[str, Any] | None) -> int | None:
         return int(item["version"]["N"]) if item else None
     except (KeyError, TypeError, ValueError):
         return None
-
-
-@dataclass
-class CatchUp:
-    """Whether the shard is catching up (prefetch worth its reads); pure. ``behind_ms`` is the setting."""
-
-    behind_ms: int = 60_000
-    from_start: bool = False
-    behind: bool = False
-
-    def on_initialize(self, sequence_number: str | None) -> None:
-        self.from_start = sequence_number in FROM_THE_START
-
-    def on_records(self, millis_behind_latest: int | None) -> None:
-        if millis_behind_latest is None:
-            return
-        self.behind = millis_behind_latest >= self.behind_ms
-        if not self.behind:
-            self.from_start = False  # at the tip now: the start is history
-
-    @property
-    def active(self) -> bool:
-        return self.from_start or self.behind
 
 
 @dataclass
@@ -147,16 +133,18 @@ class Prefetched:
 
 def prefetch(
     client: DynamoDBTransport,
-    items: Sequence[Item],
+    items: Sequence[Keyed],
     tables: dict[str, str],
     *,
     pool: Executor | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     max_attempts: int = PREFETCH_ATTEMPTS,
+    beat: Callable[[], None] = lambda: None,
 ) -> Prefetched:
     """Read the stored ``version`` of each item's (table, ARN) in ``BatchGetItem`` requests of 100 keys, on
-    ``pool`` when given; ``UnprocessedKeys`` are resent with backoff, up to ``max_attempts`` per chunk."""
+    ``pool`` when given; ``UnprocessedKeys`` are resent with backoff, up to ``max_attempts`` per chunk; ``beat``
+    (the shard's liveness) before every request."""
     keys: dict[tuple[str, str], str] = {}
     for item in items:
         keys.setdefault((tables[item.kind], item.arn), item.key_name)
@@ -165,7 +153,7 @@ def prefetch(
     rng = rng or random.Random()
 
     def one(chunk: list[tuple[tuple[str, str], str]]) -> Prefetched:
-        return _prefetch_chunk(client, chunk, sleep, rng, max_attempts)
+        return _prefetch_chunk(client, chunk, sleep, rng, max_attempts, beat)
 
     results = list(pool.map(one, chunks)) if pool is not None else [one(c) for c in chunks]
     out = Prefetched()
@@ -214,15 +202,17 @@ def _prefetch_chunk(
     sleep: Callable[[float], None],
     rng: random.Random,
     max_attempts: int,
+    beat: Callable[[], None],
 ) -> Prefetched:
     out = Prefetched()
     key_attr = {table: key for (table, _arn), key in chunk}
     asked = {table_arn for table_arn, _key in chunk}
     request: dict[str, Any] = _request(chunk)
     for attempt in range(1, max_attempts + 1):
+        beat()
         out.requests += 1
         try:
-            reply = client.batch_get_item(request)
+            reply = client.call("BatchGetItem", request)
             verdict = classify(reply) if not reply.ok else None
             if verdict is None:
                 found, unprocessed = _read_reply(reply.body, key_attr, asked)

@@ -1,11 +1,12 @@
 """The start-up check of the tables, shared by the processor's ``initialize`` and ``ecs-state run``'s preflight:
-DescribeTable each of our three tables and compare it with the schema (``core/schema.py``). The processor needs
-only the key schemas, but it sees the whole table: a table that is missing, another key schema, or any index (global
-or local, ours or a team's) keyed on an attribute the processor writes with another type (``written_types``: ECS
-sends ``cpu`` and ``memory`` as strings, for instance; DynamoDB would refuse every such item with "Type mismatch for
-Index Key") is a configuration error, one line naming the table, the index, the attribute, both types and the fix;
-none found means the processor may start. A missing table, a denied permission or credentials
-DynamoDB does not recognise are configuration too (``failures.CONFIG_CODES``). A missing read index (the ones
+DescribeTable each of our four tables (``Settings.tables``: the cluster catalogue too) and compare it with the
+schema (``core/schema.py``). The processor needs only the key schemas, but it sees the whole table: a table that
+is missing, another key schema, or any index (global or local, ours or a team's) keyed on an attribute the
+processor writes with another type (``written_types``: ECS sends ``cpu`` and ``memory`` as strings, for instance;
+DynamoDB would refuse every such item with "Type mismatch for Index Key") is a configuration error, one line naming
+the table, the index, the attribute, both types and the fix; none found means the processor may start. A missing
+table, a denied permission or credentials DynamoDB does not recognise are configuration too
+(``failures.CONFIG_CODES``). A missing read index (the ones
 ``ecsState.readIndexes`` chooses), or one with other keys, only costs the read commands that query it: one
 WARNING log line naming ``ecs-state setup``, and the processor starts (tables made by AWS's documented Lambda are
 adopted as they are). Everything else the one classifier (``shard/failures.py``) calls transient (throttling, 5xx,
@@ -22,7 +23,7 @@ from typing import Any, Callable
 
 from processor import logs
 from processor.config import Settings, property_key
-from processor.core.schema import TABLE_SETTINGS, TASK, kinds, table_specs, written_types
+from processor.core.schema import TABLE_SETTINGS, TASK, written_types
 from processor.errors import WriteFailed
 from processor.retry import DYNAMODB, EveryMinute
 from processor.shard.dynamodb_http import DynamoDBTransport
@@ -140,7 +141,7 @@ def describe(
         attempt += 1
         failure: Failure
         try:
-            reply = client.describe_table(name)
+            reply = client.call("DescribeTable", {"TableName": name})
             if reply.ok:
                 table = reply.body.get("Table")
                 if not isinstance(table, dict):
@@ -184,12 +185,11 @@ def describe(
 
 
 def table_problems(settings: Settings, client: DynamoDBTransport, **retry: Any) -> list[str]:
-    """Every configuration error of our three tables, one line each (empty: the processor may start). Missing
+    """Every configuration error of our four tables, one line each (empty: the processor may start). Missing
     read indexes are logged as one WARNING line naming ``ecs-state setup``, not returned."""
     problems: list[str] = []
     missing: list[str] = []
-    specs = table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table, settings.indexes())
-    for kind, spec in zip(kinds(), specs):
+    for kind, spec in settings.tables():
         table = describe(client, spec["TableName"], TABLE_SETTINGS[kind], settings, **retry)
         if isinstance(table, list):
             problems += table

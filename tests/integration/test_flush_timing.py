@@ -1,4 +1,7 @@
-"""When the record processor flushes (``shard/flush_schedule.py`` wired into ``shard/record_processor.py``), on moto.
+"""The KCL adapter performs what the shard's state machine says (``shard/record_processor.py`` around
+``shard/machine.py``), on moto: the timing rules themselves are tested on the machine alone
+(``tests/unit/test_machine.py``); here, that the adapter feeds it the clock and the records and performs its flush
+and checkpoint, and lets go of each record's text as it goes.
 
 The processor runs in this process with amazon_kclpy's own message classes and a clock the test moves; the writes
 are real (moto). The checkpointer stands in for KCL's, which would send the checkpoint over the MultiLang
@@ -16,6 +19,7 @@ from amazon_kclpy.messages import InitializeInput, ProcessRecordsInput, Record
 
 from processor.config import Settings
 from processor.ops.setup_tables import ensure_tables
+from processor.shard.flush_report import flush_reports
 from processor.shard.main import make_writer
 from processor.shard.record_processor import ShardProcessor
 from workshop.testing.factories import as_json, task_arn, task_event
@@ -98,34 +102,22 @@ def shard(moto_server: Any, request: pytest.FixtureRequest) -> Iterator[Shard]:
     yield Shard(settings)
 
 
-def test_a_new_processor_flushes_its_first_window_after_half_the_interval(shard: Shard) -> None:
+def test_the_adapter_flushes_and_checkpoints_when_the_machine_says_after_half_the_interval(
+    shard: Shard, capfd: pytest.CaptureFixture[str]
+) -> None:
     shard.call(0.0, arrived_s_before=0.0)
     shard.call(4.9)
     assert shard.checkpointed is None
     shard.call(5.0)
     assert shard.checkpointed == f"{1:056d}"
-
-
-def test_a_record_that_arrived_long_before_its_delivery_is_flushed_sooner_than_a_fresh_one(shard: Shard) -> None:
-    shard.call(0.0, arrived_s_before=0.0)
-    shard.call(5.0)  # the first window (half the interval): now there is a flush history, of instant flushes
-    assert shard.checkpointed == f"{1:056d}"
-    shard.call(10.0, arrived_s_before=30.0)  # a record 30 s old when delivered: the lead is capped at 5 s
-    shard.call(14.9)
-    assert shard.checkpointed == f"{1:056d}"
-    shard.call(15.0)
-    assert shard.checkpointed == f"{2:056d}"
-    shard.call(20.0, arrived_s_before=0.0)  # a fresh one waits for (nearly) the whole interval
-    shard.call(25.0)
-    assert shard.checkpointed == f"{2:056d}"
-    shard.call(30.0)
-    assert shard.checkpointed == f"{3:056d}"
-
-
-def test_an_idle_shard_checkpoints_nothing_new(shard: Shard) -> None:
-    for k in range(10):
-        shard.call(k * 5.0)
-    assert shard.checkpoints.sequence_numbers == []
+    assert shard.processor.machine.durable is None  # the checkpoint's success went back to the machine
+    (report,) = flush_reports(capfd.readouterr().err.splitlines())
+    assert (report.reason, report.records, report.writes, report.last_sequence_number) == (
+        "interval",
+        1,
+        1,
+        f"{1:056d}",
+    )
 
 
 def test_a_call_holds_none_of_its_records_once_they_are_offered(shard: Shard) -> None:

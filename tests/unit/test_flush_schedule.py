@@ -1,10 +1,10 @@
-"""The flush schedule (``shard/flush_schedule.py``): when the interval flush is due, on explicit clock values."""
+"""The flush schedule (``shard/machine.FlushSchedule``): when the interval flush is due, on explicit clock values."""
 
 from __future__ import annotations
 
 import pytest
 
-from processor.shard.flush_schedule import FlushSchedule
+from processor.shard.machine import FlushSchedule
 
 
 def test_no_window_is_open_before_a_record_is_delivered() -> None:

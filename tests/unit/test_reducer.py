@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processor.core.position import Position
-from processor.core.reducer import DUPLICATE, NEW, NEWER, OLDER, Reducer
+from processor.core.reducer import Offered, Reducer
 from processor.core.route import CANDIDATE_OVERHEAD, Candidate
 
 
@@ -26,13 +26,13 @@ def pos(n: int) -> Position:
     return Position("shard-1", f"{n:056d}")
 
 
-def test_outcomes() -> None:
+def test_an_offer_says_whether_the_version_is_new_newer_a_duplicate_the_same_version_or_older() -> None:
     r = Reducer()
-    assert r.offer(item("a", 2), pos(1)) == NEW
-    assert r.offer(item("a", 3), pos(2)) == NEWER
-    assert r.offer(item("a", 3), pos(3)) == DUPLICATE  # the same bytes again: dropped
-    assert r.offer(item("a", 3, "other"), pos(4)) == DUPLICATE  # the same version, other bytes: kept second
-    assert r.offer(item("a", 1), pos(5)) == OLDER
+    assert r.offer(item("a", 2), pos(1)) == Offered.NEW
+    assert r.offer(item("a", 3), pos(2)) == Offered.NEWER
+    assert r.offer(item("a", 3), pos(3)) == Offered.DUPLICATE  # the same bytes again: dropped
+    assert r.offer(item("a", 3, "other"), pos(4)) == Offered.SAME_VERSION  # the same version, other bytes: kept second
+    assert r.offer(item("a", 1), pos(5)) == Offered.OLDER
     batch = r.drain()
     assert [[(c.version, c.data) for c in versions] for versions in batch.resources] == [
         [(3, b""), (3, b"other"), (2, b""), (1, b"")]
@@ -61,13 +61,13 @@ def test_ignored_and_dead_letters_advance_the_position() -> None:
 
 
 def test_full_by_entries_and_by_bytes() -> None:
-    r = Reducer(max_arns=3, max_bytes=10_000)
+    r = Reducer(max_entries=3, max_bytes=10_000)
     for n in range(2):
         r.offer(item(f"a{n}", 1), pos(n))
     assert not r.full
     r.offer(item("a2", 1), pos(3))
     assert r.full
-    r = Reducer(max_arns=100, max_bytes=3000)
+    r = Reducer(max_entries=100, max_bytes=3000)
     r.offer(item("a", 1, size=1000), pos(1))
     r.offer(item("a", 2, size=1400), pos(2))  # every candidate's bytes count: the older one is a fallback
     assert r.pending_bytes == 2400 and not r.full
@@ -110,7 +110,7 @@ def assert_highest_and_never_lowered(
 @settings(max_examples=400, deadline=None)
 @given(offers)
 def test_flushes_leave_the_highest_version_per_arn_and_never_lower_one(stream: list[tuple[int, int, bool]]) -> None:
-    r = Reducer(max_arns=4)
+    r = Reducer(max_entries=4)
     table: dict[str, int] = {}
     history: list[tuple[str, int]] = []
     for n, (arn_no, version, flush_now) in enumerate(stream):
@@ -133,7 +133,7 @@ def test_two_processors_sharing_tables_overlap_safely(
     """A split shard's parent and child (or two workers around a lease hand-over) reprocess overlapping records
     into the same table, interleaved arbitrarily. Final state = highest version per ARN; nothing goes down."""
     b = a[len(a) - min(overlap, len(a)) :] + b  # the second processor re-reads the tail of the first one's records
-    reducers = [Reducer(max_arns=3), Reducer(max_arns=3)]
+    reducers = [Reducer(max_entries=3), Reducer(max_entries=3)]
     streams = [list(a), list(b)]
     table: dict[str, int] = {}
     history: list[tuple[str, int]] = []

@@ -168,3 +168,18 @@ def test_every_attribute_of_the_fleets_items_has_the_type_the_table_check_expect
     assert {"cpu", "memory", "containers", "overrides", "version"} <= seen[TASK]
     assert {"runningTasksCount", "agentConnected", "versionInfo"} <= seen["instance"]
     assert written_types(TASK)["cpu"] == "S" and written_types("instance")["runningTasksCount"] == "N"
+
+
+def test_the_tables_of_the_settings_are_the_three_of_the_schema_and_the_catalogue_keyed_on_the_cluster_arn() -> None:
+    settings = Settings(catalog_table="cat")
+    tables = settings.tables()
+    assert [kind for kind, _ in tables] == ["task", "instance", "dead-letter", "catalog"]
+    assert [spec for _, spec in tables[:3]] == table_specs(
+        settings.task_table, settings.instance_table, settings.dead_letter_table
+    )
+    assert tables[3][1] == {
+        "TableName": "cat",
+        "KeySchema": [{"AttributeName": "clusterArn", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "clusterArn", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }

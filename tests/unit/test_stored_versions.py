@@ -1,5 +1,5 @@
 """The pure part of skipping known-stale writes (processor/shard/stored_versions.py): what the bounded memory of
-stored versions remembers, which items it lets through, and when the shard counts as catching up."""
+stored versions remembers, and which items it lets through (when the shard catches up: tests/unit/test_machine.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from processor.core.items import Item
 from processor.core.position import Position
-from processor.shard.stored_versions import CatchUp, StoredVersions
+from processor.shard.stored_versions import StoredVersions
 
 TABLES = {"task": "tasks", "instance": "instances"}
 
@@ -62,26 +62,3 @@ def test_unknown_lists_what_a_prefetch_should_read() -> None:
     memory = StoredVersions()
     memory.remember("tasks", "a", 1)
     assert [i.arn for i in memory.unknown([item("a", 2), item("b", 2), item("a", 1, "instance")], TABLES)] == ["b", "a"]
-
-
-def test_a_shard_started_from_trim_horizon_catches_up_until_a_delivery_is_near_the_tip() -> None:
-    catch_up = CatchUp(behind_ms=60_000)
-    catch_up.on_initialize("TRIM_HORIZON")
-    assert catch_up.active
-    catch_up.on_records(None)  # no figure: no change
-    catch_up.on_records(3_600_000)
-    assert catch_up.active
-    catch_up.on_records(1_000)
-    assert not catch_up.active
-    catch_up.on_records(120_000)  # fell behind again (a long flush, a throttled table)
-    assert catch_up.active
-
-
-def test_a_shard_started_at_a_checkpoint_catches_up_only_while_it_is_far_behind() -> None:
-    catch_up = CatchUp(behind_ms=60_000)
-    catch_up.on_initialize("49590338271490256608559692538361571095921575989136588898")
-    assert not catch_up.active
-    catch_up.on_records(59_999)
-    assert not catch_up.active
-    catch_up.on_records(60_000)
-    assert catch_up.active
