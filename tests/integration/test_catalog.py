@@ -147,12 +147,12 @@ class FailingCatalogue:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
-    def put_item(self, body: bytes) -> Response:
-        if self.left > 0 and f'"{self.table}"'.encode() in body:
+    def call(self, operation: str, body: Any) -> Response:
+        if operation == "PutItem" and self.left > 0 and f'"{self.table}"'.encode() in body:
             self.left -= 1
             status = 500 if self.code.startswith("InternalServer") else 400
             return Response(status, self.code, "slow down", {})
-        return self.real.put_item(body)
+        return self.real.call(operation, body)
 
 
 @pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "InternalServerError"])

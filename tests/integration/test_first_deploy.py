@@ -125,6 +125,8 @@ RESOURCE_ACTIONS: dict[str, set[str]] = {
         "ecs:UpdateService",
         "iam:CreateServiceLinkedRole",
     },
+    # the default bus's policy for an organisation (OrganizationId)
+    "AWS::Events::EventBusPolicy": {"events:PutPermission", "events:RemovePermission", "events:DescribeEventBus"},
     "AWS::CloudWatch::Alarm": {"cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms"},
     "AWS::CloudWatch::Dashboard": {"cloudwatch:PutDashboard", "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards"},
     # the alarm topic and the worker security group the stack may make
@@ -243,6 +245,7 @@ def test_a_stack_deployed_with_a_boundary_bounds_its_roles_and_one_without_leave
         "TaskTableName": f"tasks-{suffix}",
         "InstanceTableName": f"instances-{suffix}",
         "DeadLetterTableName": f"dead-{suffix}",
+        "CatalogTableName": f"clusters-{suffix}",
         "ApplicationName": f"app-{suffix}",
     }
     bounded = deploy(f"bounded-{suffix}", {**names, "PermissionsBoundary": boundary})
