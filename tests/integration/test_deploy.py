@@ -625,6 +625,7 @@ def test_setup_on_the_adopted_tables_brings_them_to_the_schema_under_the_setup_p
         task_table=params["TaskTableName"],
         instance_table=params["InstanceTableName"],
         dead_letter_table=params["DeadLetterTableName"],
+        catalog_table=params["CatalogTableName"],
         task_retention_hours=72,
     )
     ddb = client("dynamodb")
