@@ -109,6 +109,93 @@ OWN_TYPES = {
 CATALOG_KEY = "clusterArn"
 CATALOG_ATTRIBUTES = ("clusterArn", "account", "region", "clusterName", "newestEvent", "newest_event_ms")
 
+#: The DynamoDB type of each field ECS sends in an event's ``detail``, as the item builder writes it (JSON string
+#: -> S, number -> N, true/false -> BOOL, list -> L, object -> M; ECS sends ``cpu`` and ``memory`` as strings). From
+#: the ECS event reference (docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_task_events.html and
+#: ecs_container_instance_events.html). A field ECS adds later is not listed and not checked.
+ECS_DETAIL_TYPES: dict[str, dict[str, str]] = {
+    TASK: {
+        **dict.fromkeys(
+            (
+                "availabilityZone",
+                "capacityProviderName",
+                "clusterArn",
+                "connectivity",
+                "connectivityAt",
+                "containerInstanceArn",
+                "cpu",
+                "createdAt",
+                "desiredStatus",
+                "executionStoppedAt",
+                "group",
+                "healthStatus",
+                "launchType",
+                "lastStatus",
+                "memory",
+                "platformFamily",
+                "platformVersion",
+                "pullStartedAt",
+                "pullStoppedAt",
+                "startedAt",
+                "startedBy",
+                "stopCode",
+                "stoppedAt",
+                "stoppedReason",
+                "stoppingAt",
+                "taskArn",
+                "taskDefinitionArn",
+                "updatedAt",
+            ),
+            "S",
+        ),
+        **dict.fromkeys(("attachments", "attributes", "containers", "inferenceAccelerators", "tags"), "L"),
+        **dict.fromkeys(("ephemeralStorage", "fargateEphemeralStorage", "overrides"), "M"),
+        "enableExecuteCommand": "BOOL",
+        "version": "N",
+    },
+    INSTANCE: {
+        **dict.fromkeys(
+            (
+                "agentUpdateStatus",
+                "capacityProviderName",
+                "clusterArn",
+                "containerInstanceArn",
+                "ec2InstanceId",
+                "registeredAt",
+                "status",
+                "statusReason",
+                "updatedAt",
+            ),
+            "S",
+        ),
+        **dict.fromkeys(("attachments", "attributes", "registeredResources", "remainingResources", "tags"), "L"),
+        **dict.fromkeys(("pendingTasksCount", "runningTasksCount", "version"), "N"),
+        "agentConnected": "BOOL",
+        "versionInfo": "M",
+    },
+}
+#: The attributes of a dead-letter item and their types (``core/dead_letters.py``)
+DEAD_LETTER_TYPES: dict[str, str] = {
+    **dict.fromkeys(
+        ("shardId", "sequenceNumber", "reasonCode", "reason", "partitionKey", "dataEncoding", "dataSha256"), "S"
+    ),
+    "receivedAt": "S",
+    "data": "B",
+    **dict.fromkeys(("dataLength", "approximateArrivalTimestamp", "dataParts"), "N"),
+}
+
+
+def written_types(kind: str) -> dict[str, str]:
+    """attribute -> the DynamoDB type the processor writes it with, in the table of ``kind`` (what an index key on
+    that attribute must be declared as, or DynamoDB refuses the whole PutItem). The metadata and derived attributes
+    (``OWN_TYPES``) win over a detail field of the same name, which the item builder leaves out."""
+    if kind == DEAD_LETTER:
+        return dict(DEAD_LETTER_TYPES)
+    if kind == CATALOG:
+        return {**dict.fromkeys(CATALOG_ATTRIBUTES, "S"), "newest_event_ms": "N"}
+    metadata = {name: OWN_TYPES[name] for name in (*METADATA_ATTRIBUTES, *DERIVED_ATTRIBUTES) if name in OWN_TYPES}
+    return {**ECS_DETAIL_TYPES[kind], TABLE_KEYS[kind]: "S", "version": "N", **metadata, "compressed_attributes": "SS"}
+
 
 @dataclass(frozen=True)
 class Index:

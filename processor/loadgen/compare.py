@@ -2,7 +2,8 @@
 
 :func:`compare` takes a truth file's content and the rows of the three tables and returns a :class:`Report`
 (per table: matched, missing, regressed, unexpected, status mismatches; dead letters matched to poison records
-by the SHA-256 of their bytes). :mod:`processor.loadgen.verify` scans the tables and calls it.
+by the SHA-256 of their bytes; the state tables' counts also per account and region, read from the ARNs).
+:mod:`processor.loadgen.verify` scans the tables and calls it.
 
 Rules: no I/O and no AWS types; rows are plain dicts. A run passes only on an exact match: every task and
 container instance stored at exactly the truth's highest version with its status, nothing else stored, and one
@@ -34,10 +35,16 @@ class TableDiff:
     regressed: list[dict[str, Any]] = field(default_factory=list)  # stored version < truth
     unexpected: list[dict[str, Any]] = field(default_factory=list)  # not in truth, or stored > truth
     status_mismatch: list[dict[str, Any]] = field(default_factory=list)  # same version, other status
+    expected_by_home: Counter[str] = field(default_factory=Counter)  # ACCOUNT/REGION -> items in truth
+    matched_by_home: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.regressed or self.unexpected or self.status_mismatch)
+
+    def problems_by_home(self) -> Counter[str]:
+        rows = [*self.missing, *self.regressed, *self.unexpected, *self.status_mismatch]
+        return Counter(home_of(str(row.get("arn"))) for row in rows)
 
 
 @dataclass
@@ -65,6 +72,21 @@ class Report:
     @property
     def ok(self) -> bool:
         return self.tasks.ok and self.instances.ok and self.dead_letters.ok
+
+    def homes(self) -> dict[str, dict[str, Any]]:
+        """Per ``ACCOUNT/REGION`` (from the ARNs, truth's and stored): items expected, matched, problems, ok."""
+        out: dict[str, dict[str, Any]] = {}
+        for diff, label in ((self.tasks, "tasks"), (self.instances, "instances")):
+            problems = diff.problems_by_home()
+            for home in sorted({*diff.expected_by_home, *problems}):
+                entry = out.setdefault(home, {"ok": True})
+                entry[label] = {
+                    "expected": diff.expected_by_home[home],
+                    "matched": diff.matched_by_home[home],
+                    "problems": problems[home],
+                }
+                entry["ok"] = entry["ok"] and problems[home] == 0
+        return dict(sorted(out.items()))
 
     def to_dict(self) -> dict[str, Any]:
         def table(diff: TableDiff) -> dict[str, Any]:
@@ -95,6 +117,7 @@ class Report:
                 "reasons": dl.reasons,
             },
             "truth_totals": self.truth_totals,
+            "homes": self.homes(),
         }
 
     def render(self, examples: int = 5) -> str:
@@ -132,6 +155,16 @@ class Report:
             lines.extend(f"    {label}: {_brief(row)}" for row in rows[:examples])
             if len(rows) > examples:
                 lines.append(f"    {label}: ... and {len(rows) - examples} more")
+        homes = self.homes()
+        if len(homes) > 1:
+            lines.append(f"  per account/region ({len(homes)}):")
+            for home, entry in homes.items():
+                counts = ", ".join(
+                    f"{label} {c['matched']}/{c['expected']}" + (f" ({c['problems']} wrong)" if c["problems"] else "")
+                    for label, c in entry.items()
+                    if label != "ok"
+                )
+                lines.append(f"    {home}: {counts} {'OK' if entry['ok'] else 'MISMATCH'}")
         if dl.reasons:
             lines.append(
                 "  dead-letter reason codes by poison kind: "
@@ -141,6 +174,12 @@ class Report:
                 )
             )
         return "\n".join(lines)
+
+
+def home_of(arn: str) -> str:
+    """``ACCOUNT/REGION`` of an ARN (``arn:aws:ecs:REGION:ACCOUNT:...``); ``?`` when it is not one."""
+    parts = arn.split(":")
+    return f"{parts[4]}/{parts[3]}" if len(parts) > 5 and parts[0] == "arn" else "?"
 
 
 def _brief(row: Mapping[str, Any]) -> str:
@@ -168,6 +207,7 @@ def _compare_table(
     name: str, key: str, status_attr: str, expected: Mapping[str, Mapping[str, Any]], rows: Iterable[Mapping[str, Any]]
 ) -> TableDiff:
     diff = TableDiff(name, expected=len(expected))
+    diff.expected_by_home.update(home_of(arn) for arn in expected)
     seen: set[str] = set()
     for row in rows:
         diff.stored += 1
@@ -190,6 +230,7 @@ def _compare_table(
             diff.status_mismatch.append({"arn": arn, "version": stored_v, "stored": stored_s, "truth": want_s})
         else:
             diff.matched += 1
+            diff.matched_by_home[home_of(arn)] += 1
     diff.missing = [
         {"arn": arn, "truth": int(want["version"]), status_attr: want[status_attr]}
         for arn, want in expected.items()

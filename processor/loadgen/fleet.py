@@ -57,8 +57,7 @@ class Simulation:
         self.o = options
         self.rng = rng
         self.now = options.start_ms
-        self.azs = [f"{options.region}{s}" for s in "abc"]
-        self.clusters = [self._cluster(i) for i in range(options.clusters)]
+        self.clusters = [self._cluster(i, *home) for home in options.homes() for i in range(options.clusters)]
         self.instances: list[Instance] = []
         for i in range(options.instances):
             self.instances.append(self._instance(self.clusters[i % len(self.clusters)], long_lived=True))
@@ -67,18 +66,24 @@ class Simulation:
 
     # -- construction
 
-    def _cluster(self, i: int) -> Cluster:
+    def _cluster(self, i: int, account: str, region: str) -> Cluster:
+        """Cluster ``i`` of one account and region: the same names in every account and region, as in real
+        organisations."""
         name = CLUSTER_NAMES[i % len(CLUSTER_NAMES)] + ("" if i < len(CLUSTER_NAMES) else f"-{i}")
-        arn = f"arn:aws:ecs:{self.o.region}:{self.o.account}:cluster/{name}"
+        arn = f"arn:aws:ecs:{region}:{account}:cluster/{name}"
         services = [f"{fam}" for fam, *_rest, svc in FAMILIES if svc]
-        return Cluster(name, arn, services)
+        return Cluster(name, arn, services, account, region)
+
+    @staticmethod
+    def _azs(cluster: Cluster) -> list[str]:
+        return [f"{cluster.region}{s}" for s in "abc"]
 
     def _instance(self, cluster: Cluster, long_lived: bool) -> Instance:
         rng = self.rng
         itype, cpu, memory = rng.choice(INSTANCE_TYPES)
         major = rng.choice((80, 83, 86, 88))
         attributes = [{"name": name} for name in INSTANCE_ATTRIBUTES]
-        az = rng.choice(self.azs)
+        az = rng.choice(self._azs(cluster))
         attributes += [
             {"name": "ecs.availability-zone", "value": az},
             {"name": "ecs.instance-type", "value": itype},
@@ -90,7 +95,8 @@ class Simulation:
             {"name": "ecs.subnet-id", "value": f"subnet-{random_hex(rng, 17)}"},
         ]
         inst = Instance(
-            arn=f"arn:aws:ecs:{self.o.region}:{self.o.account}:container-instance/{cluster.name}/{random_hex(rng, 32)}",
+            arn=f"arn:aws:ecs:{cluster.region}:{cluster.account}:container-instance/{cluster.name}/"
+            f"{random_hex(rng, 32)}",
             cluster=cluster,
             ec2_id=f"i-{random_hex(rng, 17)}",
             az=az,
@@ -108,8 +114,9 @@ class Simulation:
         return inst
 
     def _task(self) -> Task:
-        rng, o = self.rng, self.o
+        rng = self.rng
         cluster = rng.choice(self.clusters)
+        account, region = cluster.account, cluster.region
         family, cpu, memory, image, is_service = rng.choice(FAMILIES)
         hosts = [
             i
@@ -123,11 +130,11 @@ class Simulation:
         launch_type = "EC2" if instance else "FARGATE"
         awsvpc = instance is None or rng.random() < 0.5
         image = image.format(
-            acct=o.account, region=o.region, ver=f"{rng.randint(1, 9)}.{rng.randint(0, 40)}.{rng.randint(0, 9)}"
+            acct=account, region=region, ver=f"{rng.randint(1, 9)}.{rng.randint(0, 40)}.{rng.randint(0, 9)}"
         )
         task_id = random_hex(rng, 32)
-        arn = f"arn:aws:ecs:{o.region}:{o.account}:task/{cluster.name}/{task_id}"
-        container_arn = f"arn:aws:ecs:{o.region}:{o.account}:container/{cluster.name}/{task_id}"
+        arn = f"arn:aws:ecs:{region}:{account}:task/{cluster.name}/{task_id}"
+        container_arn = f"arn:aws:ecs:{region}:{account}:container/{cluster.name}/{task_id}"
         main = Container(
             arn=f"{container_arn}/{random_uuid(rng)}",
             name=family,
@@ -188,7 +195,7 @@ class Simulation:
             started_by=f"ecs-svc/{rng.randrange(10**18, 10**19)}" if svc else "",
             cpu=cpu,
             memory=memory,
-            az=instance.az if instance else rng.choice(self.azs),
+            az=instance.az if instance else rng.choice(self._azs(cluster)),
             containers=containers,
             overrides=overrides,
             path=path,
@@ -203,14 +210,15 @@ class Simulation:
     def _envelope(
         self, detail_type: str, resource: str, detail: dict[str, Any], source: str = "aws.ecs"
     ) -> dict[str, Any]:
+        _, _, _, region, account, _ = resource.split(":", 5)  # the resource's own account and region
         return {
             "version": "0",
             "id": random_uuid(self.rng),
             "detail-type": detail_type,
             "source": source,
-            "account": self.o.account,
+            "account": account,
             "time": iso_s(self.now),
-            "region": self.o.region,
+            "region": region,
             "resources": [resource],
             "detail": detail,
         }
@@ -341,17 +349,17 @@ class Simulation:
                         inst.used_ports.remove(str(c.host_port))
                 self.queue.append(inst)
         task.last_status = status
-        event = self._envelope(TASK_TYPE, task.arn, task.detail(self.o.account, self.o.region))
+        event = self._envelope(TASK_TYPE, task.arn, task.detail(task.cluster.account, task.cluster.region))
         if not task.path:  # stopped: a new task takes its place
             self.tasks[self.tasks.index(task)] = self._task()
         return TASK_TYPE, task.arn, event
 
     def ignored_event(self) -> tuple[str, str, dict[str, Any]]:
         """A valid ECS event of a detail-type the processor ignores (no versioned state)."""
-        rng, o = self.rng, self.o
+        rng = self.rng
         cluster = rng.choice(self.clusters)
         service = rng.choice(cluster.services)
-        svc_arn = f"arn:aws:ecs:{o.region}:{o.account}:service/{cluster.name}/{service}"
+        svc_arn = f"arn:aws:ecs:{cluster.region}:{cluster.account}:service/{cluster.name}/{service}"
         kind = rng.choice(IGNORED_TYPES)
         if kind == "ECS Service Action":
             detail: dict[str, Any] = {
@@ -377,14 +385,14 @@ class Simulation:
                 "eventTime": iso_s(self.now),
                 "eventSource": "ecs.amazonaws.com",
                 "eventName": rng.choice(("UpdateService", "RunTask", "StopTask")),
-                "awsRegion": o.region,
+                "awsRegion": cluster.region,
                 "sourceIPAddress": "ecs.amazonaws.com",
                 "userAgent": "ecs.amazonaws.com",
                 "requestParameters": {"cluster": cluster.name, "service": service},
                 "readOnly": False,
                 "eventType": "AwsApiCall",
                 "managementEvent": True,
-                "recipientAccountId": o.account,
+                "recipientAccountId": cluster.account,
                 "eventCategory": "Management",
             }
         return kind, svc_arn, self._envelope(kind, svc_arn, detail)

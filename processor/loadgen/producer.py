@@ -265,7 +265,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="create the stream with N shards if it does not exist, and wait until ACTIVE",
     )
-    parser.add_argument("--clusters", type=int, default=2)
+    parser.add_argument("--clusters", type=int, default=2, help="clusters per account and region")
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=1,
+        metavar="N",
+        help="spread the fleet over N accounts (123456789012 and the next numbers); cluster names repeat in each",
+    )
+    parser.add_argument(
+        "--regions",
+        default=None,
+        metavar="R1,R2",
+        help="the regions of every account (default: the command's region, AWS_REGION, else us-east-1)",
+    )
     parser.add_argument("--instances", type=int, default=4, help="live container instances (0 = Fargate only)")
     parser.add_argument("--tasks", type=int, default=20, help="concurrent tasks")
     amount = parser.add_mutually_exclusive_group()
@@ -321,6 +334,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         seed=args.seed,
         step_ms=args.step_ms,
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        accounts=getattr(args, "accounts", 1),
+        regions=tuple(r.strip() for r in (getattr(args, "regions", None) or "").split(",") if r.strip()),
     )
 
 

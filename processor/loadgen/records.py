@@ -30,8 +30,10 @@ class Options:
     ignored_rate: float = 0.0
     format: str = "json"
     seed: int = 0
-    account: str = "123456789012"
-    region: str = "us-east-1"
+    account: str = "123456789012"  # the first account; ``accounts`` > 1 adds the next numbers
+    region: str = "us-east-1"  # the region when ``regions`` is empty
+    accounts: int = 1  # the fleet spans this many accounts, each with ``clusters`` clusters per region
+    regions: tuple[str, ...] = ()  # the regions of every account (empty: ``region`` alone)
     start_ms: int = 1_740_787_200_000  # 2025-03-01T00:00:00Z, the simulated clock's origin
     step_ms: int = 40  # mean simulated time between events (the demo spreads hours)
 
@@ -52,8 +54,23 @@ class Options:
             raise ValueError(f"--step-ms must be >= 1, got {self.step_ms}")
         if self.reorder_window < 0:
             raise ValueError(f"--reorder-window must be >= 0, got {self.reorder_window}")
+        if self.accounts < 1:
+            raise ValueError(f"--accounts must be >= 1, got {self.accounts}")
+        if not self.account.isdigit() or len(self.account) != 12 or int(self.account) + self.accounts > 10**12:
+            raise ValueError(f"the first account must be 12 digits with room for {self.accounts}, got {self.account}")
+        for region in self.regions or (self.region,):
+            if not region or not all(part.isalnum() for part in region.split("-")):
+                raise ValueError(f"--regions takes region names like us-east-1,eu-west-1, got {region!r}")
         if self.format not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+
+    def homes(self) -> list[tuple[str, str]]:
+        """Every (account, region) the fleet spans, accounts first: ``account``, ``account`` + 1, ... in each of
+        ``regions``."""
+        first = int(self.account)
+        return [
+            (f"{first + a:012d}", region) for a in range(self.accounts) for region in self.regions or (self.region,)
+        ]
 
 
 @dataclass(frozen=True, slots=True)

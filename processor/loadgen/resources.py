@@ -22,6 +22,8 @@ class Cluster:
     name: str
     arn: str
     services: list[str]
+    account: str = "123456789012"
+    region: str = "us-east-1"
 
 
 @dataclass(eq=False)

@@ -14,7 +14,13 @@ Rules:
   attributes with UpdateItem on the condition that the item's ``version`` is still the one read: an item the
   processor rewrote meanwhile already has them, and no version is ever changed.
 - Every change is printed, one line each; nothing to change prints that the tables are up to date.
-- A table with another key schema is not touched: the start-up check reports it (``shard/table_check.py``).
+- Everything is checked before anything changes (``plan``): a table with another key schema, or with an index
+  (a team's included) keyed on an attribute the processor writes with another type (``shard/table_check.py``
+  ``compare``), refuses the run, one line per problem naming the table, what it expected and the fix (exit 2).
+- On a table that bills by provisioned capacity, DynamoDB refuses an index without throughput: each new index gets
+  ``--index-capacity R,W``, or the table's own capacity; a table whose capacity cannot be read refuses the run
+  naming the flag. New tables are on-demand.
+- An AWS error on the way names the table, what was already done, and the fix (``errors.describe``).
 """
 
 from __future__ import annotations
@@ -22,14 +28,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, TextIO
 
 from botocore.exceptions import ClientError
 
 from processor import aws, logs
 from processor.config import Settings, load_settings
-from processor.core.schema import OWN_TYPES, TASK, Index, index_attributes
+from processor.core.schema import OWN_TYPES, TABLE_SETTINGS, TASK, Index, index_attributes
 from processor.errors import ConfigError
+from processor.errors import describe as describe_error
+from processor.shard.table_check import compare
 
 WAIT_SECONDS = 3600.0
 _BACKFILL_INPUTS = (
@@ -81,16 +90,18 @@ def wait_index(
         time.sleep(poll_s)  # the poll interval of a deadline loop
 
 
-def add_index(client: Any, table: str, index: Index) -> None:
-    """One UpdateTable creating ``index``. Its attribute definitions are the table's own plus the new index's keys
-    (DynamoDB needs only the new keys; moto replaces the table's definitions with the ones given)."""
+def add_index(client: Any, table: str, index: Index, throughput: dict[str, int] | None = None) -> None:
+    """One UpdateTable creating ``index`` (with ``throughput`` on a provisioned-capacity table: DynamoDB refuses an
+    index without it there). Its attribute definitions are the table's own plus the new index's keys (DynamoDB
+    needs only the new keys; moto replaces the table's definitions with the ones given)."""
     have = client.describe_table(TableName=table)["Table"].get("AttributeDefinitions") or []
     names = {a["AttributeName"] for a in have}
     definitions = have + [
         {"AttributeName": key, "AttributeType": OWN_TYPES[key]} for key in index.keys if key not in names
     ]
+    create = index.spec() | ({"ProvisionedThroughput": throughput} if throughput else {})
     client.update_table(
-        TableName=table, AttributeDefinitions=definitions, GlobalSecondaryIndexUpdates=[{"Create": index.spec()}]
+        TableName=table, AttributeDefinitions=definitions, GlobalSecondaryIndexUpdates=[{"Create": create}]
     )
 
 
@@ -134,17 +145,99 @@ def backfill(client: Any, table: str) -> tuple[int, int]:
     return updated, skipped
 
 
+@dataclass
+class Plan:
+    """What setup will do, decided before it changes anything: the tables to create, the indexes to add (with the
+    throughput each gets on a provisioned-capacity table), and every problem that refuses the run."""
+
+    create: list[dict[str, Any]] = field(default_factory=list)
+    add: list[tuple[str, Index, dict[str, int] | None]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def provisioned_throughput(table: dict[str, Any]) -> dict[str, int] | None:
+    """The described table's own read/write capacity when it bills by provisioned capacity, else None. A table made
+    before on-demand billing existed is described without a ``BillingModeSummary``: provisioned."""
+    mode = (table.get("BillingModeSummary") or {}).get("BillingMode")
+    throughput = table.get("ProvisionedThroughput") or {}
+    if mode == "PAY_PER_REQUEST" or (mode is None and not throughput.get("ReadCapacityUnits")):
+        return None
+    return {
+        "ReadCapacityUnits": throughput.get("ReadCapacityUnits", 0),
+        "WriteCapacityUnits": throughput.get("WriteCapacityUnits", 0),
+    }
+
+
+def _describe(client: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(client.describe_table(TableName=name)["Table"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            return None
+        raise ConfigError(f"table {name}: DescribeTable failed: {describe_error(exc)}") from exc
+
+
+def _ttl(client: Any, table: str) -> str | None:
+    """The attribute the table's TTL is on (enabled or enabling), None when it is off."""
+    try:
+        ttl = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    except ClientError as exc:
+        raise ConfigError(f"table {table}: DescribeTimeToLive failed: {describe_error(exc)}") from exc
+    return str(ttl.get("AttributeName")) if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") else None
+
+
+def plan(settings: Settings, client: Any, index_capacity: tuple[int, int] | None = None) -> Plan:
+    """Read every table and decide (module docstring); changes nothing."""
+    indexes = settings.indexes()
+    result = Plan()
+    for kind, spec in settings.tables():
+        name = spec["TableName"]
+        table = _describe(client, name)
+        if table is None:
+            result.create.append(spec)
+            continue
+        result.problems += compare(spec, table, TABLE_SETTINGS[kind])
+        ttl_on = _ttl(client, name) if kind == TASK and settings.task_retention_hours else None
+        if ttl_on not in (None, "expires_at"):
+            result.problems.append(
+                f"table {name} has TTL on {ttl_on}, not expires_at; turn it off (aws dynamodb update-time-to-live) "
+                f"before setting ecsState.taskRetentionHours"
+            )
+        have = {gsi["IndexName"] for gsi in table.get("GlobalSecondaryIndexes") or []}
+        new = [i for i in indexes if i.kind == kind and i.name not in have]
+        own = provisioned_throughput(table)
+        throughput = None
+        if new and own is not None:
+            if index_capacity is not None:
+                throughput = {"ReadCapacityUnits": index_capacity[0], "WriteCapacityUnits": index_capacity[1]}
+            elif own["ReadCapacityUnits"] > 0 and own["WriteCapacityUnits"] > 0:
+                throughput = own
+            else:
+                result.problems.append(
+                    f"table {name} bills by provisioned capacity, but its own capacity is unknown "
+                    f"({own['ReadCapacityUnits']} read, {own['WriteCapacityUnits']} write), and DynamoDB refuses an "
+                    f"index without one; pass --index-capacity R,W for the new indexes "
+                    f"({', '.join(i.name for i in new)})"
+                )
+        result.add += [(name, index, throughput) for index in new]
+    return result
+
+
 def ensure_tables(
     settings: Settings,
     client: Any | None = None,
     wait: bool = True,
     force_backfill: bool = False,
     say: Callable[[str], None] = lambda line: None,
+    index_capacity: tuple[int, int] | None = None,
 ) -> list[str]:
     """Create any of our tables that does not exist and add what an existing one lacks; returns every change made,
-    one line each. Safe to run again (a second run changes nothing)."""
+    one line each. Everything is checked first (``plan``): a problem raises ``ConfigError`` with one line per
+    problem before anything changes. Safe to run again (a second run changes nothing)."""
     client = client or aws.client("dynamodb")
-    indexes = settings.indexes()
+    planned = plan(settings, client, index_capacity)
+    if planned.problems:
+        raise ConfigError("\n".join(planned.problems) + " (nothing was changed)")
     changes: list[str] = []
     created: list[str] = []
 
@@ -152,73 +245,98 @@ def ensure_tables(
         changes.append(line)
         say(line)
 
-    tables = settings.tables()
-    for _, spec in tables:
+    for spec in planned.create:
         try:
             client.create_table(**spec)
-            created.append(spec["TableName"])
-            change(
-                f"created table {spec['TableName']}"
-                + "".join(f" with index {i['IndexName']}" for i in spec.get("GlobalSecondaryIndexes", []))
-            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceInUseException":
-                raise
+                raise ConfigError(
+                    f"table {spec['TableName']}: CreateTable failed: {describe_error(exc)}" + _done(changes)
+                ) from exc
+            continue
+        created.append(spec["TableName"])
+        change(
+            f"created table {spec['TableName']}"
+            + "".join(f" with index {i['IndexName']}" for i in spec.get("GlobalSecondaryIndexes", []))
+        )
     for name in created:
         if wait:
             _wait_table(client, name)
     added_task_index = False
-    for kind, spec in tables:
-        name = spec["TableName"]
-        if name in created or kind not in (TASK, "instance"):
+    waited: set[str] = set()
+    for name, index, throughput in planned.add:
+        if name not in waited:
+            _wait_table(client, name)
+            waited.add(name)
+        try:
+            add_index(client, name, index, throughput)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("LimitExceededException", "ResourceInUseException"):
+                raise ConfigError(
+                    f"table {name}: adding index {index.name} was refused: {describe_error(exc)}; fix what DynamoDB "
+                    f"names, or add the index by hand (aws dynamodb update-table)" + _done(changes)
+                ) from exc
+            change(
+                f"table {name}: index {index.name} not added yet: {exc.response['Error']['Message']}; "
+                f"run `ecs-state setup` again once the index being built is ACTIVE"
+            )
             continue
-        _wait_table(client, name)
-        have = {
-            gsi["IndexName"]
-            for gsi in client.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes") or []
-        }
-        for index in (i for i in indexes if i.kind == kind and i.name not in have):
-            try:
-                add_index(client, name, index)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] not in ("LimitExceededException", "ResourceInUseException"):
-                    raise
-                change(
-                    f"table {name}: index {index.name} not added yet: {exc.response['Error']['Message']}; "
-                    f"run `ecs-state setup` again once the index being built is ACTIVE"
-                )
-                continue
-            added_task_index |= kind == TASK
-            change(f"table {name}: adding index {index.name} (for {index.serves})")
-            if not wait:
-                change(
-                    f"table {name}: index {index.name} is building (--no-wait); the commands that query it work "
-                    f"once it is ACTIVE (aws dynamodb describe-table --table-name {name})"
-                )
-            elif wait_index(client, name, index.name, say=say):
-                change(f"table {name}: index {index.name} is ACTIVE")
-            else:
-                change(f"table {name}: index {index.name} is still building after {WAIT_SECONDS:.0f}s")
-    if settings.task_retention_hours:
-        ttl = client.describe_time_to_live(TableName=settings.task_table)["TimeToLiveDescription"]
-        if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        added_task_index |= index.kind == TASK
+        capacity = (
+            f" with {throughput['ReadCapacityUnits']} read and {throughput['WriteCapacityUnits']} write units "
+            f"(--index-capacity R,W to choose)"
+            if throughput
+            else ""
+        )
+        change(f"table {name}: adding index {index.name} (for {index.serves}){capacity}")
+        if not wait:
+            change(
+                f"table {name}: index {index.name} is building (--no-wait); the commands that query it work "
+                f"once it is ACTIVE (aws dynamodb describe-table --table-name {name})"
+            )
+        elif wait_index(client, name, index.name, say=say):
+            change(f"table {name}: index {index.name} is ACTIVE")
+        else:
+            change(f"table {name}: index {index.name} is still building after {WAIT_SECONDS:.0f}s")
+    if settings.task_retention_hours and _ttl(client, settings.task_table) is None:
+        try:
             client.update_time_to_live(
                 TableName=settings.task_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
             )
-            change(f"table {settings.task_table}: TTL on expires_at enabled")
-        elif ttl.get("AttributeName") != "expires_at":
+        except ClientError as exc:
             raise ConfigError(
-                f"table {settings.task_table} has TTL on {ttl.get('AttributeName')}, not expires_at; "
-                f"turn it off (update-time-to-live) before setting ecsState.taskRetentionHours"
-            )
+                f"table {settings.task_table}: turning the TTL on failed: {describe_error(exc)}" + _done(changes)
+            ) from exc
+        change(f"table {settings.task_table}: TTL on expires_at enabled")
     if (added_task_index or force_backfill) and settings.task_table not in created:
-        updated, skipped = backfill(client, settings.task_table)
+        try:
+            updated, skipped = backfill(client, settings.task_table)
+        except ClientError as exc:
+            raise ConfigError(
+                f"table {settings.task_table}: adding the derived index keys failed: {describe_error(exc)}; "
+                f"run `ecs-state setup --backfill` again once this is fixed" + _done(changes)
+            ) from exc
         if updated or skipped:
             change(
                 f"table {settings.task_table}: derived index keys added to {updated} items written before "
                 f"({skipped} rewritten by the processor meanwhile, which have them)"
             )
     return changes
+
+
+def _done(changes: list[str]) -> str:
+    """What a failing run had changed before it failed (setup is safe to run again once the cause is fixed)."""
+    if not changes:
+        return " (nothing was changed)"
+    return f" (already done: {'; '.join(changes)}; run `ecs-state setup` again once this is fixed)"
+
+
+def index_capacity(text: str) -> tuple[int, int]:
+    """``--index-capacity R,W``: two positive whole numbers."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not R,W (read and write capacity units, e.g. 5,5)")
+    return int(parts[0]), int(parts[1])
 
 
 def register(subparsers: Any) -> None:
@@ -236,6 +354,13 @@ def register(subparsers: Any) -> None:
         help="do not wait until an added index is ACTIVE (then only one index is added per run)",
     )
     parser.add_argument(
+        "--index-capacity",
+        type=index_capacity,
+        metavar="R,W",
+        help="read and write capacity units of each index added to a table that bills by provisioned capacity "
+        "(default: the table's own); on-demand tables ignore it",
+    )
+    parser.add_argument(
         "--backfill",
         action="store_true",
         help="add the derived index keys to every task item lacking them (done by itself when an "
@@ -251,7 +376,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     def say(line: str) -> None:
         print(line, file=out, flush=True)
 
-    changes = ensure_tables(settings, wait=not args.no_wait, force_backfill=args.backfill, say=say)
+    changes = ensure_tables(
+        settings, wait=not args.no_wait, force_backfill=args.backfill, say=say, index_capacity=args.index_capacity
+    )
     names = [str(spec["TableName"]) for _, spec in settings.tables()]
     if not changes:
         say(f"tables up to date: {', '.join(names)}")

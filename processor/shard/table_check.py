@@ -1,10 +1,12 @@
 """The start-up check of the tables, shared by the processor's ``initialize`` and ``ecs-state run``'s preflight:
 DescribeTable each of our four tables (``Settings.tables``: the cluster catalogue too) and compare it with the
-schema (``core/schema.py``). The processor needs only the key schemas: a table that is missing, another key
-schema, or an index keyed on an attribute the processor writes with another type (every such item would be
-refused) is a configuration error, one line naming the table or setting and the fix; none found means the
-processor may start. A missing table, a denied permission or credentials DynamoDB does not recognise are
-configuration too (``failures.CONFIG_CODES``). A missing read index (the ones
+schema (``core/schema.py``). The processor needs only the key schemas, but it sees the whole table: a table that
+is missing, another key schema, or any index (global or local, ours or a team's) keyed on an attribute the
+processor writes with another type (``written_types``: ECS sends ``cpu`` and ``memory`` as strings, for instance;
+DynamoDB would refuse every such item with "Type mismatch for Index Key") is a configuration error, one line naming
+the table, the index, the attribute, both types and the fix; none found means the processor may start. A missing
+table, a denied permission or credentials DynamoDB does not recognise are configuration too
+(``failures.CONFIG_CODES``). A missing read index (the ones
 ``ecsState.readIndexes`` chooses), or one with other keys, only costs the read commands that query it: one
 WARNING log line naming ``ecs-state setup``, and the processor starts (tables made by AWS's documented Lambda are
 adopted as they are). Everything else the one classifier (``shard/failures.py``) calls transient (throttling, 5xx,
@@ -21,7 +23,7 @@ from typing import Any, Callable
 
 from processor import logs
 from processor.config import Settings, property_key
-from processor.core.schema import OWN_TYPES, TABLE_SETTINGS
+from processor.core.schema import TABLE_SETTINGS, TASK, written_types
 from processor.errors import WriteFailed
 from processor.retry import DYNAMODB, EveryMinute
 from processor.shard.dynamodb_http import DynamoDBTransport
@@ -36,9 +38,41 @@ def _show(keys: list[tuple[str, str, str]]) -> str:
     return ", ".join(f"{name} {kind} {typ}" for name, kind, typ in keys) or "none"
 
 
+_TYPE_NAMES = {
+    "S": "string",
+    "N": "number",
+    "B": "binary",
+    "L": "list",
+    "M": "map",
+    "BOOL": "boolean",
+    "SS": "string set",
+}
+
+
+def _type(code: str) -> str:
+    return f"{code} ({_TYPE_NAMES[code]})" if code in _TYPE_NAMES else code
+
+
+def _index_fix(table: str, index: str, local: bool, setting: str) -> str:
+    if local:
+        return (
+            f"a local index cannot be dropped: point {property_key(setting)} at another table (`ecs-state setup` "
+            f"makes one), or recreate {table} without it"
+        )
+    return (
+        f"drop the index (aws dynamodb update-table --table-name {table} --global-secondary-index-updates "
+        f"'[{{\"Delete\":{{\"IndexName\":\"{index}\"}}}}]') or recreate it on another attribute, or point "
+        f"{property_key(setting)} at another table"
+    )
+
+
 def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[str]:
-    """Configuration errors of one described table against its spec (pure): key schema, index key types."""
+    """Configuration errors of one described table against its spec (pure): the table's key schema, and the key
+    types of every index on it (global or local, ours or a team's) against the types the processor writes
+    (``core/schema.py`` ``written_types``): DynamoDB refuses a whole PutItem whose item has an index key attribute
+    of another type, so every such item would be refused."""
     name = spec["TableName"]
+    kind = {v: k for k, v in TABLE_SETTINGS.items()}.get(setting, TASK)
     fix = (
         f"point {property_key(setting)} at a table made by `ecs-state setup`, or create one with it "
         f"(the processor never creates tables)"
@@ -49,12 +83,18 @@ def compare(spec: dict[str, Any], table: dict[str, Any], setting: str) -> list[s
     want, have = _keys(spec["KeySchema"], want_types), _keys(table.get("KeySchema", []), have_types)
     if want != have:
         problems.append(f"table {name} has key schema [{_show(have)}], the processor writes [{_show(want)}]; {fix}")
-    for index in [*(table.get("GlobalSecondaryIndexes") or []), *(table.get("LocalSecondaryIndexes") or [])]:
-        for attr, _, typ in _keys(index["KeySchema"], have_types):
-            if attr in OWN_TYPES and typ != OWN_TYPES[attr]:
+    written = written_types(kind)
+    indexes = [(i, False) for i in table.get("GlobalSecondaryIndexes") or []]
+    indexes += [(i, True) for i in table.get("LocalSecondaryIndexes") or []]
+    for index, local in indexes:
+        for attr, key_type, typ in _keys(index.get("KeySchema", []), have_types):
+            ours = written.get(attr)
+            if ours is not None and typ != ours:
                 problems.append(
-                    f"table {name} index {index['IndexName']} is keyed on {attr} of type {typ}, but the "
-                    f"processor writes {attr} as {OWN_TYPES[attr]}: every item would be refused; {fix}"
+                    f"table {name} {'local' if local else 'global'} index {index['IndexName']} has {attr} as its "
+                    f"{key_type} key of type {_type(typ)}, but the processor writes {attr} as {_type(ours)}: "
+                    f"DynamoDB would refuse every item that has {attr} (Type mismatch for Index Key); "
+                    + _index_fix(name, index["IndexName"], local, setting)
                 )
     return problems
 
@@ -88,9 +128,14 @@ def describe(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
+    gate: EveryMinute | None = None,
+    on_retry: Callable[[], None] = lambda: None,
+    deadline: float | None = None,
 ) -> dict[str, Any] | list[str]:
-    """DescribeTable, retrying transient failures: the table's description, or its problems (configuration)."""
-    started, attempt, retrying_log = clock(), 0, EveryMinute(clock=clock)
+    """DescribeTable, retrying transient failures: the table's description, or its problems (configuration).
+    ``gate`` lets a caller share its once-a-minute log line; ``on_retry`` runs before each wait (a heartbeat);
+    ``deadline`` (on ``clock``) ends the retries like ``writeRetryBudgetMillis`` does."""
+    started, attempt, retrying_log = clock(), 0, gate or EveryMinute(clock=clock)
     budget_s = settings.write_retry_budget_millis / 1000
     while True:
         attempt += 1
@@ -123,7 +168,7 @@ def describe(
             ]
         if verdict.kind != TRANSIENT or code == "ValidationException":  # e.g. a table name DynamoDB refuses
             return [f"table {name}: DescribeTable failed: {verdict.text}"]
-        if budget_s and clock() - started > budget_s:
+        if (budget_s and clock() - started > budget_s) or (deadline is not None and clock() > deadline):
             raise WriteFailed(f"DescribeTable {name}: still failing after {attempt} attempts ({verdict.text})")
         if retrying_log.due():
             logs.log(
@@ -135,6 +180,7 @@ def describe(
                 action="retrying the start-up check of the tables; check DynamoDB's endpoint and "
                 "availability, proxies (HTTPS_PROXY / NO_PROXY) and the worker's credentials",
             )
+        on_retry()
         sleep(DYNAMODB.delay(attempt, rng))
 
 

@@ -5,25 +5,44 @@ Java, the KCL jars, the properties file, its required keys, the processor execut
 local endpoints (a TCP connect), and then what each processor checks in ``initialize``, with the same code: its
 settings (unknown or misspelled ``ecsState.*`` keys and ``ECS_STATE_*`` variables, out-of-range values), the
 metrics target, and the three tables (``shard/table_check.py``: DescribeTable against ``table_specs``). All
-problems are reported at once (``LaunchError``, one per line)."""
+problems are reported at once (``LaunchError``, one per line).
+
+Transient at start is transient: throttling, 5xx, network failures, credentials that fail to resolve or refresh,
+and an EC2 metadata service that does not answer (botocore reports that as no credentials at all; it is named as
+what it is) are retried with the one backoff policy (``processor/retry.py``) for up to ``STARTUP_WAIT_S``, one log
+line a minute, the worker's heartbeat touched while waiting; configuration problems are reported at once."""
 
 from __future__ import annotations
 
+import http.client
 import os
+import random
 import shutil
 import socket
+import time
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
+from processor import logs
 from processor.config import load_settings, read_properties
 from processor.errors import ConfigError, LaunchError, WriteFailed, worker_extra_missing
+from processor.retry import DYNAMODB, EveryMinute
 from processor.shard.dynamodb_http import DynamoDBHttp
+from processor.shard.failures import classify
+from processor.shard.heartbeat import heartbeat_dir, touch_worker
 from processor.shard.metrics import Metrics
 from processor.shard.table_check import table_problems
 from processor.worker.launcher import daemon_env, find_jars, find_java
 
 ENDPOINT_KEYS = ("kinesisEndpoint", "dynamoDBEndpoint")
+#: how long ``ecs-state run`` keeps retrying DynamoDB at start before it gives up (exit 2; docs/cli.md): long
+#: enough for a throttling burst, a regional blip or a credential endpoint to come back
+STARTUP_WAIT_S = 900.0
+#: what botocore raises for a profile or credential file that cannot be used: configuration at start
+_CONFIG_CAUSES = frozenset(
+    {"ProfileNotFound", "PartialCredentialsError", "InvalidConfigError", "InvalidIMDSEndpointError"}
+)
 
 
 def check_required(props: Mapping[str, str], source: str) -> list[str]:
@@ -103,10 +122,74 @@ def check_endpoints(props: Mapping[str, str], source: str, timeout_s: float = 2.
     return problems
 
 
-def check_processor(properties: Path, child_env: Mapping[str, str], budget_ms: int = 10_000) -> list[str]:
+def on_ec2() -> bool:
+    """This machine is an EC2 instance (its firmware says so; readable in containers too)."""
+    for path, mark in (
+        ("/sys/devices/virtual/dmi/id/sys_vendor", "Amazon EC2"),
+        ("/sys/devices/virtual/dmi/id/board_asset_tag", "i-"),
+        ("/sys/hypervisor/uuid", "ec2"),
+    ):
+        try:
+            if Path(path).read_text(encoding="ascii", errors="replace").strip().startswith(mark):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def metadata_silence(env: Mapping[str, str], timeout_s: float = 1.0) -> str | None:
+    """Why the credential chain found nothing, when the reason is that the EC2 instance metadata service did not
+    answer in time (botocore then reports no credentials at all): a transient cause, or None (the service is
+    disabled, answers, cannot be reached, or this is not EC2 and no metadata endpoint is configured)."""
+    if env.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+        return None
+    custom = env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+    if not custom and not on_ec2():
+        return None
+    url = custom or "http://169.254.169.254"
+    try:
+        host, port = endpoint_address(url)
+    except ValueError:
+        return None
+    conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        conn.request("PUT", "/latest/api/token", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+        conn.getresponse().read()
+        return None  # it answers: the credentials are missing for another reason (no role): configuration
+    except TimeoutError:
+        return f"the EC2 instance metadata service ({url}) did not answer within {timeout_s:g} s"
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def _startup_config(exc: BaseException) -> str | None:
+    """The configuration problem ``exc`` is at start (one line), or None when it is transient: our own
+    ``ConfigError`` (no region, a bad endpoint URL or CA bundle, no credentials), a profile or credential file that
+    cannot be used. Everything else is transient, as the one classifier (``shard/failures.py``) says."""
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    cause = exc.__cause__
+    if cause is not None and type(cause).__name__ in _CONFIG_CAUSES:
+        return f"{exc}; fix the profile (--profile / AWS_PROFILE) or the credential files"
+    return None
+
+
+def check_processor(
+    properties: Path,
+    child_env: Mapping[str, str],
+    wait_s: float = STARTUP_WAIT_S,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> list[str]:
     """What every processor checks at ``initialize``, checked once before Java starts (the same functions): its
     settings, the metrics target, the tables. DynamoDB is reached the way the processors reach it (their
-    environment's endpoint and region); transient failures are retried for at most ``budget_ms``."""
+    environment's endpoint and region). Transient failures (throttling, 5xx, network, credentials that fail to
+    resolve or refresh, a silent metadata service) are retried with the one backoff policy for up to ``wait_s``,
+    one log line a minute, touching the worker's heartbeat while waiting; configuration problems return at once."""
     try:
         settings = load_settings(properties, env=child_env)
     except ConfigError as exc:
@@ -114,21 +197,51 @@ def check_processor(properties: Path, child_env: Mapping[str, str], budget_ms: i
     problems = [p for p in [Metrics(settings.metrics).check()] if p]
     region = child_env.get("AWS_REGION") or child_env.get("AWS_DEFAULT_REGION")
     endpoint = child_env.get("AWS_ENDPOINT_URL_DYNAMODB") or child_env.get("AWS_ENDPOINT_URL")
-    try:
-        probe = load_settings(properties, env={**child_env, "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": str(budget_ms)})
-        with DynamoDBHttp.from_environment(region=region, endpoint_url=endpoint, pool=1, timeout_s=5.0) as client:
-            problems += table_problems(probe, client)
-    except WriteFailed as exc:
-        problems.append(
-            f"DynamoDB does not answer ({exc}); check AWS_ENDPOINT_URL_DYNAMODB / the region and "
-            f"that DynamoDB is reachable"
-        )
-    except Exception as exc:  # no region, no credentials, a bad endpoint URL
-        problems.append(
-            f"cannot check the tables: {type(exc).__name__}: {exc}; check the region "
-            f"(regionName / AWS_REGION), the credentials and AWS_ENDPOINT_URL_DYNAMODB"
-        )
-    return problems
+    deadline, attempt, gate = clock() + wait_s, 0, EveryMinute(clock=clock)
+    beats = heartbeat_dir(child_env)
+
+    def beat() -> None:
+        if beats is not None:
+            try:
+                touch_worker(beats)
+            except OSError:
+                pass
+
+    while True:
+        attempt += 1
+        try:
+            probe = load_settings(properties, env={**child_env, "ECS_STATE_WRITE_RETRY_BUDGET_MILLIS": "0"})
+            with DynamoDBHttp.from_environment(region=region, endpoint_url=endpoint, pool=1, timeout_s=5.0) as client:
+                return problems + table_problems(
+                    probe, client, sleep=sleep, clock=clock, rng=rng, gate=gate, on_retry=beat, deadline=deadline
+                )
+        except WriteFailed as exc:
+            cause = str(exc)
+        except Exception as exc:  # whatever the type: configuration only when proven (_startup_config)
+            # botocore reports a metadata service that timed out as no credentials at all
+            silent = metadata_silence(child_env) if "no AWS credentials" in str(exc) else None
+            config = None if silent else _startup_config(exc)
+            if config is not None:
+                return problems + [config]
+            cause = silent or classify(exc).text
+        if clock() >= deadline:
+            return problems + [
+                f"DynamoDB could not be reached for the start-up check of the tables in {wait_s:g} s ({cause}); "
+                f"check AWS_ENDPOINT_URL_DYNAMODB / the region, that DynamoDB is reachable (proxies: HTTPS_PROXY / "
+                f"NO_PROXY) and the worker's credentials"
+            ]
+        if gate.due():
+            logs.log(
+                "startup_retrying",
+                level="WARNING",
+                cause=cause,
+                attempt=attempt,
+                deadline_s=round(deadline - clock()),
+                action="retrying the start-up check of the tables; check DynamoDB's endpoint and availability, "
+                "proxies (HTTPS_PROXY / NO_PROXY) and the worker's credentials (instance or task role)",
+            )
+        beat()
+        sleep(DYNAMODB.delay(attempt, rng))
 
 
 def check_region(props: Mapping[str, str], source: str, child_env: Mapping[str, str]) -> list[str]:

@@ -646,7 +646,7 @@ def test_setup_on_the_adopted_tables_brings_them_to_the_schema_under_the_setup_p
     statements = _policy_document(outputs["SetupPolicyArn"])["Statement"]
     table_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/{}".format
     assert {action for action, _ in calls} >= {
-        "dynamodb:CreateTable",
+        "dynamodb:DescribeTable",
         "dynamodb:UpdateTable",
         "dynamodb:UpdateTimeToLive",
     }

@@ -119,3 +119,29 @@ def test_verify_scans_real_tables(moto_server: Any, tmp_path: Path, capsys: pyte
     assert '"ok": true' in capsys.readouterr().out
     args = parser.parse_args(["verify", "--truth", str(tmp_path / "absent.json"), "--properties", str(properties)])
     assert args.func(args) == 2
+
+
+def test_verify_holds_per_account_and_region_and_points_at_the_one_that_is_off(
+    moto_server: Any, tmp_path: Path
+) -> None:
+    settings = _settings()
+    client = aws.client("dynamodb")
+    ensure_tables(settings, client)
+    options = Options(seed=6, tasks=24, instances=6, accounts=2, regions=("us-east-1", "eu-west-1"))
+    records = list(itertools.islice(generate(options), 500))
+    truth = GroundTruth()
+    for rec in records:
+        truth.add(rec)
+    truth_path = tmp_path / "truth.json"
+    truth.save(truth_path)
+    _store(client, settings, records)
+    report = verify(settings, str(truth_path), client)
+    assert report.ok, report.render()
+    homes = report.homes()
+    assert set(homes) == {f"{a}/{r}" for a in ("123456789012", "123456789013") for r in ("us-east-1", "eu-west-1")}
+    assert all(entry["ok"] and entry["tasks"]["matched"] > 0 for entry in homes.values())
+    # one account's task in one region goes missing: only that account and region is off
+    arn = next(a for a in truth.tasks if ":eu-west-1:123456789013:" in a)
+    client.delete_item(TableName=settings.task_table, Key={"taskArn": {"S": arn}})
+    report = verify(settings, str(truth_path), client)
+    assert [home for home, entry in report.homes().items() if not entry["ok"]] == ["123456789013/eu-west-1"]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from workshop.local.demo import flush_totals, try_commands
+from workshop.local.demo import flush_totals, homes_line, producer_args, try_commands
 
 
 def test_flush_totals_reads_wrapped_and_raw_processor_lines() -> None:
@@ -54,3 +54,44 @@ def test_keep_prints_the_environment_and_read_commands_about_a_stopped_task() ->
     assert "ecs-state tasks --cluster prod-web --instance i-0abc" in lines
     assert "ecs-state tasks --cluster prod-web --at 2025-03-01T01:00:00.000Z" in lines
     assert "ecs-state tasks --cluster prod-web --service web --status RUNNING" in lines
+
+
+def test_the_demos_producer_spans_the_accounts_and_regions_asked_for() -> None:
+    import argparse
+    from pathlib import Path
+
+    from processor.loadgen.producer import options_from_args, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    argv = producer_args(1000, "json", 1, Path("/tmp/truth.json"), accounts=3, regions="us-east-1,eu-west-1")
+    options = options_from_args(parser.parse_args(argv))
+    assert options.accounts == 3 and options.regions == ("us-east-1", "eu-west-1")
+    assert len(options.homes()) == 6 and options.clusters == 3 and options.tasks == 900
+    single = options_from_args(parser.parse_args(producer_args(1000, "json", 1, Path("/tmp/t.json"))))
+    assert single.homes() == [("123456789012", single.region)] and single.tasks == 150
+
+
+def test_the_demo_says_the_match_holds_in_each_account_and_region() -> None:
+    from processor.loadgen.compare import compare
+    from processor.loadgen.ground_truth import GroundTruth
+    from processor.loadgen.records import Record
+
+    truth = GroundTruth()
+    arns = [
+        f"arn:aws:ecs:{r}:{a}:task/prod/{n:032x}"
+        for a in ("111111111111", "222222222222")
+        for r in ("us-east-1",)
+        for n in range(2)
+    ]
+    for arn in arns:
+        truth.add(Record(arn, arn.encode(), "task", "", arn, 1, "RUNNING"))
+    rows = [{"taskArn": arn, "version": 1, "lastStatus": "RUNNING"} for arn in arns]
+    line = homes_line(compare(truth.to_dict(), rows, [], []))
+    assert (
+        line == "verified per account/region (2): 111111111111/us-east-1 2, 222222222222/us-east-1 2 ARNs, each exact"
+    )
+    assert homes_line(compare(truth.to_dict(), rows[:2], [], [])) is None  # a mismatch is never "each exact"
+    one = GroundTruth()
+    one.add(Record(arns[0], b"x", "task", "", arns[0], 1, "RUNNING"))
+    assert homes_line(compare(one.to_dict(), rows[:1], [], [])) is None

@@ -258,3 +258,32 @@ def test_options_are_checked() -> None:
     assert {r.kind for r in only_instances} == {"instance"}
     all_poison = take(Options(poison_rate=1.0), 50)  # the first record is the event the poison is copied from
     assert [r.kind for r in all_poison] == ["task"] + ["poison"] * 49
+
+
+def test_a_fleet_over_accounts_and_regions_repeats_cluster_names_and_every_event_carries_its_own_home() -> None:
+    options = Options(seed=11, clusters=2, instances=8, tasks=40, accounts=3, regions=("us-east-1", "eu-west-1"))
+    homes: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for record in take(options, 1500):
+        if record.kind not in ("task", "instance"):
+            continue
+        event = decode(record.data, options.format)
+        _, _, _, region, account, resource = record.arn.split(":", 5)
+        assert (event["account"], event["region"]) == (account, region)
+        assert event["detail"]["clusterArn"].startswith(f"arn:aws:ecs:{region}:{account}:cluster/")
+        homes[(account, region)].add(event["detail"]["clusterArn"].rpartition("/")[2])
+    assert set(homes) == {
+        (account, region)
+        for account in ("123456789012", "123456789013", "123456789014")
+        for region in ("us-east-1", "eu-west-1")
+    }
+    names = list(homes.values())
+    assert all(n <= names[0] | names[1] for n in names) and len(set().union(*names)) <= 2  # names repeat
+
+
+def test_one_account_and_region_is_the_fleet_as_before_and_bad_homes_are_refused() -> None:
+    default = take(Options(seed=5), 200)
+    assert take(Options(seed=5, accounts=1, regions=("us-east-1",)), 200) == default
+    with pytest.raises(ValueError, match="--accounts"):
+        Options(accounts=0)
+    with pytest.raises(ValueError, match="--regions"):
+        Options(regions=("us east",))

@@ -138,7 +138,8 @@ def test_another_key_schema_and_an_index_of_another_type_are_errors_a_missing_re
     problems = compare(task, other, "task_table")
     assert len(problems) == 2
     assert "key schema [id HASH S], the processor writes [taskArn HASH S]" in problems[0]
-    assert "keyed on version of type S" in problems[1] and "ecsState.taskTable" in problems[1]
+    assert "index by-version has version as its HASH key of type S (string)" in problems[1]
+    assert "writes version as N (number)" in problems[1] and "ecsState.taskTable" in problems[1]
     assert "ECSTaskState has no index cluster-index" in missing_indexes(task, other)
 
 
@@ -151,3 +152,52 @@ def test_a_table_made_by_the_documented_lambda_hash_key_only_is_adopted_with_its
     }
     assert compare(task, lambdas, "task_table") == []
     assert len(missing_indexes(task, lambdas)) == len(task["GlobalSecondaryIndexes"]) == 4
+
+
+def test_every_index_of_the_table_a_teams_global_or_local_is_checked_against_the_types_the_processor_writes() -> None:
+    """ECS sends ``cpu`` and ``memory`` as strings: a team's index keying them as numbers would make DynamoDB refuse
+    every task item; an index on an attribute we never write, or one declared with our type, is fine."""
+    task = table_specs(Settings().task_table, Settings().instance_table, Settings().dead_letter_table)[0]
+    adopted = {
+        "TableName": task["TableName"],
+        "KeySchema": [{"AttributeName": "taskArn", "KeyType": "HASH"}],
+        "AttributeDefinitions": [
+            {"AttributeName": "taskArn", "AttributeType": "S"},
+            {"AttributeName": "cpu", "AttributeType": "N"},
+            {"AttributeName": "team", "AttributeType": "N"},
+            {"AttributeName": "group", "AttributeType": "S"},
+            {"AttributeName": "createdAt", "AttributeType": "N"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {"IndexName": "by-cpu", "KeySchema": [{"AttributeName": "cpu", "KeyType": "HASH"}]},
+            {"IndexName": "by-team", "KeySchema": [{"AttributeName": "team", "KeyType": "HASH"}]},
+            {"IndexName": "by-group", "KeySchema": [{"AttributeName": "group", "KeyType": "HASH"}]},
+        ],
+        "LocalSecondaryIndexes": [
+            {
+                "IndexName": "by-created",
+                "KeySchema": [
+                    {"AttributeName": "taskArn", "KeyType": "HASH"},
+                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
+                ],
+            }
+        ],
+    }
+    cpu, created = compare(task, adopted, "task_table")
+    assert "global index by-cpu has cpu as its HASH key of type N (number)" in cpu
+    assert "writes cpu as S (string)" in cpu and "Delete" in cpu and "ECSTaskState" in cpu
+    assert "local index by-created has createdAt as its RANGE key of type N (number)" in created
+    assert "cannot be dropped" in created and "ecsState.taskTable" in created
+
+
+def test_a_dead_letter_table_index_is_checked_against_the_dead_letter_items_types() -> None:
+    spec = table_specs("t", "i", "dl")[2]
+    described = {
+        **_described(spec),
+        "AttributeDefinitions": [*spec["AttributeDefinitions"], {"AttributeName": "receivedAt", "AttributeType": "N"}],
+        "GlobalSecondaryIndexes": [
+            {"IndexName": "by-time", "KeySchema": [{"AttributeName": "receivedAt", "KeyType": "HASH"}]}
+        ],
+    }
+    [problem] = compare(spec, described, "dead_letter_table")
+    assert "table dl global index by-time" in problem and "ecsState.deadLetterTable" in problem

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from processor.config import Settings
-from processor.core.events import Event
+from processor.core.events import Event, decode
 from processor.core.items import Unstorable, build_item, check_event
 from processor.core.position import Position
 from processor.core.schema import (
@@ -21,6 +21,7 @@ from processor.core.schema import (
     cluster_parts,
     index_attributes,
     table_specs,
+    written_types,
 )
 from processor.errors import ConfigError
 from processor.loadgen.fleet import generate
@@ -142,6 +143,31 @@ def test_the_calculator_charges_nothing_for_duplicates_and_older_versions() -> N
     assert twice.events == 2 * once.events
     assert (twice.table_puts, twice.indexes) == (once.table_puts, once.indexes)
     assert once.indexes["stopped-index"].writes == once.indexes["stopped-index"].puts > 0
+
+
+_DYNAMODB_TYPE = {"S", "N", "B", "BOOL", "L", "M", "SS", "NULL"}
+
+
+def test_every_attribute_of_the_fleets_items_has_the_type_the_table_check_expects() -> None:
+    """The table check compares index keys with ``written_types``; the item builder is what actually writes. Every
+    attribute the builder writes for the synthetic fleet (ECS's documented event shapes: ``cpu`` and ``memory`` as
+    strings, counts as numbers) has the listed type, and the listing names every one of them."""
+    seen: dict[str, set[str]] = {}
+    position = Position("shardId-000000000000", "1")
+    for record in itertools.islice(generate(Options(seed=7, tasks=40, instances=4)), 400):
+        event = decode(record.data)
+        if not isinstance(event, Event):
+            continue
+        item = build_item(event, position, 24)
+        written = written_types(event.kind)
+        for name, value in item.attributes.items():
+            [code] = value
+            assert code in _DYNAMODB_TYPE
+            assert written.get(name) == code, f"{event.kind} {name} is written as {code}, listed as {written.get(name)}"
+            seen.setdefault(event.kind, set()).add(name)
+    assert {"cpu", "memory", "containers", "overrides", "version"} <= seen[TASK]
+    assert {"runningTasksCount", "agentConnected", "versionInfo"} <= seen["instance"]
+    assert written_types(TASK)["cpu"] == "S" and written_types("instance")["runningTasksCount"] == "N"
 
 
 def test_the_tables_of_the_settings_are_the_three_of_the_schema_and_the_catalogue_keyed_on_the_cluster_arn() -> None:

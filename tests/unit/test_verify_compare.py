@@ -160,3 +160,22 @@ def test_render_limits_examples() -> None:
     report = compare(truth, [], instances, dead)
     text = report.render(examples=1)
     assert text.count("missing: arn=") == 1 and "... and 2 more" in text
+
+
+def test_the_comparison_holds_per_account_and_region_and_names_the_one_that_is_off() -> None:
+    truth_builder = GroundTruth()
+    homes = [("111111111111", "us-east-1"), ("222222222222", "us-east-1"), ("111111111111", "eu-west-1")]
+    for account, region in homes:
+        for n in range(2):
+            arn = f"arn:aws:ecs:{region}:{account}:task/prod/{n:032x}"  # the same cluster name in each
+            truth_builder.add(Record(arn, arn.encode(), "task", "", arn, 2, "RUNNING"))
+    truth = truth_builder.to_dict()
+    tasks, instances, dead = rows_for(truth)
+    report = compare(truth, tasks, instances, dead)
+    assert report.ok and set(report.homes()) == {f"{a}/{r}" for a, r in homes}
+    assert all(entry["tasks"] == {"expected": 2, "matched": 2, "problems": 0} for entry in report.homes().values())
+    off = [row for row in tasks if ":222222222222:" not in row["taskArn"]]
+    report = compare(truth, off, instances, dead)
+    assert not report.ok
+    assert {home for home, entry in report.homes().items() if not entry["ok"]} == {"222222222222/us-east-1"}
+    assert "222222222222/us-east-1: tasks 0/2 (2 wrong) MISMATCH" in report.render()

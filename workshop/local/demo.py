@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from processor.config import load_settings
+from processor.loadgen.compare import Report
 from processor.loadgen.verify import verify
 from processor.ops.setup_tables import ensure_tables
 from processor.shard.flush_report import flush_reports, total
@@ -171,6 +172,55 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
             proc.wait()
 
 
+def producer_args(events: int, fmt: str, seed: int, truth: Path, accounts: int = 1, regions: str = "") -> list[str]:
+    """The demo's ``ecs-state produce`` arguments: a realistic mix (duplicates, reordering, a little poison and
+    ignored types) over 3 clusters per account and region, ``accounts`` accounts in ``regions``."""
+    homes = accounts * max(1, len([r for r in regions.split(",") if r.strip()]))
+    return [
+        "produce",
+        "--stream",
+        STREAM,
+        "--events",
+        str(events),
+        "--duplicate-rate",
+        "0.05",
+        "--reorder-window",
+        "20",
+        "--poison-rate",
+        "0.002",
+        "--ignored-rate",
+        "0.01",
+        "--format",
+        fmt,
+        "--seed",
+        str(seed),
+        "--truth",
+        str(truth),
+        "--clusters",
+        "3",
+        "--instances",
+        str(12 * homes),
+        "--tasks",
+        str(150 * homes),
+        "--step-ms",
+        str(STEP_MS),
+        "--accounts",
+        str(accounts),
+        *(["--regions", regions] if regions else []),
+    ]
+
+
+def homes_line(report: Report) -> str | None:
+    """One line saying the match holds in each account and region, when there are several."""
+    homes = report.homes()
+    if len(homes) < 2 or not report.ok:
+        return None
+    each = ", ".join(
+        f"{home} {sum(c['matched'] for k, c in entry.items() if k != 'ok')}" for home, entry in homes.items()
+    )
+    return f"verified per account/region ({len(homes)}): {each} ARNs, each exact"
+
+
 def run_demo(
     events: int,
     shards: int,
@@ -181,6 +231,8 @@ def run_demo(
     fmt: str,
     worker_command: str = "",
     keep: bool = False,
+    accounts: int = 1,
+    regions: str = "",
 ) -> int:
     bin_dir = Path(sys.executable).parent
     ecs_state = str(bin_dir / "ecs-state")
@@ -207,39 +259,7 @@ def run_demo(
             truth = work_dir / "truth.json"
             print(f"demo: {workers} KCL worker(s) on {shards} shard(s); producing {events} events", file=sys.stderr)
             started = time.monotonic()
-            produced = subprocess.run(
-                [
-                    ecs_state,
-                    "produce",
-                    "--stream",
-                    STREAM,
-                    "--events",
-                    str(events),
-                    "--duplicate-rate",
-                    "0.05",
-                    "--reorder-window",
-                    "20",
-                    "--poison-rate",
-                    "0.002",
-                    "--ignored-rate",
-                    "0.01",
-                    "--format",
-                    fmt,
-                    "--seed",
-                    str(seed),
-                    "--truth",
-                    str(truth),
-                    "--clusters",
-                    "3",
-                    "--instances",
-                    "12",
-                    "--tasks",
-                    "150",
-                    "--step-ms",
-                    str(STEP_MS),
-                ],
-                env=env,
-            )
+            produced = subprocess.run([ecs_state, *producer_args(events, fmt, seed, truth, accounts, regions)], env=env)
             if produced.returncode != 0:
                 print(f"demo: the producer failed (exit {produced.returncode})", file=sys.stderr)
                 return 1
@@ -272,6 +292,9 @@ def run_demo(
             f"catch-up {caught_up - produced_at:.1f} s after the last event was sent"
         )
         print(f"verified: {arns} ARNs at their newest version, {report.dead_letters.stored} dead letters as sent")
+        per_home = homes_line(report)
+        if per_home:
+            print(per_home)
         if keep:
             example = _stopped_example(stack.client("dynamodb"), settings, truth_doc)
             shell_env = {
@@ -304,6 +327,12 @@ def register(subparsers: Any) -> None:
         "appends 'run --properties ...'), e.g. 'scripts/image worker --volume DIR --'",
     )
     parser.add_argument(
+        "--accounts", type=int, default=1, metavar="N", help="the synthetic fleet spans N accounts (names repeat)"
+    )
+    parser.add_argument(
+        "--regions", default="", metavar="R1,R2", help="the regions of every account (default: the stack's region)"
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="after verified, keep the local stack up until Ctrl-C and print the environment and read commands to try",
@@ -312,8 +341,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if min(args.events, args.shards, args.workers) < 1:
-        args.parser.error("--events, --shards and --workers must be at least 1")
+    if min(args.events, args.shards, args.workers, args.accounts) < 1:
+        args.parser.error("--events, --shards, --workers and --accounts must be at least 1")
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="ecs-state-demo-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     return run_demo(
@@ -326,4 +355,6 @@ def run(args: argparse.Namespace) -> int:
         args.format,
         args.worker_command,
         args.keep,
+        args.accounts,
+        args.regions,
     )
