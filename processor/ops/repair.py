@@ -29,13 +29,13 @@ from typing import Any, Mapping, Sequence
 from processor.core.events import INSTANCE, TASK, Event
 from processor.core.items import Item, Unstorable, build_item
 from processor.core.position import Position
-from processor.ops.drift import Finding
+from processor.core.schema import TABLE_KEYS
+from processor.ops.drift import Finding, State
 from processor.ops.render import render_table
 
 SOURCE_ATTRIBUTE = "item_source"
 SOURCE = "ecs-api"
-KEYS = {TASK: "taskArn", INSTANCE: "containerInstanceArn"}
-REPAIRABLE = ("missing", "behind")
+REPAIRABLE = (State.MISSING, State.BEHIND)
 CONDITION = "attribute_not_exists(#k) OR #v < :v"
 DESCRIBE_LIMIT = 100
 
@@ -73,7 +73,7 @@ def repair_item(
     detail = as_event_detail(dict(description))
     if cluster and "clusterArn" not in detail:
         detail["clusterArn"] = cluster
-    key = KEYS[kind]
+    key = TABLE_KEYS[kind]
     when = iso(now)
     event = Event(kind, key, str(detail[key]), int(detail["version"]), detail, "0", SOURCE, when)
     item = build_item(event, Position(SOURCE, when), task_retention_hours)
@@ -100,7 +100,7 @@ def describe(ecs: Any, kind: str, cluster: str, arns: Sequence[str]) -> dict[str
             found = ecs.describe_container_instances(cluster=cluster, containerInstances=chunk).get(
                 "containerInstances", []
             )
-        described.update((r[KEYS[kind]], r) for r in found)
+        described.update((r[TABLE_KEYS[kind]], r) for r in found)
     return described
 
 
