@@ -5,6 +5,9 @@ single ones, ``|`` is escaped for the table), so the two cannot drift apart: cha
 this test names the row to change. ``python tests/unit/test_code_map.py --write`` rewrites every row from the
 docstrings (run it after changing a docstring, then read the diff).
 
+Each step of the "life of a record" table names a module and the functions that do it; every one named must be
+defined in that module or in a module the cell names (``core/route.build``), so a rename breaks the table here.
+
 Code, docstrings and ``--help`` say what is true now and why, never where it came from: no issue numbers
 (``issue 12``, ``#12``) in ``processor/`` or ``workshop/``; the CHANGELOG and ``bench/`` keep the history.
 """
@@ -82,6 +85,39 @@ def test_the_issue_pattern_catches_references_and_spares_colours() -> None:
     assert ISSUE_REFERENCE.search("fixed in #12.")
     assert not ISSUE_REFERENCE.search('PALETTE = ("#2e7d32", "#c62828")')
     assert not ISSUE_REFERENCE.search("the 24 issues of a release, 3 of them open")
+
+
+def life_of_a_record_rows(text: str) -> list[tuple[str, str]]:
+    """(module, function cell) of each step of the "life of a record" table."""
+    section = text.split("\n## Life of a record\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and (m := re.fullmatch(r"`(processor/[\w/]+\.py)`", cells[1])):
+            rows.append((m[1], cells[2]))
+    return rows
+
+
+def defined_names(path: Path) -> set[str]:
+    return {
+        node.name
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    }
+
+
+def test_every_function_the_life_of_a_record_names_is_defined_where_it_says() -> None:
+    rows = life_of_a_record_rows(ARCHITECTURE.read_text(encoding="utf-8"))
+    assert len(rows) >= 10, "the life of a record table (docs/architecture.md) has lost its steps"
+    missing = []
+    for module, cell in rows:
+        named = [module] + [f"processor/{m}.py" for m in re.findall(r"`((?:core|shard|ops|worker)/\w+)\.", cell)]
+        known = set().union(*(defined_names(ROOT / m) for m in named if (ROOT / m).is_file()))
+        theirs = set(re.findall(r"amazon_kclpy's `([\w.]+)`", cell))  # the library's own, not ours
+        for token in re.findall(r"`([\w/]+(?:\.\w+)*)(?:\([^`]*\))?`", cell):
+            if token.split("/")[-1].split(".")[-1] not in known and token not in theirs:
+                missing.append(f"{module}: {token}")
+    assert not missing, f"the life of a record (docs/architecture.md) names what is not defined there: {missing}"
 
 
 def write() -> None:
