@@ -2,9 +2,9 @@
 
 For every drifting resource that ECS describes with a ``version`` the table does not hold (``missing``, or
 ``behind``: stored version lower), the resource is described again and its description is stored in the item
-layout, with the processor's own conditional write (``attribute_not_exists(#k) OR #v < :v``), so a repair never
-lowers a stored version and loses to an event that landed meanwhile. The item is ``build_item``'s, from an
-``Event`` made of the description:
+layout, with the processor's own conditional write (``shard/writer.CONDITION``: absent, a ``version`` that is not a
+number, or a lower one), so a repair never lowers a stored version and loses to an event that landed meanwhile.
+The item is ``build_item``'s, from an ``Event`` made of the description:
 
 - ``detail`` = the API's description (DescribeTasks / DescribeContainerInstances have the fields an event's
   ``detail`` has), with timestamps written as events carry them (ISO 8601, UTC, milliseconds, ``Z``);
@@ -32,11 +32,11 @@ from processor.core.position import Position
 from processor.core.schema import TABLE_KEYS
 from processor.ops.drift import Finding, State
 from processor.ops.render import render_table
+from processor.shard.writer import CONDITION
 
 SOURCE_ATTRIBUTE = "item_source"
 SOURCE = "ecs-api"
 REPAIRABLE = (State.MISSING, State.BEHIND)
-CONDITION = "attribute_not_exists(#k) OR #v < :v"
 DESCRIBE_LIMIT = 100
 
 
@@ -114,7 +114,7 @@ def put_conditionally(ddb: Any, table: str, item: Item) -> bool:
             Item=item.attributes,
             ConditionExpression=CONDITION,
             ExpressionAttributeNames={"#k": item.key_name, "#v": "version"},
-            ExpressionAttributeValues={":v": {"N": str(item.version)}},
+            ExpressionAttributeValues={":v": {"N": str(item.version)}, ":n": {"S": "N"}},
         )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
