@@ -1,6 +1,8 @@
 # ecs-state worker: the KCL MultiLangDaemon (Java 17) running our Python record processor, as user 10001.
 # Build:  scripts/image build   (on a machine without a registry it builds the Debian base first; see there)
+#   or:   scripts/image docker-push --repository REGISTRY/NAME --tag TAG   (Docker buildx, both architectures)
 #   or:   podman build --build-arg BASE=<a Debian bookworm image> -t ecs-state-worker:dev .
+# The CLI: docker run --entrypoint ecs-state IMAGE COMMAND ... (docs/image.md).
 # Run:    the entry point is ecs-state-worker (deploy/image/ecs-state-worker): `ecs-state run` on the properties
 #         file mounted at /etc/ecs-state/worker.properties (or named by ECS_STATE_PROPERTIES), rendered at start
 #         with every KCL_<key> variable (KCL_streamName, ...) as <key>; without a file, KCL_* variables fill the
@@ -35,18 +37,20 @@ ENV VIRTUAL_ENV=/opt/ecs-state \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The runtime dependencies, read from setup.cfg's install_requires (one list) in a stage of its own: the layer
-# that downloads boto3 and the ~80 KCL jars is then reused until that list or requirements.lock changes.
+# The runtime dependencies, read from setup.cfg's install_requires and its worker extra (amazon-kclpy: the daemon's
+# jars) in a stage of its own: the layer that downloads boto3 and the ~80 KCL jars is then reused until those
+# lists or requirements.lock change.
 FROM runtime AS requirements
 COPY setup.cfg /tmp/setup.cfg
 RUN python3 -c 'import configparser; c = configparser.ConfigParser(); c.read("/tmp/setup.cfg"); \
-print(c["options"]["install_requires"].strip())' > /tmp/requirements.txt
+print(c["options"]["install_requires"].strip()); print(c["options.extras_require"]["worker"].strip())' \
+    > /tmp/requirements.txt
 
 FROM runtime
 # /run/build-ca.crt: a CA bundle the build may mount (scripts/image mounts the host's, for machines whose
 # HTTPS goes through an intercepting proxy); used only by these RUN steps, never part of the image.
-# requirements.lock is a constraint file here: install_requires and what they pull in, at the locked versions
-# (the test and bench extras in it are not installed).
+# requirements.lock is a constraint file here: install_requires, the worker extra and what they pull in, at the
+# locked versions (the test and bench extras in it are not installed).
 COPY --from=requirements /tmp/requirements.txt /tmp/build/requirements.txt
 COPY requirements.lock /tmp/build/requirements.lock
 RUN if [ -s /run/build-ca.crt ]; then export PIP_CERT=/run/build-ca.crt SSL_CERT_FILE=/run/build-ca.crt; fi \

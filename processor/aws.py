@@ -10,6 +10,12 @@ properties file. botocore alone reads only ``AWS_DEFAULT_REGION`` and the profil
 profile and exports them as ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / ``AWS_PROFILE``: every session of this
 process and every process it starts (the KCL daemon, the processors) then agrees on them. A profile that does not
 exist is a ``ConfigError`` here, not a botocore traceback later.
+
+One rule for the tables' region (``region_conflict``): the tables live where the workers write, ``regionName`` of
+their properties file. So when a command is given a properties file (``--properties`` or ``ECS_STATE_PROPERTIES``)
+whose ``regionName`` differs from the region found before it (``--region``, the environment, the profile), the
+command is refused in one line naming both (exit 2), as ``ecs-state run`` refuses it; with no other region,
+``regionName`` is the region. Every command (read, operator, setup, run) follows it.
 """
 
 from __future__ import annotations
@@ -61,6 +67,19 @@ def region_from(
     return None, "nowhere"
 
 
+def region_conflict(found: str | None, source: str, properties: Mapping[str, str], path: str | None) -> str | None:
+    """The one-line refusal when the properties file's ``regionName`` is not the region found (pure); None when
+    they agree, or the file names no region, or the region came from the file itself."""
+    wanted = properties.get("regionName")
+    if not wanted or not found or found == wanted:
+        return None
+    return (
+        f"regionName = {wanted} in {path or 'the properties file'}, but the region of this command is {found} "
+        f"(from {source}): the tables are where the workers write, in {wanted}; pass --region {wanted} (or fix "
+        f"regionName), so that this command and the workers use the same region"
+    )
+
+
 def _profile_region(profile: str | None) -> str | None:
     """The ``region`` of the profile (named, or ``AWS_PROFILE`` / default); ConfigError when a named profile does
     not exist."""
@@ -101,6 +120,9 @@ def configure(
     # the profile is read when it is named (a missing one is an error) or when it is the region's last source
     profile_region = _profile_region(profile) if profile or not (region or env_region) else None
     found, source = region_from(region, env, profile_region, props, path)
+    conflict = region_conflict(found, source, props, path)
+    if conflict:
+        raise ConfigError(conflict)
     if found:
         for name in REGION_ENV:
             env[name] = found

@@ -22,10 +22,10 @@ import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from processor.core.reducer import MAX_PENDING_ARNS, MAX_PENDING_BYTES
-from processor.core.schema import INDEX_NAMES, Index, select_indexes
+from processor.core.schema import CATALOG, INDEX_NAMES, Index, catalog_table_spec, kinds, select_indexes, table_specs
 from processor.errors import ConfigError
 
 PREFIX = "ecsState."
@@ -54,6 +54,10 @@ class Settings:
     task_table: str = "ECSTaskState"
     instance_table: str = "ECSCtrInstanceState"
     dead_letter_table: str = "ECSEventDeadLetters"
+    #: one item per cluster the processor has seen (``shard/catalog.py``): ``ecs-state clusters`` / ``sources``
+    catalog_table: str = "ECSClusterCatalog"
+    #: the read-only role of a member account that ``reconcile`` assumes for another account's cluster
+    member_read_role: str = "ecs-state-member-read"
     flush_interval_millis: int = 5000
     max_pending_arns: int = MAX_PENDING_ARNS
     max_pending_bytes: int = MAX_PENDING_BYTES
@@ -124,6 +128,12 @@ class Settings:
 
     def indexes(self) -> tuple[Index, ...]:
         return select_indexes(self.index_names())
+
+    def tables(self) -> list[tuple[str, dict[str, Any]]]:
+        """(kind, CreateTable request) of every table the processor writes: tasks, container instances, dead
+        letters, the cluster catalogue. What ``ecs-state setup`` creates and the start-up check expects."""
+        specs = table_specs(self.task_table, self.instance_table, self.dead_letter_table, self.indexes())
+        return [*zip(kinds(), specs), (CATALOG, catalog_table_spec(self.catalog_table))]
 
 
 #: settings read from a KCL key of the properties file (not ``ecsState.*``; no ``ECS_STATE_*`` variable)

@@ -42,6 +42,25 @@ class LaunchError(ConfigError):
     """The KCL daemon cannot be started (Java, jars, properties, endpoints); one line per problem."""
 
 
+#: the one line that says how to get the worker's daemon (amazon-kclpy and its KCL jars are the ``worker`` extra:
+#: ``pip install .`` alone gives the operator and read commands, without Java or the jars)
+WORKER_EXTRA_FIX = (
+    "the worker's KCL daemon is not installed here (amazon-kclpy and its jars come with the worker extra); "
+    "install it: pip install 'ecs-state[worker]' (from a checkout: pip install '.[worker]')"
+)
+
+
+def worker_extra_missing() -> str | None:
+    """``WORKER_EXTRA_FIX`` when amazon-kclpy cannot be imported, else None (nothing is imported)."""
+    from importlib.util import find_spec
+
+    try:
+        found = find_spec("amazon_kclpy") is not None
+    except ImportError:
+        found = False
+    return None if found else WORKER_EXTRA_FIX
+
+
 class WriteFailed(EcsStateError):
     """A DynamoDB request that stayed failed through a finite retry budget (the message says which and why)."""
 

@@ -17,6 +17,8 @@ Rules:
   over one partition per cluster and UTC day (``stopped_day``); indexes are sparse where only some items must be
   found (tasks placed on a container instance; tasks of a service; stopped tasks) and project keys only, or the one
   attribute a listing filters on; readers fetch the full items with BatchGetItem.
+- The cluster catalogue (``CATALOG``) is one item per cluster keyed by its ARN, with no index: the processor
+  writes it at a bounded rate (``shard/catalog.py``), the read side scans it (a few items per cluster).
 - Derived attribute names are snake_case like the other metadata, so they cannot be an ECS (camelCase) field; a
   ``detail`` field of one of those names is left out of the item all the same.
 """
@@ -30,6 +32,7 @@ from typing import Any, Mapping
 TASK = "task"
 INSTANCE = "instance"
 DEAD_LETTER = "dead-letter"
+CATALOG = "catalog"
 
 #: detail-type -> (kind, key attribute). Only these carry a per-resource ``version``.
 VERSIONED: dict[str, tuple[str, str]] = {
@@ -39,7 +42,12 @@ VERSIONED: dict[str, tuple[str, str]] = {
 #: kind -> its table's hash key
 TABLE_KEYS = {TASK: "taskArn", INSTANCE: "containerInstanceArn"}
 #: kind -> the settings field naming its table
-TABLE_SETTINGS = {TASK: "task_table", INSTANCE: "instance_table", DEAD_LETTER: "dead_letter_table"}
+TABLE_SETTINGS = {
+    TASK: "task_table",
+    INSTANCE: "instance_table",
+    DEAD_LETTER: "dead_letter_table",
+    CATALOG: "catalog_table",
+}
 
 HASH_KEY_LIMIT = 2048
 RANGE_KEY_LIMIT = 1024
@@ -84,6 +92,11 @@ OWN_TYPES = {
     "reasonCode": "S",
     "partitionKey": "S",
 }
+
+#: The cluster catalogue (``shard/catalog.py`` writes it, ``ops/catalog.py`` reads it): one item per cluster,
+#: keyed by its ARN, with these attributes (all written by the processor; ``newest_event_ms`` only ever grows).
+CATALOG_KEY = "clusterArn"
+CATALOG_ATTRIBUTES = ("clusterArn", "account", "region", "clusterName", "newestEvent", "newest_event_ms")
 
 
 @dataclass(frozen=True)
@@ -268,6 +281,16 @@ def dead_letter_table_spec(table: str) -> dict[str, Any]:
             {"AttributeName": "shardId", "AttributeType": "S"},
             {"AttributeName": "sequenceNumber", "AttributeType": "S"},
         ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def catalog_table_spec(table: str) -> dict[str, Any]:
+    """The cluster catalogue: hash key ``clusterArn`` (S), on-demand, no index (a small table; readers scan it)."""
+    return {
+        "TableName": table,
+        "KeySchema": [{"AttributeName": CATALOG_KEY, "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": CATALOG_KEY, "AttributeType": "S"}],
         "BillingMode": "PAY_PER_REQUEST",
     }
 

@@ -73,7 +73,7 @@ def _key_value(kind: str, marker: str) -> dict[str, str]:
 
 def run_canary(client: DynamoDBTransport, table: str) -> list[Step]:
     """The steps of the module docstring, in order; stops after DescribeTable when the table cannot be read."""
-    described = _attempt("DescribeTable", "ok", lambda: client.describe_table(table))
+    described = _attempt("DescribeTable", "ok", lambda: client.call("DescribeTable", {"TableName": table}))
     steps = [described]
     description = described.reply.body.get("Table") if described.reply is not None and described.reply.ok else None
     if not isinstance(description, dict):
@@ -85,7 +85,8 @@ def run_canary(client: DynamoDBTransport, table: str) -> list[Step]:
     hash_key = schema[0][0]
 
     def put(version: int, **extra: Any) -> Response:
-        return client.put_item(
+        return client.call(
+            "PutItem",
             {
                 "TableName": table,
                 "Item": {**key, "version": {"N": str(version)}},
@@ -93,7 +94,7 @@ def run_canary(client: DynamoDBTransport, table: str) -> list[Step]:
                 "ExpressionAttributeNames": {"#k": hash_key, "#v": "version"},
                 "ExpressionAttributeValues": {":v": {"N": str(version)}, ":n": {"S": "N"}},
                 **extra,
-            }
+            },
         )
 
     steps.append(_attempt("PutItem (new, conditional)", "ok", lambda: put(2)))
@@ -107,7 +108,9 @@ def run_canary(client: DynamoDBTransport, table: str) -> list[Step]:
         )
         stale = Step(stale.name, stale.expected, stale.reply, stale.verdict, note)
     steps.append(stale)
-    got = _attempt("BatchGetItem", "ok", lambda: client.batch_get_item({"RequestItems": {table: {"Keys": [key]}}}))
+    got = _attempt(
+        "BatchGetItem", "ok", lambda: client.call("BatchGetItem", {"RequestItems": {table: {"Keys": [key]}}})
+    )
     if got.reply is not None and got.reply.ok:
         items = (got.reply.body.get("Responses") or {}).get(table) or []
         versions = [item.get("version") for item in items]
@@ -118,7 +121,9 @@ def run_canary(client: DynamoDBTransport, table: str) -> list[Step]:
     refused_item = {**refused_key, "empty": {"SS": []}}  # an empty string set: DynamoDB refuses it
     steps.append(
         _attempt(
-            "PutItem (invalid item)", "record", lambda: client.put_item({"TableName": table, "Item": refused_item})
+            "PutItem (invalid item)",
+            "record",
+            lambda: client.call("PutItem", {"TableName": table, "Item": refused_item}),
         )
     )
     steps.append(
@@ -141,12 +146,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     with DynamoDBHttp.from_environment(region=getattr(args, "region", None), pool=1, timeout_s=10.0) as client:
-        proxy = client.proxy_url or "none"
-        print(
-            f"endpoint {client.endpoint_url} signed for {client.region}; proxy {proxy}; CA bundle "
-            f"{client.ca_bundle or 'system'}",
-            file=out,
-        )
+        print(client.describe(), file=out)
         steps = run_canary(client, args.table)
     for step in steps:
         print(step.line(), file=out)

@@ -10,7 +10,15 @@ Rules:
 - Stored times are compared as instants (parsed), never as text; an item whose time cannot be parsed is not in a
   time window (it is not silently placed in one).
 - Running at TIME: ``startedAt`` at or before TIME, and no ``stoppedAt`` or one after TIME.
+- The status at TIME (``status_at``, for ``tasks --at T --status S``) is read from the stored times, since only
+  the newest status is stored: STOPPED when ``stoppedAt`` is at or before TIME; else RUNNING when running at TIME;
+  else PENDING when ``createdAt`` is at or before TIME (not started yet: PROVISIONING, PENDING, ACTIVATING); else
+  the task did not exist yet. Only those three statuses can be asked at a time (``AT_STATUSES``); another is
+  refused in one line.
 - Stopped in a window: ``stoppedAt`` at or after ``since`` and at or before ``until``; listed newest first.
+- Validation, each a one-line ``ReadError`` (exit 2): a TIME between ``EARLIEST`` (2000-01-01) and a day after
+  now; a DURATION above zero and at most ``LONGEST`` (10 years); a window whose UTC days (one Query each) number
+  more than the cap (``--max-days``, default ``MAX_DAYS``; 0 lifts it).
 """
 
 from __future__ import annotations
@@ -22,6 +30,10 @@ from typing import Any, Iterable
 
 from processor.errors import ReadError
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LONGEST = timedelta(days=3650)
+MAX_DAYS = 31
+AT_STATUSES = ("PENDING", "RUNNING", "STOPPED")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -47,7 +59,51 @@ def parse_duration(text: str) -> timedelta | None:
 def parse_since(text: str, now: datetime) -> datetime:
     """A TIME, or a DURATION meaning that long before ``now`` (the window's end)."""
     duration = parse_duration(text)
-    return now - duration if duration is not None else parse_time(text)
+    return now - checked_duration("--since", text, duration) if duration is not None else parse_time(text)
+
+
+def checked_duration(flag: str, text: str, duration: timedelta | None) -> timedelta:
+    """``duration`` when it is above zero and at most ``LONGEST``; else a one-line ``ReadError``."""
+    if duration is None:
+        raise ReadError(f"{flag} {text!r} is not a duration: give a number and a unit s, m, h or d (90m, 2h, 7d)")
+    if duration <= timedelta(0) or duration > LONGEST:
+        raise ReadError(f"{flag} {text!r} is out of range: give a duration above 0 and at most {LONGEST.days}d")
+    return duration
+
+
+def parse_duration_arg(flag: str, text: str) -> timedelta:
+    """A DURATION given to ``flag``, checked (``checked_duration``)."""
+    return checked_duration(flag, text, parse_duration(text))
+
+
+def check_time(flag: str, moment: datetime, now: datetime) -> datetime:
+    """``moment`` when it is between ``EARLIEST`` and a day after ``now``; else a one-line ``ReadError``."""
+    if moment < EARLIEST or moment > now + timedelta(days=1):
+        raise ReadError(
+            f"{flag} {ecs_time(moment)} is out of range: give a time between {EARLIEST.date()} and "
+            f"{(now + timedelta(days=1)).date()}"
+        )
+    return moment
+
+
+def check_days(days: list[str], max_days: int) -> list[str]:
+    """The UTC days of a window (one Query each), refused in one line when more than ``max_days`` (0: no cap)."""
+    if max_days and len(days) > max_days:
+        raise ReadError(
+            f"the window covers {len(days)} UTC days ({days[-1]} to {days[0]}), one query each, more than "
+            f"--max-days {max_days}; narrow --since/--until, or pass --max-days {len(days)} (0: no cap)"
+        )
+    return days
+
+
+def check_at_status(status: str) -> str:
+    """A status that ``tasks --at`` can tell (``AT_STATUSES``); else a one-line ``ReadError``."""
+    if status not in AT_STATUSES:
+        raise ReadError(
+            f"--at with --status {status}: only {', '.join(AT_STATUSES)} can be told at a past time (from "
+            f"createdAt, startedAt and stoppedAt); drop --at to list the tasks whose newest status is {status}"
+        )
+    return status
 
 
 def stored_time(value: Any) -> datetime | None:
@@ -75,6 +131,21 @@ def running_at(item: dict[str, Any], moment: datetime) -> bool:
         return True
     stopped = stored_time(item.get("stoppedAt"))
     return stopped is not None and stopped > moment
+
+
+def status_at(item: dict[str, Any], moment: datetime) -> str | None:
+    """The task's status at ``moment`` (module docstring), ``None`` when it did not exist yet or its times say
+    nothing."""
+    stopped = stored_time(item.get("stoppedAt"))
+    if stopped is not None and stopped <= moment:
+        return "STOPPED"
+    if running_at(item, moment):
+        return "RUNNING"
+    created = stored_time(item.get("createdAt"))
+    started = stored_time(item.get("startedAt"))
+    if created is not None and created <= moment and (started is None or started > moment):
+        return "PENDING"
+    return None
 
 
 def stopped_between(item: dict[str, Any], since: datetime, until: datetime) -> bool:

@@ -1,6 +1,9 @@
-"""The read side: ``ecs-state get | tasks | stopped | why | instances | dead-letters``. Reads the tables the
-workers write. Every listing prints a table for people, or with ``--output json`` a JSON array of the stored items
-(compressed attributes decoded) for scripts; ``get`` and ``why`` print one item.
+"""The read side: ``ecs-state get | tasks | stopped | why | instances | dead-letters | clusters | sources``.
+Reads the tables the workers write, whichever account and region a cluster is in: ``--cluster`` is resolved
+against the cluster catalogue (``ops/catalog.py``: a name, ``ACCOUNT/REGION/NAME`` or a unique part of it, or an
+ARN); every question then works on that cluster's ARN. Every listing prints a table for people, or with
+``--output json`` a JSON array of the stored items (compressed attributes decoded) for scripts; ``get`` and
+``why`` print one item.
 
 Each question is a Query on an index (``core/schema.py``), never a Scan of a state table; the indexes project
 keys (or the one attribute a listing filters on), and the full items then come from the table by consistent
@@ -13,10 +16,12 @@ BatchGetItem. Because an index lags the table a little, every item read is check
   (``<cluster>#service:NAME``);
   ``--instance I``: ``instance-index`` on the container-instance ARN (an EC2 instance id is first resolved through
   the instance table's ``ec2-instance-index``; a container-instance id is made an ARN with the cluster's).
-  ``--at TIME`` keeps the tasks running at TIME (``questions.running_at``).
+  ``--at TIME`` keeps the tasks running at TIME, or in ``--status`` at TIME (``questions.status_at``; the index is
+  then not filtered on the newest status).
 - ``stopped --cluster C [--service NAME] [--since TIME|DURATION] [--until TIME]``: ``stopped-index``, one Query
   per UTC day of the window (newest first), ``stoppedAt`` in the window; ``--service`` filters on the projected
-  ``group``. A DURATION as ``--since`` counts back from ``--until`` (default now); default window: 24 hours.
+  ``group``. A DURATION as ``--since`` counts back from ``--until`` (default now); default window: 24 hours; a
+  window of more than ``--max-days`` days is refused (``questions.check_days``).
 - ``why TASK``: GetItem of the task (an id is made an ARN with ``--cluster``) and its story (``questions.story``).
 - ``instances --cluster C`` scans the instance table with a filter on ``clusterArn`` (one item per container
   instance, a small table).
@@ -25,6 +30,7 @@ BatchGetItem. Because an index lags the table a little, every item read is check
 
 The pure formatting is in ``ops/render.py``, the pure time and story rules in ``ops/questions.py``; this module
 holds the thin DynamoDB reads (boto3 paginators, BatchGetItem with retries of unprocessed keys) and the commands.
+Errors are raised (``ReadError``, ``ConfigError``, botocore's): ``cli.main`` alone maps them to exit codes.
 """
 
 from __future__ import annotations
@@ -46,14 +52,14 @@ from processor.core.schema import (
     cluster_service,
     stopped_day,
 )
-from processor.errors import ReadError, describe
-from processor.ops import questions
+from processor.errors import ReadError
+from processor.ops import catalog, questions
 from processor.ops.batch_get import batch_get
+from processor.ops.catalog import resolve_cluster
 from processor.ops.render import (
     OUTPUTS,
     LowItem,
     arn_kind,
-    cluster_arn,
     dead_letter_groups,
     dead_letter_view,
     decode_item,
@@ -67,6 +73,10 @@ from processor.ops.render import (
 )
 
 DEFAULT_STOPPED_WINDOW = "24h"
+CLUSTER_HELP = (
+    "cluster: its name, ACCOUNT/REGION/NAME (or REGION/NAME, ACCOUNT/NAME), or its ARN, resolved against the "
+    "cluster catalogue; a name several clusters share is refused with the candidates"
+)
 
 
 # -------------------------------------------------------------------------------------------------- I/O part
@@ -91,7 +101,7 @@ def index_keys(
     index: Index,
     hash_value: str,
     range_between: tuple[str, str] | None = None,
-    where: dict[str, str] | None = None,
+    where: dict[str, str | None] | None = None,
     newest_first: bool = False,
 ) -> list[dict[str, Any]]:
     """Every entry (keys and projected attributes, low-level) of one index partition: a Query on the hash key,
@@ -169,33 +179,36 @@ def find_tasks(
     """``ecs-state tasks``: the stored tasks of a cluster, by instance, service or the whole cluster, that match
     every condition given."""
     group = questions.service_group(service) if service else None
+    now = time.time() if now is None else now
+    moment = questions.check_time("--at", questions.parse_time(at), _utc(now)) if at else None
+    if moment is not None and status:
+        questions.check_at_status(status)
+    current = None if moment is not None else status  # with --at, the status asked is the one at that time
     if instance:
         places = container_instance_arns(ddb, instance_table, cluster, instance)
         arns = [
             it["taskArn"]["S"]
             for place in places
-            for it in index_keys(ddb, task_table, INSTANCE_INDEX, place, where={"lastStatus": status})
+            for it in index_keys(ddb, task_table, INSTANCE_INDEX, place, where={"lastStatus": current})
         ]
     elif group:
         arns = [
             it["taskArn"]["S"]
             for it in index_keys(
-                ddb, task_table, SERVICE_INDEX, cluster_service(cluster, group), where={"lastStatus": status}
+                ddb, task_table, SERVICE_INDEX, cluster_service(cluster, group), where={"lastStatus": current}
             )
         ]
     else:
-        arns = task_arns_in_cluster(ddb, task_table, cluster, status)
+        arns = task_arns_in_cluster(ddb, task_table, cluster, current)
         places = None
-    moment = questions.parse_time(at) if at else None
-    now = time.time() if now is None else now
     items = [
         it
         for it in read_tasks(ddb, task_table, arns)
         if it.get("clusterArn") == cluster
-        and (not status or it.get("lastStatus") == status)
+        and (not current or it.get("lastStatus") == current)
         and (not group or it.get("group") == group)
-        and (not instance or it.get("containerInstanceArn") in places)
-        and (moment is None or questions.running_at(it, moment))
+        and (not instance or it.get("containerInstanceArn") in (places or ()))
+        and (moment is None or questions.status_at(it, moment) == (status or "RUNNING"))
         and (include_expired or not is_expired(it, now))
     ]
     return sort_tasks(items)
@@ -209,19 +222,23 @@ def find_stopped(
     until: str | None = None,
     service: str | None = None,
     now: datetime | None = None,
+    max_days: int = questions.MAX_DAYS,
 ) -> list[dict[str, Any]]:
-    """``ecs-state stopped``: the tasks of a cluster (or one service) that stopped in the window, newest first."""
+    """``ecs-state stopped``: the tasks of a cluster (or one service) that stopped in the window, newest first.
+    A window of more than ``max_days`` UTC days (0: no cap) is refused."""
     now = now or datetime.now(timezone.utc)
-    end = questions.parse_time(until) if until else now
+    end = questions.check_time("--until", questions.parse_time(until), now) if until else now
     start = questions.parse_since(since or DEFAULT_STOPPED_WINDOW, end)  # a DURATION counts back from the end
+    questions.check_time("--since", start, now)
     if start > end:
         raise ReadError(f"--since ({questions.ecs_time(start)}) is after --until ({questions.ecs_time(end)})")
+    days = questions.check_days(questions.days_between(start, end), max_days)
     group = questions.service_group(service) if service else None
     # the key condition compares text: widen by a second, then decide on the parsed times
     between = (questions.ecs_time(start - timedelta(seconds=1)), questions.ecs_time(end + timedelta(seconds=1)))
     arns = [
         it["taskArn"]["S"]
-        for day in questions.days_between(start, end)
+        for day in days
         for it in index_keys(
             ddb,
             table,
@@ -280,18 +297,8 @@ def dead_letters(ddb: Any, table: str, shard: str | None) -> list[list[dict[str,
     return sorted(dead_letter_groups(items), key=lambda g: (g[0]["shardId"], sequence_key(g[0]["sequenceNumber"])))
 
 
-def resolve_cluster(cluster: str) -> str:
-    """A cluster name -> its ARN in this account and region (STS GetCallerIdentity needs no permission)."""
-    if cluster.startswith("arn:"):
-        return cluster
-    import boto3
-
-    session = boto3.session.Session()
-    region = session.region_name
-    if not region:
-        raise ReadError("no AWS region configured: set AWS_REGION (or pass the cluster's full ARN)")
-    account = _client("sts").get_caller_identity()["Account"]
-    return cluster_arn(cluster, session.get_partition_for_region(region), region, account)
+def _utc(epoch_s: float) -> datetime:
+    return datetime.fromtimestamp(epoch_s, timezone.utc)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
@@ -323,16 +330,18 @@ def register(subparsers: Any) -> None:
         description=f"Query an index ({CLUSTER_INDEX.name}; {SERVICE_INDEX.name} with --service; "
         f"{INSTANCE_INDEX.name} with --instance), then read the items from the table.",
     )
-    tasks.add_argument("--cluster", required=True, help="cluster name or ARN")
+    tasks.add_argument("--cluster", required=True, help=CLUSTER_HELP)
     place = tasks.add_mutually_exclusive_group()
     place.add_argument("--instance", help="container-instance ARN or id, or EC2 instance id (i-...)")
     place.add_argument("--service", help="service name: the tasks whose group is service:NAME")
-    tasks.add_argument("--status", help="lastStatus, e.g. RUNNING, PENDING, STOPPED")
+    tasks.add_argument(
+        "--status", help="lastStatus, e.g. RUNNING, PENDING, STOPPED; with --at, the status at that time"
+    )
     tasks.add_argument(
         "--at",
         metavar="TIME",
-        help="only tasks running at TIME (ISO 8601, e.g. 2026-11-27T09:07:00.000Z): startedAt at or "
-        "before it, and no stoppedAt or a later one",
+        help="the tasks that were in --status (default RUNNING: startedAt at or before TIME, no stoppedAt or a "
+        "later one) at TIME (ISO 8601, e.g. 2026-11-27T09:07:00.000Z); --status PENDING, RUNNING or STOPPED",
     )
     tasks.add_argument(
         "--include-expired",
@@ -347,7 +356,7 @@ def register(subparsers: Any) -> None:
         help="the tasks that stopped in a time window, newest first, with stop codes and exit codes",
         description=f"Query {STOPPED_INDEX.name} (one Query per UTC day of the window), then read the items.",
     )
-    stopped.add_argument("--cluster", required=True, help="cluster name or ARN")
+    stopped.add_argument("--cluster", required=True, help=CLUSTER_HELP)
     stopped.add_argument("--service", help="service name: only tasks whose group is service:NAME")
     stopped.add_argument(
         "--since",
@@ -356,6 +365,13 @@ def register(subparsers: Any) -> None:
         f"7d (default {DEFAULT_STOPPED_WINDOW})",
     )
     stopped.add_argument("--until", metavar="TIME", help="window end (default now)")
+    stopped.add_argument(
+        "--max-days",
+        type=int,
+        default=questions.MAX_DAYS,
+        metavar="N",
+        help=f"refuse a window of more than N UTC days, one query each (default {questions.MAX_DAYS}; 0: no cap)",
+    )
     _common(stopped)
     stopped.set_defaults(func=run, readside="stopped")
 
@@ -365,7 +381,7 @@ def register(subparsers: Any) -> None:
         description="Read one task (GetItem) and tell where and when it ran and why it stopped, in plain words.",
     )
     why.add_argument("task", help="task ARN, or task id with --cluster")
-    why.add_argument("--cluster", help="cluster name or ARN (needed for a task id)")
+    why.add_argument("--cluster", help=CLUSTER_HELP + " (needed for a task id)")
     _common(why)
     why.set_defaults(func=run, readside="why")
 
@@ -375,7 +391,7 @@ def register(subparsers: Any) -> None:
         description="Scan the container-instance table with a filter on clusterArn: it has no index on the "
         "cluster, so this reads the whole (small) table.",
     )
-    instances.add_argument("--cluster", required=True, help="cluster name or ARN")
+    instances.add_argument("--cluster", required=True, help=CLUSTER_HELP)
     _common(instances)
     instances.set_defaults(func=run, readside="instances")
 
@@ -391,78 +407,77 @@ def register(subparsers: Any) -> None:
     _common(letters)
     letters.set_defaults(func=run, readside="dead-letters")
 
+    catalog.register(subparsers, _common)
+    for name in ("clusters", "sources"):
+        subparsers.choices[name].set_defaults(func=run)
+
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    """One read command; every error is raised (``cli.main`` maps it to its exit code and one line)."""
     from processor.config import load_settings
-    from processor.errors import ConfigError
 
     out = out or sys.stdout
-    try:
-        settings = load_settings(getattr(args, "properties", None))
-        ddb = _client("dynamodb")
-        if args.readside == "get":
-            kind = arn_kind(args.arn)
-            table, key = (
-                (settings.task_table, "taskArn")
-                if kind == "task"
-                else (settings.instance_table, "containerInstanceArn")
+    settings = load_settings(getattr(args, "properties", None))
+    ddb = _client("dynamodb")
+
+    def cluster_of(text: str) -> str:
+        return resolve_cluster(ddb, settings.catalog_table, text)
+
+    if args.readside in ("clusters", "sources"):
+        return catalog.run(args, ddb, settings, out)
+    if args.readside == "get":
+        kind = arn_kind(args.arn)
+        table, key = (
+            (settings.task_table, "taskArn") if kind == "task" else (settings.instance_table, "containerInstanceArn")
+        )
+        item = get_item(ddb, table, key, args.arn)
+        if item is None:
+            print(f"ecs-state get: {args.arn} is not in table {table}", file=sys.stderr)
+            return 1
+        decoded = decode_item(item, raw=args.raw)
+        if is_expired(decoded, time.time()):
+            print(
+                f"ecs-state get: note: this item expired at {decoded['expires_at']} (TTL) and is only "
+                f"waiting for DynamoDB to delete it",
+                file=sys.stderr,
             )
-            item = get_item(ddb, table, key, args.arn)
-            if item is None:
-                print(f"ecs-state get: {args.arn} is not in table {table}", file=sys.stderr)
-                return 1
-            decoded = decode_item(item, raw=args.raw)
-            if is_expired(decoded, time.time()):
-                print(
-                    f"ecs-state get: note: this item expired at {decoded['expires_at']} (TTL) and is only "
-                    f"waiting for DynamoDB to delete it",
-                    file=sys.stderr,
-                )
-            out.write(to_json(decoded) + "\n" if args.output == "json" else render_item_table(decoded))
-        elif args.readside == "tasks":
-            cluster = resolve_cluster(args.cluster)
-            items = find_tasks(
-                ddb,
-                settings.task_table,
-                settings.instance_table,
-                cluster,
-                status=args.status,
-                service=args.service,
-                instance=args.instance,
-                at=args.at,
-                include_expired=args.include_expired,
-            )
-            out.write(render("task", items, args.output))
-        elif args.readside == "stopped":
-            cluster = resolve_cluster(args.cluster)
-            items = find_stopped(ddb, settings.task_table, cluster, args.since, args.until, args.service)
-            out.write(render("stopped", items, args.output))
-        elif args.readside == "why":
-            arn = questions.task_arn(args.task, resolve_cluster(args.cluster) if args.cluster else None)
-            item = get_item(ddb, settings.task_table, "taskArn", arn)
-            if item is None:
-                print(f"ecs-state why: {arn} is not in table {settings.task_table}", file=sys.stderr)
-                return 1
-            decoded = decode_item(item)
-            told = questions.story(decoded)
-            out.write(
-                to_json({"item": decoded, "story": [{"label": label, "text": text} for label, text in told.lines]})
-                + "\n"
-                if args.output == "json"
-                else questions.render_story(told)
-            )
-        elif args.readside == "instances":
-            cluster = resolve_cluster(args.cluster)
-            out.write(render("instance", instances_in_cluster(ddb, settings.instance_table, cluster), args.output))
-        else:
-            groups = dead_letters(ddb, settings.dead_letter_table, args.shard)
-            out.write(render("dead-letter", [dead_letter_view(g, args.with_data) for g in groups], args.output))
-        return 0
-    except (ReadError, ConfigError) as exc:
-        print(f"ecs-state {args.readside}: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"ecs-state {args.readside}: {describe(exc)}", file=sys.stderr)
-        return 2
+        out.write(to_json(decoded) + "\n" if args.output == "json" else render_item_table(decoded))
+    elif args.readside == "tasks":
+        items = find_tasks(
+            ddb,
+            settings.task_table,
+            settings.instance_table,
+            cluster_of(args.cluster),
+            status=args.status,
+            service=args.service,
+            instance=args.instance,
+            at=args.at,
+            include_expired=args.include_expired,
+        )
+        out.write(render("task", items, args.output))
+    elif args.readside == "stopped":
+        cluster = cluster_of(args.cluster)
+        items = find_stopped(
+            ddb, settings.task_table, cluster, args.since, args.until, args.service, max_days=args.max_days
+        )
+        out.write(render("stopped", items, args.output))
+    elif args.readside == "why":
+        arn = questions.task_arn(args.task, cluster_of(args.cluster) if args.cluster else None)
+        item = get_item(ddb, settings.task_table, "taskArn", arn)
+        if item is None:
+            print(f"ecs-state why: {arn} is not in table {settings.task_table}", file=sys.stderr)
+            return 1
+        decoded = decode_item(item)
+        told = questions.story(decoded)
+        out.write(
+            to_json({"item": decoded, "story": [{"label": label, "text": text} for label, text in told.lines]}) + "\n"
+            if args.output == "json"
+            else questions.render_story(told)
+        )
+    elif args.readside == "instances":
+        cluster = cluster_of(args.cluster)
+        out.write(render("instance", instances_in_cluster(ddb, settings.instance_table, cluster), args.output))
+    else:
+        groups = dead_letters(ddb, settings.dead_letter_table, args.shard)
+        out.write(render("dead-letter", [dead_letter_view(g, args.with_data) for g in groups], args.output))
+    return 0

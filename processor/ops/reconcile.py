@@ -1,4 +1,5 @@
-"""``ecs-state reconcile --cluster C``: compare what ECS reports now with what the tables hold; exit 1 on drift.
+"""``ecs-state reconcile --cluster C`` (or ``--all-clusters``: each cluster ListClusters gives, one after the other):
+compare what ECS reports now with what the tables hold; exit 1 on drift.
 
 ECS side: ListTasks for each desired status (RUNNING, PENDING, STOPPED; ECS keeps stopped tasks listable for about
 an hour) + DescribeTasks, and ListContainerInstances for each status + DescribeContainerInstances. Table side: the
@@ -24,6 +25,10 @@ unverified match for a verified one.
 
 Events reach the table seconds after ECS changes state, so a single look can show drift that is only in flight:
 ``--wait SECONDS`` re-checks the drifting resources (only those) until they agree or the time is up.
+
+The cluster may be in any account and region: ``--cluster`` is resolved against the cluster catalogue
+(``ops/catalog.py``), and ECS is read in the cluster's region, through the member account's read-only role when
+it is another account (``ops/member.py``); the tables read and repaired are always the central ones.
 
 ``--repair`` then stores the API's description of every ``missing`` / ``behind`` resource ECS describes with a
 version, with the processor's conditional write (``ops/repair.py``), and reports each repair; the exit code is
@@ -71,11 +76,12 @@ def _chunks(values: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 
 
 def resolve_cluster(ecs: Any, cluster: str) -> str:
+    """The cluster's ARN as ECS (in the cluster's account and region) knows it; ``ReadError`` when it does not."""
     reply = ecs.describe_clusters(clusters=[cluster])
     found = reply.get("clusters", [])
     if not found:
         reasons = "; ".join(f"{f.get('arn')}: {f.get('reason')}" for f in reply.get("failures", []))
-        raise ReadError(f"ECS does not know cluster {cluster!r} in this account and region ({reasons or 'no reply'})")
+        raise ReadError(f"ECS does not know cluster {cluster!r} in that account and region ({reasons or 'no reply'})")
     return str(found[0]["clusterArn"])
 
 
@@ -107,11 +113,11 @@ def live_instances(ecs: Any, cluster: str, arns: Sequence[str] | None = None) ->
     return seen_from_ecs(described, "containerInstanceArn", "status")
 
 
-_TASK_PROJECTION = {
+_TASK_PROJECTION: dict[str, Any] = {
     "ProjectionExpression": "#k, #v, #s",
     "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version", "#s": "lastStatus"},
 }
-_INSTANCE_PROJECTION = {
+_INSTANCE_PROJECTION: dict[str, Any] = {
     "ProjectionExpression": "#k, #v, #s",
     "ExpressionAttributeNames": {"#k": "containerInstanceArn", "#v": "version", "#s": "status"},
 }
@@ -225,7 +231,18 @@ def register(subparsers: Any) -> None:
         description="List the cluster's tasks and container instances in ECS, compare each one's version with "
         "the stored item's, report drift. Exit 0: no drift; 1: drift; 2: error.",
     )
-    parser.add_argument("--cluster", required=True, help="cluster name or ARN")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--cluster",
+        help="cluster: its name, ACCOUNT/REGION/NAME (or a unique part of it) or ARN; another account's cluster "
+        "is read through that account's read-only role (ecsState.memberReadRole)",
+    )
+    which.add_argument(
+        "--all-clusters",
+        action="store_true",
+        help="every cluster of the caller's account in this region (ListClusters), one after the other: with "
+        "--repair, seeds new tables with what already runs",
+    )
     parser.add_argument(
         "--wait",
         type=float,
@@ -251,20 +268,35 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
+def list_clusters(ecs: Any) -> list[str]:
+    """Every cluster ARN of the account in the client's region (ListClusters, all pages)."""
+    return sorted(arn for page in ecs.get_paginator("list_clusters").paginate() for arn in page.get("clusterArns", []))
 
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """One cluster (``--cluster``, of any account) or each of the caller's account's (``--all-clusters``): the
+    report (and the repairs) of each, one after the other; drift left anywhere is exit 1. Errors are raised
+    (``cli.main`` maps them to exit codes); what was done before one stays done."""
     from processor.aws import client
     from processor.config import load_settings
-    from processor.errors import ConfigError, describe
+    from processor.ops.catalog import resolve_cluster as from_catalog
+    from processor.ops.member import ecs_for_cluster
     from processor.ops.repair import repair, repairs_json, repairs_table, unresolved
 
     out = out or sys.stdout
-    repairs = None
-    try:
-        settings = load_settings(getattr(args, "properties", None))
-        ecs, ddb = client("ecs"), client("dynamodb")
-        cluster = resolve_cluster(ecs, args.cluster)
+    reports: list[dict[str, Any]] = []
+    drift_left = False
+    settings = load_settings(getattr(args, "properties", None))
+    ddb = client("dynamodb")
+    if getattr(args, "all_clusters", False):
+        own = client("ecs")
+        targets: list[tuple[Any, str]] = [(own, arn) for arn in list_clusters(own)]
+    else:
+        named = from_catalog(ddb, settings.catalog_table, args.cluster)
+        ecs, _ = ecs_for_cluster(named, settings.member_read_role)
+        targets = [(ecs, resolve_cluster(ecs, named))]
+    for ecs, cluster in targets:
+        repairs = None
         findings = reconcile(ecs, ddb, settings.task_table, settings.instance_table, cluster, args.wait)
         if getattr(args, "repair", False):
             repairs = repair(
@@ -275,20 +307,20 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 findings,
                 settings.task_retention_hours,
             )
-    except (ReadError, ConfigError) as exc:
-        print(f"ecs-state reconcile: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"ecs-state reconcile: {describe(exc)}", file=sys.stderr)
-        return 2
-    left = [f for f in findings if f.drift] if repairs is None else unresolved(findings, repairs)
+        left = [f for f in findings if f.drift] if repairs is None else unresolved(findings, repairs)
+        drift_left = drift_left or bool(left)
+        if args.output == "json":
+            report = json.loads(report_json(cluster, findings, args.all))
+            if repairs is not None:
+                report.update(repairs=repairs_json(repairs), unresolved=len(left))
+            reports.append(report)
+        else:
+            out.write(report_table(cluster, findings, args.all))
+            if repairs is not None:
+                out.write(repairs_table(repairs, len(left)))
     if args.output == "json":
-        report = json.loads(report_json(cluster, findings, args.all))
-        if repairs is not None:
-            report.update(repairs=repairs_json(repairs), unresolved=len(left))
-        out.write(json.dumps(report, indent=2) + "\n")
-    else:
-        out.write(report_table(cluster, findings, args.all))
-        if repairs is not None:
-            out.write(repairs_table(repairs, len(left)))
-    return 1 if left else 0
+        document: Any = {"clusters": reports} if getattr(args, "all_clusters", False) else reports[0]
+        out.write(json.dumps(document, indent=2) + "\n")
+    elif getattr(args, "all_clusters", False) and not targets:
+        out.write("no cluster in this account and region\n")
+    return 1 if drift_left else 0

@@ -1,5 +1,5 @@
-"""``ecs-state setup``: create the state and dead-letter tables, or bring existing ones up to date, idempotently.
-The processor never creates tables.
+"""``ecs-state setup``: create the state, dead-letter and cluster-catalogue tables, or bring existing ones up to
+date, idempotently. The processor never creates tables.
 
 Rules:
 - A missing table is created with the schema (``core/schema.py``), the read indexes ``ecsState.readIndexes``
@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from processor import aws, logs
 from processor.config import Settings, load_settings
-from processor.core.schema import OWN_TYPES, TASK, Index, index_attributes, kinds, table_specs
+from processor.core.schema import OWN_TYPES, TASK, Index, index_attributes
 from processor.errors import ConfigError
 
 WAIT_SECONDS = 3600.0
@@ -152,8 +152,8 @@ def ensure_tables(
         changes.append(line)
         say(line)
 
-    specs = table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table, indexes)
-    for spec in specs:
+    tables = settings.tables()
+    for _, spec in tables:
         try:
             client.create_table(**spec)
             created.append(spec["TableName"])
@@ -168,7 +168,7 @@ def ensure_tables(
         if wait:
             _wait_table(client, name)
     added_task_index = False
-    for kind, spec in zip(kinds(), specs):
+    for kind, spec in tables:
         name = spec["TableName"]
         if name in created or kind not in (TASK, "instance"):
             continue
@@ -225,9 +225,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "setup",
         help="create the tables, or add what existing ones lack (idempotent, online)",
-        description="Create the state and dead-letter tables; on existing tables (e.g. the documented Lambda's) "
-        "add the missing read indexes one at a time (UpdateTable, online) and the TTL when configured. "
-        "Never deletes or recreates a table.",
+        description="Create the state, dead-letter and cluster-catalogue tables; on existing tables (e.g. the "
+        "documented Lambda's) add the missing read indexes one at a time (UpdateTable, online) and the TTL "
+        "when configured. Never deletes or recreates a table.",
     )
     parser.add_argument("--properties", help="properties file with ecsState.* keys (default: defaults)")
     parser.add_argument(
@@ -252,9 +252,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(line, file=out, flush=True)
 
     changes = ensure_tables(settings, wait=not args.no_wait, force_backfill=args.backfill, say=say)
+    names = [str(spec["TableName"]) for _, spec in settings.tables()]
     if not changes:
-        say(f"tables up to date: {settings.task_table}, {settings.instance_table}, {settings.dead_letter_table}")
-    logs.log(
-        "setup", changes=changes, tables=[settings.task_table, settings.instance_table, settings.dead_letter_table]
-    )
+        say(f"tables up to date: {', '.join(names)}")
+    logs.log("setup", changes=changes, tables=names)
     return 0

@@ -1,4 +1,5 @@
-"""A minimal HTTP/1.1 client connection and a pool of them: the transport under ``DynamoDBHttp``.
+"""A pool of kept-alive HTTP/1.1 connections to one host, direct or through an http proxy: the sockets under the
+DynamoDB client (``shard/dynamodb_http.py``). Framing is ``shard/http_framing.py``'s; this module owns the sockets.
 
 Why our own: on the writer's hot path a conditional ``PutItem`` is one small POST and one small JSON reply over a
 kept-alive connection. urllib3 (and http.client under it) spend several times the CPU of the socket work on
@@ -7,22 +8,23 @@ figures); this module does only what a DynamoDB request needs.
 
 Rules:
 - A request is one ``sendall`` of the head and the body together (no Nagle / delayed-ACK stall, no
-  ``Expect: 100-continue``). The caller's headers go as given; ``Content-Length`` is added here.
-- A reply is read whole: status line, headers (names lower-cased), then a body framed by
-  ``Transfer-Encoding: chunked``, by ``Content-Length``, or (neither) by the server closing the connection.
-  Interim 1xx replies are skipped. Heads over ``MAX_HEAD`` bytes and malformed framing (a status line that is not
-  ``HTTP/1.x NNN``, a ``Content-Length`` or chunk size that is not plain ASCII digits) are ``ProtocolError``; so
-  is any other exception while reading a reply: whatever goes wrong here is never taken as the request's fault.
-- A connection is kept for the next request unless the reply said ``Connection: close``, was HTTP/1.0 without
-  ``keep-alive``, was framed by the close, or anything failed mid-way (then it is closed, never reused).
+  ``Expect: 100-continue``). The caller's headers go as given; ``Content-Length`` is added here. The reply is
+  read by a fresh ``ReplyReader`` fed from ``recv``; whatever the bytes, a bad reply is ``ProtocolError``, and
+  so is any other exception while reading it: whatever goes wrong here is never taken as the request's fault.
+- A connection is kept for the next request only if the reply allows it (``Reply.keep_alive``), nothing came
+  beyond the reply, and nothing failed mid-way (then it is closed, never reused).
 - Before an idle connection is reused it is polled (``poll``, not ``select``: descriptors past 1024 work): one the
-  server closed (or that holds unread bytes) is dropped and another taken or opened, so a server's idle timeout
-  never costs a failed request.
-- Through a ``Proxy``: connections go to the proxy; for ``https`` each is a ``CONNECT host:port`` tunnel (TLS
-  inside it, verified against the target's name, and kept alive like a direct connection); for ``http`` the
-  caller writes the request line in absolute form and the pool keeps no connection (``keep_alive=False``: proxies
-  such as tinyproxy close a client connection after each reply without saying so). A proxy that cannot be
-  reached or refuses the tunnel is ``ConnectFailed`` (the request was not sent).
+  server closed (or that sent something unasked) is dropped and another taken or opened, so a server's idle
+  timeout never costs a failed request.
+- Proxies are owned here: :meth:`Proxy.from_url` parses the proxy URL botocore chose (``HTTP(S)_PROXY``); one
+  that is not ``http://[user:password@]host[:port][/]`` (another scheme, which botocore turns into
+  ``http://socks5://...``, a bad port, a path) is a ``ConfigError`` naming the variable, never a traceback. Its user and
+  password go as ``Proxy-Authorization: Basic`` and are never shown: :func:`redact_url` hides the user-info of
+  any URL in what is logged, raised or printed. Connections go to the proxy; for ``https`` each is a
+  ``CONNECT host:port`` tunnel (TLS inside it, verified against the target's name, kept alive like a direct
+  connection); for ``http`` the request line goes in absolute form with ``Connection: close`` and no connection
+  is kept (proxies such as tinyproxy close a client connection after each reply without saying so). A proxy
+  that cannot be reached or refuses the tunnel is ``ConnectFailed`` (the request was not sent).
 - Every socket operation has the pool's timeout: ``socket.timeout`` surfaces as ``ConnectTimeout`` (no request
   sent) or ``ReadTimeout`` (the request may have been applied). Failing to connect at all is
   ``ConnectFailed``; a TLS handshake failure is ``TlsFailed``; a reset or EOF mid-reply is ``ProtocolError``.
@@ -33,18 +35,38 @@ Rules:
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-MAX_HEAD = 64 * 1024
+from processor.errors import ConfigError
+from processor.shard.http_framing import HttpError, ProtocolError, Reply, ReplyReader
+
+__all__ = [
+    "ConnectFailed",
+    "ConnectTimeout",
+    "ConnectionPool",
+    "HttpError",
+    "ProtocolError",
+    "Proxy",
+    "ReadTimeout",
+    "Reply",
+    "TlsFailed",
+    "redact_url",
+]
+
 _CHUNK = 65536
+_USER_INFO = re.compile(r"//[^\s]*@")
 
 
-class HttpError(OSError):
-    """No usable reply (the base of this module's errors)."""
+def redact_url(url: str) -> str:
+    """``url`` with any user-info (``user:password@``) replaced by ``***@``; safe on text that does not parse
+    (everything from ``//`` to the last ``@`` before a blank goes)."""
+    return _USER_INFO.sub("//***@", url)
 
 
 class ConnectFailed(HttpError):
@@ -63,37 +85,43 @@ class ReadTimeout(HttpError):
     """Sending or waiting for the reply timed out: the request may have been applied."""
 
 
-class ProtocolError(HttpError):
-    """The connection broke or the reply was not HTTP: the request may have been applied."""
-
-
 @dataclass(frozen=True)
 class Proxy:
-    """An http proxy: where to connect, and the headers it wants (``Proxy-Authorization``)."""
+    """An http proxy: where to connect, and the headers it wants (``Proxy-Authorization``, never shown)."""
 
     host: str
     port: int
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_url(cls, url: str | None, variable: str, headers: dict[str, str] | None = None) -> Proxy | None:
+        """The proxy of ``url`` (None: direct) with the headers botocore derived for it (its user and password
+        as ``Proxy-Authorization``); ``variable`` names where the URL came from, for the error."""
+        if not url:
+            return None
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname or "", parts.port or 80
+        except ValueError as exc:  # a bad port, an unclosed IPv6 bracket...
+            raise ConfigError(
+                f"proxy {redact_url(url)!r} ({variable}) is not a valid URL ({redact_url(str(exc))}); "
+                f"use http://host:port, or list the endpoint in NO_PROXY"
+            ) from None
+        if parts.scheme != "http" or not host or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigError(
+                f"proxy {redact_url(url)!r} ({variable}) is not an http:// proxy URL; the DynamoDB client "
+                f"tunnels TLS through a plain http proxy only: use http://host:port, or list the endpoint in NO_PROXY"
+            )
+        return cls(host, port, dict(headers or {}))
 
 
 _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
-def _is_digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
-@dataclass(frozen=True, slots=True)
-class HttpReply:
-    status: int
-    headers: dict[str, str]  # names lower-cased
-    data: bytes
-
-
 class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = b""
+        self._poller: select.poll | None = None  # made at the first idle check, then kept
 
     def close(self) -> None:
         try:
@@ -103,94 +131,23 @@ class _Connection:
 
     def dropped(self) -> bool:
         """True when the server closed this idle connection (or sent something unasked)."""
-        if self.buffer:
-            return True
         try:
-            poller = select.poll()
-            poller.register(self.sock, _POLL_EVENTS)
-            return bool(poller.poll(0))
+            if self._poller is None:
+                self._poller = select.poll()
+                self._poller.register(self.sock, _POLL_EVENTS)
+            return bool(self._poller.poll(0))
         except (OSError, ValueError):
             return True
 
-    def _fill(self) -> bool:
-        data = self.sock.recv(_CHUNK)
-        self.buffer += data
-        return bool(data)
-
-    def _read_until(self, marker: bytes, limit: int) -> bytes:
+    def exchange(self, request: bytes, *, body: bool = True) -> tuple[Reply, bytes]:
+        """Send one request, read its reply: (reply, any bytes that came beyond it)."""
+        self.sock.sendall(request)
+        reader = ReplyReader(body=body)
         while True:
-            end = self.buffer.find(marker)
-            if end >= 0:
-                line, self.buffer = self.buffer[:end], self.buffer[end + len(marker) :]
-                return line
-            if len(self.buffer) > limit:
-                raise ProtocolError(f"reply head longer than {limit} bytes")
-            if not self._fill():
-                raise ProtocolError("connection closed before the reply was complete")
-
-    def _read_exactly(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            if not self._fill():
-                raise ProtocolError(f"connection closed {n - len(self.buffer)} bytes before the end of the body")
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-    def _read_to_close(self) -> bytes:
-        while self._fill():
-            pass
-        data, self.buffer = self.buffer, b""
-        return data
-
-    def _read_chunked(self) -> bytes:
-        parts = []
-        while True:
-            size_line = self._read_until(b"\r\n", MAX_HEAD)
-            digits = size_line.split(b";", 1)[0].strip()
-            if not digits or digits.strip(b"0123456789abcdefABCDEF"):
-                raise ProtocolError(f"bad chunk size {size_line[:40]!r}")
-            size = int(digits, 16)
-            if size == 0:
-                while self._read_until(b"\r\n", MAX_HEAD):  # trailers, up to the empty line
-                    pass
-                return b"".join(parts)
-            parts.append(self._read_exactly(size))
-            if self._read_exactly(2) != b"\r\n":
-                raise ProtocolError("chunk not followed by CRLF")
-
-    def read_head(self) -> tuple[str, int, dict[str, str]]:
-        """One reply head: (HTTP version, status, headers with lower-cased names)."""
-        status_line, _, fields = self._read_until(b"\r\n\r\n", MAX_HEAD).decode("latin-1").partition("\r\n")
-        parts = status_line.split(" ", 2)
-        if len(parts) < 2 or parts[0] not in ("HTTP/1.0", "HTTP/1.1") or len(parts[1]) != 3 or not _is_digits(parts[1]):
-            raise ProtocolError(f"not an HTTP reply: {status_line[:80]!r}")
-        headers: dict[str, str] = {}
-        for line in fields.split("\r\n") if fields else ():
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise ProtocolError(f"bad header line {line[:80]!r}")
-            headers[name.strip().lower()] = value.strip()
-        return parts[0], int(parts[1]), headers
-
-    def exchange(self, head: bytes, body: bytes) -> tuple[HttpReply, bool]:
-        """Send one request, read its reply: (reply, whether the connection may be reused)."""
-        self.sock.sendall(head + body)
-        while True:
-            version, status, headers = self.read_head()
-            if status >= 200 or status == 101:
-                break  # 1xx interim replies are skipped
-        connection = headers.get("connection", "").lower()
-        reusable = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            data = self._read_chunked()
-        elif "content-length" in headers:
-            if not _is_digits(headers["content-length"]):
-                raise ProtocolError(f"bad Content-Length {headers['content-length']!r}")
-            data = self._read_exactly(int(headers["content-length"]))
-        elif status in (204, 304):
-            data = b""
-        else:
-            data, reusable = self._read_to_close(), False
-        return HttpReply(status, headers, data), reusable
+            reader.feed(self.sock.recv(_CHUNK))
+            reply = reader.next_reply()
+            if isinstance(reply, Reply):
+                return reply, reader.extra
 
 
 class ConnectionPool:
@@ -206,10 +163,17 @@ class ConnectionPool:
         maxsize: int = 16,
         ca_file: str | None = None,
         proxy: Proxy | None = None,
-        keep_alive: bool = True,
     ) -> None:
         self.host, self.port, self.timeout_s, self.maxsize = host, port, timeout_s, maxsize
-        self.proxy, self.keep_alive = proxy, keep_alive
+        self.proxy = proxy
+        # through an http proxy, plain http goes in absolute form, one connection per request
+        self.absolute_form = proxy is not None and scheme == "http"
+        self.keep_alive = not self.absolute_form
+        self.head_lines = (
+            "".join(f"{k}: {v}\r\n" for k, v in proxy.headers.items()) + "Connection: close\r\n"
+            if proxy is not None and self.absolute_form
+            else ""
+        )
         self._tls: ssl.SSLContext | None = None
         if scheme == "https":
             self._tls = ssl.create_default_context(cafile=ca_file)
@@ -251,18 +215,21 @@ class ConnectionPool:
             self.num_connections += 1
         return _Connection(sock)
 
+    def request_target(self, host_header: str, path: str) -> str:
+        """What the request line names: the path, or the absolute URL when a proxy forwards plain http."""
+        return f"http://{host_header}{path}" if self.absolute_form else path
+
     def _tunnel(self, sock: socket.socket, proxy: Proxy) -> None:
         """``CONNECT host:port`` through the proxy; ConnectFailed unless it answers 2xx."""
         authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        extra = "".join(f"{name}: {value}\r\n" for name, value in proxy.headers.items())
-        sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{extra}\r\n".encode("latin-1"))
-        raw = _Connection(sock)
+        lines = "".join(f"{name}: {value}\r\n" for name, value in proxy.headers.items())
+        request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{lines}\r\n".encode("latin-1")
         try:
-            _, status, _ = raw.read_head()
+            reply, extra = _Connection(sock).exchange(request, body=False)
         except ProtocolError as exc:
             raise ConnectFailed(f"proxy {proxy.host}:{proxy.port} gave no CONNECT reply: {exc}") from exc
-        if not 200 <= status < 300 or raw.buffer:
-            raise ConnectFailed(f"proxy {proxy.host}:{proxy.port} refused CONNECT {authority}: HTTP {status}")
+        if not 200 <= reply.status < 300 or extra:
+            raise ConnectFailed(f"proxy {proxy.host}:{proxy.port} refused CONNECT {authority}: HTTP {reply.status}")
 
     def _take(self) -> _Connection:
         while True:
@@ -274,12 +241,13 @@ class ConnectionPool:
                 return connection
             connection.close()
 
-    def request(self, head: bytes, body: bytes) -> HttpReply:
+    def request(self, head: bytes, body: bytes) -> Reply:
         """One request (``head``: request line and headers, without Content-Length or the blank line)."""
         connection = self._take()
         reusable = False
         try:
-            reply, reusable = connection.exchange(head + b"Content-Length: %d\r\n\r\n" % len(body), body)
+            reply, extra = connection.exchange(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            reusable = reply.keep_alive and not extra
         except socket.timeout as exc:
             raise ReadTimeout(f"no reply from {self.host}:{self.port} within {self.timeout_s} s") from exc
         except HttpError:

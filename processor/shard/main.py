@@ -2,8 +2,10 @@
 
 stdout belongs to the MultiLang protocol: it is claimed at the file-descriptor level before anything else runs, and
 everything else that writes to fd 1 (print, libraries, child processes) lands on stderr. Settings are loaded once;
-a configuration error is one JSON log line and exit 2, before any protocol message. The tables and the metrics
-target are checked in ``initialize`` (``shard/table_check.py``, on the writer's thin client), before any record."""
+a configuration error is one JSON log line and exit 2, before any protocol message (amazon-kclpy missing, i.e.
+the ``worker`` extra not installed, is one too: this module imports it only once that is checked). The tables and
+the metrics target are checked in ``initialize`` (``shard/table_check.py``, on the writer's thin client), before
+any record."""
 
 from __future__ import annotations
 
@@ -12,13 +14,11 @@ import os
 import sys
 from typing import TextIO
 
-from amazon_kclpy import kcl
-
 from processor import logs
 from processor.config import Settings, load_settings
-from processor.errors import EXIT_CONFIG, ConfigError
+from processor.errors import EXIT_CONFIG, ConfigError, worker_extra_missing
+from processor.shard.catalog import Catalog
 from processor.shard.dynamodb_http import DynamoDBHttp
-from processor.shard.record_processor import ShardProcessor
 from processor.shard.table_check import table_problems
 from processor.shard.writer import Writer
 
@@ -32,34 +32,13 @@ def claim_stdout() -> TextIO:
     return os.fdopen(protocol_fd, "w", encoding="utf-8")
 
 
-class Process(kcl.KCLProcess):
-    """amazon_kclpy's loop, with one change: the line read from the daemon is dropped once parsed, before the
-    action runs. Its own loop keeps it until the next line has been read, so a 10,000-record call's ~40 MB of
-    text stayed alive through the whole call (and its flushes) and beside the next call's line while that one
-    was read (docs/sizing.md)."""
-
-    def run(self) -> None:
-        while self._handle_next():
-            pass
-
-    def _handle_next(self) -> bool:
-        line = self.io_handler.read_line()
-        if not line:
-            return False
-        action = self.io_handler.load_action(line)
-        del line
-        self._perform_action(action)
-        self._report_done(action.action)
-        return True
-
-
 def make_writer(settings: Settings, shard_id: str = "?") -> Writer:
     """The writer on the thin DynamoDB client: region, endpoint, credentials and CA bundle from the environment
     (resolved through botocore once), one kept-alive connection per concurrent write."""
     client = DynamoDBHttp.from_environment(
         pool=settings.write_concurrency, timeout_s=settings.write_timeout_millis / 1000
     )
-    return Writer(settings, client, shard_id=shard_id)
+    return Writer(settings, client, shard_id=shard_id, catalog=Catalog(settings.catalog_table, shard_id=shard_id))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,11 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--properties", help="properties file (default: $ECS_STATE_PROPERTIES, else defaults)")
     args = parser.parse_args(argv)
     protocol_out = claim_stdout()
+    missing = worker_extra_missing()
+    if missing:
+        logs.log("config_error", level="ERROR", error=missing)
+        return EXIT_CONFIG
     try:
         settings = load_settings(args.properties)
     except ConfigError as exc:
         logs.log("config_error", level="ERROR", error=str(exc))
         return EXIT_CONFIG
+    from processor.shard.loop import Process  # amazon-kclpy: the worker extra, checked just above
+    from processor.shard.record_processor import ShardProcessor
+
     logs.configure(settings.log_level)
     processor = ShardProcessor(
         settings,

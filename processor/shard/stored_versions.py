@@ -212,7 +212,7 @@ def _prefetch_chunk(
         beat()
         out.requests += 1
         try:
-            reply = client.batch_get_item(request)
+            reply = client.call("BatchGetItem", request)
             verdict = classify(reply) if not reply.ok else None
             if verdict is None:
                 found, unprocessed = _read_reply(reply.body, key_attr, asked)

@@ -1,9 +1,10 @@
 """The start-up check of the tables, shared by the processor's ``initialize`` and ``ecs-state run``'s preflight:
-DescribeTable each of our three tables and compare it with the schema (``core/schema.py``). The processor needs
-only the key schemas: a table that is missing, another key schema, or an index keyed on an attribute the processor
-writes with another type (every such item would be refused) is a configuration error, one line naming the table or
-setting and the fix; none found means the processor may start. A missing table, a denied permission or credentials
-DynamoDB does not recognise are configuration too (``failures.CONFIG_CODES``). A missing read index (the ones
+DescribeTable each of our four tables (``Settings.tables``: the cluster catalogue too) and compare it with the
+schema (``core/schema.py``). The processor needs only the key schemas: a table that is missing, another key
+schema, or an index keyed on an attribute the processor writes with another type (every such item would be
+refused) is a configuration error, one line naming the table or setting and the fix; none found means the
+processor may start. A missing table, a denied permission or credentials DynamoDB does not recognise are
+configuration too (``failures.CONFIG_CODES``). A missing read index (the ones
 ``ecsState.readIndexes`` chooses), or one with other keys, only costs the read commands that query it: one
 WARNING log line naming ``ecs-state setup``, and the processor starts (tables made by AWS's documented Lambda are
 adopted as they are). Everything else the one classifier (``shard/failures.py``) calls transient (throttling, 5xx,
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 from processor import logs
 from processor.config import Settings, property_key
-from processor.core.schema import OWN_TYPES, TABLE_SETTINGS, kinds, table_specs
+from processor.core.schema import OWN_TYPES, TABLE_SETTINGS
 from processor.errors import WriteFailed
 from processor.retry import DYNAMODB, EveryMinute
 from processor.shard.dynamodb_http import DynamoDBTransport
@@ -95,7 +96,7 @@ def describe(
         attempt += 1
         failure: Failure
         try:
-            reply = client.describe_table(name)
+            reply = client.call("DescribeTable", {"TableName": name})
             if reply.ok:
                 table = reply.body.get("Table")
                 if not isinstance(table, dict):
@@ -138,12 +139,11 @@ def describe(
 
 
 def table_problems(settings: Settings, client: DynamoDBTransport, **retry: Any) -> list[str]:
-    """Every configuration error of our three tables, one line each (empty: the processor may start). Missing
+    """Every configuration error of our four tables, one line each (empty: the processor may start). Missing
     read indexes are logged as one WARNING line naming ``ecs-state setup``, not returned."""
     problems: list[str] = []
     missing: list[str] = []
-    specs = table_specs(settings.task_table, settings.instance_table, settings.dead_letter_table, settings.indexes())
-    for kind, spec in zip(kinds(), specs):
+    for kind, spec in settings.tables():
         table = describe(client, spec["TableName"], TABLE_SETTINGS[kind], settings, **retry)
         if isinstance(table, list):
             problems += table

@@ -26,6 +26,10 @@ cause logged once a minute (``write_retrying``); an exception from the client, w
 (only serialising the item we built is the item's fault); with ``write_retry_budget_millis`` /
 ``write_max_attempts`` set (> 0), a request still failing past them ends in ``Outcome.failed``, and the caller
 must not checkpoint.
+
+With a ``catalog`` (``shard/catalog.py``; the processor always has one), each stored or stale item's cluster is
+noted, and after the state writes the flush sends the catalogue writes that are due, through the same request
+loop: they never become dead letters.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
 from processor.logs import log_safely
 from processor.retry import DYNAMODB, EveryMinute
+from processor.shard.catalog import Catalog
 from processor.shard.dynamodb_http import DynamoDBTransport, Response, serialise
 from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, building, classify
 from processor.shard.metrics import Metrics
@@ -114,8 +119,10 @@ class Writer:
         rng: random.Random | None = None,
         build_item: Builder = build,
         shard_id: str = "?",
+        catalog: Catalog | None = None,
     ) -> None:
         self.settings = settings
+        self.catalog = catalog  # the cluster catalogue (``shard/catalog.py``), written after the state writes
         self.client = client
         self.shard_id = shard_id
         self.tables = {TASK: settings.task_table, INSTANCE: settings.instance_table}
@@ -149,6 +156,8 @@ class Writer:
         jobs: list[Callable[[], None]] = [partial(self._put_resource, versions, flush) for versions in batch.resources]
         jobs += [partial(self._put_dead_letter, dead, flush) for dead in batch.dead_letters]
         self._run_all(jobs, flush)
+        if self.catalog is not None:
+            self._run_all(self.catalog.jobs(self._clock(), lambda r, what: self._call(r, flush, what)), flush)
         flush.outcome.millis = (self._clock() - start) * 1000
         return flush.outcome
 
@@ -217,6 +226,8 @@ class Writer:
                 self._put_dead_letter(dead, flush)
                 continue
             flush.add(**{verdict: 1}, fallbacks=int(n > 0))
+            if self.catalog is not None:
+                self.catalog.note(built.attributes)
             return
 
     def _put_state(self, item: Item, flush: _Flush) -> str:
@@ -285,7 +296,7 @@ class Writer:
             flush.add(requests=1)
             reply: Response | None = None
             try:
-                reply = self.client.put_item(body)
+                reply = self.client.call("PutItem", body)
             except Exception as exc:  # whatever the type (credentials, network, the reply): never the record's
                 verdict = classify(exc)
             else:

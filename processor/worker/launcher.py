@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from processor.config import PROPERTIES_ENV
-from processor.errors import LaunchError
+from processor.errors import WORKER_EXTRA_FIX, LaunchError
 from processor.worker.daemon_log import level_rank, normalize_level
 
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
@@ -133,7 +133,7 @@ def find_jars(override: str | os.PathLike[str] | None = None, env: Mapping[str, 
         try:
             import amazon_kclpy
         except ImportError:
-            raise LaunchError(f"amazon-kclpy is not installed for {sys.executable}; run scripts/bootstrap") from None
+            raise LaunchError(f"{sys.executable}: {WORKER_EXTRA_FIX}") from None
         jars = Path(amazon_kclpy.__file__).parent / "jars"
         how = f"amazon-kclpy {kclpy_version()}"
     if not any(jars.glob("amazon-kinesis-client-multilang-*.jar")):

@@ -1,4 +1,5 @@
 """Everything ``ecs-state run`` checks before Java starts; each problem is one line naming the key and the fix.
+First the worker extra (amazon-kclpy): without it nothing else is checked, and the one line says what to install.
 
 Java, the KCL jars, the properties file, its required keys, the processor executable on the daemon's PATH, the
 local endpoints (a TCP connect), and then what each processor checks in ``initialize``, with the same code: its
@@ -16,7 +17,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from processor.config import load_settings, read_properties
-from processor.errors import ConfigError, LaunchError, WriteFailed
+from processor.errors import ConfigError, LaunchError, WriteFailed, worker_extra_missing
 from processor.shard.dynamodb_http import DynamoDBHttp
 from processor.shard.metrics import Metrics
 from processor.shard.table_check import table_problems
@@ -150,6 +151,9 @@ def preflight(
 ) -> tuple[str, Path, dict[str, str], dict[str, str]]:
     """Everything checked before Java starts: (java, jars, properties, child env); LaunchError with all
     problems, one per line, otherwise."""
+    missing = worker_extra_missing()  # the processors need amazon-kclpy too, whichever jars the daemon gets
+    if missing:
+        raise LaunchError(missing)
     problems: list[str] = []
     java = jars = None
     try:

@@ -240,7 +240,7 @@ def register(subparsers: Any) -> None:
         help="run the KCL MultiLangDaemon with a properties file (the processors are ecs-state-processor)",
         description="Start the KCL MultiLangDaemon (Java) for the given properties file and supervise it. "
         "SIGTERM / Ctrl-C start its graceful shutdown (a second one kills it). The exit code is the "
-        "daemon's.",
+        "daemon's. Needs Java 17 and the worker extra: pip install 'ecs-state[worker]'.",
     )
     parser.add_argument("--properties", required=True, type=Path, help="KCL properties file")
     parser.add_argument(

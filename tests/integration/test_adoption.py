@@ -21,7 +21,7 @@ from processor.config import Settings
 from processor.core.events import Event, decode
 from processor.core.items import build_item
 from processor.core.position import Position
-from processor.core.schema import INDEXES, dead_letter_table_spec
+from processor.core.schema import INDEXES, catalog_table_spec, dead_letter_table_spec
 from processor.loadgen.fleet import generate
 from processor.loadgen.records import Options
 from processor.ops import read as readside
@@ -37,7 +37,7 @@ def _props(tmp_path: Path, s: Settings) -> Path:
     path = tmp_path / "adopt.properties"
     path.write_text(
         f"ecsState.taskTable = {s.task_table}\necsState.instanceTable = {s.instance_table}\n"
-        f"ecsState.deadLetterTable = {s.dead_letter_table}\n",
+        f"ecsState.deadLetterTable = {s.dead_letter_table}\necsState.catalogTable = {s.catalog_table}\n",
         encoding="utf-8",
     )
     return path
@@ -60,6 +60,7 @@ def test_the_documented_lambdas_tables_are_taken_over_and_brought_up_to_date_wit
         task_table=f"ECSTaskState-{n}",
         instance_table=f"ECSCtrInstanceState-{n}",
         dead_letter_table=f"ECSEventDeadLetters-{n}",
+        catalog_table=f"ECSClusterCatalog-{n}",
     )
     ddb = client("dynamodb")
     for name, key in ((settings.task_table, "taskArn"), (settings.instance_table, "containerInstanceArn")):
@@ -82,6 +83,7 @@ def test_the_documented_lambdas_tables_are_taken_over_and_brought_up_to_date_wit
 
     # 2. the processor's start-up check adopts the tables: no error, one warning naming `ecs-state setup`
     ddb.create_table(**dead_letter_table_spec(settings.dead_letter_table))
+    ddb.create_table(**catalog_table_spec(settings.catalog_table))
     capfd.readouterr()
     assert check_processor(_props(tmp_path, settings), dict(os.environ)) == []
     warning = [line for line in capfd.readouterr().err.splitlines() if "read_indexes_missing" in line]

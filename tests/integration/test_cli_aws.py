@@ -80,6 +80,7 @@ def tables(prefix: str) -> dict[str, str]:
         "ecsState.taskTable": f"{prefix}-tasks",
         "ecsState.instanceTable": f"{prefix}-instances",
         "ecsState.deadLetterTable": f"{prefix}-dead-letters",
+        "ecsState.catalogTable": f"{prefix}-catalog",
     }
 
 
@@ -99,15 +100,17 @@ def test_aws_region_alone_is_enough_for_tasks_as_for_the_aws_cli(moto_server: An
 def test_the_region_is_taken_in_the_aws_cli_order_then_from_the_properties(moto_server: Any, tmp_path: Path) -> None:
     ops_profile(tmp_path, "ap-south-1")
     cases = [  # (flag, AWS_REGION, AWS_DEFAULT_REGION, profile, regionName) -> where the tables land
-        (("--region", "eu-north-1"), "eu-west-1", "eu-west-2", "ops", "sa-east-1", "eu-north-1"),
-        ((), "eu-west-1", "eu-west-2", "ops", "sa-east-1", "eu-west-1"),
-        ((), None, "eu-west-2", "ops", "sa-east-1", "eu-west-2"),
-        ((), None, None, "ops", "sa-east-1", "ap-south-1"),
+        (("--region", "eu-north-1"), "eu-west-1", "eu-west-2", "ops", None, "eu-north-1"),
+        ((), "eu-west-1", "eu-west-2", "ops", None, "eu-west-1"),
+        ((), None, "eu-west-2", "ops", None, "eu-west-2"),
+        ((), None, None, "ops", None, "ap-south-1"),
         ((), None, None, None, "sa-east-1", "sa-east-1"),
+        ((), "sa-east-1", None, "ops", "sa-east-1", "sa-east-1"),  # the same region from both: fine
     ]
     for flag, aws_region, default_region, profile, region_name, expected in cases:
         prefix = f"order-{uuid.uuid4().hex[:6]}"
-        props = properties_file(tmp_path, regionName=region_name, **tables(prefix))
+        named = {"regionName": region_name} if region_name else {}
+        props = properties_file(tmp_path, **named, **tables(prefix))
         env = cli_env(
             moto_server, tmp_path, AWS_REGION=aws_region, AWS_DEFAULT_REGION=default_region, AWS_PROFILE=profile
         )
@@ -119,6 +122,23 @@ def test_the_region_is_taken_in_the_aws_cli_order_then_from_the_properties(moto_
             if f"{prefix}-tasks" in table_names(moto_server, region)
         }
         assert where == {expected}, (flag, aws_region, default_region, profile, region_name)
+
+
+def test_a_properties_file_whose_region_is_not_the_commands_is_refused_in_one_line(
+    moto_server: Any, tmp_path: Path
+) -> None:
+    """The tables are where the workers write (regionName): a read or operator command given the workers'
+    properties file and another region (flag, environment or profile) is refused, as ``run`` refuses it."""
+    ops_profile(tmp_path, "ap-south-1")
+    props = properties_file(tmp_path, regionName="sa-east-1", **tables(f"clash-{uuid.uuid4().hex[:6]}"))
+    for extra, argv in (
+        ({"AWS_REGION": "eu-west-1"}, ["tasks", "--cluster", "prod", "--properties", props]),
+        ({}, ["--region", "eu-north-1", "stopped", "--cluster", "prod", "--properties", props]),
+        ({"AWS_PROFILE": "ops"}, ["clusters", "--properties", props]),
+        ({"AWS_REGION": "eu-west-1", "ECS_STATE_PROPERTIES": props}, ["sources"]),
+    ):
+        line = one_line_error(ecs_state(cli_env(moto_server, tmp_path, **extra), *argv))
+        assert "regionName = sa-east-1" in line and "--region sa-east-1" in line, line
 
 
 def test_region_and_profile_can_come_before_or_after_the_command(moto_server: Any, tmp_path: Path) -> None:

@@ -1,21 +1,18 @@
-"""deploy/ecs-state.yaml: cfn-lint clean, and deployed into moto's CloudFormation (real moto server over HTTP) it
-creates the stream, the rules with their targets, the tables, the roles and policies. With StateTables=existing it
-adopts state tables that exist already (made as AWS's documented Lambda makes them) and creates none: every policy,
-output and the task environment name those tables, and ``ecs-state setup`` under the SetupPolicy brings them to the
-schema.
+"""deploy/ecs-state.yaml, the core stack: every template in deploy/ is cfn-lint clean, and the core deployed into
+moto's CloudFormation (real moto server over HTTP) creates the stream, the rules with their targets, the tables
+(the cluster catalogue too), the roles and policies, and exports what the workers stack reads. With
+StateTables=existing it adopts state tables that exist already (made as AWS's documented Lambda makes them) and
+creates none: every policy and output names those tables, and ``ecs-state setup`` under the SetupPolicy brings them
+to the schema. The workers, alarms and dashboard are test_deploy_workers.py; the organisation, test_deploy_org.py.
 
 moto's CloudFormation does not do everything the template asks. Each gap has its own test below that (a) shows the
 gap on the deployed stack, so the test fails the day moto learns the feature (then check the deployed resource
 instead), and (b) checks the template text for the part moto cannot check:
-- AWS::SQS::QueuePolicy is not supported at all (moto warns and skips it);
-- AWS::DynamoDB::Table: PointInTimeRecoverySpecification and TimeToLiveSpecification are ignored;
+- AWS::SQS::QueuePolicy and AWS::Events::EventBusPolicy are not supported at all (moto warns and skips them);
+- AWS::DynamoDB::Table: PointInTimeRecoverySpecification and TimeToLiveSpecification are ignored, and so is a
+  DeletionPolicy (RetainExceptOnCreate: kept on delete, removed when the create rolls back);
 - AWS::Kinesis::Stream: StreamModeDetails (ON_DEMAND) and StreamEncryption are ignored;
-- the optional Fargate workers (WorkerImage set): moto creates the cluster, the service (cluster, task definition,
-  desired count) and the task definition (image, environment, stop timeout, init, log configuration, memory), but
-  drops the Fargate parts: the task definition's RequiresCompatibilities, NetworkMode, Cpu, RuntimePlatform and
-  both role ARNs, the service's LaunchType, NetworkConfiguration and DeploymentConfiguration, and the roles'
-  ManagedPolicyArns (nothing is attached to the task and execution roles);
-- the template's Rules (WorkerImage without WorkerSubnetIds) are not evaluated.
+- the template's Rules are not evaluated.
 moto's EventBridge implements neither TestEventPattern nor delivery to Kinesis targets (and real EventBridge
 refuses PutEvents with an ``aws.*`` source anyway), so the rules are checked by their exact patterns and targets;
 the EventBridge -> Kinesis hop itself is not exercised here.
@@ -23,20 +20,24 @@ the EventBridge -> Kinesis hop itself is not exercised here.
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import json
-import urllib.parse
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cfn_template import TEMPLATE, deploy, load_template
+from cfn_template import TEMPLATE, TEMPLATES, deploy, load_template, without_unknown_keys
+from cfn_template import as_list as _as_list
+from cfn_template import core_params as _params
+from cfn_template import document as _document
+from cfn_template import policy_document as _policy_document
+from cfn_template import statements as _statements
 from cfnlint.api import ManualArgs, lint_file
 
 from processor.aws import client
-from processor.config import Settings, env_key, load_settings, parse_properties, property_key
+from processor.config import Settings, load_settings, parse_properties
 from processor.core.schema import cluster_part, cluster_parts, table_specs
 from processor.ops.setup_tables import ensure_tables
 from processor.worker.preflight import check_required
@@ -50,19 +51,8 @@ PROPERTIES_OUTPUTS = {
     "ApplicationName",
     "RegionName",
     "WorkerPolicyArn",
+    "CatalogTable",
 }
-
-
-def _params(suffix: str, **extra: str) -> dict[str, str]:
-    """Unique names: the moto server is shared by the whole test session."""
-    return {
-        "StreamName": f"events-{suffix}",
-        "TaskTableName": f"tasks-{suffix}",
-        "InstanceTableName": f"instances-{suffix}",
-        "DeadLetterTableName": f"dead-{suffix}",
-        "ApplicationName": f"app-{suffix}",
-        **extra,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -90,78 +80,24 @@ def provisioned_stack(moto_server: Any) -> dict[str, Any]:
     return result
 
 
-WORKER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ecs-state-worker:1"
-FARGATE_PARAMS = {
-    "WorkerImage": WORKER_IMAGE,
-    "WorkerSubnetIds": "subnet-0123abcd,subnet-4567abcd",
-    "WorkerSecurityGroupIds": "sg-0123abcd",
-    "WorkerCount": "3",
-    "WorkerAssignPublicIp": "ENABLED",
-    "MaxLeasesForWorker": "4",
-}
-ECS_PARTS = {
-    "WorkerLogGroup",
-    "WorkerExecutionRole",
-    "WorkerTaskRole",
-    "WorkerTaskDefinition",
-    "WorkerCluster",
-    "WorkerService",
-}
 AWS_PROPERTIES = Path(__file__).resolve().parents[2] / "properties" / "aws.properties"
 
 
-@pytest.fixture(scope="module")
-def fargate_stack(moto_server: Any) -> dict[str, Any]:
-    """WorkerImage set: the ECS Fargate service of the workers too."""
-    suffix = uuid.uuid4().hex[:8]
-    params = _params(suffix, **FARGATE_PARAMS)
-    result = deploy(f"ecs-state-{suffix}", params)
-    result["params"] = params
-    return result
-
-
-def _env_lines(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines())
-
-
-def _task_definition(stack: dict[str, Any]) -> dict[str, Any]:
-    return client("ecs").describe_task_definition(taskDefinition=stack["outputs"]["WorkerTaskDefinitionArn"])[
-        "taskDefinition"
-    ]
-
-
-def _policy_document(policy_arn: str) -> dict[str, Any]:
-    iam = client("iam")
-    version = iam.get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
-    return _document(iam.get_policy_version(PolicyArn=policy_arn, VersionId=version)["PolicyVersion"]["Document"])
-
-
-def _document(document: str | dict[str, Any]) -> dict[str, Any]:
-    """IAM returns policy documents URL-encoded JSON, which botocore decodes for most calls. moto quirk: an inline
-    role policy created through CloudFormation comes back as the Python repr of a dict (not JSON)."""
-    if not isinstance(document, str):
-        return document
-    text = urllib.parse.unquote(document)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return ast.literal_eval(text)
-
-
-def _statements(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {s["Sid"]: s for s in document["Statement"]}
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 # ---------------------------------------------------------------------------------------------- lint
-def test_cfn_lint_passes_including_informational_checks() -> None:
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_cfn_lint_passes_including_informational_checks(template: Path) -> None:
     matches = lint_file(
-        TEMPLATE, config=ManualArgs(include_checks=["I"], regions=["us-east-1", "eu-west-1", "ap-southeast-2"])
+        template, config=ManualArgs(include_checks=["I"], regions=["us-east-1", "eu-west-1", "ap-southeast-2"])
     )
     assert not matches, "\n".join(str(m) for m in matches)
+
+
+def test_deploy_md_documents_every_parameter_of_every_template() -> None:
+    rows = [r for r in (TEMPLATE.parents[1] / "docs" / "deploy.md").read_text(encoding="utf-8").splitlines()]
+    documented = {name for r in rows if r.startswith("| `") for name in re.findall(r"`(\w+)`", r.split(" | ")[0])}
+    for template in TEMPLATES:
+        missing = set(load_template(template)["Parameters"]) - documented
+        assert not missing, f"docs/deploy.md does not document {template.name}'s {sorted(missing)}"
 
 
 def test_cfn_lint_does_catch_a_broken_template(tmp_path: Path) -> None:
@@ -316,7 +252,10 @@ def test_the_gsi_answers_the_readside_query(stack: dict[str, Any]) -> None:
 def test_reader_policy_allows_point_reads_and_queries_of_the_state_tables_only(stack: dict[str, Any]) -> None:
     outputs = stack["outputs"]
     table_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/{}".format
-    (statement,) = _policy_document(outputs["ReaderPolicyArn"])["Statement"]
+    found = _statements(_policy_document(outputs["ReaderPolicyArn"]))
+    assert set(found) == {"ReadState", "ListInstances", "ReadCatalog"}
+    statement, scan = found["ReadState"], found["ListInstances"]
+    assert scan["Action"] == "dynamodb:Scan" and scan["Resource"] == table_arn(outputs["InstanceTable"])
     assert statement["Effect"] == "Allow"
     assert sorted(statement["Action"]) == ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"]
     assert sorted(statement["Resource"]) == sorted(
@@ -327,6 +266,31 @@ def test_reader_policy_allows_point_reads_and_queries_of_the_state_tables_only(s
             table_arn(outputs["InstanceTable"]) + "/index/*",
         ]
     )
+
+
+@pytest.mark.parametrize("mode", ["create", "existing"])
+def test_the_cluster_catalogue_is_created_in_both_modes_and_each_policy_grants_what_its_user_needs(
+    mode: str, stack: dict[str, Any], existing_stack: dict[str, Any]
+) -> None:
+    deployed = stack if mode == "create" else existing_stack
+    outputs, name = deployed["outputs"], deployed["params"]["CatalogTableName"]
+    assert outputs["CatalogTable"] == name
+    described = client("dynamodb").describe_table(TableName=name)["Table"]
+    assert described["KeySchema"] == [{"AttributeName": "clusterArn", "KeyType": "HASH"}]
+    assert described["AttributeDefinitions"] == [{"AttributeName": "clusterArn", "AttributeType": "S"}]
+    assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}"
+    wanted = {
+        "WorkerPolicyArn": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"},
+        "ReaderPolicyArn": {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query"},
+        "OperatorPolicyArn": {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:Query"},
+        "SetupPolicyArn": {"dynamodb:DescribeTable", "dynamodb:CreateTable"},
+    }
+    for output, actions in wanted.items():
+        granted = _policy_document(outputs[output])["Statement"]
+        missing = {a for a in actions if not _allowed(granted, a, arn)}
+        assert not missing, f"{output} lacks {missing} on the catalogue"
+    assert not _allowed(_policy_document(outputs["ReaderPolicyArn"])["Statement"], "dynamodb:PutItem", arn)
 
 
 def _worker_statements(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -365,16 +329,11 @@ def test_worker_policy_grants_kcl_and_our_tables_and_nothing_wider(stack: dict[s
         table_arn(app + "/index/*"),
     ]
 
-    ours = statements["WriteStateAndDeadLetters"]
-    assert sorted(ours["Resource"]) == sorted(
-        table_arn(outputs[k]) for k in ("TaskTable", "InstanceTable", "DeadLetterTable")
-    )
-    assert "dynamodb:PutItem" in ours["Action"]
-    assert not {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:CreateTable"} & set(ours["Action"])
-    assert sorted(statements["QueryTaskIndex"]["Resource"]) == [
-        table_arn(outputs["InstanceTable"]) + "/index/*",
-        table_arn(outputs["TaskTable"]) + "/index/*",
-    ]
+    # which actions: tests/integration/test_least_privilege.py compares them with the calls the processor makes
+    state, dead = statements["WriteState"], statements["WriteDeadLetters"]
+    assert sorted(state["Resource"]) == sorted(table_arn(outputs[k]) for k in ("TaskTable", "InstanceTable"))
+    assert dead["Resource"] == table_arn(outputs["DeadLetterTable"])
+    assert "QueryTaskIndex" not in statements
 
     metrics = statements["KclMetrics"]
     assert metrics["Action"] == "cloudwatch:PutMetricData"
@@ -397,9 +356,7 @@ def test_fan_out_is_allowed_only_when_chosen(stack: dict[str, Any], provisioned_
 
 def test_operator_policy_reads_tables_and_ecs(stack: dict[str, Any]) -> None:
     statements = _statements(_policy_document(stack["outputs"]["OperatorPolicyArn"]))
-    assert {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:BatchGetItem"} <= set(
-        statements["ReadTables"]["Action"]
-    )
+    assert {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem"} <= set(statements["ReadTables"]["Action"])
     assert not [a for a in statements["ReadTables"]["Action"] if "Put" in a or "Delete" in a or "Update" in a]
     assert set(statements["ReadEcs"]["Action"]) == {
         "ecs:DescribeClusters",
@@ -432,142 +389,13 @@ def test_worker_properties_output_appended_to_the_template_is_a_complete_propert
         "retrievalMode": outputs["RetrievalMode"],
     }
     assert check_required(props, str(path)) == []
-    settings = load_settings(path, env={})
+    assert props["ecsState.catalogTable"] == outputs["CatalogTable"]
+    settings = load_settings(without_unknown_keys(path), env={})
     assert (settings.task_table, settings.instance_table, settings.dead_letter_table) == (
         outputs["TaskTable"],
         outputs["InstanceTable"],
         outputs["DeadLetterTable"],
     )
-
-
-def test_worker_environment_output_says_the_same_as_the_properties_output(stack: dict[str, Any]) -> None:
-    """KCL_<key> is the image's way to set <key>; ECS_STATE_<KEY> the processor's way to set ecsState.<key>."""
-    env = _env_lines(stack["outputs"]["WorkerEnvironment"])
-    props = parse_properties(stack["outputs"]["WorkerProperties"])
-    as_properties = {}
-    for name, value in env.items():
-        if name.startswith("KCL_"):
-            as_properties[name.removeprefix("KCL_")] = value
-        else:
-            (field,) = [f for f in ("task_table", "instance_table", "dead_letter_table") if env_key(f) == name]
-            as_properties[property_key(field)] = value
-    assert as_properties == props
-
-
-def test_without_a_worker_image_the_stack_has_no_ecs_parts(stack: dict[str, Any]) -> None:
-    assert not ECS_PARTS & set(stack["resources"])
-    assert not {"WorkerServiceArn", "WorkerTaskDefinitionArn", "WorkerLogGroupName"} & set(stack["outputs"])
-
-
-def test_fargate_task_definition_runs_the_image_with_the_stacks_settings(
-    fargate_stack: dict[str, Any], tmp_path: Path
-) -> None:
-    outputs = fargate_stack["outputs"]
-    assert ECS_PARTS <= set(fargate_stack["resources"])
-    (container,) = _task_definition(fargate_stack)["containerDefinitions"]
-    assert container["image"] == WORKER_IMAGE and container["essential"] is True
-    env = {e["name"]: e["value"] for e in container["environment"]}
-    assert env == _env_lines(outputs["WorkerEnvironment"])
-    # what the image's entry point makes of it: the template's keys with the KCL_* values, complete
-    template = parse_properties(AWS_PROPERTIES.read_text(encoding="utf-8"))
-    rendered = {**template, **{k.removeprefix("KCL_"): v for k, v in env.items() if k.startswith("KCL_")}}
-    assert check_required(rendered, "rendered") == []
-    assert rendered["streamName"] == outputs["StreamName"] and rendered["applicationName"] == outputs["ApplicationName"]
-    settings = load_settings(None, env=env)
-    assert (settings.task_table, settings.instance_table, settings.dead_letter_table) == (
-        outputs["TaskTable"],
-        outputs["InstanceTable"],
-        outputs["DeadLetterTable"],
-    )
-    # SIGTERM reaches ecs-state run through an init, and the stop timeout leaves room for shutdownGraceMillis
-    assert container["linuxParameters"]["initProcessEnabled"] is True
-    assert container["stopTimeout"] * 1000 > int(template["shutdownGraceMillis"])
-    logs = container["logConfiguration"]
-    assert logs["logDriver"] == "awslogs"
-    assert logs["options"]["awslogs-group"] == outputs["WorkerLogGroupName"]
-    (group,) = client("logs").describe_log_groups(logGroupNamePrefix=outputs["WorkerLogGroupName"])["logGroups"]
-    assert group["retentionInDays"] == 30
-
-
-def test_fargate_service_runs_the_desired_count_in_its_own_cluster(fargate_stack: dict[str, Any]) -> None:
-    outputs = fargate_stack["outputs"]
-    (service,) = client("ecs").describe_services(
-        cluster=outputs["WorkerClusterName"], services=[outputs["WorkerServiceArn"]]
-    )["services"]
-    assert service["desiredCount"] == 3
-    assert service["taskDefinition"] == outputs["WorkerTaskDefinitionArn"]
-    assert service["clusterArn"].endswith(f":cluster/{outputs['WorkerClusterName']}")
-
-
-def test_worker_roles_are_for_ecs_tasks_of_this_account(fargate_stack: dict[str, Any]) -> None:
-    iam, resources = client("iam"), fargate_stack["resources"]
-    for logical_id in ("WorkerTaskRole", "WorkerExecutionRole"):
-        (statement,) = iam.get_role(RoleName=resources[logical_id])["Role"]["AssumeRolePolicyDocument"]["Statement"]
-        assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
-        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
-    assert not iam.list_role_policies(RoleName=resources["WorkerTaskRole"])["PolicyNames"]
-
-
-# ------------------------------------------------------------------------------------------ moto's gaps
-def test_moto_drops_the_fargate_parts_so_the_template_is_checked_instead(fargate_stack: dict[str, Any]) -> None:
-    task_definition = _task_definition(fargate_stack)
-    assert task_definition["compatibilities"] == ["EC2"] and task_definition["networkMode"] == "bridge", (
-        "moto now keeps RequiresCompatibilities / NetworkMode: check FARGATE / awsvpc, Cpu and the roles here"
-    )
-    assert "taskRoleArn" not in task_definition, "moto now keeps TaskRoleArn: check it is WorkerTaskRole's ARN"
-    outputs = fargate_stack["outputs"]
-    (service,) = client("ecs").describe_services(
-        cluster=outputs["WorkerClusterName"], services=[outputs["WorkerServiceArn"]]
-    )["services"]
-    assert service["launchType"] == "EC2" and service["networkConfiguration"] == {}, (
-        "moto now keeps LaunchType / NetworkConfiguration: check FARGATE and the subnets here"
-    )
-
-    resources = load_template()["Resources"]
-    td = resources["WorkerTaskDefinition"]["Properties"]
-    assert (td["RequiresCompatibilities"], td["NetworkMode"]) == (["FARGATE"], "awsvpc")
-    assert (td["Cpu"], td["Memory"]) == ({"Ref": "WorkerCpu"}, {"Ref": "WorkerMemory"})
-    assert td["TaskRoleArn"] == {"Fn::GetAtt": ["WorkerTaskRole", "Arn"]}
-    assert td["ExecutionRoleArn"] == {"Fn::GetAtt": ["WorkerExecutionRole", "Arn"]}
-    svc = resources["WorkerService"]["Properties"]
-    assert svc["LaunchType"] == "FARGATE"
-    network = svc["NetworkConfiguration"]["AwsvpcConfiguration"]
-    assert network["Subnets"] == {"Fn::Split": [",", {"Ref": "WorkerSubnetIds"}]}
-    assert network["SecurityGroups"] == {
-        "Fn::If": [
-            "WorkerSecurityGroupsGiven",
-            {"Fn::Split": [",", {"Ref": "WorkerSecurityGroupIds"}]},
-            {"Ref": "AWS::NoValue"},
-        ]
-    }
-    assert network["AssignPublicIp"] == {"Ref": "WorkerAssignPublicIp"}
-    assert svc["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100
-    assert all(resources[r]["Condition"] == "Workers" for r in ECS_PARTS)
-
-
-def test_moto_drops_the_roles_managed_policies_so_the_template_is_checked_instead(
-    fargate_stack: dict[str, Any],
-) -> None:
-    iam, resources = client("iam"), fargate_stack["resources"]
-    for logical_id in ("WorkerTaskRole", "WorkerExecutionRole"):
-        assert not iam.list_attached_role_policies(RoleName=resources[logical_id])["AttachedPolicies"], (
-            "moto now attaches ManagedPolicyArns: check the worker policy / the execution role policy here"
-        )
-    template = load_template()["Resources"]
-    assert template["WorkerTaskRole"]["Properties"]["ManagedPolicyArns"] == [{"Ref": "WorkerPolicy"}]
-    assert template["WorkerExecutionRole"]["Properties"]["ManagedPolicyArns"] == [
-        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}
-    ]
-
-
-def test_moto_ignores_the_rules_so_the_template_is_checked_instead(moto_server: Any) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    without_subnets = deploy(f"ecs-state-{suffix}", _params(suffix, WorkerImage=WORKER_IMAGE))
-    assert without_subnets["StackStatus"] == "CREATE_COMPLETE", "moto now evaluates Rules: expect a refusal here"
-
-    rule = load_template()["Rules"]["WorkersNeedSubnets"]
-    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkerImage"}, ""]}]}
-    assert rule["Assertions"][0]["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WorkerSubnetIds"}, ""]}]}
 
 
 # ------------------------------------------------------------------------------------------ moto's gaps (base)
@@ -609,11 +437,23 @@ def test_moto_ignores_pitr_and_ttl_so_the_template_is_checked_instead(provisione
 
     template = load_template()
     resources = template["Resources"]
-    for logical_id in ("TaskTable", "InstanceTable", "DeadLetterTable"):
+    for logical_id in ("TaskTable", "InstanceTable", "DeadLetterTable", "CatalogTable"):
         assert resources[logical_id]["Properties"]["PointInTimeRecoverySpecification"] == {
             "PointInTimeRecoveryEnabled": True
         }
-        assert resources[logical_id]["DeletionPolicy"] == "Retain"
+    # what holds data is kept when the stack is deleted, but not when its first create rolls back (then a retry
+    # would fail on "already exists"); the stream is deleted with the stack (docs/deploy.md: teardown)
+    kept = {k for k, r in resources.items() if r.get("DeletionPolicy") == "RetainExceptOnCreate"}
+    assert kept == {
+        "TaskTable",
+        "InstanceTable",
+        "DeadLetterTable",
+        "CatalogTable",
+        "TaskEventsDeadLetterQueue",
+        "InstanceEventsDeadLetterQueue",
+    }
+    assert not {k for k, r in resources.items() if r.get("DeletionPolicy") == "Retain"}
+    assert resources["EventStream"]["DeletionPolicy"] == "Delete"
     assert template["Conditions"]["ExpiryOn"] == {"Fn::Equals": [{"Ref": "TaskExpiry"}, "true"]}
     assert resources["TaskTable"]["Properties"]["TimeToLiveSpecification"] == {
         "Fn::If": ["ExpiryOn", {"AttributeName": "expires_at", "Enabled": True}, {"Ref": "AWS::NoValue"}]
@@ -668,185 +508,6 @@ def test_setup_creates_the_same_tables_as_the_template() -> None:
         assert spec.get("GlobalSecondaryIndexes", []) == props.get("GlobalSecondaryIndexes", []), logical_id
 
 
-# ---------------------------------------------------------------------------------- monitoring, image
-# The metrics AWS publishes that the alarms and the dashboard use, with the dimensions they are published under
-# (AWS docs: Kinesis "Monitoring the Amazon Kinesis Data Streams service with CloudWatch" (stream-level and
-# enhanced fan-out consumer metrics), EventBridge "Monitoring Amazon EventBridge" (per RuleName), SQS "Available
-# CloudWatch metrics for Amazon SQS" (per QueueName)). ECSState is ours: processor/shard/metrics.py.
-AWS_METRICS = {
-    ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds"): {"StreamName"},
-    ("AWS/Kinesis", "SubscribeToShardEvent.MillisBehindLatest"): {"StreamName", "ConsumerName"},
-    ("AWS/Events", "FailedInvocations"): {"RuleName"},
-    ("AWS/Events", "InvocationsFailedToBeSentToDlq"): {"RuleName"},
-    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"): {"QueueName"},
-}
-
-
-def _our_metrics() -> set[str]:
-    from processor.shard.metrics import METRICS, WORKER_HEARTBEAT
-
-    return {name for name, _ in METRICS.values()} | {WORKER_HEARTBEAT[0]}
-
-
-def _metric_is_known(namespace: str, name: str, dimensions: set[str]) -> str | None:
-    """None when (namespace, name) under these dimension names is published, else what is wrong."""
-    if namespace == "ECSState":
-        if name not in _our_metrics():
-            return f"ECSState {name} is not a metric the workers emit"
-        return None if dimensions == {"Application"} else f"ECSState {name} by {dimensions}: we emit [Application]"
-    if (namespace, name) not in AWS_METRICS:
-        return f"{namespace} {name} is not an AWS metric this test knows"
-    wanted = AWS_METRICS[(namespace, name)]
-    return None if dimensions == wanted else f"{namespace} {name} by {dimensions}: AWS publishes it by {wanted}"
-
-
-def _alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(namespace, metric name, dimensions) of an alarm, single metric or metric math; the fan-out choice
-    (!If [FanOut, a, b]) gives both branches."""
-    found = []
-    if "MetricName" in alarm:
-        found.append((alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]))
-    for query in alarm.get("Metrics", []):
-        if "MetricStat" in query:
-            metric = query["MetricStat"]["Metric"]
-            found.append((metric["Namespace"], metric["MetricName"], metric["Dimensions"]))
-    out = []
-    for namespace, name, dimensions in found:
-        names = name["Fn::If"][1:] if isinstance(name, dict) else [name]
-        dims = dimensions["Fn::If"][1:] if isinstance(dimensions, dict) else [dimensions]
-        out += list(zip(names, dims, strict=True)) if len(names) == 2 else [(names[0], d) for d in dims]
-        out = [(namespace, *pair) if len(pair) == 2 else pair for pair in out]
-    return out
-
-
-def test_every_alarm_watches_a_metric_we_emit_or_aws_publishes() -> None:
-    resources = load_template()["Resources"]
-    alarms = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert len(alarms) == 8
-    problems = []
-    for logical_id, alarm in alarms.items():
-        metrics = _alarm_metrics(alarm)
-        assert metrics, f"{logical_id} watches no metric"
-        for namespace, name, dimensions in metrics:
-            problem = _metric_is_known(namespace, name, {d["Name"] for d in dimensions})
-            if problem:
-                problems.append(f"{logical_id}: {problem}")
-        # a metric-math alarm returns exactly one series, and every alarm notifies the topic only when given
-        if "Metrics" in alarm:
-            assert sum(1 for q in alarm["Metrics"] if q.get("ReturnData")) == 1, logical_id
-        for actions in ("AlarmActions", "OKActions"):
-            assert alarm[actions] == {"Fn::If": ["AlarmsNotify", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
-    assert not problems, "\n".join(problems)
-
-
-def test_the_alarm_check_can_fail() -> None:
-    assert _metric_is_known("ECSState", "DeadLetter", {"Application"})  # a misspelt metric of ours
-    assert _metric_is_known("ECSState", "DeadLetters", {"ShardId"})  # a dimension set we do not aggregate to
-    assert _metric_is_known("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"RuleName"})
-
-
-def test_the_alarms_cover_what_must_page_someone() -> None:
-    watched = {
-        name
-        for r in load_template()["Resources"].values()
-        if r["Type"] == "AWS::CloudWatch::Alarm"
-        for _, name, _ in _alarm_metrics(r["Properties"])
-    }
-    assert {
-        "GetRecords.IteratorAgeMilliseconds",
-        "DeadLetters",
-        "FailedInvocations",
-        "InvocationsFailedToBeSentToDlq",
-        "ApproximateNumberOfMessagesVisible",
-        "WriteRetries",
-        "WriteRetryingFor",
-        "WorkerHeartbeat",
-    } <= watched
-
-
-def _dashboard_metrics(body: dict[str, Any]) -> list[tuple[str, str, set[str]]]:
-    found = []
-    for widget in body["widgets"]:
-        for row in widget["properties"].get("metrics", []):
-            fields = [f for f in row if isinstance(f, str)]
-            namespace, name, pairs = fields[0], fields[1], fields[2:]
-            assert len(pairs) % 2 == 0 and all(pairs[1::2]), f"dimension without a value: {row}"
-            found.append((namespace, name, set(pairs[0::2])))
-    return found
-
-
-def test_the_deployed_dashboard_is_json_naming_only_metrics_that_exist(
-    stack: dict[str, Any], provisioned_stack: dict[str, Any]
-) -> None:
-    for deployed in (stack, provisioned_stack):  # POLLING and FANOUT
-        outputs = deployed["outputs"]
-        body = json.loads(client("cloudwatch").get_dashboard(DashboardName=outputs["DashboardName"])["DashboardBody"])
-        metrics = _dashboard_metrics(body)
-        problems = [p for p in (_metric_is_known(*m) for m in metrics) if p]
-        assert not problems, "\n".join(problems)
-        text = json.dumps(body)
-        assert outputs["StreamName"] in text and f'"Application", "{outputs["ApplicationName"]}"' in text
-        assert "${" not in text  # every substitution resolved
-        (alarms,) = [w["properties"]["alarms"] for w in body["widgets"] if w["type"] == "alarm"]
-        names = {
-            r["Properties"]["AlarmName"]["Fn::Sub"]
-            for r in load_template()["Resources"].values()
-            if r["Type"] == "AWS::CloudWatch::Alarm"
-        }
-        assert {a.rsplit(":alarm:", 1)[1] for a in alarms} == {
-            n.replace("${ApplicationName}", outputs["ApplicationName"]) for n in names
-        }
-        assert {"FreshnessP99", "MillisBehindLatest", "WorkerHeartbeat"} <= {name for _, name, _ in metrics}
-    fanout = json.dumps(
-        json.loads(
-            client("cloudwatch").get_dashboard(DashboardName=provisioned_stack["outputs"]["DashboardName"])[
-                "DashboardBody"
-            ]
-        )
-    )
-    assert "SubscribeToShardEvent.MillisBehindLatest" in fanout and "GetRecords.IteratorAgeMilliseconds" not in fanout
-
-
-def test_moto_skips_the_alarms_so_the_template_is_checked_instead(stack: dict[str, Any]) -> None:
-    app = stack["outputs"]["ApplicationName"]
-    assert client("cloudwatch").describe_alarms(AlarmNamePrefix=app)["MetricAlarms"] == [], (
-        "moto now creates AWS::CloudWatch::Alarm: check the deployed alarms' metrics here"
-    )
-
-
-def test_the_task_health_check_is_the_images_and_costs_no_aws_call() -> None:
-    (container,) = load_template()["Resources"]["WorkerTaskDefinition"]["Properties"]["ContainerDefinitions"]
-    check = container["HealthCheck"]
-    dockerfile = (TEMPLATE.parents[1] / "Dockerfile").read_text(encoding="utf-8")
-    (line,) = [x for x in dockerfile.replace("\\\n", " ").splitlines() if x.startswith("HEALTHCHECK")]
-    assert json.loads(line.split(" CMD ", 1)[1]) == check["Command"][1:] and check["Command"][0] == "CMD"
-    assert f"--interval={check['Interval']}s" in line and f"--retries={check['Retries']}" in line
-    assert f"--start-period={check['StartPeriod']}s" in line and f"--timeout={check['Timeout']}s" in line
-    assert check["Command"][1:] == ["python", "-m", "processor.worker.liveness"]
-    assert "ECS_STATE_HEARTBEAT_DIR=" in dockerfile  # where the probe and ecs-state run meet
-
-
-def test_cpu_architecture_is_the_task_platform_and_an_architecture_the_build_knows() -> None:
-    template = load_template()
-    parameter = template["Parameters"]["CpuArchitecture"]
-    platform = template["Resources"]["WorkerTaskDefinition"]["Properties"]["RuntimePlatform"]
-    assert platform == {"OperatingSystemFamily": "LINUX", "CpuArchitecture": {"Ref": "CpuArchitecture"}}
-    script = (TEMPLATE.parents[1] / "scripts" / "image").read_text(encoding="utf-8")
-    build_names = {"X86_64": "amd64", "ARM64": "arm64"}
-    assert set(parameter["AllowedValues"]) == set(build_names)
-    assert "case $arch in amd64|arm64)" in script
-
-
-def test_max_leases_for_worker_reaches_the_task_and_both_outputs(
-    stack: dict[str, Any], fargate_stack: dict[str, Any]
-) -> None:
-    (container,) = _task_definition(fargate_stack)["containerDefinitions"]
-    assert {e["name"]: e["value"] for e in container["environment"]}["KCL_maxLeasesForWorker"] == "4"
-    default = parse_properties(stack["outputs"]["WorkerProperties"])
-    assert default["maxLeasesForWorker"] == "2147483647"  # 0: KCL's own default, no limit
-    assert _env_lines(fargate_stack["outputs"]["WorkerEnvironment"])["KCL_maxLeasesForWorker"] == "4"
-
-
 # ------------------------------------------------------------------ adopting existing state tables
 STATE_TABLE_RESOURCES = ("TaskTable", "InstanceTable")
 POLICIES = ("WorkerPolicyArn", "OperatorPolicyArn", "ReaderPolicyArn", "SetupPolicyArn")
@@ -866,10 +527,9 @@ def _lambda_tables(params: dict[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def existing_stack(moto_server: Any) -> dict[str, Any]:
-    """StateTables=existing over the documented Lambda's two tables, with the Fargate workers (their environment
-    names the tables too)."""
+    """StateTables=existing over the documented Lambda's two tables."""
     suffix = uuid.uuid4().hex[:8]
-    params = _params(suffix, StateTables="existing", **FARGATE_PARAMS)
+    params = _params(suffix, StateTables="existing")
     _lambda_tables(params)
     result = deploy(f"ecs-state-{suffix}", params)
     result["params"] = params
@@ -888,6 +548,7 @@ def _named(document: dict[str, Any], stack: dict[str, Any]) -> str:
         params["TaskTableName"]: "<tasks>",
         params["InstanceTableName"]: "<instances>",
         params["DeadLetterTableName"]: "<dead>",
+        params["CatalogTableName"]: "<catalogue>",
         params["StreamName"]: "<stream>",
         params["ApplicationName"]: "<app>",
         queues[0]: "<task-queue>",
@@ -908,7 +569,7 @@ def test_with_existing_tables_the_stack_creates_no_state_table_and_leaves_them_a
 ) -> None:
     types = existing_stack["resource_types"]
     assert not set(STATE_TABLE_RESOURCES) & set(types)
-    assert [k for k, t in types.items() if t == "AWS::DynamoDB::Table"] == ["DeadLetterTable"]
+    assert sorted(k for k, t in types.items() if t == "AWS::DynamoDB::Table") == ["CatalogTable", "DeadLetterTable"]
     ddb, params = client("dynamodb"), existing_stack["params"]
     for name in (params["TaskTableName"], params["InstanceTableName"]):  # (before the setup test below runs)
         described = ddb.describe_table(TableName=name)["Table"]
@@ -929,11 +590,10 @@ def test_with_existing_tables_every_policy_names_the_existing_tables_and_their_i
     table_arn = "arn:aws:dynamodb:us-east-1:123456789012:table/{}".format
     params = existing_stack["params"]
     tasks, instances = table_arn(params["TaskTableName"]), table_arn(params["InstanceTableName"])
-    (reader,) = _policy_document(existing_stack["outputs"]["ReaderPolicyArn"])["Statement"]
+    reader = _statements(_policy_document(existing_stack["outputs"]["ReaderPolicyArn"]))["ReadState"]
     assert sorted(reader["Resource"]) == sorted([tasks, tasks + "/index/*", instances, instances + "/index/*"])
     worker = _worker_statements(existing_stack)
-    assert {tasks, instances} <= set(worker["WriteStateAndDeadLetters"]["Resource"])
-    assert sorted(worker["QueryTaskIndex"]["Resource"]) == [instances + "/index/*", tasks + "/index/*"]
+    assert sorted(worker["WriteState"]["Resource"]) == sorted([tasks, instances])
     operator = _statements(_policy_document(existing_stack["outputs"]["OperatorPolicyArn"]))
     assert {tasks, tasks + "/index/*", instances, instances + "/index/*"} <= set(operator["ReadTables"]["Resource"])
     assert sorted(operator["RepairFromEcsApi"]["Resource"]) == sorted([tasks, instances])
@@ -943,18 +603,6 @@ def test_the_policy_comparison_can_fail(stack: dict[str, Any], existing_stack: d
     document = _policy_document(existing_stack["outputs"]["ReaderPolicyArn"])
     document["Statement"][0]["Resource"] = document["Statement"][0]["Resource"][:2]  # the instance table dropped
     assert _named(document, existing_stack) != _named(_policy_document(stack["outputs"]["ReaderPolicyArn"]), stack)
-
-
-def test_with_existing_tables_the_outputs_and_the_workers_name_them(existing_stack: dict[str, Any]) -> None:
-    outputs, params = existing_stack["outputs"], existing_stack["params"]
-    names = (params["TaskTableName"], params["InstanceTableName"], params["DeadLetterTableName"])
-    assert (outputs["TaskTable"], outputs["InstanceTable"], outputs["DeadLetterTable"]) == names
-    settings = load_settings(None, env=_env_lines(outputs["WorkerEnvironment"]))
-    assert (settings.task_table, settings.instance_table, settings.dead_letter_table) == names
-    props = parse_properties(outputs["WorkerProperties"])
-    assert (props["ecsState.taskTable"], props["ecsState.instanceTable"]) == names[:2]
-    (container,) = _task_definition(existing_stack)["containerDefinitions"]
-    assert {e["name"]: e["value"] for e in container["environment"]} == _env_lines(outputs["WorkerEnvironment"])
 
 
 def _allowed(statements: list[dict[str, Any]], action: str, resource: str) -> bool:

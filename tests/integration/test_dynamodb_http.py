@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from processor.errors import EcsStateError
+from processor.errors import ConfigError, EcsStateError
 from processor.shard.dynamodb_http import DynamoDBHttp, TransportError, TransportTimeout, serialise
 from processor.shard.failures import STALE, TRANSIENT, classify
 from workshop.testing.fault_proxy import FaultProxy, Rule
@@ -67,9 +67,9 @@ def put(table: str, arn: str, version: int, **extra: Any) -> dict[str, Any]:
 def test_a_conditional_put_succeeds_then_a_stale_one_fails_with_the_stored_item(
     client: DynamoDBHttp, table: str
 ) -> None:
-    ok = client.put_item(put(table, "arn:task/1", 5))
+    ok = client.call("PutItem", put(table, "arn:task/1", 5))
     assert (ok.status, ok.code, ok.ok, ok.body) == (200, "", True, {})
-    stale = client.put_item(put(table, "arn:task/1", 4, ReturnValuesOnConditionCheckFailure="ALL_OLD"))
+    stale = client.call("PutItem", put(table, "arn:task/1", 4, ReturnValuesOnConditionCheckFailure="ALL_OLD"))
     assert (stale.status, stale.code, stale.condition_failed, classify(stale).kind) == (
         400,
         "ConditionalCheckFailedException",
@@ -78,11 +78,11 @@ def test_a_conditional_put_succeeds_then_a_stale_one_fails_with_the_stored_item(
     )
     assert stale.item is not None and stale.item["version"] == {"N": "5"}
     assert stale.item["blob"] == {"B": "AAF6bGli"}  # base64 of the bytes sent
-    assert client.put_item(serialise(put(table, "arn:task/1", 6))).ok  # a body serialised once, sent as bytes
+    assert client.call("PutItem", serialise(put(table, "arn:task/1", 6))).ok  # a body serialised once, sent as bytes
 
 
 def test_an_invalid_item_is_a_validation_response_not_an_exception(client: DynamoDBHttp, table: str) -> None:
-    bad = client.put_item({"TableName": table, "Item": {"taskArn": {"S": ""}}})
+    bad = client.call("PutItem", {"TableName": table, "Item": {"taskArn": {"S": ""}}})
     assert (bad.status, bad.code, classify(bad).kind) == (400, "ValidationException", "record")
     assert bad.message and "ValidationException" in bad.describe()
 
@@ -91,8 +91,9 @@ def test_batch_get_reads_projected_versions_and_describe_table_reads_the_schema(
     client: DynamoDBHttp, table: str
 ) -> None:
     for n in range(3):
-        assert client.put_item(put(table, f"arn:task/b{n}", n + 1)).ok
-    got = client.batch_get_item(
+        assert client.call("PutItem", put(table, f"arn:task/b{n}", n + 1)).ok
+    got = client.call(
+        "BatchGetItem",
         {
             "RequestItems": {
                 table: {
@@ -101,14 +102,14 @@ def test_batch_get_reads_projected_versions_and_describe_table_reads_the_schema(
                     "ExpressionAttributeNames": {"#k": "taskArn", "#v": "version"},
                 }
             }
-        }
+        },
     )
     assert got.ok
     items = sorted((i["taskArn"]["S"], i["version"]["N"]) for i in got.body["Responses"][table])
     assert items == [("arn:task/b0", "1"), ("arn:task/b1", "2"), ("arn:task/b2", "3")]
-    described = client.describe_table(table)
+    described = client.call("DescribeTable", {"TableName": table})
     assert described.ok and described.body["Table"]["KeySchema"][0]["AttributeName"] == "taskArn"
-    missing = client.describe_table("no-such-table")
+    missing = client.call("DescribeTable", {"TableName": "no-such-table"})
     assert (missing.status, missing.code) == (400, "ResourceNotFoundException")
 
 
@@ -128,10 +129,10 @@ def test_throttling_and_5xx_from_the_fault_proxy_are_transient_responses(
         FaultProxy(moto_server.endpoint, [Rule(kind, operations=frozenset({"PutItem"}), limit=1)]) as proxy,
         DynamoDBHttp.from_environment(endpoint_url=proxy.endpoint) as client,
     ):
-        first = client.put_item(put(table, "arn:task/f", 1))
+        first = client.call("PutItem", put(table, "arn:task/f", 1))
         verdict = classify(first)
         assert (first.status, first.code, verdict.kind, verdict.throttled) == (status, code, TRANSIENT, throttled)
-        assert client.put_item(put(table, "arn:task/f", 1)).ok  # the retry gets through, on the same connection
+        assert client.call("PutItem", put(table, "arn:task/f", 1)).ok  # the retry gets through, on the same connection
         assert client.connections_opened == 1
 
 
@@ -142,11 +143,11 @@ def test_a_reset_and_a_silent_server_raise_transport_errors_that_may_have_applie
         DynamoDBHttp.from_environment(endpoint_url=proxy.endpoint, timeout_s=0.5) as client,
     ):
         with pytest.raises(TransportError) as reset:
-            client.put_item(put(table, "arn:task/r", 1))
-        assert reset.value.maybe_applied and not isinstance(reset.value, TransportTimeout)
+            client.call("PutItem", put(table, "arn:task/r", 1))
+        assert not isinstance(reset.value, TransportTimeout)
         with pytest.raises(TransportTimeout) as slow:
-            client.put_item(put(table, "arn:task/r", 1))
-        assert slow.value.maybe_applied and isinstance(slow.value, EcsStateError)
+            client.call("PutItem", put(table, "arn:task/r", 1))
+        assert isinstance(slow.value, EcsStateError)
         assert "PutItem" in str(slow.value)
 
 
@@ -155,8 +156,8 @@ def test_a_closed_port_is_a_transport_error_that_cannot_have_applied() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(TransportError) as info:
-        DynamoDBHttp.from_environment(endpoint_url=f"http://127.0.0.1:{port}").describe_table("t")
-    assert info.value.maybe_applied is False and "cannot connect" in str(info.value)
+        DynamoDBHttp.from_environment(endpoint_url=f"http://127.0.0.1:{port}").call("DescribeTable", {"TableName": "t"})
+    assert "cannot connect" in str(info.value)
 
 
 class _Canned(http.server.BaseHTTPRequestHandler):
@@ -195,11 +196,11 @@ def test_unprocessed_keys_come_back_in_the_body_and_a_garbled_reply_is_a_transpo
     keys = {"t": {"Keys": [{"taskArn": {"S": "arn:task/u"}}]}}
     server.reply = (200, {}, json.dumps({"Responses": {"t": []}, "UnprocessedKeys": keys}).encode())
     client = DynamoDBHttp.from_environment(endpoint_url=endpoint)
-    got = client.batch_get_item({"RequestItems": keys})
+    got = client.call("BatchGetItem", {"RequestItems": keys})
     assert got.ok and got.body["UnprocessedKeys"] == keys
     server.reply = (200, {"x-amz-crc32": "12345"}, b"{}")
     with pytest.raises(TransportError, match="CRC32"):
-        client.batch_get_item({"RequestItems": keys})
+        client.call("BatchGetItem", {"RequestItems": keys})
 
 
 def test_identity_encoding_is_asked_for_and_a_gzip_reply_is_still_read_as_the_applied_write(canned: Any) -> None:
@@ -209,9 +210,23 @@ def test_identity_encoding_is_asked_for_and_a_gzip_reply_is_still_read_as_the_ap
     wire = gzip.compress(body)
     server.reply = (200, {"Content-Encoding": "gzip", "x-amz-crc32": str(zlib.crc32(wire))}, wire)
     client = DynamoDBHttp.from_environment(endpoint_url=endpoint)
-    got = client.put_item({"TableName": "t", "Item": {}})
+    got = client.call("PutItem", {"TableName": "t", "Item": {}})
     assert got.ok and got.item == {"version": {"N": "3"}}
     assert server.asked[0]["Accept-Encoding"] == "identity"
     server.reply = (200, {"Content-Encoding": "br"}, b"\x0b\x02\x80{}\x03")
     with pytest.raises(TransportError, match="encoding"):
-        client.put_item({"TableName": "t", "Item": {}})
+        client.call("PutItem", {"TableName": "t", "Item": {}})
+
+
+def test_user_info_in_the_endpoint_url_is_never_shown_in_settings_or_errors() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    client = DynamoDBHttp.from_environment(endpoint_url=f"http://ecs:s3cret@127.0.0.1:{port}")
+    assert client.endpoint_url == f"http://***@127.0.0.1:{port}/" and "s3cret" not in client.describe()
+    with pytest.raises(TransportError) as down:
+        client.call("DescribeTable", {"TableName": "t"})
+    assert "cannot connect" in str(down.value) and "s3cret" not in str(down.value)
+    with pytest.raises(ConfigError) as refused:
+        DynamoDBHttp.from_environment(endpoint_url="ftp://ecs:s3cret@127.0.0.1:1")
+    assert "s3cret" not in str(refused.value)

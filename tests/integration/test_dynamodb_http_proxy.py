@@ -27,9 +27,11 @@ from processor.core.position import Position
 from processor.core.reducer import Batch, Counts
 from processor.core.route import Candidate, admit
 from processor.errors import ConfigError
+from processor.ops import cli
 from processor.shard.dynamodb_http import DynamoDBHttp, TransportError
 from processor.shard.failures import TRANSIENT, classify
 from processor.shard.writer import Writer
+from workshop.local.env import LOCAL_ENV
 from workshop.testing.factories import as_json, task_arn, task_event
 from workshop.testing.tls import self_signed
 
@@ -104,6 +106,8 @@ class Tinyproxy:
 def proxies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Tinyproxy]]:
     for name in PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
+    for name, value in LOCAL_ENV.items():  # dummy credentials, also for the tests that need no moto
+        monkeypatch.setenv(name, value)
     made: list[Tinyproxy] = []
     yield made
     for proxy in made:
@@ -141,8 +145,8 @@ def test_an_http_endpoint_is_reached_through_http_proxy_in_absolute_form(
         assert client.proxy_url == proxy.url
         assert client.request_target == f"{moto_server.endpoint}/"
         table = make_table(client)
-        assert client.put_item({"TableName": table, "Item": {"taskArn": {"S": "arn:p"}}}).ok
-        assert client.describe_table(table).ok
+        assert client.call("PutItem", {"TableName": table, "Item": {"taskArn": {"S": "arn:p"}}}).ok
+        assert client.call("DescribeTable", {"TableName": table}).ok
     assert f"POST {moto_server.endpoint}/" in proxy.log_text()
 
 
@@ -199,26 +203,90 @@ def test_an_https_endpoint_is_reached_through_a_connect_tunnel_with_tls_verified
     monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
     with DynamoDBHttp.from_environment(endpoint_url=endpoint) as client:
         assert client.request_target == "/base"  # the tunnel carries the origin form
-        assert client.describe_table("t").body["Table"]["TableName"] == "t"
-        assert client.describe_table("t").ok and client.connections_opened == 1  # one tunnel, kept alive
+        assert client.call("DescribeTable", {"TableName": "t"}).body["Table"]["TableName"] == "t"
+        assert (
+            client.call("DescribeTable", {"TableName": "t"}).ok and client.connections_opened == 1
+        )  # one tunnel, kept alive
     port = server.server_address[1]
     assert server.seen == [("/base", f"localhost:{port}", "DynamoDB_20120810.DescribeTable")] * 2
     assert f"CONNECT localhost:{port}" in proxy.log_text()
     # the wrong password: the proxy refuses the tunnel; the request was never sent, and it is transient
     monkeypatch.setenv("HTTPS_PROXY", f"http://ecs:wrong@127.0.0.1:{proxy.port}")
     with DynamoDBHttp.from_environment(endpoint_url=endpoint) as client, pytest.raises(TransportError) as refused:
-        client.describe_table("t")
+        client.call("DescribeTable", {"TableName": "t"})
     # (tinyproxy 1.11 answers a wrong BasicAuth with 401, not the 407 RFC 9110 asks of a proxy)
-    assert not refused.value.maybe_applied and "refused CONNECT" in str(refused.value)
+    assert "refused CONNECT" in str(refused.value) and "wrong" not in str(refused.value)
     assert classify(refused.value).kind == TRANSIENT
 
 
 def test_a_proxy_reached_over_tls_is_refused_at_start_naming_the_variable(
     proxies: list[Tinyproxy], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example:3129")
-    with pytest.raises(ConfigError, match="HTTPS_PROXY"):
+    monkeypatch.setenv("HTTPS_PROXY", "https://ecs:s3cret@proxy.example:3129")
+    with pytest.raises(ConfigError, match="HTTPS_PROXY") as refused:
         DynamoDBHttp.from_environment(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+    assert "s3cret" not in str(refused.value) and "proxy.example:3129" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "endpoint", "proxy_url"),
+    [
+        ("HTTPS_PROXY", "https://dynamodb.us-east-1.amazonaws.com", "http://ecs:s3cret@127.0.0.1:99999"),
+        ("HTTPS_PROXY", "https://dynamodb.us-east-1.amazonaws.com", "http://ecs:s3cret@proxy.example:port"),
+        ("HTTPS_PROXY", "https://dynamodb.us-east-1.amazonaws.com", "http://ecs:s3cret@[::1"),
+        ("HTTP_PROXY", "http://127.0.0.1:8000", "http://ecs:s3cret@proxy.example:-1"),
+        ("HTTP_PROXY", "http://127.0.0.1:8000", "socks5://ecs:s3cret@proxy.example:1080"),
+    ],
+)
+def test_a_malformed_proxy_url_is_one_configuration_line_naming_the_variable_and_never_its_password(
+    proxies: list[Tinyproxy],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    endpoint: str,
+    proxy_url: str,
+) -> None:
+    """(before: a bad port or bracket ended in a ValueError traceback, and the refusal quoted the password)"""
+    monkeypatch.setenv(variable, proxy_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+    assert cli.main(["canary", "--table", "scratch"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and variable in captured.err and "Traceback" not in captured.err
+    assert "s3cret" not in captured.out + captured.err
+
+
+def test_credentials_fetched_through_a_proxy_that_fails_never_show_its_password(
+    proxies: list[Tinyproxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No credentials in the environment: botocore asks the instance metadata service, through the proxy, which is
+    down; its error quotes the proxy URL (before: password and all, in the start-up error)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("HTTP_PROXY", f"http://ecs:s3cret@127.0.0.1:{free_port()}")  # nothing listens there
+    with pytest.raises((TransportError, ConfigError)) as failed:
+        DynamoDBHttp.from_environment(endpoint_url="http://127.0.0.1:8000")
+    assert "s3cret" not in str(failed.value)
+
+
+def test_the_canary_goes_through_a_proxy_with_a_password_and_never_prints_the_password(
+    moto_server: Any,
+    proxies: list[Tinyproxy],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """(before: the first line printed the proxy URL as given, password and all)"""
+    with DynamoDBHttp.from_environment(endpoint_url=moto_server.endpoint) as direct:
+        table = make_table(direct)
+    proxy = tinyproxy(proxies, tmp_path, basic_auth=("ecs", "s3cret"))
+    monkeypatch.setenv("HTTP_PROXY", f"http://ecs:s3cret@127.0.0.1:{proxy.port}")
+    assert cli.main(["canary", "--table", table]) == 0
+    captured = capsys.readouterr()
+    assert f"proxy http://127.0.0.1:{proxy.port};" in captured.out.splitlines()[0]
+    assert "s3cret" not in captured.out + captured.err
+    assert f"POST {moto_server.endpoint}/" in proxy.log_text()  # the password still opened the proxy
 
 
 def test_a_proxy_that_is_down_is_transient_and_the_writer_goes_on_when_it_is_back(
@@ -230,8 +298,8 @@ def test_a_proxy_that_is_down_is_transient_and_the_writer_goes_on_when_it_is_bac
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
     client = DynamoDBHttp.from_environment(endpoint_url=moto_server.endpoint)
     with pytest.raises(TransportError) as down:
-        client.describe_table(settings.task_table)
-    assert classify(down.value).kind == TRANSIENT and not down.value.maybe_applied
+        client.call("DescribeTable", {"TableName": settings.task_table})
+    assert classify(down.value).kind == TRANSIENT
     sleeps: list[float] = []
 
     def sleep(seconds: float) -> None:  # the writer's backoff: the proxy comes back after the third retry

@@ -68,3 +68,31 @@ def test_wrong_arguments_are_one_line_and_exit_2() -> None:
     ):
         done = _image(*args)
         assert done.returncode == 2 and words in done.stdout, (args, done.stdout)
+
+
+def test_a_docker_push_builds_both_architectures_with_buildx_and_pushes_one_docker_format_list() -> None:
+    done = _image("docker-push", "--dry-run", "--repository", ECR, "--tag", "0.3.0")
+    assert done.returncode == 0, done.stdout
+    commands = _commands(done.stdout)
+    assert commands[0] == (
+        "aws ecr get-login-password --region eu-west-1 | docker login --username AWS --password-stdin "
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    )
+    assert "docker buildx create --name ecs-state --driver docker-container" in commands
+    (build,) = [c for c in commands if c.startswith("docker buildx build ")]
+    assert r"--platform linux/amd64\,linux/arm64" in build and "--builder ecs-state" in build
+    assert r"type=registry\,name=" + ECR + r":0.3.0\,oci-mediatypes=false" in build
+    assert "--provenance=false" in build and build.endswith("-f Dockerfile .")
+
+
+def test_a_docker_push_of_one_architecture_and_its_wrong_arguments() -> None:
+    done = _image("docker-push", "--dry-run", "--repository", ECR, "--tag", "t", "--arch", "arm64")
+    (build,) = [c for c in _commands(done.stdout) if c.startswith("docker buildx build ")]
+    assert "--platform linux/arm64 " in build
+    for args, words in (
+        (("docker-push", "--dry-run", "--repository", ECR), "--tag"),
+        (("docker-push", "--dry-run", "--repository", ECR, "--tag", "t", "--arch", "s390x"), "unknown architecture"),
+        (("docker-push", "--dry-run", "--repository", "ecs-state-worker", "--tag", "1"), "REGISTRY/NAME"),
+    ):
+        done = _image(*args)
+        assert done.returncode == 2 and words in done.stdout, (args, done.stdout)

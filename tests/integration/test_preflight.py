@@ -19,6 +19,7 @@ def _props(tmp_path: Path, s: Settings, **extra: str) -> Path:
         f"ecsState.taskTable = {s.task_table}",
         f"ecsState.instanceTable = {s.instance_table}",
         f"ecsState.deadLetterTable = {s.dead_letter_table}",
+        f"ecsState.catalogTable = {s.catalog_table}",
         *(f"{k} = {v}" for k, v in extra.items()),
     ]
     path.write_text("\n".join(lines) + "\n")
@@ -27,7 +28,9 @@ def _props(tmp_path: Path, s: Settings, **extra: str) -> Path:
 
 def _settings() -> Settings:
     n = random.randrange(10**6)
-    return Settings(task_table=f"pf-t-{n}", instance_table=f"pf-i-{n}", dead_letter_table=f"pf-d-{n}")
+    return Settings(
+        task_table=f"pf-t-{n}", instance_table=f"pf-i-{n}", dead_letter_table=f"pf-d-{n}", catalog_table=f"pf-c-{n}"
+    )
 
 
 def test_preflight_passes_for_the_tables_setup_makes(moto_server: Any, tmp_path: Path) -> None:
@@ -39,7 +42,7 @@ def test_preflight_passes_for_the_tables_setup_makes(moto_server: Any, tmp_path:
 def test_preflight_names_each_missing_table_and_the_fix(moto_server: Any, tmp_path: Path) -> None:
     s = _settings()
     problems = check_processor(_props(tmp_path, s), dict(os.environ))
-    assert len(problems) == 3 and all("does not exist" in p and "ecs-state setup" in p for p in problems)
+    assert len(problems) == 4 and all("does not exist" in p and "ecs-state setup" in p for p in problems)
 
 
 def test_preflight_refuses_a_misspelled_key_and_an_unopenable_metrics_file(moto_server: Any, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from processor.aws import client
 from processor.core.events import Event, decode
 from processor.core.items import build_item
 from processor.core.position import Position
+from processor.errors import ReadError
 from processor.loadgen.fleet import generate
 from processor.loadgen.records import Options
 from processor.ops import questions
@@ -235,7 +236,7 @@ def test_every_listing_prints_a_table_by_default_and_a_json_array_of_items_on_re
     last = max(t["stoppedAt"] for t in fleet["tasks"].values() if t.get("stoppedAt"))
     for argv in (
         ("tasks", "--cluster", cluster, "--status", "STOPPED"),
-        ("stopped", "--cluster", cluster, "--since", "2025-01-01T00:00:00Z", "--until", last),
+        ("stopped", "--cluster", cluster, "--since", "2025-01-01T00:00:00Z", "--until", last, "--max-days", "0"),
     ):
         code, table = _cli(*argv, "--properties", fleet["properties"])
         assert code == 0 and table.splitlines()[0].split()[0] in ("TASK", "STOPPED")
@@ -256,4 +257,108 @@ def test_stopped_refuses_a_window_that_ends_before_it_starts(fleet: dict[str, An
             "2026-01-02T00:00:00Z",
             "2026-01-01T00:00:00Z",
             now=datetime(2026, 1, 3, tzinfo=timezone.utc),
+        )
+
+
+def _instant(text: str) -> datetime:
+    """The test's own reading of a stored ECS time (not the product's parser)."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def test_tasks_at_a_time_with_a_status_are_those_in_that_status_then(fleet: dict[str, Any], ddb: Any) -> None:
+    """The status at T from the stored times: STOPPED once stoppedAt has passed, RUNNING between startedAt and
+    stoppedAt, PENDING between createdAt and startedAt; the index is not filtered on the newest status."""
+    cluster = _cluster(fleet)
+    tasks = [t for t in fleet["tasks"].values() if t["clusterArn"] == cluster]
+    stops = sorted(t["stoppedAt"] for t in tasks if t.get("stoppedAt"))
+    at = stops[len(stops) // 2]
+    moment = _instant(at)
+
+    def then(t: dict[str, Any]) -> str | None:
+        if t.get("stoppedAt") and _instant(t["stoppedAt"]) <= moment:
+            return "STOPPED"
+        if t.get("startedAt") and _instant(t["startedAt"]) <= moment:
+            return "RUNNING"
+        if t.get("createdAt") and _instant(t["createdAt"]) <= moment:
+            return "PENDING"
+        return None
+
+    seen = set()
+    for status in ("STOPPED", "RUNNING", "PENDING"):
+        found = readside.find_tasks(
+            ddb, fleet["names"]["task"], fleet["names"]["instance"], cluster, status=status, at=at
+        )
+        want = {t["taskArn"] for t in tasks if then(t) == status}
+        assert set(_ids(found)) == want, status
+        seen |= {status} if want else set()
+        newest = {t["taskArn"]: t["lastStatus"] for t in tasks}
+        if status == "RUNNING":  # some of those running then have stopped since: not the newest status
+            assert any(newest[arn] == "STOPPED" for arn in want)
+    assert seen >= {"STOPPED", "RUNNING"}
+
+
+def test_at_with_a_status_that_cannot_be_told_at_a_time_and_bad_times_are_one_line_exit_2(
+    fleet: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from processor.ops import cli
+
+    cluster, props = _cluster(fleet), fleet["properties"]
+    cases = [
+        (["tasks", "--cluster", cluster, "--at", "2025-03-01T01:00:00Z", "--status", "DEPROVISIONING"], "--at with"),
+        (["tasks", "--cluster", cluster, "--at", "1999-12-31T00:00:00Z"], "out of range"),
+        (["tasks", "--cluster", cluster, "--at", "3026-01-01T00:00:00Z"], "out of range"),
+        (["tasks", "--cluster", cluster, "--at", "yesterday"], "is not a time"),
+        (["stopped", "--cluster", cluster, "--since", "0h"], "out of range"),
+        (["stopped", "--cluster", cluster, "--since", "5000d", "--max-days", "0"], "out of range"),
+        (["stopped", "--cluster", cluster, "--since", "40d"], "more than --max-days 31"),
+    ]
+    for argv, words in cases:
+        assert cli.main([*argv, "--properties", props]) == 2, argv
+        captured = capsys.readouterr()
+        [line] = captured.err.splitlines()
+        assert words in line and captured.out == "", (argv, line)
+
+
+def test_a_window_over_several_utc_days_queries_each_day(moto_server: Any, tmp_path: Any) -> None:
+    """Tasks that stopped on three UTC days, two of them a second either side of midnight: a window across them
+    finds all three, which it cannot by querying only the newest day's partition."""
+    names = create_tables_from_template()
+    ddb = client("dynamodb")
+    cluster = "arn:aws:ecs:eu-west-1:333333333333:cluster/days"
+    stops = {"a": "2026-11-27T23:59:59.000Z", "b": "2026-11-28T12:00:00.000Z", "c": "2026-11-29T00:00:01.000Z"}
+    for task_id, stopped in stops.items():
+        event = {
+            "version": "0",
+            "id": f"e-{task_id}",
+            "detail-type": "ECS Task State Change",
+            "source": "aws.ecs",
+            "account": "333333333333",
+            "time": stopped,
+            "region": "eu-west-1",
+            "resources": [],
+            "detail": {
+                "taskArn": f"arn:aws:ecs:eu-west-1:333333333333:task/days/{task_id}",
+                "clusterArn": cluster,
+                "lastStatus": "STOPPED",
+                "desiredStatus": "STOPPED",
+                "version": 3,
+                "startedAt": "2026-11-27T20:00:00.000Z",
+                "stoppedAt": stopped,
+            },
+        }
+        decoded = decode(json.dumps(event).encode())
+        assert isinstance(decoded, Event)
+        assert put_conditionally(ddb, names["task"], build_item(decoded, Position("shardId-000000000000", "1")))
+    now = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    calls = Calls(ddb)
+    found = readside.find_stopped(ddb, names["task"], cluster, "2026-11-27T22:00:00Z", "2026-11-29T01:00:00Z", now=now)
+    assert [it["taskArn"].rsplit("/", 1)[1] for it in found] == ["c", "b", "a"]
+    assert calls.names.count("Query") == 3  # one per UTC day
+    edge = readside.find_stopped(ddb, names["task"], cluster, "2026-11-28T00:00:00Z", "2026-11-29T00:00:00Z", now=now)
+    assert [it["taskArn"].rsplit("/", 1)[1] for it in edge] == ["b"]
+    last_day = readside.find_stopped(ddb, names["task"], cluster, "49h", "2026-11-29T01:00:00Z", now=now)
+    assert [it["taskArn"].rsplit("/", 1)[1] for it in last_day] == ["c", "b", "a"]
+    with pytest.raises(ReadError, match="covers 3 UTC days"):
+        readside.find_stopped(
+            ddb, names["task"], cluster, "2026-11-27T22:00:00Z", "2026-11-29T01:00:00Z", now=now, max_days=2
         )

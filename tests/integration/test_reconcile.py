@@ -10,6 +10,7 @@ manager is told otherwise (the ``frozen_tasks`` fixture). Without versions the c
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import io
 import json
@@ -23,6 +24,7 @@ import pytest
 from cfn_template import create_tables_from_template, indexed, properties_file
 
 from processor.aws import client
+from processor.errors import ReadError
 from processor.ops import reconcile
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/c/1"
@@ -59,16 +61,16 @@ def ecs_client() -> Any:
 
 
 class Cluster:
-    """A moto ECS cluster with one registered container instance and running tasks."""
+    """A moto ECS cluster with one registered container instance and running tasks (in the caller's account and
+    region, or with the ``ecs`` and ``ec2`` clients given, another's)."""
 
-    def __init__(self, tasks: int) -> None:
-        self.ecs, ec2 = ecs_client(), client("ec2")
-        self.name = f"rc-{uuid.uuid4().hex[:10]}"
+    def __init__(self, tasks: int, name: str | None = None, ecs: Any = None, ec2: Any = None) -> None:
+        self.ecs, ec2 = ecs or ecs_client(), ec2 or client("ec2")
+        self.name = name or f"rc-{uuid.uuid4().hex[:10]}"
         self.arn = self.ecs.create_cluster(clusterName=self.name)["cluster"]["clusterArn"]
         instance = ec2.run_instances(ImageId=MOTO_AMI, MinCount=1, MaxCount=1)["Instances"][0]
-        document = json.dumps(
-            {"instanceId": instance["InstanceId"], "region": "us-east-1", "accountId": "123456789012"}
-        )
+        account, region = self.arn.split(":")[4], self.arn.split(":")[3]
+        document = json.dumps({"instanceId": instance["InstanceId"], "region": region, "accountId": account})
         self.instance = self.ecs.register_container_instance(cluster=self.name, instanceIdentityDocument=document)[
             "containerInstance"
         ]["containerInstanceArn"]
@@ -193,11 +195,21 @@ def test_reconcile_without_drift_exits_zero(frozen_tasks: None, tables: dict[str
 def test_unknown_cluster_is_an_error(
     frozen_tasks: None, tables: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out = run(
-        "reconcile", "--cluster", f"nope-{uuid.uuid4().hex}", "--properties", str(properties_file(tmp_path, tables))
-    )
-    assert (code, out) == (2, "")
-    assert "does not know cluster" in capsys.readouterr().err
+    """The command raises; ``cli.main``, the one place mapping errors to exit codes, makes it one line and 2."""
+    from processor.ops import cli
+
+    argv = [
+        "reconcile",
+        "--cluster",
+        f"nope-{uuid.uuid4().hex}",
+        "--properties",
+        str(properties_file(tmp_path, tables)),
+    ]
+    with pytest.raises(ReadError, match="does not know cluster"):
+        run(*argv)
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "does not know cluster" in captured.err and len(captured.err.splitlines()) == 1
 
 
 class VersionedEcs:
@@ -352,3 +364,126 @@ def test_repair_without_versions_repairs_nothing_and_says_so(
     report = json.loads(out)
     assert code == 1 and report["unresolved"] == 2 and report["repairs"] == []
     assert dynamodb().get_item(TableName=tables["task"], Key={"taskArn": {"S": cluster.tasks[0]}}).get("Item") is None
+
+
+class EveryTaskVersioned(VersionedEcs):
+    """``VersionedEcs`` for every resource of the account (other tests' clusters too, which ListClusters also
+    returns): the versions given, else 1. moto cannot produce a version (test_moto_reports_no_version)."""
+
+    def __init__(self, versions: dict[str, int]) -> None:
+        super().__init__(collections.defaultdict(lambda: 1, versions))
+
+
+def test_all_clusters_with_repair_seeds_empty_tables_with_every_cluster_of_the_account(
+    frozen_tasks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seeding the tables of a new deploy with what already runs: one command over every cluster ListClusters
+    gives (through the command line, with moto's real clusters and descriptions; only the versions are added)."""
+    import processor.aws
+
+    first, second = Cluster(tasks=2), Cluster(tasks=1)
+    fresh = create_tables_from_template()
+    made = processor.aws.client
+    ecs = EveryTaskVersioned({arn: 7 for arn in [*first.tasks, *second.tasks, first.instance, second.instance]})
+    monkeypatch.setattr(processor.aws, "client", lambda service, **kw: ecs if service == "ecs" else made(service, **kw))
+    properties = properties_file(tmp_path, fresh)
+    code, out = run("reconcile", "--all-clusters", "--repair", "--properties", str(properties), "--output", "json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert {first.arn, second.arn} <= {c["cluster"] for c in report["clusters"]}
+    for cluster in (first, second):
+        for arn in cluster.tasks:
+            item = dynamodb().get_item(TableName=fresh["task"], Key={"taskArn": {"S": arn}}, ConsistentRead=True)
+            assert item["Item"]["version"] == {"N": "7"} and item["Item"]["item_source"] == {"S": "ecs-api"}
+        key = {"containerInstanceArn": {"S": cluster.instance}}
+        assert dynamodb().get_item(TableName=fresh["instance"], Key=key)["Item"]["version"] == {"N": "7"}
+    code, out = run("reconcile", "--all-clusters", "--properties", str(properties))
+    assert code == 0, "after the seeding nothing drifts"
+
+
+def test_cluster_and_all_clusters_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["reconcile"], ["reconcile", "--cluster", "c", "--all-clusters"]):
+        with pytest.raises(SystemExit) as exited:
+            run(*argv)
+        assert exited.value.code == 2
+    assert "--all-clusters" in capsys.readouterr().err
+
+
+MEMBER = "444455556666"
+
+
+def member_clients(region: str) -> tuple[Any, Any]:
+    """ECS and EC2 clients acting in the member account: moto keys its resources by the account of the role
+    the credentials were assumed into."""
+    import boto3
+
+    from processor.ops.member import member_role_arn
+
+    sts = client("sts")
+    role = member_role_arn("aws", MEMBER, "ecs-state-member-read")
+    credentials = sts.assume_role(RoleArn=role, RoleSessionName="test-member")["Credentials"]
+    session = boto3.session.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=region,
+    )
+    return session.client("ecs"), session.client("ec2")
+
+
+def test_reconcile_reads_another_accounts_cluster_through_its_read_role_and_repairs_the_central_tables(
+    frozen_tasks: None, tables: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster named like one of the caller's own, in a member account and another region: named as
+    ACCOUNT/REGION/NAME (resolved against the catalogue), ECS is read in that account through the assumed role,
+    and ``--repair`` writes the central tables. moto's ECS gives no versions: the member's real replies are
+    wrapped to add them (as ``VersionedEcs`` does), to exercise the repair."""
+    from processor.core.catalog import catalog_put, parse_cluster_arn
+    from processor.core.schema import catalog_table_spec
+    from processor.ops import member
+
+    name = f"shared-{uuid.uuid4().hex[:8]}"
+    own = Cluster(tasks=1, name=name)  # the same name in the caller's account
+    member_ecs, member_ec2 = member_clients("eu-west-1")
+    remote = Cluster(tasks=2, name=name, ecs=member_ecs, ec2=member_ec2)
+    assert remote.arn.split(":")[3:5] == ["eu-west-1", MEMBER] and all(MEMBER in arn for arn in remote.tasks)
+    catalogue = f"catalog-{uuid.uuid4().hex[:8]}"
+    dynamodb().create_table(**catalog_table_spec(catalogue))
+    for arn in (own.arn, remote.arn):
+        ref = parse_cluster_arn(arn)
+        assert ref is not None
+        dynamodb().put_item(**catalog_put(catalogue, ref, "2026-11-29T10:00:00Z", 1_795_000_000_000))
+    props = properties_file(tmp_path, tables)
+    with props.open("a", encoding="utf-8") as handle:
+        handle.write(f"ecsState.catalogTable = {catalogue}\n")
+    stored, missing = remote.tasks
+    put_task(tables["task"], remote.arn, stored, "RUNNING", 1)
+    put_instance(tables["instance"], remote.arn, remote.instance, "ACTIVE", 1)
+
+    with pytest.raises(ReadError, match="matches 2 clusters"):
+        run("reconcile", "--cluster", name, "--properties", str(props))
+    code, out = run(
+        "reconcile", "--cluster", f"{MEMBER}/eu-west-1/{name}", "--output", "json", "--properties", str(props)
+    )
+    report = json.loads(out)
+    assert code == 1 and report["cluster"] == remote.arn
+    assert {(f["arn"], f["state"]) for f in report["findings"] if f["state"] != "unversioned"} == {(missing, "missing")}
+
+    assumed: list[str | None] = []
+    real = member.ecs_for_cluster
+
+    def versioned(cluster: str, role: str) -> tuple[Any, str | None]:
+        ecs, role_arn = real(cluster, role)
+        assumed.append(role_arn)
+        wrapper = VersionedEcs({stored: 2, missing: 3, remote.instance: 1})
+        wrapper._ecs = ecs
+        return wrapper, role_arn
+
+    monkeypatch.setattr(member, "ecs_for_cluster", versioned)
+    code, out = run("reconcile", "--cluster", remote.arn, "--repair", "--output", "json", "--properties", str(props))
+    report = json.loads(out)
+    assert assumed == [f"arn:aws:iam::{MEMBER}:role/ecs-state-member-read"]
+    assert code == 0 and report["unresolved"] == 0
+    assert {(r["arn"], r["result"]) for r in report["repairs"]} == {(stored, "repaired"), (missing, "repaired")}
+    item = dynamodb().get_item(TableName=tables["task"], Key={"taskArn": {"S": missing}}, ConsistentRead=True)
+    assert item["Item"]["version"] == {"N": "3"} and item["Item"]["clusterArn"] == {"S": remote.arn}

@@ -127,19 +127,19 @@ def test_a_table_lost_mid_run_is_transient_and_fails_only_past_a_finite_budget(s
 
 
 class Throttling:
-    """Wraps the real client and answers the first ``n`` put_item calls with a throttling error — a reply moto
+    """Wraps the real client and answers the first ``n`` PutItem calls with a throttling error — a reply moto
     cannot produce (the fault-proxy tests cover this over HTTP end to end)."""
 
     def __init__(self, real: DynamoDBHttp, n: int, code: str = "ProvisionedThroughputExceededException") -> None:
         self.real, self.left, self.code = real, n, code
         self.bodies: set[bytes] = set()
 
-    def put_item(self, body: bytes) -> Response:
+    def call(self, operation: str, body: bytes) -> Response:
         self.bodies.add(body)
         if self.left > 0:
             self.left -= 1
             return Response(400 if "Throughput" in self.code else 503, self.code, "slow down", {})
-        return self.real.put_item(body)
+        return self.real.call(operation, body)
 
 
 def test_throttling_is_retried_with_backoff(settings: Settings) -> None:

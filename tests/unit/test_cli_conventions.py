@@ -47,3 +47,16 @@ def test_botocore_errors_a_user_can_fix_are_one_line_and_exit_2() -> None:
     assert "--region" in describe(NoRegionError())
     assert "OperatorPolicy" in describe(denied) and "Scan" in describe(denied)
     assert "refresh" in describe(expired)
+
+
+def test_a_properties_region_that_is_not_the_commands_is_refused_naming_both() -> None:
+    from processor.aws import region_conflict
+
+    props = {"regionName": "eu-west-1"}
+    assert region_conflict("eu-west-1", "AWS_REGION", props, "w.properties") is None
+    assert region_conflict(None, "nowhere", props, "w.properties") is None
+    assert region_conflict("us-east-1", "AWS_REGION", {}, None) is None
+    problem = region_conflict("us-east-1", "AWS_REGION", props, "w.properties")
+    assert problem is not None and "\n" not in problem
+    assert "regionName = eu-west-1 in w.properties" in problem and "us-east-1 (from AWS_REGION)" in problem
+    assert "--region eu-west-1" in problem

@@ -55,7 +55,7 @@ EXCEPTIONS: list[Callable[[], BaseException]] = [
     lambda: CredentialRetrievalError(provider="custom-process", error_msg="exit status 1"),
     lambda: NoCredentialsError(),
     lambda: ConfigError("a setting read late"),
-    lambda: TransportError("PutItem", "cannot connect", maybe_applied=False),
+    lambda: TransportError("PutItem", "cannot connect"),
     lambda: ConnectionResetError(104, "reset"),
     lambda: ssl.SSLError("tls"),
     lambda: Surprise("nobody anticipated this"),

@@ -1,5 +1,6 @@
-"""The pure parts of the thin DynamoDB client (processor/shard/dynamodb_http.py): its SigV4 signature is
-botocore's for the same request and time, refreshed credentials are picked up by the next request, and the
+"""The pure parts of the thin DynamoDB client (processor/shard/dynamodb_http.py and its signer,
+processor/shard/sigv4.py): the SigV4 signature is botocore's for the same request and time, the signer's day key
+is derived again for a new day or secret, refreshed credentials are picked up by the next request, and the
 endpoint, region and CA bundle resolve from the environment as documented. No socket is opened (building the
 client only sets up a connection pool)."""
 
@@ -16,6 +17,8 @@ from botocore.credentials import Credentials, RefreshableCredentials
 
 from processor.errors import ConfigError
 from processor.shard import dynamodb_http as ddb
+from processor.shard.http_connection import redact_url
+from processor.shard.sigv4 import SigV4Signer
 
 TARGET = "DynamoDB_20120810.PutItem"
 
@@ -85,6 +88,22 @@ def test_the_signature_is_the_one_botocore_computes_for_the_same_request_and_tim
     later = client.sign(TARGET, body, amz_date="20991231T235959Z")
     assert "/20991231/eu-west-1/dynamodb/aws4_request" in later["Authorization"]
     assert later["Authorization"] != ours["Authorization"]
+
+
+def test_the_signer_alone_signs_as_botocore_and_derives_its_day_key_once_per_secret_and_day() -> None:
+    """The pure signer, given credentials and a date: no session, no client, no socket."""
+    signer = SigV4Signer("eu-west-1", "dynamodb.eu-west-1.amazonaws.com", "/")
+    body = put_body()
+    for secret in ("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "another/secret"):
+        credentials = Credentials("AKIDEXAMPLE", secret, "token")
+        expected = botocore_headers(credentials, "https://dynamodb.eu-west-1.amazonaws.com", body, "eu-west-1")
+        ours = signer.sign(TARGET, body, credentials.get_frozen_credentials(), amz_date=expected["X-Amz-Date"])
+        assert ours == {k: v.decode() if isinstance(v, bytes) else v for k, v in expected.items()} | {
+            "Host": "dynamodb.eu-west-1.amazonaws.com"
+        }
+    today = signer.day_key("s", "20270101")
+    assert signer.day_key("s", "20270101") is today  # cached
+    assert signer.day_key("s", "20270102") != today and signer.day_key("t", "20270102") != today
 
 
 @pytest.mark.parametrize("region", ["cn-north-1", "us-gov-west-1", "eu-west-1"])
@@ -201,3 +220,18 @@ def test_bytes_go_as_base64_and_anything_else_that_is_not_dynamodb_json_is_refus
     assert b'"blob":{"B":"AAE="}' in put_body()
     with pytest.raises(TypeError, match="not DynamoDB JSON"):
         ddb.serialise({"Item": {"n": {"N": 1.5j}}})
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://ecs:s3cret@proxy:3128", "http://***@proxy:3128"),
+        ("http://ecs@proxy:3128/", "http://***@proxy:3128/"),
+        ("http://e%40cs:s3@cr/et@proxy:3128", "http://***@proxy:3128"),  # '@' and '/' in the password
+        ("http://socks5://ecs:s3cret@proxy:1080", "http://***@proxy:1080"),
+        ("'http://ecs:s3cret@[::1' (HTTPS_PROXY)", "'http://***@[::1' (HTTPS_PROXY)"),
+        ("https://dynamodb.us-east-1.amazonaws.com/", "https://dynamodb.us-east-1.amazonaws.com/"),
+    ],
+)
+def test_user_info_is_redacted_from_any_url_even_one_that_does_not_parse(url: str, shown: str) -> None:
+    assert redact_url(url) == shown

@@ -34,7 +34,7 @@ def _reply(code: str, status: int = 400) -> Response:
         (_reply("InternalServerError", 500), TRANSIENT),
         (_reply("", 503), TRANSIENT),
         (_reply("", 413), TRANSIENT),  # a load balancer's page: a reply we do not understand is not the record's fault
-        (TransportError("PutItem", "cannot connect to http://x: refused", maybe_applied=False), TRANSIENT),
+        (TransportError("PutItem", "cannot connect to http://x: refused"), TRANSIENT),
         (TransportTimeout("PutItem", "timed out (read timeout=5)"), TRANSIENT),
         (TransportError("PutItem", "reply of 12 bytes failed its CRC32 check (garbled)"), TRANSIENT),
         (ConnectionResetError(), TRANSIENT),

@@ -5,10 +5,10 @@ one cannot run in a pure test; tests/integration/test_writer.py checks the same 
 of a resource is either storable, refused by our builder's check when it is read (nested too deep), refused by DynamoDB
 (``ValidationException``) or built into an item JSON cannot carry (a binary map key past a lenient builder: the
 request's serialisation raises ``TypeError``, which is building the item, so the record's fault; an exception
-from the client itself would be transient, never a dead letter). The fake speaks the
-thin client's interface (``put_item(body) -> Response``, ALL_OLD on a failed condition), so the writer's memory of
-stored versions is in play: a version at or below one the writer knows to be stored is counted stale without a
-request, whatever DynamoDB would have said of it.
+from the client itself would be transient, never a dead letter). The fake speaks the thin client's interface
+(``call(operation, body) -> Response``, ALL_OLD on a failed condition), so the writer's memory of stored versions
+is in play: a version at or below one the writer knows to be stored is counted stale without a request, whatever
+DynamoDB would have said of it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class FakeDynamoDB:
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def put_item(self, body: bytes) -> Response:
+    def call(self, operation: str, body: bytes) -> Response:
+        assert operation == "PutItem"  # the writer only puts
         request = json.loads(body)
         item = request["Item"]
         if "refuse" in item:

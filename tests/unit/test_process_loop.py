@@ -1,4 +1,4 @@
-"""The processor's MultiLang loop (``shard/main.Process``): amazon_kclpy's, except that a line read from the daemon
+"""The processor's MultiLang loop (``shard/loop.Process``): amazon_kclpy's, except that a line read from the daemon
 is let go of once parsed, before its action runs (a 10,000-record call's line is ~40 MB of text)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from amazon_kclpy.v3 import processor as v3
 
-from processor.shard.main import Process
+from processor.shard.loop import Process
 
 
 class Line(str):

@@ -116,3 +116,44 @@ def test_common_reasons_are_read_health_checks_and_image_pulls() -> None:
     assert q.reading_of_exit(None, None).startswith("no exit code")
     told = dict(q.story({"taskArn": "t", "lastStatus": "RUNNING"}).lines)
     assert told["stop"].startswith("not stopped")
+
+
+def test_the_status_at_a_time_is_read_from_created_started_and_stopped() -> None:
+    task = {
+        "createdAt": "2026-11-27T08:00:00.000Z",
+        "startedAt": "2026-11-27T09:00:00.000Z",
+        "stoppedAt": "2026-11-27T10:00:00.000Z",
+        "lastStatus": "STOPPED",
+    }
+
+    def at(text: str) -> str | None:
+        return q.status_at(task, q.parse_time(text))
+
+    assert at("2026-11-27T07:59:59Z") is None  # not created yet
+    assert at("2026-11-27T08:00:00Z") == "PENDING"
+    assert at("2026-11-27T09:00:00Z") == "RUNNING"
+    assert at("2026-11-27T09:59:59.999Z") == "RUNNING"
+    assert at("2026-11-27T10:00:00Z") == "STOPPED"
+    never_started = {"createdAt": "2026-11-27T08:00:00.000Z", "stoppedAt": "2026-11-27T08:05:00.000Z"}
+    assert q.status_at(never_started, q.parse_time("2026-11-27T08:01:00Z")) == "PENDING"
+    assert q.check_at_status("RUNNING") == "RUNNING"
+    with pytest.raises(ReadError, match="only PENDING, RUNNING, STOPPED"):
+        q.check_at_status("DEACTIVATING")
+
+
+def test_times_durations_and_the_days_of_a_window_are_checked_with_one_line_errors() -> None:
+    now = datetime(2026, 11, 27, tzinfo=timezone.utc)
+    assert q.check_time("--at", now + timedelta(hours=23), now) == now + timedelta(hours=23)
+    for bad in (datetime(1999, 12, 31, tzinfo=timezone.utc), now + timedelta(days=1, seconds=1)):
+        with pytest.raises(ReadError, match="--at .* is out of range"):
+            q.check_time("--at", bad, now)
+    assert q.parse_duration_arg("--silent-for", "3650d") == timedelta(days=3650)
+    for bad in ("0s", "3651d"):
+        with pytest.raises(ReadError, match="out of range"):
+            q.parse_duration_arg("--silent-for", bad)
+    with pytest.raises(ReadError, match="is not a duration"):
+        q.parse_duration_arg("--silent-for", "soon")
+    days = q.days_between(now - timedelta(days=31), now)
+    assert len(days) == 32 and q.check_days(days[:31], 31) == days[:31] and q.check_days(days, 0) == days
+    with pytest.raises(ReadError, match="covers 32 UTC days .* more than --max-days 31"):
+        q.check_days(days, 31)

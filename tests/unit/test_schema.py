@@ -142,3 +142,18 @@ def test_the_calculator_charges_nothing_for_duplicates_and_older_versions() -> N
     assert twice.events == 2 * once.events
     assert (twice.table_puts, twice.indexes) == (once.table_puts, once.indexes)
     assert once.indexes["stopped-index"].writes == once.indexes["stopped-index"].puts > 0
+
+
+def test_the_tables_of_the_settings_are_the_three_of_the_schema_and_the_catalogue_keyed_on_the_cluster_arn() -> None:
+    settings = Settings(catalog_table="cat")
+    tables = settings.tables()
+    assert [kind for kind, _ in tables] == ["task", "instance", "dead-letter", "catalog"]
+    assert [spec for _, spec in tables[:3]] == table_specs(
+        settings.task_table, settings.instance_table, settings.dead_letter_table
+    )
+    assert tables[3][1] == {
+        "TableName": "cat",
+        "KeySchema": [{"AttributeName": "clusterArn", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "clusterArn", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }

@@ -1,5 +1,6 @@
 """An in-memory DynamoDB behind the ``DynamoDBTransport`` seam, with faults injected at the seam: the fake the
-writer's unit tests and the generative tests at the client seam use (never the product's).
+writer's unit tests and the generative tests at the client seam use (never the product's). It is a handler of
+the seam's one method, ``call(operation, request)``, as the real client is.
 
 Rules:
 - It implements what the shard runtime sends and nothing more: ``PutItem`` (unconditional, or with the writer's
@@ -21,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
-from processor.core.schema import table_specs
+from processor.core.schema import catalog_table_spec, table_specs
 from processor.shard.dynamodb_http import Response
 
 Fault = Callable[[str, int], "BaseException | Response | None"]
@@ -47,9 +48,16 @@ class FakeDynamoDB:
 
     @classmethod
     def for_settings(
-        cls, task_table: str, instance_table: str, dead_letter_table: str, fault: Fault = _no_fault
+        cls,
+        task_table: str,
+        instance_table: str,
+        dead_letter_table: str,
+        fault: Fault = _no_fault,
+        catalog_table: str = "ECSClusterCatalog",
     ) -> FakeDynamoDB:
-        specs = table_specs(task_table, instance_table, dead_letter_table)
+        """The tables ``Settings.tables`` names: the three of ``table_specs`` and the cluster catalogue (which the
+        fake only describes: the writers under test here have no catalogue)."""
+        specs = [*table_specs(task_table, instance_table, dead_letter_table), catalog_table_spec(catalog_table)]
         return cls(
             {spec["TableName"]: tuple(k["AttributeName"] for k in spec["KeySchema"]) for spec in specs}, fault, specs
         )
@@ -64,15 +72,6 @@ class FakeDynamoDB:
 
     # -- DynamoDBTransport ------------------------------------------------------------------------------------
 
-    def put_item(self, request: Mapping[str, Any] | bytes) -> Response:
-        return self.call("PutItem", request)
-
-    def batch_get_item(self, request: Mapping[str, Any] | bytes) -> Response:
-        return self.call("BatchGetItem", request)
-
-    def describe_table(self, name: str) -> Response:
-        return self.call("DescribeTable", {"TableName": name})
-
     def call(self, operation: str, request: Mapping[str, Any] | bytes) -> Response:
         body = orjson.loads(request) if isinstance(request, (bytes, bytearray)) else dict(request)
         with self._lock:
@@ -85,8 +84,11 @@ class FakeDynamoDB:
             raise injected
         if isinstance(injected, Response):
             return injected
+        handler = self._HANDLERS.get(operation)
+        if handler is None:
+            return self._error("UnknownOperationException", f"the fake does not implement {operation}")
         with self._lock:
-            return getattr(self, f"_{operation}")(body)
+            return handler(self, body)
 
     # -- operations, under the lock -----------------------------------------------------------------------------
 
@@ -127,3 +129,9 @@ class FakeDynamoDB:
         if spec is None:
             return self._error("ResourceNotFoundException", f"Table {body['TableName']} not found")
         return Response(200, "", "", {"Table": {**spec, "TableStatus": "ACTIVE"}})
+
+    _HANDLERS: dict[str, Callable[[FakeDynamoDB, dict[str, Any]], Response]] = {
+        "PutItem": _PutItem,
+        "BatchGetItem": _BatchGetItem,
+        "DescribeTable": _DescribeTable,
+    }
