@@ -5,11 +5,11 @@ Endpoint and credentials come only from boto3's standard settings (``AWS_ENDPOIN
 
 The region follows the AWS CLI's order, then the workers' properties file (``region_from``):
 ``--region``, ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's ``region``, then ``regionName`` of the
-properties file. botocore alone reads only ``AWS_DEFAULT_REGION`` and the profile, which is why ``AWS_REGION``
-used to be ignored by every command but the processor. ``configure`` (called once by the CLI shell before a
-command runs) resolves the region and the profile and exports them as ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` /
-``AWS_PROFILE``: every session of this process and every process it starts (the KCL daemon, the processors) then
-agrees on them. A profile that does not exist is a ``ConfigError`` here, not a botocore traceback later.
+properties file. botocore alone reads only ``AWS_DEFAULT_REGION`` and the profile, so it would ignore a user's
+``AWS_REGION``. ``configure`` (called once by the CLI shell before a command runs) resolves the region and the
+profile and exports them as ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` / ``AWS_PROFILE``: every session of this
+process and every process it starts (the KCL daemon, the processors) then agrees on them. A profile that does not
+exist is a ``ConfigError`` here, not a botocore traceback later.
 
 One rule for the tables' region (``region_conflict``): the tables live where the workers write, ``regionName`` of
 their properties file. So when a command is given a properties file (``--properties`` or ``ECS_STATE_PROPERTIES``)

@@ -1,4 +1,4 @@
-"""The one backoff policy and the one rate-limited logger of every retry loop.
+"""The one backoff policy (capped exponential, full jitter) and the one rate-limited logger of every retry loop.
 
 Rules:
 - :class:`Backoff` is exponential with full jitter: attempt ``n`` (1-based) waits a uniform random time in

@@ -1,5 +1,5 @@
 """Shared fixtures, and the test layers: each folder under tests/ is a layer and gives its tests a marker of the
-same name (``./scripts/test -m unit`` runs the pure layer in seconds):
+same name (``.venv/bin/python -m pytest -m unit -x`` runs the pure layer in about a minute):
 - unit: the pure core and the pure parts of every other layer; no emulator, no process, no socket;
 - integration: one real part at a time (moto over HTTP, kinesis-mock, the fault proxy, the launcher);
 - protocol: the processor process driven through the MultiLang protocol, against moto;

@@ -1,4 +1,10 @@
-"""Where a record sits in its shard: the one position type every layer shares. Pure."""
+"""Where a record sits in its shard: the one position type every layer shares. Pure.
+
+A position is what a checkpoint names and what a stored item and a dead letter record as their source, so it
+keeps Kinesis's own strings: a sequence number is never parsed or compared here (only the order the daemon
+delivers records in counts), and a KPL sub-record is told apart by its sub-sequence number, 0 for a plain record.
+A dead letter's range key is the sequence number alone for a plain record and ``<seq>:<subseq>`` for a
+sub-record, so the sub-records of one Kinesis record each get their own dead letter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Routing one record: bytes -> a candidate version of a resource, the dead letter it becomes, or Ignored. Pure.
+"""Routing one record: bytes -> a candidate version of a resource (built into an item only at flush time), the
+dead letter it becomes, or Ignored. Pure.
 
 This is the only place that decides a record's fate, in two steps that never raise, whatever the bytes (a
 property-based test holds it: tests/unit/test_events_fuzz.py):

@@ -261,7 +261,7 @@ INDEXES: tuple[Index, ...] = (CLUSTER_INDEX, STOPPED_INDEX, INSTANCE_INDEX, SERV
 INDEX_NAMES = tuple(index.name for index in INDEXES)
 
 #: kind -> detail fields used as index keys (or as inputs of derived keys), with the byte limit DynamoDB sets
-#: for them. ``clusterArn`` also keys the index of tables made by older versions (``clusterArn-lastStatus-index``).
+#: for them. ``clusterArn`` also keys ``clusterArn-lastStatus-index``, which existing tables may keep (upgrading.md).
 INDEX_KEY_LIMITS: dict[str, tuple[tuple[str, int], ...]] = {
     TASK: (
         ("clusterArn", HASH_KEY_LIMIT),

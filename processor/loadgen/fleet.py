@@ -12,8 +12,8 @@ what is drawn when changes every stream (the tests pin hashes). The constant tab
 :mod:`processor.loadgen.catalog`, the options, record type and encoding in :mod:`processor.loadgen.records`.
 
 What the records mean is accumulated by :class:`processor.loadgen.ground_truth.GroundTruth`;
-:mod:`processor.loadgen.producer` sends them to Kinesis; ``scripts/bench.py`` feeds them to the processor and to
-the per-event baseline.
+:mod:`processor.loadgen.producer` sends them to Kinesis; the benchmark (``./scripts/bench``) feeds them to the
+processor and to the per-event baseline.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ batches, :class:`KinesisWriter` (``processor.kinesis_put``: retries only the fai
 :func:`ensure_stream`, pacing (:class:`Pacer`), progress, and :func:`produce`, which feeds a
 :class:`processor.loadgen.ground_truth.GroundTruth` only with records Kinesis accepted.
 
-``ecs-state produce`` (this module's :func:`register` / :func:`run`) and ``scripts/produce.py`` drive it.
+``ecs-state produce`` (this module's :func:`register` / :func:`run`) and ``./scripts/produce`` drive it.
 """
 
 from __future__ import annotations

@@ -1,24 +1,46 @@
 """reconcile's judgement, pure: what the ECS API reports (live) against what the table holds (stored), per ARN.
 
-A finding's state is one of ``ok``, ``unversioned`` (the API reported no version), ``gone`` (stored in its final
-status, no longer listed live), or drift: ``missing`` (live, not stored), ``behind`` (stored version lower: an
-event was lost or is late), ``ahead`` (stored version higher than live: the API lags), ``only-in-table`` (stored
-in a non-final status, not live), ``status-differs`` (same version, other status). No I/O."""
+A finding's state (:class:`State`) is one of ``ok``, ``unversioned`` (the API reported no version), ``gone``
+(stored in its final status, no longer listed live), or drift: ``missing`` (live, not stored), ``behind`` (stored
+version lower: an event was lost or is late), ``ahead`` (stored version higher than live: the API lags),
+``only-in-table`` (stored in a non-final status, not live), ``status-differs`` (same version, other status). A
+state's value is what the report prints and the JSON's ``counts`` is keyed by. No I/O."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from enum import Enum
 from typing import Any, Iterable, Mapping, Sequence
 
+from processor.core.schema import INSTANCE, TASK
 from processor.ops.render import render_table
 
-TASK, INSTANCE = "task", "instance"
-DRIFT_STATES = ("missing", "behind", "ahead", "only-in-table", "status-differs")
+__all__ = ["INSTANCE", "TASK"]  # re-exported for reconcile: the kinds are defined in core/schema.py
 
 
-ALL_STATES = ("ok", "unversioned", "gone", *DRIFT_STATES)
+class State(str, Enum):
+    """What one resource's two views say together; its value is the word the reports print."""
 
+    OK = "ok"
+    UNVERSIONED = "unversioned"
+    GONE = "gone"
+    MISSING = "missing"
+    BEHIND = "behind"
+    AHEAD = "ahead"
+    ONLY_IN_TABLE = "only-in-table"
+    STATUS_DIFFERS = "status-differs"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def drift(self) -> bool:
+        return self in DRIFT_STATES
+
+
+DRIFT_STATES = (State.MISSING, State.BEHIND, State.AHEAD, State.ONLY_IN_TABLE, State.STATUS_DIFFERS)
+ALL_STATES = tuple(State)
 
 FINAL_STATUS = {TASK: "STOPPED", INSTANCE: "INACTIVE"}
 
@@ -35,7 +57,7 @@ class Seen:
 class Finding:
     kind: str
     arn: str
-    state: str
+    state: State
     ecs_version: int | None = None
     table_version: int | None = None
     ecs_status: str | None = None
@@ -43,13 +65,13 @@ class Finding:
 
     @property
     def drift(self) -> bool:
-        return self.state in DRIFT_STATES
+        return self.state.drift
 
 
 def judge(kind: str, arn: str, live: Seen | None, stored: Seen | None) -> Finding:
     """The state of one resource from its ECS view and its table view (either may be absent, not both)."""
 
-    def finding(state: str) -> Finding:
+    def finding(state: State) -> Finding:
         return Finding(
             kind,
             arn,
@@ -63,16 +85,16 @@ def judge(kind: str, arn: str, live: Seen | None, stored: Seen | None) -> Findin
     if live is None and stored is None:
         raise ValueError(f"{arn}: seen on neither side")
     if stored is None:
-        return finding("missing")
+        return finding(State.MISSING)
     if live is None:
-        return finding("gone" if stored.status == FINAL_STATUS[kind] else "only-in-table")
+        return finding(State.GONE if stored.status == FINAL_STATUS[kind] else State.ONLY_IN_TABLE)
     if live.version is None:
-        return finding("unversioned" if live.status == stored.status else "status-differs")
+        return finding(State.UNVERSIONED if live.status == stored.status else State.STATUS_DIFFERS)
     if stored.version is None or stored.version < live.version:
-        return finding("behind")
+        return finding(State.BEHIND)
     if stored.version > live.version:
-        return finding("ahead")
-    return finding("ok")
+        return finding(State.AHEAD)
+    return finding(State.OK)
 
 
 def compare(kind: str, live: Mapping[str, Seen], stored: Mapping[str, Seen]) -> list[Finding]:
@@ -85,11 +107,11 @@ def counts(findings: Iterable[Finding]) -> dict[str, int]:
     result = {state: 0 for state in ALL_STATES}
     for f in findings:
         result[f.state] += 1
-    return {state: n for state, n in result.items() if n}
+    return {state.value: n for state, n in result.items() if n}
 
 
 def report_json(cluster: str, findings: Sequence[Finding], show_all: bool) -> str:
-    shown = [asdict(f) for f in findings if show_all or f.state != "ok"]
+    shown = [{**asdict(f), "state": f.state.value} for f in findings if show_all or f.state is not State.OK]
     return (
         json.dumps(
             {
@@ -109,9 +131,17 @@ def report_table(cluster: str, findings: Sequence[Finding], show_all: bool) -> s
         return "-" if value is None else str(value)
 
     rows = [
-        [f.kind, f.state, f.arn, text(f.ecs_version), text(f.table_version), text(f.ecs_status), text(f.table_status)]
+        [
+            f.kind,
+            f.state.value,
+            f.arn,
+            text(f.ecs_version),
+            text(f.table_version),
+            text(f.ecs_status),
+            text(f.table_status),
+        ]
         for f in findings
-        if show_all or f.state != "ok"
+        if show_all or f.state is not State.OK
     ]
     summary = ", ".join(f"{n} {state}" for state, n in counts(findings).items()) or "nothing found"
     verdict = "DRIFT" if any(f.drift for f in findings) else "no drift"

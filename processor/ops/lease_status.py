@@ -18,6 +18,7 @@ the name is wrong). No I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Iterable, Mapping, Sequence
 
 from processor.ops.render import render_table
@@ -72,15 +73,28 @@ def by_shard(leases: Iterable[Lease]) -> dict[str, Lease]:
     return {lease.shard_id: lease for lease in sorted(leases, key=lambda le: le.shard_id)}
 
 
+class ShardState(str, Enum):
+    """What two reads of one shard's lease say; its value is the word the report prints."""
+
+    FINISHED = "finished"
+    PROCESSING = "processing"
+    WAITING_FOR_PARENT = "waiting-for-parent"
+    STALLED = "stalled"
+    NEW = "new"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     shard_id: str
-    state: str  # finished | processing | waiting-for-parent | stalled | new
+    state: ShardState
     why: str = ""
 
     @property
     def bad(self) -> bool:
-        return self.state == "stalled"
+        return self.state is ShardState.STALLED
 
 
 def _waiting(lease: Lease, table: Mapping[str, Lease]) -> bool:
@@ -93,22 +107,22 @@ def judge(first: Mapping[str, Lease], second: Mapping[str, Lease], window_millis
     for shard, lease in second.items():
         before = first.get(shard)
         if lease.finished:
-            verdicts.append(Verdict(shard, "finished"))
+            verdicts.append(Verdict(shard, ShardState.FINISHED))
         elif _waiting(lease, second):
-            verdicts.append(Verdict(shard, "waiting-for-parent"))
+            verdicts.append(Verdict(shard, ShardState.WAITING_FOR_PARENT))
         elif before is None:
-            verdicts.append(Verdict(shard, "new", "seen in the second read only"))
+            verdicts.append(Verdict(shard, ShardState.NEW, "seen in the second read only"))
         elif before.counter == lease.counter:
             owner = f"owner {lease.owner} did not renew it" if lease.owner else "it had no owner"
             verdicts.append(
                 Verdict(
                     shard,
-                    "stalled",
+                    ShardState.STALLED,
                     f"leaseCounter stayed {lease.counter} for {window_millis} ms (failoverTimeMillis): {owner}",
                 )
             )
         else:
-            verdicts.append(Verdict(shard, "processing"))
+            verdicts.append(Verdict(shard, ShardState.PROCESSING))
     return verdicts
 
 
@@ -150,7 +164,7 @@ def render_status(table: str, leases: Mapping[str, Lease], verdicts: Sequence[Ve
     body = rows(leases)
     heads: tuple[str, ...] = COLUMNS
     if verdicts is not None:
-        states = {v.shard_id: v.state for v in verdicts}
+        states = {v.shard_id: v.state.value for v in verdicts}
         heads = (*COLUMNS, "STATE")
         body = [[*row, states.get(row[0], "-")] for row in body]
     out = render_table(heads, body) if body else ""
@@ -166,7 +180,7 @@ def render_status(table: str, leases: Mapping[str, Lease], verdicts: Sequence[Ve
 
 
 def to_dict(table: str, leases: Mapping[str, Lease], verdicts: Sequence[Verdict] | None) -> dict[str, Any]:
-    states = {v.shard_id: (v.state, v.why) for v in verdicts or ()}
+    states = {v.shard_id: (v.state.value, v.why) for v in verdicts or ()}
     return {
         "leaseTable": table,
         "healthy": None if verdicts is None else not problems(verdicts, leases, table),

@@ -3,7 +3,7 @@ compare what ECS reports now with what the tables hold; exit 1 on drift.
 
 ECS side: ListTasks for each desired status (RUNNING, PENDING, STOPPED; ECS keeps stopped tasks listable for about
 an hour) + DescribeTasks, and ListContainerInstances for each status + DescribeContainerInstances. Table side: the
-task table's ``cluster-index`` (keys only, so it carries ``lastStatus``; one Query per part of the cluster), then
+task table's ``cluster-index`` (it projects ``lastStatus``; one Query per part of the cluster), then
 consistent BatchGetItem of ``version`` and ``lastStatus`` for the tasks ECS lists and for the stored tasks the index
 shows as not STOPPED; a filtered
 scan of the container-instance table. Stored STOPPED tasks / INACTIVE instances that ECS no longer lists are

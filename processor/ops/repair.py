@@ -2,9 +2,9 @@
 
 For every drifting resource that ECS describes with a ``version`` the table does not hold (``missing``, or
 ``behind``: stored version lower), the resource is described again and its description is stored in the item
-layout, with the processor's own conditional write (``attribute_not_exists(#k) OR #v < :v``), so a repair never
-lowers a stored version and loses to an event that landed meanwhile. The item is ``build_item``'s, from an
-``Event`` made of the description:
+layout, with the processor's own conditional write (``shard/writer.CONDITION``: absent, a ``version`` that is not a
+number, or a lower one), so a repair never lowers a stored version and loses to an event that landed meanwhile.
+The item is ``build_item``'s, from an ``Event`` made of the description:
 
 - ``detail`` = the API's description (DescribeTasks / DescribeContainerInstances have the fields an event's
   ``detail`` has), with timestamps written as events carry them (ISO 8601, UTC, milliseconds, ``Z``);
@@ -29,14 +29,14 @@ from typing import Any, Mapping, Sequence
 from processor.core.events import INSTANCE, TASK, Event
 from processor.core.items import Item, Unstorable, build_item
 from processor.core.position import Position
-from processor.ops.drift import Finding
+from processor.core.schema import TABLE_KEYS
+from processor.ops.drift import Finding, State
 from processor.ops.render import render_table
+from processor.shard.writer import CONDITION
 
 SOURCE_ATTRIBUTE = "item_source"
 SOURCE = "ecs-api"
-KEYS: dict[str, str] = {TASK: "taskArn", INSTANCE: "containerInstanceArn"}
-REPAIRABLE = ("missing", "behind")
-CONDITION = "attribute_not_exists(#k) OR #v < :v"
+REPAIRABLE = (State.MISSING, State.BEHIND)
 DESCRIBE_LIMIT = 100
 
 
@@ -73,7 +73,7 @@ def repair_item(
     detail = as_event_detail(dict(description))
     if cluster and "clusterArn" not in detail:
         detail["clusterArn"] = cluster
-    key = KEYS[kind]
+    key = TABLE_KEYS[kind]
     when = iso(now)
     event = Event(kind, key, str(detail[key]), int(detail["version"]), detail, "0", SOURCE, when)
     item = build_item(event, Position(SOURCE, when), task_retention_hours)
@@ -100,7 +100,7 @@ def describe(ecs: Any, kind: str, cluster: str, arns: Sequence[str]) -> dict[str
             found = ecs.describe_container_instances(cluster=cluster, containerInstances=chunk).get(
                 "containerInstances", []
             )
-        described.update((r[KEYS[kind]], r) for r in found)
+        described.update((r[TABLE_KEYS[kind]], r) for r in found)
     return described
 
 
@@ -114,7 +114,7 @@ def put_conditionally(ddb: Any, table: str, item: Item) -> bool:
             Item=item.attributes,
             ConditionExpression=CONDITION,
             ExpressionAttributeNames={"#k": item.key_name, "#v": "version"},
-            ExpressionAttributeValues={":v": {"N": str(item.version)}},
+            ExpressionAttributeValues={":v": {"N": str(item.version)}, ":n": {"S": "N"}},
         )
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":

@@ -1,9 +1,9 @@
-"""``ecs-state status --properties FILE [--check]``: KCL's lease table, one row per shard; ``--check`` for probes.
+"""``ecs-state status [--properties FILE] [--check]``: KCL's lease table, one row per shard; ``--check`` for probes.
 
-The lease table is named by ``applicationName`` in the properties file (KCL creates it when the first worker
-starts); ``failoverTimeMillis`` (default 10000) comes from the same file. A row shows the lease owner, the
-checkpoint, the parent shards, the owner switches since the last checkpoint, the lease counter and whether the
-shard is finished (checkpoint ``SHARD_END``).
+The lease table is named by ``applicationName`` in the properties file (``--properties`` or
+``$ECS_STATE_PROPERTIES``; KCL creates it when the first worker starts); ``failoverTimeMillis`` (default 10000)
+comes from the same file. A row shows the lease owner, the checkpoint, the parent shards, the owner switches since
+the last checkpoint, the lease counter and whether the shard is finished (checkpoint ``SHARD_END``).
 
 ``--check`` reads the table twice, ``failoverTimeMillis`` apart, and exits 1 when a shard had no live owner for
 that long (the rule is in ``ops/lease_status.py``: an unfinished shard whose parents are done and whose
@@ -12,7 +12,7 @@ for the probe taking ``failoverTimeMillis``. Exit 0: healthy (or no ``--check``)
 such table, no properties, no permission). Reading the table needs ``dynamodb:Scan`` on it. It answers for the
 whole application, so it suits one scheduled check, not a per-container probe (two scans per probe per task).
 
-``--liveness`` is the per-container probe instead (``ops/liveness.py``): this worker's heartbeat files, no AWS call.
+``--liveness`` is the per-container probe instead (``worker/liveness.py``): this worker's heartbeat files, no AWS call.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shard state machine: everything that decides when to flush and where to checkpoint, in one place. Pure.
+"""The shard state machine, pure: every rule about when to flush and where to checkpoint, in one place.
 
 :class:`ShardMachine` is told what happened to one shard (events, one method each, the time an argument in
 monotonic seconds) and answers what to do (actions): :class:`Flush`, :class:`Checkpoint`, :class:`Stop` or

@@ -1,4 +1,5 @@
-"""CloudWatch Embedded Metric Format (EMF) lines. Off by default (``ecsState.metrics = none``); ``stderr`` writes
+"""CloudWatch Embedded Metric Format (EMF) lines: per flush, per idle minute, while retrying, and the worker's
+heartbeat, so alarms need no log parsing. Off by default (``ecsState.metrics = none``); ``stderr`` writes
 them among the logs, ``file:PATH`` appends to a file.
 
 What is emitted (docs/monitoring.md lists names, units and the alarms on them): one document per flush with the
@@ -12,7 +13,7 @@ applicationName: a replay's figures never mix with production's) and, for a shar
 Each document is one line holding exactly the JSON object: on a container's stderr with the awslogs driver every
 line is one CloudWatch Logs event, and CloudWatch extracts metrics from an event that is an EMF object. A shard
 processor's stderr reaches the container through the KCL daemon, which re-logs it wrapped; ``ecs-state run``
-unwraps it (``ops/daemon_log.py``), so the line arrives as written here.
+unwraps it (``worker/daemon_log.py``), so the line arrives as written here.
 
 Metrics and logs are side effects: they never stop a flush. ``check()`` finds a target that cannot be opened at
 start (a configuration error); after that a failed write is counted (``Metrics.failures``) and

@@ -1,4 +1,5 @@
-"""The KCL adapter: an amazon_kclpy v3 record processor for one shard (started by ``shard/main.py``).
+"""The KCL adapter: an amazon_kclpy v3 record processor for one shard that performs the state machine's actions
+and decides nothing. Started by ``shard/main.py``.
 
 It turns the daemon's calls into events of the shard's state machine (``shard/machine.py``: every rule about
 when to flush and where to checkpoint lives there) and performs the actions the machine answers, with no decision

@@ -1,6 +1,6 @@
 """Reading the KCL daemon's log, one line at a time: what happened and what to show. Pure: no I/O.
 
-Relies on processor/logback.xml's pattern ``HH:mm:ss.SSS LEVEL [thread] logger - message``. The watch tells
+Relies on processor/worker/logback.xml's pattern ``HH:mm:ss.SSS LEVEL [thread] logger - message``. The watch tells
 whether a record processor was ever initialised, whether KCL gave up initialising (it then exits 0), whether a
 processor failed (the daemon then calls ``System.exit(1)``: the whole worker stops), and turns a bad end into
 one line naming the cause (``DaemonWatch.diagnosis``)."""
@@ -48,7 +48,7 @@ class Fed(NamedTuple):
 class DaemonWatch:
     """What the daemon's log lines said, fed one line at a time (pure), and which lines to show.
 
-    Relies on processor/logback.xml's pattern ``HH:mm:ss.SSS LEVEL [thread] logger - message``; lines that do
+    Relies on processor/worker/logback.xml's pattern ``HH:mm:ss.SSS LEVEL [thread] logger - message``; lines that do
     not match (stack traces, JVM messages) belong to the previous line. A processor's stderr line reaches us
     twice: logged by DrainChildSTDERRTask ("Received error line from subprocess [LINE] for shard S") and then
     printed as it is; the first is shown unwrapped (whatever the level), the raw copy is dropped."""

@@ -1,4 +1,4 @@
-"""Helpers for tests/test_e2e.py: the real KCL MultiLangDaemon (``ecs-state run``) with our processor, on the
+"""Helpers for tests/e2e/test_e2e.py: the real KCL MultiLangDaemon (``ecs-state run``) with our processor, on the
 embedded local stack (moto + kinesis-mock).
 
 - :class:`Feed` writes generated ECS events (:func:`processor.loadgen.fleet.generate`) to a stream with the producer's

@@ -3,7 +3,7 @@ stack (moto for DynamoDB, kinesis-mock for Kinesis), with events from the synthe
 
 Every test has its own stream, applicationName and tables on one stack shared by the module, waits for states
 with deadlines (never a fixed sleep), and on failure prints the tail of each daemon log and the processors'
-log lines (tests/e2e_support.py).
+log lines (tests/e2e/e2e_support.py).
 
 Durations measured on 2 cores (KCL 3.1.3, kinesis-mock 0.6.2, moto 5.2.5; three runs on a quiet machine, one
 shared with benchmarks at load 5-9 in brackets): a 149-188 s [215 s] (its fixture; writing the 20,000 records to

@@ -1,10 +1,10 @@
-"""`ecs-state run`: the pure parts of the launcher, its checks, and (marked e2e) the real KCL daemon."""
+"""`ecs-state run` with real parts: the endpoint probe over loopback sockets, every problem reported before Java
+starts, and (marked e2e) the real KCL daemon. The pure checks: tests/unit/test_launcher.py."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -16,30 +16,11 @@ from typing import Any
 import pytest
 
 from processor.config import load_settings
-from processor.errors import EXIT_CONFIG, LaunchError
+from processor.errors import EXIT_CONFIG
 from processor.ops.setup_tables import ensure_tables
-from processor.worker.launcher import find_jars, find_java
-from processor.worker.preflight import check_endpoints, check_executable
+from processor.worker.preflight import check_endpoints
 from processor.worker.supervisor import run_daemon
 from workshop.local.stack import LocalStack
-
-# ---- the command line ----------------------------------------------------------------------------------------
-
-
-# ---- property checks -----------------------------------------------------------------------------------------
-
-
-def test_executable_found_on_the_given_path(tmp_path: Path) -> None:
-    tool = tmp_path / "my-processor"
-    tool.write_text("#!/bin/sh\n")
-    tool.chmod(0o755)
-    assert check_executable({"executableName": "my-processor --flag"}, "f", str(tmp_path)) == []
-    assert check_executable({"executableName": str(tool)}, "f", "") == []
-    [problem] = check_executable({"executableName": "my-processor"}, "f", str(tmp_path / "elsewhere"))
-    assert "not on PATH" in problem and "scripts/bootstrap" in problem
-    tool.chmod(0o644)
-    [problem] = check_executable({"executableName": str(tool)}, "f", "")
-    assert "not an executable file" in problem
 
 
 def test_endpoints_that_answer_pass_and_others_name_key_and_fix() -> None:
@@ -60,28 +41,6 @@ def test_endpoints_that_answer_pass_and_others_name_key_and_fix() -> None:
     assert "not an http:// or https:// URL" in bad
 
 
-# ---- finding Java and the jars -------------------------------------------------------------------------------
-
-
-def test_java_from_path_or_java_home(tmp_path: Path) -> None:
-    assert os.path.basename(find_java(os.environ)) == "java"
-    with pytest.raises(LaunchError, match="JAVA_HOME=.* has no bin/java"):
-        find_java({"JAVA_HOME": str(tmp_path), "PATH": os.environ["PATH"]})
-    with pytest.raises(LaunchError, match="java not found .* install Java 17"):
-        find_java({"PATH": str(tmp_path)})
-
-
-def test_jars_of_the_installed_amazon_kclpy() -> None:
-    jars = find_jars(env={})
-    assert any(jars.glob("amazon-kinesis-client-multilang-*.jar"))
-    assert any(jars.glob("amazon-kinesis-client-3.*.jar"))
-
-
-def test_folder_without_jars_is_refused_with_the_reinstall_command(tmp_path: Path) -> None:
-    with pytest.raises(LaunchError, match="no KCL jars in .*pip install --force-reinstall"):
-        find_jars(tmp_path, env={})
-
-
 def test_run_reports_every_problem_before_starting_java(tmp_path: Path) -> None:
     props = tmp_path / "bad.properties"
     props.write_text("executableName = no-such-processor-here\nkinesisEndpoint = http://127.0.0.1:1\n")
@@ -99,22 +58,6 @@ def test_run_reports_every_problem_before_starting_java(tmp_path: Path) -> None:
         "kinesisEndpoint = http://127.0.0.1:1 does not answer",
     ):
         assert words in text
-
-
-def test_missing_properties_file(tmp_path: Path) -> None:
-    out = io.StringIO()
-    assert run_daemon(tmp_path / "nope.properties", out=out) == EXIT_CONFIG
-    assert "nope.properties does not exist" in out.getvalue()
-
-
-# ---- reading the daemon's log --------------------------------------------------------------------------------
-# These lines have the daemon's real format and messages (copied from runs of KCL 3.1.3 with
-# processor/logback.xml). Synthetic input because the real daemon produces some of them only after 20 failed
-# initialisation attempts with random 1-30 s waits each; the e2e test below feeds the real ones.
-
-
-def _line(level: str, logger: str, message: str) -> str:
-    return f"11:22:39.631 {level:<5} [ShardRecordProcessor-0000] {logger} - {message}"
 
 
 # ---- the real daemon (slow) ----------------------------------------------------------------------------------
@@ -212,10 +155,3 @@ def test_real_daemon_processes_records_and_shuts_down_gracefully_on_sigterm(tmp_
     run_err = (tmp_path / "run.err").read_text()
     assert '"event":"daemon.exited"' in run_err and '"processors_initialized":2' in run_err
     assert "Created new shardConsumer" in daemon_log.read_text()
-
-
-def test_a_daemon_killed_by_a_signal_is_reported_as_such() -> None:
-    from processor.worker.daemon_log import DaemonWatch
-
-    problem = DaemonWatch(show_level="INFO").diagnosis(-9, signalled=False)
-    assert problem is not None and "killed by SIGKILL" in problem

@@ -487,7 +487,7 @@ def test_parameter_defaults_follow_the_data_layout() -> None:
 
 
 def test_setup_creates_the_same_tables_as_the_template() -> None:
-    """``ecs-state setup`` (processor/tables.py, for local stacks) and the template must agree on keys and index."""
+    """``ecs-state setup`` (processor/ops/setup_tables.py) and the template must agree on keys and index."""
     from processor.config import Settings
     from processor.core.schema import table_specs
 

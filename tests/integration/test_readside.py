@@ -1,4 +1,4 @@
-"""processor/readside.py: the pure formatting functions, and the subcommands against the moto server with tables
+"""The read side (processor/ops/read.py): the subcommands against the moto server with tables
 created from the CloudFormation template's own table definitions."""
 
 from __future__ import annotations

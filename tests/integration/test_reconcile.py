@@ -1,4 +1,4 @@
-"""processor/reconcile.py: the pure comparison, and the command against moto's ECS and DynamoDB (moto server).
+"""ecs-state reconcile (processor/ops/reconcile.py): the command against moto's ECS and DynamoDB (moto server).
 
 What moto's ECS reports, found while writing this: DescribeTasks and DescribeContainerInstances carry no ``version``
 (real ECS does), ListTasks honours ``desiredStatus`` only when given (and matches clusters by substring, hence the

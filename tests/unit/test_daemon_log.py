@@ -237,3 +237,8 @@ def test_an_emf_line_of_a_processor_reaches_our_stderr_as_exactly_the_json_objec
     )
     assert watch.feed(logged).show == emf
     assert watch.feed(emf).show is None
+
+
+def test_a_daemon_killed_by_a_signal_is_reported_as_such() -> None:
+    problem = DaemonWatch(show_level="INFO").diagnosis(-9, signalled=False)
+    assert problem is not None and "killed by SIGKILL" in problem

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from processor.ops import drift as reconcile
-from processor.ops.drift import Finding, Seen, compare, judge
+from processor.ops.drift import Finding, Seen, State, compare, judge
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/c/1"
 
@@ -51,13 +51,13 @@ def test_compare_covers_both_sides_and_sorts_drift_first() -> None:
         ("c", "gone"),
         ("b", "ok"),
     ]
-    assert findings[0] == Finding("task", "a", "missing", 1, None, "RUNNING", None)
+    assert findings[0] == Finding("task", "a", State.MISSING, 1, None, "RUNNING", None)
 
 
 def test_reports() -> None:
     findings = [
-        Finding("task", "arn:t/1", "behind", 4, 3, "RUNNING", "PENDING"),
-        Finding("task", "arn:t/2", "ok", 1, 1, "RUNNING", "RUNNING"),
+        Finding("task", "arn:t/1", State.BEHIND, 4, 3, "RUNNING", "PENDING"),
+        Finding("task", "arn:t/2", State.OK, 1, 1, "RUNNING", "RUNNING"),
     ]
     text = reconcile.report_table("arn:c", findings, show_all=False)
     assert "arn:t/1" in text and "arn:t/2" not in text

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from processor.core.events import INSTANCE, TASK
 from processor.core.items import METADATA_ATTRIBUTES
-from processor.ops.drift import Finding
+from processor.ops.drift import Finding, State
 from processor.ops.repair import SOURCE_ATTRIBUTE, Repair, repair_item, targets, unresolved
 from workshop.testing.factories import instance_arn, instance_event, task_arn, task_event
 
@@ -49,12 +49,12 @@ def test_a_stopped_task_from_the_api_gets_its_expiry_like_an_event_would() -> No
 
 def test_only_missing_and_behind_resources_with_an_ecs_version_are_repaired_and_count_as_resolved() -> None:
     findings = [
-        Finding(TASK, "a", "missing", 3, None),
-        Finding(TASK, "b", "behind", 3, 2),
-        Finding(TASK, "c", "ahead", 3, 4),
-        Finding(INSTANCE, "d", "status-differs"),
-        Finding(INSTANCE, "e", "behind", 5, 1),
-        Finding(TASK, "f", "ok", 1, 1),
+        Finding(TASK, "a", State.MISSING, 3, None),
+        Finding(TASK, "b", State.BEHIND, 3, 2),
+        Finding(TASK, "c", State.AHEAD, 3, 4),
+        Finding(INSTANCE, "d", State.STATUS_DIFFERS),
+        Finding(INSTANCE, "e", State.BEHIND, 5, 1),
+        Finding(TASK, "f", State.OK, 1, 1),
     ]
     assert {k: [f.arn for f in v] for k, v in targets(findings).items()} == {TASK: ["a", "b"], INSTANCE: ["e"]}
     repairs = [

@@ -141,7 +141,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="results", help="file name stem of the JSON and PNG (default: results)")
     p.add_argument("--profile", action="store_true", help="also profile the core per-record path and a put")
     p.add_argument("--no-chart", action="store_true")
-    g = p.add_argument_group("high-volume profile (issue 11)")
+    g = p.add_argument_group("high-volume profile")
     g.add_argument(
         "--profile-volume",
         action="store_true",

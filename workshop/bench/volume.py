@@ -1,4 +1,4 @@
-"""``--profile-volume``: the high-volume profile of the benchmark (issue 11), with today's processor as it is.
+"""``--profile-volume``: the benchmark's high-volume profile: the processor as it is, on big calls of a large fleet.
 
 What a run does (:func:`run_volume`), against moto under waitress (:mod:`workshop.bench.moto_keepalive`: kept-alive
 connections, every request priced in capacity units):

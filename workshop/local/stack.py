@@ -47,7 +47,7 @@ LOCAL_PROPERTIES = project_dir() / "properties" / "local.properties"
 # calls ``server.listen(port, cb)`` for a wildcard address and ``listen(port, host, cb)`` otherwise.
 LOOPBACK_PRELOAD_JS = """\
 'use strict';
-// Written by processor/localstack.py. Preloaded with `node -r`: every server binds 127.0.0.1 only.
+// Written by workshop/local/stack.py. Preloaded with `node -r`: every server binds 127.0.0.1 only.
 const net = require('net');
 const HOST = '127.0.0.1';
 const listen = net.Server.prototype.listen;

@@ -220,6 +220,6 @@ def _command(key: str, args: argparse.Namespace) -> str:
 
 def _poison_header(args: argparse.Namespace) -> str:
     return (
-        "Bad input, as the processor handles it (observed by `scripts/faults.py --only f`: each input was fed "
+        "Bad input, as the processor handles it (observed by `./scripts/faults --only f`: each input was fed "
         "through the processor process, followed by a valid event that was applied in every case).\n\n"
     )
