@@ -7,6 +7,7 @@ import argparse
 import json
 import struct
 from collections import Counter
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ import pytest
 from processor.loadgen.records import Record
 from workshop.bench.chart import Panel, write_chart
 from workshop.bench.report import render_markdown
-from workshop.bench.runner import add_arguments, config_from_args, run_bench
+from workshop.bench.runner import add_arguments, config_from_args, run_bench, volume_config_from_args
 from workshop.bench.stream import (
     CONTENDERS,
+    FLEET,
     BenchConfig,
     arrival_seconds,
     build_stream,
@@ -27,6 +29,7 @@ from workshop.bench.stream import (
     flush_windows,
     shard_of,
 )
+from workshop.bench.volume import VolumeConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,7 +69,7 @@ def test_flush_windows_cut_a_shard_by_arrival_time_and_the_floor_counts_distinct
 
 
 def test_arrival_clock_follows_the_simulated_fleet_and_never_goes_back() -> None:
-    stream = build_stream(BenchConfig(events=400, reorder_window=20, poison_rate=0.05, seed=3))
+    stream = build_stream(BenchConfig(events=400, fleet=replace(FLEET, reorder_window=20, poison_rate=0.05, seed=3)))
     arrivals = stream.arrivals
     assert arrivals[0] == 0.0 and arrivals[-1] > 5
     assert all(b >= a for a, b in zip(arrivals, arrivals[1:]))
@@ -79,6 +82,16 @@ def test_options_are_checked() -> None:
         config_from_args(_parser().parse_args(["--contenders", "ours,nope"]))
     cfg = config_from_args(_parser().parse_args(["--events", "10", "--contenders", "ours"]))
     assert cfg.contenders == ("ours",) and cfg.events == 10
+    with pytest.raises(ValueError, match="--poison-rate"):  # the producer's own check of its options
+        config_from_args(_parser().parse_args(["--poison-rate", "1.5"]))
+
+
+def test_the_fleet_options_given_reach_the_producers_options_the_rest_stay_the_profiles() -> None:
+    cfg = config_from_args(_parser().parse_args(["--tasks", "70", "--seed", "9", "--reorder-window", "3"]))
+    assert cfg.options() == replace(FLEET, tasks=70, seed=9, reorder_window=3)
+    volume = volume_config_from_args(_parser().parse_args(["--profile-volume", "--poison-rate", "0.02"]))
+    assert volume.bench.options() == replace(VolumeConfig().bench.fleet, poison_rate=0.02)
+    assert volume.bench.options().tasks == 5000 and cfg.flat()["tasks"] == 70
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -108,7 +121,7 @@ def test_the_chart_is_a_png_drawn_by_matplotlib(tmp_path: Path) -> None:
 
 
 def test_a_tiny_run_reports_every_contender_and_ours_leaves_nothing_stale(moto_server: Any, tmp_path: Path) -> None:
-    cfg = BenchConfig(events=600, shards=2, workers=4, poison_rate=0.01, seed=5)
+    cfg = BenchConfig(events=600, shards=2, workers=4, fleet=replace(FLEET, poison_rate=0.01, seed=5))
     report = run_bench(cfg, tmp_path, "tiny", endpoint=moto_server.endpoint, command="test")
     saved = json.loads((tmp_path / "tiny.json").read_text())
     assert saved["results"].keys() == report["results"].keys() == set(CONTENDERS)
@@ -186,11 +199,7 @@ def test_a_tiny_volume_run_measures_every_pass_and_the_replay_changes_nothing(tm
         bench=BenchConfig(
             events=800,
             shards=2,
-            clusters=2,
-            instances=6,
-            tasks=60,
-            poison_rate=0.01,
-            seed=4,
+            fleet=replace(FLEET, clusters=2, instances=6, tasks=60, poison_rate=0.01, seed=4),
             contenders=("ours", "lambda"),
         ),
         batch=300,
