@@ -9,7 +9,9 @@ Dead letters are plain puts keyed by (shardId, sequenceNumber), so a replay rewr
 
 Each resource of the batch comes with its candidate versions, newest first; the item is built here, at flush
 time, for the first candidate only, and the next is tried when the builder or DynamoDB refuses one (each refused
-candidate is a dead letter with its original bytes): a valid version is never displaced by an invalid one.
+candidate is a dead letter with its original bytes): a valid version is never displaced by an invalid one. Large
+records are built a bounded few at once (``shard/build_budget.py``): the memory of a flush stays bounded whatever
+the records' sizes.
 
 The client is the thin ``DynamoDBHttp`` (``shard/dynamodb_http.py``): a request's body is serialised once and the
 same bytes are resent on every retry; a conditional put asks for ``ReturnValuesOnConditionCheckFailure=ALL_OLD``.
@@ -47,6 +49,7 @@ from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
 from processor.logs import log_safely
 from processor.retry import DYNAMODB, EveryMinute
+from processor.shard.build_budget import BuildBudget
 from processor.shard.dynamodb_http import DynamoDBTransport, Response, serialise
 from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, building, classify
 from processor.shard.metrics import Metrics
@@ -124,6 +127,7 @@ class Writer:
         self._clock = clock
         self._rng = rng or random.Random()
         self._build = build_item
+        self._budget = BuildBudget()
         self._pool = ThreadPoolExecutor(max_workers=settings.write_concurrency, thread_name_prefix="put")
         self._retrying_log = EveryMinute(clock=clock)
         self._metrics: Metrics | None = None
@@ -201,18 +205,19 @@ class Writer:
             if self.stored.is_stale(self.tables[candidate.kind], candidate.arn, candidate.version):
                 flush.add(stale=1, skipped=1)  # an equal or newer version is stored: the condition would fail
                 return
-            built = self._build(candidate, self.settings.task_retention_hours)
-            if isinstance(built, DeadLetter):
-                self._log_refused(built)
-                self._put_dead_letter(built, flush)
-                continue
-            try:
-                verdict = self._put_state(built, flush)
-            except _Refused as exc:
-                dead = refused(candidate, "refused", f"DynamoDB refused the item: {exc.verdict.text}")
-                self._log_refused(dead)
-                self._put_dead_letter(dead, flush)
-                continue
+            with self._budget.hold(len(candidate.data)):  # big records: a bounded few built at once
+                built = self._build(candidate, self.settings.task_retention_hours)
+                if isinstance(built, DeadLetter):
+                    self._log_refused(built)
+                    self._put_dead_letter(built, flush)
+                    continue
+                try:
+                    verdict = self._put_state(built, flush)
+                except _Refused as exc:
+                    dead = refused(candidate, "refused", f"DynamoDB refused the item: {exc.verdict.text}")
+                    self._log_refused(dead)
+                    self._put_dead_letter(dead, flush)
+                    continue
             flush.add(**{verdict: 1}, fallbacks=int(n > 0))
             return
 
