@@ -5,6 +5,8 @@
 * Each shape is a stream from the synthetic fleet (:func:`processor.loadgen.fleet.generate`), optionally widened
   (every task event given more containers, up to a record size) and cut into ``processRecords`` calls either of
   a number of records or of at most so many bytes of data, as GetRecords returns them (10 MiB).
+* The shard starts at TRIM_HORIZON and every call but the last is an hour behind the tip (a backlog: the
+  processor catches up, reading stored versions before its flushes).
 * One real ``ecs-state-processor`` process per shape, driven through the MultiLang protocol
   (:class:`workshop.testing.multilang_driver.ProcessorProcess`) against moto with keep-alive, at the default
   settings unless a shape sets some; the figure is the process's ``VmHWM`` (peak RSS) at the end, with its RSS
@@ -64,12 +66,16 @@ class Shape:
     name: str
     what: str
     fleet: Options
-    records: int = 30_000
+    records: int = 20_000
     call_records: int = 10_000  # at most this many records per call
     call_bytes: int = 0  # and at most this many bytes of data per call (0: no byte limit)
     containers: int = 0  # every task event widened to this many containers (0: as generated)
 
 
+#: The most data a record carries here: Kinesis' 1 MiB per record, less room for its partition key.
+RECORD_LIMIT = 2**20 - 256
+#: How far behind the tip every call but the last says the shard is: a backlog read from TRIM_HORIZON.
+BACKLOG_MS = 3_600_000
 BIG_FLEET = Options(clusters=20, instances=800, tasks=25_000, duplicate_rate=0.02, reorder_window=20, seed=3)
 SHAPES = {
     s.name: s
@@ -80,9 +86,17 @@ SHAPES = {
             "containers-50",
             "tasks with 50 containers (~40 KB records), 10 MiB calls",
             dataclasses.replace(BIG_FLEET, tasks=5_000, instances=100),
-            records=6_000,
+            records=3_000,
             call_bytes=10 * 2**20,
             containers=50,
+        ),
+        Shape(
+            "records-1mib",
+            "task records at Kinesis' 1 MiB limit (~1,600 containers, compressed items), 10 MiB calls",
+            dataclasses.replace(BIG_FLEET, tasks=500, instances=20),
+            records=300,
+            call_bytes=10 * 2**20,
+            containers=2_000,
         ),
         Shape(
             "containers-800",
@@ -110,7 +124,11 @@ def widen(data: bytes, containers: int) -> bytes:
         {**first, "name": f"{first.get('name', 'c')}-{k}", "containerArn": f"{first.get('containerArn', '')}-{k}"}
         for k in range(containers)
     ]
-    return orjson.dumps(event)
+    widened = orjson.dumps(event)
+    while len(widened) > RECORD_LIMIT:  # Kinesis' limit for a record's data (and its partition key)
+        del detail["containers"][len(detail["containers"]) * RECORD_LIMIT // len(widened) :]
+        widened = orjson.dumps(event)
+    return widened
 
 
 def stream(shape: Shape) -> list[Record]:
@@ -139,15 +157,19 @@ def calls(records: list[Record], shape: Shape) -> Iterator[list[Record]]:
         yield call
 
 
-def run_shape(shape: Shape, endpoint: str, client: Any, work: Path, trace: bool, run_id: str) -> dict[str, Any]:
+def run_shape(
+    shape: Shape, endpoint: str, client: Any, work: Path, trace: bool, run_id: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One shape through one processor process (``env``: further variables for it, settings or the allocator's)."""
     from workshop.bench.emulator import child_env, fresh_tables
     from workshop.testing.multilang_driver import KinesisRecord, ProcessorProcess
 
     records = stream(shape)
     settings = fresh_tables(client, f"mem-{shape.name}", run_id)
-    env = child_env(
+    child = child_env(
         endpoint,
         {
+            **(env or {}),
             "ECS_STATE_TASK_TABLE": settings.task_table,
             "ECS_STATE_INSTANCE_TABLE": settings.instance_table,
             "ECS_STATE_DEAD_LETTER_TABLE": settings.dead_letter_table,
@@ -155,7 +177,7 @@ def run_shape(shape: Shape, endpoint: str, client: Any, work: Path, trace: bool,
             "ECS_STATE_METRICS": "none",
         },
     )
-    process = ProcessorProcess(env=env, stderr_path=work / f"{shape.name}.log")
+    process = ProcessorProcess(env=child, stderr_path=work / f"{shape.name}.log")
     traced = work / f"{shape.name}-traced.json"
     if trace:
         process.argv = [sys.executable, "-c", _TRACED, str(traced)]
@@ -166,12 +188,14 @@ def run_shape(shape: Shape, endpoint: str, client: Any, work: Path, trace: bool,
     try:
         process.initialize("shardId-000000000000")
         assert process.proc is not None
-        for n, call in enumerate(calls(records, shape)):
+        cut = list(calls(records, shape))
+        for n, call in enumerate(cut):
             batch = []
             for r in call:
                 seq += 1
                 batch.append(KinesisRecord(r.data, r.partition_key, f"{seq:056d}", 0, 0))
-            process.process_records(batch, millis_behind_latest=0)
+            behind = 0 if n == len(cut) - 1 else BACKLOG_MS  # a backlog: the shard catches up, then is at the tip
+            process.process_records(batch, millis_behind_latest=behind)
             sample = rss_mb(process.proc.pid)
             if sample:
                 per_call.append((n + 1, *sample))
@@ -249,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma list of {', '.join(SHAPES)}")
     parser.add_argument("--records", type=int, default=0, help="records per shape (0: the shape's own)")
     parser.add_argument("--trace", action="store_true", help="tracemalloc in the processor: where the memory goes")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the processors (a setting...)")
     parser.add_argument("--name", default="memory")
     parser.add_argument("--out", default=str(project_dir() / "bench"))
     args = parser.parse_args(argv)
@@ -263,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         client = aws_client("dynamodb", server.endpoint)
         run_id = f"{int(time.time()) % 100000}"
         for shape in chosen:
-            got = run_shape(shape, server.endpoint, client, work, args.trace, run_id)
+            env = dict(pair.split("=", 1) for pair in args.env)
+            got = run_shape(shape, server.endpoint, client, work, args.trace, run_id, env)
             print(
                 f"  {shape.name}: peak RSS {got['peak_rss_mb']} MB, {got['calls']} calls, flushes {got['flushes']}"
                 + (f", traced peak {got.get('traced_peak_mb')} MB" if args.trace else ""),
