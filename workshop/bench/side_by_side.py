@@ -37,13 +37,13 @@ from workshop.local.paths import project_dir
 
 
 def commit_of(code: Path) -> str:
-    """The short commit of a code directory (and ``+changes`` when its tree differs from it)."""
+    """The short commit of a code directory (and ``+changes`` when its processor package differs from it)."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(code), *args], capture_output=True, text=True).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or str(code)
-    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", "processor") else "")
 
 
 def tables_of(code: Path, name: str, endpoint: str) -> Settings:
