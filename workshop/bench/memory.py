@@ -98,14 +98,6 @@ SHAPES = {
             call_bytes=10 * 2**20,
             containers=2_000,
         ),
-        Shape(
-            "containers-800",
-            "tasks with 800 containers (~600 KB records, compressed items), 10 MiB calls",
-            dataclasses.replace(BIG_FLEET, tasks=500, instances=20),
-            records=400,
-            call_bytes=10 * 2**20,
-            containers=800,
-        ),
     )
 }
 
@@ -265,6 +257,10 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def save(out: Path, name: str, report: dict[str, Any]) -> None:
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     from workshop.bench import moto_keepalive
     from workshop.local.stack import aws_client
@@ -280,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [SHAPES[s.strip()] for s in args.shapes.split(",") if s.strip()]
     if args.records:
         chosen = [dataclasses.replace(s, records=args.records) for s in chosen]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="ecs-state-memory-"))
     print(f"logs in {work}", flush=True)
     server = moto_keepalive.start(work / "moto.log")
@@ -296,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             results.append(got)
+            save(out, args.name, {"shapes": results, "partial": True})  # a long run keeps what it measured
     finally:
         server.stop()
     report = {
@@ -306,9 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m workshop.bench.memory " + " ".join(argv if argv is not None else sys.argv[1:]),
         "logs": str(work),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    save(out, args.name, report)
     text = render(report)
     (out / f"{args.name}.md").write_text(text + "\n", encoding="utf-8")
     print(text)
