@@ -84,7 +84,7 @@ SHAPES = {
         Shape("distinct-10mib", "25,800-resource fleet, 10 MiB calls", BIG_FLEET, call_bytes=10 * 2**20),
         Shape(
             "containers-50",
-            "tasks with 50 containers (~40 KB records), 10 MiB calls",
+            "tasks with 50 containers (~22 KB records), 10 MiB calls",
             dataclasses.replace(BIG_FLEET, tasks=5_000, instances=100),
             records=3_000,
             call_bytes=10 * 2**20,
