@@ -208,11 +208,14 @@ def check_event(event: Event, position: Position, task_retention_hours: int = 0)
     which ``build_item(..., checked_size=)`` takes as proof that the checks passed."""
     total = 0
     for name, value in event.detail.items():
-        name_size = _name_len(name)
+        if type(name) is str and name.isascii() and 0 < len(name) <= MAX_NAME_BYTES:
+            name_size = len(name)  # _name_len's common case, inlined
+        else:
+            name_size = _name_len(name)
         if name in _RESERVED:
             continue
         try:
-            total += name_size + value_size(value, 1)
+            total += name_size + (len(value) if type(value) is str and value.isascii() else value_size(value, 1))
         except Unstorable as exc:
             raise exc.inside(f"detail.{name}") from None
     _check_index_keys(event, event.detail)
@@ -278,14 +281,15 @@ def _epoch(timestamp: str) -> int | None:
 
 def _attribute(value: Any) -> AttributeValue:
     """The attribute value of a value ``value_size`` passed: building only, no check or size (the checks are
-    ``value_size``'s alone). Dispatches on the exact type, strings (most of an event's values) inlined."""
+    ``value_size``'s alone). Dispatches on the exact type; maps and lists (most of an event) go through
+    ``_map`` / ``_list``, which inline strings, maps and lists (one call per container, none per string)."""
     kind = type(value)
     if kind is str:
         return {"S": value}
     if kind is dict:
-        return {"M": {name: {"S": inner} if type(inner) is str else _attribute(inner) for name, inner in value.items()}}
+        return {"M": _map(value)}
     if kind is list:
-        return {"L": [{"S": inner} if type(inner) is str else _attribute(inner) for inner in value]}
+        return {"L": _list(value)}
     if kind is bool:
         return {"BOOL": value}
     if value is None:
@@ -297,6 +301,39 @@ def _attribute(value: Any) -> AttributeValue:
         if len(text) <= 38:  # what _number sends for an integer of at most 38 digits
             return {"N": text}
     return _number(Decimal(repr(value)) if kind is float else value)[0]  # the number's text, as DynamoDB takes it
+
+
+def _map(value: dict[str, Any]) -> dict[str, AttributeValue]:
+    """The ``M`` of a map: ``_attribute`` of each value, in the map's order."""
+    out: dict[str, AttributeValue] = {}
+    for name, inner in value.items():
+        kind = type(inner)
+        if kind is str:
+            out[name] = {"S": inner}
+        elif kind is dict:
+            out[name] = {"M": _map(inner)}
+        elif kind is list:
+            out[name] = {"L": _list(inner)}
+        else:
+            out[name] = _attribute(inner)
+    return out
+
+
+def _list(value: list[Any]) -> list[AttributeValue]:
+    """The ``L`` of a list: ``_attribute`` of each element, in order."""
+    out: list[AttributeValue] = []
+    append = out.append
+    for inner in value:
+        kind = type(inner)
+        if kind is str:
+            append({"S": inner})
+        elif kind is dict:
+            append({"M": _map(inner)})
+        elif kind is list:
+            append({"L": _list(inner)})
+        else:
+            append(_attribute(inner))
+    return out
 
 
 def build_item(
@@ -360,11 +397,10 @@ def _metadata_size(name: str, av: AttributeValue) -> int:
 
 
 def _build_checked(event: Event, position: Position, task_retention_hours: int, checked_size: int) -> Item:
-    attributes = {
-        name: {"S": value} if type(value) is str else _attribute(value)
-        for name, value in event.detail.items()
-        if name not in _RESERVED
-    }
+    detail = event.detail
+    attributes = _map(
+        detail if _RESERVED.isdisjoint(detail) else {n: v for n, v in detail.items() if n not in _RESERVED}
+    )
     size = checked_size
     for name, av in _metadata(event, position, task_retention_hours).items():
         if name not in ENVELOPE_ATTRIBUTES:  # those were checked and counted by check_event

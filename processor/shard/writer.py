@@ -16,6 +16,9 @@ the closed list of ``shard/failures.py`` refuses a candidate; an exception while
 A dead letter counts only once it is durable: its items are stored, or, when DynamoDB refuses one of them, a plain
 copy holding the original bytes is; failing both, the flush fails (``Outcome.failed``) and nothing is checkpointed.
 
+Large records are built a bounded few at once (``shard/build_budget.py``): the memory of a flush stays bounded
+whatever the records' sizes.
+
 The client is the thin ``DynamoDBHttp`` (``shard/dynamodb_http.py``): a request's body is serialised once and the
 same bytes are resent on every retry; a conditional put asks for ``ReturnValuesOnConditionCheckFailure=ALL_OLD``.
 
@@ -56,6 +59,7 @@ from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
 from processor.logs import log_dead_letter, log_safely
 from processor.retry import DYNAMODB, EveryMinute
+from processor.shard.build_budget import BuildBudget
 from processor.shard.catalog import Catalog
 from processor.shard.dynamodb_http import DynamoDBTransport, Response, serialise
 from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, classify
@@ -135,6 +139,7 @@ class Writer:
         self._clock = clock
         self._rng = rng or random.Random()
         self._build = build_item
+        self._budget = BuildBudget()
         self._pool = ThreadPoolExecutor(max_workers=settings.write_concurrency, thread_name_prefix="put")
         self._retrying_log = EveryMinute(clock=clock)
         self._metrics: Metrics | None = None
@@ -217,18 +222,19 @@ class Writer:
             if self.stored.is_stale(self.tables[candidate.kind], candidate.arn, candidate.version):
                 flush.add(stale=1, skipped=1)  # an equal or newer version is stored: the condition would fail
                 return
-            built = self._build(candidate, self.settings.task_retention_hours)  # raises only on a bug: flush fails
-            if isinstance(built, DeadLetter):
-                self._log_refused(built)
-                self._put_dead_letter(built, flush)
-                continue
-            try:
-                written = self._put_state(built, flush)
-            except _Refused as exc:
-                dead = refused(candidate, "refused", f"DynamoDB refused the item: {exc.verdict.text}")
-                self._log_refused(dead)
-                self._put_dead_letter(dead, flush)
-                continue
+            with self._budget.hold(len(candidate.data)):  # big records: a bounded few built at once
+                built = self._build(candidate, self.settings.task_retention_hours)  # raises only on a bug
+                if isinstance(built, DeadLetter):
+                    self._log_refused(built)
+                    self._put_dead_letter(built, flush)
+                    continue
+                try:
+                    written = self._put_state(built, flush)
+                except _Refused as exc:
+                    dead = refused(candidate, "refused", f"DynamoDB refused the item: {exc.verdict.text}")
+                    self._log_refused(dead)
+                    self._put_dead_letter(dead, flush)
+                    continue
             flush.add(written=int(written), stale=int(not written), fallbacks=int(n > 0))
             if self.catalog is not None:
                 self.catalog.note(built.attributes)

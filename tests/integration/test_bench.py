@@ -5,6 +5,7 @@ assertions."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,11 @@ import orjson
 
 from workshop.bench.report import render_markdown
 from workshop.bench.runner import run_bench
-from workshop.bench.stream import CONTENDERS, BenchConfig
+from workshop.bench.stream import CONTENDERS, FLEET, BenchConfig
 
 
 def test_a_tiny_run_reports_every_contender_and_ours_leaves_nothing_stale(moto_server: Any, tmp_path: Path) -> None:
-    cfg = BenchConfig(events=600, shards=2, workers=4, poison_rate=0.01, seed=5)
+    cfg = BenchConfig(events=600, shards=2, workers=4, fleet=replace(FLEET, poison_rate=0.01, seed=5))
     report = run_bench(cfg, tmp_path, "tiny", endpoint=moto_server.endpoint, command="test")
     saved = json.loads((tmp_path / "tiny.json").read_text())
     assert saved["results"].keys() == report["results"].keys() == set(CONTENDERS)
@@ -96,11 +97,7 @@ def test_a_tiny_volume_run_measures_every_pass_and_the_replay_changes_nothing(tm
         bench=BenchConfig(
             events=800,
             shards=2,
-            clusters=2,
-            instances=6,
-            tasks=60,
-            poison_rate=0.01,
-            seed=4,
+            fleet=replace(FLEET, clusters=2, instances=6, tasks=60, poison_rate=0.01, seed=4),
             contenders=("ours", "lambda"),
         ),
         batch=300,

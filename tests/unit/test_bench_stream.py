@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import struct
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from processor.loadgen.records import Record
 from workshop.bench.chart import Panel, write_chart
-from workshop.bench.runner import add_arguments, config_from_args
+from workshop.bench.runner import add_arguments, config_from_args, volume_config_from_args
 from workshop.bench.stream import (
+    FLEET,
     BenchConfig,
     arrival_seconds,
     build_stream,
@@ -21,6 +23,7 @@ from workshop.bench.stream import (
     flush_windows,
     shard_of,
 )
+from workshop.bench.volume import VolumeConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +63,7 @@ def test_flush_windows_cut_a_shard_by_arrival_time_and_the_floor_counts_distinct
 
 
 def test_arrival_clock_follows_the_simulated_fleet_and_never_goes_back() -> None:
-    stream = build_stream(BenchConfig(events=400, reorder_window=20, poison_rate=0.05, seed=3))
+    stream = build_stream(BenchConfig(events=400, fleet=replace(FLEET, reorder_window=20, poison_rate=0.05, seed=3)))
     arrivals = stream.arrivals
     assert arrivals[0] == 0.0 and arrivals[-1] > 5
     assert all(b >= a for a, b in zip(arrivals, arrivals[1:]))
@@ -68,11 +71,21 @@ def test_arrival_clock_follows_the_simulated_fleet_and_never_goes_back() -> None
     assert sorted(i for ix in stream.shard_indices for i in ix) == list(range(400))
 
 
-def test_the_options_refuse_an_unknown_contender() -> None:
+def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="--contenders"):
         config_from_args(_parser().parse_args(["--contenders", "ours,nope"]))
     cfg = config_from_args(_parser().parse_args(["--events", "10", "--contenders", "ours"]))
     assert cfg.contenders == ("ours",) and cfg.events == 10
+    with pytest.raises(ValueError, match="--poison-rate"):  # the producer's own check of its options
+        config_from_args(_parser().parse_args(["--poison-rate", "1.5"]))
+
+
+def test_the_fleet_options_given_reach_the_producers_options_the_rest_stay_the_profiles() -> None:
+    cfg = config_from_args(_parser().parse_args(["--tasks", "70", "--seed", "9", "--reorder-window", "3"]))
+    assert cfg.options() == replace(FLEET, tasks=70, seed=9, reorder_window=3)
+    volume = volume_config_from_args(_parser().parse_args(["--profile-volume", "--poison-rate", "0.02"]))
+    assert volume.bench.options() == replace(VolumeConfig().bench.fleet, poison_rate=0.02)
+    assert volume.bench.options().tasks == 5000 and cfg.flat()["tasks"] == 70
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

@@ -12,6 +12,10 @@
   much faster on moto); ``full_get`` for the literal one.
 * ``lambda`` runs sequentially; ``lambda-8`` on N threads pulling from the same stream in order, one client per
   thread (as every concurrent Lambda environment has its own).
+* The batched Lambda (``batch`` > 0, :func:`batched_handler`): a Kinesis event source hands it ``batch`` records
+  per invocation and, as a Powertools-style batch processor, it decodes each and sends one conditional
+  ``put_item`` per state event (only if absent or the stored ``version`` is lower; a refused condition is an
+  older event) on ``workers`` threads sharing one client, no read before the write.
 * The child (:func:`lambda_child`, ``python -m workshop.bench.lambda_child SPEC``) regenerates the same stream
   from the same options, so nothing but the spec crosses the process boundary; it measures its own CPU
   (``RUSAGE_SELF`` around the work, after its clients were built) and counts every HTTP request botocore sends,
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
@@ -40,9 +45,13 @@ from workshop.bench.stream import BenchConfig
 from workshop.errors import BenchError
 
 
-def run_lambda(cfg: BenchConfig, workers: int, settings: Settings, endpoint: str, work: Path) -> dict[str, Any]:
-    """The per-event Lambda logic in a child process (it regenerates the same stream from the same options)."""
+def run_lambda(
+    cfg: BenchConfig, workers: int, settings: Settings, endpoint: str, work: Path, batch: int = 0
+) -> dict[str, Any]:
+    """The per-event Lambda logic in a child process (it regenerates the same stream from the same options);
+    ``batch`` > 0: the batched Lambda, ``batch`` records per invocation."""
     spec = {
+        "batch": batch,
         "options": asdict(cfg.options()),
         "events": cfg.events,
         "workers": workers,
@@ -50,9 +59,11 @@ def run_lambda(cfg: BenchConfig, workers: int, settings: Settings, endpoint: str
         "full_get": cfg.lambda_full_get,
         "out": str(work / f"lambda-{workers}.json"),
     }
-    spec_path = work / f"lambda-{workers}-spec.json"
+    if batch:
+        spec["out"] = str(work / f"lambda-batched-{workers}.json")
+    spec_path = work / f"lambda-{workers}-{batch}-spec.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
-    log_path = work / f"lambda-{workers}.log"
+    log_path = work / f"lambda-{workers}-{batch}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.run(
             [sys.executable, "-m", "workshop.bench.lambda_child", str(spec_path)],
@@ -84,6 +95,28 @@ def lambda_handler(data: bytes, tables: dict[str, Any], full_get: bool) -> str:
         return "older"
     detail = floats_as_decimals(event.detail)  # boto3 refuses floats
     table.put_item(Item={"cw_version": event.envelope_version, **detail})
+    return "put"
+
+
+def batched_handler(data: bytes, tables: dict[str, Any]) -> str:
+    """One record of a batched invocation: a conditional put of the event's state (absent or older stored
+    version). Returns ``put``, ``older`` (the condition refused it) or ``skipped`` (not a state event)."""
+    from processor.core.events import Event, decode
+
+    event = decode(data)
+    if not isinstance(event, Event):
+        return "skipped"
+    table = tables[event.kind]
+    detail = floats_as_decimals(event.detail)  # boto3 refuses floats
+    try:
+        table.put_item(
+            Item={"cw_version": event.envelope_version, **detail, "version": event.version},
+            ConditionExpression="attribute_not_exists(#v) OR #v < :v",
+            ExpressionAttributeNames={"#v": "version"},
+            ExpressionAttributeValues={":v": event.version},
+        )
+    except table.meta.client.exceptions.ConditionalCheckFailedException:
+        return "older"
     return "put"
 
 
@@ -120,6 +153,8 @@ def lambda_child(spec_path: str) -> int:
 
         ddb.meta.client.meta.events.register("before-send.dynamodb", count)
         tables.append({"task": ddb.Table(spec["tables"]["task"]), "instance": ddb.Table(spec["tables"]["instance"])})
+    if spec.get("batch"):
+        return _batched_child(spec, records, workers)
     feed = iter(records)
     lock = threading.Lock()
 
@@ -165,6 +200,59 @@ def lambda_child(spec_path: str) -> int:
         "get_item": sum(v for k, v in totals.items() if k != "skipped"),
         "errors": errors,
         "full_get": spec["full_get"],
+    }
+    Path(spec["out"]).write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+def _batched_child(spec: dict[str, Any], records: list[Any], workers: int) -> int:
+    """The batched Lambda: one client, ``workers`` threads per invocation of ``spec["batch"]`` records."""
+    import boto3
+    from botocore.config import Config
+
+    ddb = boto3.session.Session().resource(
+        "dynamodb", config=Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=workers)
+    )
+    http = [0]
+    lock = threading.Lock()
+
+    def count(**_: Any) -> None:
+        with lock:
+            http[0] += 1
+
+    ddb.meta.client.meta.events.register("before-send.dynamodb", count)
+    tables = {"task": ddb.Table(spec["tables"]["task"]), "instance": ddb.Table(spec["tables"]["instance"])}
+    errors: list[str] = []
+    totals: dict[str, int] = {}
+
+    def one(data: bytes) -> str:
+        try:
+            return batched_handler(data, tables)
+        except Exception as exc:  # Powertools would report the record as a batch item failure
+            if len(errors) < 5:
+                errors.append(brief_error(exc))
+            return "failed"
+
+    size = int(spec["batch"])
+    cpu0, wall0 = self_cpu(), time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for a in range(0, len(records), size):
+            for outcome in pool.map(one, [r.data for r in records[a : a + size]]):
+                totals[outcome] = totals.get(outcome, 0) + 1
+    wall, cpu = time.perf_counter() - wall0, self_cpu() - cpu0
+    n = len(records)
+    result = {
+        "events": n,
+        "requests": http[0],
+        "requests_per_event": http[0] / n,
+        "cpu_s": round(cpu, 3),
+        "cpu_us_per_event": cpu / n * 1e6,
+        "wall_s": round(wall, 3),
+        "events_per_s": n / wall,
+        "workers": workers,
+        "batch": size,
+        "outcomes": totals,
+        "errors": errors,
     }
     Path(spec["out"]).write_text(json.dumps(result), encoding="utf-8")
     return 0

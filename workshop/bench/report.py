@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +83,7 @@ def build_report(
     return {
         "command": command,
         "logs": str(logs),
-        "config": {**asdict(cfg), "contenders": list(cfg.contenders)},
+        "config": cfg.flat(),
         "code": code,
         "machine": machine("moto server (DynamoDB), 127.0.0.1"),
         "stream": {

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from processor.loadgen.fleet import Options
 from workshop.bench.emulator import check_tables, fresh_tables
 from workshop.bench.lambda_way import run_lambda
 from workshop.bench.ours import run_ours
@@ -120,17 +121,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workers", type=int, default=d.workers, help="threads of the concurrent Lambda contender")
     p.add_argument(
-        "--clusters", type=int, default=None, help=f"default {d.clusters} (--profile-volume: {v.bench.clusters})"
+        "--clusters",
+        type=int,
+        default=None,
+        help=f"default {d.fleet.clusters} (--profile-volume: {v.bench.fleet.clusters})",
     )
     p.add_argument(
-        "--instances", type=int, default=None, help=f"default {d.instances} (--profile-volume: {v.bench.instances})"
+        "--instances",
+        type=int,
+        default=None,
+        help=f"default {d.fleet.instances} (--profile-volume: {v.bench.fleet.instances})",
     )
-    p.add_argument("--tasks", type=int, default=None, help=f"default {d.tasks} (--profile-volume: {v.bench.tasks})")
-    p.add_argument("--duplicate-rate", type=float, default=d.duplicate_rate)
-    p.add_argument("--reorder-window", type=int, default=d.reorder_window)
-    p.add_argument("--poison-rate", type=float, default=d.poison_rate)
-    p.add_argument("--ignored-rate", type=float, default=d.ignored_rate)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--tasks", type=int, default=None, help=f"default {d.fleet.tasks} (--profile-volume: {v.bench.fleet.tasks})"
+    )
+    p.add_argument("--duplicate-rate", type=float, default=d.fleet.duplicate_rate)
+    p.add_argument("--reorder-window", type=int, default=d.fleet.reorder_window)
+    p.add_argument("--poison-rate", type=float, default=d.fleet.poison_rate)
+    p.add_argument("--ignored-rate", type=float, default=d.fleet.ignored_rate)
+    p.add_argument("--seed", type=int, default=d.fleet.seed)
     p.add_argument("--contenders", default=",".join(d.contenders), help=f"comma list of {', '.join(CONTENDERS)}")
     p.add_argument(
         "--lambda-full-get",
@@ -176,27 +185,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _given(args: argparse.Namespace, defaults: BenchConfig) -> dict[str, int]:
-    """The fleet and size options: as given, else the profile's defaults."""
-    return {
-        name: getattr(defaults, name) if getattr(args, name) is None else getattr(args, name)
-        for name in ("events", "shards", "clusters", "instances", "tasks")
-    }
+FLEET_SIZES = ("clusters", "instances", "tasks")
 
 
-def volume_config_from_args(args: argparse.Namespace) -> VolumeConfig:
-    d = VolumeConfig()
-    if args.batch < 1 or min(args.poll_ms, args.lambda_events, args.steady_rate, args.steady_seconds) < 0:
-        raise ValueError("--batch must be >= 1, --poll-ms, --lambda-events, --steady-rate and --steady-seconds >= 0")
-    bench = dataclasses.replace(
-        d.bench,
-        **_given(args, d.bench),
+def _fleet(args: argparse.Namespace, defaults: BenchConfig) -> Options:
+    """The producer's options from the command line: sizes as given, else the profile's; the rest as given."""
+    given = [getattr(args, n) for n in FLEET_SIZES]
+    clusters, instances, tasks = [getattr(defaults.fleet, n) if v is None else v for n, v in zip(FLEET_SIZES, given)]
+    return dataclasses.replace(
+        defaults.fleet,
+        clusters=clusters,
+        instances=instances,
+        tasks=tasks,
         seed=args.seed,
         duplicate_rate=args.duplicate_rate,
         reorder_window=args.reorder_window,
         poison_rate=args.poison_rate,
         ignored_rate=args.ignored_rate,
     )
+
+
+def _given(args: argparse.Namespace, defaults: BenchConfig) -> tuple[int, int]:
+    """The stream's size options (events, shards): as given, else the profile's defaults."""
+    return (
+        defaults.events if args.events is None else args.events,
+        defaults.shards if args.shards is None else args.shards,
+    )
+
+
+def volume_config_from_args(args: argparse.Namespace) -> VolumeConfig:
+    d = VolumeConfig()
+    if args.batch < 1 or min(args.poll_ms, args.lambda_events, args.steady_rate, args.steady_seconds) < 0:
+        raise ValueError("--batch must be >= 1, --poll-ms, --lambda-events, --steady-rate and --steady-seconds >= 0")
+    events, shards = _given(args, d.bench)
+    bench = dataclasses.replace(d.bench, events=events, shards=shards, fleet=_fleet(args, d.bench))
     if bench.events < 1 or bench.shards < 1:
         raise ValueError("--events and --shards must be >= 1")
     return VolumeConfig(
@@ -233,23 +255,20 @@ def run_volume_profile(
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    sizes = _given(args, BenchConfig())
+    events, shards = _given(args, BenchConfig())
     contenders = tuple(c.strip() for c in args.contenders.split(",") if c.strip())
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown or not contenders:
         raise ValueError(f"--contenders: unknown {unknown}; choose from {', '.join(CONTENDERS)}")
-    if sizes["events"] < 1 or sizes["shards"] < 1 or args.flush_ms < 1 or args.workers < 1:
+    if events < 1 or shards < 1 or args.flush_ms < 1 or args.workers < 1:
         raise ValueError("--events, --shards, --flush-ms and --workers must be >= 1")
     return BenchConfig(
-        **sizes,
+        events=events,
+        shards=shards,
         flush_ms=args.flush_ms,
         rate=args.rate,
         workers=args.workers,
-        duplicate_rate=args.duplicate_rate,
-        reorder_window=args.reorder_window,
-        poison_rate=args.poison_rate,
-        ignored_rate=args.ignored_rate,
-        seed=args.seed,
+        fleet=_fleet(args, BenchConfig()),
         contenders=contenders,
         lambda_full_get=args.lambda_full_get,
     )

@@ -34,13 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from processor.core.reducer import MAX_PENDING_ARNS, MAX_PENDING_BYTES
-from workshop.bench.stream import BenchConfig
+from workshop.bench.stream import FLEET, BenchConfig
 from workshop.bench.volume import VolumeConfig
 from workshop.errors import BenchError
 
 ROOT = Path(__file__).resolve().parents[2]
 #: 149,170 events (the case that first showed the peak) of a fleet with 22,018 distinct ARNs (seed 1).
-SOAK = BenchConfig(events=149_170, shards=1, clusters=10, instances=750, tasks=12_400, contenders=("ours",))
+SOAK = BenchConfig(
+    events=149_170, shards=1, fleet=replace(FLEET, clusters=10, instances=750, tasks=12_400), contenders=("ours",)
+)
 
 
 def run_soak(
@@ -63,7 +65,10 @@ def run_soak(
     server = moto_keepalive.start(work / "moto.log")
     try:
         client = aws_client("dynamodb", server.endpoint)
-        say(f"generating {bench.events:,} records (fleet {bench.tasks} tasks, {bench.instances} instances) ...")
+        say(
+            f"generating {bench.events:,} records (fleet {bench.fleet.tasks} tasks, "
+            f"{bench.fleet.instances} instances) ..."
+        )
         stream = build_stream(bench)
         arns = {(r.kind, r.arn) for r in stream.records if r.kind in ("task", "instance")}
         vcfg = VolumeConfig(
@@ -151,8 +156,8 @@ def render(runs: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=SOAK.events)
-    parser.add_argument("--tasks", type=int, default=SOAK.tasks)
-    parser.add_argument("--instances", type=int, default=SOAK.instances)
+    parser.add_argument("--tasks", type=int, default=SOAK.fleet.tasks)
+    parser.add_argument("--instances", type=int, default=SOAK.fleet.instances)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--poll-ms", type=int, default=250)
     parser.add_argument("--flush-interval-ms", type=int, default=60_000)
@@ -168,7 +173,7 @@ def main() -> int:
     for spec in args.run or ["default"]:
         label, *pairs = spec.split()
         runs[label] = {f"ECS_STATE_{k.upper()}": v for k, v in (pair.split("=", 1) for pair in pairs)}
-    bench = replace(SOAK, events=args.events, tasks=args.tasks, instances=args.instances)
+    bench = replace(SOAK, events=args.events, fleet=replace(SOAK.fleet, tasks=args.tasks, instances=args.instances))
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False

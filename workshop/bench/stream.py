@@ -22,7 +22,7 @@ import itertools
 import re
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
@@ -39,6 +39,10 @@ STATE_KINDS = ("task", "instance")
 _TIME = re.compile(rb'"time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"')
 
 
+#: The benchmark's fleet: the producer's fleet and sizes, with some duplicates, reordering, poison and ignored types.
+FLEET = Options(duplicate_rate=0.05, reorder_window=20, poison_rate=0.002, ignored_rate=0.01, seed=1)
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     events: int = 50_000
@@ -46,28 +50,17 @@ class BenchConfig:
     flush_ms: int = 5000
     rate: float = 0.0  # events/s on the whole stream; 0 = the simulated fleet's own clock
     workers: int = 8  # threads of the concurrent Lambda contender
-    clusters: int = 2  # fleet: the producer's defaults
-    instances: int = 4
-    tasks: int = 20
-    duplicate_rate: float = 0.05
-    reorder_window: int = 20
-    poison_rate: float = 0.002
-    ignored_rate: float = 0.01
-    seed: int = 1
+    fleet: Options = FLEET  # what the producer generates (validated by Options itself)
     contenders: tuple[str, ...] = CONTENDERS
     lambda_full_get: bool = False  # fetch the whole item (as the documented Lambda) instead of only `version`
 
     def options(self) -> Options:
-        return Options(
-            clusters=self.clusters,
-            instances=self.instances,
-            tasks=self.tasks,
-            duplicate_rate=self.duplicate_rate,
-            reorder_window=self.reorder_window,
-            poison_rate=self.poison_rate,
-            ignored_rate=self.ignored_rate,
-            seed=self.seed,
-        )
+        return self.fleet
+
+    def flat(self) -> dict[str, Any]:
+        """The run's settings and the fleet's options in one flat mapping (what the reports save and read)."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "fleet"}
+        return {**own, **asdict(self.fleet), "contenders": list(self.contenders)}
 
     def label(self, contender: str) -> str:
         return LABELS[contender].format(shards=self.shards, workers=self.workers)

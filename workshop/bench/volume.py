@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from processor.shard.freshness import percentile
 from workshop.bench.cpu import proc_cpu
 from workshop.bench.emulator import child_env
 from workshop.bench.ours import parse_processor_log
-from workshop.bench.stream import BenchConfig, Stream
+from workshop.bench.stream import FLEET, BenchConfig, Stream
 from workshop.errors import BenchError
 
 
@@ -57,7 +58,10 @@ class VolumeConfig:
 
     bench: BenchConfig = field(
         default_factory=lambda: BenchConfig(
-            events=100_000, shards=2, clusters=10, instances=300, tasks=5000, contenders=("ours", "lambda")
+            events=100_000,
+            shards=2,
+            fleet=dataclasses.replace(FLEET, clusters=10, instances=300, tasks=5000),
+            contenders=("ours", "lambda"),
         )
     )
     batch: int = 10_000
@@ -116,13 +120,16 @@ def run_pass(
     rate: float = 0,
     extra_env: dict[str, str] | None = None,
     trace_rss: bool = False,
+    code: Path | None = None,
 ) -> dict[str, Any]:
     """One pass of every shard's records through one processor per shard; returns the pass's figures and, in
     ``arrival_ms``, each record's arrival timestamp (for a replay to reuse). ``rate`` > 0: each shard's records
     arrive at that many per second (record k at start + k / rate, its arrival timestamp), and every call hands
     over what has arrived since the last one (at most ``batch``); 0: ``batch`` records per call, arriving as
     they are handed over. ``extra_env``: further variables for the processors (settings); ``trace_rss``: the
-    result's ``rss_after_call_mb`` lists (call, VmRSS, VmHWM) of each processor after each non-empty call."""
+    result's ``rss_after_call_mb`` lists (call, VmRSS, VmHWM) of each processor after each non-empty call;
+    ``code``: the directory whose ``processor`` package the processors run (another version's worktree), instead
+    of this one's."""
     from workshop.testing.multilang_driver import Checkpoint, KinesisRecord, ProcessorProcess
 
     env = child_env(
@@ -156,7 +163,11 @@ def run_pass(
             return None
 
         logs[s].unlink(missing_ok=True)
-        process = ProcessorProcess(env=env, stderr_path=logs[s], on_checkpoint=hook).start()
+        process = ProcessorProcess(env=env, stderr_path=logs[s], on_checkpoint=hook)
+        if code is not None:  # -P: the working directory must not come before PYTHONPATH
+            process.env = {**env, "PYTHONPATH": str(code)}
+            process.argv = [sys.executable, "-P", "-m", "processor.shard.main"]
+        process.start()
         try:
             process.initialize(f"shardId-{s:012d}")
             assert process.proc is not None
@@ -223,7 +234,7 @@ def run_pass(
             else:
                 ages.append(max(0.0, marks[m][0] - arrival[i]))
     windowed = all(a is not None and b is not None for a, b in cpu)
-    net = sum(b - a for a, b in cpu) if windowed else None  # type: ignore[operator]
+    net = sum(b - a for a, b in cpu) if windowed else None  # type: ignore[operator, misc]
     floor = sums.get("distinct_arns", 0) + sums.get("dead_letters", 0)
     p50 = p99 = None
     if ages:
@@ -338,7 +349,8 @@ def run_volume(vcfg: VolumeConfig, work: Path, say: Any) -> tuple[Stream, dict[s
         endpoint = server.endpoint
         client = aws_client("dynamodb", endpoint)
         say(
-            f"generating {vcfg.bench.events:,} records (fleet {vcfg.bench.tasks} tasks, {vcfg.bench.instances} "
+            f"generating {vcfg.bench.events:,} records (fleet {vcfg.bench.fleet.tasks} tasks, "
+            f"{vcfg.bench.fleet.instances} "
             f"instances) ..."
         )
         stream = build_stream(vcfg.bench)

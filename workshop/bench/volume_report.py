@@ -27,8 +27,7 @@ END = "<!-- volume-bench:end -->"
 def build_volume_report(
     vcfg: Any, stream: Stream, results: dict[str, Any], code: dict[str, Any], command: str, logs: Path
 ) -> dict[str, Any]:
-    config = asdict(vcfg)
-    config["bench"]["contenders"] = list(vcfg.bench.contenders)
+    config = {**asdict(vcfg), "bench": vcfg.bench.flat()}
     report = {
         "command": command,
         "logs": str(logs),
