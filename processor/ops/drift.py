@@ -42,7 +42,7 @@ class State(str, Enum):
 DRIFT_STATES = (State.MISSING, State.BEHIND, State.AHEAD, State.ONLY_IN_TABLE, State.STATUS_DIFFERS)
 ALL_STATES = tuple(State)
 
-FINAL_STATUS = {TASK: "STOPPED", INSTANCE: "INACTIVE"}
+FINAL_STATUS: dict[str, str] = {TASK: "STOPPED", INSTANCE: "INACTIVE"}
 
 
 @dataclass(frozen=True, slots=True)

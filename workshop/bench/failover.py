@@ -46,7 +46,7 @@ from processor.loadgen.records import Options  # noqa: E402 (after sys.path name
 from processor.shard.freshness import percentile  # noqa: E402 (after sys.path names tests/e2e)
 from workshop.local.stack import LocalStack  # noqa: E402 (after sys.path names tests/e2e)
 
-MESSY = {
+MESSY: dict[str, Any] = {
     "clusters": 2,
     "instances": 6,
     "tasks": 40,

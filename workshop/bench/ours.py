@@ -128,8 +128,10 @@ def run_ours(stream: Stream, cfg: BenchConfig, settings: Settings, endpoint: str
     windowed = all(x is not None for x in startup + finish)
     # the work: from `initialize` answered to `shutdownRequested` answered, summed over the processes (start-up
     # and interpreter exit are once per process, not per event); without /proc, the gross figure
-    net_cpu = sum(f - b for b, f in zip(startup, finish)) if windowed else cpu  # type: ignore[operator]
-    startup_cpu = sum(startup) if windowed else 0.0  # type: ignore[arg-type]
+    began = [b for b in startup if b is not None]
+    ended = [f for f in finish if f is not None]
+    net_cpu = sum(f - b for b, f in zip(began, ended)) if windowed else cpu
+    startup_cpu = sum(began) if windowed else 0.0
     return {
         "events": n,
         "requests": sums.get("requests", 0),

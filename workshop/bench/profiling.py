@@ -25,20 +25,22 @@ BENCH_FRAMES = "workshop/bench/"
 
 
 def profile_core(stream: Stream, top: int = 18) -> dict[str, Any]:
-    """The processor's pure per-record path (decode, item, reduce) in this process: µs/event without a
-    profiler, then the cProfile hot spots. The DynamoDB client side is profiled by :func:`profile_put`."""
-    from processor.core.items import Item
+    """The processor's pure per-record path (decode and check, reduce, then build each resource's newest version as
+    the flush does) in this process: µs/event without a profiler, then the cProfile hot spots. The DynamoDB client
+    side is profiled by :func:`profile_put`."""
     from processor.core.position import Position
     from processor.core.reducer import Reducer
-    from workshop.testing.factories import route
+    from processor.core.route import Candidate, admit, build
 
     def run() -> None:
         reducer = Reducer(10**9, 2**62)
         for k, rec in enumerate(stream.records):
             position = Position("shardId-000000000000", f"{k + 1:056d}")
-            entry = route(rec.data, position, rec.partition_key, None)
-            if isinstance(entry, Item):
+            entry = admit(rec.data, position, rec.partition_key, None)
+            if isinstance(entry, Candidate):
                 reducer.offer(entry, position)
+        for versions in reducer.drain().resources:
+            build(versions[0], 0)
 
     cpu0 = time.process_time()
     run()

@@ -110,7 +110,7 @@ class ProcessorProcess:
                 return
             seq = reply.get("sequenceNumber")
             sub = reply.get("subSequenceNumber")
-            cp = Checkpoint(action, seq if seq is None else str(seq), None if sub is None else int(sub), None)
+            cp = Checkpoint(action, seq if seq is None else str(seq), None if sub is None else int(str(sub)), None)
             cp.error = self.on_checkpoint(cp) if self.on_checkpoint else None
             self.checkpoints.append(cp)
             self._send({"action": "checkpoint", "sequenceNumber": seq, "subSequenceNumber": sub, "error": cp.error})
