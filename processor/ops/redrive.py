@@ -27,7 +27,7 @@ import argparse
 import sys
 from typing import Any, Iterator, Sequence, TextIO, TypeVar
 
-from processor.errors import ConfigError, EcsStateError, ReadError
+from processor.errors import ConfigError, EcsStateError
 from processor.kinesis_limits import size_batches
 from processor.kinesis_put import PutRefused, RecordPutter
 from processor.ops.batch_get import batch_get_keys
@@ -362,44 +362,34 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from processor.aws import client
     from processor.config import load_settings, stream_from_properties
-    from processor.errors import describe
 
     out = out or sys.stdout
-    name = f"redrive {args.source}"
-    try:
-        stream = args.stream_name or stream_from_properties(getattr(args, "properties", None))
-        if not stream:
-            raise ConfigError(
-                "which stream? pass --stream-name (the stack's StreamName output) or --properties "
-                "with the workers' streamName"
-            )
-        kinesis = client("kinesis", botocore_retries=1)  # Putter retries; a botocore retry could put twice
-        putter = Putter(kinesis, stream, max_attempts=max(1, args.max_attempts))
-        if args.source == "dead-letters":
-            settings = load_settings(getattr(args, "properties", None))
-            tally = redrive_dead_letters(
-                client("dynamodb", botocore_retries=8),
-                kinesis,
-                settings.dead_letter_table,
-                stream,
-                args.reason_code,
-                args.shard,
-                args.dry_run,
-                putter,
-            )
-            what = "dead letters"
-        else:
-            tally = redrive_queue(
-                client("sqs", botocore_retries=8), kinesis, args.queue_url, stream, args.dry_run, putter
-            )
-            what = "messages"
-    except (RedriveError, ReadError, ConfigError, ClientError, BotoCoreError) as exc:
-        print(f"ecs-state {name}: {describe(exc)}", file=sys.stderr)
-        return 2
+    stream = args.stream_name or stream_from_properties(getattr(args, "properties", None))
+    if not stream:
+        raise ConfigError(
+            "which stream? pass --stream-name (the stack's StreamName output) or --properties "
+            "with the workers' streamName"
+        )
+    kinesis = client("kinesis", botocore_retries=1)  # Putter retries; a botocore retry could put twice
+    putter = Putter(kinesis, stream, max_attempts=max(1, args.max_attempts))
+    if args.source == "dead-letters":
+        settings = load_settings(getattr(args, "properties", None))
+        tally = redrive_dead_letters(
+            client("dynamodb", botocore_retries=8),
+            kinesis,
+            settings.dead_letter_table,
+            stream,
+            args.reason_code,
+            args.shard,
+            args.dry_run,
+            putter,
+        )
+        what = "dead letters"
+    else:
+        tally = redrive_queue(client("sqs", botocore_retries=8), kinesis, args.queue_url, stream, args.dry_run, putter)
+        what = "messages"
     out.write(
         to_json(tally.to_dict(args.dry_run)) + "\n" if args.output == "json" else tally.render(what, args.dry_run)
     )

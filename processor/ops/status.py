@@ -108,26 +108,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         from processor.worker.liveness import probe
 
         return probe(out=out)
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from processor.aws import client
-    from processor.errors import describe
 
-    try:
-        table, failover = lease_settings(args.properties)
-        ddb = client("dynamodb")
-        leases = read_leases(ddb, table)
-        verdicts = None
-        if args.check:
-            time.sleep(failover / 1000)  # the measurement window of the rule, not a wait for a condition
-            first, leases = leases, read_leases(ddb, table)
-            verdicts = judge(first, leases, failover)
-    except (ReadError, ConfigError) as exc:
-        print(f"ecs-state status: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"ecs-state status: {describe(exc)}", file=sys.stderr)
-        return 2
+    table, failover = lease_settings(args.properties)
+    ddb = client("dynamodb")
+    leases = read_leases(ddb, table)
+    verdicts = None
+    if args.check:
+        time.sleep(failover / 1000)  # the measurement window of the rule, not a wait for a condition
+        first, leases = leases, read_leases(ddb, table)
+        verdicts = judge(first, leases, failover)
     out.write(
         to_json(to_dict(table, leases, verdicts)) + "\n"
         if args.output == "json"

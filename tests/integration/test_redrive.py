@@ -8,7 +8,7 @@ record's bytes and partition key with the original. moto's Kinesis is enough her
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import functools
 import io
 import json
@@ -23,7 +23,7 @@ import pytest
 
 from processor.aws import client
 from processor.config import Settings
-from processor.ops import redrive
+from processor.ops import cli
 from workshop.testing.factories import as_json, instance_arn, instance_event, task_arn, task_event
 from workshop.testing.multilang_driver import ProcessorProcess, records_from, run_shard
 from workshop.testing.poison_corpus import POISON
@@ -98,11 +98,11 @@ def properties(tmp_path: Path, settings: Settings) -> str:
 
 
 def run(*argv: str) -> tuple[int, str]:
-    parser = argparse.ArgumentParser(prog="ecs-state")
-    redrive.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
+    """The command as a user runs it: through ``cli.main``, the one place errors become exit codes."""
     out = io.StringIO()
-    return args.func(args, out=out), out.getvalue()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(list(argv))
+    return code, out.getvalue()
 
 
 def test_dead_letters_go_back_byte_identical_with_their_partition_keys_and_are_deleted(
