@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from workshop.local.demo import flush_totals, homes_line, producer_args, try_commands
+from workshop.local.demo import expected_clusters, flush_totals, homes_line, producer_args, try_commands
 
 
 def test_flush_totals_reads_wrapped_and_raw_processor_lines() -> None:
@@ -95,3 +95,20 @@ def test_the_demo_says_the_match_holds_in_each_account_and_region() -> None:
     one = GroundTruth()
     one.add(Record(arns[0], b"x", "task", "", arns[0], 1, "RUNNING"))
     assert homes_line(compare(one.to_dict(), rows[:1], [], [])) is None
+
+
+def test_the_demo_expects_in_the_catalogue_every_cluster_its_tasks_name_per_account_and_region() -> None:
+    truth = {
+        "tasks": {
+            "arn:aws:ecs:us-east-1:111111111111:task/web/a1": {},
+            "arn:aws:ecs:us-east-1:111111111111:task/web/a2": {},
+            "arn:aws:ecs:eu-west-1:222222222222:task/web/b1": {},
+            "arn:aws:ecs:eu-west-1:222222222222:task/batch/b2": {},
+        },
+        "containerInstances": {"arn:aws:ecs:us-east-1:111111111111:container-instance/web/c1": {}},
+    }
+    assert expected_clusters(truth) == {
+        "111111111111/us-east-1/web",
+        "222222222222/eu-west-1/web",
+        "222222222222/eu-west-1/batch",
+    }

@@ -29,6 +29,7 @@ from typing import Any, Iterable
 from processor.config import load_settings
 from processor.loadgen.compare import Report
 from processor.loadgen.verify import verify
+from processor.ops.catalog import read_catalog
 from processor.ops.setup_tables import ensure_tables
 from processor.shard.flush_report import flush_reports, total
 from workshop.local.stack import LocalStack
@@ -221,6 +222,29 @@ def homes_line(report: Report) -> str | None:
     return f"verified per account/region ({len(homes)}): {each} ARNs, each exact"
 
 
+def expected_clusters(truth_doc: dict[str, Any]) -> set[str]:
+    """``ACCOUNT/REGION/NAME`` of every cluster the ground truth's tasks name (a task ARN carries its cluster)."""
+    found = set()
+    for arn in truth_doc.get("tasks", {}):
+        head, _, rest = arn.partition(":task/")
+        if "/" in rest:  # arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID
+            region, account = head.split(":")[3:5]
+            found.add(f"{account}/{region}/{rest.split('/')[0]}")
+    return found
+
+
+def catalogue_clusters(ddb: Any, table: str, truth_doc: dict[str, Any], deadline_s: float) -> tuple[set[str], set[str]]:
+    """What the catalogue lists (``ecs-state clusters`` reads the same), polled until it holds every cluster the
+    tasks name or the deadline passes: the workers write it after the state items of the same flush."""
+    expected = expected_clusters(truth_doc)
+    deadline = time.monotonic() + deadline_s
+    while True:
+        listed = {entry.cluster.path for entry in read_catalog(ddb, table)}
+        if listed >= expected or time.monotonic() > deadline:
+            return listed, expected
+        time.sleep(1.0)
+
+
 def run_demo(
     events: int,
     shards: int,
@@ -295,6 +319,11 @@ def run_demo(
         per_home = homes_line(report)
         if per_home:
             print(per_home)
+        listed, expected = catalogue_clusters(stack.client("dynamodb"), settings.catalog_table, truth_doc, deadline_s)
+        if listed != expected:
+            print(f"demo: the cluster catalogue lists {sorted(listed)}, the stream's tasks name {sorted(expected)}")
+            return 1
+        print(f"catalogue: {len(listed)} clusters listed by ecs-state clusters, as the tasks name them")
         if keep:
             example = _stopped_example(stack.client("dynamodb"), settings, truth_doc)
             shell_env = {
