@@ -27,20 +27,18 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Mapping
 
+from processor.core.words import Word
 
-class Kind(str, Enum):
+
+class Kind(Word):
     """What a table holds. A ``str`` so that it compares, hashes, formats and serialises as its value."""
 
     TASK = "task"
     INSTANCE = "instance"
     DEAD_LETTER = "dead-letter"
     CATALOG = "catalog"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 TASK, INSTANCE, DEAD_LETTER, CATALOG = Kind.TASK, Kind.INSTANCE, Kind.DEAD_LETTER, Kind.CATALOG

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from enum import Enum
 from typing import Any, Iterable, Mapping, Sequence
 
 from processor.core.schema import INSTANCE, TASK
+from processor.core.words import Word
 from processor.ops.render import render_table
 
 __all__ = ["INSTANCE", "TASK"]  # re-exported for reconcile: the kinds are defined in core/schema.py
 
 
-class State(str, Enum):
+class State(Word):
     """What one resource's two views say together; its value is the word the reports print."""
 
     OK = "ok"
@@ -30,9 +30,6 @@ class State(str, Enum):
     AHEAD = "ahead"
     ONLY_IN_TABLE = "only-in-table"
     STATUS_DIFFERS = "status-differs"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def drift(self) -> bool:

@@ -18,9 +18,9 @@ the name is wrong). No I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Iterable, Mapping, Sequence
 
+from processor.core.words import Word
 from processor.ops.render import render_table
 
 SHARD_END = "SHARD_END"
@@ -73,7 +73,7 @@ def by_shard(leases: Iterable[Lease]) -> dict[str, Lease]:
     return {lease.shard_id: lease for lease in sorted(leases, key=lambda le: le.shard_id)}
 
 
-class ShardState(str, Enum):
+class ShardState(Word):
     """What two reads of one shard's lease say; its value is the word the report prints."""
 
     FINISHED = "finished"
@@ -81,9 +81,6 @@ class ShardState(str, Enum):
     WAITING_FOR_PARENT = "waiting-for-parent"
     STALLED = "stalled"
     NEW = "new"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)

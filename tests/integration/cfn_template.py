@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import random
 import time
 import urllib.parse
 import uuid
@@ -16,7 +17,9 @@ from typing import Any
 import yaml
 
 from processor.aws import client
+from processor.config import Settings
 from processor.core.schema import TASK, index_attributes
+from processor.ops.setup_tables import ensure_tables
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 TEMPLATE = DEPLOY / "ecs-state.yaml"
@@ -210,3 +213,18 @@ def known_env(env: dict[str, str]) -> dict[str, str]:
     if "catalog_table" in Settings.__dataclass_fields__:
         return env
     return {k: v for k, v in env.items() if k != "ECS_STATE_CATALOG_TABLE"}
+
+
+def fresh_tables(request: Any, **settings: Any) -> Settings:
+    """Settings naming four tables of this test's own in the moto server (made with ``ecs-state setup``'s
+    ``ensure_tables``), with ``settings`` on top: the writer's and the catalogue's integration tests start so."""
+    suffix = f"{request.node.name[:40]}-{random.randrange(10**6)}"
+    made = Settings(
+        task_table=f"tasks-{suffix}",
+        instance_table=f"instances-{suffix}",
+        dead_letter_table=f"dead-{suffix}",
+        catalog_table=f"catalog-{suffix}",
+        **settings,
+    )
+    ensure_tables(made)
+    return made

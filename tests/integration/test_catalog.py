@@ -9,9 +9,10 @@ import argparse
 import io
 import json
 import random
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from cfn_template import fresh_tables
 
 from processor import aws
 from processor.config import Settings
@@ -21,7 +22,6 @@ from processor.core.route import Candidate, admit
 from processor.errors import ReadError
 from processor.ops import catalog
 from processor.ops import read as readside
-from processor.ops.setup_tables import ensure_tables
 from processor.shard.catalog import Catalog
 from processor.shard.dynamodb_http import DynamoDBHttp, Response
 from processor.shard.writer import Writer
@@ -34,17 +34,8 @@ BATCH_B = "arn:aws:ecs:us-east-1:222222222222:cluster/batch"
 
 
 @pytest.fixture()
-def settings(moto_server: Any, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    suffix = f"{request.node.name[:40]}-{random.randrange(10**6)}"
-    s = Settings(
-        task_table=f"tasks-{suffix}",
-        instance_table=f"instances-{suffix}",
-        dead_letter_table=f"dead-{suffix}",
-        catalog_table=f"catalog-{suffix}",
-        write_retry_budget_millis=5000,
-    )
-    ensure_tables(s)
-    yield s
+def settings(moto_server: Any, request: pytest.FixtureRequest) -> Settings:
+    return fresh_tables(request, write_retry_budget_millis=5000)
 
 
 class Clock:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import base64
 import json
-import random
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from cfn_template import fresh_tables
 
 from processor import aws
 from processor.config import Settings
@@ -19,7 +19,6 @@ from processor.core.items import Item
 from processor.core.position import Position
 from processor.core.reducer import Batch, Counts
 from processor.core.route import Candidate, admit, build
-from processor.ops.setup_tables import ensure_tables
 from processor.shard.dynamodb_http import DynamoDBHttp
 from processor.shard.writer import Writer
 from workshop.testing.factories import as_json, task_arn, task_event
@@ -29,16 +28,8 @@ POS = Position("shardId-000000000000", "1" * 56)
 
 
 @pytest.fixture()
-def settings(moto_server: Any, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    suffix = f"{request.node.name[:40]}-{random.randrange(10**6)}"
-    s = Settings(
-        task_table=f"tasks-{suffix}",
-        instance_table=f"instances-{suffix}",
-        dead_letter_table=f"dead-{suffix}",
-        write_max_attempts=3,
-    )
-    ensure_tables(s)
-    yield s
+def settings(moto_server: Any, request: pytest.FixtureRequest) -> Settings:
+    return fresh_tables(request, write_max_attempts=3)
 
 
 def _strict(settings: Settings, *team_indexes: Index) -> StrictDynamoDB:

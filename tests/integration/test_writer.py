@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 import random
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from cfn_template import fresh_tables
 
 from processor import aws
 from processor.config import Settings
@@ -17,7 +18,6 @@ from processor.core.items import Item
 from processor.core.position import Position
 from processor.core.reducer import Batch, Counts
 from processor.core.route import Candidate, admit, build
-from processor.ops.setup_tables import ensure_tables
 from processor.shard.dynamodb_http import DynamoDBHttp, Response
 from processor.shard.writer import Writer
 from workshop.testing.factories import as_json, as_msgpack, task_arn, task_event
@@ -26,16 +26,8 @@ POS = Position("shardId-000000000000", "1" * 56)
 
 
 @pytest.fixture()
-def settings(moto_server: Any, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    suffix = f"{request.node.name[:40]}-{random.randrange(10**6)}"
-    s = Settings(
-        task_table=f"tasks-{suffix}",
-        instance_table=f"instances-{suffix}",
-        dead_letter_table=f"dead-{suffix}",
-        write_retry_budget_millis=5000,
-    )
-    ensure_tables(s)
-    yield s
+def settings(moto_server: Any, request: pytest.FixtureRequest) -> Settings:
+    return fresh_tables(request, write_retry_budget_millis=5000)
 
 
 def _client() -> DynamoDBHttp:
