@@ -41,6 +41,7 @@ class FlushReport:
     freshness_p50_ms: float | None = None  # approximateArrivalTimestamp -> durable, over the flush's records
     freshness_p99_ms: float | None = None  # (processor.shard.freshness); None when not measured
     skipped: int = 0  # of ``stale``: known stale from the stored-version memory, no request sent
+    catalogued: int = 0  # cluster catalogue puts answered (shard/catalog.py: at most one per cluster a minute)
 
     def fields(self) -> dict[str, Any]:
         """The log line's fields (without ts/level/event)."""

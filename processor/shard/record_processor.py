@@ -296,6 +296,7 @@ class ShardProcessor(v3.RecordProcessorBase):
             freshness_p50_ms=fresh[0],
             freshness_p99_ms=fresh[1],
             skipped=outcome.skipped,
+            catalogued=outcome.catalogued,
         )
         log_safely(FLUSH_EVENT, **report.fields())
         self.metrics.emit(self.shard_id, report.stats())  # never raises

@@ -62,6 +62,7 @@ class Result:
     checkpoints_checked: int
     command: str = ""
     skipped: int = 0  # of ``stale``: skipped without a request (the processor knew the stored version)
+    catalogued: int = 0  # cluster catalogue puts (PutItems that are no state item)
     daemon: ShardDaemon | None = field(default=None, repr=False)
     proxy: FaultProxy | None = field(default=None, repr=False)
     watch: VersionWatch | None = field(default=None, repr=False)
@@ -106,6 +107,7 @@ def _result(
         writes=daemon.total("writes"),
         stale=daemon.total("stale"),
         skipped=daemon.total("skipped"),
+        catalogued=daemon.total("catalogued"),
         retries=daemon.total("retries"),
         throttled=daemon.total("throttled"),
         injected=injected,
