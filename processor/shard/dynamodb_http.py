@@ -44,7 +44,7 @@ import os
 import ssl
 import zlib
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Hashable, Mapping, Protocol
 
 import botocore.session
 import orjson
@@ -63,6 +63,7 @@ from processor.shard.http_connection import (
     redact_url,
 )
 from processor.shard.http_framing import ProtocolError, decoded
+from processor.shard.http_pipeline import pipeline as http_pipeline
 from processor.shard.sigv4 import CONTENT_TYPE, SigV4Signer
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "Response",
     "TransportError",
     "TransportTimeout",
+    "pipeline",
     "serialise",
 ]
 
@@ -130,6 +132,39 @@ class DynamoDBTransport(Protocol):
     is a ``Response``; anything else raises (and whatever it raises is transient to the one classifier)."""
 
     def call(self, operation: str, request: Mapping[str, Any] | bytes) -> Response: ...
+
+
+def pipeline(
+    client: DynamoDBTransport,
+    operation: str,
+    next_request: Callable[[], tuple[Hashable, bytes] | None],
+    on_reply: Callable[[Hashable, Response | Exception], None],
+    width: int,
+) -> None:
+    """``DynamoDBHttp.pipeline`` on the thin client; on any other transport (the fakes), each request in turn
+    through ``call``, any exception handed to ``on_reply`` as the outcome."""
+    if isinstance(client, DynamoDBHttp):
+        client.pipeline(operation, next_request, on_reply, width)
+        return
+    while (request := next_request()) is not None:
+        token, body = request
+        outcome: Response | Exception
+        try:
+            outcome = client.call(operation, body)
+        except Exception as exc:  # handed over: the caller classifies it
+            outcome = exc
+        on_reply(token, outcome)
+
+
+def _transport_error(operation: str, exc: HttpError, endpoint_url: str) -> TransportError:
+    """What the HTTP layer's failure means to the caller: transient, a timeout told apart."""
+    if isinstance(exc, (ConnectTimeout, ReadTimeout)):
+        return TransportTimeout(operation, f"timed out ({exc})")
+    if isinstance(exc, TlsFailed):
+        return TransportError(operation, f"TLS failure with {endpoint_url}: {exc}")
+    if isinstance(exc, ConnectFailed):
+        return TransportError(operation, f"cannot connect to {endpoint_url}: {exc}")
+    return TransportError(operation, f"{type(exc).__name__}: {exc}")
 
 
 def _bytes_as_base64(value: Any) -> str:
@@ -257,19 +292,51 @@ class DynamoDBHttp:
     def call(self, operation: str, request: Mapping[str, Any] | bytes) -> Response:
         """Any DynamoDB operation by name (``PutItem``, ``BatchGetItem``...), signed with the current credentials."""
         body = request if isinstance(request, bytes) else serialise(request)
-        headers = self.sign(TARGET_PREFIX + operation, body)
-        head = self._head + "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
         try:
-            reply = self._http.request(head.encode("latin-1"), body)
-        except (ConnectTimeout, ReadTimeout) as exc:
-            raise TransportTimeout(operation, f"timed out ({exc})") from exc
-        except TlsFailed as exc:
-            raise TransportError(operation, f"TLS failure with {self.endpoint_url}: {exc}") from exc
-        except ConnectFailed as exc:
-            raise TransportError(operation, f"cannot connect to {self.endpoint_url}: {exc}") from exc
+            reply = self._http.request(self._signed_head(operation, body), body)
         except HttpError as exc:
-            raise TransportError(operation, f"{type(exc).__name__}: {exc}") from exc
+            raise _transport_error(operation, exc, self.endpoint_url) from exc
         return self._response(operation, reply)
+
+    def pipeline(
+        self,
+        operation: str,
+        next_request: Callable[[], tuple[Hashable, bytes] | None],
+        on_reply: Callable[[Hashable, Response | Exception], None],
+        width: int,
+    ) -> None:
+        """Many requests of one operation on this thread, ``width`` at a time (``shard/http_pipeline.py``):
+        ``next_request`` gives ``(token, body)`` or None; ``on_reply`` gets each token's ``Response``, or the
+        ``TransportError`` that ended it, in the order replies come."""
+
+        def signed() -> tuple[Hashable, bytes] | None:
+            while (request := next_request()) is not None:
+                token, body = request
+                try:
+                    head = self._signed_head(operation, body)
+                except TransportError as exc:
+                    on_reply(token, exc)
+                    continue
+                return token, head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+            return None
+
+        def replied(token: Hashable, outcome: Reply | HttpError) -> None:
+            if isinstance(outcome, HttpError):
+                on_reply(token, _transport_error(operation, outcome, self.endpoint_url))
+                return
+            try:
+                response = self._response(operation, outcome)
+            except TransportError as exc:
+                on_reply(token, exc)
+                return
+            on_reply(token, response)
+
+        http_pipeline(self._http, signed, replied, width)
+
+    def _signed_head(self, operation: str, body: bytes) -> bytes:
+        """The request line and headers of ``operation`` with ``body``, signed now (without Content-Length)."""
+        headers = self.sign(TARGET_PREFIX + operation, body)
+        return (self._head + "".join([f"{name}: {value}\r\n" for name, value in headers.items()])).encode("latin-1")
 
     @property
     def connections_opened(self) -> int:

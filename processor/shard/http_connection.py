@@ -48,6 +48,7 @@ from processor.shard.http_framing import HttpError, ProtocolError, Reply, ReplyR
 
 __all__ = [
     "ConnectFailed",
+    "Connection",
     "ConnectTimeout",
     "ConnectionPool",
     "HttpError",
@@ -60,6 +61,7 @@ __all__ = [
 ]
 
 _CHUNK = 65536
+_NEWEST_WEIGHT = 0.2  # of the newest reply time in the running average
 _USER_INFO = re.compile(r"//[^\s]*@")
 
 
@@ -118,7 +120,9 @@ class Proxy:
 _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
-class _Connection:
+class Connection:
+    """One socket to the host (or through the proxy to it)."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._poller: select.poll | None = None  # made at the first idle check, then kept
@@ -177,11 +181,12 @@ class ConnectionPool:
         self._tls: ssl.SSLContext | None = None
         if scheme == "https":
             self._tls = ssl.create_default_context(cafile=ca_file)
-        self._idle: list[_Connection] = []
+        self._idle: list[Connection] = []
         self._lock = threading.Lock()
         self.num_connections = 0
+        self.reply_seconds = 0.0  # a running average of the time replies took (``http_pipeline``'s rounds)
 
-    def _open(self) -> _Connection:
+    def _open(self) -> Connection:
         peer = (self.proxy.host, self.proxy.port) if self.proxy else (self.host, self.port)
         via = f" through the proxy {peer[0]}:{peer[1]}" if self.proxy else ""
         try:
@@ -213,7 +218,7 @@ class ConnectionPool:
             raise ConnectFailed(f"connection to {self.host}:{self.port}{via} failed: {exc}") from exc
         with self._lock:
             self.num_connections += 1
-        return _Connection(sock)
+        return Connection(sock)
 
     def request_target(self, host_header: str, path: str) -> str:
         """What the request line names: the path, or the absolute URL when a proxy forwards plain http."""
@@ -225,13 +230,14 @@ class ConnectionPool:
         lines = "".join(f"{name}: {value}\r\n" for name, value in proxy.headers.items())
         request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{lines}\r\n".encode("latin-1")
         try:
-            reply, extra = _Connection(sock).exchange(request, body=False)
+            reply, extra = Connection(sock).exchange(request, body=False)
         except ProtocolError as exc:
             raise ConnectFailed(f"proxy {proxy.host}:{proxy.port} gave no CONNECT reply: {exc}") from exc
         if not 200 <= reply.status < 300 or extra:
             raise ConnectFailed(f"proxy {proxy.host}:{proxy.port} refused CONNECT {authority}: HTTP {reply.status}")
 
-    def _take(self) -> _Connection:
+    def take(self) -> Connection:
+        """An idle connection still open, else a new one (``ConnectFailed``, ``ConnectTimeout``, ``TlsFailed``)."""
         while True:
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
@@ -243,7 +249,7 @@ class ConnectionPool:
 
     def request(self, head: bytes, body: bytes) -> Reply:
         """One request (``head``: request line and headers, without Content-Length or the blank line)."""
-        connection = self._take()
+        connection = self.take()
         reusable = False
         try:
             reply, extra = connection.exchange(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
@@ -255,16 +261,24 @@ class ConnectionPool:
         except Exception as exc:  # reset, broken pipe, TLS error mid-stream, or anything not anticipated
             raise ProtocolError(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            if reusable and self.keep_alive:
-                with self._lock:
-                    keep = len(self._idle) < self.maxsize
-                    if keep:
-                        self._idle.append(connection)
-                if not keep:
-                    connection.close()
-            else:
-                connection.close()
+            self.give_back(connection, reusable)
         return reply
+
+    def give_back(self, connection: Connection, reusable: bool) -> None:
+        """Keep ``connection`` for the next request when its reply allowed it (``reusable``) and the pool keeps
+        connections, else close it."""
+        keep = False
+        if reusable and self.keep_alive:
+            with self._lock:
+                keep = len(self._idle) < self.maxsize
+                if keep:
+                    self._idle.append(connection)
+        if not keep:
+            connection.close()
+
+    def note_reply_time(self, seconds: float) -> None:
+        """Fold one reply's time into the running average (a racy update is harmless: it is a hint)."""
+        self.reply_seconds += (seconds - self.reply_seconds) * _NEWEST_WEIGHT
 
     def close(self) -> None:
         with self._lock:

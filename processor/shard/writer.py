@@ -42,13 +42,14 @@ loop: they never become dead letters.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 from processor.config import Settings
 from processor.core.dead_letters import DeadLetter
@@ -59,9 +60,9 @@ from processor.core.route import Candidate, build, refused
 from processor.errors import WriteFailed
 from processor.logs import log_dead_letter, log_safely
 from processor.retry import DYNAMODB, EveryMinute
-from processor.shard.build_budget import BuildBudget
+from processor.shard.build_budget import SMALL_RECORD_BYTES, BuildBudget
 from processor.shard.catalog import Catalog
-from processor.shard.dynamodb_http import DynamoDBTransport, Response, serialise
+from processor.shard.dynamodb_http import DynamoDBTransport, Response, pipeline, serialise
 from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, classify
 from processor.shard.metrics import Metrics
 from processor.shard.stored_versions import StoredVersions
@@ -163,7 +164,11 @@ class Writer:
         flush = _Flush(Outcome())
         if prefetch and batch.resources:
             self._prefetch(batch, flush)
-        jobs: list[Callable[[], None]] = [partial(self._put_resource, versions, flush) for versions in batch.resources]
+        try:
+            jobs = self._put_in_pipeline(batch.resources, flush)
+        except Exception as exc:  # a bug while building or sending: never checkpoint past it
+            flush.add_failure(f"unexpected {type(exc).__name__}: {exc}")
+            jobs = []
         jobs += [partial(self._put_dead_letter, dead, flush) for dead in batch.dead_letters]
         self._run_all(jobs, flush)
         if self.catalog is not None:
@@ -223,8 +228,77 @@ class Writer:
                 note="those resources are written without knowing their stored version (the conditional write decides)",
             )
 
-    def _put_resource(self, versions: list[Candidate], flush: _Flush) -> None:
-        """Store the newest candidate that can be stored; every newer one is a dead letter."""
+    def _put_in_pipeline(self, resources: list[list[Candidate]], flush: _Flush) -> list[Callable[[], None]]:
+        """The first attempt of each resource's newest candidate, all on this thread through the client's pipeline
+        (``write_concurrency`` in flight, replies gathered in rounds: ``shard/http_pipeline.py``). A written or
+        stale reply settles the resource here. Anything else is returned as a job for the threaded path, which
+        takes it from there with this reply as its first attempt: a refusal (dead letter, older candidate), a
+        transient failure (retries with backoff). At the first transient failure the pipeline stops sending and
+        every resource not yet sent goes to the threaded path too, so a throttled table never gets a burst. So do
+        large records (built there within the build budget) and candidates the builder refuses."""
+        later: list[Callable[[], None]] = []
+        pending = iter(resources)
+        flying: dict[Hashable, tuple[list[Candidate], Item]] = {}
+        tokens = itertools.count()
+        troubled = False
+        retention = self.settings.task_retention_hours
+
+        def next_request() -> tuple[int, bytes] | None:
+            for versions in pending:
+                if troubled:
+                    later.append(partial(self._put_resource, versions, flush))
+                    continue
+                candidate = versions[0]
+                if self.stored.is_stale(self.tables[candidate.kind], candidate.arn, candidate.version):
+                    flush.add(stale=1, skipped=1)
+                    continue
+                if len(candidate.data) > SMALL_RECORD_BYTES:
+                    later.append(partial(self._put_resource, versions, flush))
+                    continue
+                try:
+                    built = self._build(candidate, retention)
+                    if isinstance(built, DeadLetter):
+                        later.append(partial(self._put_resource, versions, flush))
+                        continue
+                    body = serialise(self._state_request(built))
+                except Exception as exc:  # a bug: this resource fails the flush, the others go on
+                    flush.add_failure(f"unexpected {type(exc).__name__}: {exc}")
+                    continue
+                self._beat()
+                flush.add(requests=1)
+                token = next(tokens)
+                flying[token] = (versions, built)
+                return token, body
+            return None
+
+        def on_reply(token: Hashable, outcome: Response | Exception) -> None:
+            nonlocal troubled
+            versions, item = flying.pop(token)
+            table = self.tables[item.kind]
+            if isinstance(outcome, Response) and outcome.ok:
+                self.stored.remember(table, item.arn, item.version)
+                flush.add(written=1)
+            else:
+                verdict = classify(outcome)
+                if verdict.kind != STALE:
+                    troubled = troubled or verdict.kind == TRANSIENT
+                    later.append(partial(self._put_resource, versions, flush, first=outcome))
+                    return
+                self.stored.remember_stored_item(
+                    table, item.arn, outcome.item if isinstance(outcome, Response) else None
+                )
+                flush.add(stale=1)
+            if self.catalog is not None:
+                self.catalog.note(item.attributes)
+
+        pipeline(self.client, "PutItem", next_request, on_reply, self.settings.write_concurrency)
+        return later
+
+    def _put_resource(
+        self, versions: list[Candidate], flush: _Flush, first: Response | Exception | None = None
+    ) -> None:
+        """Store the newest candidate that can be stored; every newer one is a dead letter. ``first``: the outcome
+        of the newest candidate's first attempt, already made (by the pipeline)."""
         for n, candidate in enumerate(versions):
             if self.stored.is_stale(self.tables[candidate.kind], candidate.arn, candidate.version):
                 flush.add(stale=1, skipped=1)  # an equal or newer version is stored: the condition would fail
@@ -236,7 +310,7 @@ class Writer:
                     self._put_dead_letter(built, flush)
                     continue
                 try:
-                    written = self._put_state(built, flush)
+                    written = self._put_state(built, flush, first if n == 0 else None)
                 except _Refused as exc:
                     dead = refused(candidate, "refused", f"DynamoDB refused the item: {exc.verdict.text}")
                     self._log_refused(dead)
@@ -247,23 +321,27 @@ class Writer:
                 self.catalog.note(built.attributes)
             return
 
-    def _put_state(self, item: Item, flush: _Flush) -> bool:
-        """True when written, False when stale; raises _Refused when DynamoDB refuses the item for what it holds
-        (``failures.ITEM_REFUSALS``), WriteFailed past a finite budget."""
-        table = self.tables[item.kind]
-        request = {
-            "TableName": table,
+    def _state_request(self, item: Item) -> dict[str, Any]:
+        """The conditional PutItem of a state item (module docstring)."""
+        return {
+            "TableName": self.tables[item.kind],
             "Item": item.attributes,
             "ConditionExpression": CONDITION,
             "ExpressionAttributeNames": {"#k": item.key_name, "#v": "version"},
             "ExpressionAttributeValues": {":v": {"N": str(item.version)}, ":n": {"S": "N"}},
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
+
+    def _put_state(self, item: Item, flush: _Flush, first: Response | Exception | None = None) -> bool:
+        """True when written, False when stale; raises _Refused when DynamoDB refuses the item for what it holds
+        (``failures.ITEM_REFUSALS``), WriteFailed past a finite budget. ``first``: its first attempt's outcome,
+        when already made."""
+        table = self.tables[item.kind]
         what = (
             f"{item.key_name} {item.arn} version {item.version} ({item.position.shard_id} "
             f"{item.position.dead_letter_key()}) in {table}"
         )
-        verdict, reply = self._call(request, flush, what)
+        verdict, reply = self._call(self._state_request(item), flush, what, first=first)
         if verdict is None:
             self.stored.remember(table, item.arn, item.version)
             return True
@@ -297,12 +375,18 @@ class Writer:
         flush.add(dead_letters=1)
 
     def _call(
-        self, request: dict[str, Any], flush: _Flush, what: str, record_is_transient: bool = False
+        self,
+        request: dict[str, Any],
+        flush: _Flush,
+        what: str,
+        record_is_transient: bool = False,
+        first: Response | Exception | None = None,
     ) -> tuple[Verdict | None, Response | None]:
         """PutItem with retries of transient failures: (None, reply) when it succeeded, else the STALE or RECORD
         verdict and DynamoDB's reply; WriteFailed when a finite retry budget runs out. The body is serialised once;
         every retry resends the same bytes. A body that cannot be serialised is a bug (the core checked every
-        value): its exception goes up and fails the flush."""
+        value): its exception goes up and fails the flush. ``first``: the outcome of the first attempt, already
+        made (by the pipeline, which counted its request)."""
         body = serialise(request)
         attempt = 0
         budget_s = self.settings.write_retry_budget_millis / 1000
@@ -310,17 +394,20 @@ class Writer:
         started = self._clock()
         while True:
             attempt += 1
-            self._beat()
-            flush.add(requests=1)
-            reply: Response | None = None
-            try:
-                reply = self.client.call("PutItem", body)
-            except Exception as exc:  # whatever the type (credentials, network, the reply): never the record's
-                verdict = classify(exc)
+            outcome: Response | Exception
+            if attempt == 1 and first is not None:
+                outcome = first
             else:
-                if reply.ok:
-                    return None, reply
-                verdict = classify(reply)
+                self._beat()
+                flush.add(requests=1)
+                try:
+                    outcome = self.client.call("PutItem", body)
+                except Exception as exc:  # whatever the type (credentials, network, the reply): never the record's
+                    outcome = exc
+            reply = outcome if isinstance(outcome, Response) else None
+            if reply is not None and reply.ok:
+                return None, reply
+            verdict = classify(outcome)
             if verdict.kind != TRANSIENT and not (record_is_transient and verdict.kind == RECORD):
                 return verdict, reply
             flush.add(retries=1, throttled=int(verdict.throttled))
