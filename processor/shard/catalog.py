@@ -54,8 +54,11 @@ class Catalog:
         self._seen: dict[str, _Seen] = {}
         self._lock = threading.Lock()
 
+    #: The attributes of an item that ``note`` reads.
+    NOTED = ("clusterArn", "event_time")
+
     def note(self, attributes: Mapping[str, Any]) -> None:
-        """Remember the cluster and event time of one stored item (its DynamoDB attribute values)."""
+        """Remember the cluster and event time of one stored item (its DynamoDB attribute values: ``NOTED``)."""
         cluster, when = attributes.get("clusterArn"), attributes.get("event_time")
         if not (isinstance(cluster, dict) and isinstance(when, dict)):
             return

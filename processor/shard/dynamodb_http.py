@@ -12,6 +12,10 @@ Rules:
   ``{"N": "12"}``...); ``bytes`` values are sent as base64 (``B``) and come back as base64 text. A request is a
   mapping (serialised once with :func:`serialise`) or ``bytes`` already serialised, so a retry loop resends the
   same body.
+- Many requests of one operation can also go out together on the calling thread: :meth:`DynamoDBHttp.pipeline`
+  (``shard/http_pipeline.py``: ``width`` in flight, replies gathered in rounds), each outcome a ``Response`` or
+  the ``TransportError`` that ended it. :func:`pipeline` takes any transport: other than the thin client (the
+  fakes), it calls ``call`` for each request in turn, so the writer's logic is the same on both.
 - Every request is signed with the credentials current at that moment (``get_frozen_credentials()``: temporary
   credentials from the standard chain are refreshed before they expire).
 - A reply, success or DynamoDB error, is a :class:`Response` (status, short error code, message, parsed body):
@@ -314,7 +318,7 @@ class DynamoDBHttp:
                 token, body = request
                 try:
                     head = self._signed_head(operation, body)
-                except TransportError as exc:
+                except Exception as exc:  # whatever it is (credentials that fail to refresh): the caller's to judge
                     on_reply(token, exc)
                     continue
                 return token, head + b"Content-Length: %d\r\n\r\n" % len(body) + body
@@ -324,11 +328,11 @@ class DynamoDBHttp:
             if isinstance(outcome, HttpError):
                 on_reply(token, _transport_error(operation, outcome, self.endpoint_url))
                 return
+            response: Response | Exception
             try:
                 response = self._response(operation, outcome)
-            except TransportError as exc:
-                on_reply(token, exc)
-                return
+            except Exception as exc:  # a reply we cannot use is never the request's fault: the caller retries it
+                response = exc
             on_reply(token, response)
 
         http_pipeline(self._http, signed, replied, width)

@@ -13,10 +13,14 @@ Rules:
   :class:`~processor.shard.http_framing.Reply`, or the ``HttpError`` that ended the request (``ReadTimeout``
   past the pool's timeout, ``ProtocolError`` for a reset or a bad reply, ``ConnectFailed`` / ``ConnectTimeout``
   / ``TlsFailed`` when no connection could be had). It returns once nothing is left to send or to read.
-- Rounds: after sending, the loop sleeps a third of the recent reply time (an average over the last replies,
-  capped at ``MAX_ROUND_S``), then takes whatever is ready; when nothing is, it waits for the first reply. So a
-  reply waits at most that long beyond its arrival, and one wake-up serves about a third of the requests in
-  flight. The first requests, with no reply time known yet, are not delayed.
+- Rounds: after sending, the loop sleeps half the recent reply time (an average over the last replies, capped at
+  ``MAX_ROUND_S``), then takes whatever is ready; when nothing is, it waits for the first reply. One wake-up
+  serves about half the requests in flight, and a reply waits at most that long beyond its arrival (a quarter
+  of the reply time on average): against a server that answers in 5 ms, 16 connections still carry ~2,500 puts
+  a second, more than a shard brings even in a replay (Kinesis takes at most 1,000 records a second into a shard
+  and gives a reader at most 2 MB a second); against a saturated server (moto) requests stay queued while the
+  loop sleeps, and no throughput is lost. The first requests,
+  with no reply time known yet, are not delayed.
 - Connections come from and go back to the pool under its rules (``ConnectionPool.take`` / ``give_back``): one is
   kept only when its reply allows it and nothing came beyond the reply; a connection whose request failed is
   closed, never reused; so is every connection still in flight when a callback raises (a bug: the exception
@@ -41,9 +45,9 @@ from processor.shard.http_connection import Connection, ConnectionPool, ReadTime
 from processor.shard.http_framing import HttpError, ProtocolError, Reply, ReplyReader
 
 #: The longest a round sleeps before taking the replies that came in.
-MAX_ROUND_S = 0.05
+MAX_ROUND_S = 0.1
 #: The share of the recent reply time a round sleeps.
-ROUND_SHARE = 1 / 3
+ROUND_SHARE = 1 / 2
 _CHUNK = 65536
 
 Token = Hashable

@@ -1,7 +1,10 @@
 """The writer: makes one ``Batch`` durable in DynamoDB. The only module that writes on the hot path.
 
-State items go out as conditional ``PutItem`` calls, concurrently on a bounded pool (BatchWriteItem takes no
-condition; one failed condition cancels a whole TransactWriteItems). The condition writes when the item is
+State items go out as conditional ``PutItem`` calls, ``write_concurrency`` at a time (BatchWriteItem takes no
+condition; one failed condition cancels a whole TransactWriteItems): each resource's first attempt from the
+flushing thread through the client's pipeline (one thread, replies gathered in rounds: a wake-up per round, not
+per reply), and whatever needs more (a refusal, a retry, an older candidate, a large record) on a bounded pool of
+threads, each with the one retry loop. The condition writes when the item is
 absent, when the stored ``version`` is missing or not a number (an item left by another tool: treated as older
 than any version, so it is replaced rather than blocking the ARN for ever), or when the stored version is lower.
 A failed condition means an equal or newer version is already stored: counted as ``stale``, not an error.
@@ -46,6 +49,7 @@ import itertools
 import random
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -68,6 +72,8 @@ from processor.shard.metrics import Metrics
 from processor.shard.stored_versions import StoredVersions
 from processor.shard.stored_versions import prefetch as read_stored_versions
 
+#: How many bytes of request bodies the pipeline builds ahead in one burst.
+PREPARED_BYTES = 4 * 1024 * 1024
 CONDITION = "attribute_not_exists(#k) OR NOT attribute_type(#v, :n) OR #v < :v"
 
 Builder = Callable[[Candidate, int], "Item | DeadLetter"]
@@ -108,6 +114,18 @@ class _Flush:
     def add_failure(self, text: str) -> None:
         with self.lock:
             self.outcome.failed.append(text)
+
+
+@dataclass
+class _Prepared:
+    """One resource's first request, built ahead: what the pipeline sends and what its reply settles."""
+
+    versions: list[Candidate]
+    table: str
+    arn: str
+    version: int
+    noted: dict[str, Any]  # the attributes the cluster catalogue notes
+    body: bytes
 
 
 class _Refused(Exception):
@@ -230,7 +248,9 @@ class Writer:
 
     def _put_in_pipeline(self, resources: list[list[Candidate]], flush: _Flush) -> list[Callable[[], None]]:
         """The first attempt of each resource's newest candidate, all on this thread through the client's pipeline
-        (``write_concurrency`` in flight, replies gathered in rounds: ``shard/http_pipeline.py``). A written or
+        (``write_concurrency`` in flight, replies gathered in rounds: ``shard/http_pipeline.py``). Requests are
+        built ahead in bursts of up to ``PREPARED_BYTES`` of bodies: a burst runs on warm caches, where a build
+        squeezed between two waits for replies costs several times its CPU (docs/field-notes.md). A written or
         stale reply settles the resource here. Anything else is returned as a job for the threaded path, which
         takes it from there with this reply as its first attempt: a refusal (dead letter, older candidate), a
         transient failure (retries with backoff). At the first transient failure the pipeline stops sending and
@@ -238,61 +258,82 @@ class Writer:
         large records (built there within the build budget) and candidates the builder refuses."""
         later: list[Callable[[], None]] = []
         pending = iter(resources)
-        flying: dict[Hashable, tuple[list[Candidate], Item]] = {}
+        ready: deque[_Prepared] = deque()
+        flying: dict[Hashable, _Prepared] = {}
         tokens = itertools.count()
         troubled = False
-        retention = self.settings.task_retention_hours
+
+        def prepare() -> None:
+            size = 0
+            for versions in pending:
+                prepared = self._prepare(versions, flush, later)
+                if prepared is not None:
+                    ready.append(prepared)
+                    size += len(prepared.body)
+                    if size >= PREPARED_BYTES:
+                        return
 
         def next_request() -> tuple[int, bytes] | None:
-            for versions in pending:
-                if troubled:
-                    later.append(partial(self._put_resource, versions, flush))
-                    continue
-                candidate = versions[0]
-                if self.stored.is_stale(self.tables[candidate.kind], candidate.arn, candidate.version):
-                    flush.add(stale=1, skipped=1)
-                    continue
-                if len(candidate.data) > SMALL_RECORD_BYTES:
-                    later.append(partial(self._put_resource, versions, flush))
-                    continue
-                try:
-                    built = self._build(candidate, retention)
-                    if isinstance(built, DeadLetter):
-                        later.append(partial(self._put_resource, versions, flush))
-                        continue
-                    body = serialise(self._state_request(built))
-                except Exception as exc:  # a bug: this resource fails the flush, the others go on
-                    flush.add_failure(f"unexpected {type(exc).__name__}: {exc}")
-                    continue
-                self._beat()
-                flush.add(requests=1)
-                token = next(tokens)
-                flying[token] = (versions, built)
-                return token, body
-            return None
+            if troubled:
+                later.extend(partial(self._put_resource, p.versions, flush) for p in ready)
+                later.extend(partial(self._put_resource, versions, flush) for versions in pending)
+                ready.clear()
+                return None
+            if not ready:
+                prepare()
+                if not ready:
+                    return None
+            prepared = ready.popleft()
+            self._beat()
+            flush.add(requests=1)
+            token = next(tokens)
+            flying[token] = prepared
+            return token, prepared.body
 
         def on_reply(token: Hashable, outcome: Response | Exception) -> None:
             nonlocal troubled
-            versions, item = flying.pop(token)
-            table = self.tables[item.kind]
+            sent = flying.pop(token)
             if isinstance(outcome, Response) and outcome.ok:
-                self.stored.remember(table, item.arn, item.version)
+                self.stored.remember(sent.table, sent.arn, sent.version)
                 flush.add(written=1)
             else:
                 verdict = classify(outcome)
                 if verdict.kind != STALE:
                     troubled = troubled or verdict.kind == TRANSIENT
-                    later.append(partial(self._put_resource, versions, flush, first=outcome))
+                    later.append(partial(self._put_resource, sent.versions, flush, first=outcome))
                     return
-                self.stored.remember_stored_item(
-                    table, item.arn, outcome.item if isinstance(outcome, Response) else None
-                )
+                stored = outcome.item if isinstance(outcome, Response) else None
+                self.stored.remember_stored_item(sent.table, sent.arn, stored)
                 flush.add(stale=1)
             if self.catalog is not None:
-                self.catalog.note(item.attributes)
+                self.catalog.note(sent.noted)
 
         pipeline(self.client, "PutItem", next_request, on_reply, self.settings.write_concurrency)
         return later
+
+    def _prepare(self, versions: list[Candidate], flush: _Flush, later: list[Callable[[], None]]) -> _Prepared | None:
+        """The first request of one resource for the pipeline, or None: known stale (counted), or left to the
+        threaded path (appended to ``later``), or a bug while building or serialising (the flush fails, the other
+        resources go on)."""
+        candidate = versions[0]
+        table = self.tables[candidate.kind]
+        if self.stored.is_stale(table, candidate.arn, candidate.version):
+            flush.add(stale=1, skipped=1)
+            return None
+        if len(candidate.data) > SMALL_RECORD_BYTES:
+            later.append(partial(self._put_resource, versions, flush))
+            return None
+        try:
+            built = self._build(candidate, self.settings.task_retention_hours)
+            if isinstance(built, DeadLetter):
+                later.append(partial(self._put_resource, versions, flush))
+                return None
+            body = serialise(self._state_request(built))
+        except Exception as exc:  # a bug: this resource fails the flush, the others go on
+            flush.add_failure(f"unexpected {type(exc).__name__}: {exc}")
+            return None
+        noted = {name: built.attributes[name] for name in Catalog.NOTED if name in built.attributes}
+        return _Prepared(versions, table, built.arn, built.version, noted, body)
 
     def _put_resource(
         self, versions: list[Candidate], flush: _Flush, first: Response | Exception | None = None

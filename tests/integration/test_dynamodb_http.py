@@ -81,6 +81,32 @@ def test_a_conditional_put_succeeds_then_a_stale_one_fails_with_the_stored_item(
     assert client.call("PutItem", serialise(put(table, "arn:task/1", 6))).ok  # a body serialised once, sent as bytes
 
 
+def test_a_pipeline_of_puts_gets_each_its_own_response(client: DynamoDBHttp, table: str) -> None:
+    assert client.call("PutItem", put(table, "arn:task/p0", 9)).ok
+    extra = {"ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+    bodies = [serialise(put(table, f"arn:task/p{n}", 5, **extra)) for n in range(12)]
+    requests = iter(enumerate(bodies))
+    outcomes: dict[Any, Any] = {}
+    client.pipeline("PutItem", lambda: next(requests, None), outcomes.__setitem__, 4)
+    assert sorted(outcomes) == list(range(12))
+    assert outcomes[0].condition_failed and outcomes[0].item["version"] == {"N": "9"}  # a newer one was stored
+    assert all(outcomes[n].ok for n in range(1, 12))
+
+
+def test_a_reset_in_a_pipeline_is_a_transport_error_for_that_put_only(moto_server: Any, table: str) -> None:
+    with (
+        FaultProxy(moto_server.endpoint, [Rule("reset", operations=frozenset({"PutItem"}), limit=1)]) as proxy,
+        DynamoDBHttp.from_environment(endpoint_url=proxy.endpoint, pool=3) as client,
+    ):
+        requests = iter((n, serialise(put(table, f"arn:task/q{n}", 1))) for n in range(6))
+        outcomes: dict[Any, Any] = {}
+        client.pipeline("PutItem", lambda: next(requests, None), outcomes.__setitem__, 3)
+    failed = [n for n, outcome in outcomes.items() if isinstance(outcome, Exception)]
+    assert sorted(outcomes) == list(range(6)) and len(failed) == 1
+    assert isinstance(outcomes[failed[0]], TransportError) and not isinstance(outcomes[failed[0]], TransportTimeout)
+    assert all(outcomes[n].ok for n in outcomes if n not in failed)
+
+
 def test_an_invalid_item_is_a_validation_response_not_an_exception(client: DynamoDBHttp, table: str) -> None:
     bad = client.call("PutItem", {"TableName": table, "Item": {"taskArn": {"S": ""}}})
     assert (bad.status, bad.code, classify(bad).kind) == (400, "ValidationException", "record")

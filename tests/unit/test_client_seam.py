@@ -9,6 +9,7 @@ serialiser refuses in the item we built is the record's."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import random
 import ssl
@@ -217,6 +218,25 @@ def test_an_exception_from_the_client_is_retried_never_the_records_fault(capsys:
     logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     retrying = [line for line in logged if line.get("event") == "write_retrying"]
     assert len(retrying) == 1 and "ValueError" in retrying[0]["cause"]  # once a minute, naming the cause
+
+
+def test_after_a_throttled_first_attempt_nothing_more_is_sent_before_backing_off() -> None:
+    sleeps: list[float] = []
+    slept_before: dict[int, int] = {}  # request number -> backoff sleeps made before it
+
+    def fault(operation: str, n: int) -> Response | None:
+        slept_before[n] = len(sleeps)
+        return Response(400, "ThrottlingException", "slow down", {}) if n == 1 else None
+
+    fake = _fake({}, {})
+    fake.fault = fault
+    one_at_a_time = dataclasses.replace(SETTINGS, write_concurrency=1)  # the retry path's order is then known
+    writer = Writer(one_at_a_time, fake, sleep=sleeps.append, shard_id=SHARD)
+    resources = [[candidate(n, 3, n)] for n in range(1, 9)]
+    out = writer.write(Batch(resources, [], Position(SHARD, "9" * 56), Counts()))
+    writer.close()
+    assert out.ok and (out.written, out.requests, out.retries, out.throttled) == (8, 9, 1, 1)
+    assert slept_before[2] == 1  # the throttle was met: no other first attempt went out before the backoff
 
 
 def test_an_item_the_serialiser_refuses_is_a_bug_that_fails_the_flush_and_dead_letters_nothing() -> None:
