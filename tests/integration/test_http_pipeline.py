@@ -159,7 +159,9 @@ def test_a_callback_that_raises_goes_up_and_closes_the_connections_in_flight(ser
         time.sleep(0.01)
 
 
-def test_over_tls_buffered_bytes_are_read_and_every_reply_matches(servers: list[Echo], tmp_path: Path) -> None:
+def test_over_tls_replies_spanning_several_records_each_match_their_request(
+    servers: list[Echo], tmp_path: Path
+) -> None:
     cert, key = self_signed(tmp_path)
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
