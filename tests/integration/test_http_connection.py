@@ -8,7 +8,6 @@ from __future__ import annotations
 import resource
 import socket
 import ssl
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,62 +15,33 @@ from typing import Iterator
 import pytest
 
 from processor.shard.http_connection import ConnectionPool, ProtocolError, ReadTimeout, TlsFailed
+from workshop.testing.http_requests import LoopbackServer, read_request
 from workshop.testing.tls import self_signed
 
 HEAD = b"POST / HTTP/1.1\r\nHost: test\r\n"
 
 
-class Scripted:
-    """Accepts connections; answers the n-th request (over all connections) with ``replies[n]`` (bytes), or
-    closes the connection when that is ``None``. ``close_after`` closes a connection after that many replies."""
+class Scripted(LoopbackServer):
+    """Answers the n-th request (over all connections) with ``replies[n]`` (bytes), or closes the connection when
+    that is ``None``. ``close_after`` closes a connection after that many replies."""
 
     def __init__(self, replies: list[bytes | None], close_after: int = 0, tls: ssl.SSLContext | None = None) -> None:
-        self.replies, self.close_after, self.tls = replies, close_after, tls
+        self.replies, self.close_after = replies, close_after
         self.requests: list[bytes] = []
-        self.connections = 0
-        self.closed = 0
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(tls)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                sock, _ = self.server.accept()
-            except OSError:
+    def serve(self, sock: socket.socket) -> None:
+        served, buffer = 0, b""
+        while (request := read_request(sock, buffer)) is not None:
+            head, body, buffer = request
+            self.requests.append(head + b"\r\n\r\n" + body)
+            reply = self.replies[len(self.requests) - 1]
+            if reply is None:
                 return
-            self.connections += 1
-            threading.Thread(target=self._connection, args=(sock,), daemon=True).start()
-
-    def _connection(self, sock: socket.socket) -> None:
-        try:
-            if self.tls is not None:
-                sock = self.tls.wrap_socket(sock, server_side=True)
-            served, buffer = 0, b""
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-                while len(buffer) < length:
-                    buffer += sock.recv(65536)
-                self.requests.append(head + b"\r\n\r\n" + buffer[:length])
-                buffer = buffer[length:]
-                reply = self.replies[len(self.requests) - 1]
-                if reply is None:
-                    return
-                sock.sendall(reply)
-                served += 1
-                if self.close_after and served >= self.close_after:
-                    return
-        except (OSError, ssl.SSLError):
-            return
-        finally:
-            sock.close()
-            self.closed += 1
+            sock.sendall(reply)
+            served += 1
+            if self.close_after and served >= self.close_after:
+                return
 
     def wait_closed(self, n: int, timeout_s: float = 5.0) -> None:
         deadline = time.monotonic() + timeout_s

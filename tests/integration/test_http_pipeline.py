@@ -17,72 +17,39 @@ import pytest
 from processor.shard.http_connection import ConnectionPool, ProtocolError, ReadTimeout
 from processor.shard.http_framing import HttpError, Reply
 from processor.shard.http_pipeline import pipeline
+from workshop.testing.http_requests import LoopbackServer, read_request
 from workshop.testing.tls import self_signed
 
 HEAD = b"POST / HTTP/1.1\r\nHost: test\r\n"
 
 
-class Echo:
-    """Answers each request with its body; counts connections and the most requests in flight at once."""
+class Echo(LoopbackServer):
+    """Answers each request with its body; counts the most requests in flight at once."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.tls = tls
-        self.connections = 0
-        self.closed = 0
         self.in_flight = 0
         self.most_in_flight = 0
-        self._lock = threading.Lock()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._count = threading.Lock()
+        super().__init__(tls)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                sock, _ = self.server.accept()
-            except OSError:
+    def serve(self, sock: socket.socket) -> None:
+        buffer = b""
+        while (request := read_request(sock, buffer)) is not None:
+            _, body, buffer = request
+            with self._count:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            if body == b"drop":
                 return
-            with self._lock:
-                self.connections += 1
-            threading.Thread(target=self._connection, args=(sock,), daemon=True).start()
-
-    def _connection(self, sock: socket.socket) -> None:
-        try:
-            if self.tls is not None:
-                sock = self.tls.wrap_socket(sock, server_side=True)
-            buffer = b""
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-                while len(buffer) < length:
-                    buffer += sock.recv(65536)
-                body, buffer = buffer[:length], buffer[length:]
-                with self._lock:
-                    self.in_flight += 1
-                    self.most_in_flight = max(self.most_in_flight, self.in_flight)
-                if body == b"drop":
-                    return
-                if body == b"silent":
-                    time.sleep(30)
-                    return
-                if body == b"slow":
-                    time.sleep(0.2)
-                with self._lock:
-                    self.in_flight -= 1
-                head_out = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
-                sock.sendall(head_out)  # head and body in two segments, as waitress sends them
-                sock.sendall(body)
-        except (OSError, ssl.SSLError):
-            return
-        finally:
-            sock.close()
-            with self._lock:
-                self.closed += 1
+            if body == b"silent":
+                time.sleep(30)
+                return
+            if body == b"slow":
+                time.sleep(0.2)
+            with self._count:
+                self.in_flight -= 1
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+            sock.sendall(body)  # head and body in two segments, as waitress sends them
 
 
 @pytest.fixture

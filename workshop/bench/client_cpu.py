@@ -34,8 +34,11 @@ import sys
 import time
 from pathlib import Path
 
+from workshop.local.paths import project_dir
+
 SERVER = r"""
 import socket, sys, threading, zlib
+from workshop.testing.http_requests import read_request
 body = b"{}"
 reply = (b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-RequestId: R\r\n"
          b"x-amz-crc32: %d\r\nContent-Length: %d\r\n\r\n" % (zlib.crc32(body), len(body)) + body)
@@ -44,17 +47,8 @@ print(server.getsockname()[1], flush=True)
 def serve(sock):
     buffer = b""
     with sock:
-        while True:
-            while b"\r\n\r\n" not in buffer:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                buffer += data
-            head, _, buffer = buffer.partition(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            while len(buffer) < length:
-                buffer += sock.recv(65536)
-            buffer = buffer[length:]
+        while (request := read_request(sock, buffer)) is not None:
+            buffer = request[2]
             sock.sendall(reply)
 while True:
     sock, _ = server.accept()
@@ -118,7 +112,7 @@ def _child_env(tree: Path) -> dict[str, str]:
 
 
 def measure(trees: list[Path], puts: int, rounds: int, batches: int, memory: bool) -> dict[str, object]:
-    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, cwd=str(project_dir()))
     try:
         assert server.stdout is not None
         endpoint = f"http://127.0.0.1:{int(server.stdout.readline())}"
