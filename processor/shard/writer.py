@@ -50,7 +50,7 @@ import random
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Hashable
@@ -182,13 +182,16 @@ class Writer:
         flush = _Flush(Outcome())
         if prefetch and batch.resources:
             self._prefetch(batch, flush)
+        jobs: list[Callable[[], None]] = []
+        retrying: list[Future[None]] = []
         try:
-            jobs = self._put_in_pipeline(batch.resources, flush)
+            self._put_in_pipeline(batch.resources, flush, jobs, retrying)
         except Exception as exc:  # a bug while building or sending: never checkpoint past it
             flush.add_failure(f"unexpected {type(exc).__name__}: {exc}")
-            jobs = []
         jobs += [partial(self._put_dead_letter, dead, flush) for dead in batch.dead_letters]
         self._run_all(jobs, flush)
+        for job in retrying:
+            job.result()
         if self.catalog is not None:
 
             def catalogue_put(request: dict[str, Any], what: str) -> tuple[Verdict | None, Response | None]:
@@ -212,17 +215,22 @@ class Writer:
                     job = next(iterator, None)
                 if job is None:
                     return
-                try:
-                    job()
-                except WriteFailed as exc:
-                    flush.add_failure(str(exc))
-                except Exception as exc:  # a bug: never checkpoint past it
-                    flush.add_failure(f"unexpected {type(exc).__name__}: {exc}")
+                self._run_job(job, flush)
 
         helpers = [self._pool.submit(drain) for _ in range(min(self.settings.write_concurrency, len(jobs)) - 1)]
         drain()
         for helper in helpers:
             helper.result()
+
+    @staticmethod
+    def _run_job(job: Callable[[], None], flush: _Flush) -> None:
+        """Run one job; a failure is recorded in the flush (which then fails) and never raised."""
+        try:
+            job()
+        except WriteFailed as exc:
+            flush.add_failure(str(exc))
+        except Exception as exc:  # a bug: never checkpoint past it
+            flush.add_failure(f"unexpected {type(exc).__name__}: {exc}")
 
     def _prefetch(self, batch: Batch, flush: _Flush) -> None:
         """Read the stored versions of the batch's resources this writer does not remember (an optimisation: a
@@ -246,17 +254,23 @@ class Writer:
                 note="those resources are written without knowing their stored version (the conditional write decides)",
             )
 
-    def _put_in_pipeline(self, resources: list[list[Candidate]], flush: _Flush) -> list[Callable[[], None]]:
+    def _put_in_pipeline(
+        self,
+        resources: list[list[Candidate]],
+        flush: _Flush,
+        later: list[Callable[[], None]],
+        retrying: list[Future[None]],
+    ) -> None:
         """The first attempt of each resource's newest candidate, all on this thread through the client's pipeline
         (``write_concurrency`` in flight, replies gathered in rounds: ``shard/http_pipeline.py``). Requests are
         built ahead in bursts of up to ``PREPARED_BYTES`` of bodies: a burst runs on warm caches, where a build
         squeezed between two waits for replies costs several times its CPU (docs/field-notes.md). A written or
-        stale reply settles the resource here. Anything else is returned as a job for the threaded path, which
-        takes it from there with this reply as its first attempt: a refusal (dead letter, older candidate), a
-        transient failure (retries with backoff). At the first transient failure the pipeline stops sending and
-        every resource not yet sent goes to the threaded path too, so a throttled table never gets a burst. So do
-        large records (built there within the build budget) and candidates the builder refuses."""
-        later: list[Callable[[], None]] = []
+        stale reply settles the resource here. Anything else goes at once to the writer's threads (``retrying``),
+        which take it from there with this reply as its first attempt: a refusal (dead letter, older candidate),
+        a transient failure (retried after its backoff, as if it had been sent from there). At the first transient
+        failure the pipeline stops sending and every resource not yet sent is left in ``later`` for the threaded
+        path, so a throttled table never gets a burst. So are large records (built there within the build
+        budget) and candidates the builder refuses."""
         pending = iter(resources)
         ready: deque[_Prepared] = deque()
         flying: dict[Hashable, _Prepared] = {}
@@ -300,7 +314,8 @@ class Writer:
                 verdict = classify(outcome)
                 if verdict.kind != STALE:
                     troubled = troubled or verdict.kind == TRANSIENT
-                    later.append(partial(self._put_resource, sent.versions, flush, first=outcome))
+                    job = partial(self._put_resource, sent.versions, flush, first=outcome)
+                    retrying.append(self._pool.submit(self._run_job, job, flush))
                     return
                 stored = outcome.item if isinstance(outcome, Response) else None
                 self.stored.remember_stored_item(sent.table, sent.arn, stored)
@@ -309,7 +324,6 @@ class Writer:
                 self.catalog.note(sent.noted)
 
         pipeline(self.client, "PutItem", next_request, on_reply, self.settings.write_concurrency)
-        return later
 
     def _prepare(self, versions: list[Candidate], flush: _Flush, later: list[Callable[[], None]]) -> _Prepared | None:
         """The first request of one resource for the pipeline, or None: known stale (counted), or left to the

@@ -9,7 +9,6 @@ serialiser refuses in the item we built is the record's."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import random
 import ssl
@@ -28,6 +27,7 @@ from processor.core.position import Position
 from processor.core.reducer import Batch, Counts
 from processor.core.route import Candidate, admit, build
 from processor.errors import ConfigError
+from processor.shard import writer as writer_module
 from processor.shard.dynamodb_http import Response, TransportError
 from processor.shard.failures import CONFIG_CODES, RECORD_CODES
 from processor.shard.table_check import table_problems
@@ -220,23 +220,30 @@ def test_an_exception_from_the_client_is_retried_never_the_records_fault(capsys:
     assert len(retrying) == 1 and "ValueError" in retrying[0]["cause"]  # once a minute, naming the cause
 
 
-def test_after_a_throttled_first_attempt_nothing_more_is_sent_before_backing_off() -> None:
-    sleeps: list[float] = []
-    slept_before: dict[int, int] = {}  # request number -> backoff sleeps made before it
+def test_after_a_throttled_first_attempt_the_pipeline_sends_nothing_more(monkeypatch: Any) -> None:
+    """The first attempts go out through the pipeline; after a throttle it stops, and the throttled put and every
+    resource not yet sent go to the threaded path, whose requests each back off on their own failures."""
+    sent_by_pipeline: list[object] = []
+    real_pipeline = writer_module.pipeline
 
-    def fault(operation: str, n: int) -> Response | None:
-        slept_before[n] = len(sleeps)
-        return Response(400, "ThrottlingException", "slow down", {}) if n == 1 else None
+    def counting(client: Any, operation: str, next_request: Any, on_reply: Any, width: int) -> None:
+        def counted() -> Any:
+            request = next_request()
+            if request is not None:
+                sent_by_pipeline.append(request[0])
+            return request
 
+        real_pipeline(client, operation, counted, on_reply, width)
+
+    monkeypatch.setattr(writer_module, "pipeline", counting)
     fake = _fake({}, {})
-    fake.fault = fault
-    one_at_a_time = dataclasses.replace(SETTINGS, write_concurrency=1)  # the retry path's order is then known
-    writer = Writer(one_at_a_time, fake, sleep=sleeps.append, shard_id=SHARD)
+    fake.fault = lambda operation, n: Response(400, "ThrottlingException", "slow down", {}) if n == 1 else None
+    writer = Writer(SETTINGS, fake, sleep=lambda _: None, shard_id=SHARD)
     resources = [[candidate(n, 3, n)] for n in range(1, 9)]
     out = writer.write(Batch(resources, [], Position(SHARD, "9" * 56), Counts()))
     writer.close()
     assert out.ok and (out.written, out.requests, out.retries, out.throttled) == (8, 9, 1, 1)
-    assert slept_before[2] == 1  # the throttle was met: no other first attempt went out before the backoff
+    assert len(sent_by_pipeline) == 1  # the throttle was met: the other seven went by the retry path
 
 
 def test_an_item_the_serialiser_refuses_is_a_bug_that_fails_the_flush_and_dead_letters_nothing() -> None:
