@@ -313,7 +313,7 @@ class DynamoDBHttp:
         ``next_request`` gives ``(token, body)`` or None; ``on_reply`` gets each token's ``Response``, or the
         ``TransportError`` that ended it, in the order replies come."""
 
-        def signed() -> tuple[Hashable, bytes] | None:
+        def signed() -> tuple[Hashable, bytes, bytes] | None:
             while (request := next_request()) is not None:
                 token, body = request
                 try:
@@ -321,7 +321,7 @@ class DynamoDBHttp:
                 except Exception as exc:  # whatever it is (credentials that fail to refresh): the caller's to judge
                     on_reply(token, exc)
                     continue
-                return token, head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+                return token, head, body
             return None
 
         def replied(token: Hashable, outcome: Reply | HttpError) -> None:

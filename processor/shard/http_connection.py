@@ -57,6 +57,7 @@ __all__ = [
     "ReadTimeout",
     "Reply",
     "TlsFailed",
+    "framed",
     "redact_url",
 ]
 
@@ -118,6 +119,12 @@ class Proxy:
 
 
 _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+def framed(head: bytes, body: bytes) -> bytes:
+    """A whole request: ``head`` (request line and headers, without Content-Length or the blank line), the
+    ``Content-Length`` of ``body``, the blank line, ``body``."""
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 class Connection:
@@ -252,7 +259,7 @@ class ConnectionPool:
         connection = self.take()
         reusable = False
         try:
-            reply, extra = connection.exchange(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            reply, extra = connection.exchange(framed(head, body))
             reusable = reply.keep_alive and not extra
         except socket.timeout as exc:
             raise ReadTimeout(f"no reply from {self.host}:{self.port} within {self.timeout_s} s") from exc

@@ -8,7 +8,8 @@ that sends up to ``width`` requests, sleeps a while, and then takes every reply 
 many replies.
 
 Rules:
-- :func:`pipeline` pulls requests from ``next_request`` (``(token, bytes)``, or None when there are no more)
+- :func:`pipeline` pulls requests from ``next_request`` (``(token, head, body)`` as ``ConnectionPool.request``
+  takes them, Content-Length added here; or None when there are no more)
   while fewer than ``width`` are in flight, and hands each outcome to ``on_reply(token, outcome)``: the
   :class:`~processor.shard.http_framing.Reply`, or the ``HttpError`` that ended the request (``ReadTimeout``
   past the pool's timeout, ``ProtocolError`` for a reset or a bad reply, ``ConnectFailed`` / ``ConnectTimeout``
@@ -41,7 +42,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Hashable
 
-from processor.shard.http_connection import Connection, ConnectionPool, ReadTimeout
+from processor.shard.http_connection import Connection, ConnectionPool, ReadTimeout, framed
 from processor.shard.http_framing import HttpError, ProtocolError, Reply, ReplyReader
 
 #: The longest a round sleeps before taking the replies that came in.
@@ -65,7 +66,7 @@ class _InFlight:
 
 def pipeline(
     pool: ConnectionPool,
-    next_request: Callable[[], tuple[Token, bytes] | None],
+    next_request: Callable[[], tuple[Token, bytes, bytes] | None],
     on_reply: Callable[[Token, Outcome], None],
     width: int,
 ) -> None:
@@ -81,16 +82,16 @@ def pipeline(
                 if request is None:
                     exhausted = True
                     break
-                token, data = request
-                started = _send(pool, token, data, on_reply)
+                token, head, body = request
+                started = _send(pool, token, framed(head, body), on_reply)
                 if started is not None:
                     flying[started.connection.sock.fileno()] = started
                     selector.register(started.connection.sock, selectors.EVENT_READ)
             if not flying:
                 return
-            _wait_for_round(pool, flying)
-            now = time.monotonic()
-            timeout = max(0.0, min(f.deadline for f in flying.values()) - now)
+            earliest = min(f.deadline for f in flying.values())
+            _wait_for_round(pool, earliest)
+            timeout = max(0.0, earliest - time.monotonic())
             for key, _ in selector.select(timeout):
                 fileno = key.fd
                 reading = flying[fileno]
@@ -138,12 +139,11 @@ def _send(
     return _InFlight(token, connection, ReplyReader(), now, now + pool.timeout_s)
 
 
-def _wait_for_round(pool: ConnectionPool, flying: dict[int, _InFlight]) -> None:
-    """Sleep a share of the recent reply time (never past the earliest deadline), so replies gather."""
+def _wait_for_round(pool: ConnectionPool, earliest: float) -> None:
+    """Sleep a share of the recent reply time (never past ``earliest``, the first deadline), so replies gather."""
     pause = min(MAX_ROUND_S, pool.reply_seconds * ROUND_SHARE)
     if pause <= 0:
         return
-    earliest = min(f.deadline for f in flying.values())
     time.sleep(max(0.0, min(pause, earliest - time.monotonic())))
 
 

@@ -48,7 +48,8 @@ from processor.shard.freshness import freshness
 from processor.shard.heartbeat import ShardHeartbeat, heartbeat_dir
 from processor.shard.machine import Action, Checkpoint, CheckpointResult, Flush, ShardMachine, Stop
 from processor.shard.metrics import Metrics
-from processor.shard.writer import Outcome, Writer
+from processor.shard.write_outcome import Outcome
+from processor.shard.writer import Writer
 
 
 def record_data(record: Any) -> bytes:

@@ -4,9 +4,9 @@ State items go out as conditional ``PutItem`` calls, ``write_concurrency`` at a 
 condition; one failed condition cancels a whole TransactWriteItems): each resource's first attempt from the
 flushing thread through the client's pipeline (one thread, replies gathered in rounds: a wake-up per round, not
 per reply), and whatever needs more (a refusal, a retry, an older candidate, a large record) on a bounded pool of
-threads, each with the one retry loop. The condition writes when the item is
-absent, when the stored ``version`` is missing or not a number (an item left by another tool: treated as older
-than any version, so it is replaced rather than blocking the ARN for ever), or when the stored version is lower.
+threads, each with the one retry loop. The condition writes when the item is absent, when the stored ``version``
+is missing or not a number (an item left by another tool: treated as older than any version, so it is replaced
+rather than blocking the ARN for ever), or when the stored version is lower.
 A failed condition means an equal or newer version is already stored: counted as ``stale``, not an error.
 Dead letters are plain puts keyed by (shardId, sequenceNumber), so a replay rewrites the same item.
 
@@ -51,7 +51,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Hashable
 
@@ -71,49 +71,13 @@ from processor.shard.failures import RECORD, STALE, TRANSIENT, Verdict, classify
 from processor.shard.metrics import Metrics
 from processor.shard.stored_versions import StoredVersions
 from processor.shard.stored_versions import prefetch as read_stored_versions
+from processor.shard.write_outcome import Outcome, Tally
 
 #: How many bytes of request bodies the pipeline builds ahead in one burst.
 PREPARED_BYTES = 4 * 1024 * 1024
 CONDITION = "attribute_not_exists(#k) OR NOT attribute_type(#v, :n) OR #v < :v"
 
 Builder = Callable[[Candidate, int], "Item | DeadLetter"]
-
-
-@dataclass
-class Outcome:
-    written: int = 0
-    stale: int = 0
-    dead_letters: int = 0
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    fallbacks: int = 0  # resources written at an older version because a newer one could not be stored
-    skipped: int = 0  # of ``stale``: known stale from the stored-version memory, no request sent
-    prefetched: int = 0  # stored versions read by BatchGetItem before the writes
-    catalogued: int = 0  # cluster catalogue puts answered (stored, or a newer time already there)
-    failed: list[str] = field(default_factory=list)
-    millis: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-
-@dataclass
-class _Flush:
-    """Per-flush shared state: thread-safe counters."""
-
-    outcome: Outcome
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, **counts: int) -> None:
-        with self.lock:
-            for name, value in counts.items():
-                setattr(self.outcome, name, getattr(self.outcome, name) + value)
-
-    def add_failure(self, text: str) -> None:
-        with self.lock:
-            self.outcome.failed.append(text)
 
 
 @dataclass
@@ -179,7 +143,7 @@ class Writer:
         """Make every resource and dead letter of ``batch`` durable, or report what failed. With ``prefetch``
         (the shard is catching up), the stored versions of resources not remembered are read first."""
         start = self._clock()
-        flush = _Flush(Outcome())
+        flush = Tally(Outcome())
         if prefetch and batch.resources:
             self._prefetch(batch, flush)
         jobs: list[Callable[[], None]] = []
@@ -203,7 +167,7 @@ class Writer:
         flush.outcome.millis = (self._clock() - start) * 1000
         return flush.outcome
 
-    def _run_all(self, jobs: list[Callable[[], None]], flush: _Flush) -> None:
+    def _run_all(self, jobs: list[Callable[[], None]], flush: Tally) -> None:
         """Run every job, ``write_concurrency`` at a time: that many drainers (the calling thread one of them)
         each take the next job from one shared iterator until none is left, so a put costs a lock rather than a
         future and a thread wake-up. A job that fails is recorded and the others go on."""
@@ -223,7 +187,7 @@ class Writer:
             helper.result()
 
     @staticmethod
-    def _run_job(job: Callable[[], None], flush: _Flush) -> None:
+    def _run_job(job: Callable[[], None], flush: Tally) -> None:
         """Run one job; a failure is recorded in the flush (which then fails) and never raised."""
         try:
             job()
@@ -232,7 +196,7 @@ class Writer:
         except Exception as exc:  # a bug: never checkpoint past it
             flush.add_failure(f"unexpected {type(exc).__name__}: {exc}")
 
-    def _prefetch(self, batch: Batch, flush: _Flush) -> None:
+    def _prefetch(self, batch: Batch, flush: Tally) -> None:
         """Read the stored versions of the batch's resources this writer does not remember (an optimisation: a
         request that keeps failing leaves its keys unknown, and they are simply written)."""
         unknown = self.stored.unknown([versions[0] for versions in batch.resources], self.tables)
@@ -257,7 +221,7 @@ class Writer:
     def _put_in_pipeline(
         self,
         resources: list[list[Candidate]],
-        flush: _Flush,
+        flush: Tally,
         later: list[Callable[[], None]],
         retrying: list[Future[None]],
     ) -> None:
@@ -325,7 +289,7 @@ class Writer:
 
         pipeline(self.client, "PutItem", next_request, on_reply, self.settings.write_concurrency)
 
-    def _prepare(self, versions: list[Candidate], flush: _Flush, later: list[Callable[[], None]]) -> _Prepared | None:
+    def _prepare(self, versions: list[Candidate], flush: Tally, later: list[Callable[[], None]]) -> _Prepared | None:
         """The first request of one resource for the pipeline, or None: known stale (counted), or left to the
         threaded path (appended to ``later``), or a bug while building or serialising (the flush fails, the other
         resources go on)."""
@@ -349,9 +313,7 @@ class Writer:
         noted = {name: built.attributes[name] for name in Catalog.NOTED if name in built.attributes}
         return _Prepared(versions, table, built.arn, built.version, noted, body)
 
-    def _put_resource(
-        self, versions: list[Candidate], flush: _Flush, first: Response | Exception | None = None
-    ) -> None:
+    def _put_resource(self, versions: list[Candidate], flush: Tally, first: Response | Exception | None = None) -> None:
         """Store the newest candidate that can be stored; every newer one is a dead letter. ``first``: the outcome
         of the newest candidate's first attempt, already made (by the pipeline)."""
         for n, candidate in enumerate(versions):
@@ -387,7 +349,7 @@ class Writer:
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
 
-    def _put_state(self, item: Item, flush: _Flush, first: Response | Exception | None = None) -> bool:
+    def _put_state(self, item: Item, flush: Tally, first: Response | Exception | None = None) -> bool:
         """True when written, False when stale; raises _Refused when DynamoDB refuses the item for what it holds
         (``failures.ITEM_REFUSALS``), WriteFailed past a finite budget. ``first``: its first attempt's outcome,
         when already made."""
@@ -405,7 +367,7 @@ class Writer:
             return False
         raise _Refused(verdict)
 
-    def _put_dead_letter(self, dead: DeadLetter, flush: _Flush) -> None:
+    def _put_dead_letter(self, dead: DeadLetter, flush: Tally) -> None:
         """Make ``dead`` durable, or raise WriteFailed (the flush fails): it is counted only once stored."""
         what = (
             f"dead letter {dead.position.shard_id} {dead.position.dead_letter_key()} in "
@@ -432,7 +394,7 @@ class Writer:
     def _call(
         self,
         request: dict[str, Any],
-        flush: _Flush,
+        flush: Tally,
         what: str,
         record_is_transient: bool = False,
         first: Response | Exception | None = None,

@@ -64,12 +64,12 @@ def run(pool: ConnectionPool, bodies: list[bytes], width: int) -> dict[int, Repl
     requests = iter(enumerate(bodies))
     outcomes: dict[int, Reply | HttpError] = {}
 
-    def next_request() -> tuple[int, bytes] | None:
+    def next_request() -> tuple[int, bytes, bytes] | None:
         got = next(requests, None)
         if got is None:
             return None
         n, body = got
-        return n, HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body
+        return n, HEAD, body
 
     def on_reply(token: object, outcome: Reply | HttpError) -> None:
         assert isinstance(token, int) and token not in outcomes
@@ -111,9 +111,9 @@ def test_a_callback_that_raises_goes_up_and_closes_the_connections_in_flight(ser
     pool = ConnectionPool("http", "127.0.0.1", echo.port, timeout_s=5, maxsize=4)
     bodies = iter([b"first", b"slow", b"slow", b"slow"])
 
-    def next_request() -> tuple[int, bytes] | None:
+    def next_request() -> tuple[int, bytes, bytes] | None:
         body = next(bodies, None)
-        return None if body is None else (0, HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        return None if body is None else (0, HEAD, body)
 
     def on_reply(token: object, outcome: Reply | HttpError) -> None:
         raise RuntimeError("a bug in the caller")
